@@ -1,0 +1,247 @@
+"""The `placer` command line: parse arguments, call the library, render with rich.
+
+Exit codes (SPEC 2.2): 0 success (a placement, or a check with no violation); 1 a check
+with violations or a solve with no placement (infeasible, no_solution); 2 bad input or
+usage. Domain errors become one red line per problem on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from placer.errors import PlacerError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="placer: place AI jobs on multi-campus GPU clusters and lease out whole blocks.",
+    pretty_exceptions_enable=False,
+)
+# wide enough for the tables when piped (rich falls back to 80 columns off a terminal)
+_WIDTH = None if sys.stdout.isatty() else 150
+out = Console(highlight=False, width=_WIDTH)
+err = Console(stderr=True, highlight=False, width=_WIDTH)
+
+
+def _fail(e: PlacerError) -> None:
+    problems = getattr(e, "problems", None) or [("", str(e))]
+    for loc, msg in problems:
+        err.print(f"[red]error:[/red] {loc + ': ' if loc else ''}{msg}", markup=True,
+                  soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _load(path: Path):
+    from placer import load_instance
+
+    try:
+        return load_instance(path)
+    except PlacerError as e:
+        _fail(e)
+
+
+def _warn(inst) -> None:
+    for w in inst.warnings:
+        err.print(f"[yellow]warning:[/yellow] {w}", soft_wrap=True)
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if x != 0 and (abs(x) >= 1e5 or abs(x) < 10 ** (-digits)):
+            return f"{x:.{digits}g}" if abs(x) < 1e5 else f"{x:,.0f}"
+        return f"{x:,.{digits}f}"
+    return str(x)
+
+
+@app.command()
+def validate(file: Path = typer.Argument(..., help="Instance file (YAML or JSON).")) -> None:
+    """Validate an instance: 'ok' with a one-line summary, or every located error."""
+    inst = _load(file)
+    _warn(inst)
+    ix = inst.index
+    out.print(
+        f"ok {inst.name}: {ix.n_sites} site(s), {ix.n_gpus:,} GPUs "
+        f"({int(ix.available.sum()):,} available), {len(inst.jobs)} job(s), "
+        f"{len(inst.offers)} offer(s), {len(inst.warnings)} warning(s)"
+    )
+
+
+@app.command()
+def show(
+    file: Path = typer.Argument(..., help="Instance file (YAML or JSON)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Show an instance: sites, fabric, WAN paths, jobs and offers."""
+    from placer.summary import instance_summary
+
+    inst = _load(file)
+    _warn(inst)
+    summary = instance_summary(inst)
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    t = Table(title=f"{inst.name}: sites")
+    for c in ("site", "GPUs", "available", "types", "nodes", *[f"{lv}s" for lv in
+              inst.topology.levels[1:-1]], "power cap kW", "node fail/day"):
+        t.add_column(c, justify="right" if c != "site" else "left")
+    for s in summary["sites"]:
+        t.add_row(s["name"], _fmt(s["gpus"]), _fmt(s["available"]),
+                  ", ".join(f"{k} {v:,}" for k, v in s["types"].items()), _fmt(s["nodes"]),
+                  *[_fmt(s["domains"][lv]) for lv in inst.topology.levels[1:-1]],
+                  _fmt(s["power_cap_kW"]), _fmt(s["node_failures_per_day"]))
+    out.print(t)
+    t = Table(title="fabric (latency us / bandwidth GB/s per GPU)")
+    t.add_column("site")
+    for lv in inst.topology.levels:
+        t.add_column(lv, justify="right")
+    for s in summary["sites"]:
+        t.add_row(s["name"], *[f"{f['latency_us']:g} / {f['bandwidth_GBps']:g}"
+                               for f in s["fabric"].values()])
+    out.print(t)
+    if summary["wan_paths"]:
+        t = Table(title="WAN paths (min latency)")
+        for c in ("from", "to", "via", "latency us", "bandwidth GB/s", "failures/day"):
+            t.add_column(c)
+        for p in summary["wan_paths"]:
+            t.add_row(p["from"], p["to"], " - ".join(p["via"]), _fmt(p["latency_us"]),
+                      _fmt(p["bandwidth_GBps"]), _fmt(p["failures_per_day"]))
+        out.print(t)
+    t = Table(title="jobs")
+    for c in ("job", "kind", "types", "tp x pp", "units", "GPUs max", "scope", "value",
+              "running"):
+        t.add_column(c)
+    for j in summary["jobs"]:
+        t.add_row(j["name"], j["kind"], ",".join(j["gpu_types"] or ["any"]),
+                  f"{j['tp']} x {j['pp']}", f"{j['units_min']}..{j['units_max']}",
+                  _fmt(j["gpus_max"]), " ".join(f"{k}:{v}" for k, v in j["scope"].items()),
+                  _fmt(j["value"]), j["running"])
+    out.print(t)
+    if summary["offers"]:
+        t = Table(title="lease offers")
+        for c in ("offer", "price/GPU-h", "level", "GPUs", "sites", "types", "committed"):
+            t.add_column(c)
+        for o in summary["offers"]:
+            hi = "inf" if o["max_gpus"] is None else f"{o['max_gpus']:,}"
+            t.add_row(o["name"], _fmt(o["price_per_gpu_hour"]), o["level"],
+                      f"{o['min_gpus']:,}..{hi}", ",".join(o["sites"] or ["any"]),
+                      ",".join(o["gpu_types"] or ["any"]), ",".join(o["committed_blocks"]))
+        out.print(t)
+
+
+@app.command()
+def schema(
+    placement: bool = typer.Option(False, "--placement", help="The placement schema instead."),
+) -> None:
+    """Print the JSON Schema of the instance (or placement) format."""
+    from placer.io import instance_schema, placement_schema
+
+    sys.stdout.write(json.dumps(placement_schema() if placement else instance_schema(),
+                                indent=1) + "\n")
+
+
+def _load_pair(instance: Path, placement: Path, strict: bool):
+    from placer import load_placement
+
+    inst = _load(instance)
+    try:
+        return inst, load_placement(placement, inst if strict else None)
+    except PlacerError as e:
+        _fail(e)
+
+
+@app.command()
+def score(
+    instance: Path = typer.Argument(..., help="Instance file."),
+    placement: Path = typer.Argument(..., help="Placement file (SPEC 2 JSON)."),
+    as_json: bool = typer.Option(False, "--json", help="SPEC 2.1 JSON on stdout."),
+) -> None:
+    """Score a placement with the kernel: per-job times, goodput, value, and totals."""
+    from placer.api import score as score_fn
+
+    inst, pl = _load_pair(instance, placement, strict=True)
+    try:
+        s = score_fn(inst, pl)
+    except PlacerError as e:
+        _fail(e)
+    if as_json:
+        sys.stdout.write(json.dumps(s.to_dict(), indent=1) + "\n")
+        return
+    _warn(inst)
+    render_score(s.to_dict(), title=f"{inst.name}: score")
+
+
+def render_score(d: dict, title: str) -> None:
+    t = Table(title=title)
+    cols = ("job", "units", "GPUs", "T_tp ms", "T_pp ms", "T_dp ms", "T_ep ms", "step ms",
+            "efficiency", "lost", "goodput", "value", "moved")
+    for c in cols:
+        t.add_column(c, justify="left" if c == "job" else "right")
+    for j in d["jobs"]:
+        t.add_row(j["name"], _fmt(j["units"]), _fmt(j["gpus"]), _fmt(j["T_tp_ms"]),
+                  _fmt(j["T_pp_ms"]), _fmt(j["T_dp_ms"]), _fmt(j["T_ep_ms"]),
+                  _fmt(j["step_ms"], 1), _fmt(j["efficiency"], 4), _fmt(j["lost"], 4),
+                  _fmt(j["goodput"], 4), _fmt(j["value"], 1), _fmt(j["moved"]))
+    out.print(t)
+    if d["offers"]:
+        t = Table(title="offers")
+        for c in ("offer", "accepted", "GPUs", "revenue"):
+            t.add_column(c)
+        for o in d["offers"]:
+            t.add_row(o["offer"], _fmt(o["accepted"]), _fmt(o["gpus"]), _fmt(o["revenue"], 1))
+        out.print(t)
+    tt = d["totals"]
+    out.print(
+        f"objective [bold]{tt['objective']:,.1f}[/bold] vu = job value {tt['job_value']:,.1f}"
+        f" + lease revenue {tt['lease_revenue']:,.1f} - migration {tt['migration_cost']:,.1f}"
+        f"; GPUs used {tt['gpus_used']:,}, leased {tt['gpus_leased']:,}"
+    )
+
+
+@app.command()
+def check(
+    instance: Path = typer.Argument(..., help="Instance file."),
+    placement: Path = typer.Argument(..., help="Placement file (SPEC 2 JSON)."),
+    as_json: bool = typer.Option(False, "--json", help="Violations as JSON."),
+) -> None:
+    """Check a placement against every rule of SPEC 3; exit 1 when any is broken."""
+    from placer.api import check as check_fn
+
+    inst, pl = _load_pair(instance, placement, strict=False)
+    vs = check_fn(inst, pl)
+    if as_json:
+        sys.stdout.write(json.dumps({"feasible": not vs,
+                                     "violations": [v.to_dict() for v in vs]}, indent=1) + "\n")
+    else:
+        _warn(inst)
+        if not vs:
+            out.print(f"ok: the placement satisfies every rule of SPEC 3 for {inst.name}")
+        for v in vs:
+            out.print(f"[red]violation[/red] {v}", soft_wrap=True)
+    if vs:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except PlacerError as e:  # pragma: no cover - commands catch their own
+        err.print(f"error: {e}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,40 @@
+"""The exception tree of placer, and nothing else.
+
+Every error a user can cause derives from :class:`PlacerError`; the CLI turns it into one red
+line per problem and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class PlacerError(Exception):
+    """Root of every error placer raises on purpose."""
+
+
+class LocatedError(PlacerError):
+    """An error with one or more located problems: ``[(location, message), ...]``.
+
+    ``location`` is a path into the file, e.g. ``jobs[3].tp`` or ``topology.wan[1].between``;
+    ``str(err)`` gives one ``location: message`` line per problem.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]] | str, location: str = "") -> None:
+        if isinstance(problems, str):
+            problems = [(location, problems)]
+        self.problems: list[tuple[str, str]] = list(problems)
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        return "\n".join(f"{loc}: {msg}" if loc else msg for loc, msg in self.problems)
+
+
+class InstanceError(LocatedError):
+    """An instance file that is malformed or violates SPEC section 1 / 6."""
+
+
+class PlacementError(LocatedError):
+    """A placement file that is malformed (wrong types, unknown GPU ids, wrong lengths)."""
+
+
+class SolverError(PlacerError):
+    """A solver failed in a way that is a bug or a misuse (unknown backend, invalid output)."""

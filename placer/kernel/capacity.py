@@ -1,0 +1,115 @@
+"""Capacity questions on the index: how many free GPUs of a type each domain has, and
+whether a job could fit anywhere at all (the reason given when it cannot).
+
+Imports numpy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from placer.model import Instance, Job
+from placer.model.instance import DIMS
+
+
+def allowed_types(inst: Instance, index, job: Job) -> list[int]:
+    """Type codes a job may use that exist in the topology."""
+    present = set(np.unique(index.node_type).tolist())
+    if job.gpu_types is None:
+        return sorted(present)
+    return sorted(index.type_names.index(t) for t in job.gpu_types if t in index.type_names
+                  and index.type_names.index(t) in present)
+
+
+def smallest_units(job: Job) -> int:
+    """Fewest positive units a job may have (0 if none is valid)."""
+    lo = max(job.units_min, 1)
+    step = job.unit_step
+    k = -(-lo // step) * step
+    return k if k <= job.units_max else 0
+
+
+def free_per_domain(index, level: int, mask: np.ndarray) -> np.ndarray:
+    """Count of GPUs with `mask` in every domain of `level`: int64 (n_level,)."""
+    return np.bincount(index.dom[level][mask], minlength=index.n_domains(level))
+
+
+def wan_components(index) -> np.ndarray:
+    """Component label of every site in the WAN graph: int64 (S,)."""
+    S = index.n_sites
+    conn = np.isfinite(index.wan_lat_us)
+    return conn.argmax(axis=1)  # the smallest site index reachable is a component label
+
+
+def dimension_level(inst: Instance, index, job: Job, dim: str) -> int | None:
+    """The level whose domains bound a group of `dim` (None = a WAN component bounds it).
+
+    For `max_latency_us` the widest level whose latency meets the bound in every site is
+    used (a necessary condition: never claims a fit impossible when it is possible).
+    """
+    scope = job.effective_scope()[dim]
+    lvl = None if scope in (None, "cluster") else index.level_index(scope)
+    bound = getattr(job.max_latency_us, dim)
+    if bound is not None:
+        S = index.n_sites
+        off = ~np.eye(S, dtype=bool)
+        if S > 1 and (index.wan_lat_us[off] <= bound).any():
+            return lvl
+        ok = index.lat_us <= bound  # (S, L)
+        deepest_bad = -1
+        for li in range(index.n_levels):
+            if not ok[:, li].any():
+                deepest_bad = li
+        b = min(deepest_bad + 1, index.n_levels - 1)
+        lvl = b if lvl is None else max(lvl, b)
+    return lvl
+
+
+def fit_nowhere_reason(inst: Instance, index, job: Job, free: np.ndarray | None = None) -> str:
+    """Why `job` cannot get any unit on the available (or `free`) GPUs; '' if it might."""
+    types = allowed_types(inst, index, job)
+    if not types:
+        want = job.gpu_types or []
+        return f"no site has a GPU of type {' or '.join(want)}"
+    k = smallest_units(job)
+    if k == 0:
+        return f"no unit count in [{job.units_min}, {job.units_max}] is a multiple of ep={job.ep}"
+    if free is None:
+        free = index.available
+    sizes = {"tp": job.tp, "pp": job.pp, "dp": k if job.kind == "training" else 1,
+             "ep": job.ep if job.kind == "training" else 1}
+    need_total = k * job.unit_size
+    comp = wan_components(index)
+    best_msg = ""
+    for t in types:
+        mask = free & (index.gpu_type == t)
+        tname = index.type_names[t]
+        total_by_comp = np.bincount(comp[index.dom[0][mask]], minlength=index.n_sites)
+        if total_by_comp.max(initial=0) < need_total:
+            best_msg = (f"needs {need_total:,} {tname} GPUs ({k} units of {job.unit_size}); "
+                        f"the most free in WAN-connected sites is {int(total_by_comp.max(initial=0)):,}")
+            continue
+        failed = ""
+        # a whole unit spans its TP groups and PP chains: the wider of their levels
+        unit_levels = [dimension_level(inst, index, job, d) for d in ("tp", "pp")]
+        checks = [(d, sizes[d], dimension_level(inst, index, job, d)) for d in DIMS]
+        if None not in unit_levels:
+            checks.append(("unit", job.unit_size, min(unit_levels)))
+        for dim, n, lvl in checks:
+            if n <= 1 or lvl is None:
+                continue
+            if dim in ("dp", "ep"):
+                n_gpus = n  # one rank per unit: n GPUs in one domain
+            else:
+                n_gpus = n
+            best = int(free_per_domain(index, lvl, mask).max(initial=0))
+            if best < n_gpus:
+                what = "a unit" if dim == "unit" else f"a {dim.upper()} group"
+                failed = (f"{what} needs {n_gpus:,} {tname} GPUs inside one "
+                          f"{index.levels[lvl]}; the largest free {tname} {index.levels[lvl]} "
+                          f"block has {best:,}")
+                break
+        if not failed:
+            return ""
+        best_msg = failed
+    return best_msg

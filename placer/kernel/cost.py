@@ -1,0 +1,248 @@
+"""The communication-cost kernel: SPEC section 4 on dense arrays.
+
+Algorithm overview
+1. Compile every placed job's GPUs (rank order) to R (units, pp, tp) and form its group
+   families (TP, DP, EP matrices; PP boundaries as pairs), see :mod:`placer.kernel.groups`.
+2. Analyse each family once: split every group into its site parts (sort by site,
+   segment), find each part's meeting level as the number of levels on which the part's
+   domain ids agree (min == max per segment), and its reduce-scatter time
+   m (n_s-1) alpha + (n_s-1)/n_s S/B. Groups over k > 1 sites get their distinct site
+   sets, each set's largest pair latency and the WAN links on its pair paths.
+3. Count, for every WAN link, the distinct placed jobs having any group whose path uses
+   it; shared bandwidth = link bandwidth / that count.
+4. Finish each family: one site -> ring (2 x part time) or all-to-all (1 x); k sites ->
+   2 x slowest part + [m 2(k-1) alpha_wan + 2(k-1)/k S_job/W] / cross_site_every.
+   PP: slowest boundary, m alpha + S/B, or across sites m alpha_path + S_job/W_path.
+5. Per job: step, efficiency, interruption rate (distinct nodes' and links' failure
+   rates), lost time, goodput, value; offers' revenue; migration costs; the objective.
+
+No Python loop runs over GPUs or groups: loops run over jobs, dimensions, levels and
+distinct site sets. Shapes: R int64 (C, units, pp, tp) with a candidate axis C (1 when
+scoring a placement). Imports numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from placer.kernel.groups import dp_groups, ep_groups, pp_boundaries, rank_array, tp_groups
+
+
+@dataclass
+class Family:
+    """Analysis of one group family of one job for C candidates (see step 2)."""
+
+    kind: str  # "allreduce" | "alltoall" | "pp"
+    C: int
+    rows_per_c: int
+    part_time: np.ndarray  # float64 (C*rows,): slowest part (RS) time, or PP same-site time
+    k: np.ndarray  # int64 (C*rows,): sites touched (PP: 1 same site, 2 across)
+    set_id: np.ndarray  # int64 (C*rows,): id into site_sets (-1 when k == 1)
+    set_alpha_us: np.ndarray  # float64 (n_sets,)
+    set_links: np.ndarray  # bool (n_sets, W)
+    n_cross: np.ndarray  # int64 (C,): cross-site rows per candidate
+
+    def links_used(self) -> np.ndarray:
+        """bool (C, W): links any cross-site row of each candidate uses."""
+        W = self.set_links.shape[1]
+        out = np.zeros((self.C, W), bool)
+        cross = self.set_id >= 0
+        if cross.any():
+            cand = np.flatnonzero(cross) // self.rows_per_c
+            out_idx = np.unique(np.stack([cand, self.set_id[cross]]), axis=1)
+            for c, s in out_idx.T:
+                out[c] |= self.set_links[s]
+        return out
+
+    def time(self, shared_bw: np.ndarray, m: float, S: float, cse: float) -> np.ndarray:
+        """float64 (C,): slowest row of each candidate."""
+        if self.rows_per_c == 0:
+            return np.zeros(self.C)
+        t = self.part_time * (2.0 if self.kind == "allreduce" else 1.0)
+        cross = self.set_id >= 0
+        if cross.any():
+            if self.set_links.shape[1]:
+                setW = np.where(self.set_links, shared_bw[None, :], np.inf).min(axis=1)
+            else:
+                setW = np.full(len(self.set_alpha_us), np.inf)
+            sid = self.set_id[cross]
+            k = self.k[cross].astype(float)
+            alpha = self.set_alpha_us[sid]
+            W = setW[sid]
+            cand = np.flatnonzero(cross) // self.rows_per_c
+            S_job = S * self.n_cross[cand]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if self.kind == "pp":
+                    wan = m * alpha / 1000.0 + S_job / W
+                    t[cross] = wan
+                else:
+                    wan = m * 2 * (k - 1) * alpha / 1000.0 + 2 * (k - 1) / k * S_job / W
+                    t[cross] = 2.0 * self.part_time[cross] + wan / cse
+            t[cross] = np.where(np.isnan(t[cross]), np.inf, t[cross])
+        return t.reshape(self.C, self.rows_per_c).max(axis=1)
+
+
+def _sets_from_membership(index, mem: np.ndarray):
+    """mem bool (r, S) -> (set_id (r,), alpha_us (n,), links bool (n, W))."""
+    S = index.n_sites
+    W = index.pair_links.shape[1]
+    uniq, inv = np.unique(mem, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    alpha = np.zeros(len(uniq))
+    links = np.zeros((len(uniq), W), bool)
+    for i, row in enumerate(uniq):
+        s = np.flatnonzero(row)
+        a, b = np.meshgrid(s, s, indexing="ij")
+        off = a != b
+        lat = index.wan_lat_us[a[off], b[off]]
+        alpha[i] = lat.max() if len(lat) else 0.0
+        if W:
+            links[i] = index.pair_links[(a[off] * S + b[off])].any(axis=0)
+    return inv, alpha, links
+
+
+def analyse_groups(index, M: np.ndarray, m: float, S: float, kind: str) -> Family:
+    """Analyse a family of groups M int (C, rows, n) (step 2 of the overview)."""
+    C, rows, n = M.shape
+    W = index.pair_links.shape[1]
+    total = C * rows
+    empty = Family(kind, C, rows, np.zeros(total), np.ones(total, np.int64),
+                   np.full(total, -1, np.int64), np.zeros(0), np.zeros((0, W), bool),
+                   np.zeros(C, np.int64))
+    if total == 0 or n <= 1:
+        return empty
+    flatM = M.reshape(total, n)
+    sites = index.dom[0][flatM]  # (total, n)
+    single = (sites == sites[:, :1]).all(axis=1)
+    L = index.n_levels
+    if single.all():
+        # fast path: one part per row
+        eqsum = np.ones(total, np.int64)
+        for lvl in range(1, L):
+            d = index.dom[lvl][flatM]
+            eqsum += (d == d[:, :1]).all(axis=1)
+        lvl_of = eqsum - 1
+        s0 = sites[:, 0]
+        part = (m * (n - 1) * index.lat_us[s0, lvl_of] / 1000.0
+                + (n - 1) / n * S / index.bw_GBps[s0, lvl_of])
+        empty.part_time = part
+        return empty
+    order = np.argsort(sites, axis=1, kind="stable")
+    Ms = np.take_along_axis(flatM, order, axis=1).ravel()
+    ss = np.take_along_axis(sites, order, axis=1).ravel()
+    pos = np.arange(total * n)
+    newseg = np.ones(total * n, bool)
+    newseg[1:] = (ss[1:] != ss[:-1]) | (pos[1:] % n == 0)
+    starts = np.flatnonzero(newseg)
+    seg_len = np.diff(np.append(starts, total * n))
+    seg_row = starts // n
+    seg_site = ss[starts]
+    eqsum = np.ones(len(starts), np.int64)
+    for lvl in range(1, L):
+        d = index.dom[lvl][Ms]
+        eqsum += np.minimum.reduceat(d, starts) == np.maximum.reduceat(d, starts)
+    seg_lvl = eqsum - 1
+    ns = seg_len.astype(float)
+    rs = (m * (ns - 1) * index.lat_us[seg_site, seg_lvl] / 1000.0
+          + (ns - 1) / ns * S / index.bw_GBps[seg_site, seg_lvl])
+    row_first = np.searchsorted(starts, np.arange(total) * n)
+    part = np.maximum.reduceat(rs, row_first)
+    k = np.bincount(seg_row, minlength=total)
+    cross = k > 1
+    set_id = np.full(total, -1, np.int64)
+    alpha = np.zeros(0)
+    links = np.zeros((0, W), bool)
+    if cross.any():
+        cross_rows = np.flatnonzero(cross)
+        mem = np.zeros((len(cross_rows), index.n_sites), bool)
+        pos_of = np.full(total, -1, np.int64)
+        pos_of[cross_rows] = np.arange(len(cross_rows))
+        segc = cross[seg_row]
+        mem[pos_of[seg_row[segc]], seg_site[segc]] = True
+        inv, alpha, links = _sets_from_membership(index, mem)
+        set_id[cross_rows] = inv
+    n_cross = cross.reshape(C, rows).sum(axis=1)
+    return Family(kind, C, rows, part, k, set_id, alpha, links, n_cross)
+
+
+def analyse_pp(index, a: np.ndarray, b: np.ndarray, m: float, S: float) -> Family:
+    """Analyse PP boundaries a, b int (C, rows) (both ends of each boundary)."""
+    C, rows = a.shape
+    W = index.pair_links.shape[1]
+    total = C * rows
+    a = a.reshape(-1)
+    b = b.reshape(-1)
+    sa = index.dom[0][a]
+    sb = index.dom[0][b]
+    lvl = (index.dom[:, a] == index.dom[:, b]).sum(axis=0) - 1
+    same = lvl >= 0
+    part = np.zeros(total)
+    part[same] = (m * index.lat_us[sa[same], lvl[same]] / 1000.0
+                  + S / index.bw_GBps[sa[same], lvl[same]])
+    k = np.where(same, 1, 2)
+    set_id = np.full(total, -1, np.int64)
+    alpha = np.zeros(0)
+    links = np.zeros((0, W), bool)
+    if (~same).any():
+        cross = np.flatnonzero(~same)
+        mem = np.zeros((len(cross), index.n_sites), bool)
+        mem[np.arange(len(cross)), sa[cross]] = True
+        mem[np.arange(len(cross)), sb[cross]] = True
+        inv, alpha, links = _sets_from_membership(index, mem)
+        set_id[cross] = inv
+    n_cross = (~same).reshape(C, rows).sum(axis=1)
+    return Family("pp", C, rows, part, k, set_id, alpha, links, n_cross)
+
+
+@dataclass
+class JobAnalysis:
+    """All families of one job for C candidates, plus its nodes (for failures)."""
+
+    families: dict[str, Family]
+    links: np.ndarray  # bool (C, W)
+
+
+def analyse_job(index, job, R: np.ndarray) -> JobAnalysis:
+    """R int (C, units, pp, tp) -> analysis of every family of the job."""
+    c = job.comm
+    fams: dict[str, Family] = {}
+    fams["tp"] = analyse_groups(index, tp_groups(R), c.tp_messages, c.tp_MB, "allreduce")
+    a, b = pp_boundaries(R)
+    fams["pp"] = analyse_pp(index, a, b, c.pp_messages, c.pp_MB)
+    if job.kind == "training":
+        fams["dp"] = analyse_groups(index, dp_groups(R), c.dp_messages, c.dp_MB, "allreduce")
+        units = R.shape[-3]
+        if job.ep > 1 and units % job.ep == 0:
+            fams["ep"] = analyse_groups(
+                index, ep_groups(R, job.ep), c.ep_messages, c.ep_MB, "alltoall"
+            )
+    C = R.shape[0]
+    links = np.zeros((C, index.pair_links.shape[1]), bool)
+    for f in fams.values():
+        links |= f.links_used()
+    return JobAnalysis(fams, links)
+
+
+def job_times(job, ana: JobAnalysis, shared_bw: np.ndarray) -> dict[str, np.ndarray]:
+    """T_X (C,) for every dimension (zeros for absent ones)."""
+    c = job.comm
+    cse = job.cross_site_every
+    out = {}
+    for d in ("tp", "pp", "dp", "ep"):
+        f = ana.families.get(d)
+        if f is None:
+            out[d] = np.zeros(ana.links.shape[0])
+        else:
+            out[d] = f.time(shared_bw, getattr(c, f"{d}_messages"), getattr(c, f"{d}_MB"), cse)
+    return out
+
+
+def as_batch(gpus: np.ndarray, job) -> np.ndarray:
+    """int (C, units*tp*pp) or (units*tp*pp,) -> R int64 (C, units, pp, tp)."""
+    g = np.asarray(gpus, np.int64)
+    if g.ndim == 1:
+        g = g[None, :]
+    units = g.shape[1] // job.unit_size
+    return rank_array(g, units, job.pp, job.tp)

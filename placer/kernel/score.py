@@ -1,0 +1,279 @@
+"""Scoring placements with the kernel: full scores, batch scores of one job's candidates,
+and score changes from moving or swapping units (SPEC 4, with SPEC 6's readings).
+
+A placement here is *compiled*: ``job_gpus[j]`` is an int64 array of GPU indices in rank
+order for instance job j (empty when it has 0 units), ``offer_blocks[o]`` a list of
+``(level, domain id)`` blocks for offer o (empty when not accepted).
+
+Imports numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from placer.kernel.cost import JobAnalysis, analyse_job, as_batch, job_times
+from placer.model import Instance
+
+DIM_KEYS = ("tp", "pp", "dp", "ep")
+
+
+def _clean(x: float) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+@dataclass
+class JobScore:
+    """Per-candidate figures of one job (arrays of shape (C,))."""
+
+    T: dict[str, np.ndarray]
+    step_ms: np.ndarray
+    efficiency: np.ndarray
+    lam: np.ndarray
+    lost: np.ndarray
+    goodput: np.ndarray
+    value: np.ndarray
+    moved: np.ndarray
+    migration: np.ndarray
+
+
+def job_hours(inst: Instance, job) -> float:
+    h = inst.horizon_hours
+    return min(job.remaining_hours, h) if job.remaining_hours is not None else h
+
+
+def evaluate_job(inst: Instance, index, job, gpus: np.ndarray, ana: JobAnalysis,
+                 shared_bw: np.ndarray) -> JobScore:
+    """Figures of a job for C candidate GPU arrays ``gpus`` int (C, n) with n > 0."""
+    C, n = gpus.shape
+    T = job_times(job, ana, shared_bw)
+    speed = index.type_speed[index.gpu_type[gpus[:, 0]]]
+    if job.compute_ms is not None:
+        comp = job.compute_ms / speed
+        comm = sum((1.0 - getattr(job.overlap, d)) * T[d] for d in DIM_KEYS)
+        step = comp + comm
+        with np.errstate(invalid="ignore", divide="ignore"):
+            eff = np.where(np.isfinite(step), comp / step, 0.0)
+    else:  # inference without compute time
+        step = np.full(C, np.nan)
+        eff = np.ones(C)
+    nodes = np.sort(index.gpu_node[gpus], axis=1)
+    first = np.ones_like(nodes, bool)
+    first[:, 1:] = nodes[:, 1:] != nodes[:, :-1]
+    node_site = index.dom[0][index.first_gpu[-1][nodes]]
+    fail = (index.node_fail_per_day[node_site] * first).sum(axis=1)
+    if ana.links.shape[1]:
+        fail = fail + ana.links.astype(float) @ index.link_fail_per_day
+    lam = fail / 24.0
+    if job.kind == "training":
+        lost = np.minimum(1.0, lam * (job.restart_min + job.checkpoint_interval_min / 2) / 60.0)
+    else:
+        lost = np.zeros(C)
+    goodput = eff * (1.0 - lost)
+    value = job_hours(inst, job) * job.value * speed * n * goodput
+    moved = np.zeros(C, bool)
+    if job.current:
+        cur = np.sort(index.gpu_indices(job.current))
+        if len(cur) != n:
+            moved[:] = True
+        else:
+            moved = (np.sort(gpus, axis=1) != cur[None, :]).any(axis=1)
+    migration = np.where(moved, job.migration_cost, 0.0)
+    return JobScore(T, step, eff, lam, lost, goodput, value, moved, migration)
+
+
+def zero_job(job) -> JobScore:
+    z = np.zeros(1)
+    moved = np.array([bool(job.current)])
+    return JobScore({d: z for d in DIM_KEYS}, np.full(1, np.nan), np.full(1, np.nan), z, z, z,
+                    z, moved, np.where(moved, job.migration_cost, 0.0))
+
+
+def offer_gpus(index, blocks: list[tuple[int, int]]) -> int:
+    """Available GPUs in the union of blocks."""
+    if not blocks:
+        return 0
+    mask = np.zeros(index.n_gpus, bool)
+    for level, d in blocks:
+        a, b = index.gpu_range(level, d)
+        mask[a:b] = True
+    return int((mask & index.available).sum())
+
+
+@dataclass
+class Score:
+    """A placement's score: objective and the SPEC 2.1 breakdown."""
+
+    objective: float
+    jobs: list[dict[str, Any]]
+    offers: list[dict[str, Any]]
+    totals: dict[str, Any]
+    job_scores: list[JobScore] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The exact form of SPEC 2.1."""
+        return {"objective": self.objective, "jobs": self.jobs, "offers": self.offers,
+                "totals": self.totals}
+
+
+class Scorer:
+    """Kernel state over one compiled placement, for full, batch and delta scoring.
+
+    Examples
+    --------
+    >>> s = Scorer(inst, job_gpus, offer_blocks)  # doctest: +SKIP
+    >>> s.objective, s.delta({3: new_gpus_of_job_3})  # doctest: +SKIP
+    """
+
+    def __init__(self, inst: Instance, job_gpus: list[np.ndarray],
+                 offer_blocks: list[list[tuple[int, int]]] | None = None) -> None:
+        self.inst = inst
+        self.index = index = inst.index
+        self.job_gpus = [np.asarray(g, np.int64) for g in job_gpus]
+        self.offer_blocks = offer_blocks or [[] for _ in inst.offers]
+        W = index.pair_links.shape[1]
+        self.ana: list[JobAnalysis | None] = []
+        self.users = np.zeros(W, np.int64)
+        for job, g in zip(inst.jobs, self.job_gpus):
+            if len(g) == 0:
+                self.ana.append(None)
+                continue
+            a = analyse_job(index, job, as_batch(g, job))
+            self.ana.append(a)
+            self.users += a.links[0]
+        self.scores: list[JobScore] = [self._eval(j) for j in range(len(inst.jobs))]
+        self.lease_revenue = [
+            inst.horizon_hours * o.price_per_gpu_hour * offer_gpus(index, bl)
+            for o, bl in zip(inst.offers, self.offer_blocks)
+        ]
+
+    def shared_bw(self, users: np.ndarray | None = None) -> np.ndarray:
+        u = self.users if users is None else users
+        return self.index.link_bw_GBps / np.maximum(u, 1)
+
+    def _eval(self, j: int, users: np.ndarray | None = None) -> JobScore:
+        job = self.inst.jobs[j]
+        g = self.job_gpus[j]
+        if len(g) == 0:
+            return zero_job(job)
+        return evaluate_job(self.inst, self.index, job, g[None, :], self.ana[j],
+                            self.shared_bw(users))
+
+    @property
+    def objective(self) -> float:
+        jobs = sum(float(s.value[0]) - float(s.migration[0]) for s in self.scores)
+        return jobs + float(sum(self.lease_revenue))
+
+    # ---------------------------------------------------------------- batch
+    def batch_values(self, j: int, candidates: np.ndarray) -> np.ndarray:
+        """Net value (value - migration) of job j for each candidate GPU array.
+
+        ``candidates`` int (C, units*tp*pp). WAN sharing counts the other jobs as placed
+        now plus this job; the effect of the candidate on other jobs' sharing is left out
+        (use :meth:`delta` for the exact change of one candidate).
+        """
+        job = self.inst.jobs[j]
+        cand = np.asarray(candidates, np.int64)
+        if cand.shape[1] == 0:
+            s = zero_job(job)
+            return np.repeat(-s.migration, cand.shape[0])
+        ana = analyse_job(self.index, job, as_batch(cand, job))
+        own = self.ana[j].links[0] if self.ana[j] is not None else 0
+        others = self.users - own
+        # per candidate, sharers on its links = others + 1: compute with the worst case
+        # per link being others + 1 (exact for links the candidate uses)
+        bw = self.index.link_bw_GBps / (others + 1)
+        s = evaluate_job(self.inst, self.index, job, cand, ana, bw)
+        return s.value - s.migration
+
+    # ---------------------------------------------------------------- delta
+    def delta(self, changes: dict[int, np.ndarray], commit: bool = False) -> float:
+        """Change in objective if jobs in `changes` got the given GPU arrays (moves, swaps).
+
+        Only the changed jobs and the jobs sharing a WAN link whose sharer count changes
+        are re-evaluated. With ``commit`` the change is applied.
+        """
+        new_ana = dict()
+        users = self.users.copy()
+        for j, g in changes.items():
+            g = np.asarray(g, np.int64)
+            old = self.ana[j]
+            if old is not None:
+                users -= old.links[0]
+            a = analyse_job(self.index, self.inst.jobs[j], as_batch(g, self.inst.jobs[j])) \
+                if len(g) else None
+            new_ana[j] = (g, a)
+            if a is not None:
+                users += a.links[0]
+        changed_links = users != self.users
+        affected = set(changes)
+        if changed_links.any():
+            for j, a in enumerate(self.ana):
+                if a is not None and (a.links[0] & changed_links).any():
+                    affected.add(j)
+        saved = {j: (self.job_gpus[j], self.ana[j]) for j in changes}
+        for j, (g, a) in new_ana.items():
+            self.job_gpus[j], self.ana[j] = g, a
+        new_scores = {j: self._eval(j, users) for j in affected}
+        d = sum(float(new_scores[j].value[0] - new_scores[j].migration[0])
+                - float(self.scores[j].value[0] - self.scores[j].migration[0]) for j in affected)
+        if commit:
+            self.users = users
+            for j, s in new_scores.items():
+                self.scores[j] = s
+        else:
+            for j, (g, a) in saved.items():
+                self.job_gpus[j], self.ana[j] = g, a
+        return d
+
+    # ---------------------------------------------------------------- report
+    def result(self) -> Score:
+        inst = self.inst
+        jobs = []
+        tot_value = tot_mig = 0.0
+        used = 0
+        for job, g, s in zip(inst.jobs, self.job_gpus, self.scores):
+            n = len(g)
+            units = n // job.unit_size
+            row = {"name": job.name, "units": units, "gpus": n}
+            for d in DIM_KEYS:
+                row[f"T_{d}_ms"] = _clean(s.T[d][0]) if n else 0.0
+            if n == 0:
+                row.update(step_ms=None, efficiency=None, lambda_per_hour=0.0, lost=0.0,
+                           goodput=0.0, value=0.0)
+            else:
+                row.update(
+                    step_ms=_clean(s.step_ms[0]),
+                    efficiency=float(s.efficiency[0]),
+                    lambda_per_hour=float(s.lam[0]),
+                    lost=float(s.lost[0]),
+                    goodput=float(s.goodput[0]),
+                    value=float(s.value[0]),
+                )
+            row["moved"] = bool(s.moved[0])
+            row["migration_cost"] = float(s.migration[0])
+            jobs.append(row)
+            tot_value += row["value"]
+            tot_mig += row["migration_cost"]
+            used += n
+        offers = []
+        leased = 0
+        for o, bl, rev in zip(inst.offers, self.offer_blocks, self.lease_revenue):
+            gp = offer_gpus(self.index, bl)
+            offers.append({"offer": o.name, "accepted": bool(bl), "gpus": gp, "revenue": rev})
+            leased += gp
+        lease = float(sum(self.lease_revenue))
+        obj = tot_value + lease - tot_mig
+        totals = {"job_value": tot_value, "lease_revenue": lease, "migration_cost": tot_mig,
+                  "objective": obj, "gpus_used": used, "gpus_leased": leased}
+        return Score(obj, jobs, offers, totals, list(self.scores))
+
+
+def score_compiled(inst: Instance, job_gpus: list[np.ndarray],
+                   offer_blocks: list[list[tuple[int, int]]] | None = None) -> Score:
+    """Score a compiled placement (SPEC 4)."""
+    return Scorer(inst, job_gpus, offer_blocks).result()

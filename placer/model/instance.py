@@ -1,0 +1,323 @@
+"""pydantic models of a placer instance (SPEC 1.1-1.3) with SPEC's defaults.
+
+These models check each field on its own (types, ranges, required keys). Checks that
+relate fields to each other (unknown sites, levels, GPU ids, ...) live in
+:mod:`placer.model.semantic` and :mod:`placer.instance_checks`.
+
+Unknown keys are kept (and reported as warnings) except inside ``scope``,
+``max_latency_us``, ``comm``, ``overlap``, ``spread`` and fabric entries, where a typo would
+silently change the plan: there they are refused (SPEC 6).
+
+Imports neither numpy nor any solver.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from placer.model.fields import (
+    AtLeastOne,
+    Bool,
+    Fraction,
+    Name,
+    NonNegFloat,
+    NonNegInt,
+    PosFloat,
+    PosInt,
+    Str,
+)
+
+DIMS = ("tp", "pp", "dp", "ep")
+DEFAULT_SCOPE = {"tp": "node", "pp": "site", "dp": "site", "ep": "site"}
+CLUSTER = "cluster"
+
+
+class _Open(BaseModel):
+    """Accepts unknown keys (reported as warnings by the loader)."""
+
+    model_config = ConfigDict(extra="allow", frozen=False, validate_default=False)
+
+
+class _Closed(BaseModel):
+    """Refuses unknown keys: a typo here would silently change the plan."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=False)
+
+
+# --------------------------------------------------------------------------- topology
+
+
+class FabricEntry(_Closed):
+    """The per-GPU link between two GPUs that meet at one level."""
+
+    latency_us: NonNegFloat | None = Field(None, description="One-way latency in microseconds.")
+    bandwidth_GBps: PosFloat | None = Field(
+        None, description="Effective per-GPU bandwidth each way, GB/s (10^9 bytes/s)."
+    )
+
+
+class DomainEntry(_Open):
+    """A `domains` entry: children at the next level, expanded by `count` and `shape`."""
+
+    name: Name | None = Field(
+        None, description="Child name; with `count`, the prefix of `<name><i>`. Default: level."
+    )
+    count: PosInt | None = Field(None, description="Number of identical children (>= 1).")
+    gpu_type: Name | None = Field(None, description="GPU type of the nodes below (inherits).")
+    gpus_per_node: PosInt | None = Field(None, description="GPUs per node below (inherits).")
+    shape: list[PosInt] | None = Field(
+        None, description="Fan-out of every deeper level down to `node`."
+    )
+    domains: list[DomainEntry] | None = Field(
+        None, description="Explicit children at the next level (instead of `shape`)."
+    )
+
+
+class Site(_Open):
+    """A campus: a tree of domains below it, its own fabric overrides, failures and power."""
+
+    name: Name = Field(description="Unique site name.")
+    fabric: dict[Str, FabricEntry] | None = Field(
+        None, description="Per-level overrides of the topology fabric, merged field by field."
+    )
+    node_failures_per_day: NonNegFloat = Field(0.0, description="Failures per node per day.")
+    power_cap_kW: PosFloat | None = Field(None, description="Power cap of the site, kW.")
+    gpu_type: Name | None = Field(None, description="Default GPU type of its entries.")
+    gpus_per_node: PosInt | None = Field(None, description="Default GPUs per node.")
+    domains: list[DomainEntry] = Field(description="Children at levels[1].")
+
+
+class WanLink(_Open):
+    """An undirected WAN link between two sites."""
+
+    between: list[Name] = Field(description="The two distinct sites it joins.")
+    latency_us: NonNegFloat = Field(description="One-way latency in microseconds.")
+    bandwidth_GBps: PosFloat = Field(description="Whole-link capacity each way, GB/s.")
+    failures_per_day: NonNegFloat = Field(0.0, description="Link failures per day.")
+
+
+class Topology(_Open):
+    """Levels, fabric, sites, WAN and unavailable parts."""
+
+    levels: list[Str] = Field(description="Level names, widest first: site ... node.")
+    fabric: dict[Str, FabricEntry] = Field(
+        default_factory=dict, description="Per-level fabric shared by all sites."
+    )
+    sites: list[Site] = Field(description="The sites (campuses).")
+    wan: list[WanLink] = Field(default_factory=list, description="WAN links between sites.")
+    unavailable: list[Str] = Field(
+        default_factory=list, description="Paths of domains, nodes or GPUs that cannot be used."
+    )
+
+
+class GpuType(_Open):
+    """Power and speed of one GPU type."""
+
+    power_kW: PosFloat | None = Field(None, description="Power per GPU, kW (for power caps).")
+    speed: PosFloat = Field(1.0, description="Work per hour relative to the reference GPU.")
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+class Scope(_Closed):
+    """Widest domain level (or `cluster`) a group of each dimension may span."""
+
+    tp: Str | None = Field(None, description="Scope of TP groups (default node).")
+    pp: Str | None = Field(None, description="Scope of PP chains (default site).")
+    dp: Str | None = Field(None, description="Scope of DP groups (default site).")
+    ep: Str | None = Field(None, description="Scope of EP groups (default site).")
+
+
+class MaxLatency(_Closed):
+    """Per-dimension bound on the link latency of every pair of a group (us)."""
+
+    tp: NonNegFloat | None = Field(None, description="Bound for TP groups, us.")
+    pp: NonNegFloat | None = Field(None, description="Bound for PP chains, us.")
+    dp: NonNegFloat | None = Field(None, description="Bound for DP groups, us.")
+    ep: NonNegFloat | None = Field(None, description="Bound for EP groups, us.")
+
+
+class Comm(_Closed):
+    """Per-step, per-rank message sizes (MB) and collective counts of each dimension."""
+
+    tp_MB: NonNegFloat = Field(0.0, description="TP all-reduce size per rank per step, MB.")
+    tp_messages: PosFloat = Field(1.0, description="TP collectives per step.")
+    pp_MB: NonNegFloat = Field(0.0, description="PP boundary message per step, MB.")
+    pp_messages: PosFloat = Field(1.0, description="PP messages per step.")
+    dp_MB: NonNegFloat = Field(0.0, description="DP all-reduce size per rank per step, MB.")
+    dp_messages: PosFloat = Field(1.0, description="DP collectives per step.")
+    ep_MB: NonNegFloat = Field(0.0, description="EP all-to-all size per rank per step, MB.")
+    ep_messages: PosFloat = Field(1.0, description="EP collectives per step.")
+
+
+class Overlap(_Closed):
+    """Share of each dimension's collective time hidden by compute, in [0, 1]."""
+
+    tp: Fraction = Field(0.0, description="Hidden share of TP time.")
+    pp: Fraction = Field(0.0, description="Hidden share of PP time.")
+    dp: Fraction = Field(0.0, description="Hidden share of DP time.")
+    ep: Fraction = Field(0.0, description="Hidden share of EP time.")
+
+
+class Spread(_Closed):
+    """An inference job's units touch at least `min` domains of `level`."""
+
+    level: Str = Field(description="A topology level (not `cluster`).")
+    min: PosInt = Field(description="Least number of distinct domains (>= 1).")
+
+
+class Job(_Open):
+    """A training or inference job: k units of tp*pp GPUs."""
+
+    name: Name = Field(description="Unique job name.")
+    kind: Literal["training", "inference"] = Field(description="training | inference.")
+    gpu_types: list[Name] | None = Field(None, description="Allowed GPU types; default any.")
+    tp: PosInt = Field(1, description="Tensor-parallel degree (ranks per TP group).")
+    pp: PosInt = Field(1, description="Pipeline stages.")
+    dp: PosInt | None = Field(None, description="Training: most units (data-parallel degree).")
+    min_dp: NonNegInt | None = Field(None, description="Training: least units; default dp.")
+    ep: PosInt = Field(1, description="Expert-parallel group size in units.")
+    replicas: PosInt | None = Field(None, description="Inference: most units.")
+    min_replicas: NonNegInt | None = Field(None, description="Inference: least units.")
+    scope: Scope = Field(default_factory=Scope, description="Widest domain per dimension.")
+    max_latency_us: MaxLatency = Field(
+        default_factory=MaxLatency, description="Pairwise latency bound per dimension, us."
+    )
+    comm: Comm = Field(default_factory=Comm, description="Message sizes and counts per step.")
+    cross_site_every: AtLeastOne = Field(
+        1.0, description="The WAN phase of cross-site collectives runs once every this many steps."
+    )
+    compute_ms: PosFloat | None = Field(None, description="Step time with free communication.")
+    overlap: Overlap = Field(default_factory=Overlap, description="Hidden share per dimension.")
+    value: NonNegFloat = Field(description="vu per GPU-hour of goodput.")
+    restart_min: NonNegFloat = Field(0.0, description="Minutes lost per interruption.")
+    checkpoint_interval_min: NonNegFloat = Field(0.0, description="Checkpoint interval, min.")
+    remaining_hours: PosFloat | None = Field(None, description="Hours of work left.")
+    current: list[Str] | None = Field(None, description="Running job: GPU ids in rank order.")
+    pinned: Bool = Field(False, description="Running and pinned: keeps exactly `current`.")
+    preemptible: Bool = Field(True, description="False: a running job must stay placed.")
+    migration_cost: NonNegFloat = Field(0.0, description="vu charged if moved or stopped.")
+    spread: Spread | None = Field(None, description="Inference: least domains touched.")
+
+    @property
+    def units_max(self) -> int:
+        """Most units wanted (dp or replicas)."""
+        return (self.dp if self.kind == "training" else self.replicas) or 0
+
+    @property
+    def units_min(self) -> int:
+        """Least units when placed (min_dp or min_replicas, defaulting to the maximum)."""
+        if self.kind == "training":
+            return self.units_max if self.min_dp is None else self.min_dp
+        return self.units_max if self.min_replicas is None else self.min_replicas
+
+    @property
+    def unit_size(self) -> int:
+        """GPUs per unit (tp * pp)."""
+        return self.tp * self.pp
+
+    @property
+    def unit_step(self) -> int:
+        """Units come in multiples of this (ep for training, 1 for inference)."""
+        return self.ep if self.kind == "training" else 1
+
+    @property
+    def running(self) -> bool:
+        """True when the job has a non-empty `current`."""
+        return bool(self.current)
+
+    def effective_scope(self) -> dict[str, str | None]:
+        """Scope per dimension after SPEC 6's merging (None = no level bound)."""
+        out: dict[str, str | None] = {}
+        for d in DIMS:
+            explicit = getattr(self.scope, d)
+            if explicit is not None:
+                out[d] = explicit
+            elif getattr(self.max_latency_us, d) is not None:
+                out[d] = None
+            else:
+                out[d] = DEFAULT_SCOPE[d]
+        return out
+
+
+# --------------------------------------------------------------------------- leases
+
+
+class Offer(_Open):
+    """An outside tenant's offer to lease whole blocks."""
+
+    name: Name = Field(description="Unique offer name.")
+    price_per_gpu_hour: NonNegFloat = Field(description="vu per available GPU-hour.")
+    min_gpus: NonNegInt = Field(0, description="Least leased GPUs if accepted.")
+    max_gpus: NonNegInt | None = Field(None, description="Most leased GPUs; default unbounded.")
+    level: Str | None = Field(None, description="Level of its blocks; default leases.level.")
+    sites: list[Name] | None = Field(None, description="Sites its blocks may be in.")
+    gpu_types: list[Name] | None = Field(None, description="Allowed GPU types of its blocks.")
+    single_site: Bool = Field(False, description="All its blocks in one site.")
+    committed_blocks: list[Str] | None = Field(
+        None, description="Blocks under a signed contract: the offer is accepted with them."
+    )
+
+
+class Leases(_Open):
+    """Lease offers and their default block level."""
+
+    level: Str = Field("site", description="Default level of a leasable block.")
+    offers: list[Offer] = Field(default_factory=list, description="The offers.")
+
+
+# --------------------------------------------------------------------------- instance
+
+
+class Instance(_Open):
+    """A whole placer instance (SPEC 1)."""
+
+    name: Str = Field(description="Instance name.")
+    horizon_hours: PosFloat = Field(720.0, description="Planning horizon, hours (> 0).")
+    topology: Topology = Field(description="Levels, fabric, sites, WAN.")
+    gpu_types: dict[Name, GpuType] = Field(
+        default_factory=dict, description="Power and speed per GPU type."
+    )
+    jobs: list[Job] = Field(description="Jobs to place (may be empty).")
+    leases: Leases | None = Field(None, description="Lease offers.")
+
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+    _index: Any = PrivateAttr(default=None)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings found while loading (unknown keys, jobs that fit nowhere, ...)."""
+        return self._warnings
+
+    @property
+    def index(self) -> Any:
+        """The expanded topology (:class:`placer.kernel.topology.TopologyIndex`), built once."""
+        if self._index is None:
+            from placer.kernel.topology import TopologyIndex
+
+            self._index = TopologyIndex.build(self)
+        return self._index
+
+    def job(self, name: str) -> Job:
+        """The job called `name` (KeyError if none)."""
+        for j in self.jobs:
+            if j.name == name:
+                return j
+        raise KeyError(name)
+
+    def speed_of(self, gpu_type: str) -> float:
+        """Speed of a GPU type (1 when not described)."""
+        t = self.gpu_types.get(gpu_type)
+        return t.speed if t is not None else 1.0
+
+    @property
+    def offers(self) -> list[Offer]:
+        """Lease offers (empty when there is no `leases`)."""
+        return self.leases.offers if self.leases else []
+
+    def offer_level(self, offer: Offer) -> str:
+        """Block level of an offer."""
+        return offer.level or (self.leases.level if self.leases else "site")

@@ -1,0 +1,53 @@
+"""pydantic models of a placement (SPEC 2): the solver's output and `placer check`'s input.
+
+Imports neither numpy nor any solver.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from placer.model.fields import NonNegInt, Number, Str
+
+Status = Literal["optimal", "feasible", "infeasible", "no_solution"]
+
+
+class PlacedJob(BaseModel):
+    """One job's units and GPUs in rank order."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Str = Field(description="Job name.")
+    units: NonNegInt = Field(description="Units placed (0 = not placed).")
+    gpus: list[Str] = Field(default_factory=list, description="GPU ids in rank order.")
+    reason: Str | None = Field(None, description="Why the job has 0 (or fewer) units.")
+
+
+class LeaseGrant(BaseModel):
+    """An accepted offer and its blocks."""
+
+    model_config = ConfigDict(extra="allow")
+
+    offer: Str = Field(description="Offer name.")
+    blocks: list[Str] = Field(default_factory=list, description="Paths of leased domains.")
+    gpus: NonNegInt | None = Field(None, description="Available GPUs leased (informative).")
+
+
+class Placement(BaseModel):
+    """A placement of jobs and leases (SPEC 2)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    instance: Str | None = Field(None, description="Instance name.")
+    solver: Str | None = Field(None, description="Backend that produced it.")
+    status: Status | None = Field(None, description="optimal|feasible|infeasible|no_solution.")
+    objective: Number | None = Field(None, description="Kernel score (SPEC 4).")
+    bound: Number | None = Field(None, description="Proven upper bound, or null.")
+    gap: Number | None = Field(None, description="(bound - objective) / max(|bound|, 1).")
+    seconds: Number | None = Field(None, description="Wall-clock solve time.")
+    reason: Str | None = Field(None, description="Why there is no placement.")
+    jobs: list[PlacedJob] = Field(default_factory=list, description="Placed jobs.")
+    leases: list[LeaseGrant] = Field(default_factory=list, description="Accepted offers.")
+    score: dict[str, Any] | None = Field(None, description="Score breakdown (SPEC 2.1).")

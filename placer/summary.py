@@ -1,0 +1,67 @@
+"""A plain-data summary of an instance (for `placer show` and its --json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from placer.model import Instance
+
+
+def instance_summary(inst: Instance) -> dict[str, Any]:
+    ix = inst.index
+    L = ix.n_levels
+    sites = []
+    for s, site in enumerate(inst.topology.sites):
+        a, b = ix.gpu_range(0, s)
+        types = {}
+        for t in np.unique(ix.gpu_type[a:b]).tolist():
+            types[ix.type_names[t]] = int((ix.gpu_type[a:b] == t).sum())
+        domains = {}
+        for lvl in range(1, L):
+            domains[ix.levels[lvl]] = int((ix.parent[lvl] >= 0).sum()) if lvl == 0 else int(
+                len(np.unique(ix.dom[lvl][a:b])))
+        sites.append({
+            "name": site.name,
+            "gpus": b - a,
+            "available": int(ix.available[a:b].sum()),
+            "types": types,
+            "nodes": domains[ix.levels[-1]],
+            "domains": domains,
+            "power_cap_kW": site.power_cap_kW,
+            "node_failures_per_day": site.node_failures_per_day,
+            "fabric": {lv: {"latency_us": float(ix.lat_us[s, li]),
+                            "bandwidth_GBps": float(ix.bw_GBps[s, li])}
+                       for li, lv in enumerate(ix.levels)},
+        })
+    paths = []
+    for (x, y), links in sorted(ix.wan_path_links.items()):
+        if x >= y:
+            continue
+        via = [ix.site_names[x]]
+        cur = x
+        for li in links:
+            a, b = (ix.site_index[n] for n in inst.topology.wan[li].between)
+            cur = b if cur == a else a
+            via.append(ix.site_names[cur])
+        paths.append({"from": ix.site_names[x], "to": ix.site_names[y], "via": via,
+                      "latency_us": float(ix.wan_lat_us[x, y]),
+                      "bandwidth_GBps": float(ix.wan_bw_GBps[x, y]),
+                      "failures_per_day": float(ix.link_fail_per_day[list(links)].sum())})
+    jobs = []
+    for j in inst.jobs:
+        jobs.append({"name": j.name, "kind": j.kind, "gpu_types": j.gpu_types, "tp": j.tp,
+                     "pp": j.pp, "units_min": j.units_min, "units_max": j.units_max,
+                     "gpus_max": j.units_max * j.unit_size,
+                     "scope": {k: (v if v is not None else "max_latency")
+                               for k, v in j.effective_scope().items()},
+                     "value": j.value,
+                     "running": ("pinned" if j.pinned else "yes") if j.current else "no"})
+    offers = [{"name": o.name, "price_per_gpu_hour": o.price_per_gpu_hour,
+               "level": inst.offer_level(o), "min_gpus": o.min_gpus, "max_gpus": o.max_gpus,
+               "sites": o.sites, "gpu_types": o.gpu_types,
+               "committed_blocks": o.committed_blocks or []} for o in inst.offers]
+    return {"name": inst.name, "horizon_hours": inst.horizon_hours, "levels": ix.levels,
+            "gpus": ix.n_gpus, "available": int(ix.available.sum()), "sites": sites,
+            "wan_paths": paths, "jobs": jobs, "offers": offers, "warnings": inst.warnings}
