@@ -180,9 +180,8 @@ def rule4_scope(inst: Instance, cp: Compiled) -> list[Violation]:
         R = rank_array(g, units, job.pp, job.tp)
         fams = job_group_sets(R, job.kind, job.ep)
         scope = job.effective_scope()
-        for d in DIMS:
-            M = fams.get(d)
-            if M is None or M.shape[-1] <= 1:
+        for d, M in ((d, M) for d in DIMS for M in fams.get(d, [])):
+            if M.shape[-1] <= 1 or M.shape[0] == 0:
                 continue
             sites = index.dom[0][M]
             comp_ok = np.isfinite(index.wan_lat_us[sites, sites[:, :1]]).all(axis=1)

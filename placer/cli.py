@@ -234,6 +234,97 @@ def check(
         raise typer.Exit(1)
 
 
+@app.command()
+def solve(
+    instance: Path = typer.Argument(..., help="Instance file."),
+    solver: str = typer.Option("cpsat", "--solver", "-s", help="Backend (see `placer solvers`)."),
+    time_limit: float = typer.Option(60.0, "--time-limit", "-t", help="Seconds; 0 = no limit."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed + 1 thread = same output)."),
+    threads: int = typer.Option(1, "--threads", help="Solver threads."),
+    work_limit: float | None = typer.Option(None, "--work-limit",
+                                            help="CP-SAT deterministic time limit."),
+    out_file: Path | None = typer.Option(None, "--out", "-o", help="Write SPEC 2 JSON here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the placement JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view or tables."),
+) -> None:
+    """Place jobs and leases to maximise the score; exit 1 when there is no placement."""
+    from placer.api import solve as solve_fn
+    from placer.io import write_json_atomic
+
+    inst = _load(instance)
+    if not quiet and not as_json:
+        _warn(inst)
+    opts = {"work_limit": work_limit} if work_limit is not None else {}
+    try:
+        if quiet or as_json:
+            res = solve_fn(inst, solver=solver, time_limit=time_limit or None, seed=seed,
+                           threads=threads, **opts)
+        else:
+            with err.status(f"solving {inst.name} with {solver} "
+                            f"(limit {time_limit or 'none'} s) ..."):
+                res = solve_fn(inst, solver=solver, time_limit=time_limit or None, seed=seed,
+                               threads=threads, **opts)
+    except PlacerError as e:
+        _fail(e)
+    doc = res.placement.model_dump(mode="json")
+    if out_file is not None:
+        write_json_atomic(out_file, doc)
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+    elif not quiet:
+        render_solution(inst, res)
+    if res.status in ("infeasible", "no_solution"):
+        err.print(f"[red]{res.status}[/red]: {res.reason}")
+        raise typer.Exit(1)
+
+
+def render_solution(inst, res) -> None:
+    from placer.summary import solution_summary
+
+    sm = solution_summary(inst, res)
+    t = Table(title=f"{inst.name}: sites")
+    for c in ("site", "GPUs", "used", "leased", "idle", "unavailable"):
+        t.add_column(c, justify="left" if c == "site" else "right")
+    for s in sm["sites"]:
+        t.add_row(s["name"], _fmt(s["gpus"]), _fmt(s["used"]), _fmt(s["leased"]),
+                  _fmt(s["idle"]), _fmt(s["unavailable"]))
+    out.print(t)
+    t = Table(title="jobs")
+    for c in ("job", "units", "GPUs", "type", "sites", "efficiency", "goodput", "value",
+              "reason"):
+        t.add_column(c, justify="left" if c in ("job", "sites", "reason", "type") else "right")
+    for j in sm["jobs"]:
+        t.add_row(j["name"], f"{j['units']}/{j['units_max']}", _fmt(j["gpus"]), j["type"],
+                  ",".join(j["sites"]), _fmt(j["efficiency"], 4), _fmt(j["goodput"], 4),
+                  _fmt(j["value"], 0), j["reason"] or "")
+    out.print(t)
+    if sm["offers"]:
+        t = Table(title="offers")
+        for c in ("offer", "accepted", "blocks", "GPUs", "revenue"):
+            t.add_column(c)
+        for o in sm["offers"]:
+            t.add_row(o["offer"], _fmt(o["accepted"]), o["blocks"], _fmt(o["gpus"]),
+                      _fmt(o["revenue"], 0))
+        out.print(t)
+    gap = "-" if res.gap is None else f"{100 * res.gap:.3f}%"
+    bound = "-" if res.bound is None else f"{res.bound:,.0f}"
+    out.print(f"[bold]{res.status}[/bold] by {res.solver} in {res.seconds:.2f} s: objective "
+              f"[bold]{res.objective:,.0f}[/bold] vu, bound {bound}, gap {gap}")
+
+
+@app.command("solvers")
+def solvers_cmd() -> None:
+    """List the solver backends and whether each is available here."""
+    from placer.solvers import list_solvers
+
+    t = Table(title="solvers")
+    for c in ("name", "available", "what"):
+        t.add_column(c)
+    for name, ok, desc in list_solvers():
+        t.add_row(name, "yes" if ok else "no", desc)
+    out.print(t)
+
+
 def main() -> None:
     """Console entry point."""
     try:

@@ -65,3 +65,48 @@ def instance_summary(inst: Instance) -> dict[str, Any]:
     return {"name": inst.name, "horizon_hours": inst.horizon_hours, "levels": ix.levels,
             "gpus": ix.n_gpus, "available": int(ix.available.sum()), "sites": sites,
             "wan_paths": paths, "jobs": jobs, "offers": offers, "warnings": inst.warnings}
+
+
+def solution_summary(inst: Instance, res) -> dict[str, Any]:
+    """Per site used / leased / idle GPUs, per job units, sites, efficiency; offers."""
+    ix = inst.index
+    used = np.zeros(ix.n_gpus, bool)
+    leased = np.zeros(ix.n_gpus, bool)
+    jobs = []
+    by_name = {r["name"]: r for r in res.score.jobs} if res.score else {}
+    reasons = {pj.name: pj.reason for pj in res.placement.jobs}
+    for pj in res.placement.jobs:
+        job = inst.job(pj.name)
+        g = ix.gpu_indices(pj.gpus)
+        used[g] = True
+        sc = by_name.get(pj.name, {})
+        sites = sorted({ix.site_names[s] for s in np.unique(ix.dom[0][g]).tolist()})
+        jobs.append({"name": pj.name, "units": pj.units, "units_max": job.units_max,
+                     "gpus": len(g),
+                     "type": ix.type_names[int(ix.gpu_type[g[0]])] if len(g) else "-",
+                     "sites": sites, "efficiency": sc.get("efficiency"),
+                     "goodput": sc.get("goodput"), "value": sc.get("value"),
+                     "reason": reasons.get(pj.name)})
+    offers = []
+    for lg in res.placement.leases:
+        for path in lg.blocks:
+            r = ix.resolve(path)
+            a, b = ix.gpu_range(*r)
+            leased[a:b] = True
+    sc_offers = {o["offer"]: o for o in (res.score.offers if res.score else [])}
+    for o in inst.offers:
+        lg = next((x for x in res.placement.leases if x.offer == o.name), None)
+        so = sc_offers.get(o.name, {})
+        blocks = lg.blocks if lg else []
+        shown = ", ".join(blocks[:3]) + (f" (+{len(blocks) - 3})" if len(blocks) > 3 else "")
+        offers.append({"offer": o.name, "accepted": bool(blocks), "blocks": shown,
+                       "gpus": so.get("gpus", 0), "revenue": so.get("revenue", 0.0)})
+    sites = []
+    for s, name in enumerate(ix.site_names):
+        a, b = ix.gpu_range(0, s)
+        av = ix.available[a:b]
+        u = int(used[a:b].sum())
+        le = int((leased[a:b] & av).sum())
+        sites.append({"name": name, "gpus": b - a, "used": u, "leased": le,
+                      "idle": int(av.sum()) - u - le, "unavailable": int((~av).sum())})
+    return {"sites": sites, "jobs": jobs, "offers": offers}

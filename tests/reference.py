@@ -44,6 +44,18 @@ DEFAULT_SCOPE = {"tp": "node", "pp": "site", "dp": "site", "ep": "site"}
 DEFAULT_HORIZON_HOURS = 720.0
 
 
+def exact(x):
+    """The decimal a number was written as, as an exact rational (0.24 + 0.48 == 0.72).
+
+    Used wherever SPEC compares sums (path latencies and failures for the WAN tie-breaks,
+    latency bounds, power caps), so that a tie or a bound met exactly in the file's decimals
+    is a tie or met here too.
+    """
+    if isinstance(x, int):
+        return Fraction(x)
+    return Fraction(repr(float(x)))
+
+
 class ScoreUndefined(ValueError):
     """The placement cannot be scored (unknown GPU, wrong length, unconnected sites)."""
 
@@ -76,7 +88,7 @@ class Topo:
         ``frozenset({a, b})`` -> ``{"latency_us", "bandwidth_GBps", "failures_per_day"}``.
     paths : dict[tuple[str, str], dict]
         ``(a, b)`` for every ordered pair of distinct WAN-connected sites ->
-        ``{"sites": [...], "links": [frozenset, ...], "latency_us", "bandwidth_GBps"}``.
+        ``{"sites", "links", "latency_us", "latency_exact", "bandwidth_GBps"}``.
     gpu_types : dict[str, dict]
         type -> ``{"speed", "power_kW"}`` (speed defaults to 1, power_kW may be None).
     """
@@ -117,15 +129,15 @@ class Topo:
     def connected(self, site_a, site_b):
         return site_a == site_b or (site_a, site_b) in self.paths
 
-    def pair_latency_us(self, gpu_a, gpu_b):
-        """Link latency of a pair (section 1.1); None if the sites have no WAN path."""
+    def pair_latency_exact(self, gpu_a, gpu_b):
+        """Link latency (us, exact) of a pair (section 1.1); None if no WAN path."""
         site_a = self.gpus[gpu_a]["site"]
         site_b = self.gpus[gpu_b]["site"]
         if site_a == site_b:
-            return self.fabric_link([gpu_a, gpu_b])[0]
+            return exact(self.fabric_link([gpu_a, gpu_b])[0])
         if (site_a, site_b) not in self.paths:
             return None
-        return self.paths[(site_a, site_b)]["latency_us"]
+        return self.paths[(site_a, site_b)]["latency_exact"]
 
 
 def expand(instance):
@@ -243,9 +255,9 @@ def expand(instance):
         best_path = None
         for path in nx.all_simple_paths(graph, a, b):
             hops = [frozenset((path[i], path[i + 1])) for i in range(len(path) - 1)]
-            latency = sum(Fraction(topo.links[h]["latency_us"]) for h in hops)
-            bottleneck = min(Fraction(topo.links[h]["bandwidth_GBps"]) for h in hops)
-            failures = sum(Fraction(topo.links[h]["failures_per_day"]) for h in hops)
+            latency = sum(exact(topo.links[h]["latency_us"]) for h in hops)
+            bottleneck = min(exact(topo.links[h]["bandwidth_GBps"]) for h in hops)
+            failures = sum(exact(topo.links[h]["failures_per_day"]) for h in hops)
             key = (latency, -bottleneck, failures, len(hops), list(path))
             if best_key is None or key < best_key:
                 best_key, best_path = key, path
@@ -258,6 +270,7 @@ def expand(instance):
         info = {
             "links": hops,
             "latency_us": latency_us,
+            "latency_exact": best_key[0],
             "bandwidth_GBps": min(topo.links[h]["bandwidth_GBps"] for h in hops),
         }
         topo.paths[(a, b)] = dict(info, sites=list(best_path))
@@ -390,7 +403,7 @@ def _group_wan_paths(topo, dim, gpu_ids):
     each boundary between consecutive stages lying in different sites."""
     pairs = []
     if dim == "pp":
-        for a, b in zip(gpu_ids, gpu_ids[1:]):
+        for a, b in zip(gpu_ids, gpu_ids[1:], strict=False):
             sa, sb = topo.gpus[a]["site"], topo.gpus[b]["site"]
             if sa != sb:
                 pairs.append((sa, sb))
@@ -626,13 +639,13 @@ def _pp_time(topo, chains, m, S, smallest_shared_bandwidth):
     """T_PP: the slowest boundary of the slowest chain."""
     cross = 0
     for chain in chains:
-        for a, b in zip(chain, chain[1:]):
+        for a, b in zip(chain, chain[1:], strict=False):
             if topo.gpus[a]["site"] != topo.gpus[b]["site"]:
                 cross += 1
     S_job = S * cross
     slowest = 0.0
     for chain in chains:
-        for a, b in zip(chain, chain[1:]):
+        for a, b in zip(chain, chain[1:], strict=False):
             sa, sb = topo.gpus[a]["site"], topo.gpus[b]["site"]
             if sa == sb:
                 alpha_us, B = topo.fabric_link([a, b])
@@ -677,7 +690,7 @@ def reference_check(instance, placement):
     # every job's units and GPUs (absent job: 0 units)
     job_gpus = {}
     job_units = {}
-    for name, job in jobs.items():
+    for name in jobs:
         entry = entries.get(name)
         job_units[name] = int(entry.get("units", 0)) if entry else 0
         job_gpus[name] = list(entry.get("gpus") or []) if entry else []
@@ -716,19 +729,25 @@ def reference_check(instance, placement):
         gpus = job_gpus[name]
         if len(gpus) != units * job["tp"] * job["pp"]:
             violation(
-                3, "job", name,
+                3,
+                "job",
+                name,
                 f"{len(gpus)} GPUs listed but units*tp*pp = {units * job['tp'] * job['pp']}",
             )
         if units != 0:
             if job["kind"] == "training":
                 if not (job["min_dp"] <= units <= job["dp"]):
-                    violation(3, "job", name, f"units {units} not in [{job['min_dp']}, {job['dp']}]")
+                    violation(
+                        3, "job", name, f"units {units} not in [{job['min_dp']}, {job['dp']}]"
+                    )
                 if units % job["ep"] != 0:
                     violation(3, "job", name, f"units {units} not a multiple of ep {job['ep']}")
             else:
                 if not (job["min_replicas"] <= units <= job["replicas"]):
                     violation(
-                        3, "job", name,
+                        3,
+                        "job",
+                        name,
                         f"units {units} not in [{job['min_replicas']}, {job['replicas']}]",
                     )
         if job["current"]:
@@ -763,16 +782,21 @@ def reference_check(instance, placement):
                     domains = {topo.gpus[g]["ancestors"][depth] for g in members}
                     if len(domains) > 1:
                         violation(
-                            4, "job", name,
+                            4,
+                            "job",
+                            name,
                             f"{dim} group spans {len(domains)} domains of level {level}",
                         )
                 if bound is not None:
                     for a, b in combinations(members, 2):
-                        lat = topo.pair_latency_us(a, b)
-                        if lat is None or Fraction(lat) > Fraction(bound):
+                        lat = topo.pair_latency_exact(a, b)
+                        if lat is None or lat > exact(bound):
+                            shown = None if lat is None else float(lat)
                             violation(
-                                4, "job", name,
-                                f"{dim} pair {a}, {b} latency {lat} > max_latency_us {bound}",
+                                4,
+                                "job",
+                                name,
+                                f"{dim} pair {a}, {b} latency {shown} > max_latency_us {bound}",
                             )
 
     # Rule 5: spread of inference jobs with units
@@ -784,7 +808,9 @@ def reference_check(instance, placement):
         domains = {topo.gpus[g]["ancestors"][depth] for g in job_gpus[name] if g in topo.gpus}
         if len(domains) < int(spread["min"]):
             violation(
-                5, "job", name,
+                5,
+                "job",
+                name,
                 f"units touch {len(domains)} domains of level {spread['level']} < {spread['min']}",
             )
 
@@ -831,7 +857,9 @@ def reference_check(instance, placement):
             for g in dom["gpus"]:
                 if g in block_owner:
                     violation(
-                        6, "offer", oname,
+                        6,
+                        "offer",
+                        oname,
                         f"block {block!r} overlaps block {block_owner[g][1]!r} "
                         f"of offer {block_owner[g][0]!r}",
                     )
@@ -857,13 +885,13 @@ def reference_check(instance, placement):
             lo = float(offer.get("min_gpus", 0) or 0)
             hi = offer.get("max_gpus")
             if len(leased) < lo or (hi is not None and len(leased) > float(hi)):
-                violation(
-                    6, "offer", oname, f"{len(leased)} leased GPUs not in [{lo}, {hi}]"
-                )
+                violation(6, "offer", oname, f"{len(leased)} leased GPUs not in [{lo}, {hi}]")
         if entry is not None and entry.get("gpus") is not None:
             if int(entry["gpus"]) != len(leased):
                 violation(
-                    6, "offer", oname,
+                    6,
+                    "offer",
+                    oname,
                     f"entry says {entry['gpus']} GPUs but its blocks hold {len(leased)}",
                 )
 
@@ -880,8 +908,8 @@ def reference_check(instance, placement):
         powered.update(leased_by_site.get(site, []))
         total = Fraction(0)
         for g in powered:
-            total += Fraction(topo.gpu_types[topo.gpus[g]["type"]]["power_kW"])
-        if total > Fraction(cap):
+            total += exact(topo.gpu_types[topo.gpus[g]["type"]]["power_kW"])
+        if total > exact(cap):
             violation(7, "site", site, f"power {float(total)} kW > power_cap_kW {cap}")
 
     return violations

@@ -55,7 +55,7 @@ def _pick(draw, items, lo=0, hi=None):
 # --------------------------------------------------------------------------------------
 
 
-def _entry(draw, levels, depth, index, budget_nodes):
+def _entry(draw, levels, depth, index):
     """A `domains` entry at levels[depth]; index = its position among its siblings."""
     last = len(levels) - 1
     entry = {}
@@ -73,9 +73,7 @@ def _entry(draw, levels, depth, index, budget_nodes):
         return entry
     if depth + 1 < last and draw(st.integers(0, 3)) == 0:
         n_children = draw(st.integers(1, 2))
-        entry["domains"] = [
-            _entry(draw, levels, depth + 1, i, budget_nodes) for i in range(n_children)
-        ]
+        entry["domains"] = [_entry(draw, levels, depth + 1, i) for i in range(n_children)]
     else:
         entry["shape"] = [draw(st.integers(1, 2)) for _ in range(last - depth)]
     return entry
@@ -123,7 +121,7 @@ def topologies(draw):
         if draw(st.booleans()):
             site["node_failures_per_day"] = draw(st.sampled_from([0.0, 0.01, 0.024, 0.1]))
         n_entries = draw(st.integers(1, 2))
-        site["domains"] = [_entry(draw, levels, 1, i, 8) for i in range(n_entries)]
+        site["domains"] = [_entry(draw, levels, 1, i) for i in range(n_entries)]
         # entries may name a type outside `types`: keep gpu_types complete
         sites.append(site)
 
@@ -320,9 +318,7 @@ def instances(draw, wide_scopes=False):
     instance["topology"] = topology
     instance["gpu_types"] = gpu_types
     n_jobs = draw(st.integers(1, 4))
-    instance["jobs"] = [
-        _job(draw, f"j{i}", levels, types, wide_scopes) for i in range(n_jobs)
-    ]
+    instance["jobs"] = [_job(draw, f"j{i}", levels, types, wide_scopes) for i in range(n_jobs)]
     if draw(st.integers(0, 2)) == 0:
         site_names = [s["name"] for s in topology["sites"]]
         instance["leases"] = _offers(draw, levels, site_names, types)
@@ -431,7 +427,7 @@ def instance_and_placement(draw):
 
     # running jobs: a current on other GPUs (moved) or the same GPUs (maybe reordered)
     current_taken = set()
-    for raw, job in zip(instance["jobs"], jobs):
+    for raw, job in zip(instance["jobs"], jobs, strict=True):
         if draw(st.integers(0, 2)) != 0:
             continue
         entry = next((e for e in entries if e["name"] == job["name"]), None)
@@ -535,7 +531,9 @@ def _scoped_job_gpus(draw, job, topo, taken):
     unit_containers = [
         c
         for c in _containers(topo, unit_level, comp)
-        if job_container is None or c is None or c == job_container
+        if job_container is None
+        or c is None
+        or c == job_container
         or c.startswith(job_container + "/")
     ]
     unit_containers = draw(st.permutations(unit_containers))
@@ -595,13 +593,11 @@ def feasible_case(draw):
     def placement():
         out = {"instance": instance["name"], "jobs": list(entries.values())}
         if leases:
-            out["leases"] = [
-                dict(e, gpus=_leased_gpus(topo, e["blocks"])) for e in leases.values()
-            ]
+            out["leases"] = [dict(e, gpus=_leased_gpus(topo, e["blocks"])) for e in leases.values()]
         return out
 
     # the instance bends to the placement: unit ranges admit what was placed
-    for raw, job in zip(raw_jobs, jobs):
+    for raw, job in zip(raw_jobs, jobs, strict=True):
         units = entries[job["name"]]["units"]
         key = "min_dp" if job["kind"] == "training" else "min_replicas"
         if units == 0 or units < (raw.get(key, _max_units(job))):
@@ -627,7 +623,7 @@ def feasible_case(draw):
 
     # running jobs: placed ones may be unmoved (pinned or not), non-preemptible, or moved
     current_taken = {g for e in entries.values() for g in e["gpus"]}
-    for raw, job in zip(raw_jobs, jobs):
+    for raw, job in zip(raw_jobs, jobs, strict=True):
         entry = entries[job["name"]]
         role = draw(st.sampled_from(["none", "none", "same", "pinned", "moved"]))
         if role == "none":

@@ -26,9 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import placer
 import pytest
 import yaml
+
+import placer
 from placer import load_instance
 from placer.errors import InstanceError, PlacerError
 
@@ -310,113 +311,245 @@ BAD_CASES: list[Bad] = [
     Bad("horizon-nan", put("horizon_hours", NAN), "horizon_hours"),
     # levels.
     Bad("missing-levels", drop("topology.levels"), "topology.levels"),
-    Bad("levels-not-starting-with-site", put("topology.levels", ["dc", "rack", "node"]),
-        "topology.levels"),
-    Bad("levels-not-ending-with-node", put("topology.levels", ["site", "rack"]),
-        "topology.levels"),
+    Bad(
+        "levels-not-starting-with-site",
+        put("topology.levels", ["dc", "rack", "node"]),
+        "topology.levels",
+    ),
+    Bad("levels-not-ending-with-node", put("topology.levels", ["site", "rack"]), "topology.levels"),
     Bad("levels-too-short", put("topology.levels", ["site"]), "topology.levels"),
-    Bad("levels-duplicate", put("topology.levels", ["site", "rack", "rack", "node"]),
-        "topology.levels"),
-    Bad("levels-contain-cluster", put("topology.levels", ["site", "cluster", "node"]),
-        "topology.levels"),
-    Bad("levels-name-with-slash", put("topology.levels", ["site", "ra/ck", "node"]),
-        "topology.levels"),
+    Bad(
+        "levels-duplicate",
+        put("topology.levels", ["site", "rack", "rack", "node"]),
+        "topology.levels",
+    ),
+    Bad(
+        "levels-contain-cluster",
+        put("topology.levels", ["site", "cluster", "node"]),
+        "topology.levels",
+    ),
+    Bad(
+        "levels-name-with-slash",
+        put("topology.levels", ["site", "ra/ck", "node"]),
+        "topology.levels",
+    ),
     # fabric.
-    Bad("fabric-key-not-a-level", put("topology.fabric.pod", OTHER_FABRIC_ENTRY),
-        "topology.fabric.pod"),
-    Bad("fabric-entry-extra-key", put("topology.fabric.node.jitter_us", 1),
-        "topology.fabric.node", "jitter_us"),
-    Bad("fabric-missing-bandwidth-after-merge", drop("topology.fabric.rack.bandwidth_GBps"),
-        ("topology.fabric.rack", "topology.sites[0]", "topology.sites[1]"), "bandwidth"),
-    Bad("fabric-level-missing-for-one-site",
-        chain(drop("topology.fabric.site"),
-              put("topology.sites[0].fabric", {"site": {"latency_us": 20, "bandwidth_GBps": 10}})),
-        ("topology.sites[1]", "topology.fabric")),
-    Bad("fabric-negative-latency", put("topology.fabric.node.latency_us", -1),
-        "topology.fabric.node.latency_us"),
-    Bad("fabric-zero-bandwidth", put("topology.fabric.rack.bandwidth_GBps", 0),
-        "topology.fabric.rack.bandwidth_GBps"),
-    Bad("fabric-infinite-bandwidth", put("topology.fabric.node.bandwidth_GBps", INF),
-        "topology.fabric.node.bandwidth_GBps"),
-    Bad("site-fabric-zero-bandwidth", put("topology.sites[1].fabric", {"site": {"bandwidth_GBps": 0}}),
-        "topology.sites[1].fabric.site.bandwidth_GBps"),
-    Bad("site-fabric-key-not-a-level", put("topology.sites[0].fabric", {"pod": OTHER_FABRIC_ENTRY}),
-        "topology.sites[0].fabric.pod"),
-    Bad("site-fabric-entry-extra-key",
+    Bad(
+        "fabric-key-not-a-level",
+        put("topology.fabric.pod", OTHER_FABRIC_ENTRY),
+        "topology.fabric.pod",
+    ),
+    Bad(
+        "fabric-entry-extra-key",
+        put("topology.fabric.node.jitter_us", 1),
+        "topology.fabric.node",
+        "jitter_us",
+    ),
+    Bad(
+        "fabric-missing-bandwidth-after-merge",
+        drop("topology.fabric.rack.bandwidth_GBps"),
+        ("topology.fabric.rack", "topology.sites[0]", "topology.sites[1]"),
+        "bandwidth",
+    ),
+    Bad(
+        "fabric-level-missing-for-one-site",
+        chain(
+            drop("topology.fabric.site"),
+            put("topology.sites[0].fabric", {"site": {"latency_us": 20, "bandwidth_GBps": 10}}),
+        ),
+        ("topology.sites[1]", "topology.fabric"),
+    ),
+    Bad(
+        "fabric-negative-latency",
+        put("topology.fabric.node.latency_us", -1),
+        "topology.fabric.node.latency_us",
+    ),
+    Bad(
+        "fabric-zero-bandwidth",
+        put("topology.fabric.rack.bandwidth_GBps", 0),
+        "topology.fabric.rack.bandwidth_GBps",
+    ),
+    Bad(
+        "fabric-infinite-bandwidth",
+        put("topology.fabric.node.bandwidth_GBps", INF),
+        "topology.fabric.node.bandwidth_GBps",
+    ),
+    Bad(
+        "site-fabric-zero-bandwidth",
+        put("topology.sites[1].fabric", {"site": {"bandwidth_GBps": 0}}),
+        "topology.sites[1].fabric.site.bandwidth_GBps",
+    ),
+    Bad(
+        "site-fabric-key-not-a-level",
+        put("topology.sites[0].fabric", {"pod": OTHER_FABRIC_ENTRY}),
+        "topology.sites[0].fabric.pod",
+    ),
+    Bad(
+        "site-fabric-entry-extra-key",
         put("topology.sites[0].fabric", {"site": {"latency_us": 20, "bandwith_GBps": 5}}),
-        "topology.sites[0].fabric.site", "bandwith_GBps"),
+        "topology.sites[0].fabric.site",
+        "bandwith_GBps",
+    ),
     # sites and domains.
     Bad("site-without-domains", drop("topology.sites[1].domains"), "topology.sites[1].domains"),
-    Bad("site-with-empty-domains", put("topology.sites[1].domains", []),
-        "topology.sites[1].domains"),
-    Bad("count-zero", put("topology.sites[0].domains[0].count", 0),
-        "topology.sites[0].domains[0].count"),
-    Bad("count-fractional", put("topology.sites[0].domains[0].count", 1.5),
-        "topology.sites[0].domains[0].count"),
-    Bad("shape-too-long", put("topology.sites[0].domains[0].shape", [2, 2]),
-        "topology.sites[0].domains[0].shape"),
-    Bad("shape-empty", put("topology.sites[0].domains[0].shape", []),
-        "topology.sites[0].domains[0].shape"),
-    Bad("shape-zero-fanout", put("topology.sites[0].domains[0].shape", [0]),
-        "topology.sites[0].domains[0].shape"),
-    Bad("shape-negative-fanout", put("topology.sites[0].domains[0].shape", [-2]),
-        "topology.sites[0].domains[0].shape"),
-    Bad("shape-and-domains", put("topology.sites[0].domains[1].domains", [{"name": "node", "count": 1}]),
-        "topology.sites[0].domains[1]"),
-    Bad("neither-shape-nor-domains", drop("topology.sites[0].domains[1].shape"),
-        "topology.sites[0].domains[1]"),
-    Bad("node-entry-with-shape",
-        put("topology.sites[1].domains",
-            [{"name": "r", "domains": [{"name": "n", "count": 2, "shape": [1]}]}]),
-        "topology.sites[1].domains[0].domains[0]"),
-    Bad("sibling-collision-explicit", add("topology.sites[0].domains", {"name": "spare", "shape": [1]}),
-        "topology.sites[0].domains"),
-    Bad("sibling-collision-by-count", put("topology.sites[0].domains[1].name", "rack1"),
-        "topology.sites[0].domains"),
-    Bad("sibling-collision-by-count-suffix",
-        chain(put("topology.sites[0].domains[0].count", 11),
-              put("topology.sites[0].domains[1]", {"name": "rack1", "count": 1, "shape": [1]})),
-        "topology.sites[0].domains"),
-    Bad("site-name-collision", put("topology.sites[1].name", "a"),
-        ("topology.sites[1]", "topology.sites[0]", "topology.sites")),
-    Bad("domain-name-with-slash", put("topology.sites[0].domains[1].name", "sp/are"),
-        "topology.sites[0].domains[1].name"),
-    Bad("domain-name-empty", put("topology.sites[0].domains[1].name", ""),
-        "topology.sites[0].domains[1].name"),
+    Bad(
+        "site-with-empty-domains", put("topology.sites[1].domains", []), "topology.sites[1].domains"
+    ),
+    Bad(
+        "count-zero",
+        put("topology.sites[0].domains[0].count", 0),
+        "topology.sites[0].domains[0].count",
+    ),
+    Bad(
+        "count-fractional",
+        put("topology.sites[0].domains[0].count", 1.5),
+        "topology.sites[0].domains[0].count",
+    ),
+    Bad(
+        "shape-too-long",
+        put("topology.sites[0].domains[0].shape", [2, 2]),
+        "topology.sites[0].domains[0].shape",
+    ),
+    Bad(
+        "shape-empty",
+        put("topology.sites[0].domains[0].shape", []),
+        "topology.sites[0].domains[0].shape",
+    ),
+    Bad(
+        "shape-zero-fanout",
+        put("topology.sites[0].domains[0].shape", [0]),
+        "topology.sites[0].domains[0].shape",
+    ),
+    Bad(
+        "shape-negative-fanout",
+        put("topology.sites[0].domains[0].shape", [-2]),
+        "topology.sites[0].domains[0].shape",
+    ),
+    Bad(
+        "shape-and-domains",
+        put("topology.sites[0].domains[1].domains", [{"name": "node", "count": 1}]),
+        "topology.sites[0].domains[1]",
+    ),
+    Bad(
+        "neither-shape-nor-domains",
+        drop("topology.sites[0].domains[1].shape"),
+        "topology.sites[0].domains[1]",
+    ),
+    Bad(
+        "node-entry-with-shape",
+        put(
+            "topology.sites[1].domains",
+            [{"name": "r", "domains": [{"name": "n", "count": 2, "shape": [1]}]}],
+        ),
+        "topology.sites[1].domains[0].domains[0]",
+    ),
+    Bad(
+        "sibling-collision-explicit",
+        add("topology.sites[0].domains", {"name": "spare", "shape": [1]}),
+        "topology.sites[0].domains",
+    ),
+    Bad(
+        "sibling-collision-by-count",
+        put("topology.sites[0].domains[1].name", "rack1"),
+        "topology.sites[0].domains",
+    ),
+    Bad(
+        "sibling-collision-by-count-suffix",
+        chain(
+            put("topology.sites[0].domains[0].count", 11),
+            put("topology.sites[0].domains[1]", {"name": "rack1", "count": 1, "shape": [1]}),
+        ),
+        "topology.sites[0].domains",
+    ),
+    Bad(
+        "site-name-collision",
+        put("topology.sites[1].name", "a"),
+        ("topology.sites[1]", "topology.sites[0]", "topology.sites"),
+    ),
+    Bad(
+        "domain-name-with-slash",
+        put("topology.sites[0].domains[1].name", "sp/are"),
+        "topology.sites[0].domains[1].name",
+    ),
+    Bad(
+        "domain-name-empty",
+        put("topology.sites[0].domains[1].name", ""),
+        "topology.sites[0].domains[1].name",
+    ),
     Bad("site-name-with-slash", put("topology.sites[1].name", "b/x"), "topology.sites[1].name"),
-    Bad("gpus-per-node-zero", put("topology.sites[0].gpus_per_node", 0),
-        "topology.sites[0].gpus_per_node"),
-    Bad("site-without-gpu-type", drop("topology.sites[1].gpu_type"), "topology.sites[1]",
-        "gpu_type"),
-    Bad("node-failures-negative", put("topology.sites[0].node_failures_per_day", -0.1),
-        "topology.sites[0].node_failures_per_day"),
-    Bad("power-cap-zero", put("topology.sites[0].power_cap_kW", 0),
-        "topology.sites[0].power_cap_kW"),
-    Bad("power-cap-without-power-kW", put("gpu_types", {"H100": {"speed": 1.0}}),
-        ("topology.sites[0]", "gpu_types.H100"), "power"),
-    Bad("power-cap-without-any-gpu-types", drop("gpu_types"),
-        ("topology.sites[0]", "gpu_types"), "power"),
+    Bad(
+        "gpus-per-node-zero",
+        put("topology.sites[0].gpus_per_node", 0),
+        "topology.sites[0].gpus_per_node",
+    ),
+    Bad(
+        "site-without-gpu-type", drop("topology.sites[1].gpu_type"), "topology.sites[1]", "gpu_type"
+    ),
+    Bad(
+        "node-failures-negative",
+        put("topology.sites[0].node_failures_per_day", -0.1),
+        "topology.sites[0].node_failures_per_day",
+    ),
+    Bad(
+        "power-cap-zero", put("topology.sites[0].power_cap_kW", 0), "topology.sites[0].power_cap_kW"
+    ),
+    Bad(
+        "power-cap-without-power-kW",
+        put("gpu_types", {"H100": {"speed": 1.0}}),
+        ("topology.sites[0]", "gpu_types.H100"),
+        "power",
+    ),
+    Bad(
+        "power-cap-without-any-gpu-types",
+        drop("gpu_types"),
+        ("topology.sites[0]", "gpu_types"),
+        "power",
+    ),
     # wan.
-    Bad("wan-unknown-site", put("topology.wan[0].between", ["a", "memphis-9"]), "topology.wan[0]",
-        "memphis-9"),
+    Bad(
+        "wan-unknown-site",
+        put("topology.wan[0].between", ["a", "memphis-9"]),
+        "topology.wan[0]",
+        "memphis-9",
+    ),
     Bad("wan-same-site-twice", put("topology.wan[0].between", ["a", "a"]), "topology.wan[0]"),
     Bad("wan-three-sites", put("topology.wan[0].between", ["a", "b", "a"]), "topology.wan[0]"),
-    Bad("wan-duplicate-link",
+    Bad(
+        "wan-duplicate-link",
         add("topology.wan", {"between": ["b", "a"], "latency_us": 300, "bandwidth_GBps": 50}),
-        ("topology.wan[1]", "topology.wan[0]")),
-    Bad("wan-zero-bandwidth", put("topology.wan[0].bandwidth_GBps", 0),
-        "topology.wan[0].bandwidth_GBps"),
-    Bad("wan-negative-failures", put("topology.wan[0].failures_per_day", -1),
-        "topology.wan[0].failures_per_day"),
+        ("topology.wan[1]", "topology.wan[0]"),
+    ),
+    Bad(
+        "wan-zero-bandwidth",
+        put("topology.wan[0].bandwidth_GBps", 0),
+        "topology.wan[0].bandwidth_GBps",
+    ),
+    Bad(
+        "wan-negative-failures",
+        put("topology.wan[0].failures_per_day", -1),
+        "topology.wan[0].failures_per_day",
+    ),
     # unavailable.
-    Bad("unavailable-unknown-domain", add("topology.unavailable", "a/rack7"),
-        "topology.unavailable[1]"),
-    Bad("unavailable-unknown-site", add("topology.unavailable", "z/rack0"),
-        "topology.unavailable[1]"),
-    Bad("unavailable-gpu-out-of-range", add("topology.unavailable", "a/rack0/node0/gpu4"),
-        "topology.unavailable[1]"),
-    Bad("unavailable-gpu-with-leading-zero", add("topology.unavailable", "a/rack0/node0/gpu01"),
-        "topology.unavailable[1]"),
+    Bad(
+        "unavailable-unknown-domain",
+        add("topology.unavailable", "a/rack7"),
+        "topology.unavailable[1]",
+    ),
+    Bad(
+        "unavailable-unknown-site",
+        add("topology.unavailable", "z/rack0"),
+        "topology.unavailable[1]",
+    ),
+    Bad(
+        "unavailable-gpu-out-of-range",
+        add("topology.unavailable", "a/rack0/node0/gpu4"),
+        "topology.unavailable[1]",
+    ),
+    Bad(
+        "unavailable-gpu-with-leading-zero",
+        add("topology.unavailable", "a/rack0/node0/gpu01"),
+        "topology.unavailable[1]",
+    ),
     # gpu_types.
     Bad("gpu-type-speed-zero", put("gpu_types.H100.speed", 0), "gpu_types.H100.speed"),
     Bad("gpu-type-power-zero", put("gpu_types.H100.power_kW", 0), "gpu_types.H100.power_kW"),
@@ -451,13 +584,20 @@ BAD_CASES: list[Bad] = [
     Bad("training-compute-ms-zero", put("jobs[0].compute_ms", 0), "jobs[0].compute_ms"),
     Bad("inference-without-replicas", drop("jobs[1].replicas"), "jobs[1].replicas"),
     # Unknown keys where a typo would silently change the plan: refused.
-    Bad("scope-unknown-key", put("jobs[0].scope", {"tp": "node", "dpp": "site"}), "jobs[0].scope",
-        "dpp"),
-    Bad("max-latency-unknown-key", put("jobs[0].max_latency_us", {"tpp": 10}),
-        "jobs[0].max_latency_us", "tpp"),
+    Bad(
+        "scope-unknown-key",
+        put("jobs[0].scope", {"tp": "node", "dpp": "site"}),
+        "jobs[0].scope",
+        "dpp",
+    ),
+    Bad(
+        "max-latency-unknown-key",
+        put("jobs[0].max_latency_us", {"tpp": 10}),
+        "jobs[0].max_latency_us",
+        "tpp",
+    ),
     Bad("comm-unknown-key", put("jobs[0].comm.tp_megabytes", 5), "jobs[0].comm", "tp_megabytes"),
-    Bad("overlap-unknown-key", put("jobs[0].overlap.pp_share", 0.5), "jobs[0].overlap",
-        "pp_share"),
+    Bad("overlap-unknown-key", put("jobs[0].overlap.pp_share", 0.5), "jobs[0].overlap", "pp_share"),
     Bad("spread-unknown-key", put("jobs[1].spread.minimum", 2), "jobs[1].spread", "minimum"),
     # scope and spread values.
     Bad("scope-unknown-level", put("jobs[0].scope", {"tp": "pod"}), "jobs[0].scope.tp"),
@@ -465,64 +605,142 @@ BAD_CASES: list[Bad] = [
     Bad("spread-level-unknown", put("jobs[1].spread.level", "pod"), "jobs[1].spread.level"),
     Bad("spread-level-cluster", put("jobs[1].spread.level", "cluster"), "jobs[1].spread.level"),
     # current and pinned.
-    Bad("current-unknown-gpu", put("jobs[0].current", VALID_CURRENT[:7] + ["a/rack0/node1/gpu9"]),
-        "jobs[0].current"),
-    Bad("current-gpu-with-leading-zero",
-        put("jobs[0].current", VALID_CURRENT[:7] + ["a/rack0/node1/gpu03"]), "jobs[0].current"),
+    Bad(
+        "current-unknown-gpu",
+        put("jobs[0].current", VALID_CURRENT[:7] + ["a/rack0/node1/gpu9"]),
+        "jobs[0].current",
+    ),
+    Bad(
+        "current-gpu-with-leading-zero",
+        put("jobs[0].current", VALID_CURRENT[:7] + ["a/rack0/node1/gpu03"]),
+        "jobs[0].current",
+    ),
     Bad("current-not-whole-units", put("jobs[0].current", VALID_CURRENT[:6]), "jobs[0].current"),
-    Bad("current-duplicate-gpu", put("jobs[0].current", VALID_CURRENT[:7] + VALID_CURRENT[:1]),
-        "jobs[0].current"),
-    Bad("current-shared-with-another-job",
+    Bad(
+        "current-duplicate-gpu",
+        put("jobs[0].current", VALID_CURRENT[:7] + VALID_CURRENT[:1]),
+        "jobs[0].current",
+    ),
+    Bad(
+        "current-shared-with-another-job",
         chain(put("jobs[0].current", VALID_CURRENT), put("jobs[1].current", VALID_CURRENT[:4])),
-        ("jobs[1].current", "jobs[0].current")),
-    Bad("pinned-current-on-unavailable-gpus",
-        chain(put("jobs[0].current", UNAVAILABLE_CURRENT), put("jobs[0].pinned", True)), "jobs[0]"),
-    Bad("pinned-current-breaking-scope",
+        ("jobs[1].current", "jobs[0].current"),
+    ),
+    Bad(
+        "pinned-current-on-unavailable-gpus",
+        chain(put("jobs[0].current", UNAVAILABLE_CURRENT), put("jobs[0].pinned", True)),
+        "jobs[0]",
+    ),
+    Bad(
+        "pinned-current-breaking-scope",
         chain(put("jobs[0].current", SCOPE_BREAKING_CURRENT), put("jobs[0].pinned", True)),
-        "jobs[0]"),
-    Bad("pinned-current-below-min-dp",
-        chain(put("jobs[0].current", VALID_CURRENT[:4]), put("jobs[0].pinned", True)), "jobs[0]"),
-    Bad("pinned-current-of-a-disallowed-type",
-        chain(put("jobs[0].current", VALID_CURRENT), put("jobs[0].pinned", True),
-              put("jobs[0].gpu_types", ["H200"])), "jobs[0]"),
-    Bad("pinned-current-over-power-cap",
-        chain(put("jobs[0].current", VALID_CURRENT), put("jobs[0].pinned", True),
-              put("topology.sites[0].power_cap_kW", 4)), ("jobs[0]", "topology.sites[0]")),
-    Bad("running-non-preemptible-fitting-nowhere",
-        chain(put("jobs[0].current", VALID_CURRENT), put("jobs[0].preemptible", False),
-              put("jobs[0].gpu_types", ["H200"])), "jobs[0]"),
+        "jobs[0]",
+    ),
+    Bad(
+        "pinned-current-below-min-dp",
+        chain(put("jobs[0].current", VALID_CURRENT[:4]), put("jobs[0].pinned", True)),
+        "jobs[0]",
+    ),
+    Bad(
+        "pinned-current-of-a-disallowed-type",
+        chain(
+            put("jobs[0].current", VALID_CURRENT),
+            put("jobs[0].pinned", True),
+            put("jobs[0].gpu_types", ["H200"]),
+        ),
+        "jobs[0]",
+    ),
+    Bad(
+        "pinned-current-over-power-cap",
+        chain(
+            put("jobs[0].current", VALID_CURRENT),
+            put("jobs[0].pinned", True),
+            put("topology.sites[0].power_cap_kW", 4),
+        ),
+        ("jobs[0]", "topology.sites[0]"),
+    ),
+    Bad(
+        "running-non-preemptible-fitting-nowhere",
+        chain(
+            put("jobs[0].current", VALID_CURRENT),
+            put("jobs[0].preemptible", False),
+            put("jobs[0].gpu_types", ["H200"]),
+        ),
+        "jobs[0]",
+    ),
     # leases.
-    Bad("lease-min-above-max", put("leases.offers[0].max_gpus", 2),
-        ("leases.offers[0].min_gpus", "leases.offers[0].max_gpus")),
-    Bad("lease-missing-price", drop("leases.offers[0].price_per_gpu_hour"),
-        "leases.offers[0].price_per_gpu_hour"),
-    Bad("lease-negative-price", put("leases.offers[0].price_per_gpu_hour", -1),
-        "leases.offers[0].price_per_gpu_hour"),
+    Bad(
+        "lease-min-above-max",
+        put("leases.offers[0].max_gpus", 2),
+        ("leases.offers[0].min_gpus", "leases.offers[0].max_gpus"),
+    ),
+    Bad(
+        "lease-missing-price",
+        drop("leases.offers[0].price_per_gpu_hour"),
+        "leases.offers[0].price_per_gpu_hour",
+    ),
+    Bad(
+        "lease-negative-price",
+        put("leases.offers[0].price_per_gpu_hour", -1),
+        "leases.offers[0].price_per_gpu_hour",
+    ),
     Bad("lease-unknown-level", put("leases.offers[0].level", "pod"), "leases.offers[0].level"),
-    Bad("lease-default-level-unknown",
-        chain(drop("leases.offers[0].level"), put("leases.level", "hall")), "leases.level"),
-    Bad("lease-unknown-site", put("leases.offers[0].sites", ["a", "z"]), "leases.offers[0].sites[1]"),
-    Bad("committed-block-not-at-offer-level",
+    Bad(
+        "lease-default-level-unknown",
+        chain(drop("leases.offers[0].level"), put("leases.level", "hall")),
+        "leases.level",
+    ),
+    Bad(
+        "lease-unknown-site", put("leases.offers[0].sites", ["a", "z"]), "leases.offers[0].sites[1]"
+    ),
+    Bad(
+        "committed-block-not-at-offer-level",
         put("leases.offers[0].committed_blocks", ["a/rack0/node0"]),
-        "leases.offers[0].committed_blocks[0]"),
-    Bad("committed-block-unknown", put("leases.offers[0].committed_blocks", ["a/rack9"]),
-        "leases.offers[0].committed_blocks[0]"),
-    Bad("committed-block-outside-allowed-sites",
+        "leases.offers[0].committed_blocks[0]",
+    ),
+    Bad(
+        "committed-block-unknown",
+        put("leases.offers[0].committed_blocks", ["a/rack9"]),
+        "leases.offers[0].committed_blocks[0]",
+    ),
+    Bad(
+        "committed-block-outside-allowed-sites",
         put("leases.offers[0].committed_blocks", ["b/rack0"]),
-        "leases.offers[0].committed_blocks[0]"),
-    Bad("committed-block-of-a-disallowed-type",
-        chain(put("leases.offers[0].gpu_types", ["H200"]),
-              put("leases.offers[0].committed_blocks", ["a/rack0"])),
-        "leases.offers[0].committed_blocks[0]"),
-    Bad("committed-blocks-overlapping-across-offers",
-        chain(put("leases.offers[0].committed_blocks", ["a/rack0"]),
-              add("leases.offers", {"name": "M", "price_per_gpu_hour": 1.0, "level": "site",
-                                    "committed_blocks": ["a"]})),
-        ("leases.offers[1].committed_blocks", "leases.offers[0].committed_blocks")),
-    Bad("committed-block-holding-a-pinned-job",
-        chain(put("jobs[0].current", VALID_CURRENT), put("jobs[0].pinned", True),
-              put("leases.offers[0].committed_blocks", ["a/rack0"])),
-        ("leases.offers[0].committed_blocks", "jobs[0]")),
+        "leases.offers[0].committed_blocks[0]",
+    ),
+    Bad(
+        "committed-block-of-a-disallowed-type",
+        chain(
+            put("leases.offers[0].gpu_types", ["H200"]),
+            put("leases.offers[0].committed_blocks", ["a/rack0"]),
+        ),
+        "leases.offers[0].committed_blocks[0]",
+    ),
+    Bad(
+        "committed-blocks-overlapping-across-offers",
+        chain(
+            put("leases.offers[0].committed_blocks", ["a/rack0"]),
+            add(
+                "leases.offers",
+                {
+                    "name": "M",
+                    "price_per_gpu_hour": 1.0,
+                    "level": "site",
+                    "committed_blocks": ["a"],
+                },
+            ),
+        ),
+        ("leases.offers[1].committed_blocks", "leases.offers[0].committed_blocks"),
+    ),
+    Bad(
+        "committed-block-holding-a-pinned-job",
+        chain(
+            put("jobs[0].current", VALID_CURRENT),
+            put("jobs[0].pinned", True),
+            put("leases.offers[0].committed_blocks", ["a/rack0"]),
+        ),
+        ("leases.offers[0].committed_blocks", "jobs[0]"),
+    ),
 ]
 
 # Refusals the SPEC does not spell out but a scheduler engineer would expect (names that
@@ -530,14 +748,19 @@ BAD_CASES: list[Bad] = [
 # are easy to drop if the project decides otherwise (and writes the choice down in docs/).
 EXPECTED_BAD_CASES: list[Bad] = [
     Bad("duplicate-job-names", put("jobs[1].name", "j1"), ("jobs[1]", "jobs[0]")),
-    Bad("duplicate-offer-names",
+    Bad(
+        "duplicate-offer-names",
         add("leases.offers", {"name": "L", "price_per_gpu_hour": 1.0, "sites": ["b"]}),
-        ("leases.offers[1]", "leases.offers[0]")),
+        ("leases.offers[1]", "leases.offers[0]"),
+    ),
     Bad("no-sites", put("topology.sites", []), "topology.sites"),
     Bad("negative-message-size", put("jobs[0].comm.tp_MB", -5), "jobs[0].comm.tp_MB"),
     Bad("negative-restart-min", put("jobs[0].restart_min", -1), "jobs[0].restart_min"),
-    Bad("committed-block-listed-twice", put("leases.offers[0].committed_blocks", ["a/rack0", "a/rack0"]),
-        "leases.offers[0].committed_blocks"),
+    Bad(
+        "committed-block-listed-twice",
+        put("leases.offers[0].committed_blocks", ["a/rack0", "a/rack0"]),
+        "leases.offers[0].committed_blocks",
+    ),
 ]
 
 ALL_BAD_CASES = BAD_CASES + EXPECTED_BAD_CASES
@@ -578,7 +801,9 @@ def test_instance_error_is_a_placer_error():
 
 VALID_VARIANTS: dict[str, Mutation] = {
     "base": chain(),
-    "site-override-giving-only-latency": put("topology.sites[0].fabric", {"site": {"latency_us": 20}}),
+    "site-override-giving-only-latency": put(
+        "topology.sites[0].fabric", {"site": {"latency_us": 20}}
+    ),
     "fabric-level-given-only-by-overrides": chain(
         drop("topology.fabric.site"),
         put("topology.sites[0].fabric", {"site": {"latency_us": 20, "bandwidth_GBps": 10}}),
@@ -605,7 +830,9 @@ VALID_VARIANTS: dict[str, Mutation] = {
     "spread-min-one": put("jobs[1].spread.min", 1),
     "no-jobs": put("jobs", []),
     "no-leases": drop("leases"),
-    "no-gpu-types-and-no-power-cap": chain(drop("gpu_types"), drop("topology.sites[0].power_cap_kW")),
+    "no-gpu-types-and-no-power-cap": chain(
+        drop("gpu_types"), drop("topology.sites[0].power_cap_kW")
+    ),
     "no-horizon-uses-default": drop("horizon_hours"),
 }
 
@@ -633,8 +860,14 @@ def test_an_integral_float_written_in_yaml_text_is_accepted(tmp_path: Path):
 
 @pytest.mark.parametrize(
     "mutation",
-    [chain(), chain(put("jobs[0].current", VALID_CURRENT), put("jobs[0].preemptible", False),
-                    put("leases.offers[0].committed_blocks", ["a/rack1"]))],
+    [
+        chain(),
+        chain(
+            put("jobs[0].current", VALID_CURRENT),
+            put("jobs[0].preemptible", False),
+            put("leases.offers[0].committed_blocks", ["a/rack1"]),
+        ),
+    ],
     ids=["base", "running-job-and-committed-block"],
 )
 def test_json_and_yaml_versions_of_an_instance_load_to_equal_instances(mutation, tmp_path: Path):
@@ -669,26 +902,50 @@ class Warn:
 WARN_CASES: list[Warn] = [
     Warn("unknown-top-level-key", put("colour", "blue"), (r"colour",)),
     Warn("unknown-key-in-a-job", put("jobs[0].colour", "blue"), (r"jobs\[0\]", r"colour")),
-    Warn("unknown-key-in-a-site", put("topology.sites[0].colour", "blue"),
-         (r"topology\.sites\[0\]", r"colour")),
-    Warn("unknown-key-in-a-domain-entry", put("topology.sites[0].domains[1].colour", "blue"),
-         (r"topology\.sites\[0\]\.domains\[1\]", r"colour")),
-    Warn("unknown-key-in-a-wan-link", put("topology.wan[0].colour", "blue"),
-         (r"topology\.wan\[0\]", r"colour")),
-    Warn("unknown-key-in-a-gpu-type", put("gpu_types.H100.colour", "blue"),
-         (r"gpu_types\.H100", r"colour")),
-    Warn("unknown-key-in-an-offer", put("leases.offers[0].colour", "blue"),
-         (r"leases\.offers\[0\]", r"colour")),
+    Warn(
+        "unknown-key-in-a-site",
+        put("topology.sites[0].colour", "blue"),
+        (r"topology\.sites\[0\]", r"colour"),
+    ),
+    Warn(
+        "unknown-key-in-a-domain-entry",
+        put("topology.sites[0].domains[1].colour", "blue"),
+        (r"topology\.sites\[0\]\.domains\[1\]", r"colour"),
+    ),
+    Warn(
+        "unknown-key-in-a-wan-link",
+        put("topology.wan[0].colour", "blue"),
+        (r"topology\.wan\[0\]", r"colour"),
+    ),
+    Warn(
+        "unknown-key-in-a-gpu-type",
+        put("gpu_types.H100.colour", "blue"),
+        (r"gpu_types\.H100", r"colour"),
+    ),
+    Warn(
+        "unknown-key-in-an-offer",
+        put("leases.offers[0].colour", "blue"),
+        (r"leases\.offers\[0\]", r"colour"),
+    ),
     Warn("non-monotone-fabric-latency", put("topology.fabric.rack.latency_us", 1), (r"fabric",)),
-    Warn("non-monotone-fabric-bandwidth", put("topology.fabric.site.bandwidth_GBps", 100),
-         (r"fabric",)),
+    Warn(
+        "non-monotone-fabric-bandwidth",
+        put("topology.fabric.site.bandwidth_GBps", 100),
+        (r"fabric",),
+    ),
     Warn("job-gpu-type-no-site-has", put("jobs[0].gpu_types", ["B200"]), (r"jobs\[0\]",)),
     Warn("job-fitting-its-scope-nowhere", put("jobs[0].tp", 8), (r"jobs\[0\]",)),
     Warn("ep-on-an-inference-job", put("jobs[1].ep", 2), (r"jobs\[1\]", r"\bep\b")),
-    Warn("spread-on-a-training-job", put("jobs[0].spread", {"level": "site", "min": 2}),
-         (r"jobs\[0\]", r"spread")),
-    Warn("preemptible-false-without-current", put("jobs[0].preemptible", False),
-         (r"jobs\[0\]", r"preemptible")),
+    Warn(
+        "spread-on-a-training-job",
+        put("jobs[0].spread", {"level": "site", "min": 2}),
+        (r"jobs\[0\]", r"spread"),
+    ),
+    Warn(
+        "preemptible-false-without-current",
+        put("jobs[0].preemptible", False),
+        (r"jobs\[0\]", r"preemptible"),
+    ),
 ]
 
 
@@ -711,9 +968,15 @@ def test_a_questionable_instance_loads_with_a_warning_naming_the_place(
 DUPLICATE_KEY_TEXTS: dict[str, tuple[str, Callable[[], str], str]] = {
     # id: (suffix, text, the duplicated key)
     "yaml-duplicate-key-in-a-job": (
-        "yaml", lambda: replace_once(base_text("yaml"), "  tp: 2\n", "  tp: 2\n  tp: 4\n"), "tp"),
+        "yaml",
+        lambda: replace_once(base_text("yaml"), "  tp: 2\n", "  tp: 2\n  tp: 4\n"),
+        "tp",
+    ),
     "yaml-duplicate-key-quoted-differently": (
-        "yaml", lambda: replace_once(base_text("yaml"), "  tp: 2\n", '  tp: 2\n  "tp": 4\n'), "tp"),
+        "yaml",
+        lambda: replace_once(base_text("yaml"), "  tp: 2\n", '  tp: 2\n  "tp": 4\n'),
+        "tp",
+    ),
     "yaml-duplicate-top-level-key": ("yaml", lambda: base_text("yaml") + "name: other\n", "name"),
     "yaml-duplicate-key-in-a-flow-mapping": (
         "yaml",
@@ -723,10 +986,17 @@ DUPLICATE_KEY_TEXTS: dict[str, tuple[str, Callable[[], str], str]] = {
         "dp",
     ),
     "json-duplicate-key-in-a-job": (
-        "json", lambda: replace_once(base_text("json"), '"tp": 2', '"tp": 2, "tp": 4'), "tp"),
+        "json",
+        lambda: replace_once(base_text("json"), '"tp": 2', '"tp": 2, "tp": 4'),
+        "tp",
+    ),
     "json-duplicate-top-level-key": (
-        "json", lambda: replace_once(base_text("json"), '"name": "case1"',
-                                     '"name": "case1", "name": "other"'), "name"),
+        "json",
+        lambda: replace_once(
+            base_text("json"), '"name": "case1"', '"name": "case1", "name": "other"'
+        ),
+        "name",
+    ),
 }
 
 
@@ -741,9 +1011,13 @@ def test_a_duplicate_mapping_key_is_refused_naming_the_key(case_id: str, tmp_pat
 
 SYNTAX_ERROR_TEXTS: dict[str, tuple[str, Callable[[], str]]] = {
     "yaml-unclosed-flow-sequence": (
-        "yaml", lambda: replace_once(base_text("yaml"), "  kind: training\n", "  kind: [training\n")),
+        "yaml",
+        lambda: replace_once(base_text("yaml"), "  kind: training\n", "  kind: [training\n"),
+    ),
     "yaml-bad-indentation": (
-        "yaml", lambda: replace_once(base_text("yaml"), "  kind: training\n", "    kind: training\n")),
+        "yaml",
+        lambda: replace_once(base_text("yaml"), "  kind: training\n", "    kind: training\n"),
+    ),
     "json-truncated": ("json", lambda: base_text("json")[:-40]),
 }
 
@@ -756,16 +1030,26 @@ def test_a_syntax_error_is_refused_naming_the_line(case_id: str, tmp_path: Path)
 
 
 NON_FINITE_TEXTS: dict[str, tuple[str, Callable[[], str]]] = {
-    "json-1e400": ("json", lambda: replace_once(base_text("json"), '"compute_ms": 1000',
-                                                '"compute_ms": 1e400')),
-    "json-Infinity": ("json", lambda: replace_once(base_text("json"), '"compute_ms": 1000',
-                                                   '"compute_ms": Infinity')),
-    "yaml-1.0e+400": ("yaml", lambda: replace_once(base_text("yaml"), "  compute_ms: 1000\n",
-                                                   "  compute_ms: 1.0e+400\n")),
-    "yaml-dot-inf": ("yaml", lambda: replace_once(base_text("yaml"), "  compute_ms: 1000\n",
-                                                  "  compute_ms: .inf\n")),
-    "yaml-dot-nan": ("yaml", lambda: replace_once(base_text("yaml"), "  compute_ms: 1000\n",
-                                                  "  compute_ms: .nan\n")),
+    "json-1e400": (
+        "json",
+        lambda: replace_once(base_text("json"), '"compute_ms": 1000', '"compute_ms": 1e400'),
+    ),
+    "json-Infinity": (
+        "json",
+        lambda: replace_once(base_text("json"), '"compute_ms": 1000', '"compute_ms": Infinity'),
+    ),
+    "yaml-1.0e+400": (
+        "yaml",
+        lambda: replace_once(base_text("yaml"), "  compute_ms: 1000\n", "  compute_ms: 1.0e+400\n"),
+    ),
+    "yaml-dot-inf": (
+        "yaml",
+        lambda: replace_once(base_text("yaml"), "  compute_ms: 1000\n", "  compute_ms: .inf\n"),
+    ),
+    "yaml-dot-nan": (
+        "yaml",
+        lambda: replace_once(base_text("yaml"), "  compute_ms: 1000\n", "  compute_ms: .nan\n"),
+    ),
 }
 
 
@@ -825,7 +1109,10 @@ limit = int(sys.argv[3])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 from placer import load_instance
 from placer.errors import InstanceError
-load_instance(sys.argv[2])  # warm-up on the valid base: one-time costs are not timed
+try:  # warm-up on the valid base, so that one-time costs are not timed
+    load_instance(sys.argv[2])
+except Exception:
+    pass
 out = {}
 start = time.perf_counter()
 try:
@@ -842,9 +1129,9 @@ out["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print("RESULT " + json.dumps(out))
 """
 
-MEMORY_CEILING = 4 * 2**30  # address space of the child
+MEMORY_CEILING = 2 * 2**30  # address space of the child
 PEAK_RSS_LIMIT_KB = 1_000_000  # about 1 GB, imports included
-HARD_TIMEOUT_S = 60
+HARD_TIMEOUT_S = 30
 
 
 def load_in_child(path: Path, tmp_path: Path) -> dict:
@@ -857,13 +1144,19 @@ def load_in_child(path: Path, tmp_path: Path) -> dict:
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _CHILD, str(path), str(warm_up), str(MEMORY_CEILING)],
-            capture_output=True, text=True, timeout=HARD_TIMEOUT_S, env=env, cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=HARD_TIMEOUT_S,
+            env=env,
+            cwd=tmp_path,
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"loading {path.name} did not finish within {HARD_TIMEOUT_S} s")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, f"child died (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    return json.loads(lines[-1][len("RESULT "):])
+    assert lines, (
+        f"child died (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    )
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def assert_refused_in_bounds(result: dict, seconds: float) -> None:
@@ -879,8 +1172,15 @@ SIZE_CASES: dict[str, Mutation] = {
         [{"name": "hall", "count": 1000, "shape": [1000, 1000]}]
     ),
     "count-1000-by-nested-counts-1000x1000": four_level_topology(
-        [{"name": "hall", "count": 1000,
-          "domains": [{"name": "rack", "count": 1000, "domains": [{"name": "node", "count": 1000}]}]}]
+        [
+            {
+                "name": "hall",
+                "count": 1000,
+                "domains": [
+                    {"name": "rack", "count": 1000, "domains": [{"name": "node", "count": 1000}]}
+                ],
+            }
+        ]
     ),
     "a-trillion-racks": put("topology.sites[1].domains[0].count", 10**12),
     "ten-million-gpus-on-two-nodes": put("topology.sites[1].gpus_per_node", 5_000_000),
@@ -905,7 +1205,7 @@ def test_an_instance_too_large_to_expand_is_refused_quickly(case_id: str, tmp_pa
 
 def billion_laughs(where: str) -> str:
     """Ten lists of ten aliases, nine deep: 10^10 strings if expanded."""
-    lines = ["lol:", '  l0: &l0 [' + ", ".join(['"lol"'] * 10) + "]"]
+    lines = ["lol:", "  l0: &l0 [" + ", ".join(['"lol"'] * 10) + "]"]
     for i in range(1, 10):
         lines.append(f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]")
     bomb = "\n".join(lines) + "\n"
@@ -933,7 +1233,9 @@ DEEP_TEXTS: dict[str, tuple[str, Callable[[], str]]] = {
     "json-deep-list": ("json", lambda: "[" * DEPTH + "]" * DEPTH),
     "json-deep-object": ("json", lambda: '{"a": ' * DEPTH + "1" + "}" * DEPTH),
     "yaml-deep-list-under-an-unknown-key": (
-        "yaml", lambda: base_text("yaml") + "deep: " + "[" * DEPTH + "]" * DEPTH + "\n"),
+        "yaml",
+        lambda: base_text("yaml") + "deep: " + "[" * DEPTH + "]" * DEPTH + "\n",
+    ),
     "json-deep-list-under-an-unknown-key": (
         "json",
         lambda: base_text("json").rstrip()[:-1] + ', "deep": ' + "[" * DEPTH + "]" * DEPTH + "}",
@@ -978,8 +1280,9 @@ def squeezed(text: str) -> str:
 
 @pytest.fixture
 def run_cli():
-    from placer.cli import app
     from typer.testing import CliRunner
+
+    from placer.cli import app
 
     def run(*args: str):
         result = CliRunner().invoke(app, list(args))
@@ -1012,9 +1315,7 @@ def test_validate_exits_2_and_prints_every_problem_of_an_invalid_instance(run_cl
         assert squeezed(f"{location}: {message}") in squeezed(output), (location, message, output)
 
 
-@pytest.mark.parametrize(
-    "case_id", ["yaml-unclosed-flow-sequence", "json-truncated"]
-)
+@pytest.mark.parametrize("case_id", ["yaml-unclosed-flow-sequence", "json-truncated"])
 def test_validate_refuses_a_syntax_error_without_a_traceback(run_cli, case_id: str, tmp_path: Path):
     suffix, text = SYNTAX_ERROR_TEXTS[case_id]
     result, output = run_cli("validate", str(write_text(tmp_path, text(), suffix)))

@@ -45,7 +45,7 @@ def assert_same(expected, got, where=""):
             assert_same(value, got[key], f"{where}.{key}")
     elif isinstance(expected, list):
         assert len(expected) == len(got), where
-        for i, (e, g) in enumerate(zip(expected, got)):
+        for i, (e, g) in enumerate(zip(expected, got, strict=True)):
             assert_same(e, g, f"{where}[{i}]")
     else:  # pragma: no cover
         raise TypeError(type(expected))
@@ -126,8 +126,7 @@ def base_instance(sites, wan=(), jobs=(), levels=("site", "node"), horizon=10, *
                 for n, g, k in sites
             ],
             "wan": [
-                {"between": [a, b], "latency_us": lat, "bandwidth_GBps": bw,
-                 "failures_per_day": f}
+                {"between": [a, b], "latency_us": lat, "bandwidth_GBps": bw, "failures_per_day": f}
                 for a, b, lat, bw, f in wan
             ],
         },
@@ -144,13 +143,20 @@ def placed(*entries):
 
 def test_pp_chains_across_two_sites_share_one_wan_boundary_volume():
     job = {
-        "name": "P", "kind": "training", "tp": 1, "pp": 2, "dp": 2,
+        "name": "P",
+        "kind": "training",
+        "tp": 1,
+        "pp": 2,
+        "dp": 2,
         "scope": {"pp": "cluster"},
         "comm": {"pp_MB": 100, "pp_messages": 2, "dp_MB": 40},
-        "compute_ms": 1000, "value": 1, "restart_min": 30,
+        "compute_ms": 1000,
+        "value": 1,
+        "restart_min": 30,
     }
-    instance = base_instance([("a", 2, 1), ("b", 2, 1)], wan=[("a", "b", 300, 50, 0.48)],
-                             jobs=[job])
+    instance = base_instance(
+        [("a", 2, 1), ("b", 2, 1)], wan=[("a", "b", 300, 50, 0.48)], jobs=[job]
+    )
     # rank r: p = r mod 2, u = r div 2 -> chains (a/gpu0 -> b/gpu0) and (a/gpu1 -> b/gpu1)
     placement = placed(("P", 2, ["a/node0/gpu0", "b/node0/gpu0", "a/node0/gpu1", "b/node0/gpu1"]))
     row = by_name(reference_score(instance, placement))["P"]
@@ -177,8 +183,13 @@ def three_site_dp(extra_link=None):
     if extra_link:
         wan.append(extra_link)
     job = {
-        "name": "D", "kind": "training", "dp": 3, "scope": {"dp": "cluster"},
-        "comm": {"dp_MB": 30}, "compute_ms": 1000, "value": 1,
+        "name": "D",
+        "kind": "training",
+        "dp": 3,
+        "scope": {"dp": "cluster"},
+        "comm": {"dp_MB": 30},
+        "compute_ms": 1000,
+        "value": 1,
     }
     instance = base_instance([("a", 1, 1), ("b", 1, 1), ("c", 1, 1)], wan=wan, jobs=[job])
     placement = placed(("D", 3, ["a/node0/gpu0", "b/node0/gpu0", "c/node0/gpu0"]))
@@ -229,8 +240,12 @@ def test_wan_path_last_tie_break_is_the_smaller_site_sequence():
     # a -> z; [a, c, z] < [a, m, z], so the path via c is used
     instance = base_instance(
         [("a", 1, 1), ("c", 1, 1), ("m", 1, 1), ("z", 1, 1)],
-        wan=[("a", "m", 100, 50, 0), ("m", "z", 100, 50, 0),
-             ("a", "c", 100, 50, 0), ("c", "z", 100, 50, 0)],
+        wan=[
+            ("a", "m", 100, 50, 0),
+            ("m", "z", 100, 50, 0),
+            ("a", "c", 100, 50, 0),
+            ("c", "z", 100, 50, 0),
+        ],
     )
     topo = expand(instance)
     assert topo.paths[("a", "z")]["sites"] == ["a", "c", "z"]
@@ -240,28 +255,43 @@ def test_wan_path_last_tie_break_is_the_smaller_site_sequence():
 def test_link_bandwidth_is_shared_by_the_jobs_whose_groups_cross_it():
     # two one-GPU-per-site DP jobs across a-b; the link (100 GBps) serves both -> W = 50
     jobs = [
-        {"name": n, "kind": "training", "dp": 2, "scope": {"dp": "cluster"},
-         "comm": {"dp_MB": 100}, "compute_ms": 1000, "value": 1}
+        {
+            "name": n,
+            "kind": "training",
+            "dp": 2,
+            "scope": {"dp": "cluster"},
+            "comm": {"dp_MB": 100},
+            "compute_ms": 1000,
+            "value": 1,
+        }
         for n in ("X", "Z")
     ]
-    instance = base_instance([("a", 2, 1), ("b", 2, 1)], wan=[("a", "b", 500, 100, 0)],
-                             jobs=jobs)
-    placement = placed(("X", 2, ["a/node0/gpu0", "b/node0/gpu0"]),
-                       ("Z", 2, ["a/node0/gpu1", "b/node0/gpu1"]))
+    instance = base_instance([("a", 2, 1), ("b", 2, 1)], wan=[("a", "b", 500, 100, 0)], jobs=jobs)
+    placement = placed(
+        ("X", 2, ["a/node0/gpu0", "b/node0/gpu0"]), ("Z", 2, ["a/node0/gpu1", "b/node0/gpu1"])
+    )
     rows = by_name(reference_score(instance, placement))
     # k = 2: 2*1*500/1000 + 2*(1/2) * 100/50 = 1 + 2 = 3
     assert close(rows["X"]["T_dp_ms"], 3.0) and close(rows["Z"]["T_dp_ms"], 3.0)
     # Z alone on one site: X has the whole link: 1 + 100/100 = 2
-    alone = placed(("X", 2, ["a/node0/gpu0", "b/node0/gpu0"]),
-                   ("Z", 2, ["a/node0/gpu1", "a/node0/gpu1"]))
+    alone = placed(
+        ("X", 2, ["a/node0/gpu0", "b/node0/gpu0"]), ("Z", 2, ["a/node0/gpu1", "a/node0/gpu1"])
+    )
     alone["jobs"][1]["gpus"] = []
     alone["jobs"][1]["units"] = 0
     assert close(by_name(reference_score(instance, alone))["X"]["T_dp_ms"], 2.0)
 
 
 def test_ep_inside_a_node_is_an_all_to_all():
-    job = {"name": "E", "kind": "training", "dp": 2, "ep": 2,
-           "comm": {"ep_MB": 80, "dp_MB": 0}, "compute_ms": 100, "value": 1}
+    job = {
+        "name": "E",
+        "kind": "training",
+        "dp": 2,
+        "ep": 2,
+        "comm": {"ep_MB": 80, "dp_MB": 0},
+        "compute_ms": 100,
+        "value": 1,
+    }
     instance = base_instance([("a", 2, 1)], jobs=[job])
     placement = placed(("E", 2, ["a/node0/gpu0", "a/node0/gpu1"]))
     row = by_name(reference_score(instance, placement))["E"]
@@ -273,8 +303,16 @@ def test_ep_inside_a_node_is_an_all_to_all():
 
 
 def test_inference_with_compute_time_has_efficiency_but_no_loss():
-    job = {"name": "I", "kind": "inference", "tp": 2, "replicas": 1, "compute_ms": 40,
-           "comm": {"tp_MB": 20, "tp_messages": 10}, "overlap": {"tp": 0.5}, "value": 2}
+    job = {
+        "name": "I",
+        "kind": "inference",
+        "tp": 2,
+        "replicas": 1,
+        "compute_ms": 40,
+        "comm": {"tp_MB": 20, "tp_messages": 10},
+        "overlap": {"tp": 0.5},
+        "value": 2,
+    }
     instance = base_instance([("a", 2, 1)], jobs=[job])
     instance["topology"]["sites"][0]["node_failures_per_day"] = 0.24
     placement = placed(("I", 1, ["a/node0/gpu0", "a/node0/gpu1"]))
@@ -289,8 +327,16 @@ def test_inference_with_compute_time_has_efficiency_but_no_loss():
 
 
 def running_job(**extra):
-    job = {"name": "R", "kind": "training", "dp": 2, "min_dp": 1, "compute_ms": 100,
-           "value": 1, "current": ["a/node0/gpu0", "a/node0/gpu1"], "migration_cost": 7}
+    job = {
+        "name": "R",
+        "kind": "training",
+        "dp": 2,
+        "min_dp": 1,
+        "compute_ms": 100,
+        "value": 1,
+        "current": ["a/node0/gpu0", "a/node0/gpu1"],
+        "migration_cost": 7,
+    }
     job.update(extra)
     return job
 
@@ -349,12 +395,15 @@ def test_units_out_of_range_and_stopped_non_preemptible_break_rule_3():
 
 
 def test_unknown_unavailable_and_reused_gpus_break_rule_1():
-    jobs = [{"name": n, "kind": "inference", "replicas": 2, "min_replicas": 1, "value": 1}
-            for n in ("U", "V")]
+    jobs = [
+        {"name": n, "kind": "inference", "replicas": 2, "min_replicas": 1, "value": 1}
+        for n in ("U", "V")
+    ]
     instance = base_instance([("a", 2, 2)], jobs=jobs)
     instance["topology"]["unavailable"] = ["a/node1/gpu1"]
-    placement = placed(("U", 2, ["a/node0/gpu0", "a/node1/gpu1"]),
-                       ("V", 2, ["a/node0/gpu0", "a/node9/gpu0"]))
+    placement = placed(
+        ("U", 2, ["a/node0/gpu0", "a/node1/gpu1"]), ("V", 2, ["a/node0/gpu0", "a/node9/gpu0"])
+    )
     violations = reference_check(instance, placement)
     assert rules(violations) == [1]
     whats = " | ".join(v["what"] for v in violations)
@@ -387,8 +436,15 @@ def test_scope_and_latency_bounds_break_rule_4():
 
 
 def test_cluster_scope_still_needs_wan_connected_sites():
-    job = {"name": "C", "kind": "training", "dp": 2, "scope": {"dp": "cluster"},
-           "comm": {"dp_MB": 1}, "compute_ms": 10, "value": 1}
+    job = {
+        "name": "C",
+        "kind": "training",
+        "dp": 2,
+        "scope": {"dp": "cluster"},
+        "comm": {"dp_MB": 1},
+        "compute_ms": 10,
+        "value": 1,
+    }
     instance = base_instance([("a", 1, 1), ("b", 1, 1)], jobs=[job])  # no WAN link
     placement = placed(("C", 2, ["a/node0/gpu0", "b/node0/gpu0"]))
     assert rules(reference_check(instance, placement)) == [4]
@@ -397,10 +453,14 @@ def test_cluster_scope_still_needs_wan_connected_sites():
 
 
 def test_spread_not_met_breaks_rule_5():
-    job = {"name": "I", "kind": "inference", "replicas": 2, "value": 1,
-           "spread": {"level": "site", "min": 2}}
-    instance = base_instance([("a", 2, 1), ("b", 2, 1)], wan=[("a", "b", 100, 10, 0)],
-                             jobs=[job])
+    job = {
+        "name": "I",
+        "kind": "inference",
+        "replicas": 2,
+        "value": 1,
+        "spread": {"level": "site", "min": 2},
+    }
+    instance = base_instance([("a", 2, 1), ("b", 2, 1)], wan=[("a", "b", 100, 10, 0)], jobs=[job])
     one_site = placed(("I", 2, ["a/node0/gpu0", "a/node0/gpu1"]))
     violations = reference_check(instance, one_site)
     assert rules(violations) == [5] and violations[0]["job"] == "I"
@@ -411,8 +471,9 @@ def test_spread_not_met_breaks_rule_5():
 
 
 def lease_instance(offer):
-    instance = base_instance([("a", 2, 2), ("b", 2, 1)], wan=[("a", "b", 100, 10, 0)],
-                             levels=("site", "node"))
+    instance = base_instance(
+        [("a", 2, 2), ("b", 2, 1)], wan=[("a", "b", 100, 10, 0)], levels=("site", "node")
+    )
     instance["topology"]["sites"][1]["gpu_type"] = "B200"
     instance["gpu_types"]["B200"] = {"power_kW": 1.0}
     instance["leases"] = {"level": "node", "offers": [offer]}
@@ -432,12 +493,20 @@ def test_lease_block_of_a_wrong_gpu_type_breaks_rule_6():
 
 
 def test_lease_rules_levels_sizes_commitments_and_job_gpus():
-    offer = {"name": "L", "price_per_gpu_hour": 1, "min_gpus": 3, "max_gpus": 4,
-             "single_site": True, "committed_blocks": ["a/node1"]}
+    offer = {
+        "name": "L",
+        "price_per_gpu_hour": 1,
+        "min_gpus": 3,
+        "max_gpus": 4,
+        "single_site": True,
+        "committed_blocks": ["a/node1"],
+    }
     instance = lease_instance(offer)
     instance["jobs"] = [{"name": "J", "kind": "inference", "replicas": 1, "value": 1}]
-    ok = {"jobs": [{"name": "J", "units": 1, "gpus": ["b/node0/gpu0"]}],
-          "leases": [{"offer": "L", "blocks": ["a/node0", "a/node1"]}]}
+    ok = {
+        "jobs": [{"name": "J", "units": 1, "gpus": ["b/node0/gpu0"]}],
+        "leases": [{"offer": "L", "blocks": ["a/node0", "a/node1"]}],
+    }
     assert reference_check(instance, ok) == []
     # not accepted although committed
     assert rules(reference_check(instance, {"jobs": []})) == [6]
@@ -445,8 +514,10 @@ def test_lease_rules_levels_sizes_commitments_and_job_gpus():
     small = {"jobs": [], "leases": [{"offer": "L", "blocks": ["a/node0"]}]}
     assert len(reference_check(instance, small)) == 2
     # a block at the wrong level, blocks in two sites, a block holding a job GPU
-    wrong = {"jobs": [{"name": "J", "units": 1, "gpus": ["a/node1/gpu0"]}],
-             "leases": [{"offer": "L", "blocks": ["a", "a/node1", "b/node0"]}]}
+    wrong = {
+        "jobs": [{"name": "J", "units": 1, "gpus": ["a/node1/gpu0"]}],
+        "leases": [{"offer": "L", "blocks": ["a", "a/node1", "b/node0"]}],
+    }
     whats = " | ".join(v["what"] for v in reference_check(instance, wrong))
     assert "not a domain of level node" in whats
     assert "single_site" in whats
@@ -460,8 +531,10 @@ def test_power_cap_exceeded_breaks_rule_7_counting_only_available_leased_gpus():
     instance["topology"]["unavailable"] = ["a/node1/gpu1"]
     instance["leases"] = {"level": "node", "offers": [{"name": "L", "price_per_gpu_hour": 1}]}
     instance["topology"]["sites"][0]["power_cap_kW"] = 3
-    placement = {"jobs": [{"name": "I", "units": 2, "gpus": ["a/node0/gpu0", "a/node0/gpu1"]}],
-                 "leases": [{"offer": "L", "blocks": ["a/node1"]}]}
+    placement = {
+        "jobs": [{"name": "I", "units": 2, "gpus": ["a/node0/gpu0", "a/node0/gpu1"]}],
+        "leases": [{"offer": "L", "blocks": ["a/node1"]}],
+    }
     # 2 job GPUs + 1 available leased GPU = 3 x 1.0 kW <= 3
     assert reference_check(instance, placement) == []
     assert reference_score(instance, placement)["totals"]["gpus_leased"] == 1
@@ -472,9 +545,13 @@ def test_power_cap_exceeded_breaks_rule_7_counting_only_available_leased_gpus():
 
 def test_unknown_and_duplicate_job_entries_are_violations():
     instance = base_instance([("a", 1, 1)], jobs=[running_job(current=[])])
-    placement = {"jobs": [{"name": "R", "units": 0, "gpus": []},
-                          {"name": "R", "units": 0, "gpus": []},
-                          {"name": "ghost", "units": 0, "gpus": []}]}
+    placement = {
+        "jobs": [
+            {"name": "R", "units": 0, "gpus": []},
+            {"name": "R", "units": 0, "gpus": []},
+            {"name": "ghost", "units": 0, "gpus": []},
+        ]
+    }
     violations = reference_check(instance, placement)
     assert {v["job"] for v in violations} == {"R", "ghost"}
 
@@ -495,8 +572,10 @@ def test_random_cases_are_scored_and_checked_without_errors(case):
     assert case == before  # the oracle does not mutate its inputs
     assert [row["name"] for row in score["jobs"]] == [j["name"] for j in instance["jobs"]]
     totals = score["totals"]
-    assert close(totals["objective"],
-                 totals["job_value"] + totals["lease_revenue"] - totals["migration_cost"])
+    assert close(
+        totals["objective"],
+        totals["job_value"] + totals["lease_revenue"] - totals["migration_cost"],
+    )
     for row in score["jobs"]:
         if row["units"] == 0:
             assert row["efficiency"] is None and row["value"] == 0.0

@@ -44,7 +44,7 @@ def wan_components(index) -> np.ndarray:
 def dimension_level(inst: Instance, index, job: Job, dim: str) -> int | None:
     """The level whose domains bound a group of `dim` (None = a WAN component bounds it).
 
-    For `max_latency_us` the widest level whose latency meets the bound in every site is
+    For `max_latency_us` the widest level whose latency meets the bound in some site is
     used (a necessary condition: never claims a fit impossible when it is possible).
     """
     scope = job.effective_scope()[dim]
@@ -55,12 +55,10 @@ def dimension_level(inst: Instance, index, job: Job, dim: str) -> int | None:
         off = ~np.eye(S, dtype=bool)
         if S > 1 and (index.wan_lat_us[off] <= bound).any():
             return lvl
-        ok = index.lat_us <= bound  # (S, L)
-        deepest_bad = -1
-        for li in range(index.n_levels):
-            if not ok[:, li].any():
-                deepest_bad = li
-        b = min(deepest_bad + 1, index.n_levels - 1)
+        # the group meets at a level whose latency meets the bound: it lies inside a domain
+        # of the widest such level (valid whatever the fabric's shape)
+        good = np.flatnonzero((index.lat_us <= bound).any(axis=0))
+        b = int(good[0]) if len(good) else index.n_levels - 1
         lvl = b if lvl is None else max(lvl, b)
     return lvl
 

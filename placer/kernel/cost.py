@@ -27,7 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from placer.kernel.groups import dp_groups, ep_groups, pp_boundaries, rank_array, tp_groups
+from placer.kernel.groups import (
+    dp_groups,
+    ep_groups,
+    ep_rest_groups,
+    pp_boundaries,
+    rank_array,
+    tp_groups,
+)
 
 
 @dataclass
@@ -82,6 +89,21 @@ class Family:
                     t[cross] = 2.0 * self.part_time[cross] + wan / cse
             t[cross] = np.where(np.isnan(t[cross]), np.inf, t[cross])
         return t.reshape(self.C, self.rows_per_c).max(axis=1)
+
+
+def merge_families(a: Family, b: Family) -> Family:
+    """One family made of the rows of a and then those of b (same kind and C), e.g. the
+    complete EP blocks and the incomplete last one (groups of different sizes)."""
+    C = a.C
+
+    def cat(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.concatenate([x.reshape(C, -1), y.reshape(C, -1)], axis=1).ravel()
+
+    sid_b = np.where(b.set_id >= 0, b.set_id + len(a.set_alpha_us), -1)
+    return Family(a.kind, C, a.rows_per_c + b.rows_per_c, cat(a.part_time, b.part_time),
+                  cat(a.k, b.k), cat(a.set_id, sid_b),
+                  np.concatenate([a.set_alpha_us, b.set_alpha_us]),
+                  np.concatenate([a.set_links, b.set_links]), a.n_cross + b.n_cross)
 
 
 def _sets_from_membership(index, mem: np.ndarray):
@@ -213,11 +235,16 @@ def analyse_job(index, job, R: np.ndarray) -> JobAnalysis:
     fams["pp"] = analyse_pp(index, a, b, c.pp_messages, c.pp_MB)
     if job.kind == "training":
         fams["dp"] = analyse_groups(index, dp_groups(R), c.dp_messages, c.dp_MB, "allreduce")
-        units = R.shape[-3]
-        if job.ep > 1 and units % job.ep == 0:
-            fams["ep"] = analyse_groups(
-                index, ep_groups(R, job.ep), c.ep_messages, c.ep_MB, "alltoall"
-            )
+        if job.ep > 1:
+            # units % ep != 0 breaks rule 3 but is still scored: the units with equal
+            # u div ep form the groups (SPEC 1.2), so the last block is a shorter group
+            f = analyse_groups(index, ep_groups(R, job.ep), c.ep_messages, c.ep_MB,
+                               "alltoall")
+            rest = ep_rest_groups(R, job.ep)
+            if rest is not None:
+                f = merge_families(f, analyse_groups(index, rest, c.ep_messages, c.ep_MB,
+                                                     "alltoall"))
+            fams["ep"] = f
     C = R.shape[0]
     links = np.zeros((C, index.pair_links.shape[1]), bool)
     for f in fams.values():

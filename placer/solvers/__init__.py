@@ -1,0 +1,56 @@
+"""Solver backends behind one registry: look one up by name, list them with availability.
+
+Each backend module is the only place its solver library is imported.
+"""
+
+from __future__ import annotations
+
+from placer.errors import SolverError
+from placer.solvers.base import Result, Solver
+
+_REGISTRY: dict[str, str] = {
+    "greedy": "placer.solvers.greedy:GreedySolver",
+    "cpsat": "placer.solvers.cpsat:CpSatSolver",
+    "mip": "placer.solvers.mip:MipSolver",
+}
+
+
+def register(name: str, target: str) -> None:
+    """Register a backend class ``module:Class`` under `name` (refuses duplicates)."""
+    if name in _REGISTRY and _REGISTRY[name] != target:
+        raise SolverError(f"solver {name!r} is already registered")
+    _REGISTRY[name] = target
+
+
+def solver_class(name: str) -> type[Solver]:
+    import importlib
+
+    if name not in _REGISTRY:
+        raise SolverError(f"unknown solver {name!r}; valid: {', '.join(sorted(_REGISTRY))}")
+    mod, cls = _REGISTRY[name].split(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+def get_solver(name: str = "auto") -> Solver:
+    """An instance of the backend `name` ('auto' = cpsat)."""
+    if name == "auto":
+        name = "cpsat"
+    cls = solver_class(name)
+    if not cls.available():
+        raise SolverError(f"solver {name!r} is not available here (its library is missing)")
+    return cls()
+
+
+def list_solvers() -> list[tuple[str, bool, str]]:
+    """(name, available, description) of every registered backend."""
+    out = []
+    for name in sorted(_REGISTRY):
+        try:
+            cls = solver_class(name)
+            out.append((name, cls.available(), cls.description))
+        except ImportError as e:  # pragma: no cover
+            out.append((name, False, f"import failed: {e}"))
+    return out
+
+
+__all__ = ["Result", "Solver", "get_solver", "list_solvers", "register", "solver_class"]

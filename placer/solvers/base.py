@@ -1,0 +1,122 @@
+"""What every backend shares: the result type, the statuses, and the final gate.
+
+Each backend is ``build -> run -> extract`` inside :meth:`Solver.solve`; whatever it
+extracts passes :func:`finalize`, which rebuilds the SPEC 2 placement, checks it with the
+checker (a violation is a bug: :class:`~placer.errors.SolverError`, never a returned
+placement) and re-scores it with the kernel.
+
+Imports numpy, the kernel and the checker; never a solver library.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from placer.check import check_compiled
+from placer.errors import SolverError
+from placer.kernel.compiled import Compiled
+from placer.kernel.score import Score, score_compiled
+from placer.model import Instance, Placement
+
+OPTIMAL, FEASIBLE, INFEASIBLE, NO_SOLUTION = "optimal", "feasible", "infeasible", "no_solution"
+
+
+@dataclass
+class Result:
+    """A solve's outcome (SPEC 2): status, placement, kernel score, bound, gap, time."""
+
+    status: str
+    solver: str
+    placement: Placement
+    objective: float | None
+    bound: float | None
+    gap: float | None
+    seconds: float
+    score: Score | None = None
+    reason: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.placement.model_dump(exclude_none=False)
+
+
+def gap_of(objective: float | None, bound: float | None) -> float | None:
+    if objective is None or bound is None:
+        return None
+    return max(0.0, (bound - objective) / max(abs(bound), 1.0))
+
+
+def finalize(inst: Instance, solver: str, job_gpus: list[np.ndarray],
+             offer_blocks: list[list[tuple[int, int]]], reasons: dict[str, str],
+             bound: float | None, started: float, proven_optimal: bool = False,
+             stats: dict[str, Any] | None = None) -> Result:
+    """Check, score and package a placement; raise SolverError on any violation."""
+    ix = inst.index
+    cp = Compiled([np.asarray(g, np.int64) for g in job_gpus], offer_blocks,
+                  [len(g) // j.unit_size for g, j in zip(job_gpus, inst.jobs)])
+    violations = check_compiled(inst, cp)
+    if violations:
+        raise SolverError(f"backend {solver!r} produced an infeasible placement (a bug): "
+                          + "; ".join(str(v) for v in violations[:5]))
+    sc = score_compiled(inst, cp.job_gpus, cp.offer_blocks)
+    obj = sc.objective
+    if bound is not None and bound < obj:
+        # a bound below a feasible placement's score is a bug in the bound, never hidden
+        if bound < obj - 1e-6 * max(1.0, abs(obj)):
+            raise SolverError(f"backend {solver!r}: bound {bound} is below the score {obj} of "
+                              "a feasible placement (a bug)")
+        bound = obj
+    gap = gap_of(obj, bound)
+    status = OPTIMAL if (proven_optimal or (gap is not None and gap <= 1e-9)) else FEASIBLE
+    seconds = time.perf_counter() - started
+    jobs = []
+    for job, g in zip(inst.jobs, cp.job_gpus):
+        row: dict[str, Any] = {"name": job.name, "units": len(g) // job.unit_size,
+                               "gpus": ix.gpu_ids(g)}
+        if job.name in reasons and len(g) // job.unit_size < job.units_max:
+            row["reason"] = reasons[job.name]
+        jobs.append(row)
+    leases = []
+    for o, bl in zip(inst.offers, offer_blocks):
+        if bl:
+            leases.append({"offer": o.name,
+                           "blocks": [ix.domain_path(lv, d) for lv, d in bl],
+                           "gpus": next(x["gpus"] for x in sc.offers if x["offer"] == o.name)})
+    placement = Placement.model_validate({
+        "instance": inst.name, "solver": solver, "status": status, "objective": obj,
+        "bound": bound, "gap": gap, "seconds": round(seconds, 3), "jobs": jobs,
+        "leases": leases, "score": sc.to_dict(),
+    })
+    return Result(status, solver, placement, obj, bound, gap, seconds, sc, stats=stats or {})
+
+
+def no_placement(inst: Instance, solver: str, status: str, reason: str, started: float,
+                 bound: float | None = None) -> Result:
+    """An `infeasible` or `no_solution` result: no jobs' GPUs, a top-level reason."""
+    seconds = time.perf_counter() - started
+    placement = Placement.model_validate({
+        "instance": inst.name, "solver": solver, "status": status, "objective": None,
+        "bound": bound, "gap": None, "seconds": round(seconds, 3), "reason": reason,
+        "jobs": [], "leases": [],
+    })
+    return Result(status, solver, placement, None, bound, None, seconds, None, reason=reason)
+
+
+class Solver:
+    """A backend: ``solve(instance, time_limit, seed, threads) -> Result``."""
+
+    name: ClassVar[str] = ""
+    exact: ClassVar[bool] = False  # proves bounds
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def available(cls) -> bool:
+        return True
+
+    def solve(self, inst: Instance, time_limit: float | None = 60.0, seed: int = 0,
+              threads: int = 1, **options: Any) -> Result:  # pragma: no cover - abstract
+        raise NotImplementedError

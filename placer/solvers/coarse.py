@@ -1,0 +1,459 @@
+"""The coarse model of the decomposition: which GPU type and sites each job's units go to,
+and which blocks each offer leases, with optimistic (bound-valid) value coefficients.
+
+Algorithm overview
+1. Capacity per (site, GPU type): available GPUs minus pinned jobs' GPUs; per level, the
+   largest free block of the type in each site (``cap[s, t, l]``).
+2. Options per job: training — one site, or (when its scopes let DP span sites) every
+   WAN-connected set of 2..3 sites (plus one catch-all option for wider sets when there are
+   more than 4 sites); inference — units per site, freely. Running jobs also get "stay".
+3. Optimistic goodput of an option (never below the kernel's goodput of any placement of
+   that kind): every T_X at least the kernel's formula at the fastest level whose domains
+   can hold the group (and meet the scope / max_latency), the DP group at its fewest units,
+   WAN phases with the bottleneck bandwidth unshared, interruptions from the fewest nodes
+   and the WAN links the option must use. Coefficient per unit =
+   hours x value x speed x tp*pp x goodput.
+4. Linear constraints: one option per job; units within [min, max] (multiples of ep);
+   GPUs per (site, type) within capacity, leases included; power per site; offers whole
+   (min/max GPUs), blocks counted per group of identical blocks, single_site, committed
+   blocks; non-preemptible running jobs placed; migration cost unless "stay".
+The optimum of this model is a proven upper bound on the kernel's objective.
+
+Imports numpy, the kernel and :mod:`placer.solvers.linmodel`; never a solver library.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from placer.kernel.capacity import allowed_types, dimension_level, smallest_units
+from placer.kernel.cost import analyse_job, as_batch
+from placer.kernel.score import evaluate_job, job_hours
+from placer.model import Instance, Job
+from placer.solvers.linmodel import LinModel
+
+
+@dataclass
+class Option:
+    job: int
+    kind: str  # "site" | "multi" | "any" | "inference" | "stay"
+    type: int
+    sites: tuple[int, ...]
+    goodput: float
+    b: int = -1  # binary var
+    n: dict[int, int] = field(default_factory=dict)  # site -> units var (in unit steps)
+    step: int = 1
+
+
+@dataclass
+class Coarse:
+    model: LinModel
+    options: list[Option]
+    offer_vars: dict[int, int]  # offer -> accept var
+    lease_vars: dict[tuple[int, int], int]  # (offer, group) -> count var
+    groups: list[dict]  # block groups: site, level, gpus per type, members
+    constant: float
+
+
+def _ring(n: int, m: float, S: float, lat: float, bw: float) -> float:
+    if n <= 1:
+        return 0.0
+    return m * 2 * (n - 1) * lat / 1000.0 + 2 * (n - 1) / n * S / bw
+
+
+def _rs(n: int, m: float, S: float, lat: float, bw: float) -> float:
+    if n <= 1:
+        return 0.0
+    return m * (n - 1) * lat / 1000.0 + (n - 1) / n * S / bw
+
+
+class Bounds:
+    """Optimistic per-option figures (step 3 of the overview)."""
+
+    def __init__(self, inst: Instance, free: np.ndarray) -> None:
+        self.inst = inst
+        self.ix = ix = inst.index
+        T = len(ix.type_names)
+        L = ix.n_levels
+        S = ix.n_sites
+        self.cap = np.zeros((S, T, L), np.int64)
+        for t in range(T):
+            mask = free & (ix.gpu_type == t)
+            for lvl in range(L):
+                cnt = np.bincount(ix.dom[lvl][mask], minlength=ix.n_domains(lvl))
+                site_of = ix.dom[0][ix.first_gpu[lvl][:-1].clip(max=ix.n_gpus - 1)]
+                np.maximum.at(self.cap[:, t, lvl], site_of, cnt)
+        self.gpn = np.zeros((S, T), np.int64)
+        np.maximum.at(self.gpn, (ix.dom[0][ix.first_gpu[-1][:-1]], ix.node_type),
+                      ix.node_gpus)
+        self.avail = np.zeros((S, T), np.int64)
+        np.add.at(self.avail, (ix.dom[0][free], ix.gpu_type[free]), 1)
+
+    def _levels(self, job: Job, dim: str, s: int) -> list[int]:
+        ix = self.ix
+        scope = job.effective_scope()[dim]
+        lo = 0 if scope in (None, "cluster") else ix.level_index(scope)
+        bound = getattr(job.max_latency_us, dim)
+        out = []
+        for lvl in range(lo, ix.n_levels):
+            if bound is not None and ix.lat_us[s, lvl] > bound:
+                continue
+            out.append(lvl)
+        return out
+
+    def _best(self, job: Job, dim: str, s: int, t: int, n: int, fn, m: float, S: float) -> float:
+        """Fastest in-site time of a group of n (fn = _ring / _rs); inf if none fits."""
+        if n <= 1:
+            return 0.0
+        best = math.inf
+        for lvl in self._levels(job, dim, s):
+            if self.cap[s, t, lvl] >= n:
+                best = min(best, fn(n, m, S, self.ix.lat_us[s, lvl], self.ix.bw_GBps[s, lvl]))
+        return best
+
+    def _may_cross(self, job: Job, dim: str) -> bool:
+        scope = job.effective_scope()[dim]
+        if scope not in (None, "cluster") or self.ix.n_sites < 2:
+            return False
+        bound = getattr(job.max_latency_us, dim)
+        S = self.ix.n_sites
+        off = ~np.eye(S, dtype=bool)
+        return bound is None or bool((self.ix.wan_lat_us[off] <= bound).any())
+
+    def _cross_lb(self, job: Job, dim: str, m: float, S: float, kind: str) -> float:
+        """Fewest ms a group of `dim` spanning sites can take (k = 2, best pair)."""
+        ix = self.ix
+        off = ~np.eye(ix.n_sites, dtype=bool)
+        a_min = float(ix.wan_lat_us[off].min())
+        w_max = float(ix.wan_bw_GBps[off].max())
+        if not np.isfinite(a_min) or w_max <= 0:
+            return math.inf
+        if kind == "pp":
+            return m * a_min / 1000.0 + S / w_max
+        return (m * 2 * a_min / 1000.0 + S / w_max) / job.cross_site_every
+
+    def goodput(self, job: Job, t: int, sites: tuple[int, ...], n_min: int,
+                any_multi: bool = False) -> float:
+        """Upper bound on the goodput of any placement of the option (0 if impossible)."""
+        ix = self.ix
+        c = job.comm
+        speed = float(ix.type_speed[t])
+        k = len(sites)
+        T = {}
+        dims = [("tp", job.tp, _ring), ("pp", job.pp, None)]
+        if job.kind == "training":
+            dims.append(("ep", job.ep if job.ep > 1 else 1, _rs))
+        for dim, n, fn in dims:
+            m, S = getattr(c, f"{dim}_messages"), getattr(c, f"{dim}_MB")
+            if n <= 1:
+                T[dim] = 0.0
+                continue
+            best = math.inf
+            for s in sites:
+                if dim == "pp":
+                    for lvl in self._levels(job, "pp", s):
+                        if self.cap[s, t, lvl] >= job.pp * 1:
+                            best = min(best, m * ix.lat_us[s, lvl] / 1000.0
+                                       + S / ix.bw_GBps[s, lvl])
+                else:
+                    best = min(best, self._best(job, dim, s, t, n, fn, m, S))
+            if self._may_cross(job, dim):
+                best = min(best, self._cross_lb(job, dim, m, S, "pp" if dim == "pp" else "ar"))
+            T[dim] = best
+        if job.kind == "training":
+            m, S = c.dp_messages, c.dp_MB
+            n = n_min
+            if k == 1 and not any_multi:
+                s = sites[0]
+                T["dp"] = self._best(job, "dp", s, t, n, _ring, m, S)
+            else:
+                kk = max(k, 2)
+                part = math.inf
+                share = -(-n // kk)
+                for s in sites:
+                    part = min(part, self._best(job, "dp", s, t, share, _rs, m, S))
+                if any_multi:
+                    off = ~np.eye(ix.n_sites, dtype=bool)
+                    alpha = float(ix.wan_lat_us[off].min())
+                    W = float(ix.wan_bw_GBps[off].max())
+                else:
+                    pairs = [(a, b) for a, b in itertools.combinations(sites, 2)]
+                    alpha = max(float(ix.wan_lat_us[a, b]) for a, b in pairs)
+                    links = set()
+                    for a, b in pairs:
+                        links.update(ix.wan_path_links.get((a, b), ()))
+                    W = min((float(ix.link_bw_GBps[x]) for x in links), default=0.0)
+                if not np.isfinite(alpha) or W <= 0:
+                    return 0.0
+                wan = m * 2 * (kk - 1) * alpha / 1000.0 + 2 * (kk - 1) / kk * S * job.unit_size / W
+                T["dp"] = 2 * part + wan / job.cross_site_every
+        if job.compute_ms is None:
+            eff = 1.0 if all(np.isfinite(v) for v in T.values()) else 0.0
+        else:
+            comp = job.compute_ms / speed
+            comm = sum((1 - getattr(job.overlap, d)) * v for d, v in T.items())
+            eff = comp / (comp + comm) if np.isfinite(comm) else 0.0
+        if job.kind == "inference":
+            return eff
+        gpus = n_min * job.unit_size
+        gpn = max(int(self.gpn[s, t]) for s in sites) or 1
+        nodes = -(-gpus // gpn)
+        fail = min(float(ix.node_fail_per_day[s]) for s in sites) * nodes
+        if k > 1 and not any_multi:
+            links = set()
+            for a, b in itertools.combinations(sites, 2):
+                links.update(ix.wan_path_links.get((a, b), ()))
+            fail += sum(float(ix.link_fail_per_day[x]) for x in links)
+        lost = min(1.0, fail / 24.0 * (job.restart_min + job.checkpoint_interval_min / 2) / 60.0)
+        return eff * (1 - lost)
+
+
+def _site_sets(ix, t_sites: list[int], max_k: int = 3) -> list[tuple[int, ...]]:
+    out = []
+    for k in range(2, min(max_k, len(t_sites)) + 1):
+        for combo in itertools.combinations(t_sites, k):
+            if all(np.isfinite(ix.wan_lat_us[a, b]) for a, b in itertools.combinations(combo, 2)):
+                out.append(combo)
+    return out
+
+
+def block_groups(inst: Instance, free: np.ndarray) -> tuple[list[dict], dict[int, list[int]]]:
+    """Groups of identical candidate blocks per offer level, and each offer's groups."""
+    ix = inst.index
+    groups: list[dict] = []
+    key_of: dict[tuple, int] = {}
+    per_offer: dict[int, list[int]] = {}
+    committed = {}
+    for o, offer in enumerate(inst.offers):
+        for path in offer.committed_blocks or []:
+            committed[ix.resolve(path)] = o
+    for o, offer in enumerate(inst.offers):
+        lvl = ix.level_index(inst.offer_level(offer))
+        fg = ix.first_gpu[lvl]
+        site_ok = None if offer.sites is None else {ix.site_index[s] for s in offer.sites}
+        per_offer[o] = []
+        T = len(ix.type_names)
+        for d in range(ix.n_domains(lvl)):
+            a, b = int(fg[d]), int(fg[d + 1])
+            if b <= a:
+                continue
+            s = int(ix.dom[0][a])
+            if site_ok is not None and s not in site_ok:
+                continue
+            types = ix.gpu_type[a:b]
+            if offer.gpu_types is not None and not np.isin(
+                    [ix.type_names[x] for x in np.unique(types)], offer.gpu_types).all():
+                continue
+            fr = free[a:b]
+            av = ix.available[a:b]
+            if (av & ~fr).any():  # holds a pinned job's GPU
+                continue
+            per_type = tuple(np.bincount(types[av], minlength=T).tolist())
+            if sum(per_type) == 0:
+                continue
+            c = committed.get((lvl, d))
+            key = (lvl, s, per_type, c if c is not None else -1, d if c is not None else -1)
+            g = key_of.get(key)
+            if g is None:
+                g = key_of[key] = len(groups)
+                groups.append({"level": lvl, "site": s, "per_type": per_type, "members": [],
+                               "committed_to": c})
+            groups[g]["members"].append(d)
+            if g not in per_offer[o]:
+                per_offer[o].append(g)
+    return groups, per_offer
+
+
+def build(inst: Instance) -> Coarse:
+    ix = inst.index
+    free = ix.available.copy()
+    constant = 0.0
+    pinned = [j for j, job in enumerate(inst.jobs) if job.pinned and job.current]
+    for j in pinned:
+        free[ix.gpu_indices(inst.jobs[j].current)] = False
+    bounds = Bounds(inst, free)
+    S, T = ix.n_sites, len(ix.type_names)
+    lm = LinModel()
+    options: list[Option] = []
+    use: dict[tuple[int, int], dict[int, float]] = {}  # (site, type) -> var -> GPUs per unit
+    gpu_power = np.nan_to_num(ix.type_power_kW, nan=0.0)
+    power_rows: dict[int, dict[int, float]] = {s: {} for s in range(S)}
+    bw_max = ix.link_bw_GBps.copy()
+    for j, job in enumerate(inst.jobs):
+        hours = job_hours(inst, job)
+        if j in pinned:
+            g = ix.gpu_indices(job.current)
+            ana = analyse_job(ix, job, as_batch(g, job))
+            sc = evaluate_job(inst, ix, job, g[None, :], ana, bw_max)
+            constant += float(sc.value[0])
+            continue
+        step = job.unit_step
+        n_min = smallest_units(job)
+        if n_min == 0:
+            continue
+        lo_steps = -(-n_min // step)
+        hi_steps = job.units_max // step
+        types = allowed_types(inst, ix, job)
+        job_opts: list[Option] = []
+        for t in types:
+            per_unit_value = hours * job.value * float(ix.type_speed[t]) * job.unit_size
+            t_sites = [s for s in range(S) if bounds.avail[s, t] >= job.unit_size]
+            if job.kind == "inference":
+                gps = {s: bounds.goodput(job, t, (s,), 1) for s in t_sites}
+                t_sites = [s for s in t_sites if gps[s] > 0]
+                if not t_sites:
+                    continue
+                op = Option(j, "inference", t, tuple(t_sites), max(gps.values()), step=1)
+                op.b = lm.var(f"b[{job.name},{ix.type_names[t]}]", 0, 1)
+                tot = {}
+                for s in t_sites:
+                    cap_units = bounds.avail[s, t] // job.unit_size
+                    v = lm.var(f"n[{job.name},{ix.type_names[t]},{ix.site_names[s]}]", 0,
+                               min(cap_units, job.units_max))
+                    op.n[s] = v
+                    tot[v] = 1.0
+                    lm.maximize(v, per_unit_value * gps[s])
+                    lm.add({v: 1.0, op.b: -float(min(cap_units, job.units_max))}, "<=", 0)
+                lm.add({**tot, op.b: -float(job.units_max)}, "<=", 0)
+                lm.add({**tot, op.b: -float(max(job.units_min, 1))}, ">=", 0)
+                if job.spread is not None and job.spread.level == "site":
+                    zs = {}
+                    for s in t_sites:
+                        z = lm.var(f"z[{job.name},{ix.site_names[s]}]", 0, 1)
+                        lm.add({z: 1.0, op.n[s]: -1.0}, "<=", 0)
+                        zs[z] = 1.0
+                    lm.add({**zs, op.b: -float(job.spread.min)}, ">=", 0)
+                job_opts.append(op)
+                continue
+            # training
+            configs: list[tuple[str, tuple[int, ...]]] = [("site", (s,)) for s in t_sites]
+            may_span = dimension_level(inst, ix, job, "dp") is None and S > 1
+            if may_span:
+                configs += [("multi", ss) for ss in _site_sets(ix, t_sites, 3 if S > 4 else 4)]
+                if S > 4:
+                    configs.append(("any", tuple(t_sites)))
+            for kind, sites in configs:
+                if kind == "site":
+                    s = sites[0]
+                    # the whole job lies in one domain of its widest group scope
+                    lvls = [dimension_level(inst, ix, job, d) for d in ("tp", "pp", "dp", "ep")]
+                    lvl = 0 if None in lvls else min(lvls)
+                    cap_gpus = bounds.cap[s, t, lvl]
+                    cap_units = min(int(cap_gpus) // job.unit_size, job.units_max)
+                    if cap_units < n_min:
+                        continue
+                elif kind == "multi" and sum(bounds.avail[s, t] for s in sites) < n_min * job.unit_size:
+                    continue
+                g = bounds.goodput(job, t, sites, n_min, any_multi=(kind == "any"))
+                if g <= 0:
+                    continue
+                op = Option(j, kind, t, sites, g, step=step)
+                op.b = lm.var(f"b[{job.name},{ix.type_names[t]},{kind}{sites}]", 0, 1)
+                tot = {}
+                for s in sites:
+                    ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), hi_steps)
+                    if kind == "site":
+                        ub = min(ub, int(cap_gpus) // (job.unit_size * step))
+                    v = lm.var(f"n[{job.name},{ix.type_names[t]},{kind}{sites},{s}]", 0, ub)
+                    op.n[s] = v
+                    tot[v] = 1.0
+                    lm.maximize(v, per_unit_value * step * g)
+                    if kind == "multi":
+                        lm.add({v: 1.0, op.b: -1.0}, ">=", 0)  # every site holds units
+                    lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
+                lm.add({**tot, op.b: -float(hi_steps)}, "<=", 0)
+                lm.add({**tot, op.b: -float(lo_steps)}, ">=", 0)
+                job_opts.append(op)
+        # running, not pinned: stay (exact current GPUs) and migration cost otherwise
+        if job.current:
+            g = ix.gpu_indices(job.current)
+            ana = analyse_job(ix, job, as_batch(g, job))
+            exact = float(evaluate_job(inst, ix, job, g[None, :], ana, bw_max).value[0])
+            t_cur = int(ix.gpu_type[g[0]])
+            sites_cur = tuple(sorted(set(ix.dom[0][g].tolist())))
+            units_cur = len(g) // job.unit_size
+            opt_v = hours * job.value * float(ix.type_speed[t_cur]) * len(g) * bounds.goodput(
+                job, t_cur, sites_cur, units_cur, any_multi=len(sites_cur) > 1)
+            op = Option(j, "stay", t_cur, sites_cur, 0.0)
+            op.b = lm.var(f"stay[{job.name}]", 0, 1)
+            lm.maximize(op.b, max(exact, opt_v) + job.migration_cost)
+            constant -= job.migration_cost
+            per_site = np.bincount(ix.dom[0][g], minlength=S)
+            for s in sites_cur:
+                use.setdefault((s, t_cur), {})[op.b] = float(per_site[s])
+                power_rows[s][op.b] = power_rows[s].get(op.b, 0.0) + per_site[s] * gpu_power[t_cur]
+            job_opts.append(op)
+        if not job_opts:
+            continue
+        lm.add({op.b: 1.0 for op in job_opts}, "<=", 1, f"one option {job.name}")
+        if job.current and not job.preemptible:
+            lm.add({op.b: 1.0 for op in job_opts}, ">=", 1, f"placed {job.name}")
+        for op in job_opts:
+            per = job.unit_size * op.step
+            for s, v in op.n.items():
+                use.setdefault((s, op.type), {})[v] = float(per)
+                power_rows[s][v] = power_rows[s].get(v, 0.0) + per * gpu_power[op.type]
+        options.extend(job_opts)
+    # leases
+    groups, per_offer = block_groups(inst, free)
+    offer_vars: dict[int, int] = {}
+    lease_vars: dict[tuple[int, int], int] = {}
+    group_users: dict[int, dict[int, float]] = {}
+    for o, offer in enumerate(inst.offers):
+        a = lm.var(f"accept[{offer.name}]", 0, 1)
+        offer_vars[o] = a
+        tot: dict[int, float] = {}
+        ws: dict[int, int] = {}
+        if offer.single_site:
+            for s in sorted({groups[g]["site"] for g in per_offer[o]}):
+                ws[s] = lm.var(f"w[{offer.name},{ix.site_names[s]}]", 0, 1)
+            if ws:
+                lm.add({w: 1.0 for w in ws.values()}, "<=", 1)
+        for g in per_offer[o]:
+            grp = groups[g]
+            if grp["committed_to"] is not None and grp["committed_to"] != o:
+                continue
+            size = len(grp["members"])
+            y = lm.var(f"y[{offer.name},{g}]", 0, size)
+            lease_vars[(o, g)] = y
+            gpus = float(sum(grp["per_type"]))
+            tot[y] = gpus
+            lm.maximize(y, inst.horizon_hours * offer.price_per_gpu_hour * gpus)
+            lm.add({y: 1.0, a: -float(size)}, "<=", 0)
+            if offer.single_site:
+                lm.add({y: 1.0, ws[grp["site"]]: -float(size)}, "<=", 0)
+            if grp["committed_to"] == o:
+                lm.add({y: 1.0}, ">=", size)
+            group_users.setdefault(g, {})[y] = 1.0
+            s = grp["site"]
+            for t, cnt in enumerate(grp["per_type"]):
+                if cnt:
+                    use.setdefault((s, t), {})[y] = use.get((s, t), {}).get(y, 0.0) + cnt
+                    power_rows[s][y] = power_rows[s].get(y, 0.0) + cnt * gpu_power[t]
+        if offer.committed_blocks:
+            lm.add({a: 1.0}, ">=", 1)
+        if tot:
+            lm.add({**tot, a: -float(offer.min_gpus)}, ">=", 0)
+            if offer.max_gpus is not None:
+                lm.add(tot, "<=", offer.max_gpus)
+        elif offer.min_gpus > 0 or not tot:
+            lm.add({a: 1.0}, "<=", 0)
+    for g, ys in group_users.items():
+        if len(ys) > 1:
+            lm.add(ys, "<=", len(groups[g]["members"]))
+    for (s, t), row in use.items():
+        lm.add(row, "<=", float(bounds.avail[s, t]), f"cap[{s},{t}]")
+    pinned_power = np.zeros(S)
+    for j in pinned:
+        g = ix.gpu_indices(inst.jobs[j].current)
+        np.add.at(pinned_power, ix.dom[0][g], gpu_power[ix.gpu_type[g]])
+    for s in range(S):
+        cap = ix.power_cap_kW[s]
+        if np.isfinite(cap) and power_rows[s]:
+            lm.add(power_rows[s], "<=", float(cap - pinned_power[s]), f"power[{s}]")
+    lm.obj_const = constant
+    return Coarse(lm, options, offer_vars, lease_vars, groups, constant)

@@ -1,0 +1,406 @@
+"""Constructing placements: the mutable state of one solve and the greedy building blocks
+(placing a job by kernel-scored candidates, leasing whole free blocks), shared by the
+greedy backend and the decomposition's primal side.
+
+Algorithm overview (greedy, one policy)
+1. Start from the available GPUs; pinned jobs keep `current`; committed lease blocks are
+   taken by their offers.
+2. Jobs in priority order (running and not preemptible first, then value per GPU-hour x
+   speed, then size, then name). For each: candidates are, per allowed GPU type and per
+   site (or over several sites when its scopes allow), the most units that one allowed
+   domain holds within the power cap, packed by :class:`~placer.solvers.pack.Packer`;
+   for a running job also its `current` GPUs. The kernel scores every candidate in the
+   current state (WAN sharing included) and the best is kept.
+3. Offers by price: every whole free block at the offer's level inside its sites and types,
+   largest first, up to max_gpus (one site if single_site); accepted when min_gpus is met.
+Policies differ in the order of 2 and 3. Ties break on topology order, then name.
+
+Imports numpy and the kernel; never a solver library.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from placer.kernel.capacity import allowed_types, fit_nowhere_reason, smallest_units
+from placer.kernel.score import Scorer
+from placer.model import Instance, Job
+from placer.solvers.pack import Packer
+
+
+class State:
+    """Mutable placement state: free GPUs, jobs' GPUs, leases, power left, scorer."""
+
+    def __init__(self, inst: Instance) -> None:
+        self.inst = inst
+        self.ix = ix = inst.index
+        self.free = ix.available.copy()
+        self.job_gpus: list[np.ndarray] = [np.zeros(0, np.int64) for _ in inst.jobs]
+        self.offer_blocks: list[list[tuple[int, int]]] = [[] for _ in inst.offers]
+        self.gpu_power = np.nan_to_num(ix.type_power_kW[ix.gpu_type], nan=0.0)
+        self.power_left = ix.power_cap_kW.copy()
+        self.reasons: dict[str, str] = {}
+        self.packer = Packer(inst, self.free)
+        self.scorer = Scorer(inst, self.job_gpus, self.offer_blocks)
+        for j, job in enumerate(inst.jobs):
+            if job.pinned and job.current:
+                self.set_job(j, ix.gpu_indices(job.current))
+        for o, offer in enumerate(inst.offers):
+            for path in offer.committed_blocks or []:
+                r = ix.resolve(path)
+                self.add_block(o, r)
+
+    # ------------------------------------------------------------------ mutation
+    def _power(self, gpus: np.ndarray) -> np.ndarray:
+        return np.bincount(self.ix.dom[0][gpus], weights=self.gpu_power[gpus],
+                           minlength=self.ix.n_sites)
+
+    def set_job(self, j: int, gpus: np.ndarray) -> None:
+        old = self.job_gpus[j]
+        if len(old):
+            self.free[old] = True
+            self.power_left += self._power(old)
+        gpus = np.asarray(gpus, np.int64)
+        self.free[gpus] = False
+        self.power_left -= self._power(gpus)
+        self.scorer.delta({j: gpus}, commit=True)
+        self.job_gpus[j] = gpus
+
+    def block_gpus(self, block: tuple[int, int]) -> np.ndarray:
+        a, b = self.ix.gpu_range(*block)
+        return np.arange(a, b)[self.ix.available[a:b]]
+
+    def add_block(self, o: int, block: tuple[int, int]) -> None:
+        g = self.block_gpus(block)
+        self.free[g] = False
+        a, b = self.ix.gpu_range(*block)
+        self.free[a:b] = False
+        self.power_left -= self._power(g)
+        self.offer_blocks[o].append(block)
+        self._sync_leases()
+
+    def clear_offer(self, o: int) -> None:
+        for block in self.offer_blocks[o]:
+            g = self.block_gpus(block)
+            self.free[g] = True
+            self.power_left += self._power(g)
+        self.offer_blocks[o] = []
+        self._sync_leases()
+
+    def _sync_leases(self) -> None:
+        from placer.kernel.score import offer_gpus
+
+        s = self.scorer
+        s.offer_blocks = self.offer_blocks
+        s.lease_revenue = [self.inst.horizon_hours * o.price_per_gpu_hour
+                           * offer_gpus(self.ix, bl)
+                           for o, bl in zip(self.inst.offers, self.offer_blocks)]
+
+    @property
+    def objective(self) -> float:
+        return self.scorer.objective
+
+    def copy_solution(self) -> tuple[list[np.ndarray], list[list[tuple[int, int]]]]:
+        return [g.copy() for g in self.job_gpus], [list(b) for b in self.offer_blocks]
+
+    # ------------------------------------------------------------------ candidates
+    def power_units(self, job: Job, t: int, site: int) -> int:
+        """Most units of job on type t that site s's power cap still allows."""
+        p = self.ix.type_power_kW[t]
+        left = self.power_left[site]
+        if not np.isfinite(left) or not np.isfinite(p) or p <= 0:
+            return job.units_max
+        return int(max(0.0, left + 1e-9) // (p * job.unit_size))
+
+    def site_region(self, s: int) -> np.ndarray:
+        a, b = self.ix.gpu_range(0, s)
+        r = np.zeros(self.ix.n_gpus, bool)
+        r[a:b] = True
+        return r
+
+    def _round(self, job: Job, n: int) -> int:
+        n = min(n, job.units_max)
+        n -= n % job.unit_step
+        return n if n >= max(job.units_min, 1) else 0
+
+    def candidates(self, j: int, max_units: int | None = None,
+                   sites: list[int] | None = None) -> list[np.ndarray]:
+        """Candidate GPU arrays (rank order) for job j in the current state."""
+        inst, ix = self.inst, self.ix
+        job = inst.jobs[j]
+        cap = job.units_max if max_units is None else min(max_units, job.units_max)
+        out: list[np.ndarray] = []
+        if job.current:
+            cur = ix.gpu_indices(job.current)
+            own = np.zeros(ix.n_gpus, bool)
+            own[self.job_gpus[j]] = True
+            if (cur >= 0).all() and (self.free[cur] | own[cur]).all():
+                out.append(cur)
+        site_list = list(range(ix.n_sites)) if sites is None else sites
+        for t in allowed_types(inst, ix, job):
+            if job.kind == "inference":
+                g = self._inference(job, t, cap, site_list)
+                if g is not None:
+                    out.append(g)
+                continue
+            per_site = {}
+            for s in site_list:
+                region = self.site_region(s)
+                n = min(self.packer.max_fit(job, t, region), self.power_units(job, t, s))
+                per_site[s] = n
+                n = self._round(job, min(n, cap))
+                if n:
+                    g = self.packer.place(job, t, n, region)
+                    if g is not None:
+                        out.append(g)
+            if self._may_span_sites(job):
+                g = self._multi_site(job, t, cap, per_site)
+                if g is not None:
+                    out.append(g)
+        if job.kind == "training" and job.pp > 1:
+            out.extend(v for v in (stage_major(job, g) for g in list(out)) if v is not None)
+        return [g for g in out if scope_ok(self.inst, j, g)]
+
+    def _may_span_sites(self, job: Job) -> bool:
+        from placer.kernel.capacity import dimension_level
+
+        return (job.kind == "training" and self.ix.n_sites > 1
+                and dimension_level(self.inst, self.ix, job, "dp") is None)
+
+    def _multi_site(self, job: Job, t: int, cap: int, per_site: dict[int, int]) -> np.ndarray | None:
+        """Units over several sites (largest first), each part a multiple of ep."""
+        order = sorted(per_site, key=lambda s: (-per_site[s], s))
+        if len(order) < 2 or per_site[order[1]] < job.unit_step:
+            return None
+        parts = []
+        left = cap
+        first = order[0]
+        for s in order:
+            if left <= 0:
+                break
+            if not np.isfinite(self.ix.wan_lat_us[first, s]):
+                continue
+            n = min(per_site[s], left)
+            n -= n % job.unit_step
+            if n <= 0:
+                continue
+            parts.append((s, n))
+            left -= n
+        total = sum(n for _, n in parts)
+        if len(parts) < 2 or total < max(job.units_min, 1):
+            return None
+        gs = []
+        for s, n in parts:
+            g = self.packer.place(job, t, n, self.site_region(s))
+            if g is None:
+                return None
+            gs.append(g)
+        return np.concatenate(gs)
+
+    def _inference(self, job: Job, t: int, cap: int, sites: list[int]) -> np.ndarray | None:
+        region = np.zeros(self.ix.n_gpus, bool)
+        limit = 0
+        for s in sites:
+            pu = self.power_units(job, t, s)
+            if pu > 0:
+                region |= self.site_region(s)
+                limit += pu
+        n = self._round(job, min(cap, self.packer.max_fit(job, t, region), limit))
+        while n > 0:
+            g = self.packer.place(job, t, n, region)
+            if g is None:
+                return None
+            over = self._power(g) > self.power_left + 1e-9
+            if not over.any():
+                return g
+            # drop units in over-cap sites and retry with fewer
+            n = self._round(job, n - max(1, n // 8))
+        return None
+
+    def best_candidate(self, j: int, cands: list[np.ndarray]) -> tuple[np.ndarray | None, float]:
+        """The candidate with the largest exact objective change (kernel delta)."""
+        best, best_d = None, -np.inf
+        for g in cands:
+            d = self.scorer.delta({j: g})
+            if d > best_d + 1e-9:
+                best, best_d = g, d
+        return best, best_d
+
+    def place_best(self, j: int, **kw) -> bool:
+        job = self.inst.jobs[j]
+        old = self.job_gpus[j]
+        if len(old):
+            self.set_job(j, np.zeros(0, np.int64))
+        cands = self.candidates(j, **kw)
+        g, d = self.best_candidate(j, cands)
+        must = bool(job.current) and not job.preemptible
+        if g is not None and (d > 0 or must or len(old)):
+            self.set_job(j, g)
+            return True
+        if len(old):
+            self.set_job(j, old)
+        return False
+
+    def reason(self, j: int) -> str:
+        job = self.inst.jobs[j]
+        why = fit_nowhere_reason(self.inst, self.ix, job, self.free)
+        if why:
+            return why
+        k = smallest_units(job)
+        return (f"{k * job.unit_size:,} GPUs ({k} units) would fit, but the capacity and power "
+                "went to jobs and leases worth more per GPU-hour")
+
+    # ------------------------------------------------------------------ leases
+    def eligible_blocks(self, o: int) -> list[tuple[int, int, int, int]]:
+        """(available GPUs, site, level, id) of whole free blocks offer o may take."""
+        inst, ix = self.inst, self.ix
+        offer = inst.offers[o]
+        lvl = ix.level_index(inst.offer_level(offer))
+        n = ix.n_domains(lvl)
+        fg = ix.first_gpu[lvl]
+        a, b = fg[:-1], fg[1:]
+        busy = np.concatenate([[0], np.cumsum(~self.free & ix.available)])
+        avail = np.concatenate([[0], np.cumsum(ix.available)])
+        taken = np.zeros(ix.n_gpus + 1, np.int64)
+        for bl in self.offer_blocks:
+            for lv, d in bl:
+                x, y = ix.gpu_range(lv, d)
+                taken[x] += 1
+                taken[y] -= 1
+        leased = np.concatenate([[0], np.cumsum(np.cumsum(taken)[:-1] > 0)])
+        ok = (busy[b] - busy[a] == 0) & (leased[b] - leased[a] == 0) & (b > a)
+        site = ix.dom[0][np.minimum(a, ix.n_gpus - 1)]
+        if offer.sites is not None:
+            allowed = np.isin(site, [ix.site_index[s] for s in offer.sites])
+            ok &= allowed
+        if offer.gpu_types is not None:
+            codes = [ix.type_names.index(t) for t in offer.gpu_types if t in ix.type_names]
+            good = np.isin(ix.gpu_type, codes)
+            gc = np.concatenate([[0], np.cumsum(good)])
+            ok &= (gc[b] - gc[a]) == (b - a)
+        cnt = avail[b] - avail[a]
+        ids = np.flatnonzero(ok & (cnt > 0))
+        return [(int(cnt[d]), int(site[d]), lvl, int(d)) for d in ids]
+
+    def lease_greedy(self, o: int) -> bool:
+        """Accept offer o on whole free blocks if its min_gpus can be met."""
+        offer = self.inst.offers[o]
+        if self.offer_blocks[o] and not offer.committed_blocks:
+            return True
+        have = sum(len(self.block_gpus(b)) for b in self.offer_blocks[o])
+        hi = offer.max_gpus if offer.max_gpus is not None else np.inf
+        blocks = self.eligible_blocks(o)
+        if offer.single_site:
+            fixed = {int(self.ix.dom[0][self.ix.gpu_range(*b)[0]]) for b in self.offer_blocks[o]}
+            by_site: dict[int, int] = {}
+            for c, s, _, _ in blocks:
+                by_site[s] = by_site.get(s, 0) + c
+            if fixed:
+                site = next(iter(fixed))
+            elif by_site:
+                site = max(by_site, key=lambda s: (by_site[s], -s))
+            else:
+                return bool(self.offer_blocks[o])
+            blocks = [b for b in blocks if b[1] == site]
+        blocks.sort(key=lambda b: (-b[0], b[3]))
+        chosen = []
+        pw = self.power_left.copy()
+        for c, s, lvl, d in blocks:
+            if have + c > hi:
+                continue
+            g = self.block_gpus((lvl, d))
+            need = self.gpu_power[g].sum()
+            if need > pw[s] + 1e-9:
+                continue
+            pw[s] -= need
+            chosen.append((lvl, d))
+            have += c
+        if have < offer.min_gpus or (not chosen and not self.offer_blocks[o]):
+            return bool(self.offer_blocks[o])
+        for bl in chosen:
+            self.add_block(o, bl)
+        return True
+
+
+def stage_major(job: Job, g: np.ndarray) -> np.ndarray | None:
+    """The same GPUs with stages outermost: R[u, p] = slot p*n + u (slots in tree order).
+
+    Keeps TP groups whole and puts the units' slots of one stage side by side, so DP
+    groups meet narrower while PP boundaries span wider; the kernel decides which wins.
+    """
+    n = len(g) // job.unit_size
+    if n <= 1 or job.pp <= 1:
+        return None
+    slots = g.reshape(n * job.pp, job.tp)
+    R = slots.reshape(job.pp, n, job.tp).transpose(1, 0, 2)
+    return np.ascontiguousarray(R).reshape(-1)
+
+
+def scope_ok(inst: Instance, j: int, g: np.ndarray) -> bool:
+    """Rules 3-5 hold for job j on GPUs g (its own groups only)."""
+    from placer.check import rule3_sizes, rule4_scope, rule5_spread
+    from placer.kernel.compiled import Compiled
+
+    gpus = [np.zeros(0, np.int64) for _ in inst.jobs]
+    gpus[j] = g
+    cp = Compiled(gpus, [[] for _ in inst.offers], [0] * len(inst.jobs))
+    name = inst.jobs[j].name
+    for rule in (rule3_sizes, rule4_scope, rule5_spread):
+        for v in rule(inst, cp):
+            if v.job == name and not (v.rule == 3 and "not placed" in v.what):
+                return False
+    return True
+
+
+def job_order(inst: Instance) -> list[int]:
+    """Greedy priority: must-place running jobs, value x speed, size, name."""
+    ix = inst.index
+
+    def key(j: int):
+        job = inst.jobs[j]
+        types = allowed_types(inst, ix, job)
+        speed = max((ix.type_speed[t] for t in types), default=1.0)
+        must = bool(job.current) and not job.preemptible
+        return (not must, -job.value * speed, -job.units_max * job.unit_size, job.name)
+
+    return sorted(range(len(inst.jobs)), key=key)
+
+
+def offer_order(inst: Instance) -> list[int]:
+    return sorted(range(len(inst.offers)),
+                  key=lambda o: (not inst.offers[o].committed_blocks,
+                                 -inst.offers[o].price_per_gpu_hour, inst.offers[o].name))
+
+
+def greedy_policy(inst: Instance, leases_first: bool) -> State:
+    st = State(inst)
+    if leases_first:
+        for o in offer_order(inst):
+            st.lease_greedy(o)
+    for j in job_order(inst):
+        job = inst.jobs[j]
+        if job.pinned and job.current:
+            continue
+        st.place_best(j)
+    if not leases_first:
+        for o in offer_order(inst):
+            st.lease_greedy(o)
+    grow(st)
+    return st
+
+
+def grow(st: State) -> None:
+    """Give elastic jobs more units where free capacity allows (kernel-checked)."""
+    inst = st.inst
+    for j in job_order(inst):
+        job = inst.jobs[j]
+        if job.pinned and job.current:
+            continue
+        units = len(st.job_gpus[j]) // job.unit_size
+        if units >= job.units_max:
+            continue
+        before = st.objective
+        old = st.job_gpus[j]
+        st.place_best(j)
+        if st.objective < before - 1e-9:
+            st.set_job(j, old)

@@ -1,0 +1,186 @@
+"""The decomposition shared by the exact backends (`cpsat`, `mip`).
+
+Algorithm overview
+1. Build the coarse model (:mod:`placer.solvers.coarse`): job -> GPU type and sites with
+   optimistic kernel coefficients, offers -> counts of identical blocks.
+2. Solve it with the backend (about half the time limit). Its proven optimum (or best
+   bound) is the bound reported for the kernel's objective; a coarse model with no
+   feasible point proves the instance infeasible (running jobs that cannot all stay).
+3. Primal: lease the chosen counts of whole free blocks (tree order), then pack each job's
+   units per site with :class:`~placer.solvers.pack.Packer`, largest jobs first; a job
+   that does not fit as planned falls back to the kernel-scored greedy candidates.
+   Elastic jobs grow into what is left; leftover whole blocks go to offers not accepted.
+4. Compare with the greedy backend's placement; keep the better.
+5. Local search until the deadline (or a fixed number of passes): remove each job and
+   put it back at its best kernel-scored candidate when that raises the objective.
+6. :func:`~placer.solvers.base.finalize` checks and re-scores the result.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from placer.model import Instance
+from placer.solvers import coarse as coarse_mod
+from placer.solvers.base import (
+    INFEASIBLE,
+    NO_SOLUTION,
+    Result,
+    Solver,
+    finalize,
+    no_placement,
+)
+from placer.solvers.construct import State, grow, job_order, offer_order, scope_ok, stage_major
+from placer.solvers.greedy import best_greedy
+from placer.solvers.linmodel import LinModel
+
+
+@dataclass
+class CoarseSolution:
+    status: str  # optimal | feasible | infeasible | no_solution
+    values: list[float] | None
+    bound: float | None
+    native: str
+
+
+def primal_from_coarse(inst: Instance, co: coarse_mod.Coarse, vals: list[float]) -> State:
+    st = State(inst)
+    ix = inst.index
+    # leases: chosen counts of whole free blocks per group
+    for o in offer_order(inst):
+        if vals[co.offer_vars[o]] < 0.5:
+            continue
+        for (oo, g), y in sorted(co.lease_vars.items()):
+            if oo != o:
+                continue
+            want = int(round(vals[y]))
+            grp = co.groups[g]
+            have = sum(1 for lv, d in st.offer_blocks[o] if lv == grp["level"]
+                       and d in set(grp["members"]))
+            for d in grp["members"]:
+                if have >= want:
+                    break
+                if (grp["level"], d) in st.offer_blocks[o]:
+                    continue
+                a, b = ix.gpu_range(grp["level"], d)
+                if (st.free[a:b] | ~ix.available[a:b]).all():
+                    st.add_block(o, (grp["level"], d))
+                    have += 1
+        offer = inst.offers[o]
+        n = sum(len(st.block_gpus(b)) for b in st.offer_blocks[o])
+        if n < offer.min_gpus and not offer.committed_blocks:
+            st.clear_offer(o)
+    chosen = [op for op in co.options if vals[op.b] > 0.5]
+    chosen.sort(key=lambda op: (-sum(vals[v] for v in op.n.values()) * op.step
+                                * inst.jobs[op.job].unit_size, inst.jobs[op.job].name))
+    for op in chosen:
+        j = op.job
+        job = inst.jobs[j]
+        if op.kind == "stay":
+            cur = ix.gpu_indices(job.current)
+            if st.free[cur].all():
+                st.set_job(j, cur)
+                continue
+            st.place_best(j)
+            continue
+        parts = []
+        ok = True
+        for s, v in sorted(op.n.items()):
+            n = int(round(vals[v])) * op.step
+            if n <= 0:
+                continue
+            g = st.packer.place(job, op.type, n, st.site_region(s))
+            if g is None:
+                ok = False
+                break
+            parts.append(g)
+            st.packer.take(g)
+        for g in parts:
+            st.packer.give(g)
+        if ok and parts:
+            g = np.concatenate(parts)
+            variants = [v for v in (g, stage_major(job, g)) if v is not None
+                        and scope_ok(inst, j, v)]
+            if variants:
+                best, _ = st.best_candidate(j, variants)
+                st.set_job(j, best if best is not None else variants[0])
+                continue
+        st.place_best(j, sites=sorted(op.sites))
+        if len(st.job_gpus[j]) == 0:
+            st.place_best(j)
+    grow(st)
+    for o in offer_order(inst):
+        st.lease_greedy(o)
+    return st
+
+
+def local_search(st: State, deadline: float | None, passes: int = 2) -> int:
+    """Re-place jobs one at a time while the objective rises; returns improvements."""
+    inst = st.inst
+    improved = 0
+    for _ in range(passes):
+        changed = False
+        for j in job_order(inst):
+            job = inst.jobs[j]
+            if job.pinned and job.current:
+                continue
+            if deadline is not None and time.perf_counter() > deadline:
+                return improved
+            before = st.objective
+            old = st.job_gpus[j]
+            st.place_best(j)
+            if st.objective > before + 1e-9 * max(1.0, abs(before)):
+                improved += 1
+                changed = True
+            elif st.objective < before:
+                st.set_job(j, old)
+        if not changed:
+            break
+    return improved
+
+
+class DecompositionSolver(Solver):
+    """build coarse -> solve coarse (backend) -> primal -> local search -> finalize."""
+
+    def solve_coarse(self, lm: LinModel, time_limit: float | None, seed: int, threads: int,
+                     **options: Any) -> CoarseSolution:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def solve(self, inst: Instance, time_limit: float | None = 60.0, seed: int = 0,
+              threads: int = 1, **options: Any) -> Result:
+        started = time.perf_counter()
+        deadline = None if time_limit is None else started + time_limit
+        co = coarse_mod.build(inst)
+        left = None if deadline is None else max(0.1, (deadline - time.perf_counter()) * 0.5)
+        sol = self.solve_coarse(co.model, left, seed, threads, **options)
+        stats = {"coarse_status": sol.status, "coarse_native": sol.native,
+                 "coarse_vars": co.model.n_vars, "coarse_rows": len(co.model.rows),
+                 "coarse_bound": sol.bound}
+        if sol.status == INFEASIBLE:
+            return no_placement(inst, self.name, INFEASIBLE,
+                                "no placement keeps every running, non-preemptible job placed "
+                                "within capacity, power and lease commitments (the relaxed "
+                                "coarse model is infeasible)", started)
+        candidates: list[State] = []
+        if sol.values is not None:
+            candidates.append(primal_from_coarse(inst, co, sol.values))
+        if deadline is None or time.perf_counter() < deadline:
+            candidates.append(best_greedy(inst))
+        if not candidates:
+            return no_placement(inst, self.name, NO_SOLUTION,
+                                "the time limit was reached before any placement was found",
+                                started, sol.bound)
+        st = max(candidates, key=lambda s: s.objective)
+        stats["primal_from"] = "coarse" if st is candidates[0] and sol.values is not None \
+            else "greedy"
+        stats["improvements"] = local_search(st, deadline)
+        reasons = {inst.jobs[j].name: st.reason(j) for j in range(len(inst.jobs))
+                   if len(st.job_gpus[j]) == 0}
+        bound = sol.bound if sol.status in ("optimal", "feasible", "no_solution") else None
+        res = finalize(inst, self.name, st.job_gpus, st.offer_blocks, reasons, bound, started,
+                       stats=stats)
+        return res

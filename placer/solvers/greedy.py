@@ -1,0 +1,41 @@
+"""The greedy backend: instant answers, and the fallback of the exact backends.
+
+Algorithm overview
+1. Run the greedy policy of :mod:`placer.solvers.construct` twice: jobs first then offers
+   on the whole blocks left, and offers first then jobs.
+2. Keep the better by the kernel's objective (ties: jobs first).
+3. Give every job left with 0 units a reason.
+No bound is claimed (``bound`` is null).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from placer.solvers.base import Result, Solver, finalize
+from placer.solvers.construct import greedy_policy
+
+
+def best_greedy(inst):
+    a = greedy_policy(inst, leases_first=False)
+    if not inst.offers:
+        return a
+    b = greedy_policy(inst, leases_first=True)
+    return b if b.objective > a.objective + 1e-9 else a
+
+
+class GreedySolver(Solver):
+    name = "greedy"
+    exact = False
+    description = "kernel-scored greedy, jobs-first and offers-first, better of the two"
+
+    def solve(self, inst, time_limit: float | None = 60.0, seed: int = 0, threads: int = 1,
+              **options: Any) -> Result:
+        started = time.perf_counter()
+        st = best_greedy(inst)
+        reasons = {}
+        for j, job in enumerate(inst.jobs):
+            if len(st.job_gpus[j]) == 0:
+                reasons[job.name] = st.reason(j)
+        return finalize(inst, self.name, st.job_gpus, st.offer_blocks, reasons, None, started)

@@ -1,0 +1,113 @@
+"""The `mip` backend: the decomposition with its coarse model solved as a MIP through PuLP
+(HiGHS when highspy is installed, else CBC; `--mip-solver` picks one).
+
+The only module that imports pulp. build: LinModel -> LpProblem; run: the chosen solver with
+time limit and threads; extract: values, status from PuLP's solution status, and a proven
+bound: HiGHS's MIP dual bound, CBC's optimum when proven, else the LP relaxation's optimum.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from placer.solvers.decompose import CoarseSolution, DecompositionSolver
+from placer.solvers.linmodel import LinModel
+
+GAP = 1e-7
+
+
+def _problem(lm: LinModel, relax: bool):
+    import pulp
+
+    prob = pulp.LpProblem("placer", pulp.LpMaximize)
+    xs = [pulp.LpVariable(f"x{i}", lowBound=lo, upBound=hi,
+                          cat=("Integer" if (isint and not relax) else "Continuous"))
+          for i, (lo, hi, isint) in enumerate(zip(lm.lb, lm.ub, lm.integer))]
+    prob += pulp.lpSum(c * xs[i] for i, c in lm.obj.items()) + lm.obj_const
+    for k, (coeffs, sense, rhs, _) in enumerate(lm.rows):
+        e = pulp.lpSum(c * xs[i] for i, c in coeffs.items())
+        prob += (e <= rhs if sense == "<=" else e >= rhs if sense == ">=" else e == rhs), f"r{k}"
+    return prob, xs
+
+
+def backend(name: str = "auto"):
+    import pulp
+
+    if name in ("auto", "highs"):
+        h = pulp.HiGHS(msg=False)
+        if h.available():
+            return "highs"
+        if name == "highs":
+            return None
+    return "cbc"
+
+
+def _solver(which: str, time_limit: float | None, threads: int, seed: int):
+    import pulp
+
+    if which == "highs":
+        opts = {"random_seed": int(seed)}
+        return pulp.HiGHS(msg=False, timeLimit=time_limit, threads=threads, gapRel=GAP, **opts)
+    return pulp.PULP_CBC_CMD(msg=False, timeLimit=None if time_limit is None else
+                             max(1, int(time_limit)), threads=threads, gapRel=GAP,
+                             options=[f"randomCbcSeed {int(seed) + 1}"])
+
+
+def solve_mip(lm: LinModel, time_limit: float | None, seed: int, threads: int,
+              which: str = "auto") -> CoarseSolution:
+    import time
+
+    import pulp
+
+    which = backend(which) or "cbc"
+    t0 = time.perf_counter()
+    prob, xs = _problem(lm, relax=False)
+    prob.solve(_solver(which, time_limit, threads, seed))
+    st = prob.sol_status
+    status = {pulp.LpSolutionOptimal: "optimal", pulp.LpSolutionIntegerFeasible: "feasible",
+              pulp.LpSolutionInfeasible: "infeasible", pulp.LpSolutionUnbounded: "infeasible",
+              pulp.LpSolutionNoSolutionFound: "no_solution"}.get(st, "no_solution")
+    if pulp.LpStatus.get(prob.status) == "Infeasible":
+        status = "infeasible"
+    vals = None
+    obj = None
+    if status in ("optimal", "feasible"):
+        vals = [float(x.value() or 0.0) for x in xs]
+        obj = lm.value(vals)
+    bound = None
+    if which == "highs":
+        try:
+            info = prob.solverModel.getInfo()
+            db = float(info.mip_dual_bound)
+            if abs(db) < 1e300:
+                bound = db
+        except Exception:  # noqa: BLE001 - older highspy: fall back to the LP bound
+            bound = None
+    if status == "optimal" and obj is not None:
+        proven = obj + GAP * max(1.0, abs(obj)) + 1e-6
+        bound = proven if bound is None else min(bound, proven) if bound >= obj else proven
+    if bound is None and status != "infeasible":
+        left = None if time_limit is None else max(0.5, time_limit - (time.perf_counter() - t0))
+        rp, _ = _problem(lm, relax=True)
+        rp.solve(_solver(which, left, threads, seed))
+        if rp.sol_status == pulp.LpSolutionOptimal:
+            bound = float(pulp.value(rp.objective))
+    return CoarseSolution(status, vals, bound, f"{which}:{pulp.LpStatus.get(prob.status)}")
+
+
+class MipSolver(DecompositionSolver):
+    name = "mip"
+    exact = True
+    description = "decomposition: coarse MIP via PuLP (HiGHS if installed, else CBC)"
+
+    @classmethod
+    def available(cls) -> bool:
+        try:
+            import pulp  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def solve_coarse(self, lm: LinModel, time_limit: float | None, seed: int, threads: int,
+                     **options: Any) -> CoarseSolution:
+        return solve_mip(lm, time_limit, seed, threads, options.get("mip_solver", "auto"))
