@@ -92,8 +92,10 @@ def rule3_sizes(inst: Instance, cp: Compiled) -> list[Violation]:
     """Unit counts in range, running non-preemptible jobs placed, pinned jobs kept."""
     index = inst.index
     out = [Violation(3, p.what, job=p.job) for p in cp.problems if p.rule == 3]
-    for job, g in zip(inst.jobs, cp.job_gpus):
-        units = len(g) // job.unit_size
+    for job, g, declared in zip(inst.jobs, cp.job_gpus, cp.declared_units):
+        # an entry whose GPUs could not be compiled (unknown id, wrong length) has no GPUs
+        # here: its declared units are still checked, and it is not "left out"
+        units = len(g) // job.unit_size if len(g) else declared
         if units:
             if not job.units_min <= units <= job.units_max:
                 out.append(Violation(3, f"{units} units is outside [{job.units_min}, "
@@ -206,7 +208,9 @@ def rule4_scope(inst: Instance, cp: Compiled) -> list[Violation]:
             bound = getattr(job.max_latency_us, d)
             if bound is not None:
                 lat = _group_max_pair_latency(index, M)
-                over = lat > bound
+                # a bound met exactly in the file's decimals is met (WAN path latencies are
+                # float sums: 0.1 + 0.2 > 0.3), as for power caps in rule 7
+                over = lat > bound + 1e-9 * max(1.0, abs(bound))
                 if over.any():
                     r = int(np.flatnonzero(over)[0])
                     out.append(Violation(
@@ -348,8 +352,15 @@ def running_job_problems(inst: Instance) -> list[tuple[str, str]]:
                 if v.rule == 3 and "not placed" in v.what:
                     continue
                 ji = next((i for i, j in enumerate(inst.jobs) if j.name == v.job), None)
-                loc = f"jobs[{ji}].current" if ji is not None else "topology.sites"
-                problems.append((loc, f"pinned job breaks rule {v.rule}: {v.what}"))
+                if ji is not None:
+                    loc = f"jobs[{ji}].current"
+                    msg = f"pinned job breaks rule {v.rule}: {v.what}"
+                else:  # a site's power cap, exceeded by the pinned jobs together
+                    si = index.site_index.get(v.site or "", 0)
+                    loc = f"topology.sites[{si}].power_cap_kW"
+                    names = ", ".join(repr(j.name) for j in pinned)
+                    msg = f"site {v.site!r} {v.what} with the pinned jobs {names} alone"
+                problems.append((loc, msg))
     free = index.available.copy()
     for j in pinned:
         free[index.gpu_indices(j.current)] = False

@@ -69,22 +69,48 @@ def _json_pairs(pairs: list[tuple[str, Any]]) -> dict:
 
 
 def _bounded(data: Any) -> None:
-    """Refuse documents whose expansion (aliases followed) is too large or too deep."""
-    budget = MAX_NODES
-    stack: list[tuple[Any, int]] = [(data, 0)]
+    """Refuse documents whose expansion (aliases followed) is too large, too deep or
+    recursive. Each distinct container is measured once (memoised by identity), so an
+    alias bomb costs time linear in the file, not in its expansion."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(data, False)]
     while stack:
-        obj, depth = stack.pop()
-        budget -= 1
-        if budget < 0:
-            raise ValueError(
-                f"document expands to more than {MAX_NODES:,} values (an alias bomb?)"
-            )
-        if depth > MAX_DEPTH:
+        obj, done = stack.pop()
+        if not isinstance(obj, (dict, list)):
+            continue
+        key = id(obj)
+        children = list(obj.values()) if isinstance(obj, dict) else obj
+        if done:
+            on_path.discard(key)
+            total, deep = 1, 0
+            for c in children:
+                if isinstance(c, (dict, list)):
+                    total += size[id(c)]
+                    deep = max(deep, depth[id(c)])
+                else:
+                    total += 1
+            size[key] = total
+            depth[key] = deep + 1
+            if total > MAX_NODES:
+                raise ValueError(
+                    f"document expands to more than {MAX_NODES:,} values (an alias bomb?)"
+                )
+            if deep + 1 > MAX_DEPTH:
+                raise ValueError(f"document is nested more than {MAX_DEPTH} levels deep")
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise ValueError("document refers to itself (a recursive alias)")
+        on_path.add(key)
+        stack.append((obj, True))
+        if len(on_path) > MAX_DEPTH:
             raise ValueError(f"document is nested more than {MAX_DEPTH} levels deep")
-        if isinstance(obj, dict):
-            stack.extend((v, depth + 1) for v in obj.values())
-        elif isinstance(obj, list):
-            stack.extend((v, depth + 1) for v in obj)
+        for c in children:
+            if isinstance(c, (dict, list)) and id(c) not in size:
+                stack.append((c, False))
 
 
 def parse_text(text: str, err: type[LocatedError] = InstanceError) -> Any:

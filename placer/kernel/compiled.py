@@ -34,7 +34,8 @@ class Compiled:
 
     job_gpus: list[np.ndarray]
     offer_blocks: list[list[tuple[int, int]]]
-    declared_units: list[int]
+    declared_units: list[int]  # `units` of each job's entry (0 when absent), even when the
+    #                            entry has a problem and its job_gpus are left empty
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -57,6 +58,9 @@ def compile_placement(inst: Instance, placement: Placement) -> Compiled:
         seen[pj.name] = k
         j = pos[pj.name]
         job = inst.jobs[j]
+        # the units the entry declares, also when its GPUs cannot be compiled (the checker
+        # still applies rule 3 to them)
+        units[j] = pj.units
         idx = index.gpu_indices(pj.gpus)
         bad = np.flatnonzero(idx < 0)
         if len(bad):
@@ -69,7 +73,6 @@ def compile_placement(inst: Instance, placement: Placement) -> Compiled:
                                     f"{job.pp} = {pj.units * job.unit_size}", job=pj.name))
             continue
         job_gpus[j] = idx
-        units[j] = pj.units
     opos = {o.name: i for i, o in enumerate(inst.offers)}
     blocks: list[list[tuple[int, int]]] = [[] for _ in inst.offers]
     oseen: dict[str, int] = {}

@@ -106,14 +106,54 @@ class Bounds:
         return out
 
     def _best(self, job: Job, dim: str, s: int, t: int, n: int, fn, m: float, S: float) -> float:
-        """Fastest in-site time of a group of n (fn = _ring / _rs); inf if none fits."""
+        """Fastest in-site time of a group of n (fn = _ring / _rs); inf if none fits.
+
+        A DP or EP group has one member per unit. If the group meets in a domain D of level
+        l and the TP scope lies inside l, D also holds each member's whole TP group (n*tp
+        GPUs); likewise PP chains (n*pp), and both together whole units (n*tp*pp)."""
         if n <= 1:
             return 0.0
         best = math.inf
+        if dim in ("dp", "ep"):
+            i_tp = dimension_level(self.inst, self.ix, job, "tp")
+            i_pp = dimension_level(self.inst, self.ix, job, "pp")
         for lvl in self._levels(job, dim, s):
-            if self.cap[s, t, lvl] >= n:
+            need = n
+            if dim in ("dp", "ep"):
+                if i_tp is not None and i_tp >= lvl:
+                    need *= job.tp
+                if i_pp is not None and i_pp >= lvl:
+                    need *= job.pp
+            if self.cap[s, t, lvl] >= need:
                 best = min(best, fn(n, m, S, self.ix.lat_us[s, lvl], self.ix.bw_GBps[s, lvl]))
         return best
+
+    def brackets(self, job: Job, s: int, t: int, n_min: int, n_max: int,
+                 step: int) -> list[tuple[int, int]]:
+        """Unit ranges inside which the fastest level a DP (or EP) group can meet at does
+        not change: the efficiency bound of each range is taken at its low end."""
+        cuts = set()
+        i_tp = dimension_level(self.inst, self.ix, job, "tp")
+        i_pp = dimension_level(self.inst, self.ix, job, "pp")
+        for lvl in range(self.ix.n_levels):
+            mult = 1
+            if i_tp is not None and i_tp >= lvl:
+                mult *= job.tp
+            if i_pp is not None and i_pp >= lvl:
+                mult *= job.pp
+            n_fit = int(self.cap[s, t, lvl]) // mult
+            n_fit -= n_fit % step
+            if n_min <= n_fit < n_max:
+                cuts.add(n_fit)
+        out = []
+        lo = n_min
+        for c in sorted(cuts):
+            if c >= lo:
+                out.append((lo, c))
+                lo = c + step
+        if lo <= n_max:
+            out.append((lo, n_max))
+        return out
 
     def _may_cross(self, job: Job, dim: str) -> bool:
         scope = job.effective_scope()[dim]
@@ -138,7 +178,14 @@ class Bounds:
 
     def goodput(self, job: Job, t: int, sites: tuple[int, ...], n_min: int,
                 any_multi: bool = False) -> float:
-        """Upper bound on the goodput of any placement of the option (0 if impossible)."""
+        """Upper bound on the goodput of any placement of the option with >= n_min units."""
+        eff, lost0, a = self.goodput_parts(job, t, sites, n_min, any_multi)
+        return eff * (1 - min(1.0, lost0 + a * n_min))
+
+    def goodput_parts(self, job: Job, t: int, sites: tuple[int, ...], n_min: int,
+                      any_multi: bool = False) -> tuple[float, float, float]:
+        """(eff, lost0, a): efficiency <= eff and lost >= min(1, lost0 + a * units) for
+        every placement of the option with at least n_min units (eff 0: impossible)."""
         ix = self.ix
         c = job.comm
         speed = float(ix.type_speed[t])
@@ -198,18 +245,33 @@ class Bounds:
             comm = sum((1 - getattr(job.overlap, d)) * v for d, v in T.items())
             eff = comp / (comp + comm) if np.isfinite(comm) else 0.0
         if job.kind == "inference":
-            return eff
-        gpus = n_min * job.unit_size
+            return eff, 0.0, 0.0
+        # interruptions: at least units * tp*pp / (largest node) nodes, and the WAN links
+        # that every DP group of a multi-site option must cross
         gpn = max(int(self.gpn[s, t]) for s in sites) or 1
-        nodes = -(-gpus // gpn)
-        fail = min(float(ix.node_fail_per_day[s]) for s in sites) * nodes
+        hours_lost = (job.restart_min + job.checkpoint_interval_min / 2) / 60.0 / 24.0
+        per_unit = min(float(ix.node_fail_per_day[s]) for s in sites) * job.unit_size / gpn
+        link_fail = 0.0
         if k > 1 and not any_multi:
             links = set()
             for a, b in itertools.combinations(sites, 2):
                 links.update(ix.wan_path_links.get((a, b), ()))
-            fail += sum(float(ix.link_fail_per_day[x]) for x in links)
-        lost = min(1.0, fail / 24.0 * (job.restart_min + job.checkpoint_interval_min / 2) / 60.0)
-        return eff * (1 - lost)
+            link_fail = sum(float(ix.link_fail_per_day[x]) for x in links)
+        return eff, link_fail * hours_lost, per_unit * hours_lost
+
+
+def _domains_with_type(ix, level: int, s: int, t: int, free: np.ndarray) -> int:
+    """Domains of `level` in site s holding a free GPU of type t."""
+    a, b = ix.gpu_range(0, s)
+    m = free[a:b] & (ix.gpu_type[a:b] == t)
+    return int(len(np.unique(ix.dom[level][a:b][m])))
+
+
+def _domains_inside(ix, level: int, d: int, sub: int, t: int) -> int:
+    """Domains of level `sub` inside domain d of `level` that hold a GPU of type t."""
+    a, b = ix.gpu_range(level, d)
+    m = ix.gpu_type[a:b] == t
+    return int(len(np.unique(ix.dom[sub][a:b][m])))
 
 
 def _site_sets(ix, t_sites: list[int], max_k: int = 3) -> list[tuple[int, ...]]:
@@ -268,6 +330,57 @@ def block_groups(inst: Instance, free: np.ndarray) -> tuple[list[dict], dict[int
     return groups, per_offer
 
 
+def _value_var(lm: LinModel, op: Option, tot: dict[int, float], K: float, eff: float,
+               lost0: float, a: float, n_min: int, n_max: int, label: str) -> None:
+    """Value of a training option: V <= K eff (1 - lost0 - a n) n, as tangent lines of that
+    concave quadratic in the units n (valid while lost0 + a n_max <= 1), and V <= K g n."""
+    step = op.step
+    g_min = eff * (1 - min(1.0, lost0 + a * n_min))
+    V = lm.var(f"value[{label}]", 0, math.ceil(K * g_min * n_max) + 1)
+    lm.maximize(V, 1.0)
+    lm.add({V: 1.0, **{v: -K * g_min * step for v in tot}}, "<=", 1.0)
+    if a > 0 and lost0 + a * n_max <= 1 and n_max > n_min:
+        pts = sorted({int(round(n_min + (n_max - n_min) * q / 23)) for q in range(24)})
+        for nk in pts:
+            h = K * eff * ((1 - lost0) * nk - a * nk * nk)
+            slope = K * eff * ((1 - lost0) - 2 * a * nk)
+            lm.add({V: 1.0, **{v: -slope * step for v in tot}, op.b: -(h - slope * nk)},
+                   "<=", 1.0)
+
+
+def _training_option(lm: LinModel, bounds: Bounds, inst: Instance, j: int, job: Job, t: int,
+                     kind: str, sites: tuple[int, ...], lo: int, hi: int, step: int,
+                     per_unit_value: float, cap_gpus: int | None) -> Option | None:
+    """One training option with units in [lo, hi] (multiples of step): binary, per-site
+    unit variables, and its value variable."""
+    ix = inst.index
+    eff, lost0, a_unit = bounds.goodput_parts(job, t, sites, lo, any_multi=(kind == "any"))
+    g = eff * (1 - min(1.0, lost0 + a_unit * lo))
+    if g <= 0:
+        return None
+    lo_steps, hi_steps = -(-lo // step), hi // step
+    if hi_steps < lo_steps:
+        return None
+    label = f"{job.name},{ix.type_names[t]},{kind}{sites},{lo}-{hi}"
+    op = Option(j, kind, t, sites, g, step=step)
+    op.b = lm.var(f"b[{label}]", 0, 1)
+    tot = {}
+    for s in sites:
+        ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), hi_steps)
+        if cap_gpus is not None:
+            ub = min(ub, cap_gpus // (job.unit_size * step))
+        v = lm.var(f"n[{label},{s}]", 0, ub)
+        op.n[s] = v
+        tot[v] = 1.0
+        if kind == "multi":
+            lm.add({v: 1.0, op.b: -1.0}, ">=", 0)  # every site holds units
+        lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
+    lm.add({**tot, op.b: -float(hi_steps)}, "<=", 0)
+    lm.add({**tot, op.b: -float(lo_steps)}, ">=", 0)
+    _value_var(lm, op, tot, per_unit_value, eff, lost0, a_unit, lo, hi_steps * step, label)
+    return op
+
+
 def build(inst: Instance) -> Coarse:
     ix = inst.index
     free = ix.available.copy()
@@ -282,6 +395,7 @@ def build(inst: Instance) -> Coarse:
     use: dict[tuple[int, int], dict[int, float]] = {}  # (site, type) -> var -> GPUs per unit
     gpu_power = np.nan_to_num(ix.type_power_kW, nan=0.0)
     power_rows: dict[int, dict[int, float]] = {s: {} for s in range(S)}
+    spread_rows: list[tuple[int, int, int, int, int]] = []
     bw_max = ix.link_bw_GBps.copy()
     for j, job in enumerate(inst.jobs):
         hours = job_hours(inst, job)
@@ -320,11 +434,16 @@ def build(inst: Instance) -> Coarse:
                     lm.add({v: 1.0, op.b: -float(min(cap_units, job.units_max))}, "<=", 0)
                 lm.add({**tot, op.b: -float(job.units_max)}, "<=", 0)
                 lm.add({**tot, op.b: -float(max(job.units_min, 1))}, ">=", 0)
-                if job.spread is not None and job.spread.level == "site":
+                if job.spread is not None:
+                    # units touch at most one spread-level domain each, and at most the
+                    # domains of that level that hold type t and are not leased out
+                    sl = ix.level_index(job.spread.level)
                     zs = {}
                     for s in t_sites:
-                        z = lm.var(f"z[{job.name},{ix.site_names[s]}]", 0, 1)
+                        n_dom = _domains_with_type(ix, sl, s, t, free)
+                        z = lm.var(f"z[{job.name},{ix.site_names[s]}]", 0, n_dom)
                         lm.add({z: 1.0, op.n[s]: -1.0}, "<=", 0)
+                        spread_rows.append((z, s, t, sl, n_dom))
                         zs[z] = 1.0
                     lm.add({**zs, op.b: -float(job.spread.min)}, ">=", 0)
                 job_opts.append(op)
@@ -337,37 +456,25 @@ def build(inst: Instance) -> Coarse:
                 if S > 4:
                     configs.append(("any", tuple(t_sites)))
             for kind, sites in configs:
+                cap_gpus = None
                 if kind == "site":
                     s = sites[0]
                     # the whole job lies in one domain of its widest group scope
                     lvls = [dimension_level(inst, ix, job, d) for d in ("tp", "pp", "dp", "ep")]
                     lvl = 0 if None in lvls else min(lvls)
-                    cap_gpus = bounds.cap[s, t, lvl]
-                    cap_units = min(int(cap_gpus) // job.unit_size, job.units_max)
-                    if cap_units < n_min:
+                    cap_gpus = int(bounds.cap[s, t, lvl])
+                    if min(cap_gpus // job.unit_size, job.units_max) < n_min:
                         continue
+                    brackets = bounds.brackets(job, s, t, n_min, job.units_max, step)
                 elif kind == "multi" and sum(bounds.avail[s, t] for s in sites) < n_min * job.unit_size:
                     continue
-                g = bounds.goodput(job, t, sites, n_min, any_multi=(kind == "any"))
-                if g <= 0:
-                    continue
-                op = Option(j, kind, t, sites, g, step=step)
-                op.b = lm.var(f"b[{job.name},{ix.type_names[t]},{kind}{sites}]", 0, 1)
-                tot = {}
-                for s in sites:
-                    ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), hi_steps)
-                    if kind == "site":
-                        ub = min(ub, int(cap_gpus) // (job.unit_size * step))
-                    v = lm.var(f"n[{job.name},{ix.type_names[t]},{kind}{sites},{s}]", 0, ub)
-                    op.n[s] = v
-                    tot[v] = 1.0
-                    lm.maximize(v, per_unit_value * step * g)
-                    if kind == "multi":
-                        lm.add({v: 1.0, op.b: -1.0}, ">=", 0)  # every site holds units
-                    lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
-                lm.add({**tot, op.b: -float(hi_steps)}, "<=", 0)
-                lm.add({**tot, op.b: -float(lo_steps)}, ">=", 0)
-                job_opts.append(op)
+                else:
+                    brackets = [(n_min, job.units_max)]
+                for lo, hi in brackets:
+                    op = _training_option(lm, bounds, inst, j, job, t, kind, sites, lo, hi,
+                                          step, per_unit_value, cap_gpus)
+                    if op is not None:
+                        job_opts.append(op)
         # running, not pinned: stay (exact current GPUs) and migration cost otherwise
         if job.current:
             g = ix.gpu_indices(job.current)
@@ -442,6 +549,16 @@ def build(inst: Instance) -> Coarse:
                 lm.add(tot, "<=", offer.max_gpus)
         elif offer.min_gpus > 0 or not tot:
             lm.add({a: 1.0}, "<=", 0)
+    for z, s, t, sl, n_dom in spread_rows:
+        row = {z: 1.0}
+        for (o, g), y in lease_vars.items():
+            grp = groups[g]
+            if grp["site"] == s and grp["level"] <= sl:
+                inside = min(_domains_inside(ix, grp["level"], d, sl, t) for d in grp["members"])
+                if inside:
+                    row[y] = float(inside)
+        if len(row) > 1:
+            lm.add(row, "<=", float(n_dom))
     for g, ys in group_users.items():
         if len(ys) > 1:
             lm.add(ys, "<=", len(groups[g]["members"]))

@@ -118,9 +118,9 @@ class State:
         r[a:b] = True
         return r
 
-    def _round(self, job: Job, n: int) -> int:
+    def _round(self, job: Job, n: int, B: int = 1) -> int:
         n = min(n, job.units_max)
-        n -= n % job.unit_step
+        n -= n % max(job.unit_step, B)
         return n if n >= max(job.units_min, 1) else 0
 
     def candidates(self, j: int, max_units: int | None = None,
@@ -143,20 +143,21 @@ class State:
                 if g is not None:
                     out.append(g)
                 continue
-            per_site = {}
-            for s in site_list:
-                region = self.site_region(s)
-                n = min(self.packer.max_fit(job, t, region), self.power_units(job, t, s))
-                per_site[s] = n
-                n = self._round(job, min(n, cap))
-                if n:
-                    g = self.packer.place(job, t, n, region)
+            for B in self.packer.layouts(job):
+                per_site = {}
+                for s in site_list:
+                    region = self.site_region(s)
+                    n = min(self.packer.max_fit(job, t, region, B), self.power_units(job, t, s))
+                    per_site[s] = n
+                    n = self._round(job, min(n, cap), B)
+                    if n:
+                        g = self.packer.place(job, t, n, region, B)
+                        if g is not None:
+                            out.append(g)
+                if self._may_span_sites(job):
+                    g = self._multi_site(job, t, cap, per_site, B)
                     if g is not None:
                         out.append(g)
-            if self._may_span_sites(job):
-                g = self._multi_site(job, t, cap, per_site)
-                if g is not None:
-                    out.append(g)
         if job.kind == "training" and job.pp > 1:
             out.extend(v for v in (stage_major(job, g) for g in list(out)) if v is not None)
         return [g for g in out if scope_ok(self.inst, j, g)]
@@ -167,7 +168,8 @@ class State:
         return (job.kind == "training" and self.ix.n_sites > 1
                 and dimension_level(self.inst, self.ix, job, "dp") is None)
 
-    def _multi_site(self, job: Job, t: int, cap: int, per_site: dict[int, int]) -> np.ndarray | None:
+    def _multi_site(self, job: Job, t: int, cap: int, per_site: dict[int, int],
+                    B: int = 1) -> np.ndarray | None:
         """Units over several sites (largest first), each part a multiple of ep."""
         order = sorted(per_site, key=lambda s: (-per_site[s], s))
         if len(order) < 2 or per_site[order[1]] < job.unit_step:
@@ -181,7 +183,7 @@ class State:
             if not np.isfinite(self.ix.wan_lat_us[first, s]):
                 continue
             n = min(per_site[s], left)
-            n -= n % job.unit_step
+            n -= n % max(job.unit_step, B)
             if n <= 0:
                 continue
             parts.append((s, n))
@@ -191,7 +193,7 @@ class State:
             return None
         gs = []
         for s, n in parts:
-            g = self.packer.place(job, t, n, self.site_region(s))
+            g = self.packer.place(job, t, n, self.site_region(s), B)
             if g is None:
                 return None
             gs.append(g)

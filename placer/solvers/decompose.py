@@ -75,7 +75,10 @@ def primal_from_coarse(inst: Instance, co: coarse_mod.Coarse, vals: list[float])
         if n < offer.min_gpus and not offer.committed_blocks:
             st.clear_offer(o)
     chosen = [op for op in co.options if vals[op.b] > 0.5]
-    chosen.sort(key=lambda op: (-sum(vals[v] for v in op.n.values()) * op.step
+    # running jobs that stay first, then jobs with a spread (the most constrained), then
+    # the largest first (they need the largest whole domains)
+    chosen.sort(key=lambda op: (op.kind != "stay", inst.jobs[op.job].spread is None,
+                                -sum(vals[v] for v in op.n.values()) * op.step
                                 * inst.jobs[op.job].unit_size, inst.jobs[op.job].name))
     for op in chosen:
         j = op.job
@@ -87,25 +90,28 @@ def primal_from_coarse(inst: Instance, co: coarse_mod.Coarse, vals: list[float])
                 continue
             st.place_best(j)
             continue
-        parts = []
-        ok = True
-        for s, v in sorted(op.n.items()):
-            n = int(round(vals[v])) * op.step
-            if n <= 0:
-                continue
-            g = st.packer.place(job, op.type, n, st.site_region(s))
-            if g is None:
-                ok = False
-                break
-            parts.append(g)
-            st.packer.take(g)
-        for g in parts:
-            st.packer.give(g)
-        if ok and parts:
-            g = np.concatenate(parts)
-            variants = [v for v in (g, stage_major(job, g)) if v is not None
-                        and scope_ok(inst, j, v)]
-            if variants:
+        variants = []
+        for B in st.packer.layouts(job):
+            parts = []
+            ok = True
+            for s, v in sorted(op.n.items()):
+                n = int(round(vals[v])) * op.step
+                if n <= 0:
+                    continue
+                g = st.packer.place(job, op.type, n, st.site_region(s), B)
+                if g is None:
+                    ok = False
+                    break
+                parts.append(g)
+                st.packer.take(g)
+            for g in parts:
+                st.packer.give(g)
+            if ok and parts:
+                g = np.concatenate(parts)
+                variants += [v for v in (g, stage_major(job, g)) if v is not None
+                             and scope_ok(inst, j, v)]
+        if variants:
+            if True:
                 best, _ = st.best_candidate(j, variants)
                 st.set_job(j, best if best is not None else variants[0])
                 continue

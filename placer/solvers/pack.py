@@ -1,9 +1,10 @@
 """Packing a job's units onto free GPUs inside the topology, ranks in topology order.
 
 Algorithm overview (for one job, one GPU type, n units, inside a region of sites)
-1. Pick the levels: TP slots at the narrowest level whose domains can hold `tp` free
-   GPUs, within the TP scope; PP chains (a unit = `pp` slots) at the narrowest level that
-   can hold `pp` slots, within the PP scope; EP blocks of `ep` units within the EP scope.
+1. Pick the levels: TP slots at the narrowest level whose domains can hold `tp` GPUs,
+   within the TP scope; blocks of B units (B = 1, or B = ep for MoE jobs) whose stage
+   groups (B slots) sit inside the EP scope and whose pp stage groups sit inside the PP
+   scope; with B = 1, EP blocks of `ep` consecutive units inside the EP scope.
 2. Count, in one vectorised pass over the free GPUs of the type (tree order, so every
    domain is a contiguous run): slots per slot-domain, units per chain-domain, whole EP
    blocks per EP-domain.
@@ -11,8 +12,10 @@ Algorithm overview (for one job, one GPU type, n units, inside a region of sites
    and EP scopes, best fit (fewest spare units, ties to the lowest path), so that jobs
    stay compact and large holes stay whole.
 4. Take the first n units of D in tree order and write ranks TP-innermost:
-   rank = u*pp*tp + p*tp + t, so TP groups share a slot domain (a node), PP chains a
-   chain domain, and consecutive units (DP/EP neighbours) sit side by side.
+   rank = u*pp*tp + p*tp + t. With B = 1 a unit's stages are consecutive slots, so PP
+   chains are compact; with B = ep the stage p of the block's units are consecutive
+   slots (R[u, p] = slot p*B + u), so EP groups are compact and PP chains span the
+   block -- the layout an EP group of 16 trays in one NVL72 rack needs.
 Inference jobs with `spread` take units round-robin over the domains of the spread level.
 
 Imports numpy only.
@@ -57,88 +60,125 @@ class Packer:
         self.inst = inst
         self.ix = inst.index
         self.free = free  # bool (G,), mutated by take()
+        self._cap_cache: dict[int, list[int]] = {}
 
     # ------------------------------------------------------------------ levels
-    def levels_for(self, job: Job, t: int) -> tuple[int, int, int, int] | None:
-        """(slot level, chain level, EP level, job level) for a job on type t; None if the
-        job's TP group or PP chain cannot fit any domain."""
+    def _caps(self, t: int) -> list[int]:
+        ix = self.ix
+        key = t
+        c = self._cap_cache.get(key)
+        if c is None:
+            c = [int(np.bincount(ix.dom[lvl][(ix.gpu_type == t) & ix.available],
+                                 minlength=ix.n_domains(lvl)).max(initial=0))
+                 for lvl in range(ix.n_levels)]
+            self._cap_cache[key] = c
+        return c
+
+    def levels_for(self, job: Job, t: int, B: int = 1) -> tuple[int, int, int, int, int] | None:
+        """(slot, group, chain, ep, job) levels for a job on type t with blocks of B units;
+        None if a TP group, a stage group or a PP chain fits no domain.
+
+        slot: a TP group (tp GPUs); group: one stage of B units (B slots); chain: a block
+        (pp stage groups, B*pp slots); ep: EP blocks of ep units (unit-major layout); job:
+        the widest domain the DP/EP scopes allow for the whole job.
+        """
         ix = self.ix
         L = ix.n_levels
-        scope = {d: dimension_level(self.inst, ix, job, d) for d in ("tp", "pp", "dp", "ep")}
-        cap = [int(np.bincount(ix.dom[lvl][(ix.gpu_type == t) & ix.available],
-                               minlength=ix.n_domains(lvl)).max(initial=0))
-               for lvl in range(L)]
-        lim_tp = scope["tp"] if scope["tp"] is not None else 0
-        slot = next((lvl for lvl in range(L - 1, lim_tp - 1, -1) if cap[lvl] >= job.tp), None)
+        sc = {d: dimension_level(self.inst, ix, job, d) for d in ("tp", "pp", "dp", "ep")}
+        lim = {d: (v if v is not None else 0) for d, v in sc.items()}
+        cap = self._caps(t)
+        tp, pp = job.tp, job.pp
+        slot = next((lv for lv in range(L - 1, lim["tp"] - 1, -1) if cap[lv] >= tp), None)
         if slot is None:
             return None
-        lim_pp = scope["pp"] if scope["pp"] is not None else 0
-        chain = next((lvl for lvl in range(slot, lim_pp - 1, -1)
-                      if cap[lvl] >= job.tp * job.pp), None)
+        training = job.kind == "training"
+        g_lim = lim["ep"] if (training and B > 1) else 0
+        group = next((lv for lv in range(slot, g_lim - 1, -1) if cap[lv] >= B * tp), None)
+        if group is None:
+            return None
+        # a PP chain runs through the block's stage groups: the block lies in a pp domain
+        chain = next((lv for lv in range(group, lim["pp"] - 1, -1)
+                      if cap[lv] >= B * tp * pp), None)
         if chain is None:
             return None
-        if job.kind == "training":
-            lim_ep = scope["ep"] if scope["ep"] is not None else 0
-            lim_dp = scope["dp"] if scope["dp"] is not None else 0
+        if training and job.ep > 1 and B == 1:
+            ep_level = next((lv for lv in range(chain, lim["ep"] - 1, -1)
+                             if cap[lv] >= job.ep * tp * pp), None)
+            if ep_level is None:
+                return None
         else:
-            lim_ep = lim_dp = 0
-        ep_level = min(chain, lim_ep) if job.kind == "training" and job.ep > 1 else chain
-        ep_level = max(ep_level, lim_ep) if lim_ep <= chain else chain
-        job_level = max(lim_dp, lim_ep) if job.kind == "training" else 0
-        job_level = min(job_level, ep_level)
-        return slot, chain, ep_level, job_level
+            ep_level = chain
+        # DP groups span every unit: the whole job lies in one domain of the DP scope
+        job_level = min(lim["dp"], ep_level) if training else 0
+        return slot, group, chain, ep_level, job_level
 
-    def units(self, job: Job, t: int, region: np.ndarray | None = None,
-              levels: tuple[int, int, int, int] | None = None) -> Units:
-        """Every whole unit the free GPUs of type t (inside `region`) can form."""
+    def layouts(self, job: Job) -> list[int]:
+        """Block sizes B to try: 1 (unit-major) and ep (stage-major EP blocks)."""
+        out = [1]
+        if job.kind == "training" and job.ep > 1 and job.pp > 1:
+            out.append(job.ep)
+        return out
+
+    def units(self, job: Job, t: int, region: np.ndarray | None = None, B: int = 1,
+              levels: tuple[int, int, int, int, int] | None = None) -> Units:
+        """Every whole unit the free GPUs of type t (inside `region`) can form, in blocks
+        of B units (B > 1: stage-major inside a block, R[u, p] = slot p*B + u)."""
         ix = self.ix
-        lv = levels or self.levels_for(job, t)
+        lv = levels or self.levels_for(job, t, B)
+        empty = Units(np.zeros((0, job.unit_size), np.int64), np.zeros(0, np.int64))
         if lv is None:
-            return Units(np.zeros((0, job.unit_size), np.int64), np.zeros(0, np.int64))
-        slot, chain, ep_level, _ = lv
+            return empty
+        slot, group, chain, ep_level, _ = lv
         mask = self.free & (ix.gpu_type == t)
         if region is not None:
             mask &= region
         idx = np.flatnonzero(mask)
         tp, pp = job.tp, job.pp
-        # slots: tp GPUs in one slot-domain
-        sd = ix.dom[slot][idx]
-        pos = _runs_cumcount(sd)
-        cnt = np.bincount(sd, minlength=ix.n_domains(slot))[sd]
-        keep = pos < (cnt // tp) * tp
-        idx = idx[keep]
-        slots = idx.reshape(-1, tp)  # consecutive in tree order
-        # units: pp slots in one chain-domain
-        cd = ix.dom[chain][slots[:, 0]]
-        pos = _runs_cumcount(cd)
-        cnt = np.bincount(cd, minlength=ix.n_domains(chain))[cd]
-        keep = pos < (cnt // pp) * pp
-        slots = slots[keep]
-        units = slots.reshape(-1, pp * tp)
-        if job.kind == "training" and job.ep > 1:
-            ed = ix.dom[ep_level][units[:, 0]]
-            pos = _runs_cumcount(ed)
-            cnt = np.bincount(ed, minlength=ix.n_domains(ep_level))[ed]
-            units = units[pos < (cnt // job.ep) * job.ep]
-        return Units(units.astype(np.int64), units[:, 0].astype(np.int64))
 
-    def max_units_in_domain(self, job: Job, u: Units, level: int) -> tuple[np.ndarray, np.ndarray]:
-        """(domain ids, units per domain) at `level` for candidate units u."""
+        def whole(keys_level: int, items: np.ndarray, k: int) -> np.ndarray:
+            """Keep, per domain of keys_level, a multiple of k items (runs are contiguous)."""
+            d = ix.dom[keys_level][items if items.ndim == 1 else items[:, 0]]
+            pos = _runs_cumcount(d)
+            cnt = np.bincount(d, minlength=ix.n_domains(keys_level))[d]
+            return items[pos < (cnt // k) * k]
+
+        idx = whole(slot, idx, tp)
+        slots = idx.reshape(-1, tp)
+        if B > 1:
+            slots = whole(group, slots, B)
+        slots = whole(chain, slots, B * pp)
+        blocks = slots.reshape(-1, pp, B, tp)  # [block][stage][unit][t]
+        units = np.ascontiguousarray(blocks.transpose(0, 2, 1, 3)).reshape(-1, pp * tp)
+        if B == 1 and job.kind == "training" and job.ep > 1:
+            units = whole(ep_level, units, job.ep)
+        if len(units) == 0:
+            return empty
+        return Units(units.astype(np.int64), units.min(axis=1).astype(np.int64))
+
+    def _step(self, job: Job, B: int) -> int:
+        step = job.ep if (job.kind == "training" and job.ep > 1) else 1
+        return max(step, B)
+
+    def max_units_in_domain(self, job: Job, u: Units, level: int,
+                            B: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(domain ids, usable units per domain) at `level` for candidate units u."""
         d = self.ix.dom[level][u.first]
         ids, counts = np.unique(d, return_counts=True)
-        if job.kind == "training" and job.ep > 1:
-            counts = (counts // job.ep) * job.ep
-        return ids, counts
+        step = self._step(job, B)
+        return ids, (counts // step) * step
 
-    def place(self, job: Job, t: int, n: int, region: np.ndarray | None = None) -> np.ndarray | None:
+    def place(self, job: Job, t: int, n: int, region: np.ndarray | None = None,
+              B: int = 1) -> np.ndarray | None:
         """GPUs (rank order) of n units of job on type t inside region, or None if no
         domain allowed by the scopes holds them. Does not take them."""
         if n <= 0:
             return np.zeros(0, np.int64)
-        lv = self.levels_for(job, t)
+        if n % self._step(job, B):
+            return None
+        lv = self.levels_for(job, t, B)
         if lv is None:
             return None
-        u = self.units(job, t, region, lv)
+        u = self.units(job, t, region, B, lv)
         if len(u) < n:
             return None
         ix = self.ix
@@ -149,13 +189,13 @@ class Packer:
                 order = np.lexsort((d, _runs_cumcount(d)))
                 chosen = np.sort(order[:n])
                 return u.gpus[chosen].reshape(-1)
-            # compact: the narrowest domain that holds all n, best fit
-            return self._best_fit(job, u, n, lv[1], 0)
-        return self._best_fit(job, u, n, lv[2], lv[3])
+            return self._best_fit(job, u, n, lv[2], 0, B)
+        return self._best_fit(job, u, n, lv[3], lv[4], B)
 
-    def _best_fit(self, job: Job, u: Units, n: int, narrowest: int, widest: int) -> np.ndarray | None:
+    def _best_fit(self, job: Job, u: Units, n: int, narrowest: int, widest: int,
+                  B: int) -> np.ndarray | None:
         for level in range(narrowest, widest - 1, -1):
-            ids, counts = self.max_units_in_domain(job, u, level)
+            ids, counts = self.max_units_in_domain(job, u, level, B)
             ok = counts >= n
             if ok.any():
                 cand = np.flatnonzero(ok)
@@ -164,17 +204,17 @@ class Packer:
                 return u.gpus[sel].reshape(-1)
         return None
 
-    def max_fit(self, job: Job, t: int, region: np.ndarray | None = None) -> int:
+    def max_fit(self, job: Job, t: int, region: np.ndarray | None = None, B: int = 1) -> int:
         """Most units of job on type t that one allowed domain holds (inference: region)."""
-        lv = self.levels_for(job, t)
+        lv = self.levels_for(job, t, B)
         if lv is None:
             return 0
-        u = self.units(job, t, region, lv)
+        u = self.units(job, t, region, B, lv)
         if len(u) == 0:
             return 0
         if job.kind == "inference":
             return len(u)
-        _, counts = self.max_units_in_domain(job, u, lv[3])
+        _, counts = self.max_units_in_domain(job, u, lv[4], B)
         return int(counts.max(initial=0))
 
     def take(self, gpus: np.ndarray) -> None:
