@@ -92,7 +92,7 @@ def rule3_sizes(inst: Instance, cp: Compiled) -> list[Violation]:
     """Unit counts in range, running non-preemptible jobs placed, pinned jobs kept."""
     index = inst.index
     out = [Violation(3, p.what, job=p.job) for p in cp.problems if p.rule == 3]
-    for job, g, declared in zip(inst.jobs, cp.job_gpus, cp.declared_units):
+    for job, g, declared in zip(inst.jobs, cp.job_gpus, cp.declared_units, strict=True):
         # an entry whose GPUs could not be compiled (unknown id, wrong length) has no GPUs
         # here: its declared units are still checked, and it is not "left out"
         units = len(g) // job.unit_size if len(g) else declared
@@ -139,8 +139,6 @@ def _group_max_pair_latency(index, M: np.ndarray) -> np.ndarray:
         if has.any():
             # latency at this level of the site(s) where such a pair sits: take the max over
             # the group's sites holding a split domain
-            if lvl == 0:
-                lat = index.lat_us[sites[has], 0].max(axis=1) if False else None
             lat_sites = _split_sites_latency(index, M[has], lvl)
             out[has] = np.maximum(out[has], lat_sites)
     cross = ~(sites == sites[:, :1]).all(axis=1)
@@ -182,7 +180,7 @@ def rule4_scope(inst: Instance, cp: Compiled) -> list[Violation]:
         R = rank_array(g, units, job.pp, job.tp)
         fams = job_group_sets(R, job.kind, job.ep)
         scope = job.effective_scope()
-        for d, M in ((d, M) for d in DIMS for M in fams.get(d, [])):
+        for d, M in [(dim, M) for dim in DIMS for M in fams.get(dim, [])]:
             if M.shape[-1] <= 1 or M.shape[0] == 0:
                 continue
             sites = index.dom[0][M]

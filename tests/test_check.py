@@ -70,7 +70,7 @@ def test_checker_agrees_with_the_reference_on_the_set_of_violated_rules(case):
         assert v.job or v.offer or v.site, str(v)
 
 
-@settings(max_examples=60, **HYP)
+@settings(max_examples=100, **HYP)
 @given(feasible_case())
 def test_checker_finds_no_violation_on_feasible_cases(case):
     inst_d, pl_d = case

@@ -35,10 +35,24 @@ from placer.kernel.score import Scorer
 from placer.validate import instance_from_dict
 
 if __package__:
-    from .reference import ScoreUndefined, expand, reference_score
+    from .reference import (
+        ScoreUndefined,
+        _group_wan_paths,
+        expand,
+        groups_of,
+        job_defaults,
+        reference_score,
+    )
     from .strategies import feasible_case, instance_and_placement
 else:
-    from reference import ScoreUndefined, expand, reference_score
+    from reference import (
+        ScoreUndefined,
+        _group_wan_paths,
+        expand,
+        groups_of,
+        job_defaults,
+        reference_score,
+    )
     from strategies import feasible_case, instance_and_placement
 
 EXAMPLES = Path(__file__).parent / "data" / "examples"
@@ -157,15 +171,20 @@ def test_kernel_score_equals_the_reference_field_by_field(case):
         ref = reference_score(inst_d, pl_d)
     except ScoreUndefined:
         # The strategies only draw scorable placements; should one slip through, the kernel
-        # must refuse it too when the cause is a malformed entry (see the tests below for
-        # unconnected sites, where the two differ on purpose).
-        with pytest.raises(PlacementError):
-            score(inst, pl)
+        # refuses it too (PlacementError) when an entry is malformed, or, for a group over
+        # sites without a WAN path, scores it with an infinite collective time (see
+        # test_groups_over_unconnected_sites_score_zero_where_the_reference_refuses).
+        try:
+            got = score(inst, pl).to_dict()
+        except PlacementError:
+            return
+        assert any(r["units"] and None in (r["T_tp_ms"], r["T_pp_ms"], r["T_dp_ms"],
+                                           r["T_ep_ms"]) for r in got["jobs"])
         return
     assert_breakdown_equal(ref, score(inst, pl).to_dict())
 
 
-@settings(max_examples=40, **HYP)
+@settings(max_examples=60, **HYP)
 @given(feasible_case())
 def test_kernel_score_equals_the_reference_on_feasible_cases_with_running_jobs(case):
     inst_d, pl_d = case
@@ -215,7 +234,7 @@ def test_groups_over_unconnected_sites_score_zero_where_the_reference_refuses():
 # --------------------------------------------------------------------------------------
 
 
-@settings(max_examples=60, **HYP)
+@settings(max_examples=100, **HYP)
 @given(instance_and_placement(), st.data())
 def test_node_local_relabelling_of_a_jobs_gpus_keeps_its_score(case, data):
     # A bijection of each node's GPUs of the job onto themselves, applied to the job's rank
@@ -315,7 +334,7 @@ def compaction_cases(draw):
     return inst, placement(spread), [placement(c) for c in compact]
 
 
-@settings(max_examples=60, **HYP)
+@settings(max_examples=100, **HYP)
 @given(compaction_cases())
 def test_compacting_a_single_site_job_never_lowers_its_efficiency_on_a_monotone_fabric(case):
     inst_d, spread, compacted = case
@@ -609,7 +628,7 @@ def _scorer(inst, pl):
     return Scorer(inst, [g.copy() for g in cp.job_gpus], cp.offer_blocks), cp
 
 
-@settings(max_examples=60, **HYP)
+@settings(max_examples=100, **HYP)
 @given(instance_and_placement(), st.data())
 def test_batch_values_equal_the_jobs_net_value_after_a_full_rescore(case, data):
     # Row i of batch_values(j, cands) is job j's own value - migration cost when j is placed
@@ -651,10 +670,6 @@ def test_batch_values_equal_the_jobs_net_value_after_a_full_rescore(case, data):
 
 def _wan_links_of(topo, inst_d, pl_d, name):
     """The WAN links used by any group of job `name` (via the reference's group reading)."""
-    if __package__:
-        from .reference import _group_wan_paths, groups_of, job_defaults
-    else:
-        from reference import _group_wan_paths, groups_of, job_defaults
     entry = next((e for e in pl_d["jobs"] if e["name"] == name), None)
     if not entry or not entry["units"]:
         return set()
@@ -707,7 +722,7 @@ def _changes(draw, inst, topo, job_gpus):
     return {a: ga, b: gb}
 
 
-@settings(max_examples=80, **HYP)
+@settings(max_examples=150, **HYP)
 @given(instance_and_placement(), st.data())
 def test_delta_equals_the_full_rescore_difference_for_moves_and_swaps(case, data):
     inst_d, pl_d = case

@@ -54,9 +54,11 @@ def evaluate_job(inst: Instance, index, job, gpus: np.ndarray, ana: JobAnalysis,
     speed = index.type_speed[index.gpu_type[gpus[:, 0]]]
     if job.compute_ms is not None:
         comp = job.compute_ms / speed
-        comm = sum((1.0 - getattr(job.overlap, d)) * T[d] for d in DIM_KEYS)
-        step = comp + comm
+        # a group over sites with no WAN path has T = inf (rule 4): (1 - 1) * inf is nan,
+        # and either way the step is not finite and the efficiency 0
         with np.errstate(invalid="ignore", divide="ignore"):
+            comm = sum((1.0 - getattr(job.overlap, d)) * T[d] for d in DIM_KEYS)
+            step = comp + comm
             eff = np.where(np.isfinite(step), comp / step, 0.0)
     else:  # inference without compute time
         step = np.full(C, np.nan)

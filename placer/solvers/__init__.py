@@ -12,6 +12,15 @@ _REGISTRY: dict[str, str] = {
     "greedy": "placer.solvers.greedy:GreedySolver",
     "cpsat": "placer.solvers.cpsat:CpSatSolver",
     "mip": "placer.solvers.mip:MipSolver",
+    # peer baselines (issue 5), re-implemented from their documented algorithms
+    "firstfit": "placer.solvers.baselines.firstfit:FirstFit",
+    "kueue-bestfit": "placer.solvers.baselines.kueue:KueueBestFit",
+    "kueue-leastfree": "placer.solvers.baselines.kueue:KueueLeastFreeCapacity",
+    "kueue-balanced": "placer.solvers.baselines.kueue:KueueBalanced",
+    "volcano": "placer.solvers.baselines.volcano:VolcanoNetworkTopology",
+    "slurm-tree": "placer.solvers.baselines.slurm:SlurmTree",
+    "slurm-block": "placer.solvers.baselines.slurm:SlurmBlock",
+    "hived": "placer.solvers.baselines.hived:HiveD",
 }
 
 
@@ -48,8 +57,8 @@ def list_solvers() -> list[tuple[str, bool, str]]:
         try:
             cls = solver_class(name)
             out.append((name, cls.available(), cls.description))
-        except ImportError as e:  # pragma: no cover
-            out.append((name, False, f"import failed: {e}"))
+        except (ImportError, AttributeError) as e:  # pragma: no cover
+            out.append((name, False, f"not importable: {e}"))
     return out
 
 

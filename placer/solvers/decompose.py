@@ -156,10 +156,54 @@ class DecompositionSolver(Solver):
                      **options: Any) -> CoarseSolution:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _small(self, inst: Instance, deadline: float | None, seed: int, threads: int,
+               started: float, **options: Any) -> Result | None:
+        """Exact column model when the instance is small enough (else None)."""
+        from placer.solvers.exact_small import SMALL_GPUS, SmallExact, build_columns
+
+        ix = inst.index
+        pinned_mask = np.zeros(ix.n_gpus, bool)
+        base = [np.zeros(0, np.int64) for _ in inst.jobs]
+        for j, job in enumerate(inst.jobs):
+            if job.pinned and job.current:
+                base[j] = ix.gpu_indices(job.current)
+                pinned_mask[base[j]] = True
+        free = ix.available & ~pinned_mask
+        if int(free.sum()) > SMALL_GPUS:
+            return None
+        cols = build_columns(inst, free)
+        if cols is None:
+            return None
+        model = SmallExact(inst, cols, free, pinned_mask)
+
+        def run(lm, left):
+            return self.solve_coarse(lm, left, seed, threads, **options)
+
+        gpus, blocks, true, bound, proven = model.solve(run, deadline, base)
+        stats = {"mode": "exact-small", "columns": len(cols)}
+        if proven == "infeasible":
+            return no_placement(inst, self.name, INFEASIBLE,
+                                "no placement keeps every running, non-preemptible job placed "
+                                "(exhaustive column model is infeasible)", started)
+        if gpus is None:
+            return None
+        st = State(inst)
+        for j, g in enumerate(gpus):
+            if len(g) and not (inst.jobs[j].pinned and inst.jobs[j].current):
+                st.set_job(j, g)
+        reasons = {inst.jobs[j].name: st.reason(j) for j in range(len(inst.jobs))
+                   if len(gpus[j]) == 0}
+        return finalize(inst, self.name, gpus, blocks, reasons, bound, started,
+                        proven_optimal=bool(proven), stats=stats)
+
     def solve(self, inst: Instance, time_limit: float | None = 60.0, seed: int = 0,
               threads: int = 1, **options: Any) -> Result:
         started = time.perf_counter()
         deadline = None if time_limit is None else started + time_limit
+        if options.get("exact_small", True):
+            res = self._small(inst, deadline, seed, threads, started, **options)
+            if res is not None:
+                return res
         co = coarse_mod.build(inst)
         left = None if deadline is None else max(0.1, (deadline - time.perf_counter()) * 0.5)
         sol = self.solve_coarse(co.model, left, seed, threads, **options)

@@ -20,8 +20,11 @@ def _problem(lm: LinModel, relax: bool):
     import pulp
 
     prob = pulp.LpProblem("placer", pulp.LpMaximize)
-    xs = [pulp.LpVariable(f"x{i}", lowBound=lo, upBound=hi,
-                          cat=("Integer" if (isint and not relax) else "Continuous"))
+    # PuLP >= 3.3 attaches variables to the problem; older versions construct them directly
+    new = getattr(prob, "add_variable", None)
+    make = new if new is not None else (lambda name, *a, **k: pulp.LpVariable(name, *a, **k))
+    xs = [make(f"x{i}", lowBound=lo, upBound=hi,
+               cat=("Integer" if (isint and not relax) else "Continuous"))
           for i, (lo, hi, isint) in enumerate(zip(lm.lb, lm.ub, lm.integer))]
     prob += pulp.lpSum(c * xs[i] for i, c in lm.obj.items()) + lm.obj_const
     for k, (coeffs, sense, rhs, _) in enumerate(lm.rows):

@@ -1,0 +1,361 @@
+"""Exact mode for small instances: every placement of every job as a column, chosen by the
+backend's MIP/CP, with WAN sharing handled by penalty cuts until the bound meets the
+incumbent. Used by the exact backends when the columns are few enough.
+
+Algorithm overview
+1. Columns: for each job, each allowed unit count and GPU type, every map of ranks to
+   nodes within the nodes' free GPUs (GPUs inside one node are interchangeable for the
+   score, so a map stands for all its GPU choices). Vectorised rule checks (scopes,
+   max_latency, WAN connectivity, spread) drop infeasible maps; the kernel scores the rest
+   in one batch with every WAN link unshared (optimistic). Per job, maps with the same
+   node counts and WAN links keep only the best. A running job's maps onto its current
+   nodes use its current GPUs, so "moved" and migration cost are exact.
+2. Model: one column per job at most (exactly one for running non-preemptible jobs); per
+   node, GPUs of chosen columns and leased blocks within its free GPUs; offers whole, with
+   min/max GPUs, single_site, committed blocks; power per site; objective = column values
+   + lease revenue - migration of stopped jobs - delta.
+3. Solve, realise the chosen columns on concrete GPUs and score them with the kernel
+   (exact WAN sharing). If the true objective is below the model's, the chosen set L of
+   columns that cross the WAN lost loss(L); add delta >= loss(L) (sum_{c in L} x_c - |L| + 1).
+   Any set containing L loses at least loss(L) (more sharers only slow columns down), so
+   the model stays an upper bound; repeat until the model's optimum equals the best true
+   objective found (proven optimal) or time runs out (bound = model's optimum).
+
+Imports numpy and the kernel; solver libraries only through the LinModel backends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from placer.kernel.capacity import allowed_types
+from placer.kernel.cost import analyse_job, as_batch
+from placer.kernel.groups import job_group_sets, rank_array
+from placer.kernel.score import evaluate_job, score_compiled
+from placer.model import Instance
+from placer.model.instance import DIMS
+from placer.solvers.linmodel import LinModel
+
+SMALL_GPUS = 32  # free GPUs up to which the exhaustive column model is tried
+MAX_COLUMNS = 20_000
+MAX_MAPS = 200_000
+
+
+@dataclass
+class Column:
+    job: int
+    counts: dict[int, int]  # node -> GPUs
+    gpus: np.ndarray  # a concrete GPU array (rank order) realising the column
+    value: float  # value - migration, WAN unshared
+    links: frozenset[int]
+    on_current: bool
+
+
+def _valid_units(job) -> list[int]:
+    lo = max(job.units_min, 1)
+    return [n for n in range(lo, job.units_max + 1) if n % job.unit_step == 0]
+
+
+def _feasible_mask(inst: Instance, job, gpus: np.ndarray) -> np.ndarray:
+    """Rules 4 and 5 for a batch of candidate GPU arrays (C, n): bool (C,)."""
+    ix = inst.index
+    C, n = gpus.shape
+    units = n // job.unit_size
+    R = rank_array(gpus, units, job.pp, job.tp)
+    fams = job_group_sets(R, job.kind, job.ep)
+    ok = np.ones(C, bool)
+    scope = job.effective_scope()
+    for d in DIMS:
+        for M in fams.get(d, []):
+            ok &= _family_ok(ix, job, scope, d, M)
+    if job.kind == "inference" and job.spread is not None:
+        dd = np.sort(ix.dom[ix.level_index(job.spread.level)][gpus], axis=1)
+        distinct = 1 + (dd[:, 1:] != dd[:, :-1]).sum(axis=1)
+        ok &= distinct >= job.spread.min
+    return ok
+
+
+def _family_ok(ix, job, scope, d: str, M: np.ndarray) -> np.ndarray:
+    ok = np.ones(M.shape[0], bool)
+    if M.shape[-1] > 1:
+        sites = ix.dom[0][M]
+        ok &= np.isfinite(ix.wan_lat_us[sites, sites[..., :1]]).all(axis=(1, 2))
+        lv = scope[d]
+        if lv not in (None, "cluster"):
+            dd = ix.dom[ix.level_index(lv)][M]
+            ok &= (dd == dd[..., :1]).all(axis=(1, 2))
+        bound = getattr(job.max_latency_us, d)
+        if bound is not None:
+            a = M[..., :, None]
+            b = M[..., None, :]
+            a, b = np.broadcast_arrays(a, b)
+            lat = ix.pair_latency_us(a.reshape(-1), b.reshape(-1)).reshape(a.shape)
+            same = a == b
+            lat = np.where(same, 0.0, lat)
+            ok &= (lat <= bound + 1e-9).all(axis=(1, 2, 3))
+    return ok
+
+
+def build_columns(inst: Instance, free: np.ndarray) -> list[Column] | None:
+    """All columns, or None when there would be too many."""
+    ix = inst.index
+    bw_max = ix.link_bw_GBps.copy()
+    node_free = np.bincount(ix.gpu_node[free], minlength=len(ix.node_gpus))
+    cols: list[Column] = []
+    for j, job in enumerate(inst.jobs):
+        if job.pinned and job.current:
+            continue
+        cur = ix.gpu_indices(job.current) if job.current else None
+        cur_counts = None
+        if cur is not None:
+            cur_counts = np.bincount(ix.gpu_node[cur], minlength=len(ix.node_gpus))
+        for t in allowed_types(inst, ix, job):
+            nodes = np.flatnonzero((ix.node_type == t) & (node_free > 0))
+            if cur is not None:
+                nodes = np.union1d(nodes, np.flatnonzero((cur_counts > 0)
+                                                         & (ix.node_type == t)))
+            if len(nodes) == 0:
+                continue
+            cap = node_free[nodes].copy()
+            if cur is not None:
+                cap = np.maximum(cap, cur_counts[nodes])
+            # a TP group whose scope is the node sits on one node: map TP groups, not GPUs
+            gran = job.tp if job.effective_scope()["tp"] == ix.levels[-1] else 1
+            for units in _valid_units(job):
+                n = units * job.unit_size
+                if len(nodes) ** (n // gran) > MAX_MAPS:
+                    return None
+                maps = np.array(list(itertools.product(range(len(nodes)), repeat=n // gran)),
+                                dtype=np.int64).reshape(-1, n // gran)
+                maps = np.repeat(maps, gran, axis=1)
+                onehot = np.zeros((len(maps), n, len(nodes)), np.int64)
+                onehot[np.arange(len(maps))[:, None], np.arange(n)[None, :], maps] = 1
+                counts = onehot.sum(axis=1)
+                fit = (counts <= cap[None, :]).all(axis=1)
+                maps, onehot, counts = maps[fit], onehot[fit], counts[fit]
+                if len(maps) == 0:
+                    continue
+                occ = (np.cumsum(onehot, axis=1) - onehot)[
+                    np.arange(len(maps))[:, None], np.arange(n)[None, :], maps]
+                # realise: current GPUs first on current nodes, then free GPUs
+                node_ids = nodes[maps]
+                gpus = np.empty_like(maps)
+                table = {}
+                for k, nd in enumerate(nodes.tolist()):
+                    a = int(ix.first_gpu[-1][nd])
+                    own = [] if cur is None else [g for g in cur.tolist()
+                                                  if ix.gpu_node[g] == nd]
+                    rest = [g for g in range(a, a + int(ix.node_gpus[nd]))
+                            if free[g] and g not in own]
+                    table[nd] = np.array(own + rest, np.int64)
+                for nd, arr in table.items():
+                    sel = node_ids == nd
+                    if sel.any():
+                        gpus[sel] = arr[np.minimum(occ[sel], len(arr) - 1)]
+                ok = _feasible_mask(inst, job, gpus)
+                gpus, counts = gpus[ok], counts[ok]
+                if len(gpus) == 0:
+                    continue
+                ana = analyse_job(ix, job, as_batch(gpus, job))
+                sc = evaluate_job(inst, ix, job, gpus, ana, bw_max)
+                net = sc.value - sc.migration
+                best: dict[tuple, int] = {}
+                for c in range(len(gpus)):
+                    key = (counts[c].tobytes(), ana.links[c].tobytes())
+                    if key not in best or net[c] > net[best[key]] + 1e-12:
+                        best[key] = c
+                for c in best.values():
+                    cnt = {int(nodes[k]): int(counts[c, k]) for k in np.flatnonzero(counts[c])}
+                    on_cur = cur is not None and not bool(sc.moved[c])
+                    cols.append(Column(j, cnt, gpus[c].copy(), float(net[c]),
+                                       frozenset(np.flatnonzero(ana.links[c]).tolist()),
+                                       on_cur))
+                if len(cols) > MAX_COLUMNS:
+                    return None
+    return cols
+
+
+def _blocks(inst: Instance, free: np.ndarray, pinned_mask: np.ndarray):
+    ix = inst.index
+    out = []  # (offer, level, domain, site, gpus, nodes)
+    for o, offer in enumerate(inst.offers):
+        lvl = ix.level_index(inst.offer_level(offer))
+        for d in range(ix.n_domains(lvl)):
+            path = ix.domain_path(lvl, d)
+            from placer.validate import _offer_block_problem
+
+            why, _ = _offer_block_problem(inst, ix, offer, path)
+            if why:
+                continue
+            a, b = ix.gpu_range(lvl, d)
+            if b <= a or pinned_mask[a:b].any():
+                continue
+            nodes = np.unique(ix.gpu_node[a:b]).tolist()
+            out.append((o, lvl, d, int(ix.dom[0][a]), int(ix.available[a:b].sum()), nodes))
+    return out
+
+
+class SmallExact:
+    """The column model and its penalty-cut loop (see the overview)."""
+
+    def __init__(self, inst: Instance, columns: list[Column], free: np.ndarray,
+                 pinned_mask: np.ndarray) -> None:
+        self.inst = inst
+        self.cols = columns
+        self.free = free
+        ix = inst.index
+        lm = LinModel()
+        self.x = [lm.var(f"x{c}", 0, 1) for c in range(len(columns))]
+        gpu_power = np.nan_to_num(ix.type_power_kW, nan=0.0)
+        node_rows: dict[int, dict[int, float]] = {}
+        power: dict[int, dict[int, float]] = {}
+        const = 0.0
+        by_job: dict[int, list[int]] = {}
+        for c, col in enumerate(columns):
+            lm.maximize(self.x[c], col.value)
+            by_job.setdefault(col.job, []).append(c)
+            for nd, k in col.counts.items():
+                node_rows.setdefault(nd, {})[self.x[c]] = float(k)
+                s = int(ix.dom[0][ix.first_gpu[-1][nd]])
+                p = float(gpu_power[ix.node_type[nd]]) * k
+                power.setdefault(s, {})[self.x[c]] = power.get(s, {}).get(self.x[c], 0.0) + p
+        for j, job in enumerate(inst.jobs):
+            cs = by_job.get(j, [])
+            if job.pinned and job.current:
+                continue
+            if job.current:
+                const -= job.migration_cost  # stopped unless a column is chosen
+                for c in cs:
+                    lm.maximize(self.x[c], job.migration_cost)
+            if cs:
+                lm.add({self.x[c]: 1.0 for c in cs}, "<=", 1)
+            if job.current and not job.preemptible:
+                lm.add({self.x[c]: 1.0 for c in cs}, ">=", 1)
+        self.blocks = _blocks(inst, free, pinned_mask)
+        self.y = [lm.var(f"y{b}", 0, 1) for b in range(len(self.blocks))]
+        node_block: dict[int, dict[int, float]] = {}
+        for b, (o, lvl, d, s, g, nodes) in enumerate(self.blocks):
+            offer = inst.offers[o]
+            lm.maximize(self.y[b], inst.horizon_hours * offer.price_per_gpu_hour * g)
+            a0, b0 = ix.gpu_range(lvl, d)
+            av = ix.available[a0:b0]
+            p = float((gpu_power[ix.gpu_type[a0:b0]] * av).sum())
+            power.setdefault(s, {})[self.y[b]] = p
+            for nd in nodes:
+                node_block.setdefault(nd, {})[self.y[b]] = 1.0
+                # a leased block holds no job GPU
+                row = dict(node_rows.get(nd, {}))
+                nf = float(np.bincount(ix.gpu_node[free], minlength=len(ix.node_gpus))[nd])
+                row[self.y[b]] = max(nf, 1.0)
+                lm.add(row, "<=", max(nf, 1.0))
+        for nd, row in node_block.items():
+            lm.add(row, "<=", 1)
+        nf_all = np.bincount(ix.gpu_node[free], minlength=len(ix.node_gpus))
+        for nd, row in node_rows.items():
+            lm.add(row, "<=", float(nf_all[nd]))
+        self.accept = []
+        for o, offer in enumerate(inst.offers):
+            a = lm.var(f"a{o}", 0, 1)
+            self.accept.append(a)
+            mine = [b for b, blk in enumerate(self.blocks) if blk[0] == o]
+            tot = {self.y[b]: float(self.blocks[b][4]) for b in mine}
+            for b in mine:
+                lm.add({self.y[b]: 1.0, a: -1.0}, "<=", 0)
+            lm.add({**tot, a: -float(offer.min_gpus)}, ">=", 0)
+            if offer.max_gpus is not None:
+                lm.add(tot, "<=", offer.max_gpus)
+            if not mine:
+                lm.add({a: 1.0}, "<=", 0)
+            lm.add({a: 1.0, **{self.y[b]: -1.0 for b in mine}}, "<=", 0)
+            if offer.committed_blocks:
+                paths = set(offer.committed_blocks)
+                for b in mine:
+                    if ix.domain_path(self.blocks[b][1], self.blocks[b][2]) in paths:
+                        lm.add({self.y[b]: 1.0}, ">=", 1)
+                lm.add({a: 1.0}, ">=", 1)
+            if offer.single_site:
+                sites = sorted({self.blocks[b][3] for b in mine})
+                ws = {s: lm.var(f"w{o},{s}", 0, 1) for s in sites}
+                if ws:
+                    lm.add({w: 1.0 for w in ws.values()}, "<=", 1)
+                for b in mine:
+                    lm.add({self.y[b]: 1.0, ws[self.blocks[b][3]]: -1.0}, "<=", 0)
+        pinned_power = np.zeros(ix.n_sites)
+        np.add.at(pinned_power, ix.dom[0][pinned_mask],
+                  gpu_power[ix.gpu_type[pinned_mask]])
+        for s, row in power.items():
+            cap = ix.power_cap_kW[s]
+            if np.isfinite(cap):
+                lm.add(row, "<=", float(cap - pinned_power[s]))
+        # the penalty never exceeds the value of all columns together
+        worst = sum(max((max(col.value, 0.0) for col in columns if col.job == j), default=0.0)
+                    for j in range(len(inst.jobs)))
+        self.delta = lm.var("delta", 0, float(np.ceil(worst)) + 1.0)
+        lm.maximize(self.delta, -1.0)
+        lm.obj_const = const
+        self.lm = lm
+
+    def realise(self, vals: list[float], base_gpus: list[np.ndarray]):
+        ix = self.inst.index
+        job_gpus = [g.copy() for g in base_gpus]
+        used = ~self.free.copy()
+        chosen = [c for c in range(len(self.cols)) if vals[self.x[c]] > 0.5]
+        chosen.sort(key=lambda c: not self.cols[c].on_current)
+        for c in chosen:
+            col = self.cols[c]
+            g = col.gpus.copy()
+            if used[g].any() or len(np.unique(g)) != len(g):
+                # same node counts on other free GPUs of those nodes (interchangeable)
+                for r in range(len(g)):
+                    nd = int(ix.gpu_node[col.gpus[r]])
+                    a = int(ix.first_gpu[-1][nd])
+                    cand = [x for x in range(a, a + int(ix.node_gpus[nd]))
+                            if not used[x] and x not in g[:r]]
+                    g[r] = cand[0]
+            used[g] = True
+            job_gpus[col.job] = g
+        blocks = [[] for _ in self.inst.offers]
+        for b, (o, lvl, d, s, gp, nodes) in enumerate(self.blocks):
+            if vals[self.y[b]] > 0.5:
+                blocks[o].append((lvl, d))
+        return chosen, job_gpus, blocks
+
+    def solve(self, solve_lm, deadline: float | None, base_gpus: list[np.ndarray]):
+        """The cut loop; returns (job_gpus, offer_blocks, true objective, bound, proven)."""
+        best = None
+        bound = None
+        cuts = 0
+        while True:
+            left = None if deadline is None else deadline - time.perf_counter()
+            if left is not None and left <= 0.05:
+                break
+            sol = solve_lm(self.lm, left)
+            if sol.values is None:
+                if sol.status == "infeasible":
+                    return None, None, None, None, "infeasible"
+                break
+            bound = sol.bound if bound is None else min(bound, sol.bound)
+            chosen, job_gpus, blocks = self.realise(sol.values, base_gpus)
+            true = score_compiled(self.inst, job_gpus, blocks).objective
+            if best is None or true > best[2]:
+                best = (job_gpus, blocks, true)
+            if sol.status == "optimal" and true >= sol.bound - 1e-7 * max(1.0, abs(true)):
+                return best[0], best[1], best[2], max(best[2], bound), True
+            linked = [c for c in chosen if self.cols[c].links]
+            # the model's value of this choice without the current penalty
+            loss = self.lm.value(sol.values) + sol.values[self.delta] - true
+            if not linked or loss <= 1e-9 * max(1.0, abs(true)):
+                # no sharing to correct: the model is exact here
+                return best[0], best[1], best[2], bound, sol.status == "optimal"
+            row = {self.delta: 1.0}
+            for c in linked:
+                row[self.x[c]] = -loss
+            self.lm.add(row, ">=", loss * (1 - len(linked)))
+            cuts += 1
+        if best is None:
+            return None, None, None, bound, False
+        return best[0], best[1], best[2], bound, False

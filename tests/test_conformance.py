@@ -1,0 +1,227 @@
+"""Conformance of every solver backend on tiny instances whose optimum this test proves by
+brute force (every ordered GPU choice of every job, every set of lease blocks).
+
+Every backend's placement passes the checker (finalize raises otherwise) and carries the
+kernel's score; exact backends hit the optimum; every reported bound is >= the optimum,
+also the bound of the decomposition (exact_small disabled), which is what large instances
+rely on.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import numpy as np
+import pytest
+
+from placer.check import check_compiled
+from placer.kernel.compiled import Compiled
+from placer.kernel.score import score_compiled
+from placer.validate import instance_from_dict
+
+BACKENDS = ["greedy", "cpsat", "mip"]
+EXACT = ["cpsat", "mip"]
+
+
+def fabric():
+    return {"node": {"latency_us": 2, "bandwidth_GBps": 400},
+            "rack": {"latency_us": 5, "bandwidth_GBps": 50},
+            "site": {"latency_us": 10, "bandwidth_GBps": 25}}
+
+
+def two_sites(wan_latency=500.0, wan_bw=100.0, gpn=2, racks=(1, 1), nodes=2, **site_kw):
+    return {
+        "levels": ["site", "rack", "node"],
+        "fabric": fabric(),
+        "sites": [
+            {"name": "a", "gpu_type": "H100", "gpus_per_node": gpn, "node_failures_per_day": 0.01,
+             "domains": [{"name": "rack", "count": racks[0], "shape": [nodes]}], **site_kw},
+            {"name": "b", "gpu_type": "H100", "gpus_per_node": gpn,
+             "domains": [{"name": "rack", "count": racks[1], "shape": [nodes]}]},
+        ],
+        "wan": [{"between": ["a", "b"], "latency_us": wan_latency, "bandwidth_GBps": wan_bw,
+                 "failures_per_day": 0.1}],
+    }
+
+
+def training(name, tp=1, pp=1, dp=2, min_dp=None, value=2.0, **kw):
+    j = {"name": name, "kind": "training", "tp": tp, "pp": pp, "dp": dp,
+         "comm": {"tp_MB": 50, "pp_MB": 20, "dp_MB": 400}, "compute_ms": 500, "value": value,
+         "restart_min": 10, "checkpoint_interval_min": 20}
+    if min_dp is not None:
+        j["min_dp"] = min_dp
+    j.update(kw)
+    return j
+
+
+def inference(name, tp=1, replicas=2, min_replicas=0, value=1.0, **kw):
+    j = {"name": name, "kind": "inference", "tp": tp, "replicas": replicas,
+         "min_replicas": min_replicas, "value": value, "comm": {"tp_MB": 5}, "compute_ms": 20}
+    j.update(kw)
+    return j
+
+
+def inst_dict(name, topology, jobs, offers=None, **kw):
+    d = {"name": name, "horizon_hours": 10, "topology": topology, "jobs": jobs, **kw}
+    if offers:
+        d["leases"] = {"offers": offers}
+    return d
+
+
+CASES = {
+    "one-job-two-sites": inst_dict(
+        "c1", two_sites(), [training("t", dp=4, min_dp=2, scope={"dp": "cluster"})]),
+    "job-and-inference-share-wan": inst_dict(
+        "c2", two_sites(),
+        [training("t", dp=4, min_dp=2, scope={"dp": "cluster"}, cross_site_every=4),
+         inference("i", tp=2, replicas=2, scope={"tp": "cluster"})]),
+    "tp-pp-units-in-racks": inst_dict(
+        "c3", two_sites(racks=(2, 1), nodes=1, gpn=2),
+        [training("t", tp=2, pp=2, dp=1), inference("i", replicas=2, value=0.5)]),
+    "lease-vs-job-cheap-offer": inst_dict(
+        "c4", two_sites(), [training("t", dp=4, min_dp=2)],
+        offers=[{"name": "L", "price_per_gpu_hour": 0.5, "level": "site"}]),
+    "lease-vs-job-rich-offer": inst_dict(
+        "c5", two_sites(), [training("t", dp=4, min_dp=2)],
+        offers=[{"name": "L", "price_per_gpu_hour": 5.0, "level": "site", "min_gpus": 4}]),
+    "power-cap-binds": inst_dict(
+        "c6", two_sites(power_cap_kW=2.5),
+        [training("t", dp=4, min_dp=1, value=3.0), inference("i", replicas=4, value=1.0)],
+        gpu_types={"H100": {"power_kW": 1.0}}),
+    "pinned-and-nonpreemptible": inst_dict(
+        "c7", two_sites(),
+        [training("p", dp=1, current=["a/rack0/node0/gpu0"], pinned=True),
+         training("r", dp=2, current=["a/rack0/node1/gpu0", "b/rack0/node0/gpu0"],
+                  preemptible=False, migration_cost=5.0, scope={"dp": "cluster"}),
+         inference("i", replicas=3, value=4.0)]),
+    "spread-over-sites": inst_dict(
+        "c8", two_sites(), [inference("i", replicas=3, min_replicas=2, value=2.0,
+                                      spread={"level": "site", "min": 2}),
+                            training("t", dp=2, value=1.5)]),
+}
+
+
+def free_gpus(inst):
+    ix = inst.index
+    return [int(g) for g in np.flatnonzero(ix.available)]
+
+
+def brute_force(inst) -> float:
+    """Largest kernel objective over every feasible placement (ordered GPU choices of every
+    job, every subset of every offer's candidate blocks)."""
+    ix = inst.index
+    gpus = free_gpus(inst)
+    options = []
+    for job in inst.jobs:
+        opts = [np.zeros(0, np.int64)]
+        if job.pinned and job.current:
+            opts = [ix.gpu_indices(job.current)]
+        else:
+            for units in range(max(job.units_min, 1), job.units_max + 1):
+                if units % job.unit_step:
+                    continue
+                n = units * job.unit_size
+                for perm in itertools.permutations(gpus, n):
+                    opts.append(np.array(perm, np.int64))
+        options.append(opts)
+    lease_opts = []
+    for offer in inst.offers:
+        lvl = ix.level_index(inst.offer_level(offer))
+        blocks = [(lvl, d) for d in range(ix.n_domains(lvl))]
+        subsets = [[]]
+        for k in range(1, len(blocks) + 1):
+            subsets += [list(c) for c in itertools.combinations(blocks, k)]
+        lease_opts.append(subsets)
+    best = -np.inf
+    for combo in itertools.product(*options):
+        flat = np.concatenate([c for c in combo]) if combo else np.zeros(0, np.int64)
+        if len(np.unique(flat)) != len(flat):
+            continue
+        for leases in itertools.product(*lease_opts) if lease_opts else [()]:
+            cp = Compiled(list(combo), list(leases), [len(c) for c in combo])
+            if check_compiled(inst, cp):
+                continue
+            best = max(best, score_compiled(inst, cp.job_gpus, cp.offer_blocks).objective)
+    return best
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request):
+    inst = instance_from_dict(copy.deepcopy(CASES[request.param]))
+    return request.param, inst, brute_force(inst)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_backend_returns_a_checked_placement_no_better_than_the_optimum(case, backend):
+    import placer
+
+    name, inst, opt = case
+    res = placer.solve(inst, solver=backend, time_limit=30, seed=0)
+    assert res.status in ("optimal", "feasible")
+    assert placer.check(inst, res.placement) == []
+    assert placer.score(inst, res.placement).objective == pytest.approx(res.objective, rel=1e-12)
+    assert res.objective <= opt + 1e-6 * max(1, abs(opt))
+    if res.bound is not None:
+        assert res.bound >= opt - 1e-6 * max(1, abs(opt))
+
+
+@pytest.mark.parametrize("backend", EXACT)
+def test_exact_backends_hit_the_brute_force_optimum(case, backend):
+    import placer
+
+    name, inst, opt = case
+    res = placer.solve(inst, solver=backend, time_limit=60, seed=0)
+    assert res.status == "optimal"
+    assert res.objective == pytest.approx(opt, rel=1e-6)
+
+
+@pytest.mark.parametrize("backend", EXACT)
+def test_the_decomposition_bound_is_never_below_the_optimum(case, backend):
+    import placer
+
+    name, inst, opt = case
+    res = placer.solve(inst, solver=backend, time_limit=30, seed=0, exact_small=False)
+    assert res.bound is not None
+    assert res.bound >= opt - 1e-6 * max(1, abs(opt))
+    assert res.objective <= res.bound + 1e-9
+
+
+def test_the_lease_decision_flips_with_the_price():
+    import placer
+
+    cheap = placer.solve(instance_from_dict(copy.deepcopy(CASES["lease-vs-job-cheap-offer"])),
+                         solver="cpsat")
+    rich = placer.solve(instance_from_dict(copy.deepcopy(CASES["lease-vs-job-rich-offer"])),
+                        solver="cpsat")
+    # cheap offer: the job is worth more than leasing its site; rich: a whole site is leased
+    assert sum(1 for j in cheap.placement.jobs if j.units) == 1
+    assert rich.placement.leases and rich.placement.leases[0].blocks
+
+
+def test_the_lease_decision_flips_with_wan_latency():
+    """A job that needs both sites: over a fast WAN it runs; over a slow one leasing wins."""
+    import placer
+
+    def build(lat):
+        return instance_from_dict(inst_dict(
+            "flip", two_sites(wan_latency=lat),
+            [training("t", dp=8, min_dp=8, value=1.0, scope={"dp": "cluster"},
+                      comm={"dp_MB": 400, "dp_messages": 50})],
+            offers=[{"name": "L", "price_per_gpu_hour": 0.45, "level": "site"}]))
+
+    fast = placer.solve(build(5.0), solver="cpsat")
+    slow = placer.solve(build(20000.0), solver="cpsat")
+    assert fast.placement.jobs[0].units == 8 and not fast.placement.leases
+    assert slow.placement.jobs[0].units == 0 and slow.placement.leases
+
+
+def test_pinned_and_non_preemptible_running_jobs_stay_placed():
+    import placer
+
+    inst = instance_from_dict(copy.deepcopy(CASES["pinned-and-nonpreemptible"]))
+    for backend in BACKENDS:
+        res = placer.solve(inst, solver=backend)
+        got = {j.name: j for j in res.placement.jobs}
+        assert got["p"].gpus == ["a/rack0/node0/gpu0"]
+        assert got["r"].units >= 1
