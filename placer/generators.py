@@ -817,7 +817,7 @@ def _offers(rng: np.random.Generator, cl: _Cluster, jobs: list[dict], n: int,
     multi_type = len(cl.types) > 1
     offers = []
     for k in range(n):
-        if site_level and len(cl.sites) > 1 and (k == 0 or rng.random() < 0.3):
+        if site_level and len(cl.sites) > 1 and k == 0:
             s = cl.sites[int(rng.integers(len(cl.sites)))]
             avail, nominal, types, speed = 0, 0, set(), 0.0
             for ei, e in enumerate(cl.entries):
@@ -834,7 +834,12 @@ def _offers(rng: np.random.Generator, cl: _Cluster, jobs: list[dict], n: int,
                 o["gpu_types"] = sorted(types)
             offers.append(o)
             continue
-        w = np.array([e.gpus for e in cl.entries], dtype=float)
+        # prefer (site, type) pairs with several blocks: leasing the only block of a type
+        # is rarely a real question
+        n_blocks = [sum(f.children for f in cl.entries if f.site == e.site
+                        and f.gpu_type == e.gpu_type) for e in cl.entries]
+        w = np.array([e.gpus * (1.0 if nb > 1 else 1e-3) for e, nb in
+                      zip(cl.entries, n_blocks)], dtype=float)
         ei = int(rng.choice(len(cl.entries), p=w / w.sum()))
         e = cl.entries[ei]
         same = [(i, c) for i, f in enumerate(cl.entries) if f.site == e.site
@@ -1014,7 +1019,7 @@ def nvl72(seed: int = 0, *, halls: int = 2, sus_per_hall: int = 4, racks_per_su:
 
 
 def hetero(seed: int = 0, *, h100_gpus: int = 8192, h200_gpus: int = 4096,
-           gb200_gpus: int = 4608, wan_latency_us: float | None = None,
+           gb200_gpus: int = 4608, pods_per_hall: int = 4, wan_latency_us: float | None = None,
            wan_bandwidth_GBps: float | None = None, power_cap_factor: float | None = 1.0,
            **mix: Any) -> dict:
     """A heterogeneous fleet: an HGX campus ``hopper`` with H100 halls and H200 halls, and
@@ -1024,8 +1029,8 @@ def hetero(seed: int = 0, *, h100_gpus: int = 8192, h200_gpus: int = 4096,
     GPU types carry speed and power (H100 1.0 / 1.4 kW, H200 1.4 / 1.4 kW, GB200 2.5 /
     1.8 kW). Jobs name the types they may use: one type, both Hopper types, or (inference
     only) any type; a job that may run on GB200 and other types keeps TP within 4 GPUs.
-    GPU counts are rounded to whole pods (512 HGX GPUs, 576 GB200 GPUs); a type with 0
-    GPUs is left out. Offers are halls of one type, priced by the type's speed.
+    GPU counts are rounded to whole pods (512 HGX GPUs, 576 GB200 GPUs), `pods_per_hall`
+    pods make a hall; a type with 0 GPUs is left out. Offers are halls of one type, priced by the type's speed.
     """
     m = _mix(mix, "hetero")
     rng = np.random.default_rng(seed)
@@ -1036,12 +1041,12 @@ def hetero(seed: int = 0, *, h100_gpus: int = 8192, h200_gpus: int = 4096,
     for t, g in (("H100", h100_gpus), ("H200", h200_gpus)):
         pods = round(g / 512)
         if pods:
-            es = _hall_entries("hopper", pods, 16, (8, 8), t, 8, below, first=first)
+            es = _hall_entries("hopper", pods, pods_per_hall, (8, 8), t, 8, below, first=first)
             entries += es
             first += sum(e.children for e in es)
     sus = round(gb200_gpus / 576)
     if sus:
-        entries += _hall_entries("blackwell", sus, 8, (8, 18), "GB200", 4, below)
+        entries += _hall_entries("blackwell", sus, pods_per_hall, (8, 18), "GB200", 4, below)
     if not entries:
         raise ValueError("hetero needs at least one GPU")
     site_names = list(dict.fromkeys(e.site for e in entries))
@@ -1131,13 +1136,13 @@ def frontier(seed: int = 0, *, sites: int = 2, gpus_per_site: int = 65536,
 
 
 def scale(seed: int = 0, *, gpus: int = 8192, sites: int | None = None,
-          pods_per_hall: int = 64, power_cap_factor: float | None = None,
+          pods_per_hall: int = 16, power_cap_factor: float | None = None,
           **mix: Any) -> dict:
     """A scaling benchmark: `gpus` H100 GPUs (1k ... 1M, rounded to whole 512-GPU pods)
     and `n_jobs` trace-drawn jobs (default 200, up to 5,000), levels ``[site, hall, pod, rack, node]``.
 
     Sites: 1 up to 32k GPUs, 2 up to 256k, else 4 (unless `sites` is given), each with
-    halls of `pods_per_hall` pods (32,768 GPUs), all joined by WAN links. The topology is
+    halls of `pods_per_hall` pods (8,192 GPUs), all joined by WAN links. The topology is
     written with count/shape (a few lines whatever the size); with ``size_scale=None`` job
     sizes are scaled so that the jobs' largest sizes add up to `load` x the cluster.
     Running jobs are kept few and small (2%, <= 128 GPUs) so the file stays small.

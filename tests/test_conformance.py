@@ -146,7 +146,11 @@ def brute_force(inst) -> float:
     return best
 
 
-@pytest.fixture(scope="module", params=sorted(CASES))
+SLOW = {"job-and-inference-share-wan", "power-cap-binds"}  # brute force takes a minute+
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param(k, marks=pytest.mark.slow) if k in SLOW else k for k in sorted(CASES)])
 def case(request):
     inst = instance_from_dict(copy.deepcopy(CASES[request.param]))
     return request.param, inst, brute_force(inst)

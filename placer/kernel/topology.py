@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from fractions import Fraction
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -423,7 +424,8 @@ def _wan(inst: Instance, site_index: dict[str, int]):
     link_of: dict[frozenset, int] = {}
     for wi, w in enumerate(topo.wan):
         a, b = (site_index[x] for x in w.between)
-        g.add_edge(a, b, latency=w.latency_us)
+        # exact decimals, so that ties SPEC breaks (0.1 + 0.2 vs 0.3) are ties here too
+        g.add_edge(a, b, latency=Fraction(repr(w.latency_us)))
         link_of[frozenset((a, b))] = wi
     lbw = np.array([w.bandwidth_GBps for w in topo.wan], float)
     lfail = np.array([w.failures_per_day for w in topo.wan], float)
@@ -442,7 +444,7 @@ def _wan(inst: Instance, site_index: dict[str, int]):
             links = tuple(link_of[frozenset(e)] for e in zip(p, p[1:]))
             key = (
                 -min(lbw[list(links)]),
-                sum(lfail[list(links)]),
+                sum(Fraction(repr(float(lfail[i]))) for i in links),
                 len(links),
                 [names[x] for x in p],
             )
