@@ -199,8 +199,8 @@ def _pow2_divisor(n: int, cap: int) -> int:
 
 
 def _fabric(spec: dict[str, tuple[float, float]], levels: list[str]) -> dict:
-    return {lv: {"latency_us": spec[lv][0], "bandwidth_GBps": spec[lv][1]} for lv in levels
-            if lv in spec}
+    return {lv: {"latency_us": spec[lv][0], "bandwidth_GBps": spec[lv][1]}
+            for lv in reversed(levels) if lv in spec}
 
 
 # --------------------------------------------------------------------------- cluster model
@@ -724,7 +724,7 @@ def _inference_job(rng: np.random.Generator, cl: _Cluster, m: dict, i: int, s0: 
     rack_tp = pool.types == ["GB200"]
     if rack_tp:
         tp_max = 8
-    rows = [r for r in INFERENCE_MODELS if r[1] <= tp_max and r[1] <= max(g, 1)]
+    rows = [r for r in INFERENCE_MODELS if r[1] <= tp_max and g % r[1] == 0]
     w = np.array([r[6] for r in rows])
     model, tp, wgb, L, h, batch, _ = rows[int(rng.choice(len(rows), p=w / w.sum()))]
     replicas = max(1, g // tp)
@@ -1225,7 +1225,10 @@ def generate(family: str, seed: int = 0, **params: Any) -> dict:
 # --------------------------------------------------------------------------- YAML
 
 
-class _Dumper(yaml.SafeDumper):
+_BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's emitter when present
+
+
+class _Dumper(_BaseDumper):  # type: ignore[misc, valid-type]
     """Block style for the structure, flow style for small leaf mappings and lists."""
 
 

@@ -136,35 +136,38 @@ def analyse_groups(index, M: np.ndarray, m: float, S: float, kind: str) -> Famil
     if total == 0 or n <= 1:
         return empty
     flatM = M.reshape(total, n)
-    sites = index.dom[0][flatM]  # (total, n)
-    single = (sites == sites[:, :1]).all(axis=1)
     L = index.n_levels
-    if single.all():
-        # fast path: one part per row
+    # Domain ids grow with the GPU index at every level (tree order), so a set of GPUs
+    # shares a domain iff its smallest and largest GPU do: one comparison per level.
+    lo = flatM.min(axis=1)
+    hi = flatM.max(axis=1)
+    if (index.dom[0][lo] == index.dom[0][hi]).all():
+        # fast path: every group inside one site, one part per row
         eqsum = np.ones(total, np.int64)
         for lvl in range(1, L):
-            d = index.dom[lvl][flatM]
-            eqsum += (d == d[:, :1]).all(axis=1)
+            d = index.dom[lvl]
+            eqsum += d[lo] == d[hi]
         lvl_of = eqsum - 1
-        s0 = sites[:, 0]
+        s0 = index.dom[0][lo]
         part = (m * (n - 1) * index.lat_us[s0, lvl_of] / 1000.0
                 + (n - 1) / n * S / index.bw_GBps[s0, lvl_of])
         empty.part_time = part
         return empty
-    order = np.argsort(sites, axis=1, kind="stable")
-    Ms = np.take_along_axis(flatM, order, axis=1).ravel()
-    ss = np.take_along_axis(sites, order, axis=1).ravel()
+    Ms = np.sort(flatM, axis=1).ravel()  # sites become contiguous runs inside each row
+    ss = index.dom[0][Ms]
     pos = np.arange(total * n)
     newseg = np.ones(total * n, bool)
     newseg[1:] = (ss[1:] != ss[:-1]) | (pos[1:] % n == 0)
     starts = np.flatnonzero(newseg)
-    seg_len = np.diff(np.append(starts, total * n))
+    ends = np.append(starts[1:], total * n) - 1
+    seg_len = ends - starts + 1
     seg_row = starts // n
     seg_site = ss[starts]
+    first, last = Ms[starts], Ms[ends]
     eqsum = np.ones(len(starts), np.int64)
     for lvl in range(1, L):
-        d = index.dom[lvl][Ms]
-        eqsum += np.minimum.reduceat(d, starts) == np.maximum.reduceat(d, starts)
+        d = index.dom[lvl]
+        eqsum += d[first] == d[last]
     seg_lvl = eqsum - 1
     ns = seg_len.astype(float)
     rs = (m * (ns - 1) * index.lat_us[seg_site, seg_lvl] / 1000.0
@@ -198,8 +201,12 @@ def analyse_pp(index, a: np.ndarray, b: np.ndarray, m: float, S: float) -> Famil
     b = b.reshape(-1)
     sa = index.dom[0][a]
     sb = index.dom[0][b]
-    lvl = (index.dom[:, a] == index.dom[:, b]).sum(axis=0) - 1
-    same = lvl >= 0
+    same = sa == sb
+    lvl = np.full(total, -1, np.int64)
+    lvl[same] = 0
+    for level in range(1, index.n_levels):
+        d = index.dom[level]
+        lvl += d[a] == d[b]
     part = np.zeros(total)
     part[same] = (m * index.lat_us[sa[same], lvl[same]] / 1000.0
                   + S / index.bw_GBps[sa[same], lvl[same]])
@@ -230,11 +237,17 @@ def analyse_job(index, job, R: np.ndarray) -> JobAnalysis:
     """R int (C, units, pp, tp) -> analysis of every family of the job."""
     c = job.comm
     fams: dict[str, Family] = {}
-    fams["tp"] = analyse_groups(index, tp_groups(R), c.tp_messages, c.tp_MB, "allreduce")
-    a, b = pp_boundaries(R)
-    fams["pp"] = analyse_pp(index, a, b, c.pp_messages, c.pp_MB)
+    units = R.shape[-3]
+    # families of single-member groups cost nothing and cross nothing: skipped
+    if job.tp > 1:
+        fams["tp"] = analyse_groups(index, tp_groups(R), c.tp_messages, c.tp_MB, "allreduce")
+    if job.pp > 1:
+        a, b = pp_boundaries(R)
+        fams["pp"] = analyse_pp(index, a, b, c.pp_messages, c.pp_MB)
     if job.kind == "training":
-        fams["dp"] = analyse_groups(index, dp_groups(R), c.dp_messages, c.dp_MB, "allreduce")
+        if units > 1:
+            fams["dp"] = analyse_groups(index, dp_groups(R), c.dp_messages, c.dp_MB,
+                                        "allreduce")
         if job.ep > 1:
             # units % ep != 0 breaks rule 3 but is still scored: the units with equal
             # u div ep form the groups (SPEC 1.2), so the last block is a shorter group

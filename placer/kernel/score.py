@@ -79,7 +79,7 @@ def evaluate_job(inst: Instance, index, job, gpus: np.ndarray, ana: JobAnalysis,
     value = job_hours(inst, job) * job.value * speed * n * goodput
     moved = np.zeros(C, bool)
     if job.current:
-        cur = np.sort(index.gpu_indices(job.current))
+        cur = np.sort(index.cached_indices(job.current))
         if len(cur) != n:
             moved[:] = True
         else:

@@ -96,6 +96,7 @@ class TopologyIndex:
     link_fail_per_day: np.ndarray  # float64 (W,)
     site_index: dict[str, int] = field(default_factory=dict)
     _node_path_cache: dict[int, str] = field(default_factory=dict, repr=False)
+    _ids_cache: dict[int, tuple[list[str], np.ndarray]] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -215,6 +216,16 @@ class TopologyIndex:
                     g = int(self.first_gpu[-1][n]) + int(m.group(1))
             out[i] = g
         return out
+
+    def cached_indices(self, ids: list[str]) -> np.ndarray:
+        """:meth:`gpu_indices` of a list that lives as long as the instance (e.g. a job's
+        `current`), computed once. Read-only."""
+        hit = self._ids_cache.get(id(ids))
+        if hit is None or hit[0] is not ids:
+            arr = self.gpu_indices(ids)
+            arr.flags.writeable = False
+            hit = self._ids_cache[id(ids)] = (ids, arr)
+        return hit[1]
 
     def gpu_range(self, level: int, d: int) -> tuple[int, int]:
         """[start, stop) of the GPUs of domain d at `level`."""
