@@ -527,7 +527,7 @@ FAMILY_MIX: dict[str, dict[str, Any]] = {
     "multicampus": {"n_jobs": 16, "n_offers": 2, "running_max_gpus": 1024},
     "nvl72": {"n_jobs": 12, "running_max_gpus": 288},
     "hetero": {"n_jobs": 16, "n_offers": 2, "running_max_gpus": 512},
-    "frontier": {"n_jobs": 6, "running_share": 0.1, "running_max_gpus": 1024,
+    "frontier": {"n_jobs": 6, "load": 0.3, "running_share": 0.3, "running_max_gpus": 1024,
                  "horizon_hours": 720.0},
     "scale": {"n_jobs": 200, "running_share": 0.02, "running_max_gpus": 128, "n_offers": 2,
               "unavailable_nodes": None, "unavailable_racks": None},
@@ -573,6 +573,11 @@ def _pools(cl: _Cluster, kind: str) -> list[_Pool]:
 def _tp_max(cl: _Cluster, types: list[str] | None) -> int:
     ts = cl.types if types is None else types
     return min(min(cl.gpn(t) for t in ts), 8)
+
+
+def _nvl72_only(cl: _Cluster, pool: _Pool) -> bool:
+    """True when every type the pool allows is a GB200 tray (4 GPUs, NVLink rack)."""
+    return all(t == "GB200" for t in (pool.types or cl.types))
 
 
 def _training_comm(P: float, L: int, h: int, seq: int, m: int, tp: int, pp: int, ep: int,
@@ -675,7 +680,7 @@ def _training_job(rng: np.random.Generator, cl: _Cluster, m: dict, i: int, s0: i
     _, pp_t, model, P, L, h, seq, mb = row
     tp_max = _tp_max(cl, pool.types)
     rack_tp = False
-    if pool.types == ["GB200"] and g >= 8 and rng.random() < 0.5:
+    if _nvl72_only(cl, pool) and g >= 8 and rng.random() < 0.5:
         tp_max, rack_tp = 8, True  # TP across two trays of one NVL72 rack
     tp = _pow2_divisor(g, tp_max)
     pp = _pow2_divisor(g // tp, pp_t)
@@ -721,9 +726,8 @@ def _training_job(rng: np.random.Generator, cl: _Cluster, m: dict, i: int, s0: i
 def _inference_job(rng: np.random.Generator, cl: _Cluster, m: dict, i: int, s0: int, g: int,
                    pool: _Pool, multi_site: bool) -> dict:
     tp_max = _tp_max(cl, pool.types)
-    rack_tp = pool.types == ["GB200"]
-    if rack_tp:
-        tp_max = 8
+    if _nvl72_only(cl, pool):
+        tp_max = 8  # TP 8 across two trays of one NVL72 rack
     rows = [r for r in INFERENCE_MODELS if r[1] <= tp_max and g % r[1] == 0]
     w = np.array([r[6] for r in rows])
     model, tp, wgb, L, h, batch, _ = rows[int(rng.choice(len(rows), p=w / w.sum()))]

@@ -160,7 +160,9 @@ class State:
                         out.append(g)
         if job.kind == "training" and job.pp > 1:
             out.extend(v for v in (stage_major(job, g) for g in list(out)) if v is not None)
-        return [g for g in out if scope_ok(self.inst, j, g)]
+        # power: what the job would draw per site, beyond what it draws now
+        room = self.power_left + self._power(self.job_gpus[j]) + 1e-9
+        return [g for g in out if (self._power(g) <= room).all() and scope_ok(self.inst, j, g)]
 
     def _may_span_sites(self, job: Job) -> bool:
         from placer.kernel.capacity import dimension_level
@@ -242,6 +244,12 @@ class State:
         if len(old):
             self.set_job(j, old)
         return False
+
+    def unplaced_musts(self) -> list[str]:
+        """Running, non-preemptible jobs this state leaves out (a state with any is not a
+        valid placement)."""
+        return [job.name for job, g in zip(self.inst.jobs, self.job_gpus)
+                if job.current and not job.preemptible and len(g) == 0]
 
     def reason(self, j: int) -> str:
         job = self.inst.jobs[j]

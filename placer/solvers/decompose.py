@@ -205,8 +205,13 @@ class DecompositionSolver(Solver):
             if res is not None:
                 return res
         co = coarse_mod.build(inst)
-        left = None if deadline is None else max(0.1, (deadline - time.perf_counter()) * 0.5)
-        sol = self.solve_coarse(co.model, left, seed, threads, **options)
+        left = None if deadline is None else (deadline - time.perf_counter()) * 0.5
+        if left is not None and left <= 0:
+            return no_placement(inst, self.name, NO_SOLUTION,
+                                "the time limit was reached before any placement was found",
+                                started)
+        sol = self.solve_coarse(co.model, max(left, 0.05) if left is not None else None,
+                                seed, threads, **options)
         stats = {"coarse_status": sol.status, "coarse_native": sol.native,
                  "coarse_vars": co.model.n_vars, "coarse_rows": len(co.model.rows),
                  "coarse_bound": sol.bound}
@@ -220,14 +225,17 @@ class DecompositionSolver(Solver):
             candidates.append(primal_from_coarse(inst, co, sol.values))
         if deadline is None or time.perf_counter() < deadline:
             candidates.append(best_greedy(inst))
+        candidates = [c for c in candidates if not c.unplaced_musts()]
         if not candidates:
             return no_placement(inst, self.name, NO_SOLUTION,
                                 "the time limit was reached before any placement was found",
                                 started, sol.bound)
         st = max(candidates, key=lambda s: s.objective)
-        stats["primal_from"] = "coarse" if st is candidates[0] and sol.values is not None \
-            else "greedy"
-        stats["improvements"] = local_search(st, deadline)
+        stats["primal_from"] = "greedy" if len(candidates) > 1 and st is candidates[-1] \
+            else "coarse" if sol.values is not None else "greedy"
+        # keep a margin for the final check and re-score
+        ls_deadline = None if deadline is None else deadline - 0.1 - 0.05 * (deadline - started)
+        stats["improvements"] = local_search(st, ls_deadline)
         reasons = {inst.jobs[j].name: st.reason(j) for j in range(len(inst.jobs))
                    if len(st.job_gpus[j]) == 0}
         bound = sol.bound if sol.status in ("optimal", "feasible", "no_solution") else None

@@ -13,16 +13,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from placer.solvers.base import Result, Solver, finalize
+from placer.solvers.base import NO_SOLUTION, Result, Solver, finalize, no_placement
 from placer.solvers.construct import greedy_policy
 
 
 def best_greedy(inst):
+    """The better of the two policies; a state that keeps every running, non-preemptible
+    job placed beats one that does not."""
     a = greedy_policy(inst, leases_first=False)
     if not inst.offers:
         return a
     b = greedy_policy(inst, leases_first=True)
-    return b if b.objective > a.objective + 1e-9 else a
+    key = (lambda st: (not st.unplaced_musts(), st.objective))
+    return b if key(b) > key(a) else a
 
 
 class GreedySolver(Solver):
@@ -34,6 +37,11 @@ class GreedySolver(Solver):
               **options: Any) -> Result:
         started = time.perf_counter()
         st = best_greedy(inst)
+        if st.unplaced_musts():
+            return no_placement(inst, self.name, NO_SOLUTION,
+                                "the greedy could not keep the running, non-preemptible jobs "
+                                f"{st.unplaced_musts()} placed (an exact backend can prove "
+                                "whether any placement can)", started)
         reasons = {}
         for j, job in enumerate(inst.jobs):
             if len(st.job_gpus[j]) == 0:
