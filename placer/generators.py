@@ -111,7 +111,7 @@ def _read_csv(name: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trace_sizes(trace: str = "itp", weighting: str = "running") -> tuple[np.ndarray, np.ndarray]:
     """GPUs per job of a trace and their probabilities, from ``placer/data/job_sizes.csv``.
 
@@ -133,13 +133,13 @@ def trace_sizes(trace: str = "itp", weighting: str = "running") -> tuple[np.ndar
     return g, p
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def traces() -> tuple[str, ...]:
     """Names of the traces in the size table (e.g. ``('itp', 'philly')``)."""
     return tuple(dict.fromkeys(r["trace"] for r in _read_csv("job_sizes.csv")))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def duration_quantiles(trace: str, size_class: str,
                        weighting: str = "running") -> tuple[np.ndarray, np.ndarray]:
     """(quantile levels, hours) of job durations for a trace and size class
@@ -156,7 +156,7 @@ def duration_quantiles(trace: str, size_class: str,
     return q, h
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cluster_summaries() -> dict[str, dict[str, str]]:
     """Published per-cluster summaries (Acme, Helios) by cluster name."""
     return {r["cluster"]: r for r in _read_csv("cluster_summaries.csv")}
@@ -330,7 +330,8 @@ class _Cluster:
                     e = self.entries[ei]
                     if kind == "rack" and len(e.shape) >= 2:
                         first = node - node % e.shape[-1]
-                        span, path = range(first, first + e.shape[-1]), e.path(node, len(e.shape) - 1)
+                        span = range(first, first + e.shape[-1])
+                        path = e.path(node, len(e.shape) - 1)
                     elif kind == "gpu":
                         k = int(rng.integers(e.gpn))
                         span, path = range(node, node + 1), f"{e.path(node)}/gpu{k}"
@@ -843,7 +844,7 @@ def _offers(rng: np.random.Generator, cl: _Cluster, jobs: list[dict], n: int,
         n_blocks = [sum(f.children for f in cl.entries if f.site == e.site
                         and f.gpu_type == e.gpu_type) for e in cl.entries]
         w = np.array([e.gpus * (1.0 if nb > 1 else 1e-3) for e, nb in
-                      zip(cl.entries, n_blocks)], dtype=float)
+                      zip(cl.entries, n_blocks, strict=True)], dtype=float)
         ei = int(rng.choice(len(cl.entries), p=w / w.sum()))
         e = cl.entries[ei]
         same = [(i, c) for i, f in enumerate(cl.entries) if f.site == e.site
@@ -945,7 +946,7 @@ def _campuses(rng: np.random.Generator, m: dict, sites: int, gpus_per_site: Any,
         raise ValueError(f"gpus_per_site: {len(per)} values for {sites} sites")
     names = [f"campus-{chr(ord('a') + i)}" for i in range(sites)]
     entries = []
-    for s, g in zip(names, per):
+    for s, g in zip(names, per, strict=True):
         pods = max(1, round(int(g) / 512))
         entries += _hall_entries(s, pods, pods_per_hall, (8, 8), gpu_type, 8,
                                  ("pod", "rack", "node"))
@@ -1034,7 +1035,8 @@ def hetero(seed: int = 0, *, h100_gpus: int = 8192, h200_gpus: int = 4096,
     1.8 kW). Jobs name the types they may use: one type, both Hopper types, or (inference
     only) any type; a job that may run on GB200 and other types keeps TP within 4 GPUs.
     GPU counts are rounded to whole pods (512 HGX GPUs, 576 GB200 GPUs), `pods_per_hall`
-    pods make a hall; a type with 0 GPUs is left out. Offers are halls of one type, priced by the type's speed.
+    pods make a hall; a type with 0 GPUs is left out. Offers are halls of one type, priced
+    by the type's speed.
     """
     m = _mix(mix, "hetero")
     rng = np.random.default_rng(seed)
@@ -1143,7 +1145,8 @@ def scale(seed: int = 0, *, gpus: int = 8192, sites: int | None = None,
           pods_per_hall: int = 16, power_cap_factor: float | None = None,
           **mix: Any) -> dict:
     """A scaling benchmark: `gpus` H100 GPUs (1k ... 1M, rounded to whole 512-GPU pods)
-    and `n_jobs` trace-drawn jobs (default 200, up to 5,000), levels ``[site, hall, pod, rack, node]``.
+    and `n_jobs` trace-drawn jobs (default 200, up to 5,000), levels
+    ``[site, hall, pod, rack, node]``.
 
     Sites: 1 up to 32k GPUs, 2 up to 256k, else 4 (unless `sites` is given), each with
     halls of `pods_per_hall` pods (8,192 GPUs), all joined by WAN links. The topology is

@@ -99,6 +99,14 @@ CASES = {
         "c8", two_sites(), [inference("i", replicas=3, min_replicas=2, value=2.0,
                                       spread={"level": "site", "min": 2}),
                             training("t", dp=2, value=1.5)]),
+    # a sub-site spread next to a site lease, with an unavailable domain in the site: the
+    # coarse model's spread/lease coupling must count only usable domains
+    "spread-and-site-lease-with-unavailable": inst_dict(
+        "c9", {**two_sites(gpn=1, racks=(2, 1)),
+               "unavailable": ["a/rack1/node1"]},
+        [inference("i", replicas=2, min_replicas=2, value=2.0,
+                   spread={"level": "rack", "min": 2})],
+        offers=[{"name": "L", "price_per_gpu_hour": 1.0, "level": "site", "min_gpus": 1}]),
 }
 
 

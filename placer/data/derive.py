@@ -93,19 +93,21 @@ def duration_rows(trace: str, g: np.ndarray, d: np.ndarray) -> list[list]:
             continue
         for weighting, w in (("job", np.ones(int(m.sum()))), ("running", d[m])):
             qv = weighted_quantiles(d[m], w, QUANTILES)
-            rows += [[trace, name, weighting, q, sig(v)] for q, v in zip(QUANTILES, qv)]
+            rows += [[trace, name, weighting, q, sig(v)]
+                     for q, v in zip(QUANTILES, qv, strict=True)]
     return rows
 
 
 def summary_rows(data: str) -> list[list]:
     rows = []
-    with open(os.path.join(data, "cluster_summaries", "acme_cluster_summary.csv"), newline="") as fh:
+    folder = os.path.join(data, "cluster_summaries")
+    with open(os.path.join(folder, "acme_cluster_summary.csv"), newline="") as fh:
         for r in csv.DictReader(fh):
             rows.append([r["id"], "InternLM/AcmeTrace", "CC-BY-4.0", "",
                          int(float(r["gpu_job_num"])), sig(float(r["avg_gpu_num"])),
                          sig(float(r["med_gpu_num"])), int(float(r["max_gpu"])),
                          sig(float(r["avg_run_time_gpu"])), sig(float(r["med_run_time_gpu"]))])
-    with open(os.path.join(data, "cluster_summaries", "helios_cluster_summary.csv"), newline="") as fh:
+    with open(os.path.join(folder, "helios_cluster_summary.csv"), newline="") as fh:
         for r in csv.DictReader(fh):
             if r["id"] == "total":
                 continue

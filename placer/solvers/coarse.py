@@ -267,10 +267,11 @@ def _domains_with_type(ix, level: int, s: int, t: int, free: np.ndarray) -> int:
     return int(len(np.unique(ix.dom[level][a:b][m])))
 
 
-def _domains_inside(ix, level: int, d: int, sub: int, t: int) -> int:
-    """Domains of level `sub` inside domain d of `level` that hold a GPU of type t."""
+def _domains_inside(ix, level: int, d: int, sub: int, t: int, free: np.ndarray) -> int:
+    """Domains of level `sub` inside domain d of `level` that hold a free GPU of type t
+    (counted as in :func:`_domains_with_type`, so a leased block removes exactly these)."""
     a, b = ix.gpu_range(level, d)
-    m = ix.gpu_type[a:b] == t
+    m = (ix.gpu_type[a:b] == t) & free[a:b]
     return int(len(np.unique(ix.dom[sub][a:b][m])))
 
 
@@ -554,7 +555,8 @@ def build(inst: Instance) -> Coarse:
         for (o, g), y in lease_vars.items():
             grp = groups[g]
             if grp["site"] == s and grp["level"] <= sl:
-                inside = min(_domains_inside(ix, grp["level"], d, sl, t) for d in grp["members"])
+                inside = min(_domains_inside(ix, grp["level"], d, sl, t, free)
+                             for d in grp["members"])
                 if inside:
                     row[y] = float(inside)
         if len(row) > 1:
