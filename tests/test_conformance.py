@@ -102,11 +102,12 @@ CASES = {
     # a sub-site spread next to a site lease, with an unavailable domain in the site: the
     # coarse model's spread/lease coupling must count only usable domains
     "spread-and-site-lease-with-unavailable": inst_dict(
-        "c9", {**two_sites(gpn=1, racks=(2, 1)),
-               "unavailable": ["a/rack1/node1"]},
+        "c9", {**two_sites(gpn=1, racks=(3, 2), nodes=1),
+               "unavailable": ["a/rack2"]},
         [inference("i", replicas=2, min_replicas=2, value=2.0,
                    spread={"level": "rack", "min": 2})],
-        offers=[{"name": "L", "price_per_gpu_hour": 1.0, "level": "site", "min_gpus": 1}]),
+        offers=[{"name": "L", "price_per_gpu_hour": 1.0, "level": "site", "min_gpus": 1,
+                 "sites": ["a"]}]),
 }
 
 
