@@ -171,7 +171,9 @@ class DecompositionSolver(Solver):
         free = ix.available & ~pinned_mask
         if int(free.sum()) > SMALL_GPUS:
             return None
-        cols = build_columns(inst, free)
+        # the exhaustive model may spend at most a fifth of the limit (and 5 s) on columns
+        budget = 5.0 if deadline is None else min(5.0, 0.2 * (deadline - started))
+        cols = build_columns(inst, free, time.perf_counter() + budget)
         if cols is None:
             return None
         model = SmallExact(inst, cols, free, pinned_mask)

@@ -40,7 +40,7 @@ from placer.model import Instance
 from placer.model.instance import DIMS
 from placer.solvers.linmodel import LinModel
 
-SMALL_GPUS = 32  # free GPUs up to which the exhaustive column model is tried
+SMALL_GPUS = 64  # free GPUs up to which the exhaustive column model is tried
 MAX_COLUMNS = 20_000
 MAX_MAPS = 200_000
 
@@ -100,8 +100,9 @@ def _family_ok(ix, job, scope, d: str, M: np.ndarray) -> np.ndarray:
     return ok
 
 
-def build_columns(inst: Instance, free: np.ndarray) -> list[Column] | None:
-    """All columns, or None when there would be too many."""
+def build_columns(inst: Instance, free: np.ndarray,
+                  give_up_at: float | None = None) -> list[Column] | None:
+    """All columns, or None when there would be too many (or `give_up_at` passes)."""
     ix = inst.index
     bw_max = ix.link_bw_GBps.copy()
     node_free = np.bincount(ix.gpu_node[free], minlength=len(ix.node_gpus))
@@ -126,6 +127,8 @@ def build_columns(inst: Instance, free: np.ndarray) -> list[Column] | None:
             # a TP group whose scope is the node sits on one node: map TP groups, not GPUs
             gran = job.tp if job.effective_scope()["tp"] == ix.levels[-1] else 1
             for units in _valid_units(job):
+                if give_up_at is not None and time.perf_counter() > give_up_at:
+                    return None
                 n = units * job.unit_size
                 if len(nodes) ** (n // gran) > MAX_MAPS:
                     return None

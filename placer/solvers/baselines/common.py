@@ -249,7 +249,12 @@ class Gang:
 
 def takes_to_gpus(topo: Topo, mask: np.ndarray, node_take: np.ndarray, psz: int) -> np.ndarray:
     """The lowest `node_take[n] * psz` usable GPUs of every node, in topology order."""
-    idx = np.flatnonzero(mask)
+    nodes = np.flatnonzero(node_take)
+    starts = topo.node_first_gpu[nodes]
+    lens = topo.node_first_gpu[nodes + 1] - starts
+    cand = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) \
+        + np.arange(int(lens.sum()))
+    idx = cand[mask[cand]]
     node_of = topo.ix.gpu_node[idx]
     start = np.ones(len(idx), bool)
     start[1:] = node_of[1:] != node_of[:-1]

@@ -241,6 +241,17 @@ class HiveD(Baseline):
                 return False
         return True
 
+    def _doomed(self, R: int) -> np.ndarray:
+        """Cells of level R inside a whole block that a VC with no spare block still
+        needs: any placement there breaks VC safety (a cheap pre-check of step 3)."""
+        topo = self._cells.topo
+        out = np.zeros(topo.n_dom[R], bool)
+        for o, k in self._vcs:
+            lo, elig = _eligible(self._cells, o, self._st.free)
+            if lo <= R and int(elig.sum()) <= k:
+                out |= elig[topo.dom_anc(R, lo)]
+        return out
+
     def accept(self, st: State, gpus: np.ndarray) -> bool:
         return self._safe(st, gpus) if self._vcs else True
 
@@ -250,6 +261,8 @@ class HiveD(Baseline):
         R = gang.top
         busy = topo.sums(gang.node_busy)
         cand = np.flatnonzero(c.slices[R] >= c.need)
+        if self._vcs:
+            cand = cand[~self._doomed(R)[cand]]
         for cell in cand[np.lexsort((cand, -busy[R][cand]))].tolist():
             take = np.zeros(topo.N, np.int64)
             pods_left = gang.node_pods.astype(np.int64).copy()
