@@ -362,9 +362,14 @@ def running_job_problems(inst: Instance) -> list[tuple[str, str]]:
     free = index.available.copy()
     for j in pinned:
         free[index.gpu_indices(j.current)] = False
+    counts = None
     for ji, job in enumerate(inst.jobs):
         if job.current and not job.preemptible and not job.pinned:
-            why = fit_nowhere_reason(inst, index, job, free)
+            if counts is None:
+                from placer.kernel.capacity import FreeCounts
+
+                counts = FreeCounts(index, free)
+            why = fit_nowhere_reason(inst, index, job, free, counts=counts)
             if why:
                 problems.append((f"jobs[{ji}]", f"running, not preemptible, and fits nowhere "
                                                f"even alone: {why}"))

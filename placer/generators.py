@@ -652,7 +652,17 @@ def _size_scale(cl: _Cluster, m: dict, n_jobs: int) -> int:
 
 def _draw_jobs(rng: np.random.Generator, cl: _Cluster, m: dict, n_jobs: int,
                first_index: int = 0) -> list[dict]:
-    """`n_jobs` jobs drawn from the trace tables (see docs/generators.md for the mapping)."""
+    """`n_jobs` jobs drawn from the trace tables (docs/generators.md gives every number).
+
+    Algorithm overview
+    1. Draw a trace GPU count s0 (by job count or by running time, `weighting`) and a kind
+       (inference with probability `inference_share`), then a pool of allowed GPU types.
+    2. g = s0 x size_scale, halved while above `max_job_share` of the pool's largest site.
+    3. Training: tp / pp / dp from g and the model row keyed by g; comm and compute_ms
+       from the model shape; elastic min_dp, MoE ep, cross-site DP by their shares.
+       Inference: a model whose TP divides g, replicas = g / tp, min_replicas, spread.
+    4. remaining_hours from the trace's duration quantiles of s0's size class.
+    """
     sizes, probs = trace_sizes(m["trace"], m["weighting"])
     scale = _size_scale(cl, m, n_jobs)
     multi_site = len(cl.sites) > 1 and cl.wan_connected

@@ -139,10 +139,11 @@ def _check_committed(inst: Instance, index, f: Findings) -> None:
 
 def _warn_fit_nowhere(inst: Instance, index, f: Findings) -> None:
     """Warn about jobs whose groups fit their scope nowhere, even on an empty cluster."""
-    from placer.kernel.capacity import fit_nowhere_reason
+    from placer.kernel.capacity import FreeCounts, fit_nowhere_reason
 
+    counts = FreeCounts(index, index.available)
     for ji, j in enumerate(inst.jobs):
-        why = fit_nowhere_reason(inst, index, j)
+        why = fit_nowhere_reason(inst, index, j, counts=counts)
         if why:
             f.warn(f"jobs[{ji}]", f"job {j.name!r} fits nowhere and gets 0 units: {why}")
 

@@ -63,8 +63,43 @@ def dimension_level(inst: Instance, index, job: Job, dim: str) -> int | None:
     return lvl
 
 
-def fit_nowhere_reason(inst: Instance, index, job: Job, free: np.ndarray | None = None) -> str:
-    """Why `job` cannot get any unit on the available (or `free`) GPUs; '' if it might."""
+class FreeCounts:
+    """Free GPUs of each type per domain of each level, counted once and reused across
+    jobs (the loader asks about every job; 5,000 jobs must not recount 1M GPUs each)."""
+
+    def __init__(self, index, free: np.ndarray) -> None:
+        self.index = index
+        self.free = free
+        self._per: dict[tuple[int, int], np.ndarray] = {}
+        self._comp: dict[int, np.ndarray] = {}
+        self.comp = wan_components(index)
+
+    def per_domain(self, t: int, level: int) -> np.ndarray:
+        key = (t, level)
+        v = self._per.get(key)
+        if v is None:
+            mask = self.free & (self.index.gpu_type == t)
+            v = self._per[key] = free_per_domain(self.index, level, mask)
+        return v
+
+    def by_component(self, t: int) -> np.ndarray:
+        v = self._comp.get(t)
+        if v is None:
+            site_counts = self.per_domain(t, 0)
+            v = self._comp[t] = np.bincount(self.comp, weights=site_counts,
+                                            minlength=self.index.n_sites).astype(np.int64)
+        return v
+
+
+def _units(k: int) -> str:
+    return f"{k} unit" if k == 1 else f"{k} units"
+
+
+def fit_nowhere_reason(inst: Instance, index, job: Job, free: np.ndarray | None = None,
+                       counts: FreeCounts | None = None) -> str:
+    """Why `job` cannot get any unit on the available (or `free`) GPUs; '' if it might.
+
+    A necessary-condition test: it never says a job cannot fit when it can."""
     types = allowed_types(inst, index, job)
     if not types:
         want = job.gpu_types or []
@@ -72,41 +107,41 @@ def fit_nowhere_reason(inst: Instance, index, job: Job, free: np.ndarray | None 
     k = smallest_units(job)
     if k == 0:
         return f"no unit count in [{job.units_min}, {job.units_max}] is a multiple of ep={job.ep}"
-    if free is None:
-        free = index.available
+    if counts is None:
+        counts = FreeCounts(index, index.available if free is None else free)
     sizes = {"tp": job.tp, "pp": job.pp, "dp": k if job.kind == "training" else 1,
              "ep": job.ep if job.kind == "training" else 1}
     need_total = k * job.unit_size
-    comp = wan_components(index)
     best_msg = ""
+    unit_levels = [dimension_level(inst, index, job, d) for d in ("tp", "pp")]
+    checks = [(d, sizes[d], dimension_level(inst, index, job, d)) for d in DIMS]
+    if None not in unit_levels:
+        # a whole unit spans its TP groups and PP chains: the wider of their levels
+        checks.append(("unit", job.unit_size, min(unit_levels)))
     for t in types:
-        mask = free & (index.gpu_type == t)
         tname = index.type_names[t]
-        total_by_comp = np.bincount(comp[index.dom[0][mask]], minlength=index.n_sites)
-        if total_by_comp.max(initial=0) < need_total:
-            best_msg = (f"needs {need_total:,} {tname} GPUs ({k} units of {job.unit_size}); "
-                        f"the most free in WAN-connected sites is {int(total_by_comp.max(initial=0)):,}")
+        most = int(counts.by_component(t).max(initial=0))
+        if most < need_total:
+            best_msg = (f"needs {need_total:,} {tname} GPUs ({_units(k)} of {job.unit_size}); "
+                        f"the most free in WAN-connected sites is {most:,}")
             continue
         failed = ""
-        # a whole unit spans its TP groups and PP chains: the wider of their levels
-        unit_levels = [dimension_level(inst, index, job, d) for d in ("tp", "pp")]
-        checks = [(d, sizes[d], dimension_level(inst, index, job, d)) for d in DIMS]
-        if None not in unit_levels:
-            checks.append(("unit", job.unit_size, min(unit_levels)))
         for dim, n, lvl in checks:
             if n <= 1 or lvl is None:
                 continue
-            if dim in ("dp", "ep"):
-                n_gpus = n  # one rank per unit: n GPUs in one domain
-            else:
-                n_gpus = n
-            best = int(free_per_domain(index, lvl, mask).max(initial=0))
-            if best < n_gpus:
+            best = int(counts.per_domain(t, lvl).max(initial=0))
+            if best < n:
                 what = "a unit" if dim == "unit" else f"a {dim.upper()} group"
-                failed = (f"{what} needs {n_gpus:,} {tname} GPUs inside one "
+                failed = (f"{what} needs {n:,} {tname} GPUs inside one "
                           f"{index.levels[lvl]}; the largest free {tname} {index.levels[lvl]} "
                           f"block has {best:,}")
                 break
+        if not failed and job.kind == "inference" and job.spread is not None:
+            lvl = index.level_index(job.spread.level)
+            touched = int((counts.per_domain(t, lvl) > 0).sum())
+            if touched < job.spread.min:
+                failed = (f"its units must touch {job.spread.min} {job.spread.level} domains; "
+                          f"only {touched} hold free {tname} GPUs")
         if not failed:
             return ""
         best_msg = failed

@@ -450,8 +450,10 @@ def _wan(inst: Instance, site_index: dict[str, int]):
     for a, b in itertools.combinations(range(S), 2):
         if not nx.has_path(g, a, b):
             continue
+        # one path per unordered pair, written from the endpoint whose name sorts first
+        src, dst = (a, b) if names[a] <= names[b] else (b, a)
         best = None
-        for p in nx.all_shortest_paths(g, a, b, weight="latency"):
+        for p in nx.all_shortest_paths(g, src, dst, weight="latency"):
             links = tuple(link_of[frozenset(e)] for e in zip(p, p[1:]))
             key = (
                 -min(lbw[list(links)]),

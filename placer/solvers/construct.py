@@ -257,7 +257,8 @@ class State:
         if why:
             return why
         k = smallest_units(job)
-        return (f"{k * job.unit_size:,} GPUs ({k} units) would fit, but the capacity and power "
+        units = f"{k} unit" if k == 1 else f"{k} units"
+        return (f"{k * job.unit_size:,} GPUs ({units}) would fit, but the capacity and power "
                 "went to jobs and leases worth more per GPU-hour")
 
     # ------------------------------------------------------------------ leases

@@ -118,17 +118,19 @@ class Topo:
         return out
 
     def rounded(self, node_pods: np.ndarray, layers: list[tuple[int, int]]) -> list[np.ndarray]:
-        """Kueue's bottom-up capacities: pods per domain, rounded down at every layer level
-        to a multiple of that layer's slice size (so a count is what slices can use)."""
+        """Kueue's bottom-up pod counts (``fillInCounts``): a domain's count is the sum of
+        its children's, each child's first rounded down to a multiple of the slice size of
+        the child's level when that level is a layer's (so ``count // size`` at a layer
+        level is its slices, and every count is what slices can use)."""
         size = {lv: s for lv, s in layers}
         out = [np.zeros(0, np.int64)] * self.L
         out[self.NL] = np.asarray(node_pods, np.int64)
         for lv in range(self.NL - 1, -1, -1):
-            c = np.bincount(self.parent[lv + 1], weights=out[lv + 1],
-                            minlength=self.n_dom[lv]).astype(np.int64)
-            if lv in size:
-                c -= c % size[lv]
-            out[lv] = c
+            child = out[lv + 1]
+            if lv + 1 in size:
+                child = child - child % size[lv + 1]
+            out[lv] = np.bincount(self.parent[lv + 1], weights=child,
+                                  minlength=self.n_dom[lv]).astype(np.int64)
         return out
 
 
@@ -173,8 +175,10 @@ def _lv(inst, topo, job, dim) -> int:
 class Shape:
     """A job's gang structure on one GPU type below a top level.
 
-    ``layers``: (level, pods per slice), coarse to fine, each slice inside one domain of its
-    level; ``stage_major``: ranks are stage-major inside each EP block (layout B).
+    ``psz``: GPUs per pod (a TP group when TP stays in a node, else the largest piece of it
+    every node can hold); ``layers``: (level, pods per slice), coarse to fine, each slice
+    inside one domain of its level (node-level slices included: Kueue's "slice level =
+    host"); ``stage_major``: ranks are stage-major inside each EP block (layout B).
     """
 
     psz: int
@@ -206,16 +210,16 @@ def job_shape(inst: Instance, topo: Topo, job: Job, t: int, top: int) -> Shape:
     for lv, s in raw:  # a finer slice lies inside the coarser one's domain
         cur = max(cur, lv)
         clamped.append((cur, s))
-    at_node = [s for lv, s in clamped if lv == NL]
-    if at_node:
-        psz = max(at_node)
+    tp_at = clamped[-1][0]
+    if tp_at == NL:  # a pod is one TP group on one node (peers.md 2.7)
+        psz = tp
     else:  # TP may span nodes (e.g. NVL72 trays): pods are the largest common piece
         gpn = np.unique(topo.ix.node_gpus[topo.node_type == t]).tolist()
-        psz = math.gcd(*[s for _, s in clamped], *gpn) if gpn else 1
+        psz = math.gcd(tp, *gpn) if gpn else 1
     layers: list[tuple[int, int]] = []
     for lv, s in clamped:
         k = s // psz
-        if lv >= NL or lv <= top or k <= 1:
+        if lv <= top or k <= 1:
             continue
         if layers and layers[-1][0] == lv:
             continue  # the coarser slice at the same level already holds it
