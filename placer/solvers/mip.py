@@ -81,7 +81,8 @@ def solve_mip(lm: LinModel, time_limit: float | None, seed: int, threads: int,
     if which == "highs":
         try:
             info = prob.solverModel.getInfo()
-            db = float(info.mip_dual_bound)
+            # PuLP hands HiGHS min -sum(c x), without the objective's constant
+            db = -float(info.mip_dual_bound) + lm.obj_const
             if abs(db) < 1e300:
                 bound = db
         except Exception:  # noqa: BLE001 - older highspy: fall back to the LP bound

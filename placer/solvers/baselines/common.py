@@ -17,7 +17,7 @@ Algorithm overview (one solve of a peer baseline)
    job whose ``current`` GPUs are still free and valid keeps them (peers never move an
    admitted workload that can stay).
 3. A job becomes a nested gang (:func:`job_shape`): pods of ``psz`` GPUs (a TP group on one
-   node, or a whole unit when the unit fits one node), inside one domain of the ``top``
+   node; a piece of it when TP may span nodes), inside one domain of the ``top``
    level (the DP scope; never wider than a site: peers do not span sites with one job),
    with up to three slice layers coarse to fine -- EP blocks, units (PP chains), TP groups
    -- each slice inside one domain of its layer's level (Kueue's multi-layer slices,
@@ -79,8 +79,10 @@ class Topo:
         self.node_avail = np.bincount(ix.gpu_node[ix.available], minlength=self.N)
         self.n_dom = [ix.n_domains(lv) for lv in range(self.L)]
         self.parent = [np.asarray(p, np.int64) for p in ix.parent]
-        self.first_node = [np.searchsorted(self.node_anc[lv], np.arange(self.n_dom[lv] + 1))
-                           for lv in range(self.L)]
+        self.first_node = [
+            np.searchsorted(self.node_anc[lv], np.arange(self.n_dom[lv] + 1))
+            for lv in range(self.L)
+        ]
         self._type_mask: dict[int, np.ndarray] = {}
         self._dom_anc: dict[tuple[int, int], np.ndarray] = {}
         self._first_dom: dict[tuple[int, int], np.ndarray] = {}
@@ -104,8 +106,9 @@ class Topo:
         key = (level, sub)
         f = self._first_dom.get(key)
         if f is None:
-            f = self._first_dom[key] = np.searchsorted(self.dom_anc(sub, level),
-                                                       np.arange(self.n_dom[level] + 1))
+            f = self._first_dom[key] = np.searchsorted(
+                self.dom_anc(sub, level), np.arange(self.n_dom[level] + 1)
+            )
         return int(f[d]), int(f[d + 1])
 
     def sums(self, node_vals: np.ndarray) -> list[np.ndarray]:
@@ -113,8 +116,9 @@ class Topo:
         out = [np.zeros(0, np.int64)] * self.L
         out[self.NL] = np.asarray(node_vals, np.int64)
         for lv in range(self.NL - 1, -1, -1):
-            out[lv] = np.bincount(self.parent[lv + 1], weights=out[lv + 1],
-                                  minlength=self.n_dom[lv]).astype(np.int64)
+            out[lv] = np.bincount(
+                self.parent[lv + 1], weights=out[lv + 1], minlength=self.n_dom[lv]
+            ).astype(np.int64)
         return out
 
     def rounded(self, node_pods: np.ndarray, layers: list[tuple[int, int]]) -> list[np.ndarray]:
@@ -129,8 +133,9 @@ class Topo:
             child = out[lv + 1]
             if lv + 1 in size:
                 child = child - child % size[lv + 1]
-            out[lv] = np.bincount(self.parent[lv + 1], weights=child,
-                                  minlength=self.n_dom[lv]).astype(np.int64)
+            out[lv] = np.bincount(
+                self.parent[lv + 1], weights=child, minlength=self.n_dom[lv]
+            ).astype(np.int64)
         return out
 
 
@@ -256,8 +261,9 @@ def takes_to_gpus(topo: Topo, mask: np.ndarray, node_take: np.ndarray, psz: int)
     nodes = np.flatnonzero(node_take)
     starts = topo.node_first_gpu[nodes]
     lens = topo.node_first_gpu[nodes + 1] - starts
-    cand = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) \
-        + np.arange(int(lens.sum()))
+    cand = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(
+        int(lens.sum())
+    )
     idx = cand[mask[cand]]
     node_of = topo.ix.gpu_node[idx]
     start = np.ones(len(idx), bool)
@@ -317,6 +323,7 @@ def must_place(job: Job) -> bool:
 
 def job_order(inst: Instance) -> list[int]:
     """Running non-preemptible first, then value x GPUs descending, then name."""
+
     def key(j: int):
         job = inst.jobs[j]
         return (not must_place(job), -job.value * job.units_max * job.unit_size, job.name)
@@ -353,15 +360,22 @@ class Baseline(Solver):
         return True
 
     # ---- solve ---------------------------------------------------------------------------
-    def solve(self, inst: Instance, time_limit: float | None = 60.0, seed: int = 0,
-              threads: int = 1, **options: Any) -> Result:
+    def solve(
+        self,
+        inst: Instance,
+        time_limit: float | None = 60.0,
+        seed: int = 0,
+        threads: int = 1,
+        **options: Any,
+    ) -> Result:
         started = time.perf_counter()
         policy = options.get("policy", "both")
         if policy not in POLICIES:
             from placer.errors import SolverError
 
-            raise SolverError(f"{self.name}: unknown policy {policy!r}; valid: "
-                              + ", ".join(POLICIES))
+            raise SolverError(
+                f"{self.name}: unknown policy {policy!r}; valid: " + ", ".join(POLICIES)
+            )
         runs: dict[str, Run | None] = {}
         if policy in ("both", "jobs-first") or not inst.offers:
             runs["jobs-first"] = self._timed(inst, False)
@@ -369,17 +383,37 @@ class Baseline(Solver):
             runs["leases-first"] = self._timed(inst, True)
         ok = {k: r for k, r in runs.items() if r is not None}
         if not ok:
-            return no_placement(inst, self.name, NO_SOLUTION,
-                                f"{self.name}: the running non-preemptible jobs could not all "
-                                "be placed under its rules", started)
+            return no_placement(
+                inst,
+                self.name,
+                NO_SOLUTION,
+                f"{self.name}: the running non-preemptible jobs could not all "
+                "be placed under its rules",
+                started,
+            )
         best = max(ok, key=lambda k: (ok[k].st.objective, k == "jobs-first"))
         run = ok[best]
-        stats = {"policy": best,
-                 "policies": {k: (None if r is None else {"objective": r.st.objective,
-                                                          "seconds": round(r.seconds, 3)})
-                              for k, r in runs.items()}}
-        return finalize(inst, self.name, run.st.job_gpus, run.st.offer_blocks, run.reasons,
-                        None, started, stats=stats)
+        stats = {
+            "policy": best,
+            "policies": {
+                k: (
+                    None
+                    if r is None
+                    else {"objective": r.st.objective, "seconds": round(r.seconds, 3)}
+                )
+                for k, r in runs.items()
+            },
+        }
+        return finalize(
+            inst,
+            self.name,
+            run.st.job_gpus,
+            run.st.offer_blocks,
+            run.reasons,
+            None,
+            started,
+            stats=stats,
+        )
 
     def _timed(self, inst: Instance, leases_first: bool) -> Run | None:
         t0 = time.perf_counter()
@@ -433,13 +467,16 @@ class Baseline(Solver):
         if g is None:
             run.reasons[job.name] = why or (
                 f"{self.name}: no placement of {smallest_units(job)}..{job.units_max} units of "
-                f"{job.unit_size} GPUs under its rules (capacity bound {bound} units)")
+                f"{job.unit_size} GPUs under its rules (capacity bound {bound} units)"
+            )
             return False
         st.set_job(j, g)
         n = len(g) // job.unit_size
         if n < job.units_max:
-            run.reasons[job.name] = (f"{self.name}: {n} of {job.units_max} units fit under its "
-                                     f"rules (capacity bound {bound} units)")
+            run.reasons[job.name] = (
+                f"{self.name}: {n} of {job.units_max} units fit under its "
+                f"rules (capacity bound {bound} units)"
+            )
         return True
 
     def _keep_current(self, st: State, j: int) -> np.ndarray | None:
@@ -457,8 +494,9 @@ class Baseline(Solver):
             return None
         return cur if self.accept(st, cur) else None
 
-    def _search(self, st: State, topo: Topo, j: int, types: list[int],
-                leased: np.ndarray) -> tuple[np.ndarray | None, int]:
+    def _search(
+        self, st: State, topo: Topo, j: int, types: list[int], leased: np.ndarray
+    ) -> tuple[np.ndarray | None, int]:
         """Most units (overview 4): linear steps down, then bisection."""
         job = st.inst.jobs[j]
         step = job.unit_step
@@ -497,7 +535,9 @@ class Baseline(Solver):
         return best, bound
 
     # ---- parts, power, layout ------------------------------------------------------------
-    def _parts(self, inst: Instance, topo: Topo, job: Job, n: int) -> tuple[list[int], int, int | None]:
+    def _parts(
+        self, inst: Instance, topo: Topo, job: Job, n: int
+    ) -> tuple[list[int], int, int | None]:
         """(part sizes, top level, anti-affinity level or None)."""
         if job.kind == "training":
             return [n], _lv(inst, topo, job, "dp"), None
@@ -515,15 +555,33 @@ class Baseline(Solver):
             return np.ones(st.ix.n_sites, bool)
         return power_left + 1e-9 >= gpus * p
 
-    def _gang(self, st: State, topo: Topo, t: int, shape: Shape, pods: int, top: int,
-              mask: np.ndarray, leased: np.ndarray) -> Gang:
+    def _gang(
+        self,
+        st: State,
+        topo: Topo,
+        t: int,
+        shape: Shape,
+        pods: int,
+        top: int,
+        mask: np.ndarray,
+        leased: np.ndarray,
+    ) -> Gang:
         ix = st.ix
         node_free = np.bincount(ix.gpu_node[mask], minlength=topo.N)
         tm = topo.type_mask(t) & ix.available & ~leased
         alloc = np.bincount(ix.gpu_node[tm], minlength=topo.N)
         really_free = np.bincount(ix.gpu_node[tm & st.free], minlength=topo.N)
-        return Gang(t, shape.psz, pods, top, shape.layers, mask, node_free // shape.psz,
-                    alloc, alloc - really_free)
+        return Gang(
+            t,
+            shape.psz,
+            pods,
+            top,
+            shape.layers,
+            mask,
+            node_free // shape.psz,
+            alloc,
+            alloc - really_free,
+        )
 
     def _bound(self, st: State, topo: Topo, j: int, t: int, leased: np.ndarray) -> int:
         """An upper bound on the units any peer can place (rounded slice capacities)."""
@@ -542,8 +600,9 @@ class Baseline(Solver):
         if np.isfinite(p) and p > 0:
             site = topo.dom_anc(top, 0)
             left = np.where(np.isfinite(st.power_left), st.power_left, 1e18)
-            units_left = np.minimum(np.floor((left + 1e-9) / (p * job.unit_size)),
-                                    2**40).astype(np.int64)
+            units_left = np.minimum(np.floor((left + 1e-9) / (p * job.unit_size)), 2**40).astype(
+                np.int64
+            )
             caps = np.minimum(caps, units_left[site])
         if anti is None:
             return int(caps.max(initial=0))
@@ -553,8 +612,9 @@ class Baseline(Solver):
             return 0
         return int(m * srt[m - 1] + m - 1)
 
-    def _place_sized(self, st: State, topo: Topo, j: int, t: int, n: int,
-                     leased: np.ndarray) -> np.ndarray | None:
+    def _place_sized(
+        self, st: State, topo: Topo, j: int, t: int, n: int, leased: np.ndarray
+    ) -> np.ndarray | None:
         inst, ix = st.inst, st.ix
         job = inst.jobs[j]
         parts, top, anti = self._parts(inst, topo, job, n)

@@ -12,11 +12,11 @@ groups with ``withinOneCell``, the unmerged branch ``xiongyf/cell-as-sku``
 ``createSkuClusterView``) (master @ 66f26ac4).
 
 Mapping: the cell chain of a GPU type is GPU -> node -> ... -> site (the topology's
-levels); a job is an affinity group of pods (a TP group, or a whole unit when it fits a
-node) with nested groups ``withinOneCell`` its slice layers' levels, the root within one
-cell of its DP-scope level; a lease offer is a VC whose virtual cells are whole cells of
-the offer's level (``single_site``/``sites`` restrict which physical cells may back them;
-committed blocks are pinned cells).
+levels); a job is an affinity group of pods (a TP group on one node, or a piece of one
+when TP may span nodes) with nested groups ``withinOneCell`` its slice layers' levels, the
+root within one cell of its DP-scope level; a lease offer is a VC whose virtual cells are
+whole cells of the offer's level (``single_site``/``sites`` restrict which physical cells
+may back them; committed blocks are pinned cells).
 
 Algorithm overview
 1. Group placement (``findCellsForPodGroup``): candidate cells of the group's level inside
@@ -65,8 +65,18 @@ from placer.solvers.construct import State, offer_order
 
 
 # --------------------------------------------------------------------------- groups
-def _fill(topo: Topo, gang: Gang, c: Counts, busy: list[np.ndarray], pods_left: np.ndarray,
-          take: np.ndarray, i: int, w_level: int, w: int, count: int) -> bool:
+def _fill(
+    topo: Topo,
+    gang: Gang,
+    c: Counts,
+    busy: list[np.ndarray],
+    pods_left: np.ndarray,
+    take: np.ndarray,
+    i: int,
+    w_level: int,
+    w: int,
+    count: int,
+) -> bool:
     """Step 1: `count` groups of layer i (pods when i == len(layers)) inside cell (w_level, w)."""
     layers = gang.layers
     NL = topo.NL
@@ -93,7 +103,7 @@ def _fill(topo: Topo, gang: Gang, c: Counts, busy: list[np.ndarray], pods_left: 
     if g.sum() < count:
         return False
     sub = layers[i + 1][1] if i + 1 < len(layers) else 1
-    for cell, k in zip(ids[g > 0].tolist(), g[g > 0].tolist()):
+    for cell, k in zip(ids[g > 0].tolist(), g[g > 0].tolist(), strict=True):
         if not _fill(topo, gang, c, busy, pods_left, take, i + 1, lv, cell, k * s // sub):
             return False
     return True
@@ -133,8 +143,9 @@ def _eligible(cells: _Cells, o: int, free: np.ndarray) -> tuple[int, np.ndarray]
         allowed[[ix.site_index[s] for s in offer.sites]] = True
         ok &= allowed[topo.dom_anc(lo, 0)]
     if offer.gpu_types is not None:
-        good = np.isin(topo.node_type, [ix.type_names.index(t) for t in offer.gpu_types
-                                        if t in ix.type_names])
+        good = np.isin(
+            topo.node_type, [ix.type_names.index(t) for t in offer.gpu_types if t in ix.type_names]
+        )
         ok &= topo.sums((~good).astype(np.int64))[lo] == 0
     return lo, ok
 
@@ -148,10 +159,12 @@ def _buddy_pick(cells: _Cells, lo: int, elig: np.ndarray, free: np.ndarray) -> i
     busy_nodes = np.bincount(ix.gpu_node[ix.available & ~free], minlength=topo.N)
     busy = topo.sums(busy_nodes)
     whole = [b == 0 for b in busy]
+
     def maximal(lv: int) -> np.ndarray:
         if lv == 0:
             return whole[0]
         return whole[lv] & ~whole[lv - 1][topo.parent[lv]]
+
     cand = np.flatnonzero(elig & maximal(lo))
     if len(cand):
         return int(cand[0])
@@ -164,8 +177,9 @@ def _buddy_pick(cells: _Cells, lo: int, elig: np.ndarray, free: np.ndarray) -> i
     return None
 
 
-def _bind(cells: _Cells, o: int, free: np.ndarray, power: np.ndarray, have_blocks,
-          k: int | None) -> list[tuple[int, int]] | None:
+def _bind(
+    cells: _Cells, o: int, free: np.ndarray, power: np.ndarray, have_blocks, k: int | None
+) -> list[tuple[int, int]] | None:
     """Bind up to max_gpus (or exactly k) cells of offer o by buddy allocation on copies
     `free` / `power` (updated in place); None when [min_gpus, max_gpus] (or k) is missed."""
     inst, topo = cells.inst, cells.topo
@@ -234,8 +248,9 @@ class HiveD(Baseline):
         power = st.power_left.copy()
         if extra is not None and len(extra):
             free[extra] = False
-            power -= np.bincount(ix.dom[0][extra], weights=st.gpu_power[extra],
-                                 minlength=ix.n_sites)
+            power -= np.bincount(
+                ix.dom[0][extra], weights=st.gpu_power[extra], minlength=ix.n_sites
+            )
         for o, k in self._vcs:
             if _bind(self._cells, o, free, power, st.offer_blocks[o], k) is None:
                 return False
@@ -269,8 +284,9 @@ class HiveD(Baseline):
             count = gang.total // c.S if gang.layers else gang.total
             if not _fill(topo, gang, c, busy, pods_left, take, 0, R, cell, count):
                 continue
-            if self._vcs and not self._safe(self._st,
-                                            takes_to_gpus(topo, gang.mask, take, gang.psz)):
+            if self._vcs and not self._safe(
+                self._st, takes_to_gpus(topo, gang.mask, take, gang.psz)
+            ):
                 continue
             return take
         return None

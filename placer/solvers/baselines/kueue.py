@@ -7,7 +7,7 @@ which follows kubernetes-sigs/kueue ``pkg/cache/scheduler/tas_flavor_snapshot.go
 ``updateCountsToMinimumGeneric``), ``pkg/cache/scheduler/tas_balanced_placement.go`` and
 KEP ``keps/2724-topology-aware-scheduling/README.md`` (main @ ff69552e).
 
-Mapping: a pod is a TP group on one node (a whole unit when the unit fits one node);
+Mapping: a pod is a TP group on one node (a piece of it when TP may span nodes);
 ``podset-required-topology`` is the job's DP scope (its top level); the slice layers are
 EP blocks, units and TP groups (``podset-slice-required-topology-constraints``, at most
 three layers, each size dividing the previous).
@@ -67,8 +67,9 @@ class Counts:
         self.slices: list[np.ndarray | None] = [None] * topo.L
         self.slices[self.SL] = self.P[self.SL] // self.S
         for lv in range(self.SL - 1, -1, -1):
-            self.slices[lv] = np.bincount(topo.parent[lv + 1], weights=self.slices[lv + 1],
-                                          minlength=topo.n_dom[lv]).astype(np.int64)
+            self.slices[lv] = np.bincount(
+                topo.parent[lv + 1], weights=self.slices[lv + 1], minlength=topo.n_dom[lv]
+            ).astype(np.int64)
 
     def inner_size(self, level: int) -> int:
         """Chunk size (pods) that must stay whole when distributing to `level` below SL."""
@@ -131,8 +132,7 @@ def pooled_step(topo: Topo, c: Counts, cur: np.ndarray, level: int, mode: str):
     return k[nz], take[nz] * c.S
 
 
-def per_parent_step(topo: Topo, c: Counts, cur: np.ndarray, amt: np.ndarray, level: int,
-                    mode: str):
+def per_parent_step(topo: Topo, c: Counts, cur: np.ndarray, amt: np.ndarray, level: int, mode: str):
     """Each chosen parent distributes its own pods among its children (steps 4 and 6)."""
     kids = _children(topo, cur, level)
     par = topo.parent[level][kids]
@@ -143,7 +143,7 @@ def per_parent_step(topo: Topo, c: Counts, cur: np.ndarray, amt: np.ndarray, lev
         order = np.lexsort((kids, par))
         kids, par = kids[order], par[order]
         bounds = np.flatnonzero(np.r_[True, par[1:] != par[:-1], True])
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             grp = kids[a:b]
             k = sort_domains(grp, c.slices[level][grp], c.P[level][grp], mode)
             take = trim(c.slices[level][k], int(demand_of[par[a]] // c.S), mode == BESTFIT)
@@ -163,8 +163,15 @@ def per_parent_step(topo: Topo, c: Counts, cur: np.ndarray, amt: np.ndarray, lev
     return k[nz], take[nz] * u
 
 
-def descend(topo: Topo, c: Counts, cur: np.ndarray, amt: np.ndarray, level: int, mode: str,
-            pooled: bool = True) -> np.ndarray | None:
+def descend(
+    topo: Topo,
+    c: Counts,
+    cur: np.ndarray,
+    amt: np.ndarray,
+    level: int,
+    mode: str,
+    pooled: bool = True,
+) -> np.ndarray | None:
     """From chosen domains at `level` down to the nodes; pods per node (N,) or None."""
     for lv in range(level + 1, topo.L):
         if pooled and lv <= c.SL:
@@ -215,13 +222,13 @@ def min_subset(caps: np.ndarray, need: int, pref: np.ndarray) -> np.ndarray:
     dp = np.zeros((k + 1, W + 1), bool)
     dp[0, 0] = True
     tables = []
-    for v, m in zip(vals.tolist(), counts.tolist()):
+    for v, m in zip(vals.tolist(), counts.tolist(), strict=True):
         new = dp.copy()
         cur = dp
         for _ in range(min(m, k)):
             sh = np.zeros_like(cur)  # columns 0..W-1 exact sums, column W: every sum >= W
-            sh[1:, v:W] = cur[:-1, :W - v]
-            sh[1:, W] = cur[:-1, W - v:].any(axis=1)
+            sh[1:, v:W] = cur[:-1, : W - v]
+            sh[1:, W] = cur[:-1, W - v :].any(axis=1)
             new |= sh
             cur = sh
         tables.append(dp)
@@ -307,8 +314,9 @@ def balanced_place(topo: Topo, gang: Gang) -> np.ndarray | None:
     give = np.full(len(ids), T, np.int64)
     rest = need - T * len(ids)
     order = np.lexsort((ids, -caps))
-    extra = grouped_fill(np.zeros(len(ids), np.int64), caps[order] - T,
-                         np.full(len(ids), rest, np.int64))
+    extra = grouped_fill(
+        np.zeros(len(ids), np.int64), caps[order] - T, np.full(len(ids), rest, np.int64)
+    )
     give[order] += extra
     if int(give.sum()) != need:
         return None

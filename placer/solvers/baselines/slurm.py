@@ -10,9 +10,10 @@ follows SchedMD/slurm ``src/plugins/topology/tree/eval_nodes_tree.c`` (``_eval_n
 
 Mapping: switches are the domains above the nodes, leaf switches the level just above
 them; block's base blocks are those leaf domains and its block levels are the topology's
-own levels (rack, pod, hall, ...); the request is counted in pods (GRES-like GPU groups: a
-TP group, or a whole unit when it fits a node) rather than whole nodes; node weights are
-all equal. A job never spans sites: Slurm never combines switches without a common parent.
+own levels (rack, pod, hall, ...); the request is counted in pods (GRES-like GPU groups:
+a TP group on one node, or a piece of one when TP may span nodes) rather than whole
+nodes; node weights are all equal. A job never spans sites: Slurm never combines switches
+without a common parent.
 
 Algorithm overview -- tree (``_eval_nodes_topo``)
 1. Top switch: the highest-level switch with enough free pods (with equal weights the
@@ -168,8 +169,7 @@ def _top_switch(al: _Alloc, level: int, region: tuple[int, int] | None, need: in
     return (level, int(ok[-1])) if len(ok) else None
 
 
-def tree_gang(al: _Alloc, i: int, need: int, region: tuple[int, int] | None,
-              bound: int) -> bool:
+def tree_gang(al: _Alloc, i: int, need: int, region: tuple[int, int] | None, bound: int) -> bool:
     layers = al.gang.layers
     level = bound if region is None else max(bound, region[0])
     top = _top_switch(al, level, region, need)
@@ -239,8 +239,9 @@ def block_alloc(al: _Alloc, need: int, region: tuple[int, int] | None, bound: in
         start[1:] = owner_s[1:] != owner_s[:-1]
         first = np.maximum.accumulate(np.where(start, np.arange(len(owner_s)), 0))
         rank = np.arange(len(owner_s)) - first
-        avail = np.bincount(owner_s[rank < max_ll], weights=lfree_s[rank < max_ll],
-                            minlength=topo.n_dom[bl])[ids]
+        avail = np.bincount(
+            owner_s[rank < max_ll], weights=lfree_s[rank < max_ll], minlength=topo.n_dom[bl]
+        )[ids]
     else:
         avail = free
     B = _pick_block(ids, free, avail >= need)
@@ -250,7 +251,7 @@ def block_alloc(al: _Alloc, need: int, region: tuple[int, int] | None, bound: in
     lo, hi = topo.sub_range(bl, B, base)
     bb = np.arange(lo, hi)
     on_bb = pods[base][bb].tolist()
-    llb = (topo.dom_anc(base, ll)[bb].tolist() if ll_active else None)
+    llb = topo.dom_anc(base, ll)[bb].tolist() if ll_active else None
     on_ll = pods[ll].tolist() if ll_active else None
     required = [False] * len(bb)
     used_ll: set[int] = set()
@@ -287,9 +288,12 @@ def block_alloc(al: _Alloc, need: int, region: tuple[int, int] | None, bound: in
                         continue
                     if ic < bc:
                         continue
-            if (best < 0 or (fit and not best_fit)
-                    or (not fit and not best_fit and on_bb[i] >= on_bb[best])
-                    or (fit and on_bb[i] <= on_bb[best])):
+            if (
+                best < 0
+                or (fit and not best_fit)
+                or (not fit and not best_fit and on_bb[i] >= on_bb[best])
+                or (fit and on_bb[i] <= on_bb[best])
+            ):
                 best, best_fit = i, fit
         if best < 0:
             return False
@@ -306,8 +310,7 @@ def block_alloc(al: _Alloc, need: int, region: tuple[int, int] | None, bound: in
     return True
 
 
-def block_gang(al: _Alloc, i: int, need: int, region: tuple[int, int] | None,
-               bound: int) -> bool:
+def block_gang(al: _Alloc, i: int, need: int, region: tuple[int, int] | None, bound: int) -> bool:
     layers = al.gang.layers
     if i == len(layers):
         return block_alloc(al, need, region, bound)

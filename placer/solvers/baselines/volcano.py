@@ -12,7 +12,7 @@ follows volcano-sh/volcano ``pkg/scheduler/actions/allocate/allocate.go``
 Mapping: HyperNodes are the domains above the nodes (tier 1 = the level just above node,
 ... the site is the widest tier); a job is hard-bound to its DP scope (``highestTier``);
 its partitions are the outer slices (EP blocks or units, ``partitionPolicy``) bound to
-their level; tasks are pods (a TP group, or a whole unit when it fits one node).
+their level; tasks are pods (a TP group on one node, or a piece of one when TP may span nodes).
 
 Algorithm overview (``allocateForJob`` for one gang)
 1. Gradients: for each tier from the narrowest up to the job's bound, the HyperNodes whose
@@ -117,7 +117,7 @@ class _Dry:
             alloc = np.maximum(self.alloc[lv][lo:hi][ok], 1)
             score = (alloc - idle[ok] + req) / alloc
             order = np.lexsort((ok, -score))
-            for h, s in zip(ok[order].tolist(), score[order].tolist()):
+            for h, s in zip(ok[order].tolist(), score[order].tolist(), strict=True):
                 mark = len(self.log)
                 if self.try_fill(i, lv, lo + h, size):
                     return float(s)
