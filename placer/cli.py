@@ -246,6 +246,9 @@ def solve(
     out_file: Path | None = typer.Option(None, "--out", "-o", help="Write SPEC 2 JSON here."),
     as_json: bool = typer.Option(False, "--json", help="Print the placement JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view or tables."),
+    option: list[str] = typer.Option([], "--option", "-O",
+                                     help="Backend option KEY=VALUE (e.g. policy=leases-first, "
+                                          "exact_small=false, mip_solver=cbc); repeatable."),
 ) -> None:
     """Place jobs and leases to maximise the score; exit 1 when there is no placement."""
     from placer.api import solve as solve_fn
@@ -254,7 +257,13 @@ def solve(
     inst = _load(instance)
     if not quiet and not as_json:
         _warn(inst)
-    opts = {"work_limit": work_limit} if work_limit is not None else {}
+    opts: dict[str, Any] = {"work_limit": work_limit} if work_limit is not None else {}
+    for item in option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            err.print(f"[red]error:[/red] --option {item!r}: expected KEY=VALUE")
+            raise typer.Exit(2)
+        opts[key] = _parse_value(value)
     try:
         if quiet or as_json:
             res = solve_fn(inst, solver=solver, time_limit=time_limit or None, seed=seed,
@@ -310,6 +319,60 @@ def render_solution(inst, res) -> None:
     bound = "-" if res.bound is None else f"{res.bound:,.0f}"
     out.print(f"[bold]{res.status}[/bold] by {res.solver} in {res.seconds:.2f} s: objective "
               f"[bold]{res.objective:,.0f}[/bold] vu, bound {bound}, gap {gap}")
+
+
+def _parse_value(text: str) -> Any:
+    """'true'/'false', integers, floats, else the string."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+@app.command()
+def generate(
+    family: str = typer.Argument(..., help="Family (see `placer generate --list x`)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same instance."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Family parameter KEY=VALUE."),
+    out_file: Path | None = typer.Option(None, "--out", "-o", help="Write the YAML here."),
+    list_families: bool = typer.Option(False, "--list", help="List families and parameters."),
+) -> None:
+    """Generate a seeded instance of a family (superpod, multicampus, nvl72, hetero, ...)."""
+    from placer import generators
+
+    if list_families:
+        for name, fn in generators.FAMILIES.items():
+            doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+            out.print(f"[bold]{name}[/bold]: {doc}")
+            out.print("   " + ", ".join(f"{k}={v!r}" for k, v in
+                                          generators.params(name).items()), soft_wrap=True)
+        return
+    kw: dict[str, Any] = {}
+    for item in param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            err.print(f"[red]error:[/red] --param {item!r}: expected KEY=VALUE")
+            raise typer.Exit(2)
+        kw[key] = _parse_value(value)
+    try:
+        d = generators.generate(family, seed=seed, **kw)
+    except (TypeError, ValueError) as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    text = generators.to_yaml(d, comment=f"placer generate {family} --seed {seed}"
+                              + "".join(f" --param {p}" for p in param))
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        tmp = out_file.with_name(f".{out_file.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(out_file)
+        out.print(f"wrote {out_file}")
 
 
 @app.command("solvers")

@@ -348,15 +348,16 @@ def stage_major(job: Job, g: np.ndarray) -> np.ndarray | None:
 
 
 def scope_ok(inst: Instance, j: int, g: np.ndarray) -> bool:
-    """Rules 3-5 hold for job j on GPUs g (its own groups only)."""
-    from placer.check import rule3_sizes, rule4_scope, rule5_spread
+    """Rules 1-5 hold for job j alone on GPUs g (available, one allowed type, sizes,
+    scopes, spread); a running job's `current` may break any of them."""
+    from placer.check import rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread
     from placer.kernel.compiled import Compiled
 
     gpus = [np.zeros(0, np.int64) for _ in inst.jobs]
     gpus[j] = g
     cp = Compiled(gpus, [[] for _ in inst.offers], [0] * len(inst.jobs))
     name = inst.jobs[j].name
-    for rule in (rule3_sizes, rule4_scope, rule5_spread):
+    for rule in (rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread):
         for v in rule(inst, cp):
             if v.job == name and not (v.rule == 3 and "not placed" in v.what):
                 return False

@@ -84,8 +84,11 @@ def primal_from_coarse(inst: Instance, co: coarse_mod.Coarse, vals: list[float])
         j = op.job
         job = inst.jobs[j]
         if op.kind == "stay":
+            # `current` may break rules (only pinned jobs are guaranteed valid): keep it only
+            # where it is valid now, else place the job afresh
             cur = ix.gpu_indices(job.current)
-            if st.free[cur].all():
+            if st.free[cur].all() and scope_ok(inst, j, cur) and (
+                    st._power(cur) <= st.power_left + 1e-9).all():
                 st.set_job(j, cur)
                 continue
             st.place_best(j)
