@@ -108,7 +108,7 @@ def rule3_sizes(inst: Instance, cp: Compiled) -> list[Violation]:
                 out.append(Violation(3, "running and not preemptible, but not placed",
                                      job=job.name))
             if job.pinned:
-                cur = index.gpu_indices(job.current)
+                cur = index.cached_indices(job.current)
                 if len(cur) != len(g) or (cur != g).any():
                     out.append(Violation(3, "pinned, but its GPUs differ from `current` "
                                             "(same list, same order)", job=job.name))
@@ -341,7 +341,7 @@ def running_job_problems(inst: Instance) -> list[tuple[str, str]]:
         gpus = [np.zeros(0, np.int64) for _ in inst.jobs]
         for j, job in enumerate(inst.jobs):
             if job.pinned and job.current:
-                gpus[j] = index.gpu_indices(job.current)
+                gpus[j] = index.cached_indices(job.current)
         cp = Compiled(gpus, [[] for _ in inst.offers],
                       [len(g) // j.unit_size for g, j in zip(gpus, inst.jobs)])
         for rule in (rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread,
@@ -361,7 +361,7 @@ def running_job_problems(inst: Instance) -> list[tuple[str, str]]:
                 problems.append((loc, msg))
     free = index.available.copy()
     for j in pinned:
-        free[index.gpu_indices(j.current)] = False
+        free[index.cached_indices(j.current)] = False
     counts = None
     for ji, job in enumerate(inst.jobs):
         if job.current and not job.preemptible and not job.pinned:

@@ -148,6 +148,7 @@ class Scorer:
             self.ana.append(a)
             self.users += a.links[0]
         self.scores: list[JobScore] = [self._eval(j) for j in range(len(inst.jobs))]
+        self._jobs_total: float | None = None  # sum of job values less migration, cached
         self.lease_revenue = [
             inst.horizon_hours * o.price_per_gpu_hour * offer_gpus(index, bl)
             for o, bl in zip(inst.offers, self.offer_blocks)
@@ -167,8 +168,10 @@ class Scorer:
 
     @property
     def objective(self) -> float:
-        jobs = sum(float(s.value[0]) - float(s.migration[0]) for s in self.scores)
-        return jobs + float(sum(self.lease_revenue))
+        if self._jobs_total is None:
+            self._jobs_total = sum(float(s.value[0]) - float(s.migration[0])
+                                   for s in self.scores)
+        return self._jobs_total + float(sum(self.lease_revenue))
 
     # ---------------------------------------------------------------- batch
     def batch_values(self, j: int, candidates: np.ndarray) -> np.ndarray:
@@ -227,6 +230,8 @@ class Scorer:
             self.users = users
             for j, s in new_scores.items():
                 self.scores[j] = s
+            if self._jobs_total is not None:
+                self._jobs_total += d
         else:
             for j, (g, a) in saved.items():
                 self.job_gpus[j], self.ana[j] = g, a

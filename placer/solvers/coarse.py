@@ -388,7 +388,7 @@ def build(inst: Instance) -> Coarse:
     constant = 0.0
     pinned = [j for j, job in enumerate(inst.jobs) if job.pinned and job.current]
     for j in pinned:
-        free[ix.gpu_indices(inst.jobs[j].current)] = False
+        free[ix.cached_indices(inst.jobs[j].current)] = False
     bounds = Bounds(inst, free)
     S, T = ix.n_sites, len(ix.type_names)
     lm = LinModel()
@@ -401,7 +401,7 @@ def build(inst: Instance) -> Coarse:
     for j, job in enumerate(inst.jobs):
         hours = job_hours(inst, job)
         if j in pinned:
-            g = ix.gpu_indices(job.current)
+            g = ix.cached_indices(job.current)
             ana = analyse_job(ix, job, as_batch(g, job))
             sc = evaluate_job(inst, ix, job, g[None, :], ana, bw_max)
             constant += float(sc.value[0])
@@ -478,7 +478,7 @@ def build(inst: Instance) -> Coarse:
                         job_opts.append(op)
         # running, not pinned: stay (exact current GPUs) and migration cost otherwise
         if job.current:
-            g = ix.gpu_indices(job.current)
+            g = ix.cached_indices(job.current)
             ana = analyse_job(ix, job, as_batch(g, job))
             exact = float(evaluate_job(inst, ix, job, g[None, :], ana, bw_max).value[0])
             t_cur = int(ix.gpu_type[g[0]])
@@ -568,7 +568,7 @@ def build(inst: Instance) -> Coarse:
         lm.add(row, "<=", float(bounds.avail[s, t]), f"cap[{s},{t}]")
     pinned_power = np.zeros(S)
     for j in pinned:
-        g = ix.gpu_indices(inst.jobs[j].current)
+        g = ix.cached_indices(inst.jobs[j].current)
         np.add.at(pinned_power, ix.dom[0][g], gpu_power[ix.gpu_type[g]])
     for s in range(S):
         cap = ix.power_cap_kW[s]

@@ -44,7 +44,7 @@ class State:
         self.scorer = Scorer(inst, self.job_gpus, self.offer_blocks)
         for j, job in enumerate(inst.jobs):
             if job.pinned and job.current:
-                self.set_job(j, ix.gpu_indices(job.current))
+                self.set_job(j, ix.cached_indices(job.current))
         for o, offer in enumerate(inst.offers):
             for path in offer.committed_blocks or []:
                 r = ix.resolve(path)
@@ -112,11 +112,9 @@ class State:
             return job.units_max
         return int(max(0.0, left + 1e-9) // (p * job.unit_size))
 
-    def site_region(self, s: int) -> np.ndarray:
-        a, b = self.ix.gpu_range(0, s)
-        r = np.zeros(self.ix.n_gpus, bool)
-        r[a:b] = True
-        return r
+    def site_region(self, s: int) -> tuple[int, int]:
+        """The GPU range of site s (sites are contiguous in tree order)."""
+        return self.ix.gpu_range(0, s)
 
     def _round(self, job: Job, n: int, B: int = 1) -> int:
         n = min(n, job.units_max)
@@ -131,7 +129,7 @@ class State:
         cap = job.units_max if max_units is None else min(max_units, job.units_max)
         out: list[np.ndarray] = []
         if job.current:
-            cur = ix.gpu_indices(job.current)
+            cur = ix.cached_indices(job.current)
             own = np.zeros(ix.n_gpus, bool)
             own[self.job_gpus[j]] = True
             if (cur >= 0).all() and (self.free[cur] | own[cur]).all():
@@ -207,7 +205,8 @@ class State:
         for s in sites:
             pu = self.power_units(job, t, s)
             if pu > 0:
-                region |= self.site_region(s)
+                a, b = self.site_region(s)
+                region[a:b] = True
                 limit += pu
         n = self._round(job, min(cap, self.packer.max_fit(job, t, region), limit))
         while n > 0:
@@ -384,7 +383,15 @@ def offer_order(inst: Instance) -> list[int]:
                                  -inst.offers[o].price_per_gpu_hour, inst.offers[o].name))
 
 
-def greedy_policy(inst: Instance, leases_first: bool) -> State:
+def _late(deadline: float | None) -> bool:
+    import time
+
+    return deadline is not None and time.perf_counter() > deadline
+
+
+def greedy_policy(inst: Instance, leases_first: bool, deadline: float | None = None) -> State:
+    """One greedy policy (see the module overview). Past `deadline` it stops placing jobs
+    (those left keep 0 units: the state stays a valid placement)."""
     st = State(inst)
     if leases_first:
         for o in offer_order(inst):
@@ -393,18 +400,22 @@ def greedy_policy(inst: Instance, leases_first: bool) -> State:
         job = inst.jobs[j]
         if job.pinned and job.current:
             continue
+        if _late(deadline) and not (job.current and not job.preemptible):
+            continue
         st.place_best(j)
     if not leases_first:
         for o in offer_order(inst):
             st.lease_greedy(o)
-    grow(st)
+    grow(st, deadline)
     return st
 
 
-def grow(st: State) -> None:
+def grow(st: State, deadline: float | None = None) -> None:
     """Give elastic jobs more units where free capacity allows (kernel-checked)."""
     inst = st.inst
     for j in job_order(inst):
+        if _late(deadline):
+            return
         job = inst.jobs[j]
         if job.pinned and job.current:
             continue

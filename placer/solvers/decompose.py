@@ -47,7 +47,10 @@ class CoarseSolution:
     native: str
 
 
-def primal_from_coarse(inst: Instance, co: coarse_mod.Coarse, vals: list[float]) -> State:
+def primal_from_coarse(inst: Instance, co: coarse_mod.Coarse, vals: list[float],
+                       deadline: float | None = None) -> State:
+    """Realise the coarse plan (step 3 of the overview); past `deadline` the jobs not yet
+    packed keep 0 units (the state stays a valid placement)."""
     st = State(inst)
     ix = inst.index
     # leases: chosen counts of whole free blocks per group
@@ -83,10 +86,13 @@ def primal_from_coarse(inst: Instance, co: coarse_mod.Coarse, vals: list[float])
     for op in chosen:
         j = op.job
         job = inst.jobs[j]
+        if deadline is not None and time.perf_counter() > deadline and not (
+                job.current and not job.preemptible):
+            continue
         if op.kind == "stay":
             # `current` may break rules (only pinned jobs are guaranteed valid): keep it only
             # where it is valid now, else place the job afresh
-            cur = ix.gpu_indices(job.current)
+            cur = ix.cached_indices(job.current)
             if st.free[cur].all() and scope_ok(inst, j, cur) and (
                     st._power(cur) <= st.power_left + 1e-9).all():
                 st.set_job(j, cur)
@@ -121,7 +127,7 @@ def primal_from_coarse(inst: Instance, co: coarse_mod.Coarse, vals: list[float])
         st.place_best(j, sites=sorted(op.sites))
         if len(st.job_gpus[j]) == 0:
             st.place_best(j)
-    grow(st)
+    grow(st, deadline)
     for o in offer_order(inst):
         st.lease_greedy(o)
     return st
@@ -169,7 +175,7 @@ class DecompositionSolver(Solver):
         base = [np.zeros(0, np.int64) for _ in inst.jobs]
         for j, job in enumerate(inst.jobs):
             if job.pinned and job.current:
-                base[j] = ix.gpu_indices(job.current)
+                base[j] = ix.cached_indices(job.current)
                 pinned_mask[base[j]] = True
         free = ix.available & ~pinned_mask
         if int(free.sum()) > SMALL_GPUS:
@@ -227,9 +233,11 @@ class DecompositionSolver(Solver):
                                 "coarse model is infeasible)", started)
         candidates: list[State] = []
         if sol.values is not None:
-            candidates.append(primal_from_coarse(inst, co, sol.values))
+            p_deadline = None if deadline is None else deadline - 0.25 * (deadline - started)
+            candidates.append(primal_from_coarse(inst, co, sol.values, p_deadline))
         if deadline is None or time.perf_counter() < deadline:
-            candidates.append(best_greedy(inst))
+            g_deadline = None if deadline is None else deadline - 0.1 * (deadline - started)
+            candidates.append(best_greedy(inst, g_deadline))
         candidates = [c for c in candidates if not c.unplaced_musts()]
         if not candidates:
             return no_placement(inst, self.name, NO_SOLUTION,

@@ -110,7 +110,7 @@ def build_columns(inst: Instance, free: np.ndarray,
     for j, job in enumerate(inst.jobs):
         if job.pinned and job.current:
             continue
-        cur = ix.gpu_indices(job.current) if job.current else None
+        cur = ix.cached_indices(job.current) if job.current else None
         cur_counts = None
         if cur is not None:
             cur_counts = np.bincount(ix.gpu_node[cur], minlength=len(ix.node_gpus))

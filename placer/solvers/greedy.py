@@ -17,13 +17,15 @@ from placer.solvers.base import NO_SOLUTION, Result, Solver, finalize, no_placem
 from placer.solvers.construct import greedy_policy
 
 
-def best_greedy(inst):
+def best_greedy(inst, deadline: float | None = None):
     """The better of the two policies; a state that keeps every running, non-preemptible
-    job placed beats one that does not."""
-    a = greedy_policy(inst, leases_first=False)
-    if not inst.offers:
+    job placed beats one that does not. Past `deadline`, the second policy is skipped."""
+    import time
+
+    a = greedy_policy(inst, leases_first=False, deadline=deadline)
+    if not inst.offers or (deadline is not None and time.perf_counter() > deadline):
         return a
-    b = greedy_policy(inst, leases_first=True)
+    b = greedy_policy(inst, leases_first=True, deadline=deadline)
     key = (lambda st: (not st.unplaced_musts(), st.objective))
     return b if key(b) > key(a) else a
 
@@ -36,7 +38,8 @@ class GreedySolver(Solver):
     def solve(self, inst, time_limit: float | None = 60.0, seed: int = 0, threads: int = 1,
               **options: Any) -> Result:
         started = time.perf_counter()
-        st = best_greedy(inst)
+        deadline = None if time_limit is None else started + 0.9 * time_limit
+        st = best_greedy(inst, deadline)
         if st.unplaced_musts():
             return no_placement(inst, self.name, NO_SOLUTION,
                                 "the greedy could not keep the running, non-preemptible jobs "

@@ -112,6 +112,17 @@ class Packer:
         job_level = min(lim["dp"], ep_level) if training else 0
         return slot, group, chain, ep_level, job_level
 
+    def _free_of_type(self, t: int, region) -> np.ndarray:
+        """Free GPUs of type t inside `region`: None (everywhere), a (start, stop) range of
+        GPU indices (a site or any domain: contiguous in tree order) or a bool mask."""
+        ix = self.ix
+        if region is None:
+            return np.flatnonzero(self.free & (ix.gpu_type == t))
+        if isinstance(region, tuple):
+            a, b = region
+            return a + np.flatnonzero(self.free[a:b] & (ix.gpu_type[a:b] == t))
+        return np.flatnonzero(self.free & (ix.gpu_type == t) & region)
+
     def layouts(self, job: Job) -> list[int]:
         """Block sizes B to try: 1 (unit-major) and ep (stage-major EP blocks)."""
         out = [1]
@@ -119,7 +130,7 @@ class Packer:
             out.append(job.ep)
         return out
 
-    def units(self, job: Job, t: int, region: np.ndarray | None = None, B: int = 1,
+    def units(self, job: Job, t: int, region=None, B: int = 1,
               levels: tuple[int, int, int, int, int] | None = None) -> Units:
         """Every whole unit the free GPUs of type t (inside `region`) can form, in blocks
         of B units (B > 1: stage-major inside a block, R[u, p] = slot p*B + u)."""
@@ -129,10 +140,7 @@ class Packer:
         if lv is None:
             return empty
         slot, group, chain, ep_level, _ = lv
-        mask = self.free & (ix.gpu_type == t)
-        if region is not None:
-            mask &= region
-        idx = np.flatnonzero(mask)
+        idx = self._free_of_type(t, region)
         tp, pp = job.tp, job.pp
 
         def whole(keys_level: int, items: np.ndarray, k: int) -> np.ndarray:
@@ -167,7 +175,7 @@ class Packer:
         step = self._step(job, B)
         return ids, (counts // step) * step
 
-    def place(self, job: Job, t: int, n: int, region: np.ndarray | None = None,
+    def place(self, job: Job, t: int, n: int, region=None,
               B: int = 1) -> np.ndarray | None:
         """GPUs (rank order) of n units of job on type t inside region, or None if no
         domain allowed by the scopes holds them. Does not take them."""
@@ -204,7 +212,7 @@ class Packer:
                 return u.gpus[sel].reshape(-1)
         return None
 
-    def max_fit(self, job: Job, t: int, region: np.ndarray | None = None, B: int = 1) -> int:
+    def max_fit(self, job: Job, t: int, region=None, B: int = 1) -> int:
         """Most units of job on type t that one allowed domain holds (inference: region)."""
         lv = self.levels_for(job, t, B)
         if lv is None:
