@@ -47,10 +47,18 @@ def run_suite(suite: str, fresh: bool = False, only: str | None = None) -> list[
         t = time.perf_counter()
         limit = 3 * (spec["time_limit"] or 600) + 120
         try:
-            out = subprocess.run([sys.executable, "-m", "bench.run_one", json.dumps(spec)],
-                                 cwd=ROOT, capture_output=True, text=True, timeout=limit)
-            row = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else \
-                {**spec, "status": "error", "error": out.stderr[-2000:]}
+            out = subprocess.run(
+                [sys.executable, "-m", "bench.run_one", json.dumps(spec)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=limit,
+            )
+            row = (
+                json.loads(out.stdout.strip().splitlines()[-1])
+                if out.stdout.strip()
+                else {**spec, "status": "error", "error": out.stderr[-2000:]}
+            )
         except subprocess.TimeoutExpired:
             row = {**spec, "status": "error", "error": f"killed after {limit} s"}
         row["wall_s"] = time.perf_counter() - t
@@ -58,9 +66,12 @@ def run_suite(suite: str, fresh: bool = False, only: str | None = None) -> list[
             fh.write(json.dumps(row) + "\n")
         rows.append(row)
         obj = row.get("objective")
-        print(f"[{i}/{len(runs)}] {spec['name']:22s} {spec['solver']:16s} "
-              f"{row.get('status', '?'):12s} obj={obj if obj is None else f'{obj:,.0f}'} "
-              f"gap={row.get('gap')} {row.get('seconds', 0) or 0:.1f}s", flush=True)
+        print(
+            f"[{i}/{len(runs)}] {spec['name']:22s} {spec['solver']:16s} "
+            f"{row.get('status', '?'):12s} obj={obj if obj is None else f'{obj:,.0f}'} "
+            f"gap={row.get('gap')} {row.get('seconds', 0) or 0:.1f}s",
+            flush=True,
+        )
     return rows
 
 

@@ -50,10 +50,18 @@ def comparison(rows: list[dict]) -> list[dict]:
         if p is None or not peers:
             continue
         best = max(peers, key=lambda r: r["objective"])
-        out.append({"name": name, "family": family(name), "gpus": p.get("gpus"),
-                    "placer": p, "best_peer": best, "greedy": sol.get("greedy"),
-                    "mip": sol.get("mip"),
-                    "ratio": p["objective"] / best["objective"] if best["objective"] else None})
+        out.append(
+            {
+                "name": name,
+                "family": family(name),
+                "gpus": p.get("gpus"),
+                "placer": p,
+                "best_peer": best,
+                "greedy": sol.get("greedy"),
+                "mip": sol.get("mip"),
+                "ratio": p["objective"] / best["objective"] if best["objective"] else None,
+            }
+        )
     return out
 
 
@@ -74,20 +82,47 @@ def analyse(suite: str) -> None:
     con = Console(width=160)
     comp = comparison(rows)
     t = Table(title=f"placer ({PLACER_MAIN}) against the best peer, suite {suite}")
-    for c in ("instance", "GPUs", "placer score", "best peer", "ratio", "job value", "peer",
-              "lease rev.", "peer", "goodput", "peer", "idle GPUs", "peer", "x-site grp",
-              "peer", "placer s", "gap"):
+    for c in (
+        "instance",
+        "GPUs",
+        "placer score",
+        "best peer",
+        "ratio",
+        "job value",
+        "peer",
+        "lease rev.",
+        "peer",
+        "goodput",
+        "peer",
+        "idle GPUs",
+        "peer",
+        "x-site grp",
+        "peer",
+        "placer s",
+        "gap",
+    ):
         t.add_column(c, justify="left" if c in ("instance", "best peer") else "right")
     for c in comp:
         p, b = c["placer"], c["best_peer"]
-        t.add_row(c["name"], fmt(c["gpus"]), fmt(p["objective"]), b["solver"],
-                  f"{c['ratio']:.3f}", fmt(p.get("job_value")), fmt(b.get("job_value")),
-                  fmt(p.get("lease_revenue")), fmt(b.get("lease_revenue")),
-                  fmt(p.get("mean_goodput"), 3), fmt(b.get("mean_goodput"), 3),
-                  fmt(p.get("gpus_idle")), fmt(b.get("gpus_idle")),
-                  fmt(p.get("cross_site_groups")), fmt(b.get("cross_site_groups")),
-                  fmt(p.get("seconds"), 1),
-                  "-" if p.get("gap") is None else f"{100 * p['gap']:.2f}%")
+        t.add_row(
+            c["name"],
+            fmt(c["gpus"]),
+            fmt(p["objective"]),
+            b["solver"],
+            f"{c['ratio']:.3f}",
+            fmt(p.get("job_value")),
+            fmt(b.get("job_value")),
+            fmt(p.get("lease_revenue")),
+            fmt(b.get("lease_revenue")),
+            fmt(p.get("mean_goodput"), 3),
+            fmt(b.get("mean_goodput"), 3),
+            fmt(p.get("gpus_idle")),
+            fmt(b.get("gpus_idle")),
+            fmt(p.get("cross_site_groups")),
+            fmt(b.get("cross_site_groups")),
+            fmt(p.get("seconds"), 1),
+            "-" if p.get("gap") is None else f"{100 * p['gap']:.2f}%",
+        )
     con.print(t)
     fam = defaultdict(list)
     for c in comp:
@@ -105,9 +140,10 @@ def analyse(suite: str) -> None:
     gt = Table(title="exact backends: proven gap and time")
     for c in ("instance", "GPUs", "solver", "limit s", "time s", "gap", "status", "peak MiB"):
         gt.add_column(c)
-    gap_rows = sorted((r for r in rows if r["solver"] in ("cpsat", "mip")),
-                      key=lambda r: (r.get("gpus") or 0, r["name"], r["solver"],
-                                     r["time_limit"]))
+    gap_rows = sorted(
+        (r for r in rows if r["solver"] in ("cpsat", "mip")),
+        key=lambda r: (r.get("gpus") or 0, r["name"], r["solver"], r["time_limit"]),
+    )
     within = defaultdict(lambda: [0, 0])
     for r in gap_rows:
         gp = r.get("gap")
@@ -115,9 +151,16 @@ def analyse(suite: str) -> None:
         within[(r["solver"], cls)][1] += 1
         if gp is not None and gp <= 0.01:
             within[(r["solver"], cls)][0] += 1
-        gt.add_row(r["name"], fmt(r.get("gpus")), r["solver"], str(r["time_limit"]),
-                   fmt(r.get("seconds"), 1), "-" if gp is None else f"{100 * gp:.2f}%",
-                   r.get("status", "?"), fmt(r.get("peak_rss_MiB"), 0))
+        gt.add_row(
+            r["name"],
+            fmt(r.get("gpus")),
+            r["solver"],
+            str(r["time_limit"]),
+            fmt(r.get("seconds"), 1),
+            "-" if gp is None else f"{100 * gp:.2f}%",
+            r.get("status", "?"),
+            fmt(r.get("peak_rss_MiB"), 0),
+        )
     con.print(gt)
     for (s, cls), (a, n) in sorted(within.items()):
         con.print(f"{s} on {cls} GPUs: {a}/{n} instances within 1% (proven)")
@@ -127,17 +170,21 @@ def analyse(suite: str) -> None:
 
 def write_report(suite, rows, comp, fam_rows, gap_rows, within) -> None:
     m = machine()
-    lines = [f"# Benchmark report: suite `{suite}` (generated by `python -m bench --analyse "
-             f"{suite}`)", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem_GiB']} GiB; Python "
-             f"{m['python']}, numpy {m['numpy']}; placer {m['placer']} at {m['commit']}; "
-             f"analysed {m['date']}. Every row is one run in its own process, one thread; "
-             "all scores are the same kernel's, all placements passed the same checker.", "",
-             "## placer against the best peer (per instance)", "",
-             "| instance | GPUs | placer (cpsat) | best peer | ratio | job value placer / peer |"
-             " lease revenue placer / peer | mean goodput placer / peer | idle GPUs placer / "
-             "peer | cross-site groups placer / peer | placer s | gap |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Benchmark report: suite `{suite}` (generated by `python -m bench --analyse {suite}`)",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem_GiB']} GiB; Python "
+        f"{m['python']}, numpy {m['numpy']}; placer {m['placer']} at {m['commit']}; "
+        f"analysed {m['date']}. Every row is one run in its own process, one thread; "
+        "all scores are the same kernel's, all placements passed the same checker.",
+        "",
+        "## placer against the best peer (per instance)",
+        "",
+        "| instance | GPUs | placer (cpsat) | best peer | ratio | job value placer / peer |"
+        " lease revenue placer / peer | mean goodput placer / peer | idle GPUs placer / "
+        "peer | cross-site groups placer / peer | placer s | gap |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in comp:
         p, b = c["placer"], c["best_peer"]
         lines.append(
@@ -148,20 +195,32 @@ def write_report(suite, rows, comp, fam_rows, gap_rows, within) -> None:
             f"{fmt(b.get('mean_goodput'), 3)} | {fmt(p.get('gpus_idle'))} / "
             f"{fmt(b.get('gpus_idle'))} | {fmt(p.get('cross_site_groups'))} / "
             f"{fmt(b.get('cross_site_groups'))} | {fmt(p.get('seconds'), 1)} | "
-            f"{gap_text(p)} |")
-    lines += ["", "## Per family (geometric mean of placer / best peer)", "",
-              "| family | instances | mean | min | max |", "|---|---|---|---|---|"]
+            f"{gap_text(p)} |"
+        )
+    lines += [
+        "",
+        "## Per family (geometric mean of placer / best peer)",
+        "",
+        "| family | instances | mean | min | max |",
+        "|---|---|---|---|---|",
+    ]
     for f, n, g, lo, hi in fam_rows:
         lines.append(f"| {f} | {n} | {g:.3f} | {lo:.3f} | {hi:.3f} |")
-    lines += ["", "## Exact backends: proven gap, time, memory", "",
-              "| instance | GPUs | solver | limit s | time s | gap | status | peak MiB |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Exact backends: proven gap, time, memory",
+        "",
+        "| instance | GPUs | solver | limit s | time s | gap | status | peak MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in gap_rows:
         gp = r.get("gap")
-        lines.append(f"| {r['name']} | {fmt(r.get('gpus'))} | {r['solver']} | "
-                     f"{r['time_limit']} | {fmt(r.get('seconds'), 1)} | "
-                     f"{'-' if gp is None else f'{100 * gp:.2f}%'} | {r.get('status')} | "
-                     f"{fmt(r.get('peak_rss_MiB'), 0)} |")
+        lines.append(
+            f"| {r['name']} | {fmt(r.get('gpus'))} | {r['solver']} | "
+            f"{r['time_limit']} | {fmt(r.get('seconds'), 1)} | "
+            f"{'-' if gp is None else f'{100 * gp:.2f}%'} | {r.get('status')} | "
+            f"{fmt(r.get('peak_rss_MiB'), 0)} |"
+        )
     lines += [""]
     for (s, cls), (a, n) in sorted(within.items()):
         lines.append(f"- {s} on instances of {cls} GPUs: {a}/{n} within 1% (proven gap)")
@@ -199,8 +258,9 @@ def plots(suite, rows, comp) -> None:
     if sc:
         fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
         for s in sorted({r["solver"] for r in sc}):
-            pts = sorted((r["gpus"], r["seconds"], r.get("peak_rss_MiB", 0)) for r in sc
-                         if r["solver"] == s)
+            pts = sorted(
+                (r["gpus"], r["seconds"], r.get("peak_rss_MiB", 0)) for r in sc if r["solver"] == s
+            )
             ax[0].loglog([p[0] for p in pts], [p[1] for p in pts], "o-", label=s)
             ax[1].loglog([p[0] for p in pts], [p[2] for p in pts], "o-", label=s)
         ax[0].set_xlabel("GPUs (jobs grow with them)")
@@ -212,8 +272,14 @@ def plots(suite, rows, comp) -> None:
         fig.savefig(img / f"scaling-{suite}.png", dpi=120)
         plt.close(fig)
     # gap vs time on colossus
-    col = sorted((r for r in rows if r["name"] == "colossus" and r["solver"] == "cpsat"
-                  and r.get("gap") is not None), key=lambda r: r["time_limit"])
+    col = sorted(
+        (
+            r
+            for r in rows
+            if r["name"] == "colossus" and r["solver"] == "cpsat" and r.get("gap") is not None
+        ),
+        key=lambda r: r["time_limit"],
+    )
     if col:
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.plot([r["time_limit"] for r in col], [100 * r["gap"] for r in col], "o-")

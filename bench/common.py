@@ -18,25 +18,43 @@ def machine() -> dict:
     import numpy as np
 
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         cpu = platform.processor()
     try:
-        mem = next(int(line.split()[1]) for line in open("/proc/meminfo")
-                   if line.startswith("MemTotal")) // 1024 // 1024
+        mem = (
+            next(
+                int(line.split()[1])
+                for line in open("/proc/meminfo")
+                if line.startswith("MemTotal")
+            )
+            // 1024
+            // 1024
+        )
     except (OSError, StopIteration):
         mem = None
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                             capture_output=True, text=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         rev = ""
     import placer
 
-    return {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpu": cpu, "cores": os.cpu_count(),
-            "mem_GiB": mem, "python": sys.version.split()[0], "numpy": np.__version__,
-            "placer": placer.__version__, "commit": rev}
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "mem_GiB": mem,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "placer": placer.__version__,
+        "commit": rev,
+    }
 
 
 def write(name: str, data: dict) -> Path:

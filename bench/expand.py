@@ -45,8 +45,13 @@ print(json.dumps({
 def measure(path: str, repeat: int = 3) -> dict:
     runs = []
     for _ in range(repeat):
-        out = subprocess.run([sys.executable, "-c", CHILD, path], cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, path],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         runs.append(json.loads(out))
     best = min(runs, key=lambda r: r["load_total_s"])
     best["runs"] = len(runs)
@@ -54,17 +59,26 @@ def measure(path: str, repeat: int = 3) -> dict:
 
 
 def main() -> None:
-    rows = {name: measure(str(ROOT / "instances" / f"{name}.yaml"))
-            for name in ("colossus", "superpod", "tiny")}
-    data = {"machine": machine(), "targets": {"colossus_load_s": 2.0, "peak_MiB": 1024},
-            "instances": rows}
+    rows = {
+        name: measure(str(ROOT / "instances" / f"{name}.yaml"))
+        for name in ("colossus", "superpod", "tiny")
+    }
+    data = {
+        "machine": machine(),
+        "targets": {"colossus_load_s": 2.0, "peak_MiB": 1024},
+        "instances": rows,
+    }
     write("expand", data)
     c = rows["colossus"]
     print(f"colossus: {c['gpus']:,} GPUs, {c['nodes']:,} nodes, {c['jobs']} jobs")
-    print(f"  parse {c['parse_s']:.3f} s, full load (validate + expand + checks) "
-          f"{c['load_total_s']:.3f} s, of which index build {c['index_build_s']:.3f} s")
-    print(f"  index arrays {c['index_MiB']:.1f} MiB, peak RSS {c['peak_rss_MiB']:.0f} MiB "
-          f"(targets: < 2 s, < 1024 MiB)")
+    print(
+        f"  parse {c['parse_s']:.3f} s, full load (validate + expand + checks) "
+        f"{c['load_total_s']:.3f} s, of which index build {c['index_build_s']:.3f} s"
+    )
+    print(
+        f"  index arrays {c['index_MiB']:.1f} MiB, peak RSS {c['peak_rss_MiB']:.0f} MiB "
+        f"(targets: < 2 s, < 1024 MiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,11 @@ def full_placement(inst):
     job_gpus = [np.zeros(0, np.int64) for _ in inst.jobs]
     offer_blocks = [[] for _ in inst.offers]
     c1 = ix.site_index["colossus-1"]
-    o = next(i for i, off in enumerate(inst.offers) if off.level in (None, "site")
-             and inst.offer_level(off) == "site")
+    o = next(
+        i
+        for i, off in enumerate(inst.offers)
+        if off.level in (None, "site") and inst.offer_level(off) == "site"
+    )
     offer_blocks[o] = [(0, c1)]
     a, b = ix.gpu_range(0, c1)
     pool = np.concatenate([np.arange(0, a), np.arange(b, ix.n_gpus)])
@@ -52,17 +55,25 @@ def full_placement(inst):
     pos = 0
     for j, job in enumerate(inst.jobs):
         n = units[j] * job.unit_size
-        job_gpus[j] = pool[pos:pos + n]
+        job_gpus[j] = pool[pos : pos + n]
         pos += n
     return job_gpus, offer_blocks, pos + (b - a)
 
 
 def to_placement_dict(inst, job_gpus, offer_blocks):
     ix = inst.index
-    return {"jobs": [{"name": j.name, "units": len(g) // j.unit_size, "gpus": ix.gpu_ids(g)}
-                     for j, g in zip(inst.jobs, job_gpus) if len(g)],
-            "leases": [{"offer": o.name, "blocks": [ix.domain_path(lv, d) for lv, d in bl]}
-                       for o, bl in zip(inst.offers, offer_blocks) if bl]}
+    return {
+        "jobs": [
+            {"name": j.name, "units": len(g) // j.unit_size, "gpus": ix.gpu_ids(g)}
+            for j, g in zip(inst.jobs, job_gpus)
+            if len(g)
+        ],
+        "leases": [
+            {"offer": o.name, "blocks": [ix.domain_path(lv, d) for lv, d in bl]}
+            for o, bl in zip(inst.offers, offer_blocks)
+            if bl
+        ],
+    }
 
 
 def candidates(inst, j, C, rng):
@@ -101,22 +112,33 @@ def main(argv=None) -> None:
     t_full = best_of(lambda: score_compiled(inst, job_gpus, blocks), repeat=7)
     obj = score_compiled(inst, job_gpus, blocks).objective
     out["full_score_ms"] = t_full * 1000
-    print(f"full colossus score ({covered:,} of {ix.n_gpus:,} GPUs used or leased): "
-          f"{t_full * 1000:.1f} ms (target <= 20 ms)")
+    print(
+        f"full colossus score ({covered:,} of {ix.n_gpus:,} GPUs used or leased): "
+        f"{t_full * 1000:.1f} ms (target <= 20 ms)"
+    )
     # batch
     rng = np.random.default_rng(0)
-    j = next(i for i, jb in enumerate(inst.jobs) if jb.units_max * jb.unit_size == 1024
-             and jb.kind == "training")
+    j = next(
+        i
+        for i, jb in enumerate(inst.jobs)
+        if jb.units_max * jb.unit_size == 1024 and jb.kind == "training"
+    )
     C = 1000 if args.quick else 10_000
     cands = candidates(inst, j, C, rng)
     sc = Scorer(inst, [np.zeros(0, np.int64) for _ in inst.jobs])
     t0 = time.perf_counter()
-    vals = np.concatenate([sc.batch_values(j, cands[k:k + 1000]) for k in range(0, C, 1000)])
+    vals = np.concatenate([sc.batch_values(j, cands[k : k + 1000]) for k in range(0, C, 1000)])
     t_batch = time.perf_counter() - t0
-    out.update(batch_job=inst.jobs[j].name, batch_candidates=C, batch_s=t_batch,
-               batch_per_candidate_us=t_batch / C * 1e6)
-    print(f"batch: {C:,} candidates of {inst.jobs[j].name} (1,024 GPUs): {t_batch:.2f} s, "
-          f"{t_batch / C * 1e6:.0f} us per candidate")
+    out.update(
+        batch_job=inst.jobs[j].name,
+        batch_candidates=C,
+        batch_s=t_batch,
+        batch_per_candidate_us=t_batch / C * 1e6,
+    )
+    print(
+        f"batch: {C:,} candidates of {inst.jobs[j].name} (1,024 GPUs): {t_batch:.2f} s, "
+        f"{t_batch / C * 1e6:.0f} us per candidate"
+    )
     # reference on a sample of candidates (one-job placements)
     sample = 5 if args.quick else 20
     t0 = time.perf_counter()
@@ -129,10 +151,11 @@ def main(argv=None) -> None:
         ref_vals.append(next(x["value"] for x in r["jobs"] if x["name"] == inst.jobs[j].name))
     t_ref = (time.perf_counter() - t0) / sample
     assert np.allclose(ref_vals, vals[:sample], rtol=1e-9), "kernel and reference disagree"
-    out.update(reference_per_candidate_s=t_ref,
-               batch_speedup=t_ref / (t_batch / C))
-    print(f"reference: {t_ref * 1000:.0f} ms per candidate -> kernel batch is "
-          f"{t_ref / (t_batch / C):,.0f}x faster (target >= 200x); values agree")
+    out.update(reference_per_candidate_s=t_ref, batch_speedup=t_ref / (t_batch / C))
+    print(
+        f"reference: {t_ref * 1000:.0f} ms per candidate -> kernel batch is "
+        f"{t_ref / (t_batch / C):,.0f}x faster (target >= 200x); values agree"
+    )
     if not args.quick:
         pd = to_placement_dict(inst, job_gpus, blocks)
         t0 = time.perf_counter()
@@ -140,8 +163,10 @@ def main(argv=None) -> None:
         t_ref_full = time.perf_counter() - t0
         assert abs(r["objective"] - obj) <= 1e-9 * abs(obj), (r["objective"], obj)
         out.update(reference_full_s=t_ref_full, full_speedup=t_ref_full / t_full)
-        print(f"reference full colossus: {t_ref_full:.1f} s -> kernel is "
-              f"{t_ref_full / t_full:,.0f}x faster; objectives agree ({obj:,.0f})")
+        print(
+            f"reference full colossus: {t_ref_full:.1f} s -> kernel is "
+            f"{t_ref_full / t_full:,.0f}x faster; objectives agree ({obj:,.0f})"
+        )
     write("kernel" + ("-quick" if args.quick else ""), out)
 
 

@@ -19,8 +19,9 @@ def instance_from_spec(spec: dict):
 
     if "file" in spec:
         return placer.load_instance(spec["file"])
-    return instance_from_dict(generate(spec["family"], seed=spec.get("seed", 0),
-                                       **spec.get("params", {})))
+    return instance_from_dict(
+        generate(spec["family"], seed=spec.get("seed", 0), **spec.get("params", {}))
+    )
 
 
 def metrics(inst, res) -> dict:
@@ -32,9 +33,13 @@ def metrics(inst, res) -> dict:
     if res.score is None:
         return out
     t = res.score.totals
-    out.update(job_value=t["job_value"], lease_revenue=t["lease_revenue"],
-               migration_cost=t["migration_cost"], gpus_used=t["gpus_used"],
-               gpus_leased=t["gpus_leased"])
+    out.update(
+        job_value=t["job_value"],
+        lease_revenue=t["lease_revenue"],
+        migration_cost=t["migration_cost"],
+        gpus_used=t["gpus_used"],
+        gpus_leased=t["gpus_leased"],
+    )
     out["gpus_idle"] = int(ix.available.sum()) - t["gpus_used"] - t["gpus_leased"]
     used = [j for j in res.score.jobs if j["gpus"]]
     w = sum(j["gpus"] for j in used)
@@ -67,8 +72,13 @@ def main() -> None:
         row["offers"] = len(inst.offers)
         row["version"] = placer.__version__
         t1 = time.perf_counter()
-        res = placer.solve(inst, solver=spec["solver"], time_limit=spec["time_limit"],
-                           seed=spec["seed"], threads=spec.get("threads", 1))
+        res = placer.solve(
+            inst,
+            solver=spec["solver"],
+            time_limit=spec["time_limit"],
+            seed=spec["seed"],
+            threads=spec.get("threads", 1),
+        )
         row["seconds"] = time.perf_counter() - t1
         row.update(status=res.status, objective=res.objective, bound=res.bound, gap=res.gap)
         row.update(metrics(inst, res))

@@ -55,8 +55,12 @@ def solve(d: dict, limit: float) -> dict:
     inst = instance_from_dict(d)
     t = time.perf_counter()
     r = placer.solve(inst, solver="cpsat", time_limit=limit, seed=0)
-    out = {"status": r.status, "objective": r.objective, "bound": r.bound,
-           "seconds": time.perf_counter() - t}
+    out = {
+        "status": r.status,
+        "objective": r.objective,
+        "bound": r.bound,
+        "seconds": time.perf_counter() - t,
+    }
     if r.score is not None:
         out["leased_gpus"] = sum(o["gpus"] for o in r.score.offers if o["offer"] == OFFER)
         out["accepted"] = out["leased_gpus"] > 0
@@ -69,8 +73,9 @@ def solve(d: dict, limit: float) -> dict:
 def point(base: dict, limit: float, **kw) -> dict:
     leased = solve(variant(base, mode="leased", **kw), limit)
     declined = solve(variant(base, mode="declined", **kw), limit)
-    price = kw.get("price") or next(o["price_per_gpu_hour"] for o in base["leases"]["offers"]
-                                    if o["name"] == OFFER)
+    price = kw.get("price") or next(
+        o["price_per_gpu_hour"] for o in base["leases"]["offers"] if o["name"] == OFFER
+    )
     row = {**kw, "price_used": price, "leased": leased, "declined": declined}
     if leased["objective"] is not None and declined["objective"] is not None:
         worth = leased["objective"] - declined["objective"]
@@ -103,12 +108,15 @@ def main(argv=None) -> None:
             r = point(base, args.time_limit, **{name: v})
             rows.append(r)
             be = r.get("break_even_price")
-            print(f"{name}={v}: lease worth {r.get('lease_worth', float('nan')):,.0f} vu "
-                  f"[{r.get('worth_low', float('nan')):,.0f}, "
-                  f"{r.get('worth_high', float('nan')):,.0f}], break-even price "
-                  f"{'-' if be is None else f'{be:.3f}'} vu/GPU-h; flagship units leased/"
-                  f"declined {r['leased'].get('flagship_units')}/"
-                  f"{r['declined'].get('flagship_units')}", flush=True)
+            print(
+                f"{name}={v}: lease worth {r.get('lease_worth', float('nan')):,.0f} vu "
+                f"[{r.get('worth_low', float('nan')):,.0f}, "
+                f"{r.get('worth_high', float('nan')):,.0f}], break-even price "
+                f"{'-' if be is None else f'{be:.3f}'} vu/GPU-h; flagship units leased/"
+                f"declined {r['leased'].get('flagship_units')}/"
+                f"{r['declined'].get('flagship_units')}",
+                flush=True,
+            )
         out["sweeps"][name] = rows
     write("study_colossus" + ("-quick" if args.quick else ""), out)
     plot(out)
@@ -124,8 +132,12 @@ def plot(out: dict) -> None:
         return
     img = ROOT / "docs" / "img"
     img.mkdir(parents=True, exist_ok=True)
-    labels = {"wan_lat": "WAN latency x", "wan_bw": "WAN bandwidth x",
-              "cse": "flagship cross_site_every", "price": "campus offer price vu/GPU-h"}
+    labels = {
+        "wan_lat": "WAN latency x",
+        "wan_bw": "WAN bandwidth x",
+        "cse": "flagship cross_site_every",
+        "price": "campus offer price vu/GPU-h",
+    }
     sw = {k: v for k, v in out["sweeps"].items() if len(v) > 1}
     if not sw:
         return
@@ -136,8 +148,13 @@ def plot(out: dict) -> None:
         xs = [r[name] for r in rows if "break_even_price" in r]
         be = [r["break_even_price"] for r in rows if "break_even_price" in r]
         ax.plot(xs, be, "o-", label="break-even price")
-        ax.plot(xs, [r["price_used"] for r in rows if "break_even_price" in r], "k--",
-                lw=0.8, label="offered price")
+        ax.plot(
+            xs,
+            [r["price_used"] for r in rows if "break_even_price" in r],
+            "k--",
+            lw=0.8,
+            label="offered price",
+        )
         if name in ("wan_lat", "wan_bw", "cse"):
             ax.set_xscale("log")
         ax.set_xlabel(labels[name])

@@ -4,8 +4,16 @@
 
 from __future__ import annotations
 
-PEERS = ["firstfit", "kueue-bestfit", "kueue-leastfree", "kueue-balanced", "volcano",
-         "slurm-tree", "slurm-block", "hived"]
+PEERS = [
+    "firstfit",
+    "kueue-bestfit",
+    "kueue-leastfree",
+    "kueue-balanced",
+    "volcano",
+    "slurm-tree",
+    "slurm-block",
+    "hived",
+]
 PLACER = ["cpsat", "mip", "greedy"]
 
 # generated families at bench size (named so rows can be grouped and resumed)
@@ -20,15 +28,13 @@ QUICK_SIZES = {
     "superpod": dict(sus=2, n_jobs=8),
     "multicampus": dict(sites=2, gpus_per_site=2048, n_jobs=10),
     "nvl72": dict(halls=1, sus_per_hall=1, n_jobs=8),
-    "hetero": dict(h100_gpus=1024, h200_gpus=1024, gb200_gpus=1152, pods_per_hall=1,
-                   n_jobs=10),
+    "hetero": dict(h100_gpus=1024, h200_gpus=1024, gb200_gpus=1152, pods_per_hall=1, n_jobs=10),
 }
 SCALE = [(1_024, 16), (10_240, 100), (102_400, 500), (1_000_448, 5_000)]
 
 
 def _run(name, instance, solver, seed, limit):
-    return {"name": name, "instance": instance, "solver": solver, "seed": seed,
-            "time_limit": limit}
+    return {"name": name, "instance": instance, "solver": solver, "seed": seed, "time_limit": limit}
 
 
 def quick() -> list[dict]:

@@ -4,10 +4,10 @@ Public API: :func:`load_instance`, :func:`load_placement`, :func:`score`, :func:
 :func:`solve`, the model classes and the errors.
 """
 
+from placer.api import check, load_placement, score, solve
 from placer.errors import InstanceError, PlacementError, PlacerError, SolverError
 from placer.model import Instance, Placement
 from placer.validate import load_instance
-from placer.api import check, load_placement, score, solve
 
 __version__ = "0.1.0"
 

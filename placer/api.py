@@ -53,8 +53,14 @@ def check(instance: Instance, placement: Placement) -> list[Violation]:
     return check_compiled(instance, compile_placement(instance, placement))
 
 
-def solve(instance: Instance, solver: str = "auto", time_limit: float | None = 60.0,
-          seed: int = 0, threads: int = 1, **options: Any):
+def solve(
+    instance: Instance,
+    solver: str = "auto",
+    time_limit: float | None = 60.0,
+    seed: int = 0,
+    threads: int = 1,
+    **options: Any,
+):
     """Place jobs and leases to maximise the kernel's score (SPEC 2.2 contract).
 
     Returns a :class:`placer.solvers.base.Result` with ``status``, ``placement``,
@@ -62,5 +68,6 @@ def solve(instance: Instance, solver: str = "auto", time_limit: float | None = 6
     """
     from placer.solvers import get_solver
 
-    return get_solver(solver).solve(instance, time_limit=time_limit, seed=seed,
-                                    threads=threads, **options)
+    return get_solver(solver).solve(
+        instance, time_limit=time_limit, seed=seed, threads=threads, **options
+    )

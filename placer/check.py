@@ -33,8 +33,15 @@ class Violation:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     def __str__(self) -> str:
-        who = self.job and f"job {self.job!r}" or self.offer and f"offer {self.offer!r}" \
-            or self.site and f"site {self.site!r}" or ""
+        who = (
+            self.job
+            and f"job {self.job!r}"
+            or self.offer
+            and f"offer {self.offer!r}"
+            or self.site
+            and f"site {self.site!r}"
+            or ""
+        )
         return f"rule {self.rule}{' ' + who if who else ''}: {self.what}"
 
 
@@ -53,18 +60,29 @@ def rule1_ids(inst: Instance, cp: Compiled) -> list[Violation]:
     for j, job, g in _placed(inst, cp):
         un = ~index.available[g]
         if un.any():
-            out.append(Violation(1, f"GPU {index.gpu_id(int(g[un][0]))!r} is unavailable",
-                                 job=job.name))
+            out.append(
+                Violation(1, f"GPU {index.gpu_id(int(g[un][0]))!r} is unavailable", job=job.name)
+            )
         uniq, counts = np.unique(g, return_counts=True)
         if (counts > 1).any():
-            out.append(Violation(1, f"GPU {index.gpu_id(int(uniq[counts > 1][0]))!r} is used "
-                                    "twice inside the job", job=job.name))
+            out.append(
+                Violation(
+                    1,
+                    f"GPU {index.gpu_id(int(uniq[counts > 1][0]))!r} is used twice inside the job",
+                    job=job.name,
+                )
+            )
         prev = owner[uniq]
         clash = prev >= 0
         if clash.any():
             other = inst.jobs[int(prev[clash][0])].name
-            out.append(Violation(1, f"GPU {index.gpu_id(int(uniq[clash][0]))!r} is also used "
-                                    f"by job {other!r}", job=job.name))
+            out.append(
+                Violation(
+                    1,
+                    f"GPU {index.gpu_id(int(uniq[clash][0]))!r} is also used by job {other!r}",
+                    job=job.name,
+                )
+            )
         owner[uniq[~clash]] = j
     return out
 
@@ -82,8 +100,9 @@ def rule2_types(inst: Instance, cp: Compiled) -> list[Violation]:
         if job.gpu_types is not None:
             bad = [t for t in names if t not in job.gpu_types]
             if bad:
-                out.append(Violation(2, f"GPU type {bad[0]!r} is not one of {job.gpu_types}",
-                                     job=job.name))
+                out.append(
+                    Violation(2, f"GPU type {bad[0]!r} is not one of {job.gpu_types}", job=job.name)
+                )
     return out
 
 
@@ -98,20 +117,32 @@ def rule3_sizes(inst: Instance, cp: Compiled) -> list[Violation]:
         units = len(g) // job.unit_size if len(g) else declared
         if units:
             if not job.units_min <= units <= job.units_max:
-                out.append(Violation(3, f"{units} units is outside [{job.units_min}, "
-                                        f"{job.units_max}]", job=job.name))
+                out.append(
+                    Violation(
+                        3,
+                        f"{units} units is outside [{job.units_min}, {job.units_max}]",
+                        job=job.name,
+                    )
+                )
             if job.kind == "training" and units % job.ep:
-                out.append(Violation(3, f"{units} units is not a multiple of ep={job.ep}",
-                                     job=job.name))
+                out.append(
+                    Violation(3, f"{units} units is not a multiple of ep={job.ep}", job=job.name)
+                )
         if job.current:
             if not job.preemptible and units == 0:
-                out.append(Violation(3, "running and not preemptible, but not placed",
-                                     job=job.name))
+                out.append(
+                    Violation(3, "running and not preemptible, but not placed", job=job.name)
+                )
             if job.pinned:
                 cur = index.cached_indices(job.current)
                 if len(cur) != len(g) or (cur != g).any():
-                    out.append(Violation(3, "pinned, but its GPUs differ from `current` "
-                                            "(same list, same order)", job=job.name))
+                    out.append(
+                        Violation(
+                            3,
+                            "pinned, but its GPUs differ from `current` (same list, same order)",
+                            job=job.name,
+                        )
+                    )
     return out
 
 
@@ -187,9 +218,14 @@ def rule4_scope(inst: Instance, cp: Compiled) -> list[Violation]:
             comp_ok = np.isfinite(index.wan_lat_us[sites, sites[:, :1]]).all(axis=1)
             if not comp_ok.all():
                 r = int(np.flatnonzero(~comp_ok)[0])
-                out.append(Violation(4, f"a {d.upper()} group spans sites with no WAN path "
-                                        f"(e.g. GPU {index.gpu_id(int(M[r, 0]))!r})",
-                                     job=job.name))
+                out.append(
+                    Violation(
+                        4,
+                        f"a {d.upper()} group spans sites with no WAN path "
+                        f"(e.g. GPU {index.gpu_id(int(M[r, 0]))!r})",
+                        job=job.name,
+                    )
+                )
                 continue
             lvl_name = scope[d]
             if lvl_name not in (None, "cluster"):
@@ -199,10 +235,14 @@ def rule4_scope(inst: Instance, cp: Compiled) -> list[Violation]:
                 if not ok.all():
                     r = int(np.flatnonzero(~ok)[0])
                     bad = M[r][dd[r] != dd[r, 0]][0]
-                    out.append(Violation(
-                        4, f"a {d.upper()} group spans more than one {lvl_name} "
-                           f"({index.gpu_id(int(M[r, 0]))!r} and {index.gpu_id(int(bad))!r})",
-                        job=job.name))
+                    out.append(
+                        Violation(
+                            4,
+                            f"a {d.upper()} group spans more than one {lvl_name} "
+                            f"({index.gpu_id(int(M[r, 0]))!r} and {index.gpu_id(int(bad))!r})",
+                            job=job.name,
+                        )
+                    )
             bound = getattr(job.max_latency_us, d)
             if bound is not None:
                 lat = _group_max_pair_latency(index, M)
@@ -211,10 +251,14 @@ def rule4_scope(inst: Instance, cp: Compiled) -> list[Violation]:
                 over = lat > bound + 1e-9 * max(1.0, abs(bound))
                 if over.any():
                     r = int(np.flatnonzero(over)[0])
-                    out.append(Violation(
-                        4, f"a {d.upper()} group has a pair {lat[r]:g} us apart, over "
-                           f"max_latency_us {bound:g} (group of {index.gpu_id(int(M[r, 0]))!r})",
-                        job=job.name))
+                    out.append(
+                        Violation(
+                            4,
+                            f"a {d.upper()} group has a pair {lat[r]:g} us apart, over "
+                            f"max_latency_us {bound:g} (group of {index.gpu_id(int(M[r, 0]))!r})",
+                            job=job.name,
+                        )
+                    )
     return out
 
 
@@ -229,8 +273,14 @@ def rule5_spread(inst: Instance, cp: Compiled) -> list[Violation]:
         lvl = index.level_index(job.spread.level)
         k = len(np.unique(index.dom[lvl][g]))
         if k < job.spread.min:
-            out.append(Violation(5, f"touches {k} {job.spread.level} domain(s), fewer than "
-                                    f"spread.min {job.spread.min}", job=job.name))
+            out.append(
+                Violation(
+                    5,
+                    f"touches {k} {job.spread.level} domain(s), fewer than "
+                    f"spread.min {job.spread.min}",
+                    job=job.name,
+                )
+            )
     return out
 
 
@@ -258,19 +308,26 @@ def rule6_leases(inst: Instance, cp: Compiled) -> list[Violation]:
             if b > a:
                 sites.add(int(index.dom[0][a]))
             if mask[a:b].any():
-                out.append(Violation(6, f"block {path!r} overlaps another of its blocks",
-                                     offer=o.name))
+                out.append(
+                    Violation(6, f"block {path!r} overlaps another of its blocks", offer=o.name)
+                )
             prev = claimed[a:b]
             if (prev >= 0).any() and (prev[prev >= 0] != oi).any():
                 other = inst.offers[int(prev[(prev >= 0) & (prev != oi)][0])].name
-                out.append(Violation(6, f"block {path!r} overlaps a block of offer {other!r}",
-                                     offer=o.name))
+                out.append(
+                    Violation(
+                        6, f"block {path!r} overlaps a block of offer {other!r}", offer=o.name
+                    )
+                )
             claimed[a:b] = oi
             mask[a:b] = True
             if used[a:b].any():
                 gi = a + int(np.argmax(used[a:b]))
-                out.append(Violation(6, f"block {path!r} holds GPU {index.gpu_id(gi)!r} of a "
-                                        "job", offer=o.name))
+                out.append(
+                    Violation(
+                        6, f"block {path!r} holds GPU {index.gpu_id(gi)!r} of a job", offer=o.name
+                    )
+                )
         if o.single_site and len(sites) > 1:
             names = sorted(index.site_names[s] for s in sites)
             out.append(Violation(6, f"single_site offer has blocks in {names}", offer=o.name))
@@ -278,14 +335,18 @@ def rule6_leases(inst: Instance, cp: Compiled) -> list[Violation]:
             have = {index.domain_path(lv, d) for lv, d in blocks}
             missing = [b for b in o.committed_blocks if b not in have]
             if missing:
-                out.append(Violation(6, f"committed block {missing[0]!r} is not leased",
-                                     offer=o.name))
+                out.append(
+                    Violation(6, f"committed block {missing[0]!r} is not leased", offer=o.name)
+                )
         if blocks:
             n = int((mask & index.available).sum())
             if n < o.min_gpus or (o.max_gpus is not None and n > o.max_gpus):
                 hi = "inf" if o.max_gpus is None else f"{o.max_gpus:,}"
-                out.append(Violation(6, f"{n:,} leased GPUs is outside [{o.min_gpus:,}, {hi}]",
-                                     offer=o.name))
+                out.append(
+                    Violation(
+                        6, f"{n:,} leased GPUs is outside [{o.min_gpus:,}, {hi}]", offer=o.name
+                    )
+                )
     return out
 
 
@@ -306,14 +367,17 @@ def rule7_power(inst: Instance, cp: Compiled) -> list[Violation]:
     pw = np.nan_to_num(index.type_power_kW[index.gpu_type], nan=0.0)
     per_site = np.bincount(index.dom[0][on], weights=pw[on], minlength=index.n_sites)
     for s in np.flatnonzero(per_site > index.power_cap_kW + 1e-9):
-        out.append(Violation(7, f"draws {per_site[s]:,.1f} kW, over its cap "
-                                f"{index.power_cap_kW[s]:,.1f} kW",
-                             site=index.site_names[int(s)]))
+        out.append(
+            Violation(
+                7,
+                f"draws {per_site[s]:,.1f} kW, over its cap {index.power_cap_kW[s]:,.1f} kW",
+                site=index.site_names[int(s)],
+            )
+        )
     return out
 
 
-RULES = (rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread, rule6_leases,
-         rule7_power)
+RULES = (rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread, rule6_leases, rule7_power)
 
 
 def check_compiled(inst: Instance, cp: Compiled) -> list[Violation]:
@@ -342,10 +406,12 @@ def running_job_problems(inst: Instance) -> list[tuple[str, str]]:
         for j, job in enumerate(inst.jobs):
             if job.pinned and job.current:
                 gpus[j] = index.cached_indices(job.current)
-        cp = Compiled(gpus, [[] for _ in inst.offers],
-                      [len(g) // j.unit_size for g, j in zip(gpus, inst.jobs)])
-        for rule in (rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread,
-                     rule7_power):
+        cp = Compiled(
+            gpus,
+            [[] for _ in inst.offers],
+            [len(g) // j.unit_size for g, j in zip(gpus, inst.jobs)],
+        )
+        for rule in (rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread, rule7_power):
             for v in rule(inst, cp):
                 if v.rule == 3 and "not placed" in v.what:
                     continue
@@ -371,6 +437,7 @@ def running_job_problems(inst: Instance) -> list[tuple[str, str]]:
                 counts = FreeCounts(index, free)
             why = fit_nowhere_reason(inst, index, job, free, counts=counts)
             if why:
-                problems.append((f"jobs[{ji}]", f"running, not preemptible, and fits nowhere "
-                                               f"even alone: {why}"))
+                problems.append(
+                    (f"jobs[{ji}]", f"running, not preemptible, and fits nowhere even alone: {why}")
+                )
     return problems

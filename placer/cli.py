@@ -33,8 +33,9 @@ err = Console(stderr=True, highlight=False, width=_WIDTH)
 def _fail(e: PlacerError) -> None:
     problems = getattr(e, "problems", None) or [("", str(e))]
     for loc, msg in problems:
-        err.print(f"[red]error:[/red] {loc + ': ' if loc else ''}{msg}", markup=True,
-                  soft_wrap=True)
+        err.print(
+            f"[red]error:[/red] {loc + ': ' if loc else ''}{msg}", markup=True, soft_wrap=True
+        )
     raise typer.Exit(2)
 
 
@@ -94,40 +95,68 @@ def show(
         out.print_json(json.dumps(summary))
         return
     t = Table(title=f"{inst.name}: sites")
-    for c in ("site", "GPUs", "available", "types", "nodes", *[f"{lv}s" for lv in
-              inst.topology.levels[1:-1]], "power cap kW", "node fail/day"):
+    for c in (
+        "site",
+        "GPUs",
+        "available",
+        "types",
+        "nodes",
+        *[f"{lv}s" for lv in inst.topology.levels[1:-1]],
+        "power cap kW",
+        "node fail/day",
+    ):
         t.add_column(c, justify="right" if c != "site" else "left")
     for s in summary["sites"]:
-        t.add_row(s["name"], _fmt(s["gpus"]), _fmt(s["available"]),
-                  ", ".join(f"{k} {v:,}" for k, v in s["types"].items()), _fmt(s["nodes"]),
-                  *[_fmt(s["domains"][lv]) for lv in inst.topology.levels[1:-1]],
-                  _fmt(s["power_cap_kW"]), _fmt(s["node_failures_per_day"]))
+        t.add_row(
+            s["name"],
+            _fmt(s["gpus"]),
+            _fmt(s["available"]),
+            ", ".join(f"{k} {v:,}" for k, v in s["types"].items()),
+            _fmt(s["nodes"]),
+            *[_fmt(s["domains"][lv]) for lv in inst.topology.levels[1:-1]],
+            _fmt(s["power_cap_kW"]),
+            _fmt(s["node_failures_per_day"]),
+        )
     out.print(t)
     t = Table(title="fabric (latency us / bandwidth GB/s per GPU)")
     t.add_column("site")
     for lv in inst.topology.levels:
         t.add_column(lv, justify="right")
     for s in summary["sites"]:
-        t.add_row(s["name"], *[f"{f['latency_us']:g} / {f['bandwidth_GBps']:g}"
-                               for f in s["fabric"].values()])
+        t.add_row(
+            s["name"],
+            *[f"{f['latency_us']:g} / {f['bandwidth_GBps']:g}" for f in s["fabric"].values()],
+        )
     out.print(t)
     if summary["wan_paths"]:
         t = Table(title="WAN paths (min latency)")
         for c in ("from", "to", "via", "latency us", "bandwidth GB/s", "failures/day"):
             t.add_column(c)
         for p in summary["wan_paths"]:
-            t.add_row(p["from"], p["to"], " - ".join(p["via"]), _fmt(p["latency_us"]),
-                      _fmt(p["bandwidth_GBps"]), _fmt(p["failures_per_day"]))
+            t.add_row(
+                p["from"],
+                p["to"],
+                " - ".join(p["via"]),
+                _fmt(p["latency_us"]),
+                _fmt(p["bandwidth_GBps"]),
+                _fmt(p["failures_per_day"]),
+            )
         out.print(t)
     t = Table(title="jobs")
-    for c in ("job", "kind", "types", "tp x pp", "units", "GPUs max", "scope", "value",
-              "running"):
+    for c in ("job", "kind", "types", "tp x pp", "units", "GPUs max", "scope", "value", "running"):
         t.add_column(c)
     for j in summary["jobs"]:
-        t.add_row(j["name"], j["kind"], ",".join(j["gpu_types"] or ["any"]),
-                  f"{j['tp']} x {j['pp']}", f"{j['units_min']}..{j['units_max']}",
-                  _fmt(j["gpus_max"]), " ".join(f"{k}:{v}" for k, v in j["scope"].items()),
-                  _fmt(j["value"]), j["running"])
+        t.add_row(
+            j["name"],
+            j["kind"],
+            ",".join(j["gpu_types"] or ["any"]),
+            f"{j['tp']} x {j['pp']}",
+            f"{j['units_min']}..{j['units_max']}",
+            _fmt(j["gpus_max"]),
+            " ".join(f"{k}:{v}" for k, v in j["scope"].items()),
+            _fmt(j["value"]),
+            j["running"],
+        )
     out.print(t)
     if summary["offers"]:
         t = Table(title="lease offers")
@@ -135,9 +164,15 @@ def show(
             t.add_column(c)
         for o in summary["offers"]:
             hi = "inf" if o["max_gpus"] is None else f"{o['max_gpus']:,}"
-            t.add_row(o["name"], _fmt(o["price_per_gpu_hour"]), o["level"],
-                      f"{o['min_gpus']:,}..{hi}", ",".join(o["sites"] or ["any"]),
-                      ",".join(o["gpu_types"] or ["any"]), ",".join(o["committed_blocks"]))
+            t.add_row(
+                o["name"],
+                _fmt(o["price_per_gpu_hour"]),
+                o["level"],
+                f"{o['min_gpus']:,}..{hi}",
+                ",".join(o["sites"] or ["any"]),
+                ",".join(o["gpu_types"] or ["any"]),
+                ",".join(o["committed_blocks"]),
+            )
         out.print(t)
 
 
@@ -148,8 +183,9 @@ def schema(
     """Print the JSON Schema of the instance (or placement) format."""
     from placer.io import instance_schema, placement_schema
 
-    sys.stdout.write(json.dumps(placement_schema() if placement else instance_schema(),
-                                indent=1) + "\n")
+    sys.stdout.write(
+        json.dumps(placement_schema() if placement else instance_schema(), indent=1) + "\n"
+    )
 
 
 def _load_pair(instance: Path, placement: Path, strict: bool):
@@ -185,15 +221,39 @@ def score(
 
 def render_score(d: dict, title: str) -> None:
     t = Table(title=title)
-    cols = ("job", "units", "GPUs", "T_tp ms", "T_pp ms", "T_dp ms", "T_ep ms", "step ms",
-            "efficiency", "lost", "goodput", "value", "moved")
+    cols = (
+        "job",
+        "units",
+        "GPUs",
+        "T_tp ms",
+        "T_pp ms",
+        "T_dp ms",
+        "T_ep ms",
+        "step ms",
+        "efficiency",
+        "lost",
+        "goodput",
+        "value",
+        "moved",
+    )
     for c in cols:
         t.add_column(c, justify="left" if c == "job" else "right")
     for j in d["jobs"]:
-        t.add_row(j["name"], _fmt(j["units"]), _fmt(j["gpus"]), _fmt(j["T_tp_ms"]),
-                  _fmt(j["T_pp_ms"]), _fmt(j["T_dp_ms"]), _fmt(j["T_ep_ms"]),
-                  _fmt(j["step_ms"], 1), _fmt(j["efficiency"], 4), _fmt(j["lost"], 4),
-                  _fmt(j["goodput"], 4), _fmt(j["value"], 1), _fmt(j["moved"]))
+        t.add_row(
+            j["name"],
+            _fmt(j["units"]),
+            _fmt(j["gpus"]),
+            _fmt(j["T_tp_ms"]),
+            _fmt(j["T_pp_ms"]),
+            _fmt(j["T_dp_ms"]),
+            _fmt(j["T_ep_ms"]),
+            _fmt(j["step_ms"], 1),
+            _fmt(j["efficiency"], 4),
+            _fmt(j["lost"], 4),
+            _fmt(j["goodput"], 4),
+            _fmt(j["value"], 1),
+            _fmt(j["moved"]),
+        )
     out.print(t)
     if d["offers"]:
         t = Table(title="offers")
@@ -222,8 +282,10 @@ def check(
     inst, pl = _load_pair(instance, placement, strict=False)
     vs = check_fn(inst, pl)
     if as_json:
-        sys.stdout.write(json.dumps({"feasible": not vs,
-                                     "violations": [v.to_dict() for v in vs]}, indent=1) + "\n")
+        sys.stdout.write(
+            json.dumps({"feasible": not vs, "violations": [v.to_dict() for v in vs]}, indent=1)
+            + "\n"
+        )
     else:
         _warn(inst)
         if not vs:
@@ -241,14 +303,19 @@ def solve(
     time_limit: float = typer.Option(60.0, "--time-limit", "-t", help="Seconds; 0 = no limit."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed + 1 thread = same output)."),
     threads: int = typer.Option(1, "--threads", help="Solver threads."),
-    work_limit: float | None = typer.Option(None, "--work-limit",
-                                            help="CP-SAT deterministic time limit."),
+    work_limit: float | None = typer.Option(
+        None, "--work-limit", help="CP-SAT deterministic time limit."
+    ),
     out_file: Path | None = typer.Option(None, "--out", "-o", help="Write SPEC 2 JSON here."),
     as_json: bool = typer.Option(False, "--json", help="Print the placement JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view or tables."),
-    option: list[str] = typer.Option([], "--option", "-O",
-                                     help="Backend option KEY=VALUE (e.g. policy=leases-first, "
-                                          "exact_small=false, mip_solver=cbc); repeatable."),
+    option: list[str] = typer.Option(
+        [],
+        "--option",
+        "-O",
+        help="Backend option KEY=VALUE (e.g. policy=leases-first, "
+        "exact_small=false, mip_solver=cbc); repeatable.",
+    ),
 ) -> None:
     """Place jobs and leases to maximise the score; exit 1 when there is no placement."""
     from placer.api import solve as solve_fn
@@ -266,13 +333,26 @@ def solve(
         opts[key] = _parse_value(value)
     try:
         if quiet or as_json:
-            res = solve_fn(inst, solver=solver, time_limit=time_limit or None, seed=seed,
-                           threads=threads, **opts)
+            res = solve_fn(
+                inst,
+                solver=solver,
+                time_limit=time_limit or None,
+                seed=seed,
+                threads=threads,
+                **opts,
+            )
         else:
-            with err.status(f"solving {inst.name} with {solver} "
-                            f"(limit {time_limit or 'none'} s) ..."):
-                res = solve_fn(inst, solver=solver, time_limit=time_limit or None, seed=seed,
-                               threads=threads, **opts)
+            with err.status(
+                f"solving {inst.name} with {solver} (limit {time_limit or 'none'} s) ..."
+            ):
+                res = solve_fn(
+                    inst,
+                    solver=solver,
+                    time_limit=time_limit or None,
+                    seed=seed,
+                    threads=threads,
+                    **opts,
+                )
     except PlacerError as e:
         _fail(e)
     doc = res.placement.model_dump(mode="json")
@@ -295,30 +375,46 @@ def render_solution(inst, res) -> None:
     for c in ("site", "GPUs", "used", "leased", "idle", "unavailable"):
         t.add_column(c, justify="left" if c == "site" else "right")
     for s in sm["sites"]:
-        t.add_row(s["name"], _fmt(s["gpus"]), _fmt(s["used"]), _fmt(s["leased"]),
-                  _fmt(s["idle"]), _fmt(s["unavailable"]))
+        t.add_row(
+            s["name"],
+            _fmt(s["gpus"]),
+            _fmt(s["used"]),
+            _fmt(s["leased"]),
+            _fmt(s["idle"]),
+            _fmt(s["unavailable"]),
+        )
     out.print(t)
     t = Table(title="jobs")
-    for c in ("job", "units", "GPUs", "type", "sites", "efficiency", "goodput", "value",
-              "reason"):
+    for c in ("job", "units", "GPUs", "type", "sites", "efficiency", "goodput", "value", "reason"):
         t.add_column(c, justify="left" if c in ("job", "sites", "reason", "type") else "right")
     for j in sm["jobs"]:
-        t.add_row(j["name"], f"{j['units']}/{j['units_max']}", _fmt(j["gpus"]), j["type"],
-                  ",".join(j["sites"]), _fmt(j["efficiency"], 4), _fmt(j["goodput"], 4),
-                  _fmt(j["value"], 0), j["reason"] or "")
+        t.add_row(
+            j["name"],
+            f"{j['units']}/{j['units_max']}",
+            _fmt(j["gpus"]),
+            j["type"],
+            ",".join(j["sites"]),
+            _fmt(j["efficiency"], 4),
+            _fmt(j["goodput"], 4),
+            _fmt(j["value"], 0),
+            j["reason"] or "",
+        )
     out.print(t)
     if sm["offers"]:
         t = Table(title="offers")
         for c in ("offer", "accepted", "blocks", "GPUs", "revenue"):
             t.add_column(c)
         for o in sm["offers"]:
-            t.add_row(o["offer"], _fmt(o["accepted"]), o["blocks"], _fmt(o["gpus"]),
-                      _fmt(o["revenue"], 0))
+            t.add_row(
+                o["offer"], _fmt(o["accepted"]), o["blocks"], _fmt(o["gpus"]), _fmt(o["revenue"], 0)
+            )
         out.print(t)
     gap = "-" if res.gap is None else f"{100 * res.gap:.3f}%"
     bound = "-" if res.bound is None else f"{res.bound:,.0f}"
-    out.print(f"[bold]{res.status}[/bold] by {res.solver} in {res.seconds:.2f} s: objective "
-              f"[bold]{res.objective:,.0f}[/bold] vu, bound {bound}, gap {gap}")
+    out.print(
+        f"[bold]{res.status}[/bold] by {res.solver} in {res.seconds:.2f} s: objective "
+        f"[bold]{res.objective:,.0f}[/bold] vu, bound {bound}, gap {gap}"
+    )
 
 
 def _parse_value(text: str) -> Any:
@@ -349,8 +445,10 @@ def generate(
         for name, fn in generators.FAMILIES.items():
             doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
             out.print(f"[bold]{name}[/bold]: {doc}")
-            out.print("   " + ", ".join(f"{k}={v!r}" for k, v in
-                                          generators.params(name).items()), soft_wrap=True)
+            out.print(
+                "   " + ", ".join(f"{k}={v!r}" for k, v in generators.params(name).items()),
+                soft_wrap=True,
+            )
         return
     kw: dict[str, Any] = {}
     for item in param:
@@ -364,8 +462,10 @@ def generate(
     except (TypeError, ValueError) as e:
         err.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
-    text = generators.to_yaml(d, comment=f"placer generate {family} --seed {seed}"
-                              + "".join(f" --param {p}" for p in param))
+    text = generators.to_yaml(
+        d,
+        comment=f"placer generate {family} --seed {seed}" + "".join(f" --param {p}" for p in param),
+    )
     if out_file is None:
         sys.stdout.write(text)
     else:

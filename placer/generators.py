@@ -57,10 +57,21 @@ GPU_TYPES: dict[str, dict[str, float]] = {
 NODE_FAILURES_PER_DAY = {"H100": 0.0038, "H200": 0.0038, "GB200": 0.0032}
 
 # per-GPU fabric (latency_us, bandwidth_GBps) between GPUs meeting at a level
-HGX_FABRIC = {"node": (1.0, 370.0), "rack": (4.0, 48.5), "pod": (4.5, 48.5),
-              "hall": (5.5, 46.0), "site": (7.0, 23.0)}
-NVL72_FABRIC = {"node": (1.0, 722.0), "rack": (1.5, 722.0), "su": (4.0, 48.5),
-                "pod": (4.0, 48.5), "hall": (5.5, 46.0), "site": (7.0, 23.0)}
+HGX_FABRIC = {
+    "node": (1.0, 370.0),
+    "rack": (4.0, 48.5),
+    "pod": (4.5, 48.5),
+    "hall": (5.5, 46.0),
+    "site": (7.0, 23.0),
+}
+NVL72_FABRIC = {
+    "node": (1.0, 722.0),
+    "rack": (1.5, 722.0),
+    "su": (4.0, 48.5),
+    "pod": (4.0, 48.5),
+    "hall": (5.5, 46.0),
+    "site": (7.0, 23.0),
+}
 OLDER_SITE_FABRIC = {"hall": (6.5, 24.25), "site": (9.0, 6.9)}  # 2:1 halls, 1:7 taper
 
 # Training model table keyed by the job's GPU count: the first row whose `max_gpus` is at
@@ -140,15 +151,22 @@ def traces() -> tuple[str, ...]:
 
 
 @functools.cache
-def duration_quantiles(trace: str, size_class: str,
-                       weighting: str = "running") -> tuple[np.ndarray, np.ndarray]:
+def duration_quantiles(
+    trace: str, size_class: str, weighting: str = "running"
+) -> tuple[np.ndarray, np.ndarray]:
     """(quantile levels, hours) of job durations for a trace and size class
     (``'1'``, ``'2-7'``, ``'8-15'``, ``'16+'`` or ``'all'``)."""
-    rows = [r for r in _read_csv("job_durations.csv") if r["trace"] == trace
-            and r["size_class"] == size_class and r["weighting"] == weighting]
+    rows = [
+        r
+        for r in _read_csv("job_durations.csv")
+        if r["trace"] == trace and r["size_class"] == size_class and r["weighting"] == weighting
+    ]
     if not rows:
-        rows = [r for r in _read_csv("job_durations.csv") if r["trace"] == trace
-                and r["size_class"] == "all" and r["weighting"] == weighting]
+        rows = [
+            r
+            for r in _read_csv("job_durations.csv")
+            if r["trace"] == trace and r["size_class"] == "all" and r["weighting"] == weighting
+        ]
     if not rows:
         raise ValueError(f"no duration table for trace {trace!r}, weighting {weighting!r}")
     q = np.array([float(r["quantile"]) for r in rows])
@@ -199,8 +217,11 @@ def _pow2_divisor(n: int, cap: int) -> int:
 
 
 def _fabric(spec: dict[str, tuple[float, float]], levels: list[str]) -> dict:
-    return {lv: {"latency_us": spec[lv][0], "bandwidth_GBps": spec[lv][1]}
-            for lv in reversed(levels) if lv in spec}
+    return {
+        lv: {"latency_us": spec[lv][0], "bandwidth_GBps": spec[lv][1]}
+        for lv in reversed(levels)
+        if lv in spec
+    }
 
 
 # --------------------------------------------------------------------------- cluster model
@@ -312,8 +333,7 @@ class _Cluster:
 
     # ----------------------------------------------------------------- unavailable parts
 
-    def mark_unavailable(self, rng: np.random.Generator, nodes: int, racks: int,
-                         gpus: int) -> None:
+    def mark_unavailable(self, rng: np.random.Generator, nodes: int, racks: int, gpus: int) -> None:
         """Mark random nodes, racks (parents of nodes) and single GPUs unavailable."""
         weights = np.array([e.nodes for e in self.entries], dtype=float)
         weights /= weights.sum()
@@ -350,8 +370,9 @@ class _Cluster:
 
     # ----------------------------------------------------------------- running jobs
 
-    def allocate(self, rng: np.random.Generator, types: list[str] | None, n_gpus: int,
-                 tp: int) -> list[str] | None:
+    def allocate(
+        self, rng: np.random.Generator, types: list[str] | None, n_gpus: int, tp: int
+    ) -> list[str] | None:
         """GPU ids (rank order) for a running job, inside one entry of an allowed type.
 
         Nodes are taken in path order from a cursor (one per entry, starting at a random
@@ -395,9 +416,17 @@ class _Cluster:
         return ids[:n_gpus]
 
 
-def _hall_entries(site: str, units: int, per_hall: int, shape_below: tuple[int, ...],
-                  gpu_type: str, gpn: int, below: tuple[str, ...], name: str = "hall",
-                  first: int = 0) -> list[_Entry]:
+def _hall_entries(
+    site: str,
+    units: int,
+    per_hall: int,
+    shape_below: tuple[int, ...],
+    gpu_type: str,
+    gpn: int,
+    below: tuple[str, ...],
+    name: str = "hall",
+    first: int = 0,
+) -> list[_Entry]:
     """`units` level-2 domains (pods / SUs) grouped into halls of at most `per_hall`;
     a remainder becomes one more, smaller hall named explicitly."""
     per_hall = max(1, min(per_hall, units))
@@ -406,21 +435,30 @@ def _hall_entries(site: str, units: int, per_hall: int, shape_below: tuple[int, 
     if q and first == 0:
         out.append(_Entry(site, name, q, (per_hall, *shape_below), gpu_type, gpn, below))
     elif q:
-        out += [_Entry(site, f"{name}{first + i}", None, (per_hall, *shape_below), gpu_type,
-                       gpn, below) for i in range(q)]
+        out += [
+            _Entry(site, f"{name}{first + i}", None, (per_hall, *shape_below), gpu_type, gpn, below)
+            for i in range(q)
+        ]
     if r:
-        out.append(_Entry(site, f"{name}{first + q}", None, (r, *shape_below), gpu_type, gpn,
-                          below))
+        out.append(
+            _Entry(site, f"{name}{first + q}", None, (r, *shape_below), gpu_type, gpn, below)
+        )
     return out
 
 
-def _wan(rng: np.random.Generator, sites: list[str], latency_us: Any, bandwidth_GBps: Any,
-         failures_per_day: Any, max_km: float) -> list[dict]:
+def _wan(
+    rng: np.random.Generator,
+    sites: list[str],
+    latency_us: Any,
+    bandwidth_GBps: Any,
+    failures_per_day: Any,
+    max_km: float,
+) -> list[dict]:
     """Full mesh between sites. Latency from random site positions in a square of side
     `max_km` (route = straight line x ROUTE_STRETCH, >= 1 km) unless given; bandwidth from
     the 0.4 / 1.6 / 6.4 / 25.6 Tb/s ladder unless given. A scalar applies to every link,
     a list gives one value per link (pairs in order (0,1), (0,2), ..., (1,2), ...)."""
-    pairs = [(a, b) for i, a in enumerate(sites) for b in sites[i + 1:]]
+    pairs = [(a, b) for i, a in enumerate(sites) for b in sites[i + 1 :]]
     pos = rng.random((len(sites), 2)) * max_km
     idx = {s: i for i, s in enumerate(sites)}
 
@@ -440,8 +478,14 @@ def _wan(rng: np.random.Generator, sites: list[str], latency_us: Any, bandwidth_
         bw = float(rng.choice(WAN_LADDER_GBPS[:3])) if bw is None else float(bw)
         fr = per_link(failures_per_day, k, "wan_failures_per_day")
         fr = float(rng.uniform(0.05, 0.3)) if fr is None else float(fr)
-        out.append({"between": [a, b], "latency_us": _r(lat, 1), "bandwidth_GBps": _r(bw, 2),
-                    "failures_per_day": _r(fr, 3)})
+        out.append(
+            {
+                "between": [a, b],
+                "latency_us": _r(lat, 1),
+                "bandwidth_GBps": _r(bw, 2),
+                "failures_per_day": _r(fr, 3),
+            }
+        )
     return out
 
 
@@ -492,8 +536,10 @@ def _check_limits(cl: _Cluster) -> None:
     nodes = sum(e.nodes for e in cl.entries)
     gpus = cl.total_gpus()
     if gpus > MAX_GPUS or nodes > MAX_NODES:
-        raise ValueError(f"{gpus:,} GPUs in {nodes:,} nodes exceeds SPEC's limits "
-                         f"({MAX_GPUS:,} GPUs, {MAX_NODES:,} nodes)")
+        raise ValueError(
+            f"{gpus:,} GPUs in {nodes:,} nodes exceeds SPEC's limits "
+            f"({MAX_GPUS:,} GPUs, {MAX_NODES:,} nodes)"
+        )
 
 
 # --------------------------------------------------------------------------- job mix
@@ -528,10 +574,21 @@ FAMILY_MIX: dict[str, dict[str, Any]] = {
     "multicampus": {"n_jobs": 16, "n_offers": 2, "running_max_gpus": 1024},
     "nvl72": {"n_jobs": 12, "running_max_gpus": 288},
     "hetero": {"n_jobs": 16, "n_offers": 2, "running_max_gpus": 512},
-    "frontier": {"n_jobs": 6, "load": 0.3, "running_share": 0.3, "running_max_gpus": 1024,
-                 "horizon_hours": 720.0},
-    "scale": {"n_jobs": 200, "running_share": 0.02, "running_max_gpus": 128, "n_offers": 2,
-              "unavailable_nodes": None, "unavailable_racks": None},
+    "frontier": {
+        "n_jobs": 6,
+        "load": 0.3,
+        "running_share": 0.3,
+        "running_max_gpus": 1024,
+        "horizon_hours": 720.0,
+    },
+    "scale": {
+        "n_jobs": 200,
+        "running_share": 0.02,
+        "running_max_gpus": 128,
+        "n_offers": 2,
+        "unavailable_nodes": None,
+        "unavailable_racks": None,
+    },
 }
 
 
@@ -539,8 +596,9 @@ def _mix(given: dict[str, Any], family: str) -> dict[str, Any]:
     unknown = sorted(set(given) - set(MIX_DEFAULTS))
     if unknown:
         valid = sorted(set(MIX_DEFAULTS) | set(_own_params(FAMILIES[family])))
-        raise TypeError(f"unknown parameter {unknown[0]!r} for family {family!r}; "
-                        f"valid: {', '.join(valid)}")
+        raise TypeError(
+            f"unknown parameter {unknown[0]!r} for family {family!r}; valid: {', '.join(valid)}"
+        )
     m = dict(MIX_DEFAULTS)
     m.update(FAMILY_MIX[family])
     m.update(given)
@@ -581,8 +639,9 @@ def _nvl72_only(cl: _Cluster, pool: _Pool) -> bool:
     return all(t == "GB200" for t in (pool.types or cl.types))
 
 
-def _training_comm(P: float, L: int, h: int, seq: int, m: int, tp: int, pp: int, ep: int,
-                   moe: bool) -> tuple[dict, float, float]:
+def _training_comm(
+    P: float, L: int, h: int, seq: int, m: int, tp: int, pp: int, ep: int, moe: bool
+) -> tuple[dict, float, float]:
     """(comm, compute_ms, params_total) by the formulas of instances/README.md 2.4."""
     A = seq * h * 2 / 1e6  # activation of one micro-batch, MB
     lps = -(-L // pp)
@@ -610,8 +669,15 @@ def _training_comm(P: float, L: int, h: int, seq: int, m: int, tp: int, pp: int,
 
 
 def _training_value(g: int, rng: np.random.Generator) -> float:
-    lo, hi = (0.8, 1.3) if g <= 8 else (1.2, 2.0) if g <= 512 else (1.6, 2.6) if g <= 8192 \
+    lo, hi = (
+        (0.8, 1.3)
+        if g <= 8
+        else (1.2, 2.0)
+        if g <= 512
+        else (1.6, 2.6)
+        if g <= 8192
         else (2.4, 3.0)
+    )
     return _r(rng.uniform(lo, hi), 2)
 
 
@@ -650,8 +716,9 @@ def _size_scale(cl: _Cluster, m: dict, n_jobs: int) -> int:
     return int(2 ** min(12, max(0, round(math.log2(max(want, 1.0))))))
 
 
-def _draw_jobs(rng: np.random.Generator, cl: _Cluster, m: dict, n_jobs: int,
-               first_index: int = 0) -> list[dict]:
+def _draw_jobs(
+    rng: np.random.Generator, cl: _Cluster, m: dict, n_jobs: int, first_index: int = 0
+) -> list[dict]:
     """`n_jobs` jobs drawn from the trace tables (docs/generators.md gives every number).
 
     Algorithm overview
@@ -685,8 +752,16 @@ def _draw_jobs(rng: np.random.Generator, cl: _Cluster, m: dict, n_jobs: int,
     return jobs
 
 
-def _training_job(rng: np.random.Generator, cl: _Cluster, m: dict, i: int, s0: int, g: int,
-                  pool: _Pool, multi_site: bool) -> dict:
+def _training_job(
+    rng: np.random.Generator,
+    cl: _Cluster,
+    m: dict,
+    i: int,
+    s0: int,
+    g: int,
+    pool: _Pool,
+    multi_site: bool,
+) -> dict:
     row = next(r for r in TRAINING_MODELS if g <= r[0])
     _, pp_t, model, P, L, h, seq, mb = row
     tp_max = _tp_max(cl, pool.types)
@@ -702,8 +777,10 @@ def _training_job(rng: np.random.Generator, cl: _Cluster, m: dict, i: int, s0: i
     moe = moe and ep >= 2
     ep = ep if moe else 1
     comm, compute_ms, _ = _training_comm(P, L, h, seq, mb, tp, pp, ep, moe)
-    job: dict[str, Any] = {"name": f"train-{'moe-' if moe else ''}{model}-{i:04d}",
-                           "kind": "training"}
+    job: dict[str, Any] = {
+        "name": f"train-{'moe-' if moe else ''}{model}-{i:04d}",
+        "kind": "training",
+    }
     if pool.types is not None:
         job["gpu_types"] = list(pool.types)
     job.update({"tp": tp, "pp": pp, "dp": dp})
@@ -723,9 +800,11 @@ def _training_job(rng: np.random.Generator, cl: _Cluster, m: dict, i: int, s0: i
         job["scope"] = scope
     job["comm"] = comm
     job["compute_ms"] = compute_ms
-    job["overlap"] = {d: OVERLAP[d] for d in ("tp", "pp", "dp", "ep")
-                      if (d == "tp" and tp > 1) or (d == "pp" and pp > 1) or d == "dp"
-                      or (d == "ep" and moe)}
+    job["overlap"] = {
+        d: OVERLAP[d]
+        for d in ("tp", "pp", "dp", "ep")
+        if (d == "tp" and tp > 1) or (d == "pp" and pp > 1) or d == "dp" or (d == "ep" and moe)
+    }
     job["value"] = _training_value(g, rng)
     job["restart_min"], job["checkpoint_interval_min"] = _restart(g)
     rem = _remaining(rng, m, s0)
@@ -734,8 +813,16 @@ def _training_job(rng: np.random.Generator, cl: _Cluster, m: dict, i: int, s0: i
     return job
 
 
-def _inference_job(rng: np.random.Generator, cl: _Cluster, m: dict, i: int, s0: int, g: int,
-                   pool: _Pool, multi_site: bool) -> dict:
+def _inference_job(
+    rng: np.random.Generator,
+    cl: _Cluster,
+    m: dict,
+    i: int,
+    s0: int,
+    g: int,
+    pool: _Pool,
+    multi_site: bool,
+) -> dict:
     tp_max = _tp_max(cl, pool.types)
     if _nvl72_only(cl, pool):
         tp_max = 8  # TP 8 across two trays of one NVL72 rack
@@ -812,8 +899,14 @@ def _make_running(rng: np.random.Generator, cl: _Cluster, m: dict, jobs: list[di
         job["migration_cost"] = _r(job["value"] * len(ids) * rng.uniform(1.0, 4.0), 0)
 
 
-def _offers(rng: np.random.Generator, cl: _Cluster, jobs: list[dict], n: int,
-            horizon: float, site_level: bool = False) -> dict | None:
+def _offers(
+    rng: np.random.Generator,
+    cl: _Cluster,
+    jobs: list[dict],
+    n: int,
+    horizon: float,
+    site_level: bool = False,
+) -> dict | None:
     """`n` lease offers of whole level-1 blocks (halls / SUs; one to a quarter of a site's
     blocks of one type, at most half of them) or, with `site_level`, of one whole site.
 
@@ -841,32 +934,51 @@ def _offers(rng: np.random.Generator, cl: _Cluster, jobs: list[dict], n: int,
                     nominal += e.gpus
                     types.add(e.gpu_type)
                     speed = max(speed, GPU_TYPES[e.gpu_type]["speed"])
-            o: dict[str, Any] = {"name": f"campus-tenant-{k}", "level": "site",
-                                 "price_per_gpu_hour": _r(ref * speed * rng.uniform(0.8, 1.2)),
-                                 "min_gpus": int(avail * rng.uniform(0.85, 1.0)),
-                                 "max_gpus": nominal, "sites": [s], "single_site": True}
+            o: dict[str, Any] = {
+                "name": f"campus-tenant-{k}",
+                "level": "site",
+                "price_per_gpu_hour": _r(ref * speed * rng.uniform(0.8, 1.2)),
+                "min_gpus": int(avail * rng.uniform(0.85, 1.0)),
+                "max_gpus": nominal,
+                "sites": [s],
+                "single_site": True,
+            }
             if multi_type:
                 o["gpu_types"] = sorted(types)
             offers.append(o)
             continue
         # prefer (site, type) pairs with several blocks: leasing the only block of a type
         # is rarely a real question
-        n_blocks = [sum(f.children for f in cl.entries if f.site == e.site
-                        and f.gpu_type == e.gpu_type) for e in cl.entries]
-        w = np.array([e.gpus * (1.0 if nb > 1 else 1e-3) for e, nb in
-                      zip(cl.entries, n_blocks, strict=True)], dtype=float)
+        n_blocks = [
+            sum(f.children for f in cl.entries if f.site == e.site and f.gpu_type == e.gpu_type)
+            for e in cl.entries
+        ]
+        w = np.array(
+            [
+                e.gpus * (1.0 if nb > 1 else 1e-3)
+                for e, nb in zip(cl.entries, n_blocks, strict=True)
+            ],
+            dtype=float,
+        )
         ei = int(rng.choice(len(cl.entries), p=w / w.sum()))
         e = cl.entries[ei]
-        same = [(i, c) for i, f in enumerate(cl.entries) if f.site == e.site
-                and f.gpu_type == e.gpu_type for c in range(f.children)]
+        same = [
+            (i, c)
+            for i, f in enumerate(cl.entries)
+            if f.site == e.site and f.gpu_type == e.gpu_type
+            for c in range(f.children)
+        ]
         avail = sorted((cl.available_in_child(i, c) for i, c in same), reverse=True)
         blocks = int(rng.integers(1, max(1, len(avail) // 4) + 1))
         lo = int(sum(avail[:blocks]) * rng.uniform(0.85, 1.0))
-        hi = max(lo, min(sum(avail[:blocks + 1]), sum(avail) // 2))
-        o = {"name": f"tenant-{k}",
-             "price_per_gpu_hour": _r(ref * GPU_TYPES[e.gpu_type]["speed"]
-                                      * rng.uniform(0.8, 1.2)),
-             "min_gpus": lo, "max_gpus": hi, "sites": [e.site]}
+        hi = max(lo, min(sum(avail[: blocks + 1]), sum(avail) // 2))
+        o = {
+            "name": f"tenant-{k}",
+            "price_per_gpu_hour": _r(ref * GPU_TYPES[e.gpu_type]["speed"] * rng.uniform(0.8, 1.2)),
+            "min_gpus": lo,
+            "max_gpus": hi,
+            "sites": [e.site],
+        }
         if multi_type:
             o["gpu_types"] = [e.gpu_type]
         offers.append(o)
@@ -882,18 +994,33 @@ def _gpu_types(cl: _Cluster) -> dict:
     return {t: dict(GPU_TYPES[t]) for t in cl.types}
 
 
-def _assemble(name: str, cl: _Cluster, topology: dict, jobs: list[dict], m: dict,
-              leases: dict | None) -> dict:
-    d: dict[str, Any] = {"name": name, "horizon_hours": _r(m["horizon_hours"], 3),
-                         "topology": topology, "gpu_types": _gpu_types(cl), "jobs": jobs}
+def _assemble(
+    name: str, cl: _Cluster, topology: dict, jobs: list[dict], m: dict, leases: dict | None
+) -> dict:
+    d: dict[str, Any] = {
+        "name": name,
+        "horizon_hours": _r(m["horizon_hours"], 3),
+        "topology": topology,
+        "gpu_types": _gpu_types(cl),
+        "jobs": jobs,
+    }
     if leases:
         d["leases"] = leases
     return d
 
 
-def _finish(rng: np.random.Generator, name: str, cl: _Cluster, fabric: dict,
-            site_extra: dict[str, dict], wan: list[dict], m: dict, jobs: list[dict],
-            site_level_offers: bool, power_cap_factor: Any) -> dict:
+def _finish(
+    rng: np.random.Generator,
+    name: str,
+    cl: _Cluster,
+    fabric: dict,
+    site_extra: dict[str, dict],
+    wan: list[dict],
+    m: dict,
+    jobs: list[dict],
+    site_level_offers: bool,
+    power_cap_factor: Any,
+) -> dict:
     _make_running(rng, cl, m, jobs)
     leases = _offers(rng, cl, jobs, m["n_offers"], m["horizon_hours"], site_level_offers)
     for s, kw in _power_caps(cl, power_cap_factor).items():
@@ -904,9 +1031,16 @@ def _finish(rng: np.random.Generator, name: str, cl: _Cluster, fabric: dict,
 # --------------------------------------------------------------------------- families
 
 
-def superpod(seed: int = 0, *, sus: int = 4, racks_per_su: int = 8, nodes_per_rack: int = 4,
-             ufm_slot: bool = True, power_cap_factor: float | None = 1.05,
-             **mix: Any) -> dict:
+def superpod(
+    seed: int = 0,
+    *,
+    sus: int = 4,
+    racks_per_su: int = 8,
+    nodes_per_rack: int = 4,
+    ufm_slot: bool = True,
+    power_cap_factor: float | None = 1.05,
+    **mix: Any,
+) -> dict:
     """One NVIDIA DGX SuperPOD (H100 reference architecture): `sus` scalable units of
     `racks_per_su` x `nodes_per_rack` DGX H100 (32 DGX = 256 GPUs per SU by default),
     levels ``[site, su, rack, node]``.
@@ -920,8 +1054,15 @@ def superpod(seed: int = 0, *, sus: int = 4, racks_per_su: int = 8, nodes_per_ra
     m = _mix(mix, "superpod")
     rng = np.random.default_rng(seed)
     levels = ["site", "su", "rack", "node"]
-    cl = _Cluster(levels, [_Entry("superpod", "su", sus, (racks_per_su, nodes_per_rack), "H100",
-                                  8, ("rack", "node"))], ["superpod"])
+    cl = _Cluster(
+        levels,
+        [
+            _Entry(
+                "superpod", "su", sus, (racks_per_su, nodes_per_rack), "H100", 8, ("rack", "node")
+            )
+        ],
+        ["superpod"],
+    )
     _check_limits(cl)
     if ufm_slot:
         e = cl.entries[0]
@@ -929,60 +1070,80 @@ def superpod(seed: int = 0, *, sus: int = 4, racks_per_su: int = 8, nodes_per_ra
         cl.unavailable.append(e.path(last))
         cl.blocked.setdefault(0, set()).add(last)
         cl.down_gpus[(0, e.children - 1)] = 8
-    cl.mark_unavailable(rng, m["unavailable_nodes"], m["unavailable_racks"],
-                        m["unavailable_gpus"])
+    cl.mark_unavailable(rng, m["unavailable_nodes"], m["unavailable_racks"], m["unavailable_gpus"])
     site_lat = 4.5 if sus <= 8 else 5.0
-    fabric = _fabric({"node": (1.0, 370.0), "rack": (4.0, 48.5), "su": (4.0, 48.5),
-                      "site": (site_lat, 45.0)}, levels)
+    fabric = _fabric(
+        {"node": (1.0, 370.0), "rack": (4.0, 48.5), "su": (4.0, 48.5), "site": (site_lat, 45.0)},
+        levels,
+    )
     extra = {"superpod": {"node_failures_per_day": NODE_FAILURES_PER_DAY["H100"]}}
     jobs = _draw_jobs(rng, cl, m, m["n_jobs"])
-    return _finish(rng, f"superpod-{sus}su-s{seed}", cl, fabric, extra, [], m, jobs, False,
-                   power_cap_factor)
+    return _finish(
+        rng, f"superpod-{sus}su-s{seed}", cl, fabric, extra, [], m, jobs, False, power_cap_factor
+    )
 
 
-def _campuses(rng: np.random.Generator, m: dict, sites: int, gpus_per_site: Any,
-              pods_per_hall: int, gpu_type: str, wan_latency_us: Any, wan_bandwidth_GBps: Any,
-              wan_failures_per_day: Any, wan_max_km: float, older_site: bool,
-              ) -> tuple[_Cluster, dict, dict[str, dict], list[dict]]:
+def _campuses(
+    rng: np.random.Generator,
+    m: dict,
+    sites: int,
+    gpus_per_site: Any,
+    pods_per_hall: int,
+    gpu_type: str,
+    wan_latency_us: Any,
+    wan_bandwidth_GBps: Any,
+    wan_failures_per_day: Any,
+    wan_max_km: float,
+    older_site: bool,
+) -> tuple[_Cluster, dict, dict[str, dict], list[dict]]:
     """HGX campuses, their unavailable parts, fabric, per-site extras and WAN mesh."""
     if not 1 <= sites <= 8:
         raise ValueError("sites must be between 1 and 8")
     if gpu_type not in ("H100", "H200"):
         raise ValueError("campuses are HGX sites (H100 or H200); use nvl72 or hetero for GB200")
     levels = ["site", "hall", "pod", "rack", "node"]
-    per = list(gpus_per_site) if isinstance(gpus_per_site, list | tuple) \
-        else [gpus_per_site] * sites
+    per = (
+        list(gpus_per_site) if isinstance(gpus_per_site, list | tuple) else [gpus_per_site] * sites
+    )
     if len(per) != sites:
         raise ValueError(f"gpus_per_site: {len(per)} values for {sites} sites")
     names = [f"campus-{chr(ord('a') + i)}" for i in range(sites)]
     entries = []
     for s, g in zip(names, per, strict=True):
         pods = max(1, round(int(g) / 512))
-        entries += _hall_entries(s, pods, pods_per_hall, (8, 8), gpu_type, 8,
-                                 ("pod", "rack", "node"))
+        entries += _hall_entries(
+            s, pods, pods_per_hall, (8, 8), gpu_type, 8, ("pod", "rack", "node")
+        )
     cl = _Cluster(levels, entries, names)
     _check_limits(cl)
-    cl.mark_unavailable(rng, m["unavailable_nodes"], m["unavailable_racks"],
-                        m["unavailable_gpus"])
+    cl.mark_unavailable(rng, m["unavailable_nodes"], m["unavailable_racks"], m["unavailable_gpus"])
     extra: dict[str, dict] = {}
     for k, s in enumerate(names):
         old = older_site and k == 0 and sites > 1
-        extra[s] = {"node_failures_per_day": _r(NODE_FAILURES_PER_DAY[gpu_type]
-                                                * (1.2 if old else 1.0), 5)}
+        extra[s] = {
+            "node_failures_per_day": _r(NODE_FAILURES_PER_DAY[gpu_type] * (1.2 if old else 1.0), 5)
+        }
         if old:
             extra[s] = {"fabric": _fabric(OLDER_SITE_FABRIC, levels), **extra[s]}
-    wan = _wan(rng, names, wan_latency_us, wan_bandwidth_GBps, wan_failures_per_day,
-               wan_max_km)
+    wan = _wan(rng, names, wan_latency_us, wan_bandwidth_GBps, wan_failures_per_day, wan_max_km)
     return cl, _fabric(HGX_FABRIC, levels), extra, wan
 
 
-def multicampus(seed: int = 0, *, sites: int = 3, gpus_per_site: int | list[int] = 16384,
-                pods_per_hall: int = 16, gpu_type: str = "H100",
-                wan_latency_us: float | list[float] | None = None,
-                wan_bandwidth_GBps: float | list[float] | None = None,
-                wan_failures_per_day: float | list[float] | None = None,
-                wan_max_km: float = 40.0, older_site: bool = True,
-                power_cap_factor: float | None = 1.05, **mix: Any) -> dict:
+def multicampus(
+    seed: int = 0,
+    *,
+    sites: int = 3,
+    gpus_per_site: int | list[int] = 16384,
+    pods_per_hall: int = 16,
+    gpu_type: str = "H100",
+    wan_latency_us: float | list[float] | None = None,
+    wan_bandwidth_GBps: float | list[float] | None = None,
+    wan_failures_per_day: float | list[float] | None = None,
+    wan_max_km: float = 40.0,
+    older_site: bool = True,
+    power_cap_factor: float | None = 1.05,
+    **mix: Any,
+) -> dict:
     """`sites` (2-4) HGX campuses joined by a full mesh of WAN links; levels
     ``[site, hall, pod, rack, node]`` with 8 GPUs per node, 8 nodes per rack, 8 racks per
     pod (512 GPUs, a Colossus "array") and `pods_per_hall` pods per hall.
@@ -999,17 +1160,44 @@ def multicampus(seed: int = 0, *, sites: int = 3, gpus_per_site: int | list[int]
     """
     m = _mix(mix, "multicampus")
     rng = np.random.default_rng(seed)
-    cl, fabric, extra, wan = _campuses(rng, m, sites, gpus_per_site, pods_per_hall, gpu_type,
-                                       wan_latency_us, wan_bandwidth_GBps,
-                                       wan_failures_per_day, wan_max_km, older_site)
+    cl, fabric, extra, wan = _campuses(
+        rng,
+        m,
+        sites,
+        gpus_per_site,
+        pods_per_hall,
+        gpu_type,
+        wan_latency_us,
+        wan_bandwidth_GBps,
+        wan_failures_per_day,
+        wan_max_km,
+        older_site,
+    )
     jobs = _draw_jobs(rng, cl, m, m["n_jobs"])
-    return _finish(rng, f"multicampus-{sites}x-s{seed}", cl, fabric, extra, wan, m, jobs,
-                   True, power_cap_factor)
+    return _finish(
+        rng,
+        f"multicampus-{sites}x-s{seed}",
+        cl,
+        fabric,
+        extra,
+        wan,
+        m,
+        jobs,
+        True,
+        power_cap_factor,
+    )
 
 
-def nvl72(seed: int = 0, *, halls: int = 2, sus_per_hall: int = 4, racks_per_su: int = 8,
-          trays_per_rack: int = 18, power_cap_factor: float | None = 0.95,
-          **mix: Any) -> dict:
+def nvl72(
+    seed: int = 0,
+    *,
+    halls: int = 2,
+    sus_per_hall: int = 4,
+    racks_per_su: int = 8,
+    trays_per_rack: int = 18,
+    power_cap_factor: float | None = 0.95,
+    **mix: Any,
+) -> dict:
     """One GB200 NVL72 campus: levels ``[site, hall, su, rack, node]``, a node is a
     compute tray of 4 GPUs (``gpus_per_node: 4``), 18 trays per NVL72 rack (72 GPUs in one
     NVLink domain), 8 racks per scalable unit (576 GPUs, DGX GB200 RA).
@@ -1021,22 +1209,48 @@ def nvl72(seed: int = 0, *, halls: int = 2, sus_per_hall: int = 4, racks_per_su:
     m = _mix(mix, "nvl72")
     rng = np.random.default_rng(seed)
     levels = ["site", "hall", "su", "rack", "node"]
-    entries = [_Entry("nvl72", "hall", halls, (sus_per_hall, racks_per_su, trays_per_rack),
-                      "GB200", 4, ("su", "rack", "node"))]
+    entries = [
+        _Entry(
+            "nvl72",
+            "hall",
+            halls,
+            (sus_per_hall, racks_per_su, trays_per_rack),
+            "GB200",
+            4,
+            ("su", "rack", "node"),
+        )
+    ]
     cl = _Cluster(levels, entries, ["nvl72"])
     _check_limits(cl)
-    cl.mark_unavailable(rng, m["unavailable_nodes"], m["unavailable_racks"],
-                        m["unavailable_gpus"])
+    cl.mark_unavailable(rng, m["unavailable_nodes"], m["unavailable_racks"], m["unavailable_gpus"])
     extra = {"nvl72": {"node_failures_per_day": NODE_FAILURES_PER_DAY["GB200"]}}
     jobs = _draw_jobs(rng, cl, m, m["n_jobs"])
-    return _finish(rng, f"nvl72-{halls * sus_per_hall}su-s{seed}", cl,
-                   _fabric(NVL72_FABRIC, levels), extra, [], m, jobs, False, power_cap_factor)
+    return _finish(
+        rng,
+        f"nvl72-{halls * sus_per_hall}su-s{seed}",
+        cl,
+        _fabric(NVL72_FABRIC, levels),
+        extra,
+        [],
+        m,
+        jobs,
+        False,
+        power_cap_factor,
+    )
 
 
-def hetero(seed: int = 0, *, h100_gpus: int = 8192, h200_gpus: int = 4096,
-           gb200_gpus: int = 4608, pods_per_hall: int = 4, wan_latency_us: float | None = None,
-           wan_bandwidth_GBps: float | None = None, power_cap_factor: float | None = 1.0,
-           **mix: Any) -> dict:
+def hetero(
+    seed: int = 0,
+    *,
+    h100_gpus: int = 8192,
+    h200_gpus: int = 4096,
+    gb200_gpus: int = 4608,
+    pods_per_hall: int = 4,
+    wan_latency_us: float | None = None,
+    wan_bandwidth_GBps: float | None = None,
+    power_cap_factor: float | None = 1.0,
+    **mix: Any,
+) -> dict:
     """A heterogeneous fleet: an HGX campus ``hopper`` with H100 halls and H200 halls, and
     a GB200 NVL72 campus ``blackwell`` (trays as nodes, NVLink5 at the rack level), joined
     by one WAN link; levels ``[site, hall, pod, rack, node]``.
@@ -1068,21 +1282,40 @@ def hetero(seed: int = 0, *, h100_gpus: int = 8192, h200_gpus: int = 4096,
     site_names = list(dict.fromkeys(e.site for e in entries))
     cl = _Cluster(levels, entries, site_names)
     _check_limits(cl)
-    cl.mark_unavailable(rng, m["unavailable_nodes"], m["unavailable_racks"],
-                        m["unavailable_gpus"])
+    cl.mark_unavailable(rng, m["unavailable_nodes"], m["unavailable_racks"], m["unavailable_gpus"])
     extra: dict[str, dict] = {}
     if "hopper" in site_names:
         extra["hopper"] = {"node_failures_per_day": NODE_FAILURES_PER_DAY["H100"]}
     if "blackwell" in site_names:
         extra["blackwell"] = {
-            "fabric": _fabric({"node": NVL72_FABRIC["node"], "rack": NVL72_FABRIC["rack"],
-                               "pod": NVL72_FABRIC["pod"]}, levels),
-            "node_failures_per_day": NODE_FAILURES_PER_DAY["GB200"]}
-    wan = _wan(rng, site_names, wan_latency_us, wan_bandwidth_GBps, None, 20.0) \
-        if len(site_names) > 1 else []
+            "fabric": _fabric(
+                {
+                    "node": NVL72_FABRIC["node"],
+                    "rack": NVL72_FABRIC["rack"],
+                    "pod": NVL72_FABRIC["pod"],
+                },
+                levels,
+            ),
+            "node_failures_per_day": NODE_FAILURES_PER_DAY["GB200"],
+        }
+    wan = (
+        _wan(rng, site_names, wan_latency_us, wan_bandwidth_GBps, None, 20.0)
+        if len(site_names) > 1
+        else []
+    )
     jobs = _draw_jobs(rng, cl, m, m["n_jobs"])
-    return _finish(rng, f"hetero-s{seed}", cl, _fabric(HGX_FABRIC, levels), extra, wan, m,
-                   jobs, False, power_cap_factor)
+    return _finish(
+        rng,
+        f"hetero-s{seed}",
+        cl,
+        _fabric(HGX_FABRIC, levels),
+        extra,
+        wan,
+        m,
+        jobs,
+        False,
+        power_cap_factor,
+    )
 
 
 # frontier job shapes: (name, params_active, dense, experts, L, h, seq, m, tp, pp, ep, k_eff)
@@ -1094,10 +1327,17 @@ FRONTIER_MODELS = (
 )
 
 
-def frontier(seed: int = 0, *, sites: int = 2, gpus_per_site: int = 65536,
-             n_frontier: int = 3, gpu_type: str = "H100",
-             wan_bandwidth_GBps: float | list[float] | None = None,
-             power_cap_factor: float | None = 1.05, **mix: Any) -> dict:
+def frontier(
+    seed: int = 0,
+    *,
+    sites: int = 2,
+    gpus_per_site: int = 65536,
+    n_frontier: int = 3,
+    gpu_type: str = "H100",
+    wan_bandwidth_GBps: float | list[float] | None = None,
+    power_cap_factor: float | None = 1.05,
+    **mix: Any,
+) -> dict:
     """A few very large training jobs on a multi-campus HGX cluster (the multicampus
     topology), plus `n_jobs` (default 6) smaller trace-drawn jobs.
 
@@ -1110,8 +1350,9 @@ def frontier(seed: int = 0, *, sites: int = 2, gpus_per_site: int = 65536,
     """
     m = _mix(mix, "frontier")
     rng = np.random.default_rng(seed)
-    cl, fabric, extra, wan = _campuses(rng, m, sites, gpus_per_site, 16, gpu_type,
-                                       None, wan_bandwidth_GBps, None, 40.0, False)
+    cl, fabric, extra, wan = _campuses(
+        rng, m, sites, gpus_per_site, 16, gpu_type, None, wan_bandwidth_GBps, None, 40.0, False
+    )
     names = cl.sites
     total = cl.total_gpus()
     site_cap = max(cl.site_capacity(None).values())
@@ -1130,8 +1371,14 @@ def frontier(seed: int = 0, *, sites: int = 2, gpus_per_site: int = 65536,
             dp_mb = 2 * (Pd / (tp * pp) + Pe / (tp * pp * ep)) / 1e6
             comm["dp_MB"] = _sig(dp_mb)
             comm["dp_messages"] = max(1, math.ceil(dp_mb / DP_BUCKET_MB))
-        job: dict[str, Any] = {"name": f"{name}-{k}", "kind": "training", "tp": tp, "pp": pp,
-                               "dp": dp, "min_dp": min_dp}
+        job: dict[str, Any] = {
+            "name": f"{name}-{k}",
+            "kind": "training",
+            "tp": tp,
+            "pp": pp,
+            "dp": dp,
+            "min_dp": min_dp,
+        }
         if moe:
             job["ep"] = ep
         scope: dict[str, str] = {"pp": "hall"}
@@ -1141,19 +1388,27 @@ def frontier(seed: int = 0, *, sites: int = 2, gpus_per_site: int = 65536,
         job["scope"] = scope
         job["comm"] = comm
         job["compute_ms"] = compute_ms
-        job["overlap"] = {d: OVERLAP[d] for d in (("tp", "pp", "dp", "ep") if moe
-                                                  else ("tp", "pp", "dp"))}
+        job["overlap"] = {
+            d: OVERLAP[d] for d in (("tp", "pp", "dp", "ep") if moe else ("tp", "pp", "dp"))
+        }
         job["value"] = _r(rng.uniform(2.6, 3.0) if k == 0 else rng.uniform(2.0, 2.6))
         job["restart_min"], job["checkpoint_interval_min"] = (5.0, 6.0) if k == 0 else (8.0, 15.0)
         jobs.append(job)
     jobs += _draw_jobs(rng, cl, m, m["n_jobs"], first_index=n_frontier)
-    return _finish(rng, f"frontier-{sites}x-s{seed}", cl, fabric, extra, wan, m, jobs, True,
-                   power_cap_factor)
+    return _finish(
+        rng, f"frontier-{sites}x-s{seed}", cl, fabric, extra, wan, m, jobs, True, power_cap_factor
+    )
 
 
-def scale(seed: int = 0, *, gpus: int = 8192, sites: int | None = None,
-          pods_per_hall: int = 16, power_cap_factor: float | None = None,
-          **mix: Any) -> dict:
+def scale(
+    seed: int = 0,
+    *,
+    gpus: int = 8192,
+    sites: int | None = None,
+    pods_per_hall: int = 16,
+    power_cap_factor: float | None = None,
+    **mix: Any,
+) -> dict:
     """A scaling benchmark: `gpus` H100 GPUs (1k ... 1M, rounded to whole 512-GPU pods)
     and `n_jobs` trace-drawn jobs (default 200, up to 5,000), levels
     ``[site, hall, pod, rack, node]``.
@@ -1180,18 +1435,33 @@ def scale(seed: int = 0, *, gpus: int = 8192, sites: int | None = None,
     entries = []
     base, extra_pods = divmod(pods, n_sites)
     for i, s in enumerate(names):
-        entries += _hall_entries(s, base + (1 if i < extra_pods else 0), pods_per_hall, (8, 8),
-                                 "H100", 8, ("pod", "rack", "node"))
+        entries += _hall_entries(
+            s,
+            base + (1 if i < extra_pods else 0),
+            pods_per_hall,
+            (8, 8),
+            "H100",
+            8,
+            ("pod", "rack", "node"),
+        )
     cl = _Cluster(levels, entries, names)
     _check_limits(cl)
-    cl.mark_unavailable(rng, m["unavailable_nodes"], m["unavailable_racks"],
-                        m["unavailable_gpus"])
+    cl.mark_unavailable(rng, m["unavailable_nodes"], m["unavailable_racks"], m["unavailable_gpus"])
     extra = {s: {"node_failures_per_day": NODE_FAILURES_PER_DAY["H100"]} for s in names}
     wan = _wan(rng, names, None, None, None, 40.0) if n_sites > 1 else []
     job_list = _draw_jobs(rng, cl, m, m["n_jobs"])
-    return _finish(rng, f"scale-{pods * 512}g-{m['n_jobs']}j-s{seed}", cl,
-                   _fabric(HGX_FABRIC, levels), extra, wan, m, job_list, n_sites > 1,
-                   power_cap_factor)
+    return _finish(
+        rng,
+        f"scale-{pods * 512}g-{m['n_jobs']}j-s{seed}",
+        cl,
+        _fabric(HGX_FABRIC, levels),
+        extra,
+        wan,
+        m,
+        job_list,
+        n_sites > 1,
+        power_cap_factor,
+    )
 
 
 FAMILIES: dict[str, Callable[..., dict]] = {
@@ -1205,8 +1475,11 @@ FAMILIES: dict[str, Callable[..., dict]] = {
 
 
 def _own_params(fn: Callable[..., dict]) -> dict[str, Any]:
-    return {k: p.default for k, p in inspect.signature(fn).parameters.items()
-            if p.kind == p.KEYWORD_ONLY}
+    return {
+        k: p.default
+        for k, p in inspect.signature(fn).parameters.items()
+        if p.kind == p.KEYWORD_ONLY
+    }
 
 
 def params(family: str) -> dict[str, Any]:
@@ -1254,15 +1527,17 @@ def _is_scalar(v: Any) -> bool:
 
 
 def _repr_dict(dumper: yaml.SafeDumper, d: dict) -> yaml.MappingNode:
-    flow = len(d) <= 12 and all(_is_scalar(v) or (isinstance(v, list) and len(v) <= 8
-                                                  and all(_is_scalar(x) for x in v))
-                                for v in d.values())
+    flow = len(d) <= 12 and all(
+        _is_scalar(v) or (isinstance(v, list) and len(v) <= 8 and all(_is_scalar(x) for x in v))
+        for v in d.values()
+    )
     return dumper.represent_mapping("tag:yaml.org,2002:map", d.items(), flow_style=flow)
 
 
 def _repr_list(dumper: yaml.SafeDumper, v: list) -> yaml.SequenceNode:
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", v,
-                                     flow_style=all(_is_scalar(x) for x in v))
+    return dumper.represent_sequence(
+        "tag:yaml.org,2002:seq", v, flow_style=all(_is_scalar(x) for x in v)
+    )
 
 
 _Dumper.add_representer(dict, _repr_dict)
@@ -1273,14 +1548,30 @@ def to_yaml(d: dict, comment: str | None = None) -> str:
     """The instance `d` as compact YAML (key order kept; small mappings and scalar lists in
     flow style), optionally preceded by `comment` lines. ``yaml.safe_load`` gives `d` back.
     """
-    text = yaml.dump(d, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True,
-                     default_flow_style=False)
+    text = yaml.dump(
+        d, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True, default_flow_style=False
+    )
     if comment:
         head = "".join(f"# {line}\n" if line else "#\n" for line in comment.splitlines())
         text = head + text
     return text
 
 
-__all__ = ["FAMILIES", "MIX_DEFAULTS", "cluster_summaries", "duration_quantiles", "frontier",
-           "generate", "hetero", "multicampus", "nvl72", "params", "scale", "size_class",
-           "superpod", "to_yaml", "trace_sizes", "traces"]
+__all__ = [
+    "FAMILIES",
+    "MIX_DEFAULTS",
+    "cluster_summaries",
+    "duration_quantiles",
+    "frontier",
+    "generate",
+    "hetero",
+    "multicampus",
+    "nvl72",
+    "params",
+    "scale",
+    "size_class",
+    "superpod",
+    "to_yaml",
+    "trace_sizes",
+    "traces",
+]

@@ -128,9 +128,7 @@ def parse_text(text: str, err: type[LocatedError] = InstanceError) -> Any:
         except _DuplicateKey as e:
             raise err([("file", str(e))]) from None
         except RecursionError:
-            raise err(
-                [("file", f"document is nested more than {MAX_DEPTH} levels deep")]
-            ) from None
+            raise err([("file", f"document is nested more than {MAX_DEPTH} levels deep")]) from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

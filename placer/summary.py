@@ -20,21 +20,30 @@ def instance_summary(inst: Instance) -> dict[str, Any]:
             types[ix.type_names[t]] = int((ix.gpu_type[a:b] == t).sum())
         domains = {}
         for lvl in range(1, L):
-            domains[ix.levels[lvl]] = int((ix.parent[lvl] >= 0).sum()) if lvl == 0 else int(
-                len(np.unique(ix.dom[lvl][a:b])))
-        sites.append({
-            "name": site.name,
-            "gpus": b - a,
-            "available": int(ix.available[a:b].sum()),
-            "types": types,
-            "nodes": domains[ix.levels[-1]],
-            "domains": domains,
-            "power_cap_kW": site.power_cap_kW,
-            "node_failures_per_day": site.node_failures_per_day,
-            "fabric": {lv: {"latency_us": float(ix.lat_us[s, li]),
-                            "bandwidth_GBps": float(ix.bw_GBps[s, li])}
-                       for li, lv in enumerate(ix.levels)},
-        })
+            domains[ix.levels[lvl]] = (
+                int((ix.parent[lvl] >= 0).sum())
+                if lvl == 0
+                else int(len(np.unique(ix.dom[lvl][a:b])))
+            )
+        sites.append(
+            {
+                "name": site.name,
+                "gpus": b - a,
+                "available": int(ix.available[a:b].sum()),
+                "types": types,
+                "nodes": domains[ix.levels[-1]],
+                "domains": domains,
+                "power_cap_kW": site.power_cap_kW,
+                "node_failures_per_day": site.node_failures_per_day,
+                "fabric": {
+                    lv: {
+                        "latency_us": float(ix.lat_us[s, li]),
+                        "bandwidth_GBps": float(ix.bw_GBps[s, li]),
+                    }
+                    for li, lv in enumerate(ix.levels)
+                },
+            }
+        )
     paths = []
     for (x, y), links in sorted(ix.wan_path_links.items()):
         if x >= y:
@@ -45,26 +54,61 @@ def instance_summary(inst: Instance) -> dict[str, Any]:
             a, b = (ix.site_index[n] for n in inst.topology.wan[li].between)
             cur = b if cur == a else a
             via.append(ix.site_names[cur])
-        paths.append({"from": ix.site_names[x], "to": ix.site_names[y], "via": via,
-                      "latency_us": float(ix.wan_lat_us[x, y]),
-                      "bandwidth_GBps": float(ix.wan_bw_GBps[x, y]),
-                      "failures_per_day": float(ix.link_fail_per_day[list(links)].sum())})
+        paths.append(
+            {
+                "from": ix.site_names[x],
+                "to": ix.site_names[y],
+                "via": via,
+                "latency_us": float(ix.wan_lat_us[x, y]),
+                "bandwidth_GBps": float(ix.wan_bw_GBps[x, y]),
+                "failures_per_day": float(ix.link_fail_per_day[list(links)].sum()),
+            }
+        )
     jobs = []
     for j in inst.jobs:
-        jobs.append({"name": j.name, "kind": j.kind, "gpu_types": j.gpu_types, "tp": j.tp,
-                     "pp": j.pp, "units_min": j.units_min, "units_max": j.units_max,
-                     "gpus_max": j.units_max * j.unit_size,
-                     "scope": {k: (v if v is not None else "max_latency")
-                               for k, v in j.effective_scope().items()},
-                     "value": j.value,
-                     "running": ("pinned" if j.pinned else "yes") if j.current else "no"})
-    offers = [{"name": o.name, "price_per_gpu_hour": o.price_per_gpu_hour,
-               "level": inst.offer_level(o), "min_gpus": o.min_gpus, "max_gpus": o.max_gpus,
-               "sites": o.sites, "gpu_types": o.gpu_types,
-               "committed_blocks": o.committed_blocks or []} for o in inst.offers]
-    return {"name": inst.name, "horizon_hours": inst.horizon_hours, "levels": ix.levels,
-            "gpus": ix.n_gpus, "available": int(ix.available.sum()), "sites": sites,
-            "wan_paths": paths, "jobs": jobs, "offers": offers, "warnings": inst.warnings}
+        jobs.append(
+            {
+                "name": j.name,
+                "kind": j.kind,
+                "gpu_types": j.gpu_types,
+                "tp": j.tp,
+                "pp": j.pp,
+                "units_min": j.units_min,
+                "units_max": j.units_max,
+                "gpus_max": j.units_max * j.unit_size,
+                "scope": {
+                    k: (v if v is not None else "max_latency")
+                    for k, v in j.effective_scope().items()
+                },
+                "value": j.value,
+                "running": ("pinned" if j.pinned else "yes") if j.current else "no",
+            }
+        )
+    offers = [
+        {
+            "name": o.name,
+            "price_per_gpu_hour": o.price_per_gpu_hour,
+            "level": inst.offer_level(o),
+            "min_gpus": o.min_gpus,
+            "max_gpus": o.max_gpus,
+            "sites": o.sites,
+            "gpu_types": o.gpu_types,
+            "committed_blocks": o.committed_blocks or [],
+        }
+        for o in inst.offers
+    ]
+    return {
+        "name": inst.name,
+        "horizon_hours": inst.horizon_hours,
+        "levels": ix.levels,
+        "gpus": ix.n_gpus,
+        "available": int(ix.available.sum()),
+        "sites": sites,
+        "wan_paths": paths,
+        "jobs": jobs,
+        "offers": offers,
+        "warnings": inst.warnings,
+    }
 
 
 def solution_summary(inst: Instance, res) -> dict[str, Any]:
@@ -81,12 +125,20 @@ def solution_summary(inst: Instance, res) -> dict[str, Any]:
         used[g] = True
         sc = by_name.get(pj.name, {})
         sites = sorted({ix.site_names[s] for s in np.unique(ix.dom[0][g]).tolist()})
-        jobs.append({"name": pj.name, "units": pj.units, "units_max": job.units_max,
-                     "gpus": len(g),
-                     "type": ix.type_names[int(ix.gpu_type[g[0]])] if len(g) else "-",
-                     "sites": sites, "efficiency": sc.get("efficiency"),
-                     "goodput": sc.get("goodput"), "value": sc.get("value"),
-                     "reason": reasons.get(pj.name)})
+        jobs.append(
+            {
+                "name": pj.name,
+                "units": pj.units,
+                "units_max": job.units_max,
+                "gpus": len(g),
+                "type": ix.type_names[int(ix.gpu_type[g[0]])] if len(g) else "-",
+                "sites": sites,
+                "efficiency": sc.get("efficiency"),
+                "goodput": sc.get("goodput"),
+                "value": sc.get("value"),
+                "reason": reasons.get(pj.name),
+            }
+        )
     offers = []
     for lg in res.placement.leases:
         for path in lg.blocks:
@@ -99,14 +151,29 @@ def solution_summary(inst: Instance, res) -> dict[str, Any]:
         so = sc_offers.get(o.name, {})
         blocks = lg.blocks if lg else []
         shown = ", ".join(blocks[:3]) + (f" (+{len(blocks) - 3})" if len(blocks) > 3 else "")
-        offers.append({"offer": o.name, "accepted": bool(blocks), "blocks": shown,
-                       "gpus": so.get("gpus", 0), "revenue": so.get("revenue", 0.0)})
+        offers.append(
+            {
+                "offer": o.name,
+                "accepted": bool(blocks),
+                "blocks": shown,
+                "gpus": so.get("gpus", 0),
+                "revenue": so.get("revenue", 0.0),
+            }
+        )
     sites = []
     for s, name in enumerate(ix.site_names):
         a, b = ix.gpu_range(0, s)
         av = ix.available[a:b]
         u = int(used[a:b].sum())
         le = int((leased[a:b] & av).sum())
-        sites.append({"name": name, "gpus": b - a, "used": u, "leased": le,
-                      "idle": int(av.sum()) - u - le, "unavailable": int((~av).sum())})
+        sites.append(
+            {
+                "name": name,
+                "gpus": b - a,
+                "used": u,
+                "leased": le,
+                "idle": int(av.sum()) - u - le,
+                "unavailable": int((~av).sum()),
+            }
+        )
     return {"sites": sites, "jobs": jobs, "offers": offers}

@@ -79,13 +79,17 @@ def _check_current(inst: Instance, index, f: Findings) -> None:
             f.error(loc, f"GPU {index.gpu_id(g)!r} appears twice")
         for k, g in enumerate(idx.tolist()):
             if g in owner and owner[g] != j.name:
-                f.error(f"{loc}[{k}]", f"GPU {j.current[k]!r} is also in job {owner[g]!r}'s current")
+                f.error(
+                    f"{loc}[{k}]", f"GPU {j.current[k]!r} is also in job {owner[g]!r}'s current"
+                )
                 break
         for g in idx.tolist():
             owner.setdefault(g, j.name)
 
 
-def _offer_block_problem(inst: Instance, index, offer, path: str) -> tuple[str, tuple[int, int] | None]:
+def _offer_block_problem(
+    inst: Instance, index, offer, path: str
+) -> tuple[str, tuple[int, int] | None]:
     """Why `path` is not a valid block of `offer` ('' if it is), and its (level, id)."""
     level_name = inst.offer_level(offer)
     r = index.resolve(path)

@@ -34,14 +34,18 @@ else:
     from strategies import feasible_case, instance_and_placement
 
 EXAMPLES = Path(__file__).parent / "data" / "examples"
-HYP = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                 HealthCheck.filter_too_much,
-                                                 HealthCheck.data_too_large])
+HYP = dict(
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
 
 
 def load(inst_d, pl_d):
-    return (instance_from_dict(copy.deepcopy(inst_d)),
-            placement_from_data(copy.deepcopy(pl_d)))
+    return (instance_from_dict(copy.deepcopy(inst_d)), placement_from_data(copy.deepcopy(pl_d)))
 
 
 def violations(inst_d, pl_d):
@@ -51,8 +55,11 @@ def violations(inst_d, pl_d):
 
 def reference_rules(inst_d, pl_d) -> set[int]:
     """Rules the reference finds, without its lease-entry `gpus` count (not a SPEC rule)."""
-    return {v["rule"] for v in reference_check(inst_d, pl_d)
-            if not (v["rule"] == 6 and v["what"].startswith("entry says"))}
+    return {
+        v["rule"]
+        for v in reference_check(inst_d, pl_d)
+        if not (v["rule"] == 6 and v["what"].startswith("entry says"))
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -96,41 +103,101 @@ def base_instance() -> dict:
     """Site a: 2 racks x 4 nodes x 2 H100 (a/rack1/node3 unavailable), power cap 100 kW;
     site b: 1 rack x 3 nodes x 2 B200; one WAN link a-b."""
     return {
-        "name": "tiny", "horizon_hours": 10,
+        "name": "tiny",
+        "horizon_hours": 10,
         "topology": {
             "levels": ["site", "rack", "node"],
-            "fabric": {"node": {"latency_us": 2, "bandwidth_GBps": 400},
-                       "rack": {"latency_us": 5, "bandwidth_GBps": 50},
-                       "site": {"latency_us": 10, "bandwidth_GBps": 25}},
+            "fabric": {
+                "node": {"latency_us": 2, "bandwidth_GBps": 400},
+                "rack": {"latency_us": 5, "bandwidth_GBps": 50},
+                "site": {"latency_us": 10, "bandwidth_GBps": 25},
+            },
             "sites": [
-                {"name": "a", "gpu_type": "H100", "gpus_per_node": 2, "power_cap_kW": 100,
-                 "domains": [{"name": "rack", "count": 2, "shape": [4]}]},
-                {"name": "b", "gpu_type": "B200", "gpus_per_node": 2,
-                 "domains": [{"name": "rack", "count": 1, "shape": [3]}]},
+                {
+                    "name": "a",
+                    "gpu_type": "H100",
+                    "gpus_per_node": 2,
+                    "power_cap_kW": 100,
+                    "domains": [{"name": "rack", "count": 2, "shape": [4]}],
+                },
+                {
+                    "name": "b",
+                    "gpu_type": "B200",
+                    "gpus_per_node": 2,
+                    "domains": [{"name": "rack", "count": 1, "shape": [3]}],
+                },
             ],
             "wan": [{"between": ["a", "b"], "latency_us": 500, "bandwidth_GBps": 100}],
             "unavailable": ["a/rack1/node3"],
         },
         "gpu_types": {"H100": {"power_kW": 1.0}, "B200": {"power_kW": 1.2}},
         "jobs": [
-            {"name": "T", "kind": "training", "tp": 2, "dp": 2, "min_dp": 1,
-             "gpu_types": ["H100"], "compute_ms": 100, "value": 1},
-            {"name": "E", "kind": "training", "dp": 4, "min_dp": 2, "ep": 2,
-             "scope": {"dp": "cluster", "ep": "cluster"}, "compute_ms": 100, "value": 1},
-            {"name": "I", "kind": "inference", "replicas": 2, "min_replicas": 1,
-             "spread": {"level": "rack", "min": 2}, "value": 1},
-            {"name": "R", "kind": "inference", "replicas": 1, "value": 1,
-             "current": ["b/rack0/node1/gpu1"], "preemptible": False},
-            {"name": "P", "kind": "inference", "replicas": 1, "value": 1,
-             "current": ["b/rack0/node1/gpu0"], "pinned": True},
+            {
+                "name": "T",
+                "kind": "training",
+                "tp": 2,
+                "dp": 2,
+                "min_dp": 1,
+                "gpu_types": ["H100"],
+                "compute_ms": 100,
+                "value": 1,
+            },
+            {
+                "name": "E",
+                "kind": "training",
+                "dp": 4,
+                "min_dp": 2,
+                "ep": 2,
+                "scope": {"dp": "cluster", "ep": "cluster"},
+                "compute_ms": 100,
+                "value": 1,
+            },
+            {
+                "name": "I",
+                "kind": "inference",
+                "replicas": 2,
+                "min_replicas": 1,
+                "spread": {"level": "rack", "min": 2},
+                "value": 1,
+            },
+            {
+                "name": "R",
+                "kind": "inference",
+                "replicas": 1,
+                "value": 1,
+                "current": ["b/rack0/node1/gpu1"],
+                "preemptible": False,
+            },
+            {
+                "name": "P",
+                "kind": "inference",
+                "replicas": 1,
+                "value": 1,
+                "current": ["b/rack0/node1/gpu0"],
+                "pinned": True,
+            },
         ],
-        "leases": {"level": "rack", "offers": [
-            {"name": "O", "price_per_gpu_hour": 1, "level": "node", "min_gpus": 2,
-             "max_gpus": 2, "sites": ["a"]},
-            {"name": "C", "price_per_gpu_hour": 1, "level": "node", "sites": ["b"],
-             "committed_blocks": ["b/rack0/node0"]},
-            {"name": "S", "price_per_gpu_hour": 1, "level": "node", "single_site": True},
-        ]},
+        "leases": {
+            "level": "rack",
+            "offers": [
+                {
+                    "name": "O",
+                    "price_per_gpu_hour": 1,
+                    "level": "node",
+                    "min_gpus": 2,
+                    "max_gpus": 2,
+                    "sites": ["a"],
+                },
+                {
+                    "name": "C",
+                    "price_per_gpu_hour": 1,
+                    "level": "node",
+                    "sites": ["b"],
+                    "committed_blocks": ["b/rack0/node0"],
+                },
+                {"name": "S", "price_per_gpu_hour": 1, "level": "node", "single_site": True},
+            ],
+        },
     }
 
 
@@ -157,8 +224,9 @@ def with_job(pl: dict, name: str, gpus: list[str] | None, units: int | None = No
     jobs = [e for e in pl["jobs"] if e["name"] != name]
     if gpus is not None:
         size = 2 if name == "T" else 1  # T has tp 2, every other job of base_instance 1
-        jobs.append({"name": name, "units": len(gpus) // size if units is None else units,
-                     "gpus": gpus})
+        jobs.append(
+            {"name": name, "units": len(gpus) // size if units is None else units, "gpus": gpus}
+        )
     pl["jobs"] = jobs
     return pl
 
@@ -212,18 +280,23 @@ def test_rule_1_gpu_ids_exist_are_available_and_used_once(what):
 def test_rule_2_gpus_of_a_job_are_of_one_allowed_type():
     inst, pl = base_instance(), base_placement()
     # T allows H100 only: on two B200s of one node
-    assert_only_rule(inst, with_job(pl, "T", ["b/rack0/node2/gpu0", "b/rack0/node2/gpu1"]),
-                     2, job="T")
+    assert_only_rule(
+        inst, with_job(pl, "T", ["b/rack0/node2/gpu0", "b/rack0/node2/gpu1"]), 2, job="T"
+    )
     # E allows any type, but one H100 and one B200 (its scopes are cluster-wide)
-    assert_only_rule(inst, with_job(pl, "E", ["a/rack0/node1/gpu0", "b/rack0/node2/gpu0"]),
-                     2, job="E")
+    assert_only_rule(
+        inst, with_job(pl, "E", ["a/rack0/node1/gpu0", "b/rack0/node2/gpu0"]), 2, job="E"
+    )
 
 
 RULE3_CASES = {
     # E: dp 4, min_dp 2, ep 2
     "units below min_dp (and not a multiple of ep)": ("E", ["a/rack0/node1/gpu0"], None),
     "units not a multiple of ep": (
-        "E", ["a/rack0/node1/gpu0", "a/rack0/node1/gpu1", "a/rack1/node0/gpu1"], None),
+        "E",
+        ["a/rack0/node1/gpu0", "a/rack0/node1/gpu1", "a/rack1/node0/gpu1"],
+        None,
+    ),
     # T: tp 2, so 2 units need 4 GPUs
     "len(gpus) != units*tp*pp": ("T", ["a/rack0/node0/gpu0", "a/rack0/node0/gpu1"], 2),
     # R is running and not preemptible
@@ -237,8 +310,7 @@ RULE3_CASES = {
 @pytest.mark.parametrize("what", sorted(RULE3_CASES))
 def test_rule_3_unit_counts_running_and_pinned_jobs(what):
     name, gpus, units = RULE3_CASES[what]
-    assert_only_rule(base_instance(), with_job(base_placement(), name, gpus, units), 3,
-                     job=name)
+    assert_only_rule(base_instance(), with_job(base_placement(), name, gpus, units), 3, job=name)
 
 
 def test_rule_3_unknown_and_duplicate_job_entries():
@@ -254,9 +326,17 @@ def test_rule_3_unknown_and_duplicate_job_entries():
 
 def test_rule_3_applies_to_the_declared_units_of_an_entry_with_unknown_gpus():
     # E declares 5 units (dp 4) and names a GPU that does not exist: rules 1 and 3
-    pl = with_job(base_placement(), "E", ["a/rack0/node1/gpu0", "a/rack0/node1/gpu9",
-                                          "a/rack1/node0/gpu1", "a/rack1/node1/gpu0",
-                                          "a/rack1/node1/gpu1"])
+    pl = with_job(
+        base_placement(),
+        "E",
+        [
+            "a/rack0/node1/gpu0",
+            "a/rack0/node1/gpu9",
+            "a/rack1/node0/gpu1",
+            "a/rack1/node1/gpu0",
+            "a/rack1/node1/gpu1",
+        ],
+    )
     pl = with_lease(pl, "O", ["a/rack1/node2"])
     got = violations(base_instance(), pl)
     assert {(v.rule, v.job) for v in got} == {(1, "E"), (3, "E")}
@@ -279,17 +359,33 @@ def test_rule_4_checks_the_incomplete_ep_block_too():
     # under the default EP scope `site` (DP scope is cluster): rules 3 (5 % 3) and 4
     inst = base_instance()
     inst["jobs"][1].update(dp=6, min_dp=3, ep=3, scope={"dp": "cluster"})
-    pl = with_job(base_placement(), "E", ["a/rack0/node1/gpu0", "a/rack0/node1/gpu1",
-                                          "a/rack0/node3/gpu0", "a/rack0/node3/gpu1",
-                                          "b/rack0/node2/gpu0"])
+    pl = with_job(
+        base_placement(),
+        "E",
+        [
+            "a/rack0/node1/gpu0",
+            "a/rack0/node1/gpu1",
+            "a/rack0/node3/gpu0",
+            "a/rack0/node3/gpu1",
+            "b/rack0/node2/gpu0",
+        ],
+    )
     got = violations(inst, pl)
     assert {(v.rule, v.job) for v in got} == {(3, "E"), (4, "E"), (2, "E")}
     assert reference_rules(inst, pl) == {2, 3, 4}
     assert any(v.rule == 4 and "EP" in v.what for v in got)
     # both EP groups in site a: rule 3 only (the DP group may span sites)
-    pl = with_job(base_placement(), "E", ["a/rack0/node1/gpu0", "a/rack0/node1/gpu1",
-                                          "a/rack0/node3/gpu0", "a/rack0/node3/gpu1",
-                                          "a/rack1/node2/gpu0"])
+    pl = with_job(
+        base_placement(),
+        "E",
+        [
+            "a/rack0/node1/gpu0",
+            "a/rack0/node1/gpu1",
+            "a/rack0/node3/gpu0",
+            "a/rack0/node3/gpu1",
+            "a/rack1/node2/gpu0",
+        ],
+    )
     pl = with_lease(pl, "O", ["a/rack1/node1"])
     assert {v.rule for v in violations(inst, pl)} == {3}
 
@@ -365,16 +461,21 @@ def test_a_placement_breaking_every_rule_reports_all_of_them():
             # rule 4: T's TP pair over two nodes (rule 7: site a draws 5 kW > 3)
             {"name": "T", "units": 1, "gpus": ["a/rack0/node0/gpu0", "a/rack0/node2/gpu1"]},
             # rule 2: E mixes H100 and B200; rule 3: 3 units not a multiple of ep 2
-            {"name": "E", "units": 3,
-             "gpus": ["a/rack0/node1/gpu0", "a/rack0/node1/gpu1", "b/rack0/node2/gpu0"]},
+            {
+                "name": "E",
+                "units": 3,
+                "gpus": ["a/rack0/node1/gpu0", "a/rack0/node1/gpu1", "b/rack0/node2/gpu0"],
+            },
             # rule 1: unavailable GPU; rule 5: one rack only
             {"name": "I", "units": 2, "gpus": ["a/rack1/node3/gpu0", "a/rack1/node3/gpu1"]},
             {"name": "R", "units": 1, "gpus": ["b/rack0/node1/gpu1"]},
             {"name": "P", "units": 1, "gpus": ["b/rack0/node1/gpu0"]},
         ],
         # rule 6: O's block holds a GPU of T
-        "leases": [{"offer": "O", "blocks": ["a/rack0/node0"]},
-                   {"offer": "C", "blocks": ["b/rack0/node0"]}],
+        "leases": [
+            {"offer": "O", "blocks": ["a/rack0/node0"]},
+            {"offer": "C", "blocks": ["b/rack0/node0"]},
+        ],
     }
     got = violations(inst, pl)
     assert {v.rule for v in got} == {1, 2, 3, 4, 5, 6, 7}
@@ -392,41 +493,70 @@ def latency_instance(bound: dict, **job_extra) -> dict:
     """A non-monotone fabric: two GPUs of one node are 6 us apart, two nodes of one rack
     3 us (faster than the node), two racks of one site 10 us. Sites a, b, c on a line with
     WAN latencies a-b 0.1 us, b-c 0.2 us (a-c: 0.1 + 0.2 = exactly 0.3 in decimals)."""
-    job = {"name": "L", "kind": "inference", "tp": 4, "replicas": 2, "min_replicas": 1,
-           "value": 1, "max_latency_us": bound}
+    job = {
+        "name": "L",
+        "kind": "inference",
+        "tp": 4,
+        "replicas": 2,
+        "min_replicas": 1,
+        "value": 1,
+        "max_latency_us": bound,
+    }
     job.update(job_extra)
     return {
-        "name": "lat", "horizon_hours": 10,
+        "name": "lat",
+        "horizon_hours": 10,
         "topology": {
             "levels": ["site", "rack", "node"],
-            "fabric": {"node": {"latency_us": 6, "bandwidth_GBps": 400},
-                       "rack": {"latency_us": 3, "bandwidth_GBps": 50},
-                       "site": {"latency_us": 10, "bandwidth_GBps": 25}},
-            "sites": [{"name": s, "gpu_type": "H100", "gpus_per_node": 2,
-                       "domains": [{"name": "rack", "count": 2, "shape": [2]}]}
-                      for s in ("a", "b", "c")],
-            "wan": [{"between": ["a", "b"], "latency_us": 0.1, "bandwidth_GBps": 100},
-                    {"between": ["b", "c"], "latency_us": 0.2, "bandwidth_GBps": 100}],
+            "fabric": {
+                "node": {"latency_us": 6, "bandwidth_GBps": 400},
+                "rack": {"latency_us": 3, "bandwidth_GBps": 50},
+                "site": {"latency_us": 10, "bandwidth_GBps": 25},
+            },
+            "sites": [
+                {
+                    "name": s,
+                    "gpu_type": "H100",
+                    "gpus_per_node": 2,
+                    "domains": [{"name": "rack", "count": 2, "shape": [2]}],
+                }
+                for s in ("a", "b", "c")
+            ],
+            "wan": [
+                {"between": ["a", "b"], "latency_us": 0.1, "bandwidth_GBps": 100},
+                {"between": ["b", "c"], "latency_us": 0.2, "bandwidth_GBps": 100},
+            ],
         },
         "jobs": [job],
     }
 
 
-NODE_PAIRS = ["a/rack0/node0/gpu0", "a/rack0/node0/gpu1",
-              "a/rack0/node1/gpu0", "a/rack0/node1/gpu1"]
-ONE_PER_NODE = ["a/rack0/node0/gpu0", "a/rack0/node1/gpu0",
-                "a/rack1/node0/gpu0", "a/rack1/node1/gpu0"]
+NODE_PAIRS = [
+    "a/rack0/node0/gpu0",
+    "a/rack0/node0/gpu1",
+    "a/rack0/node1/gpu0",
+    "a/rack0/node1/gpu1",
+]
+ONE_PER_NODE = [
+    "a/rack0/node0/gpu0",
+    "a/rack0/node1/gpu0",
+    "a/rack1/node0/gpu0",
+    "a/rack1/node1/gpu0",
+]
 
 
-@pytest.mark.parametrize("gpus, bound, broken", [
-    # meeting level rack (3 us) but two pairs share a node (6 us): the largest pair is 6
-    (NODE_PAIRS, 3, True),
-    (NODE_PAIRS, 5.9, True),
-    (NODE_PAIRS, 6, False),
-    # one GPU per node over two racks: pairs at rack (3) and site (10)
-    (ONE_PER_NODE, 9, True),
-    (ONE_PER_NODE, 10, False),
-])
+@pytest.mark.parametrize(
+    "gpus, bound, broken",
+    [
+        # meeting level rack (3 us) but two pairs share a node (6 us): the largest pair is 6
+        (NODE_PAIRS, 3, True),
+        (NODE_PAIRS, 5.9, True),
+        (NODE_PAIRS, 6, False),
+        # one GPU per node over two racks: pairs at rack (3) and site (10)
+        (ONE_PER_NODE, 9, True),
+        (ONE_PER_NODE, 10, False),
+    ],
+)
 def test_rule_4_max_latency_bounds_every_pair_on_a_non_monotone_fabric(gpus, bound, broken):
     inst = latency_instance({"tp": bound})
     pl = {"jobs": [{"name": "L", "units": 1, "gpus": gpus}]}
@@ -441,11 +571,9 @@ def test_rule_4_max_latency_of_a_pair_in_one_rack_is_the_rack_latency():
     # two GPUs on different nodes of one rack: the only pair meets at rack (3 us), although
     # a node pair would be slower (6 us)
     inst = latency_instance({"tp": 3}, tp=2)
-    pl = {"jobs": [{"name": "L", "units": 1, "gpus": ["a/rack0/node0/gpu0",
-                                                     "a/rack0/node1/gpu0"]}]}
+    pl = {"jobs": [{"name": "L", "units": 1, "gpus": ["a/rack0/node0/gpu0", "a/rack0/node1/gpu0"]}]}
     assert violations(inst, pl) == []
-    pl = {"jobs": [{"name": "L", "units": 1, "gpus": ["a/rack0/node0/gpu0",
-                                                     "a/rack0/node0/gpu1"]}]}
+    pl = {"jobs": [{"name": "L", "units": 1, "gpus": ["a/rack0/node0/gpu0", "a/rack0/node0/gpu1"]}]}
     assert [v.rule for v in violations(inst, pl)] == [4]
 
 
@@ -454,8 +582,7 @@ def test_rule_4_max_latency_over_a_multi_hop_wan_path(bound, broken):
     # a PP chain a -> c: the pair's latency is the WAN path a-b-c, 0.1 + 0.2 = 0.3 us in the
     # file's decimals (a bound met exactly is met, whatever the float sum says)
     inst = latency_instance({"pp": bound}, tp=1, pp=2)
-    pl = {"jobs": [{"name": "L", "units": 1, "gpus": ["a/rack0/node0/gpu0",
-                                                     "c/rack0/node0/gpu0"]}]}
+    pl = {"jobs": [{"name": "L", "units": 1, "gpus": ["a/rack0/node0/gpu0", "c/rack0/node0/gpu0"]}]}
     got = violations(inst, pl)
     assert [(v.rule, v.job) for v in got] == ([(4, "L")] if broken else [])
     assert reference_rules(inst, pl) == ({4} if broken else set())
@@ -465,9 +592,15 @@ def test_rule_4_max_latency_bounds_every_pair_of_a_pp_chain_not_only_neighbours(
     # stages a, b, c: neighbours a-b (0.1) and b-c (0.2) meet a bound of 0.25, but the pair
     # a-c (0.3) does not
     inst = latency_instance({"pp": 0.25}, tp=1, pp=3)
-    pl = {"jobs": [{"name": "L", "units": 1, "gpus": ["a/rack0/node0/gpu0",
-                                                     "b/rack0/node0/gpu0",
-                                                     "c/rack0/node0/gpu0"]}]}
+    pl = {
+        "jobs": [
+            {
+                "name": "L",
+                "units": 1,
+                "gpus": ["a/rack0/node0/gpu0", "b/rack0/node0/gpu0", "c/rack0/node0/gpu0"],
+            }
+        ]
+    }
     assert [(v.rule, v.job) for v in violations(inst, pl)] == [(4, "L")]
     assert reference_rules(inst, pl) == {4}
 
@@ -475,8 +608,7 @@ def test_rule_4_max_latency_bounds_every_pair_of_a_pp_chain_not_only_neighbours(
 def test_rule_4_an_explicit_scope_still_applies_next_to_max_latency():
     # max_latency_us.tp drops the default TP scope (node) only; an explicit scope stays
     inst = latency_instance({"tp": 100}, tp=2)
-    pl = {"jobs": [{"name": "L", "units": 1, "gpus": ["a/rack0/node0/gpu0",
-                                                     "a/rack1/node0/gpu0"]}]}
+    pl = {"jobs": [{"name": "L", "units": 1, "gpus": ["a/rack0/node0/gpu0", "a/rack1/node0/gpu0"]}]}
     assert violations(inst, pl) == []
     inst = latency_instance({"tp": 100}, tp=2, scope={"tp": "rack"})
     assert [(v.rule, v.job) for v in violations(inst, pl)] == [(4, "L")]
@@ -486,7 +618,6 @@ def test_rule_4_an_explicit_scope_still_applies_next_to_max_latency():
 def test_rule_4_groups_over_sites_without_a_wan_path():
     inst = latency_instance({"tp": 1000}, tp=2)
     inst["topology"]["wan"] = inst["topology"]["wan"][:1]  # c is cut off
-    pl = {"jobs": [{"name": "L", "units": 1, "gpus": ["a/rack0/node0/gpu0",
-                                                     "c/rack0/node0/gpu0"]}]}
+    pl = {"jobs": [{"name": "L", "units": 1, "gpus": ["a/rack0/node0/gpu0", "c/rack0/node0/gpu0"]}]}
     assert [(v.rule, v.job) for v in violations(inst, pl)] == [(4, "L")]
     assert reference_rules(inst, pl) == {4}

@@ -25,9 +25,11 @@ EXACT = ["cpsat", "mip"]
 
 
 def fabric():
-    return {"node": {"latency_us": 2, "bandwidth_GBps": 400},
-            "rack": {"latency_us": 5, "bandwidth_GBps": 50},
-            "site": {"latency_us": 10, "bandwidth_GBps": 25}}
+    return {
+        "node": {"latency_us": 2, "bandwidth_GBps": 400},
+        "rack": {"latency_us": 5, "bandwidth_GBps": 50},
+        "site": {"latency_us": 10, "bandwidth_GBps": 25},
+    }
 
 
 def two_sites(wan_latency=500.0, wan_bw=100.0, gpn=2, racks=(1, 1), nodes=2, **site_kw):
@@ -35,20 +37,45 @@ def two_sites(wan_latency=500.0, wan_bw=100.0, gpn=2, racks=(1, 1), nodes=2, **s
         "levels": ["site", "rack", "node"],
         "fabric": fabric(),
         "sites": [
-            {"name": "a", "gpu_type": "H100", "gpus_per_node": gpn, "node_failures_per_day": 0.01,
-             "domains": [{"name": "rack", "count": racks[0], "shape": [nodes]}], **site_kw},
-            {"name": "b", "gpu_type": "H100", "gpus_per_node": gpn,
-             "domains": [{"name": "rack", "count": racks[1], "shape": [nodes]}]},
+            {
+                "name": "a",
+                "gpu_type": "H100",
+                "gpus_per_node": gpn,
+                "node_failures_per_day": 0.01,
+                "domains": [{"name": "rack", "count": racks[0], "shape": [nodes]}],
+                **site_kw,
+            },
+            {
+                "name": "b",
+                "gpu_type": "H100",
+                "gpus_per_node": gpn,
+                "domains": [{"name": "rack", "count": racks[1], "shape": [nodes]}],
+            },
         ],
-        "wan": [{"between": ["a", "b"], "latency_us": wan_latency, "bandwidth_GBps": wan_bw,
-                 "failures_per_day": 0.1}],
+        "wan": [
+            {
+                "between": ["a", "b"],
+                "latency_us": wan_latency,
+                "bandwidth_GBps": wan_bw,
+                "failures_per_day": 0.1,
+            }
+        ],
     }
 
 
 def training(name, tp=1, pp=1, dp=2, min_dp=None, value=2.0, **kw):
-    j = {"name": name, "kind": "training", "tp": tp, "pp": pp, "dp": dp,
-         "comm": {"tp_MB": 50, "pp_MB": 20, "dp_MB": 400}, "compute_ms": 500, "value": value,
-         "restart_min": 10, "checkpoint_interval_min": 20}
+    j = {
+        "name": name,
+        "kind": "training",
+        "tp": tp,
+        "pp": pp,
+        "dp": dp,
+        "comm": {"tp_MB": 50, "pp_MB": 20, "dp_MB": 400},
+        "compute_ms": 500,
+        "value": value,
+        "restart_min": 10,
+        "checkpoint_interval_min": 20,
+    }
     if min_dp is not None:
         j["min_dp"] = min_dp
     j.update(kw)
@@ -56,8 +83,16 @@ def training(name, tp=1, pp=1, dp=2, min_dp=None, value=2.0, **kw):
 
 
 def inference(name, tp=1, replicas=2, min_replicas=0, value=1.0, **kw):
-    j = {"name": name, "kind": "inference", "tp": tp, "replicas": replicas,
-         "min_replicas": min_replicas, "value": value, "comm": {"tp_MB": 5}, "compute_ms": 20}
+    j = {
+        "name": name,
+        "kind": "inference",
+        "tp": tp,
+        "replicas": replicas,
+        "min_replicas": min_replicas,
+        "value": value,
+        "comm": {"tp_MB": 5},
+        "compute_ms": 20,
+    }
     j.update(kw)
     return j
 
@@ -71,43 +106,75 @@ def inst_dict(name, topology, jobs, offers=None, **kw):
 
 CASES = {
     "one-job-two-sites": inst_dict(
-        "c1", two_sites(), [training("t", dp=4, min_dp=2, scope={"dp": "cluster"})]),
+        "c1", two_sites(), [training("t", dp=4, min_dp=2, scope={"dp": "cluster"})]
+    ),
     "job-and-inference-share-wan": inst_dict(
-        "c2", two_sites(),
-        [training("t", dp=4, min_dp=2, scope={"dp": "cluster"}, cross_site_every=4),
-         inference("i", tp=2, replicas=2, scope={"tp": "cluster"})]),
+        "c2",
+        two_sites(),
+        [
+            training("t", dp=4, min_dp=2, scope={"dp": "cluster"}, cross_site_every=4),
+            inference("i", tp=2, replicas=2, scope={"tp": "cluster"}),
+        ],
+    ),
     "tp-pp-units-in-racks": inst_dict(
-        "c3", two_sites(racks=(2, 1), nodes=1, gpn=2),
-        [training("t", tp=2, pp=2, dp=1), inference("i", replicas=2, value=0.5)]),
+        "c3",
+        two_sites(racks=(2, 1), nodes=1, gpn=2),
+        [training("t", tp=2, pp=2, dp=1), inference("i", replicas=2, value=0.5)],
+    ),
     "lease-vs-job-cheap-offer": inst_dict(
-        "c4", two_sites(), [training("t", dp=4, min_dp=2)],
-        offers=[{"name": "L", "price_per_gpu_hour": 0.5, "level": "site"}]),
+        "c4",
+        two_sites(),
+        [training("t", dp=4, min_dp=2)],
+        offers=[{"name": "L", "price_per_gpu_hour": 0.5, "level": "site"}],
+    ),
     "lease-vs-job-rich-offer": inst_dict(
-        "c5", two_sites(), [training("t", dp=4, min_dp=2)],
-        offers=[{"name": "L", "price_per_gpu_hour": 5.0, "level": "site", "min_gpus": 4}]),
+        "c5",
+        two_sites(),
+        [training("t", dp=4, min_dp=2)],
+        offers=[{"name": "L", "price_per_gpu_hour": 5.0, "level": "site", "min_gpus": 4}],
+    ),
     "power-cap-binds": inst_dict(
-        "c6", two_sites(power_cap_kW=2.5),
+        "c6",
+        two_sites(power_cap_kW=2.5),
         [training("t", dp=4, min_dp=1, value=3.0), inference("i", replicas=4, value=1.0)],
-        gpu_types={"H100": {"power_kW": 1.0}}),
+        gpu_types={"H100": {"power_kW": 1.0}},
+    ),
     "pinned-and-nonpreemptible": inst_dict(
-        "c7", two_sites(),
-        [training("p", dp=1, current=["a/rack0/node0/gpu0"], pinned=True),
-         training("r", dp=2, current=["a/rack0/node1/gpu0", "b/rack0/node0/gpu0"],
-                  preemptible=False, migration_cost=5.0, scope={"dp": "cluster"}),
-         inference("i", replicas=3, value=4.0)]),
+        "c7",
+        two_sites(),
+        [
+            training("p", dp=1, current=["a/rack0/node0/gpu0"], pinned=True),
+            training(
+                "r",
+                dp=2,
+                current=["a/rack0/node1/gpu0", "b/rack0/node0/gpu0"],
+                preemptible=False,
+                migration_cost=5.0,
+                scope={"dp": "cluster"},
+            ),
+            inference("i", replicas=3, value=4.0),
+        ],
+    ),
     "spread-over-sites": inst_dict(
-        "c8", two_sites(), [inference("i", replicas=3, min_replicas=2, value=2.0,
-                                      spread={"level": "site", "min": 2}),
-                            training("t", dp=2, value=1.5)]),
+        "c8",
+        two_sites(),
+        [
+            inference(
+                "i", replicas=3, min_replicas=2, value=2.0, spread={"level": "site", "min": 2}
+            ),
+            training("t", dp=2, value=1.5),
+        ],
+    ),
     # a sub-site spread next to a site lease, with an unavailable domain in the site: the
     # coarse model's spread/lease coupling must count only usable domains
     "spread-and-site-lease-with-unavailable": inst_dict(
-        "c9", {**two_sites(gpn=1, racks=(3, 2), nodes=1),
-               "unavailable": ["a/rack2"]},
-        [inference("i", replicas=2, min_replicas=2, value=2.0,
-                   spread={"level": "rack", "min": 2})],
-        offers=[{"name": "L", "price_per_gpu_hour": 1.0, "level": "site", "min_gpus": 1,
-                 "sites": ["a"]}]),
+        "c9",
+        {**two_sites(gpn=1, racks=(3, 2), nodes=1), "unavailable": ["a/rack2"]},
+        [inference("i", replicas=2, min_replicas=2, value=2.0, spread={"level": "rack", "min": 2})],
+        offers=[
+            {"name": "L", "price_per_gpu_hour": 1.0, "level": "site", "min_gpus": 1, "sites": ["a"]}
+        ],
+    ),
 }
 
 
@@ -158,8 +225,10 @@ def brute_force(inst) -> float:
 SLOW = {"job-and-inference-share-wan", "power-cap-binds"}  # brute force takes a minute+
 
 
-@pytest.fixture(scope="module", params=[
-    pytest.param(k, marks=pytest.mark.slow) if k in SLOW else k for k in sorted(CASES)])
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(k, marks=pytest.mark.slow) if k in SLOW else k for k in sorted(CASES)],
+)
 def case(request):
     inst = instance_from_dict(copy.deepcopy(CASES[request.param]))
     return request.param, inst, brute_force(inst)
@@ -203,10 +272,12 @@ def test_the_decomposition_bound_is_never_below_the_optimum(case, backend):
 def test_the_lease_decision_flips_with_the_price():
     import placer
 
-    cheap = placer.solve(instance_from_dict(copy.deepcopy(CASES["lease-vs-job-cheap-offer"])),
-                         solver="cpsat")
-    rich = placer.solve(instance_from_dict(copy.deepcopy(CASES["lease-vs-job-rich-offer"])),
-                        solver="cpsat")
+    cheap = placer.solve(
+        instance_from_dict(copy.deepcopy(CASES["lease-vs-job-cheap-offer"])), solver="cpsat"
+    )
+    rich = placer.solve(
+        instance_from_dict(copy.deepcopy(CASES["lease-vs-job-rich-offer"])), solver="cpsat"
+    )
     # cheap offer: the job is worth more than leasing its site; rich: a whole site is leased
     assert sum(1 for j in cheap.placement.jobs if j.units) == 1
     assert rich.placement.leases and rich.placement.leases[0].blocks
@@ -217,11 +288,23 @@ def test_the_lease_decision_flips_with_wan_latency():
     import placer
 
     def build(lat):
-        return instance_from_dict(inst_dict(
-            "flip", two_sites(wan_latency=lat),
-            [training("t", dp=8, min_dp=8, value=1.0, scope={"dp": "cluster"},
-                      comm={"dp_MB": 400, "dp_messages": 50})],
-            offers=[{"name": "L", "price_per_gpu_hour": 0.45, "level": "site"}]))
+        return instance_from_dict(
+            inst_dict(
+                "flip",
+                two_sites(wan_latency=lat),
+                [
+                    training(
+                        "t",
+                        dp=8,
+                        min_dp=8,
+                        value=1.0,
+                        scope={"dp": "cluster"},
+                        comm={"dp_MB": 400, "dp_messages": 50},
+                    )
+                ],
+                offers=[{"name": "L", "price_per_gpu_hour": 0.45, "level": "site"}],
+            )
+        )
 
     fast = placer.solve(build(5.0), solver="cpsat")
     slow = placer.solve(build(20000.0), solver="cpsat")

@@ -47,9 +47,16 @@ SMALL = {
 VARIANTS = [
     ("superpod", dict(sus=16, trace="philly")),
     ("superpod", dict(size_scale="kalos", weighting="job", running_share=0.5)),
-    ("multicampus", dict(sites=4, gpus_per_site=[4096, 8192, 2048, 1024], wan_latency_us=100.0,
-                         wan_bandwidth_GBps=[50, 200, 800, 3200, 50, 200],
-                         wan_failures_per_day=0.1)),
+    (
+        "multicampus",
+        dict(
+            sites=4,
+            gpus_per_site=[4096, 8192, 2048, 1024],
+            wan_latency_us=100.0,
+            wan_bandwidth_GBps=[50, 200, 800, 3200, 50, 200],
+            wan_failures_per_day=0.1,
+        ),
+    ),
     ("multicampus", dict(sites=1, gpus_per_site=4096, running_share=0.6, size_scale=8)),
     ("multicampus", dict(gpu_type="H200", trace="philly")),
     ("nvl72", dict(running_share=0.7, size_scale=4, n_jobs=30)),
@@ -95,8 +102,9 @@ def test_small_instances_validate_without_warnings(family, seed):
     validated(generate(family, seed, **SMALL[family]))
 
 
-@pytest.mark.parametrize(("family", "params"), VARIANTS,
-                         ids=[f"{f}-{i}" for i, (f, _) in enumerate(VARIANTS)])
+@pytest.mark.parametrize(
+    ("family", "params"), VARIANTS, ids=[f"{f}-{i}" for i, (f, _) in enumerate(VARIANTS)]
+)
 @pytest.mark.parametrize("seed", [0, 3])
 def test_unusual_parameters_validate_without_warnings(family, params, seed):
     validated(generate(family, seed, **params))
@@ -109,8 +117,11 @@ def test_families_have_docstrings_and_defaults():
         assert sig.parameters["seed"].default == 0
         p = G.params(name)
         assert "n_jobs" in p and "horizon_hours" in p
-        assert all(v.default is not inspect.Parameter.empty for k, v in sig.parameters.items()
-                   if v.kind == v.KEYWORD_ONLY)
+        assert all(
+            v.default is not inspect.Parameter.empty
+            for k, v in sig.parameters.items()
+            if v.kind == v.KEYWORD_ONLY
+        )
 
 
 def test_multicampus_wan_follows_fibre_latency_and_given_parameters():
@@ -121,8 +132,15 @@ def test_multicampus_wan_follows_fibre_latency_and_given_parameters():
         # >= 1 km of fibre at 4.9 us/km plus 20 us of equipment
         assert link["latency_us"] >= G.FIBRE_US_PER_KM + G.DCI_EQUIPMENT_US
         assert link["bandwidth_GBps"] in G.WAN_LADDER_GBPS
-    d = generate("multicampus", 5, sites=3, gpus_per_site=1024, wan_latency_us=[100, 200, 300],
-                 wan_bandwidth_GBps=400, wan_failures_per_day=0.0)
+    d = generate(
+        "multicampus",
+        5,
+        sites=3,
+        gpus_per_site=1024,
+        wan_latency_us=[100, 200, 300],
+        wan_bandwidth_GBps=400,
+        wan_failures_per_day=0.0,
+    )
     assert [w["latency_us"] for w in d["topology"]["wan"]] == [100, 200, 300]
     assert {w["bandwidth_GBps"] for w in d["topology"]["wan"]} == {400}
     assert {w["failures_per_day"] for w in d["topology"]["wan"]} == {0.0}
@@ -258,8 +276,16 @@ def test_scale_refuses_more_than_spec_allows():
 @pytest.mark.parametrize("trace", ["itp", "philly"])
 @pytest.mark.parametrize("weighting", ["running", "job"])
 def test_job_sizes_follow_the_derived_trace_table(trace, weighting):
-    d = generate("scale", 0, gpus=65536, n_jobs=3000, size_scale=1, trace=trace,
-                 weighting=weighting, running_share=0.0)
+    d = generate(
+        "scale",
+        0,
+        gpus=65536,
+        n_jobs=3000,
+        size_scale=1,
+        trace=trace,
+        weighting=weighting,
+        running_share=0.0,
+    )
     sizes = collections.Counter(job_gpus(j) for j in d["jobs"])
     g, p = G.trace_sizes(trace, weighting)
     assert set(sizes) <= set(g.tolist())

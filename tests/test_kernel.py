@@ -59,15 +59,40 @@ EXAMPLES = Path(__file__).parent / "data" / "examples"
 CASES = ["case1", "case2-shared-link", "case5-speed-messages"]
 REL = 1e-9
 ABS = 1e-9
-JOB_FIELDS = ("name", "units", "gpus", "T_tp_ms", "T_pp_ms", "T_dp_ms", "T_ep_ms", "step_ms",
-              "efficiency", "lambda_per_hour", "lost", "goodput", "value", "moved",
-              "migration_cost")
+JOB_FIELDS = (
+    "name",
+    "units",
+    "gpus",
+    "T_tp_ms",
+    "T_pp_ms",
+    "T_dp_ms",
+    "T_ep_ms",
+    "step_ms",
+    "efficiency",
+    "lambda_per_hour",
+    "lost",
+    "goodput",
+    "value",
+    "moved",
+    "migration_cost",
+)
 OFFER_FIELDS = ("offer", "accepted", "gpus", "revenue")
-TOTAL_FIELDS = ("job_value", "lease_revenue", "migration_cost", "objective", "gpus_used",
-                "gpus_leased")
-HYP = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                 HealthCheck.filter_too_much,
-                                                 HealthCheck.data_too_large])
+TOTAL_FIELDS = (
+    "job_value",
+    "lease_revenue",
+    "migration_cost",
+    "objective",
+    "gpus_used",
+    "gpus_leased",
+)
+HYP = dict(
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -116,8 +141,7 @@ def assert_breakdown_equal(ref: dict, got: dict) -> None:
 
 
 def load(inst_d: dict, pl_d: dict):
-    return (instance_from_dict(copy.deepcopy(inst_d)),
-            placement_from_data(copy.deepcopy(pl_d)))
+    return (instance_from_dict(copy.deepcopy(inst_d)), placement_from_data(copy.deepcopy(pl_d)))
 
 
 def kernel(inst_d: dict, pl_d: dict) -> dict:
@@ -140,11 +164,17 @@ def two_level_topology(sites: dict[str, int], gpn: int = 4, wan=None, **site_ext
     """levels [site, node]; ``sites``: name -> number of nodes."""
     topo = {
         "levels": ["site", "node"],
-        "fabric": {"node": {"latency_us": 2, "bandwidth_GBps": 400},
-                   "site": {"latency_us": 10, "bandwidth_GBps": 25}},
-        "sites": [dict({"name": s, "gpu_type": "H100", "gpus_per_node": gpn,
-                        "domains": [{"count": n}]}, **site_extra.get(s, {}))
-                  for s, n in sites.items()],
+        "fabric": {
+            "node": {"latency_us": 2, "bandwidth_GBps": 400},
+            "site": {"latency_us": 10, "bandwidth_GBps": 25},
+        },
+        "sites": [
+            dict(
+                {"name": s, "gpu_type": "H100", "gpus_per_node": gpn, "domains": [{"count": n}]},
+                **site_extra.get(s, {}),
+            )
+            for s, n in sites.items()
+        ],
     }
     if wan:
         topo["wan"] = wan
@@ -178,8 +208,10 @@ def test_kernel_score_equals_the_reference_field_by_field(case):
             got = score(inst, pl).to_dict()
         except PlacementError:
             return
-        assert any(r["units"] and None in (r["T_tp_ms"], r["T_pp_ms"], r["T_dp_ms"],
-                                           r["T_ep_ms"]) for r in got["jobs"])
+        assert any(
+            r["units"] and None in (r["T_tp_ms"], r["T_pp_ms"], r["T_dp_ms"], r["T_ep_ms"])
+            for r in got["jobs"]
+        )
         return
     assert_breakdown_equal(ref, score(inst, pl).to_dict())
 
@@ -192,11 +224,22 @@ def test_kernel_score_equals_the_reference_on_feasible_cases_with_running_jobs(c
 
 
 def test_unscorable_placements_raise_placement_error_where_the_reference_refuses():
-    inst_d = {"name": "u", "horizon_hours": 10,
-              "topology": two_level_topology({"a": 1}),
-              "jobs": [{"name": "j", "kind": "inference", "tp": 2, "replicas": 2,
-                        "min_replicas": 1, "value": 1}],
-              "leases": {"level": "node", "offers": [{"name": "o", "price_per_gpu_hour": 1}]}}
+    inst_d = {
+        "name": "u",
+        "horizon_hours": 10,
+        "topology": two_level_topology({"a": 1}),
+        "jobs": [
+            {
+                "name": "j",
+                "kind": "inference",
+                "tp": 2,
+                "replicas": 2,
+                "min_replicas": 1,
+                "value": 1,
+            }
+        ],
+        "leases": {"level": "node", "offers": [{"name": "o", "price_per_gpu_hour": 1}]},
+    }
     bad = [
         # unknown GPU id
         {"jobs": [{"name": "j", "units": 1, "gpus": ["a/node0/gpu0", "a/node0/gpu9"]}]},
@@ -217,10 +260,22 @@ def test_groups_over_unconnected_sites_score_zero_where_the_reference_refuses():
     # Documented difference: a group over two sites with no WAN path breaks rule 4; the
     # reference refuses to score it (ScoreUndefined), the kernel scores it with an infinite
     # collective time (reported as null), so the job's efficiency, goodput and value are 0.
-    inst_d = {"name": "u", "horizon_hours": 10,
-              "topology": two_level_topology({"a": 1, "b": 1}),
-              "jobs": [{"name": "j", "kind": "inference", "tp": 2, "replicas": 1, "value": 1,
-                        "compute_ms": 10, "scope": {"tp": "cluster"}}]}
+    inst_d = {
+        "name": "u",
+        "horizon_hours": 10,
+        "topology": two_level_topology({"a": 1, "b": 1}),
+        "jobs": [
+            {
+                "name": "j",
+                "kind": "inference",
+                "tp": 2,
+                "replicas": 1,
+                "value": 1,
+                "compute_ms": 10,
+                "scope": {"tp": "cluster"},
+            }
+        ],
+    }
     pl_d = {"jobs": [{"name": "j", "units": 1, "gpus": ["a/node0/gpu0", "b/node0/gpu0"]}]}
     with pytest.raises(ScoreUndefined):
         reference_score(inst_d, pl_d)
@@ -276,21 +331,22 @@ def compaction_cases(draw):
     levels = ["site"] + middle + ["node"]
     L = len(levels)
     lat = sorted(draw(st.lists(st.sampled_from(MONOTONE_LAT), min_size=L, max_size=L)))
-    bw = sorted(draw(st.lists(st.sampled_from(MONOTONE_BW), min_size=L, max_size=L)),
-                reverse=True)
+    bw = sorted(draw(st.lists(st.sampled_from(MONOTONE_BW), min_size=L, max_size=L)), reverse=True)
     # lat[0], bw[0] belong to the narrowest level (node)
-    fabric = {levels[L - 1 - i]: {"latency_us": lat[i], "bandwidth_GBps": bw[i]}
-              for i in range(L)}
+    fabric = {levels[L - 1 - i]: {"latency_us": lat[i], "bandwidth_GBps": bw[i]} for i in range(L)}
     gpn = draw(st.sampled_from([1, 2, 4]))
     fan = [draw(st.integers(1, 3)) for _ in range(L - 1)]  # fan-out of levels[1:]
     entry = {"count": fan[0]}
     if L > 2:
         entry["shape"] = fan[1:]
     inst = {
-        "name": "compaction", "horizon_hours": 10,
-        "topology": {"levels": levels, "fabric": fabric,
-                     "sites": [{"name": "s", "gpu_type": "H100", "gpus_per_node": gpn,
-                                "domains": [entry]}]},
+        "name": "compaction",
+        "horizon_hours": 10,
+        "topology": {
+            "levels": levels,
+            "fabric": fabric,
+            "sites": [{"name": "s", "gpu_type": "H100", "gpus_per_node": gpn, "domains": [entry]}],
+        },
     }
     topo = expand(inst)
     all_gpus = sorted(topo.gpus)
@@ -300,11 +356,19 @@ def compaction_cases(draw):
     most = len(all_gpus) // (tp * pp)
     assume(most >= 1)
     units = draw(st.integers(1, min(most, 6)))
-    job = {"name": "j", "kind": "training", "tp": tp, "pp": pp, "dp": units,
-           "scope": {x: "cluster" for x in ("tp", "pp", "dp", "ep")},
-           "compute_ms": draw(st.sampled_from([10, 100, 1000])), "value": 1,
-           "comm": {f"{x}_MB": draw(st.sampled_from([0, 10, 100, 400]))
-                    for x in ("tp", "pp", "dp", "ep")}}
+    job = {
+        "name": "j",
+        "kind": "training",
+        "tp": tp,
+        "pp": pp,
+        "dp": units,
+        "scope": {x: "cluster" for x in ("tp", "pp", "dp", "ep")},
+        "compute_ms": draw(st.sampled_from([10, 100, 1000])),
+        "value": 1,
+        "comm": {
+            f"{x}_MB": draw(st.sampled_from([0, 10, 100, 400])) for x in ("tp", "pp", "dp", "ep")
+        },
+    }
     job["comm"].update({f"{x}_messages": draw(st.integers(1, 4)) for x in ("tp", "pp", "dp")})
     if units % 2 == 0 and draw(st.booleans()):
         job["ep"] = 2
@@ -318,14 +382,14 @@ def compaction_cases(draw):
         compact.append(draw(st.permutations(node0))[:n])
     # (b) the job's nodes onto distinct nodes of one levels[-2] domain, slot kept
     parent = sorted({topo.gpus[g]["ancestors"][L - 2] for g in all_gpus})[0]
-    target_nodes = sorted({topo.gpus[g]["node"] for g in all_gpus
-                           if topo.gpus[g]["ancestors"][L - 2] == parent})
+    target_nodes = sorted(
+        {topo.gpus[g]["node"] for g in all_gpus if topo.gpus[g]["ancestors"][L - 2] == parent}
+    )
     used_nodes = list(dict.fromkeys(topo.gpus[g]["node"] for g in spread))
     if len(used_nodes) <= len(target_nodes):
         order = draw(st.permutations(target_nodes))
         node_map = dict(zip(used_nodes, order, strict=False))
-        compact.append([node_map[topo.gpus[g]["node"]] + "/" + g.rsplit("/", 1)[1]
-                        for g in spread])
+        compact.append([node_map[topo.gpus[g]["node"]] + "/" + g.rsplit("/", 1)[1] for g in spread])
     assume(compact)
 
     def placement(gpus):
@@ -350,25 +414,49 @@ def test_compacting_a_single_site_job_never_lowers_its_efficiency_on_a_monotone_
 def _four_level_instance() -> dict:
     # site / pod / rack / node, 2 pods x 2 racks x 2 nodes x 4 GPUs; monotone fabric
     return {
-        "name": "mono", "horizon_hours": 10,
+        "name": "mono",
+        "horizon_hours": 10,
         "topology": {
             "levels": ["site", "pod", "rack", "node"],
-            "fabric": {"node": {"latency_us": 2, "bandwidth_GBps": 400},
-                       "rack": {"latency_us": 5, "bandwidth_GBps": 100},
-                       "pod": {"latency_us": 8, "bandwidth_GBps": 50},
-                       "site": {"latency_us": 12, "bandwidth_GBps": 25}},
-            "sites": [{"name": "s", "gpu_type": "H100", "gpus_per_node": 4,
-                       "domains": [{"count": 2, "shape": [2, 2]}]}],
+            "fabric": {
+                "node": {"latency_us": 2, "bandwidth_GBps": 400},
+                "rack": {"latency_us": 5, "bandwidth_GBps": 100},
+                "pod": {"latency_us": 8, "bandwidth_GBps": 50},
+                "site": {"latency_us": 12, "bandwidth_GBps": 25},
+            },
+            "sites": [
+                {
+                    "name": "s",
+                    "gpu_type": "H100",
+                    "gpus_per_node": 4,
+                    "domains": [{"count": 2, "shape": [2, 2]}],
+                }
+            ],
         },
-        "jobs": [{"name": "j", "kind": "training", "tp": 2, "dp": 2, "compute_ms": 100,
-                  "value": 1, "scope": {"tp": "cluster", "dp": "cluster"},
-                  "comm": {"tp_MB": 40, "dp_MB": 200}}],
+        "jobs": [
+            {
+                "name": "j",
+                "kind": "training",
+                "tp": 2,
+                "dp": 2,
+                "compute_ms": 100,
+                "value": 1,
+                "scope": {"tp": "cluster", "dp": "cluster"},
+                "comm": {"tp_MB": 40, "dp_MB": 200},
+            }
+        ],
     }
 
 
-@pytest.mark.parametrize("narrow, wide", [
-    ("node", "rack"), ("rack", "pod"), ("pod", "site"), ("node", "site"),
-])
+@pytest.mark.parametrize(
+    "narrow, wide",
+    [
+        ("node", "rack"),
+        ("rack", "pod"),
+        ("pod", "site"),
+        ("node", "site"),
+    ],
+)
 def test_a_job_packed_into_a_narrower_domain_is_at_least_as_efficient(narrow, wide):
     # The same 2 units of tp=2 (4 GPUs), ranks as (unit0: t0 t1, unit1: t0 t1), each TP
     # pair on one node; the DP pairs (rank 0 & 2, rank 1 & 3) meet at `node`, `rack`, `pod`
@@ -382,9 +470,15 @@ def test_a_job_packed_into_a_narrower_domain_is_at_least_as_efficient(narrow, wi
     inst_d = _four_level_instance()
     eff = {}
     for where in (narrow, wide):
-        pl_d = {"jobs": [{"name": "j", "units": 2, "gpus": ["s/pod0/rack0/node0/gpu0",
-                                                            "s/pod0/rack0/node0/gpu1"]
-                          + unit1[where]}]}
+        pl_d = {
+            "jobs": [
+                {
+                    "name": "j",
+                    "units": 2,
+                    "gpus": ["s/pod0/rack0/node0/gpu0", "s/pod0/rack0/node0/gpu1"] + unit1[where],
+                }
+            ]
+        }
         eff[where] = rows(kernel(inst_d, pl_d))["j"]["efficiency"]
     # DP (n=2, S=200): 2*(1)*alpha/1000 + 2*(1/2)*200/B: node 0.504, rack 2.01, pod 4.016,
     # site 8.024 ms; TP (on one node) 0.004 + 40/400 = 0.104 ms in every case
@@ -420,20 +514,52 @@ def test_kernel_reproduces_the_worked_example(case):
 
 def test_a_pp_chain_across_two_sites_counts_every_cross_site_boundary_in_s_job():
     inst_d = {
-        "name": "pp", "horizon_hours": 10,
+        "name": "pp",
+        "horizon_hours": 10,
         "topology": two_level_topology(
-            {"a": 2, "b": 2}, gpn=2,
-            wan=[{"between": ["a", "b"], "latency_us": 500, "bandwidth_GBps": 100,
-                  "failures_per_day": 0.24}]),
-        "jobs": [{"name": "P", "kind": "inference", "tp": 1, "pp": 3, "replicas": 2,
-                  "scope": {"pp": "cluster"}, "comm": {"pp_MB": 50, "pp_messages": 2},
-                  "compute_ms": 100, "value": 1}],
+            {"a": 2, "b": 2},
+            gpn=2,
+            wan=[
+                {
+                    "between": ["a", "b"],
+                    "latency_us": 500,
+                    "bandwidth_GBps": 100,
+                    "failures_per_day": 0.24,
+                }
+            ],
+        ),
+        "jobs": [
+            {
+                "name": "P",
+                "kind": "inference",
+                "tp": 1,
+                "pp": 3,
+                "replicas": 2,
+                "scope": {"pp": "cluster"},
+                "comm": {"pp_MB": 50, "pp_messages": 2},
+                "compute_ms": 100,
+                "value": 1,
+            }
+        ],
     }
     # unit 0: stages a, b, a -> 2 boundaries across sites;
     # unit 1: stages a/node1, a/node1, b -> 1 boundary on a node, 1 across sites.
-    pl_d = {"jobs": [{"name": "P", "units": 2, "gpus": [
-        "a/node0/gpu0", "b/node0/gpu0", "a/node0/gpu1",
-        "a/node1/gpu0", "a/node1/gpu1", "b/node1/gpu0"]}]}
+    pl_d = {
+        "jobs": [
+            {
+                "name": "P",
+                "units": 2,
+                "gpus": [
+                    "a/node0/gpu0",
+                    "b/node0/gpu0",
+                    "a/node0/gpu1",
+                    "a/node1/gpu0",
+                    "a/node1/gpu1",
+                    "b/node1/gpu0",
+                ],
+            }
+        ]
+    }
     row = rows(kernel(inst_d, pl_d))["P"]
     # S_job = 50 MB * 3 cross-site boundaries = 150 MB; W = 100 (one job on the link)
     # cross boundary: m*alpha + S_job/W = 2*500/1000 + 150/100 = 1 + 1.5 = 2.5 ms
@@ -449,18 +575,30 @@ def test_a_pp_chain_across_two_sites_counts_every_cross_site_boundary_in_s_job()
 
 def _three_site_instance(cross_site_every=1) -> dict:
     # line a - b - c: a-c goes over b (300 us, bottleneck 25 GB/s)
-    wan = [{"between": ["a", "b"], "latency_us": 100, "bandwidth_GBps": 50,
-            "failures_per_day": 0.24},
-           {"between": ["b", "c"], "latency_us": 200, "bandwidth_GBps": 25,
-            "failures_per_day": 0.48}]
+    wan = [
+        {"between": ["a", "b"], "latency_us": 100, "bandwidth_GBps": 50, "failures_per_day": 0.24},
+        {"between": ["b", "c"], "latency_us": 200, "bandwidth_GBps": 25, "failures_per_day": 0.48},
+    ]
     return {
-        "name": "three", "horizon_hours": 10,
-        "topology": two_level_topology({"a": 1, "b": 1, "c": 1}, gpn=2, wan=wan,
-                                       a={"node_failures_per_day": 0.24}),
-        "jobs": [{"name": "D", "kind": "training", "dp": 4, "scope": {"dp": "cluster"},
-                  "comm": {"dp_MB": 100}, "compute_ms": 1000, "value": 1,
-                  "restart_min": 30, "checkpoint_interval_min": 60,
-                  "cross_site_every": cross_site_every}],
+        "name": "three",
+        "horizon_hours": 10,
+        "topology": two_level_topology(
+            {"a": 1, "b": 1, "c": 1}, gpn=2, wan=wan, a={"node_failures_per_day": 0.24}
+        ),
+        "jobs": [
+            {
+                "name": "D",
+                "kind": "training",
+                "dp": 4,
+                "scope": {"dp": "cluster"},
+                "comm": {"dp_MB": 100},
+                "compute_ms": 1000,
+                "value": 1,
+                "restart_min": 30,
+                "checkpoint_interval_min": 60,
+                "cross_site_every": cross_site_every,
+            }
+        ],
     }
 
 
@@ -499,31 +637,52 @@ def test_cross_site_every_divides_only_the_wan_phase():
     # 2*(4-1)*10/1000 + 2*(3/4)*100/25 = 0.06 + 6 = 6.06 ms (meeting level `site`)
     inst2 = _three_site_instance(cross_site_every=4)
     inst2["topology"]["sites"][0]["domains"] = [{"count": 2}]
-    pl2 = {"jobs": [{"name": "D", "units": 4, "gpus": [
-        "a/node0/gpu0", "a/node0/gpu1", "a/node1/gpu0", "a/node1/gpu1"]}]}
+    pl2 = {
+        "jobs": [
+            {
+                "name": "D",
+                "units": 4,
+                "gpus": ["a/node0/gpu0", "a/node0/gpu1", "a/node1/gpu0", "a/node1/gpu1"],
+            }
+        ]
+    }
     assert close(rows(kernel(inst2, pl2))["D"]["T_dp_ms"], 6.06)
     assert_breakdown_equal(reference_score(inst_d, pl_d), kernel(inst_d, pl_d))
 
 
 def _running_instance(**job_extra) -> dict:
-    job = {"name": "R", "kind": "inference", "tp": 1, "replicas": 2, "value": 1,
-           "current": ["a/node0/gpu0", "a/node0/gpu1"], "migration_cost": 7}
+    job = {
+        "name": "R",
+        "kind": "inference",
+        "tp": 1,
+        "replicas": 2,
+        "value": 1,
+        "current": ["a/node0/gpu0", "a/node0/gpu1"],
+        "migration_cost": 7,
+    }
     job.update(job_extra)
-    return {"name": "run", "horizon_hours": 10,
-            "topology": two_level_topology({"a": 2}, gpn=2), "jobs": [job]}
+    return {
+        "name": "run",
+        "horizon_hours": 10,
+        "topology": two_level_topology({"a": 2}, gpn=2),
+        "jobs": [job],
+    }
 
 
-@pytest.mark.parametrize("gpus, moved, value", [
-    # reordering alone is not a move: no charge; value 10 h * 1 * 2 GPUs * 1 = 20
-    (["a/node0/gpu1", "a/node0/gpu0"], False, 20.0),
-    # another GPU set: moved, 7 charged once (not per GPU, not per unit)
-    (["a/node0/gpu0", "a/node1/gpu0"], True, 20.0),
-    (["a/node1/gpu0", "a/node1/gpu1"], True, 20.0),
-    # fewer units is a different set too
-    (["a/node0/gpu0"], True, 10.0),
-    # stopped (absent): moved, 7 charged, value 0
-    (None, True, 0.0),
-])
+@pytest.mark.parametrize(
+    "gpus, moved, value",
+    [
+        # reordering alone is not a move: no charge; value 10 h * 1 * 2 GPUs * 1 = 20
+        (["a/node0/gpu1", "a/node0/gpu0"], False, 20.0),
+        # another GPU set: moved, 7 charged once (not per GPU, not per unit)
+        (["a/node0/gpu0", "a/node1/gpu0"], True, 20.0),
+        (["a/node1/gpu0", "a/node1/gpu1"], True, 20.0),
+        # fewer units is a different set too
+        (["a/node0/gpu0"], True, 10.0),
+        # stopped (absent): moved, 7 charged, value 0
+        (None, True, 0.0),
+    ],
+)
 def test_a_running_job_that_moves_or_stops_pays_its_migration_cost_once(gpus, moved, value):
     inst_d = _running_instance()
     jobs = [] if gpus is None else [{"name": "R", "units": len(gpus), "gpus": gpus}]
@@ -549,13 +708,22 @@ def test_remaining_hours_caps_the_hours_a_job_is_paid_for(remaining, hours):
 
 
 def test_lease_revenue_counts_only_available_gpus():
-    inst_d = {"name": "lease", "horizon_hours": 10,
-              "topology": dict(two_level_topology({"a": 3}, gpn=4),
-                               unavailable=["a/node1/gpu1", "a/node1/gpu3", "a/node2"]),
-              "jobs": [],
-              "leases": {"level": "node",
-                         "offers": [{"name": "o", "price_per_gpu_hour": 1.5},
-                                    {"name": "p", "price_per_gpu_hour": 9}]}}
+    inst_d = {
+        "name": "lease",
+        "horizon_hours": 10,
+        "topology": dict(
+            two_level_topology({"a": 3}, gpn=4),
+            unavailable=["a/node1/gpu1", "a/node1/gpu3", "a/node2"],
+        ),
+        "jobs": [],
+        "leases": {
+            "level": "node",
+            "offers": [
+                {"name": "o", "price_per_gpu_hour": 1.5},
+                {"name": "p", "price_per_gpu_hour": 9},
+            ],
+        },
+    }
     pl_d = {"jobs": [], "leases": [{"offer": "o", "blocks": ["a/node0", "a/node1", "a/node2"]}]}
     got = kernel(inst_d, pl_d)
     # node0: 4 available, node1: 2 of 4, node2: 0 of 4 -> 6 GPUs; 10 h * 1.5 * 6 = 90
@@ -571,12 +739,28 @@ def test_an_incomplete_ep_block_is_scored_as_a_shorter_ep_group():
     # equal u div ep, {0, 1} and {2}. Put unit 0 and 1 in a/node0 and a/node1 (meet at
     # `site`): all-to-all 1*(2-1)*10/1000 + (1/2)*80/25 = 0.01 + 1.6 = 1.61 ms; the
     # one-member group {2} costs 0.
-    inst_d = {"name": "ep", "horizon_hours": 10,
-              "topology": two_level_topology({"a": 3}, gpn=1),
-              "jobs": [{"name": "E", "kind": "training", "dp": 4, "min_dp": 2, "ep": 2,
-                        "comm": {"ep_MB": 80}, "compute_ms": 100, "value": 1}]}
-    pl_d = {"jobs": [{"name": "E", "units": 3,
-                      "gpus": ["a/node0/gpu0", "a/node1/gpu0", "a/node2/gpu0"]}]}
+    inst_d = {
+        "name": "ep",
+        "horizon_hours": 10,
+        "topology": two_level_topology({"a": 3}, gpn=1),
+        "jobs": [
+            {
+                "name": "E",
+                "kind": "training",
+                "dp": 4,
+                "min_dp": 2,
+                "ep": 2,
+                "comm": {"ep_MB": 80},
+                "compute_ms": 100,
+                "value": 1,
+            }
+        ],
+    }
+    pl_d = {
+        "jobs": [
+            {"name": "E", "units": 3, "gpus": ["a/node0/gpu0", "a/node1/gpu0", "a/node2/gpu0"]}
+        ]
+    }
     got = kernel(inst_d, pl_d)
     assert close(rows(got)["E"]["T_ep_ms"], 1.61)
     assert_breakdown_equal(reference_score(inst_d, pl_d), got)
@@ -585,8 +769,21 @@ def test_an_incomplete_ep_block_is_scored_as_a_shorter_ep_group():
     # meets at `site`: 1*1*10/1000 + 1/2*80/25 = 1.61 and sets T_ep
     inst_d["jobs"][0].update(ep=3, dp=6, min_dp=3)
     inst_d["topology"]["sites"][0]["gpus_per_node"] = 4
-    pl_d = {"jobs": [{"name": "E", "units": 5, "gpus": [
-        "a/node0/gpu0", "a/node0/gpu1", "a/node0/gpu2", "a/node1/gpu0", "a/node2/gpu0"]}]}
+    pl_d = {
+        "jobs": [
+            {
+                "name": "E",
+                "units": 5,
+                "gpus": [
+                    "a/node0/gpu0",
+                    "a/node0/gpu1",
+                    "a/node0/gpu2",
+                    "a/node1/gpu0",
+                    "a/node2/gpu0",
+                ],
+            }
+        ]
+    }
     got = kernel(inst_d, pl_d)
     assert close(rows(got)["E"]["T_ep_ms"], 1.61)
     assert_breakdown_equal(reference_score(inst_d, pl_d), got)
@@ -603,15 +800,43 @@ def test_an_incomplete_ep_block_across_sites_sets_t_ep():
     # across a and b:
     #   parts of one member: 0; WAN k=2: 1*2*1*500/1000 + 2*(1/2)*S_job/W with S_job = 80
     #   (one EP group spans sites), W = 100: 1 + 0.8 = 1.8 ms
-    inst_d = {"name": "ep2", "horizon_hours": 10,
-              "topology": two_level_topology(
-                  {"a": 2, "b": 1}, gpn=4,
-                  wan=[{"between": ["a", "b"], "latency_us": 500, "bandwidth_GBps": 100}]),
-              "jobs": [{"name": "E", "kind": "training", "dp": 6, "min_dp": 3, "ep": 3,
-                        "scope": {"dp": "cluster", "ep": "cluster"},
-                        "comm": {"ep_MB": 80}, "compute_ms": 100, "value": 1}]}
-    pl_d = {"jobs": [{"name": "E", "units": 5, "gpus": [
-        "a/node0/gpu0", "a/node0/gpu1", "a/node0/gpu2", "a/node1/gpu0", "b/node0/gpu0"]}]}
+    inst_d = {
+        "name": "ep2",
+        "horizon_hours": 10,
+        "topology": two_level_topology(
+            {"a": 2, "b": 1},
+            gpn=4,
+            wan=[{"between": ["a", "b"], "latency_us": 500, "bandwidth_GBps": 100}],
+        ),
+        "jobs": [
+            {
+                "name": "E",
+                "kind": "training",
+                "dp": 6,
+                "min_dp": 3,
+                "ep": 3,
+                "scope": {"dp": "cluster", "ep": "cluster"},
+                "comm": {"ep_MB": 80},
+                "compute_ms": 100,
+                "value": 1,
+            }
+        ],
+    }
+    pl_d = {
+        "jobs": [
+            {
+                "name": "E",
+                "units": 5,
+                "gpus": [
+                    "a/node0/gpu0",
+                    "a/node0/gpu1",
+                    "a/node0/gpu2",
+                    "a/node1/gpu0",
+                    "b/node0/gpu0",
+                ],
+            }
+        ]
+    }
     got = kernel(inst_d, pl_d)
     assert close(rows(got)["E"]["T_ep_ms"], 1.8)
     assert_breakdown_equal(reference_score(inst_d, pl_d), got)
@@ -657,15 +882,20 @@ def test_batch_values_equal_the_jobs_net_value_after_a_full_rescore(case, data):
         # when neither j's old placement nor the candidate shares a WAN link with another
         # job, no other job's value changes: the row minus j's old net value is the exact
         # change of the objective
-        if not (_shares_a_wan_link(topo, inst_d, new, job.name)
-                or _shares_a_wan_link(topo, inst_d, pl_d, job.name)):
+        if not (
+            _shares_a_wan_link(topo, inst_d, new, job.name)
+            or _shares_a_wan_link(topo, inst_d, pl_d, job.name)
+        ):
             event("no WAN link shared: objective change checked")
             before = reference_score(inst_d, pl_d)
             after = reference_score(inst_d, new)
             old = rows(before)[job.name]
-            assert math.isclose(after["objective"] - before["objective"],
-                                value - (old["value"] - old["migration_cost"]),
-                                rel_tol=REL, abs_tol=ABS * max(1, abs(before["objective"])))
+            assert math.isclose(
+                after["objective"] - before["objective"],
+                value - (old["value"] - old["migration_cost"]),
+                rel_tol=REL,
+                abs_tol=ABS * max(1, abs(before["objective"])),
+            )
 
 
 def _wan_links_of(topo, inst_d, pl_d, name):
@@ -684,8 +914,11 @@ def _wan_links_of(topo, inst_d, pl_d, name):
 
 def _shares_a_wan_link(topo, inst_d, pl_d, name):
     mine = _wan_links_of(topo, inst_d, pl_d, name)
-    return any(mine & _wan_links_of(topo, inst_d, pl_d, e["name"])
-               for e in pl_d["jobs"] if e["name"] != name)
+    return any(
+        mine & _wan_links_of(topo, inst_d, pl_d, e["name"])
+        for e in pl_d["jobs"]
+        if e["name"] != name
+    )
 
 
 @st.composite
@@ -694,8 +927,7 @@ def _changes(draw, inst, topo, job_gpus):
     of equally many GPUs between two jobs."""
     index = inst.index
     placed = [j for j, g in enumerate(job_gpus) if len(g)]
-    kind = draw(st.sampled_from(["move", "move", "swap"]) if len(placed) >= 2
-                else st.just("move"))
+    kind = draw(st.sampled_from(["move", "move", "swap"]) if len(placed) >= 2 else st.just("move"))
     if kind == "move":
         j = draw(st.integers(0, len(inst.jobs) - 1))
         job = inst.jobs[j]
@@ -742,34 +974,61 @@ def test_delta_equals_the_full_rescore_difference_for_moves_and_swaps(case, data
         if (fresh_scorer.users != scorer.users).any():
             event("WAN sharer counts change")
         d = scorer.delta(changes)
-        assert math.isclose(d, after - before, rel_tol=REL, abs_tol=ABS * max(1, abs(before))), \
-            (d, after - before)
+        assert math.isclose(d, after - before, rel_tol=REL, abs_tol=ABS * max(1, abs(before))), (
+            d,
+            after - before,
+        )
         assert scorer.objective == before  # commit=False leaves the state alone
         commit = data.draw(st.booleans(), label=f"commit{step}")
         if commit:
             d2 = scorer.delta(changes, commit=True)
             assert d2 == d
-            assert math.isclose(scorer.objective, after, rel_tol=REL,
-                                abs_tol=ABS * max(1, abs(after)))
+            assert math.isclose(
+                scorer.objective, after, rel_tol=REL, abs_tol=ABS * max(1, abs(after))
+            )
             fresh = Scorer(inst, new_gpus, cp.offer_blocks).result().to_dict()
             assert_breakdown_equal(fresh, scorer.result().to_dict())
             job_gpus, before = new_gpus, scorer.objective
 
 
 def _shared_link_instance() -> dict:
-    wan = [{"between": ["a", "b"], "latency_us": 500, "bandwidth_GBps": 100},
-           {"between": ["b", "c"], "latency_us": 100, "bandwidth_GBps": 40}]
+    wan = [
+        {"between": ["a", "b"], "latency_us": 500, "bandwidth_GBps": 100},
+        {"between": ["b", "c"], "latency_us": 100, "bandwidth_GBps": 40},
+    ]
     return {
-        "name": "share", "horizon_hours": 10,
+        "name": "share",
+        "horizon_hours": 10,
         "topology": two_level_topology({"a": 2, "b": 2, "c": 1}, gpn=2, wan=wan),
         "jobs": [
-            {"name": "X", "kind": "training", "dp": 2, "scope": {"dp": "cluster"},
-             "comm": {"dp_MB": 400}, "compute_ms": 100, "value": 1},
-            {"name": "Y", "kind": "training", "dp": 2, "scope": {"dp": "cluster"},
-             "comm": {"dp_MB": 400}, "compute_ms": 100, "value": 1},
-            {"name": "Z", "kind": "inference", "tp": 2, "replicas": 1,
-             "scope": {"tp": "cluster"}, "comm": {"tp_MB": 40}, "compute_ms": 10,
-             "value": 1},
+            {
+                "name": "X",
+                "kind": "training",
+                "dp": 2,
+                "scope": {"dp": "cluster"},
+                "comm": {"dp_MB": 400},
+                "compute_ms": 100,
+                "value": 1,
+            },
+            {
+                "name": "Y",
+                "kind": "training",
+                "dp": 2,
+                "scope": {"dp": "cluster"},
+                "comm": {"dp_MB": 400},
+                "compute_ms": 100,
+                "value": 1,
+            },
+            {
+                "name": "Z",
+                "kind": "inference",
+                "tp": 2,
+                "replicas": 1,
+                "scope": {"tp": "cluster"},
+                "comm": {"tp_MB": 40},
+                "compute_ms": 10,
+                "value": 1,
+            },
         ],
     }
 
@@ -777,11 +1036,13 @@ def _shared_link_instance() -> dict:
 def test_delta_counts_the_other_jobs_whose_wan_sharing_changes():
     inst_d = _shared_link_instance()
     # X and Y both cross a-b: each sees 100/2 = 50 GB/s; Z crosses a-b-c (a-b and b-c)
-    pl_d = {"jobs": [
-        {"name": "X", "units": 2, "gpus": ["a/node0/gpu0", "b/node0/gpu0"]},
-        {"name": "Y", "units": 2, "gpus": ["a/node0/gpu1", "b/node0/gpu1"]},
-        {"name": "Z", "units": 1, "gpus": ["a/node1/gpu0", "c/node0/gpu0"]},
-    ]}
+    pl_d = {
+        "jobs": [
+            {"name": "X", "units": 2, "gpus": ["a/node0/gpu0", "b/node0/gpu0"]},
+            {"name": "Y", "units": 2, "gpus": ["a/node0/gpu1", "b/node0/gpu1"]},
+            {"name": "Z", "units": 1, "gpus": ["a/node1/gpu0", "c/node0/gpu0"]},
+        ]
+    }
     inst, pl = load(inst_d, pl_d)
     scorer, cp = _scorer(inst, pl)
     ref_before = reference_score(inst_d, pl_d)
@@ -805,8 +1066,13 @@ def test_delta_counts_the_other_jobs_whose_wan_sharing_changes():
             name = inst.jobs[j].name
             new["jobs"] = [e for e in new["jobs"] if e["name"] != name]
             if len(g):
-                new["jobs"].append({"name": name, "units": len(g) // inst.jobs[j].unit_size,
-                                    "gpus": inst.index.gpu_ids(g)})
+                new["jobs"].append(
+                    {
+                        "name": name,
+                        "units": len(g) // inst.jobs[j].unit_size,
+                        "gpus": inst.index.gpu_ids(g),
+                    }
+                )
         ref_after = reference_score(inst_d, new)
         assert close(scorer.delta(change), ref_after["objective"] - ref_before["objective"])
     # the first move raises X's value (a-b shared by 2): the delta is more than Y's own

@@ -35,20 +35,49 @@ def test_an_unknown_solver_name_lists_the_valid_ones():
 
 def _power_clash():
     """Two running, non-preemptible jobs that each fit alone but not together (power)."""
-    return instance_from_dict({
-        "name": "clash", "horizon_hours": 10,
-        "gpu_types": {"H100": {"power_kW": 1.0}},
-        "topology": {"levels": ["site", "node"],
-                     "fabric": {"node": {"latency_us": 2, "bandwidth_GBps": 400},
-                                "site": {"latency_us": 10, "bandwidth_GBps": 25}},
-                     "sites": [{"name": "a", "gpu_type": "H100", "gpus_per_node": 2,
-                                "power_cap_kW": 3, "domains": [{"count": 2}]}]},
-        "jobs": [
-            {"name": "x", "kind": "training", "dp": 2, "compute_ms": 100, "value": 1,
-             "current": ["a/node0/gpu0", "a/node0/gpu1"], "preemptible": False},
-            {"name": "y", "kind": "training", "dp": 2, "compute_ms": 100, "value": 1,
-             "current": ["a/node1/gpu0", "a/node1/gpu1"], "preemptible": False},
-        ]})
+    return instance_from_dict(
+        {
+            "name": "clash",
+            "horizon_hours": 10,
+            "gpu_types": {"H100": {"power_kW": 1.0}},
+            "topology": {
+                "levels": ["site", "node"],
+                "fabric": {
+                    "node": {"latency_us": 2, "bandwidth_GBps": 400},
+                    "site": {"latency_us": 10, "bandwidth_GBps": 25},
+                },
+                "sites": [
+                    {
+                        "name": "a",
+                        "gpu_type": "H100",
+                        "gpus_per_node": 2,
+                        "power_cap_kW": 3,
+                        "domains": [{"count": 2}],
+                    }
+                ],
+            },
+            "jobs": [
+                {
+                    "name": "x",
+                    "kind": "training",
+                    "dp": 2,
+                    "compute_ms": 100,
+                    "value": 1,
+                    "current": ["a/node0/gpu0", "a/node0/gpu1"],
+                    "preemptible": False,
+                },
+                {
+                    "name": "y",
+                    "kind": "training",
+                    "dp": 2,
+                    "compute_ms": 100,
+                    "value": 1,
+                    "current": ["a/node1/gpu0", "a/node1/gpu1"],
+                    "preemptible": False,
+                },
+            ],
+        }
+    )
 
 
 @pytest.mark.parametrize("backend", ["cpsat", "mip"])
@@ -106,8 +135,17 @@ def test_every_job_left_out_gets_a_reason_a_person_can_act_on():
 def test_a_job_that_fits_nowhere_says_how_big_the_largest_block_is():
     d = placer.io.parse_text(TINY.read_text())
     d = copy.deepcopy(d)
-    d["jobs"].append({"name": "huge", "kind": "training", "tp": 8, "dp": 64, "min_dp": 64,
-                      "compute_ms": 100, "value": 9.0})
+    d["jobs"].append(
+        {
+            "name": "huge",
+            "kind": "training",
+            "tp": 8,
+            "dp": 64,
+            "min_dp": 64,
+            "compute_ms": 100,
+            "value": 9.0,
+        }
+    )
     inst = instance_from_dict(d)
     assert any("huge" in w for w in inst.warnings)
     res = placer.solve(inst, solver="cpsat", time_limit=10)

@@ -35,8 +35,7 @@ from collections.abc import Iterable
 import numpy as np
 
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
-SIZE_CLASSES = (("1", 1, 1), ("2-7", 2, 7), ("8-15", 8, 15), ("16+", 16, 10**9),
-                ("all", 1, 10**9))
+SIZE_CLASSES = (("1", 1, 1), ("2-7", 2, 7), ("8-15", 8, 15), ("16+", 16, 10**9), ("all", 1, 10**9))
 
 
 def sig(x: float, n: int = 4) -> float:
@@ -93,8 +92,9 @@ def duration_rows(trace: str, g: np.ndarray, d: np.ndarray) -> list[list]:
             continue
         for weighting, w in (("job", np.ones(int(m.sum()))), ("running", d[m])):
             qv = weighted_quantiles(d[m], w, QUANTILES)
-            rows += [[trace, name, weighting, q, sig(v)]
-                     for q, v in zip(QUANTILES, qv, strict=True)]
+            rows += [
+                [trace, name, weighting, q, sig(v)] for q, v in zip(QUANTILES, qv, strict=True)
+            ]
     return rows
 
 
@@ -103,18 +103,38 @@ def summary_rows(data: str) -> list[list]:
     folder = os.path.join(data, "cluster_summaries")
     with open(os.path.join(folder, "acme_cluster_summary.csv"), newline="") as fh:
         for r in csv.DictReader(fh):
-            rows.append([r["id"], "InternLM/AcmeTrace", "CC-BY-4.0", "",
-                         int(float(r["gpu_job_num"])), sig(float(r["avg_gpu_num"])),
-                         sig(float(r["med_gpu_num"])), int(float(r["max_gpu"])),
-                         sig(float(r["avg_run_time_gpu"])), sig(float(r["med_run_time_gpu"]))])
+            rows.append(
+                [
+                    r["id"],
+                    "InternLM/AcmeTrace",
+                    "CC-BY-4.0",
+                    "",
+                    int(float(r["gpu_job_num"])),
+                    sig(float(r["avg_gpu_num"])),
+                    sig(float(r["med_gpu_num"])),
+                    int(float(r["max_gpu"])),
+                    sig(float(r["avg_run_time_gpu"])),
+                    sig(float(r["med_run_time_gpu"])),
+                ]
+            )
     with open(os.path.join(folder, "helios_cluster_summary.csv"), newline="") as fh:
         for r in csv.DictReader(fh):
             if r["id"] == "total":
                 continue
-            rows.append([r["id"], "S-Lab-System-Group/HeliosArtifact", "MIT", int(r["gpu_num"]),
-                         int(float(r["gpu_job_num"])), sig(float(r["avg_gpu_num"])),
-                         sig(float(r["med_gpu_num"])), "",
-                         sig(float(r["avg_run_time_gpu"])), sig(float(r["med_run_time_gpu"]))])
+            rows.append(
+                [
+                    r["id"],
+                    "S-Lab-System-Group/HeliosArtifact",
+                    "MIT",
+                    int(r["gpu_num"]),
+                    int(float(r["gpu_job_num"])),
+                    sig(float(r["avg_gpu_num"])),
+                    sig(float(r["med_gpu_num"])),
+                    "",
+                    sig(float(r["avg_run_time_gpu"])),
+                    sig(float(r["med_run_time_gpu"])),
+                ]
+            )
     return rows
 
 
@@ -136,13 +156,32 @@ def main(argv: list[str] | None = None) -> None:
     for t, (g, d) in traces.items():
         sizes += size_rows(t, g, d)
         durs += duration_rows(t, g, d)
-    write(os.path.join(a.out, "job_sizes.csv"),
-          ["trace", "gpus", "jobs", "job_hours", "gpu_hours"], sizes)
-    write(os.path.join(a.out, "job_durations.csv"),
-          ["trace", "size_class", "weighting", "quantile", "hours"], durs)
-    write(os.path.join(a.out, "cluster_summaries.csv"),
-          ["cluster", "source", "licence", "cluster_gpus", "gpu_jobs", "avg_gpus", "median_gpus",
-           "max_gpus", "avg_run_s", "median_run_s"], summary_rows(a.data))
+    write(
+        os.path.join(a.out, "job_sizes.csv"),
+        ["trace", "gpus", "jobs", "job_hours", "gpu_hours"],
+        sizes,
+    )
+    write(
+        os.path.join(a.out, "job_durations.csv"),
+        ["trace", "size_class", "weighting", "quantile", "hours"],
+        durs,
+    )
+    write(
+        os.path.join(a.out, "cluster_summaries.csv"),
+        [
+            "cluster",
+            "source",
+            "licence",
+            "cluster_gpus",
+            "gpu_jobs",
+            "avg_gpus",
+            "median_gpus",
+            "max_gpus",
+            "avg_run_s",
+            "median_run_s",
+        ],
+        summary_rows(a.data),
+    )
 
 
 if __name__ == "__main__":

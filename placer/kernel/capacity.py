@@ -17,8 +17,11 @@ def allowed_types(inst: Instance, index, job: Job) -> list[int]:
     present = set(np.unique(index.node_type).tolist())
     if job.gpu_types is None:
         return sorted(present)
-    return sorted(index.type_names.index(t) for t in job.gpu_types if t in index.type_names
-                  and index.type_names.index(t) in present)
+    return sorted(
+        index.type_names.index(t)
+        for t in job.gpu_types
+        if t in index.type_names and index.type_names.index(t) in present
+    )
 
 
 def smallest_units(job: Job) -> int:
@@ -36,7 +39,6 @@ def free_per_domain(index, level: int, mask: np.ndarray) -> np.ndarray:
 
 def wan_components(index) -> np.ndarray:
     """Component label of every site in the WAN graph: int64 (S,)."""
-    S = index.n_sites
     conn = np.isfinite(index.wan_lat_us)
     return conn.argmax(axis=1)  # the smallest site index reachable is a component label
 
@@ -86,8 +88,9 @@ class FreeCounts:
         v = self._comp.get(t)
         if v is None:
             site_counts = self.per_domain(t, 0)
-            v = self._comp[t] = np.bincount(self.comp, weights=site_counts,
-                                            minlength=self.index.n_sites).astype(np.int64)
+            v = self._comp[t] = np.bincount(
+                self.comp, weights=site_counts, minlength=self.index.n_sites
+            ).astype(np.int64)
         return v
 
 
@@ -95,8 +98,13 @@ def _units(k: int) -> str:
     return f"{k} unit" if k == 1 else f"{k} units"
 
 
-def fit_nowhere_reason(inst: Instance, index, job: Job, free: np.ndarray | None = None,
-                       counts: FreeCounts | None = None) -> str:
+def fit_nowhere_reason(
+    inst: Instance,
+    index,
+    job: Job,
+    free: np.ndarray | None = None,
+    counts: FreeCounts | None = None,
+) -> str:
     """Why `job` cannot get any unit on the available (or `free`) GPUs; '' if it might.
 
     A necessary-condition test: it never says a job cannot fit when it can."""
@@ -109,8 +117,12 @@ def fit_nowhere_reason(inst: Instance, index, job: Job, free: np.ndarray | None 
         return f"no unit count in [{job.units_min}, {job.units_max}] is a multiple of ep={job.ep}"
     if counts is None:
         counts = FreeCounts(index, index.available if free is None else free)
-    sizes = {"tp": job.tp, "pp": job.pp, "dp": k if job.kind == "training" else 1,
-             "ep": job.ep if job.kind == "training" else 1}
+    sizes = {
+        "tp": job.tp,
+        "pp": job.pp,
+        "dp": k if job.kind == "training" else 1,
+        "ep": job.ep if job.kind == "training" else 1,
+    }
     need_total = k * job.unit_size
     best_msg = ""
     unit_levels = [dimension_level(inst, index, job, d) for d in ("tp", "pp")]
@@ -122,8 +134,10 @@ def fit_nowhere_reason(inst: Instance, index, job: Job, free: np.ndarray | None 
         tname = index.type_names[t]
         most = int(counts.by_component(t).max(initial=0))
         if most < need_total:
-            best_msg = (f"needs {need_total:,} {tname} GPUs ({_units(k)} of {job.unit_size}); "
-                        f"the most free in WAN-connected sites is {most:,}")
+            best_msg = (
+                f"needs {need_total:,} {tname} GPUs ({_units(k)} of {job.unit_size}); "
+                f"the most free in WAN-connected sites is {most:,}"
+            )
             continue
         failed = ""
         for dim, n, lvl in checks:
@@ -132,16 +146,20 @@ def fit_nowhere_reason(inst: Instance, index, job: Job, free: np.ndarray | None 
             best = int(counts.per_domain(t, lvl).max(initial=0))
             if best < n:
                 what = "a unit" if dim == "unit" else f"a {dim.upper()} group"
-                failed = (f"{what} needs {n:,} {tname} GPUs inside one "
-                          f"{index.levels[lvl]}; the largest free {tname} {index.levels[lvl]} "
-                          f"block has {best:,}")
+                failed = (
+                    f"{what} needs {n:,} {tname} GPUs inside one "
+                    f"{index.levels[lvl]}; the largest free {tname} {index.levels[lvl]} "
+                    f"block has {best:,}"
+                )
                 break
         if not failed and job.kind == "inference" and job.spread is not None:
             lvl = index.level_index(job.spread.level)
             touched = int((counts.per_domain(t, lvl) > 0).sum())
             if touched < job.spread.min:
-                failed = (f"its units must touch {job.spread.min} {job.spread.level} domains; "
-                          f"only {touched} hold free {tname} GPUs")
+                failed = (
+                    f"its units must touch {job.spread.min} {job.spread.level} domains; "
+                    f"only {touched} hold free {tname} GPUs"
+                )
         if not failed:
             return ""
         best_msg = failed

@@ -52,8 +52,14 @@ def compile_placement(inst: Instance, placement: Placement) -> Compiled:
             problems.append(Problem(3, f"{loc}.name", f"unknown job {pj.name!r}", job=pj.name))
             continue
         if pj.name in seen:
-            problems.append(Problem(3, f"{loc}.name", f"job {pj.name!r} appears twice "
-                                    f"(also jobs[{seen[pj.name]}])", job=pj.name))
+            problems.append(
+                Problem(
+                    3,
+                    f"{loc}.name",
+                    f"job {pj.name!r} appears twice (also jobs[{seen[pj.name]}])",
+                    job=pj.name,
+                )
+            )
             continue
         seen[pj.name] = k
         j = pos[pj.name]
@@ -64,13 +70,22 @@ def compile_placement(inst: Instance, placement: Placement) -> Compiled:
         idx = index.gpu_indices(pj.gpus)
         bad = np.flatnonzero(idx < 0)
         if len(bad):
-            problems.append(Problem(1, f"{loc}.gpus[{bad[0]}]",
-                                    f"unknown GPU id {pj.gpus[bad[0]]!r}", job=pj.name))
+            problems.append(
+                Problem(
+                    1, f"{loc}.gpus[{bad[0]}]", f"unknown GPU id {pj.gpus[bad[0]]!r}", job=pj.name
+                )
+            )
             continue
         if len(idx) != pj.units * job.unit_size:
-            problems.append(Problem(3, f"{loc}.gpus",
-                                    f"{len(idx)} GPUs, but units*tp*pp = {pj.units}*{job.tp}*"
-                                    f"{job.pp} = {pj.units * job.unit_size}", job=pj.name))
+            problems.append(
+                Problem(
+                    3,
+                    f"{loc}.gpus",
+                    f"{len(idx)} GPUs, but units*tp*pp = {pj.units}*{job.tp}*"
+                    f"{job.pp} = {pj.units * job.unit_size}",
+                    job=pj.name,
+                )
+            )
             continue
         job_gpus[j] = idx
     opos = {o.name: i for i, o in enumerate(inst.offers)}
@@ -79,20 +94,23 @@ def compile_placement(inst: Instance, placement: Placement) -> Compiled:
     for k, lg in enumerate(placement.leases):
         loc = f"leases[{k}]"
         if lg.offer not in opos:
-            problems.append(Problem(6, f"{loc}.offer", f"unknown offer {lg.offer!r}",
-                                    offer=lg.offer))
+            problems.append(
+                Problem(6, f"{loc}.offer", f"unknown offer {lg.offer!r}", offer=lg.offer)
+            )
             continue
         if lg.offer in oseen:
-            problems.append(Problem(6, f"{loc}.offer", f"offer {lg.offer!r} appears twice",
-                                    offer=lg.offer))
+            problems.append(
+                Problem(6, f"{loc}.offer", f"offer {lg.offer!r} appears twice", offer=lg.offer)
+            )
             continue
         oseen[lg.offer] = k
         o = opos[lg.offer]
         for b, path in enumerate(lg.blocks):
             r = index.resolve(path)
             if r is None or r[0] >= index.n_levels:
-                problems.append(Problem(6, f"{loc}.blocks[{b}]", f"unknown domain {path!r}",
-                                        offer=lg.offer))
+                problems.append(
+                    Problem(6, f"{loc}.blocks[{b}]", f"unknown domain {path!r}", offer=lg.offer)
+                )
                 continue
             blocks[o].append(r)
     return Compiled(job_gpus, blocks, units, problems)

@@ -60,7 +60,7 @@ def ep_rest_groups(R: np.ndarray, ep: int) -> np.ndarray | None:
     rest = u % ep
     if rest == 0:
         return None
-    x = np.moveaxis(R[..., u - rest:, :, :], -3, -1)  # (..., p, t, rest)
+    x = np.moveaxis(R[..., u - rest :, :, :], -3, -1)  # (..., p, t, rest)
     return x.reshape(*b, p * t, rest)
 
 

@@ -46,8 +46,9 @@ def job_hours(inst: Instance, job) -> float:
     return min(job.remaining_hours, h) if job.remaining_hours is not None else h
 
 
-def evaluate_job(inst: Instance, index, job, gpus: np.ndarray, ana: JobAnalysis,
-                 shared_bw: np.ndarray) -> JobScore:
+def evaluate_job(
+    inst: Instance, index, job, gpus: np.ndarray, ana: JobAnalysis, shared_bw: np.ndarray
+) -> JobScore:
     """Figures of a job for C candidate GPU arrays ``gpus`` int (C, n) with n > 0."""
     C, n = gpus.shape
     T = job_times(job, ana, shared_bw)
@@ -91,8 +92,17 @@ def evaluate_job(inst: Instance, index, job, gpus: np.ndarray, ana: JobAnalysis,
 def zero_job(job) -> JobScore:
     z = np.zeros(1)
     moved = np.array([bool(job.current)])
-    return JobScore({d: z for d in DIM_KEYS}, np.full(1, np.nan), np.full(1, np.nan), z, z, z,
-                    z, moved, np.where(moved, job.migration_cost, 0.0))
+    return JobScore(
+        {d: z for d in DIM_KEYS},
+        np.full(1, np.nan),
+        np.full(1, np.nan),
+        z,
+        z,
+        z,
+        z,
+        moved,
+        np.where(moved, job.migration_cost, 0.0),
+    )
 
 
 def offer_gpus(index, blocks: list[tuple[int, int]]) -> int:
@@ -118,8 +128,12 @@ class Score:
 
     def to_dict(self) -> dict[str, Any]:
         """The exact form of SPEC 2.1."""
-        return {"objective": self.objective, "jobs": self.jobs, "offers": self.offers,
-                "totals": self.totals}
+        return {
+            "objective": self.objective,
+            "jobs": self.jobs,
+            "offers": self.offers,
+            "totals": self.totals,
+        }
 
 
 class Scorer:
@@ -131,8 +145,12 @@ class Scorer:
     >>> s.objective, s.delta({3: new_gpus_of_job_3})  # doctest: +SKIP
     """
 
-    def __init__(self, inst: Instance, job_gpus: list[np.ndarray],
-                 offer_blocks: list[list[tuple[int, int]]] | None = None) -> None:
+    def __init__(
+        self,
+        inst: Instance,
+        job_gpus: list[np.ndarray],
+        offer_blocks: list[list[tuple[int, int]]] | None = None,
+    ) -> None:
         self.inst = inst
         self.index = index = inst.index
         self.job_gpus = [np.asarray(g, np.int64) for g in job_gpus]
@@ -163,14 +181,14 @@ class Scorer:
         g = self.job_gpus[j]
         if len(g) == 0:
             return zero_job(job)
-        return evaluate_job(self.inst, self.index, job, g[None, :], self.ana[j],
-                            self.shared_bw(users))
+        return evaluate_job(
+            self.inst, self.index, job, g[None, :], self.ana[j], self.shared_bw(users)
+        )
 
     @property
     def objective(self) -> float:
         if self._jobs_total is None:
-            self._jobs_total = sum(float(s.value[0]) - float(s.migration[0])
-                                   for s in self.scores)
+            self._jobs_total = sum(float(s.value[0]) - float(s.migration[0]) for s in self.scores)
         return self._jobs_total + float(sum(self.lease_revenue))
 
     # ---------------------------------------------------------------- batch
@@ -209,8 +227,11 @@ class Scorer:
             old = self.ana[j]
             if old is not None:
                 users -= old.links[0]
-            a = analyse_job(self.index, self.inst.jobs[j], as_batch(g, self.inst.jobs[j])) \
-                if len(g) else None
+            a = (
+                analyse_job(self.index, self.inst.jobs[j], as_batch(g, self.inst.jobs[j]))
+                if len(g)
+                else None
+            )
             new_ana[j] = (g, a)
             if a is not None:
                 users += a.links[0]
@@ -224,8 +245,11 @@ class Scorer:
         for j, (g, a) in new_ana.items():
             self.job_gpus[j], self.ana[j] = g, a
         new_scores = {j: self._eval(j, users) for j in affected}
-        d = sum(float(new_scores[j].value[0] - new_scores[j].migration[0])
-                - float(self.scores[j].value[0] - self.scores[j].migration[0]) for j in affected)
+        d = sum(
+            float(new_scores[j].value[0] - new_scores[j].migration[0])
+            - float(self.scores[j].value[0] - self.scores[j].migration[0])
+            for j in affected
+        )
         if commit:
             self.users = users
             for j, s in new_scores.items():
@@ -250,8 +274,14 @@ class Scorer:
             for d in DIM_KEYS:
                 row[f"T_{d}_ms"] = _clean(s.T[d][0]) if n else 0.0
             if n == 0:
-                row.update(step_ms=None, efficiency=None, lambda_per_hour=0.0, lost=0.0,
-                           goodput=0.0, value=0.0)
+                row.update(
+                    step_ms=None,
+                    efficiency=None,
+                    lambda_per_hour=0.0,
+                    lost=0.0,
+                    goodput=0.0,
+                    value=0.0,
+                )
             else:
                 row.update(
                     step_ms=_clean(s.step_ms[0]),
@@ -275,12 +305,21 @@ class Scorer:
             leased += gp
         lease = float(sum(self.lease_revenue))
         obj = tot_value + lease - tot_mig
-        totals = {"job_value": tot_value, "lease_revenue": lease, "migration_cost": tot_mig,
-                  "objective": obj, "gpus_used": used, "gpus_leased": leased}
+        totals = {
+            "job_value": tot_value,
+            "lease_revenue": lease,
+            "migration_cost": tot_mig,
+            "objective": obj,
+            "gpus_used": used,
+            "gpus_leased": leased,
+        }
         return Score(obj, jobs, offers, totals, list(self.scores))
 
 
-def score_compiled(inst: Instance, job_gpus: list[np.ndarray],
-                   offer_blocks: list[list[tuple[int, int]]] | None = None) -> Score:
+def score_compiled(
+    inst: Instance,
+    job_gpus: list[np.ndarray],
+    offer_blocks: list[list[tuple[int, int]]] | None = None,
+) -> Score:
     """Score a compiled placement (SPEC 4)."""
     return Scorer(inst, job_gpus, offer_blocks).result()

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from fractions import Fraction
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import networkx as nx
@@ -58,8 +58,9 @@ class _LevelBuilder:
         return first
 
     def add_runs(self, parent, prefix, first, count, numbered) -> None:
-        cols = [np.atleast_1d(np.asarray(x, np.int64))
-                for x in (parent, prefix, first, count, numbered)]
+        cols = [
+            np.atleast_1d(np.asarray(x, np.int64)) for x in (parent, prefix, first, count, numbered)
+        ]
         self.runs.append(np.stack(np.broadcast_arrays(*cols)))
 
 

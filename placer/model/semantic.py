@@ -116,8 +116,14 @@ def check_fabric(inst: Instance, f: Findings) -> None:
 
 
 def _count_entry(
-    e: DomainEntry, depth: int, n_levels: int, loc: str, gpn: int | None, gtype: str | None,
-    f: Findings, types: set[str],
+    e: DomainEntry,
+    depth: int,
+    n_levels: int,
+    loc: str,
+    gpn: int | None,
+    gtype: str | None,
+    f: Findings,
+    types: set[str],
 ) -> tuple[int, int]:
     """(nodes, gpus) under one entry (with its count); reports structural problems."""
     gpn = e.gpus_per_node if e.gpus_per_node is not None else gpn
@@ -175,7 +181,12 @@ def _count_entry(
 
 
 def _check_sibling_names(
-    entries: list[DomainEntry], depth: int, n_levels: int, loc: str, f: Findings, levels: list[str] | None
+    entries: list[DomainEntry],
+    depth: int,
+    n_levels: int,
+    loc: str,
+    f: Findings,
+    levels: list[str] | None,
 ) -> None:
     names: dict[str, int] = {}
     default = None
@@ -280,7 +291,9 @@ def check_wan(inst: Instance, f: Findings) -> None:
             continue
         key = frozenset((a, b))
         if key in pairs:
-            f.error(loc, f"a second link between {a!r} and {b!r} (first: topology.wan[{pairs[key]}])")
+            f.error(
+                loc, f"a second link between {a!r} and {b!r} (first: topology.wan[{pairs[key]}])"
+            )
         pairs[key] = wi
 
 

@@ -50,59 +50,104 @@ def gap_of(objective: float | None, bound: float | None) -> float | None:
     return max(0.0, (bound - objective) / max(abs(bound), 1.0))
 
 
-def finalize(inst: Instance, solver: str, job_gpus: list[np.ndarray],
-             offer_blocks: list[list[tuple[int, int]]], reasons: dict[str, str],
-             bound: float | None, started: float, proven_optimal: bool = False,
-             stats: dict[str, Any] | None = None) -> Result:
+def finalize(
+    inst: Instance,
+    solver: str,
+    job_gpus: list[np.ndarray],
+    offer_blocks: list[list[tuple[int, int]]],
+    reasons: dict[str, str],
+    bound: float | None,
+    started: float,
+    proven_optimal: bool = False,
+    stats: dict[str, Any] | None = None,
+) -> Result:
     """Check, score and package a placement; raise SolverError on any violation."""
     ix = inst.index
-    cp = Compiled([np.asarray(g, np.int64) for g in job_gpus], offer_blocks,
-                  [len(g) // j.unit_size for g, j in zip(job_gpus, inst.jobs)])
+    cp = Compiled(
+        [np.asarray(g, np.int64) for g in job_gpus],
+        offer_blocks,
+        [len(g) // j.unit_size for g, j in zip(job_gpus, inst.jobs)],
+    )
     violations = check_compiled(inst, cp)
     if violations:
-        raise SolverError(f"backend {solver!r} produced an infeasible placement (a bug): "
-                          + "; ".join(str(v) for v in violations[:5]))
+        raise SolverError(
+            f"backend {solver!r} produced an infeasible placement (a bug): "
+            + "; ".join(str(v) for v in violations[:5])
+        )
     sc = score_compiled(inst, cp.job_gpus, cp.offer_blocks)
     obj = sc.objective
     if bound is not None and bound < obj:
         # a bound below a feasible placement's score is a bug in the bound, never hidden
         if bound < obj - 1e-6 * max(1.0, abs(obj)):
-            raise SolverError(f"backend {solver!r}: bound {bound} is below the score {obj} of "
-                              "a feasible placement (a bug)")
+            raise SolverError(
+                f"backend {solver!r}: bound {bound} is below the score {obj} of "
+                "a feasible placement (a bug)"
+            )
         bound = obj
     gap = gap_of(obj, bound)
     status = OPTIMAL if (proven_optimal or (gap is not None and gap <= 1e-9)) else FEASIBLE
     seconds = time.perf_counter() - started
     jobs = []
     for job, g in zip(inst.jobs, cp.job_gpus):
-        row: dict[str, Any] = {"name": job.name, "units": len(g) // job.unit_size,
-                               "gpus": ix.gpu_ids(g)}
+        row: dict[str, Any] = {
+            "name": job.name,
+            "units": len(g) // job.unit_size,
+            "gpus": ix.gpu_ids(g),
+        }
         if job.name in reasons and len(g) // job.unit_size < job.units_max:
             row["reason"] = reasons[job.name]
         jobs.append(row)
     leases = []
     for o, bl in zip(inst.offers, offer_blocks):
         if bl:
-            leases.append({"offer": o.name,
-                           "blocks": [ix.domain_path(lv, d) for lv, d in bl],
-                           "gpus": next(x["gpus"] for x in sc.offers if x["offer"] == o.name)})
-    placement = Placement.model_validate({
-        "instance": inst.name, "solver": solver, "status": status, "objective": obj,
-        "bound": bound, "gap": gap, "seconds": round(seconds, 3), "jobs": jobs,
-        "leases": leases, "score": sc.to_dict(),
-    })
+            leases.append(
+                {
+                    "offer": o.name,
+                    "blocks": [ix.domain_path(lv, d) for lv, d in bl],
+                    "gpus": next(x["gpus"] for x in sc.offers if x["offer"] == o.name),
+                }
+            )
+    placement = Placement.model_validate(
+        {
+            "instance": inst.name,
+            "solver": solver,
+            "status": status,
+            "objective": obj,
+            "bound": bound,
+            "gap": gap,
+            "seconds": round(seconds, 3),
+            "jobs": jobs,
+            "leases": leases,
+            "score": sc.to_dict(),
+        }
+    )
     return Result(status, solver, placement, obj, bound, gap, seconds, sc, stats=stats or {})
 
 
-def no_placement(inst: Instance, solver: str, status: str, reason: str, started: float,
-                 bound: float | None = None) -> Result:
+def no_placement(
+    inst: Instance,
+    solver: str,
+    status: str,
+    reason: str,
+    started: float,
+    bound: float | None = None,
+) -> Result:
     """An `infeasible` or `no_solution` result: no jobs' GPUs, a top-level reason."""
     seconds = time.perf_counter() - started
-    placement = Placement.model_validate({
-        "instance": inst.name, "solver": solver, "status": status, "objective": None,
-        "bound": bound, "gap": None, "seconds": round(seconds, 3), "reason": reason,
-        "jobs": [], "leases": [],
-    })
+    placement = Placement.model_validate(
+        {
+            "instance": inst.name,
+            "solver": solver,
+            "status": status,
+            "objective": None,
+            "bound": bound,
+            "gap": None,
+            "seconds": round(seconds, 3),
+            "reason": reason,
+            "jobs": [],
+            "leases": [],
+        }
+    )
     return Result(status, solver, placement, None, bound, None, seconds, None, reason=reason)
 
 
@@ -117,6 +162,12 @@ class Solver:
     def available(cls) -> bool:
         return True
 
-    def solve(self, inst: Instance, time_limit: float | None = 60.0, seed: int = 0,
-              threads: int = 1, **options: Any) -> Result:  # pragma: no cover - abstract
+    def solve(
+        self,
+        inst: Instance,
+        time_limit: float | None = 60.0,
+        seed: int = 0,
+        threads: int = 1,
+        **options: Any,
+    ) -> Result:  # pragma: no cover - abstract
         raise NotImplementedError

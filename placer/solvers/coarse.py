@@ -88,8 +88,7 @@ class Bounds:
                 site_of = ix.dom[0][ix.first_gpu[lvl][:-1].clip(max=ix.n_gpus - 1)]
                 np.maximum.at(self.cap[:, t, lvl], site_of, cnt)
         self.gpn = np.zeros((S, T), np.int64)
-        np.maximum.at(self.gpn, (ix.dom[0][ix.first_gpu[-1][:-1]], ix.node_type),
-                      ix.node_gpus)
+        np.maximum.at(self.gpn, (ix.dom[0][ix.first_gpu[-1][:-1]], ix.node_type), ix.node_gpus)
         self.avail = np.zeros((S, T), np.int64)
         np.add.at(self.avail, (ix.dom[0][free], ix.gpu_type[free]), 1)
 
@@ -128,8 +127,9 @@ class Bounds:
                 best = min(best, fn(n, m, S, self.ix.lat_us[s, lvl], self.ix.bw_GBps[s, lvl]))
         return best
 
-    def brackets(self, job: Job, s: int, t: int, n_min: int, n_max: int,
-                 step: int) -> list[tuple[int, int]]:
+    def brackets(
+        self, job: Job, s: int, t: int, n_min: int, n_max: int, step: int
+    ) -> list[tuple[int, int]]:
         """Unit ranges inside which the fastest level a DP (or EP) group can meet at does
         not change: the efficiency bound of each range is taken at its low end."""
         cuts = set()
@@ -176,14 +176,16 @@ class Bounds:
             return m * a_min / 1000.0 + S / w_max
         return (m * 2 * a_min / 1000.0 + S / w_max) / job.cross_site_every
 
-    def goodput(self, job: Job, t: int, sites: tuple[int, ...], n_min: int,
-                any_multi: bool = False) -> float:
+    def goodput(
+        self, job: Job, t: int, sites: tuple[int, ...], n_min: int, any_multi: bool = False
+    ) -> float:
         """Upper bound on the goodput of any placement of the option with >= n_min units."""
         eff, lost0, a = self.goodput_parts(job, t, sites, n_min, any_multi)
         return eff * (1 - min(1.0, lost0 + a * n_min))
 
-    def goodput_parts(self, job: Job, t: int, sites: tuple[int, ...], n_min: int,
-                      any_multi: bool = False) -> tuple[float, float, float]:
+    def goodput_parts(
+        self, job: Job, t: int, sites: tuple[int, ...], n_min: int, any_multi: bool = False
+    ) -> tuple[float, float, float]:
         """(eff, lost0, a): efficiency <= eff and lost >= min(1, lost0 + a * units) for
         every placement of the option with at least n_min units (eff 0: impossible)."""
         ix = self.ix
@@ -204,8 +206,9 @@ class Bounds:
                 if dim == "pp":
                     for lvl in self._levels(job, "pp", s):
                         if self.cap[s, t, lvl] >= job.pp * 1:
-                            best = min(best, m * ix.lat_us[s, lvl] / 1000.0
-                                       + S / ix.bw_GBps[s, lvl])
+                            best = min(
+                                best, m * ix.lat_us[s, lvl] / 1000.0 + S / ix.bw_GBps[s, lvl]
+                            )
                 else:
                     best = min(best, self._best(job, dim, s, t, n, fn, m, S))
             if self._may_cross(job, dim):
@@ -308,8 +311,10 @@ def block_groups(inst: Instance, free: np.ndarray) -> tuple[list[dict], dict[int
             if site_ok is not None and s not in site_ok:
                 continue
             types = ix.gpu_type[a:b]
-            if offer.gpu_types is not None and not np.isin(
-                    [ix.type_names[x] for x in np.unique(types)], offer.gpu_types).all():
+            if (
+                offer.gpu_types is not None
+                and not np.isin([ix.type_names[x] for x in np.unique(types)], offer.gpu_types).all()
+            ):
                 continue
             fr = free[a:b]
             av = ix.available[a:b]
@@ -323,16 +328,33 @@ def block_groups(inst: Instance, free: np.ndarray) -> tuple[list[dict], dict[int
             g = key_of.get(key)
             if g is None:
                 g = key_of[key] = len(groups)
-                groups.append({"level": lvl, "site": s, "per_type": per_type, "members": [],
-                               "committed_to": c})
+                groups.append(
+                    {
+                        "level": lvl,
+                        "site": s,
+                        "per_type": per_type,
+                        "members": [],
+                        "committed_to": c,
+                    }
+                )
             groups[g]["members"].append(d)
             if g not in per_offer[o]:
                 per_offer[o].append(g)
     return groups, per_offer
 
 
-def _value_var(lm: LinModel, op: Option, tot: dict[int, float], K: float, eff: float,
-               lost0: float, a: float, n_min: int, n_max: int, label: str) -> None:
+def _value_var(
+    lm: LinModel,
+    op: Option,
+    tot: dict[int, float],
+    K: float,
+    eff: float,
+    lost0: float,
+    a: float,
+    n_min: int,
+    n_max: int,
+    label: str,
+) -> None:
     """Value of a training option: V <= K eff (1 - lost0 - a n) n, as tangent lines of that
     concave quadratic in the units n (valid while lost0 + a n_max <= 1), and V <= K g n."""
     step = op.step
@@ -345,13 +367,24 @@ def _value_var(lm: LinModel, op: Option, tot: dict[int, float], K: float, eff: f
         for nk in pts:
             h = K * eff * ((1 - lost0) * nk - a * nk * nk)
             slope = K * eff * ((1 - lost0) - 2 * a * nk)
-            lm.add({V: 1.0, **{v: -slope * step for v in tot}, op.b: -(h - slope * nk)},
-                   "<=", 1.0)
+            lm.add({V: 1.0, **{v: -slope * step for v in tot}, op.b: -(h - slope * nk)}, "<=", 1.0)
 
 
-def _training_option(lm: LinModel, bounds: Bounds, inst: Instance, j: int, job: Job, t: int,
-                     kind: str, sites: tuple[int, ...], lo: int, hi: int, step: int,
-                     per_unit_value: float, cap_gpus: int | None) -> Option | None:
+def _training_option(
+    lm: LinModel,
+    bounds: Bounds,
+    inst: Instance,
+    j: int,
+    job: Job,
+    t: int,
+    kind: str,
+    sites: tuple[int, ...],
+    lo: int,
+    hi: int,
+    step: int,
+    per_unit_value: float,
+    cap_gpus: int | None,
+) -> Option | None:
     """One training option with units in [lo, hi] (multiples of step): binary, per-site
     unit variables, and its value variable."""
     ix = inst.index
@@ -390,7 +423,7 @@ def build(inst: Instance) -> Coarse:
     for j in pinned:
         free[ix.cached_indices(inst.jobs[j].current)] = False
     bounds = Bounds(inst, free)
-    S, T = ix.n_sites, len(ix.type_names)
+    S = ix.n_sites
     lm = LinModel()
     options: list[Option] = []
     use: dict[tuple[int, int], dict[int, float]] = {}  # (site, type) -> var -> GPUs per unit
@@ -410,8 +443,6 @@ def build(inst: Instance) -> Coarse:
         n_min = smallest_units(job)
         if n_min == 0:
             continue
-        lo_steps = -(-n_min // step)
-        hi_steps = job.units_max // step
         types = allowed_types(inst, ix, job)
         job_opts: list[Option] = []
         for t in types:
@@ -427,8 +458,11 @@ def build(inst: Instance) -> Coarse:
                 tot = {}
                 for s in t_sites:
                     cap_units = bounds.avail[s, t] // job.unit_size
-                    v = lm.var(f"n[{job.name},{ix.type_names[t]},{ix.site_names[s]}]", 0,
-                               min(cap_units, job.units_max))
+                    v = lm.var(
+                        f"n[{job.name},{ix.type_names[t]},{ix.site_names[s]}]",
+                        0,
+                        min(cap_units, job.units_max),
+                    )
                     op.n[s] = v
                     tot[v] = 1.0
                     lm.maximize(v, per_unit_value * gps[s])
@@ -467,13 +501,29 @@ def build(inst: Instance) -> Coarse:
                     if min(cap_gpus // job.unit_size, job.units_max) < n_min:
                         continue
                     brackets = bounds.brackets(job, s, t, n_min, job.units_max, step)
-                elif kind == "multi" and sum(bounds.avail[s, t] for s in sites) < n_min * job.unit_size:
+                elif (
+                    kind == "multi"
+                    and sum(bounds.avail[s, t] for s in sites) < n_min * job.unit_size
+                ):
                     continue
                 else:
                     brackets = [(n_min, job.units_max)]
                 for lo, hi in brackets:
-                    op = _training_option(lm, bounds, inst, j, job, t, kind, sites, lo, hi,
-                                          step, per_unit_value, cap_gpus)
+                    op = _training_option(
+                        lm,
+                        bounds,
+                        inst,
+                        j,
+                        job,
+                        t,
+                        kind,
+                        sites,
+                        lo,
+                        hi,
+                        step,
+                        per_unit_value,
+                        cap_gpus,
+                    )
                     if op is not None:
                         job_opts.append(op)
         # running, not pinned: stay (exact current GPUs) and migration cost otherwise
@@ -484,8 +534,13 @@ def build(inst: Instance) -> Coarse:
             t_cur = int(ix.gpu_type[g[0]])
             sites_cur = tuple(sorted(set(ix.dom[0][g].tolist())))
             units_cur = len(g) // job.unit_size
-            opt_v = hours * job.value * float(ix.type_speed[t_cur]) * len(g) * bounds.goodput(
-                job, t_cur, sites_cur, units_cur, any_multi=len(sites_cur) > 1)
+            opt_v = (
+                hours
+                * job.value
+                * float(ix.type_speed[t_cur])
+                * len(g)
+                * bounds.goodput(job, t_cur, sites_cur, units_cur, any_multi=len(sites_cur) > 1)
+            )
             op = Option(j, "stay", t_cur, sites_cur, 0.0)
             op.b = lm.var(f"stay[{job.name}]", 0, 1)
             lm.maximize(op.b, max(exact, opt_v) + job.migration_cost)
@@ -552,11 +607,12 @@ def build(inst: Instance) -> Coarse:
             lm.add({a: 1.0}, "<=", 0)
     for z, s, t, sl, n_dom in spread_rows:
         row = {z: 1.0}
-        for (o, g), y in lease_vars.items():
+        for (_, g), y in lease_vars.items():
             grp = groups[g]
             if grp["site"] == s and grp["level"] <= sl:
-                inside = min(_domains_inside(ix, grp["level"], d, sl, t, free)
-                             for d in grp["members"])
+                inside = min(
+                    _domains_inside(ix, grp["level"], d, sl, t, free) for d in grp["members"]
+                )
                 if inside:
                     row[y] = float(inside)
         if len(row) > 1:

@@ -25,7 +25,7 @@ import numpy as np
 from placer.kernel.capacity import allowed_types, fit_nowhere_reason, smallest_units
 from placer.kernel.score import Scorer
 from placer.model import Instance, Job
-from placer.solvers.pack import Packer
+from placer.solvers.pack import Packer, layout
 
 
 class State:
@@ -52,8 +52,9 @@ class State:
 
     # ------------------------------------------------------------------ mutation
     def _power(self, gpus: np.ndarray) -> np.ndarray:
-        return np.bincount(self.ix.dom[0][gpus], weights=self.gpu_power[gpus],
-                           minlength=self.ix.n_sites)
+        return np.bincount(
+            self.ix.dom[0][gpus], weights=self.gpu_power[gpus], minlength=self.ix.n_sites
+        )
 
     def set_job(self, j: int, gpus: np.ndarray) -> None:
         old = self.job_gpus[j]
@@ -92,9 +93,10 @@ class State:
 
         s = self.scorer
         s.offer_blocks = self.offer_blocks
-        s.lease_revenue = [self.inst.horizon_hours * o.price_per_gpu_hour
-                           * offer_gpus(self.ix, bl)
-                           for o, bl in zip(self.inst.offers, self.offer_blocks)]
+        s.lease_revenue = [
+            self.inst.horizon_hours * o.price_per_gpu_hour * offer_gpus(self.ix, bl)
+            for o, bl in zip(self.inst.offers, self.offer_blocks)
+        ]
 
     @property
     def objective(self) -> float:
@@ -116,13 +118,16 @@ class State:
         """The GPU range of site s (sites are contiguous in tree order)."""
         return self.ix.gpu_range(0, s)
 
-    def _round(self, job: Job, n: int, B: int = 1) -> int:
+    def _round(self, job: Job, n: int, B=1) -> int:
+        from placer.solvers.pack import layout
+
         n = min(n, job.units_max)
-        n -= n % max(job.unit_step, B)
+        n -= n % max(job.unit_step, layout(B)[0])
         return n if n >= max(job.units_min, 1) else 0
 
-    def candidates(self, j: int, max_units: int | None = None,
-                   sites: list[int] | None = None) -> list[np.ndarray]:
+    def candidates(
+        self, j: int, max_units: int | None = None, sites: list[int] | None = None
+    ) -> list[np.ndarray]:
         """Candidate GPU arrays (rank order) for job j in the current state."""
         inst, ix = self.inst, self.ix
         job = inst.jobs[j]
@@ -165,11 +170,15 @@ class State:
     def _may_span_sites(self, job: Job) -> bool:
         from placer.kernel.capacity import dimension_level
 
-        return (job.kind == "training" and self.ix.n_sites > 1
-                and dimension_level(self.inst, self.ix, job, "dp") is None)
+        return (
+            job.kind == "training"
+            and self.ix.n_sites > 1
+            and dimension_level(self.inst, self.ix, job, "dp") is None
+        )
 
-    def _multi_site(self, job: Job, t: int, cap: int, per_site: dict[int, int],
-                    B: int = 1) -> np.ndarray | None:
+    def _multi_site(
+        self, job: Job, t: int, cap: int, per_site: dict[int, int], B=1
+    ) -> np.ndarray | None:
         """Units over several sites (largest first), each part a multiple of ep."""
         order = sorted(per_site, key=lambda s: (-per_site[s], s))
         if len(order) < 2 or per_site[order[1]] < job.unit_step:
@@ -183,7 +192,7 @@ class State:
             if not np.isfinite(self.ix.wan_lat_us[first, s]):
                 continue
             n = min(per_site[s], left)
-            n -= n % max(job.unit_step, B)
+            n -= n % max(job.unit_step, layout(B)[0])
             if n <= 0:
                 continue
             parts.append((s, n))
@@ -247,8 +256,11 @@ class State:
     def unplaced_musts(self) -> list[str]:
         """Running, non-preemptible jobs this state leaves out (a state with any is not a
         valid placement)."""
-        return [job.name for job, g in zip(self.inst.jobs, self.job_gpus)
-                if job.current and not job.preemptible and len(g) == 0]
+        return [
+            job.name
+            for job, g in zip(self.inst.jobs, self.job_gpus)
+            if job.current and not job.preemptible and len(g) == 0
+        ]
 
     def reason(self, j: int) -> str:
         job = self.inst.jobs[j]
@@ -257,8 +269,10 @@ class State:
             return why
         k = smallest_units(job)
         units = f"{k} unit" if k == 1 else f"{k} units"
-        return (f"{k * job.unit_size:,} GPUs ({units}) would fit, but the capacity and power "
-                "went to jobs and leases worth more per GPU-hour")
+        return (
+            f"{k * job.unit_size:,} GPUs ({units}) would fit, but the capacity and power "
+            "went to jobs and leases worth more per GPU-hour"
+        )
 
     # ------------------------------------------------------------------ leases
     def eligible_blocks(self, o: int) -> list[tuple[int, int, int, int]]:
@@ -266,7 +280,6 @@ class State:
         inst, ix = self.inst, self.ix
         offer = inst.offers[o]
         lvl = ix.level_index(inst.offer_level(offer))
-        n = ix.n_domains(lvl)
         fg = ix.first_gpu[lvl]
         a, b = fg[:-1], fg[1:]
         busy = np.concatenate([[0], np.cumsum(~self.free & ix.available)])
@@ -378,9 +391,14 @@ def job_order(inst: Instance) -> list[int]:
 
 
 def offer_order(inst: Instance) -> list[int]:
-    return sorted(range(len(inst.offers)),
-                  key=lambda o: (not inst.offers[o].committed_blocks,
-                                 -inst.offers[o].price_per_gpu_hour, inst.offers[o].name))
+    return sorted(
+        range(len(inst.offers)),
+        key=lambda o: (
+            not inst.offers[o].committed_blocks,
+            -inst.offers[o].price_per_gpu_hour,
+            inst.offers[o].name,
+        ),
+    )
 
 
 def _late(deadline: float | None) -> bool:

@@ -16,14 +16,21 @@ from placer.solvers.decompose import CoarseSolution, DecompositionSolver
 from placer.solvers.linmodel import LinModel, int_row
 
 
-def solve_cpsat(lm: LinModel, time_limit: float | None, seed: int, threads: int,
-                work_limit: float | None = None, hint: list[float] | None = None
-                ) -> CoarseSolution:
+def solve_cpsat(
+    lm: LinModel,
+    time_limit: float | None,
+    seed: int,
+    threads: int,
+    work_limit: float | None = None,
+    hint: list[float] | None = None,
+) -> CoarseSolution:
     from ortools.sat.python import cp_model
 
     model = cp_model.CpModel()
-    xs = [model.new_int_var(int(math.ceil(lo)), int(math.floor(hi)), f"x{i}")
-          for i, (lo, hi) in enumerate(zip(lm.lb, lm.ub))]
+    xs = [
+        model.new_int_var(int(math.ceil(lo)), int(math.floor(hi)), f"x{i}")
+        for i, (lo, hi) in enumerate(zip(lm.lb, lm.ub))
+    ]
     for coeffs, sense, rhs, _ in lm.rows:
         ic, ir = int_row(coeffs, sense, rhs)
         expr = cp_model.LinearExpr.weighted_sum([xs[i] for i in ic], list(ic.values()))
@@ -37,8 +44,9 @@ def solve_cpsat(lm: LinModel, time_limit: float | None, seed: int, threads: int,
     scale = 10.0 ** max(0, math.floor(math.log10(1e12 / big)))
     scale = min(scale, 1e6)
     items = [(i, math.ceil(c * scale)) for i, c in lm.obj.items()]
-    model.maximize(cp_model.LinearExpr.weighted_sum([xs[i] for i, _ in items],
-                                                   [c for _, c in items]))
+    model.maximize(
+        cp_model.LinearExpr.weighted_sum([xs[i] for i, _ in items], [c for _, c in items])
+    )
     if hint is not None:
         for x, v in zip(xs, hint):
             model.add_hint(x, int(round(v)))
@@ -59,8 +67,9 @@ def solve_cpsat(lm: LinModel, time_limit: float | None, seed: int, threads: int,
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         vals = [float(solver.value(x)) for x in xs]
         bound = solver.best_objective_bound / scale + lm.obj_const
-        return CoarseSolution("optimal" if status == cp_model.OPTIMAL else "feasible", vals,
-                              bound, name)
+        return CoarseSolution(
+            "optimal" if status == cp_model.OPTIMAL else "feasible", vals, bound, name
+        )
     if status == cp_model.INFEASIBLE:
         return CoarseSolution("infeasible", None, None, name)
     bound = solver.best_objective_bound / scale + lm.obj_const
@@ -80,6 +89,7 @@ class CpSatSolver(DecompositionSolver):
             return False
         return True
 
-    def solve_coarse(self, lm: LinModel, time_limit: float | None, seed: int, threads: int,
-                     **options: Any) -> CoarseSolution:
+    def solve_coarse(
+        self, lm: LinModel, time_limit: float | None, seed: int, threads: int, **options: Any
+    ) -> CoarseSolution:
         return solve_cpsat(lm, time_limit, seed, threads, options.get("work_limit"))

@@ -47,8 +47,9 @@ class CoarseSolution:
     native: str
 
 
-def primal_from_coarse(inst: Instance, co: coarse_mod.Coarse, vals: list[float],
-                       deadline: float | None = None) -> State:
+def primal_from_coarse(
+    inst: Instance, co: coarse_mod.Coarse, vals: list[float], deadline: float | None = None
+) -> State:
     """Realise the coarse plan (step 3 of the overview); past `deadline` the jobs not yet
     packed keep 0 units (the state stays a valid placement)."""
     st = State(inst)
@@ -62,8 +63,9 @@ def primal_from_coarse(inst: Instance, co: coarse_mod.Coarse, vals: list[float],
                 continue
             want = int(round(vals[y]))
             grp = co.groups[g]
-            have = sum(1 for lv, d in st.offer_blocks[o] if lv == grp["level"]
-                       and d in set(grp["members"]))
+            have = sum(
+                1 for lv, d in st.offer_blocks[o] if lv == grp["level"] and d in set(grp["members"])
+            )
             for d in grp["members"]:
                 if have >= want:
                     break
@@ -80,21 +82,32 @@ def primal_from_coarse(inst: Instance, co: coarse_mod.Coarse, vals: list[float],
     chosen = [op for op in co.options if vals[op.b] > 0.5]
     # running jobs that stay first, then jobs with a spread (the most constrained), then
     # the largest first (they need the largest whole domains)
-    chosen.sort(key=lambda op: (op.kind != "stay", inst.jobs[op.job].spread is None,
-                                -sum(vals[v] for v in op.n.values()) * op.step
-                                * inst.jobs[op.job].unit_size, inst.jobs[op.job].name))
+    chosen.sort(
+        key=lambda op: (
+            op.kind != "stay",
+            inst.jobs[op.job].spread is None,
+            -sum(vals[v] for v in op.n.values()) * op.step * inst.jobs[op.job].unit_size,
+            inst.jobs[op.job].name,
+        )
+    )
     for op in chosen:
         j = op.job
         job = inst.jobs[j]
-        if deadline is not None and time.perf_counter() > deadline and not (
-                job.current and not job.preemptible):
+        if (
+            deadline is not None
+            and time.perf_counter() > deadline
+            and not (job.current and not job.preemptible)
+        ):
             continue
         if op.kind == "stay":
             # `current` may break rules (only pinned jobs are guaranteed valid): keep it only
             # where it is valid now, else place the job afresh
             cur = ix.cached_indices(job.current)
-            if st.free[cur].all() and scope_ok(inst, j, cur) and (
-                    st._power(cur) <= st.power_left + 1e-9).all():
+            if (
+                st.free[cur].all()
+                and scope_ok(inst, j, cur)
+                and (st._power(cur) <= st.power_left + 1e-9).all()
+            ):
                 st.set_job(j, cur)
                 continue
             st.place_best(j)
@@ -117,8 +130,9 @@ def primal_from_coarse(inst: Instance, co: coarse_mod.Coarse, vals: list[float],
                 st.packer.give(g)
             if ok and parts:
                 g = np.concatenate(parts)
-                variants += [v for v in (g, stage_major(job, g)) if v is not None
-                             and scope_ok(inst, j, v)]
+                variants += [
+                    v for v in (g, stage_major(job, g)) if v is not None and scope_ok(inst, j, v)
+                ]
         if variants:
             if True:
                 best, _ = st.best_candidate(j, variants)
@@ -161,12 +175,20 @@ def local_search(st: State, deadline: float | None, passes: int = 2) -> int:
 class DecompositionSolver(Solver):
     """build coarse -> solve coarse (backend) -> primal -> local search -> finalize."""
 
-    def solve_coarse(self, lm: LinModel, time_limit: float | None, seed: int, threads: int,
-                     **options: Any) -> CoarseSolution:  # pragma: no cover - abstract
+    def solve_coarse(
+        self, lm: LinModel, time_limit: float | None, seed: int, threads: int, **options: Any
+    ) -> CoarseSolution:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _small(self, inst: Instance, deadline: float | None, seed: int, threads: int,
-               started: float, **options: Any) -> Result | None:
+    def _small(
+        self,
+        inst: Instance,
+        deadline: float | None,
+        seed: int,
+        threads: int,
+        started: float,
+        **options: Any,
+    ) -> Result | None:
         """Exact column model when the instance is small enough (else None)."""
         from placer.solvers.exact_small import SMALL_GPUS, SmallExact, build_columns
 
@@ -193,22 +215,43 @@ class DecompositionSolver(Solver):
         gpus, blocks, true, bound, proven = model.solve(run, deadline, base)
         stats = {"mode": "exact-small", "columns": len(cols)}
         if proven == "infeasible":
-            return no_placement(inst, self.name, INFEASIBLE,
-                                "no placement keeps every running, non-preemptible job placed "
-                                "(exhaustive column model is infeasible)", started)
+            return no_placement(
+                inst,
+                self.name,
+                INFEASIBLE,
+                "no placement keeps every running, non-preemptible job placed "
+                "(exhaustive column model is infeasible)",
+                started,
+            )
         if gpus is None:
             return None
         st = State(inst)
         for j, g in enumerate(gpus):
             if len(g) and not (inst.jobs[j].pinned and inst.jobs[j].current):
                 st.set_job(j, g)
-        reasons = {inst.jobs[j].name: st.reason(j) for j in range(len(inst.jobs))
-                   if len(gpus[j]) == 0}
-        return finalize(inst, self.name, gpus, blocks, reasons, bound, started,
-                        proven_optimal=bool(proven), stats=stats)
+        reasons = {
+            inst.jobs[j].name: st.reason(j) for j in range(len(inst.jobs)) if len(gpus[j]) == 0
+        }
+        return finalize(
+            inst,
+            self.name,
+            gpus,
+            blocks,
+            reasons,
+            bound,
+            started,
+            proven_optimal=bool(proven),
+            stats=stats,
+        )
 
-    def solve(self, inst: Instance, time_limit: float | None = 60.0, seed: int = 0,
-              threads: int = 1, **options: Any) -> Result:
+    def solve(
+        self,
+        inst: Instance,
+        time_limit: float | None = 60.0,
+        seed: int = 0,
+        threads: int = 1,
+        **options: Any,
+    ) -> Result:
         started = time.perf_counter()
         deadline = None if time_limit is None else started + time_limit
         if options.get("exact_small", True):
@@ -218,19 +261,33 @@ class DecompositionSolver(Solver):
         co = coarse_mod.build(inst)
         left = None if deadline is None else (deadline - time.perf_counter()) * 0.5
         if left is not None and left <= 0:
-            return no_placement(inst, self.name, NO_SOLUTION,
-                                "the time limit was reached before any placement was found",
-                                started)
-        sol = self.solve_coarse(co.model, max(left, 0.05) if left is not None else None,
-                                seed, threads, **options)
-        stats = {"coarse_status": sol.status, "coarse_native": sol.native,
-                 "coarse_vars": co.model.n_vars, "coarse_rows": len(co.model.rows),
-                 "coarse_bound": sol.bound}
+            return no_placement(
+                inst,
+                self.name,
+                NO_SOLUTION,
+                "the time limit was reached before any placement was found",
+                started,
+            )
+        sol = self.solve_coarse(
+            co.model, max(left, 0.05) if left is not None else None, seed, threads, **options
+        )
+        stats = {
+            "coarse_status": sol.status,
+            "coarse_native": sol.native,
+            "coarse_vars": co.model.n_vars,
+            "coarse_rows": len(co.model.rows),
+            "coarse_bound": sol.bound,
+        }
         if sol.status == INFEASIBLE:
-            return no_placement(inst, self.name, INFEASIBLE,
-                                "no placement keeps every running, non-preemptible job placed "
-                                "within capacity, power and lease commitments (the relaxed "
-                                "coarse model is infeasible)", started)
+            return no_placement(
+                inst,
+                self.name,
+                INFEASIBLE,
+                "no placement keeps every running, non-preemptible job placed "
+                "within capacity, power and lease commitments (the relaxed "
+                "coarse model is infeasible)",
+                started,
+            )
         candidates: list[State] = []
         if sol.values is not None:
             p_deadline = None if deadline is None else deadline - 0.25 * (deadline - started)
@@ -240,18 +297,32 @@ class DecompositionSolver(Solver):
             candidates.append(best_greedy(inst, g_deadline))
         candidates = [c for c in candidates if not c.unplaced_musts()]
         if not candidates:
-            return no_placement(inst, self.name, NO_SOLUTION,
-                                "the time limit was reached before any placement was found",
-                                started, sol.bound)
+            return no_placement(
+                inst,
+                self.name,
+                NO_SOLUTION,
+                "the time limit was reached before any placement was found",
+                started,
+                sol.bound,
+            )
         st = max(candidates, key=lambda s: s.objective)
-        stats["primal_from"] = "greedy" if len(candidates) > 1 and st is candidates[-1] \
-            else "coarse" if sol.values is not None else "greedy"
+        stats["primal_from"] = (
+            "greedy"
+            if len(candidates) > 1 and st is candidates[-1]
+            else "coarse"
+            if sol.values is not None
+            else "greedy"
+        )
         # keep a margin for the final check and re-score
         ls_deadline = None if deadline is None else deadline - 0.1 - 0.05 * (deadline - started)
         stats["improvements"] = local_search(st, ls_deadline)
-        reasons = {inst.jobs[j].name: st.reason(j) for j in range(len(inst.jobs))
-                   if len(st.job_gpus[j]) == 0}
+        reasons = {
+            inst.jobs[j].name: st.reason(j)
+            for j in range(len(inst.jobs))
+            if len(st.job_gpus[j]) == 0
+        }
         bound = sol.bound if sol.status in ("optimal", "feasible", "no_solution") else None
-        res = finalize(inst, self.name, st.job_gpus, st.offer_blocks, reasons, bound, started,
-                       stats=stats)
+        res = finalize(
+            inst, self.name, st.job_gpus, st.offer_blocks, reasons, bound, started, stats=stats
+        )
         return res

@@ -100,8 +100,9 @@ def _family_ok(ix, job, scope, d: str, M: np.ndarray) -> np.ndarray:
     return ok
 
 
-def build_columns(inst: Instance, free: np.ndarray,
-                  give_up_at: float | None = None) -> list[Column] | None:
+def build_columns(
+    inst: Instance, free: np.ndarray, give_up_at: float | None = None
+) -> list[Column] | None:
     """All columns, or None when there would be too many (or `give_up_at` passes)."""
     ix = inst.index
     bw_max = ix.link_bw_GBps.copy()
@@ -117,8 +118,7 @@ def build_columns(inst: Instance, free: np.ndarray,
         for t in allowed_types(inst, ix, job):
             nodes = np.flatnonzero((ix.node_type == t) & (node_free > 0))
             if cur is not None:
-                nodes = np.union1d(nodes, np.flatnonzero((cur_counts > 0)
-                                                         & (ix.node_type == t)))
+                nodes = np.union1d(nodes, np.flatnonzero((cur_counts > 0) & (ix.node_type == t)))
             if len(nodes) == 0:
                 continue
             cap = node_free[nodes].copy()
@@ -132,8 +132,9 @@ def build_columns(inst: Instance, free: np.ndarray,
                 n = units * job.unit_size
                 if len(nodes) ** (n // gran) > MAX_MAPS:
                     return None
-                maps = np.array(list(itertools.product(range(len(nodes)), repeat=n // gran)),
-                                dtype=np.int64).reshape(-1, n // gran)
+                maps = np.array(
+                    list(itertools.product(range(len(nodes)), repeat=n // gran)), dtype=np.int64
+                ).reshape(-1, n // gran)
                 maps = np.repeat(maps, gran, axis=1)
                 onehot = np.zeros((len(maps), n, len(nodes)), np.int64)
                 onehot[np.arange(len(maps))[:, None], np.arange(n)[None, :], maps] = 1
@@ -143,17 +144,18 @@ def build_columns(inst: Instance, free: np.ndarray,
                 if len(maps) == 0:
                     continue
                 occ = (np.cumsum(onehot, axis=1) - onehot)[
-                    np.arange(len(maps))[:, None], np.arange(n)[None, :], maps]
+                    np.arange(len(maps))[:, None], np.arange(n)[None, :], maps
+                ]
                 # realise: current GPUs first on current nodes, then free GPUs
                 node_ids = nodes[maps]
                 gpus = np.empty_like(maps)
                 table = {}
-                for k, nd in enumerate(nodes.tolist()):
+                for nd in nodes.tolist():
                     a = int(ix.first_gpu[-1][nd])
-                    own = [] if cur is None else [g for g in cur.tolist()
-                                                  if ix.gpu_node[g] == nd]
-                    rest = [g for g in range(a, a + int(ix.node_gpus[nd]))
-                            if free[g] and g not in own]
+                    own = [] if cur is None else [g for g in cur.tolist() if ix.gpu_node[g] == nd]
+                    rest = [
+                        g for g in range(a, a + int(ix.node_gpus[nd])) if free[g] and g not in own
+                    ]
                     table[nd] = np.array(own + rest, np.int64)
                 for nd, arr in table.items():
                     sel = node_ids == nd
@@ -174,9 +176,16 @@ def build_columns(inst: Instance, free: np.ndarray,
                 for c in best.values():
                     cnt = {int(nodes[k]): int(counts[c, k]) for k in np.flatnonzero(counts[c])}
                     on_cur = cur is not None and not bool(sc.moved[c])
-                    cols.append(Column(j, cnt, gpus[c].copy(), float(net[c]),
-                                       frozenset(np.flatnonzero(ana.links[c]).tolist()),
-                                       on_cur))
+                    cols.append(
+                        Column(
+                            j,
+                            cnt,
+                            gpus[c].copy(),
+                            float(net[c]),
+                            frozenset(np.flatnonzero(ana.links[c]).tolist()),
+                            on_cur,
+                        )
+                    )
                 if len(cols) > MAX_COLUMNS:
                     return None
     return cols
@@ -205,8 +214,9 @@ def _blocks(inst: Instance, free: np.ndarray, pinned_mask: np.ndarray):
 class SmallExact:
     """The column model and its penalty-cut loop (see the overview)."""
 
-    def __init__(self, inst: Instance, columns: list[Column], free: np.ndarray,
-                 pinned_mask: np.ndarray) -> None:
+    def __init__(
+        self, inst: Instance, columns: list[Column], free: np.ndarray, pinned_mask: np.ndarray
+    ) -> None:
         self.inst = inst
         self.cols = columns
         self.free = free
@@ -255,7 +265,7 @@ class SmallExact:
                 nf = float(np.bincount(ix.gpu_node[free], minlength=len(ix.node_gpus))[nd])
                 row[self.y[b]] = max(nf, 1.0)
                 lm.add(row, "<=", max(nf, 1.0))
-        for nd, row in node_block.items():
+        for row in node_block.values():
             lm.add(row, "<=", 1)
         nf_all = np.bincount(ix.gpu_node[free], minlength=len(ix.node_gpus))
         for nd, row in node_rows.items():
@@ -288,15 +298,16 @@ class SmallExact:
                 for b in mine:
                     lm.add({self.y[b]: 1.0, ws[self.blocks[b][3]]: -1.0}, "<=", 0)
         pinned_power = np.zeros(ix.n_sites)
-        np.add.at(pinned_power, ix.dom[0][pinned_mask],
-                  gpu_power[ix.gpu_type[pinned_mask]])
+        np.add.at(pinned_power, ix.dom[0][pinned_mask], gpu_power[ix.gpu_type[pinned_mask]])
         for s, row in power.items():
             cap = ix.power_cap_kW[s]
             if np.isfinite(cap):
                 lm.add(row, "<=", float(cap - pinned_power[s]))
         # the penalty never exceeds the value of all columns together
-        worst = sum(max((max(col.value, 0.0) for col in columns if col.job == j), default=0.0)
-                    for j in range(len(inst.jobs)))
+        worst = sum(
+            max((max(col.value, 0.0) for col in columns if col.job == j), default=0.0)
+            for j in range(len(inst.jobs))
+        )
         self.delta = lm.var("delta", 0, float(np.ceil(worst)) + 1.0)
         lm.maximize(self.delta, -1.0)
         lm.obj_const = const
@@ -316,13 +327,16 @@ class SmallExact:
                 for r in range(len(g)):
                     nd = int(ix.gpu_node[col.gpus[r]])
                     a = int(ix.first_gpu[-1][nd])
-                    cand = [x for x in range(a, a + int(ix.node_gpus[nd]))
-                            if not used[x] and x not in g[:r]]
+                    cand = [
+                        x
+                        for x in range(a, a + int(ix.node_gpus[nd]))
+                        if not used[x] and x not in g[:r]
+                    ]
                     g[r] = cand[0]
             used[g] = True
             job_gpus[col.job] = g
         blocks = [[] for _ in self.inst.offers]
-        for b, (o, lvl, d, s, gp, nodes) in enumerate(self.blocks):
+        for b, (o, lvl, d, _s, _gp, _nodes) in enumerate(self.blocks):
             if vals[self.y[b]] > 0.5:
                 blocks[o].append((lvl, d))
         return chosen, job_gpus, blocks

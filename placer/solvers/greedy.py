@@ -26,7 +26,10 @@ def best_greedy(inst, deadline: float | None = None):
     if not inst.offers or (deadline is not None and time.perf_counter() > deadline):
         return a
     b = greedy_policy(inst, leases_first=True, deadline=deadline)
-    key = (lambda st: (not st.unplaced_musts(), st.objective))
+
+    def key(st):
+        return (not st.unplaced_musts(), st.objective)
+
     return b if key(b) > key(a) else a
 
 
@@ -35,16 +38,22 @@ class GreedySolver(Solver):
     exact = False
     description = "kernel-scored greedy, jobs-first and offers-first, better of the two"
 
-    def solve(self, inst, time_limit: float | None = 60.0, seed: int = 0, threads: int = 1,
-              **options: Any) -> Result:
+    def solve(
+        self, inst, time_limit: float | None = 60.0, seed: int = 0, threads: int = 1, **options: Any
+    ) -> Result:
         started = time.perf_counter()
         deadline = None if time_limit is None else started + 0.9 * time_limit
         st = best_greedy(inst, deadline)
         if st.unplaced_musts():
-            return no_placement(inst, self.name, NO_SOLUTION,
-                                "the greedy could not keep the running, non-preemptible jobs "
-                                f"{st.unplaced_musts()} placed (an exact backend can prove "
-                                "whether any placement can)", started)
+            return no_placement(
+                inst,
+                self.name,
+                NO_SOLUTION,
+                "the greedy could not keep the running, non-preemptible jobs "
+                f"{st.unplaced_musts()} placed (an exact backend can prove "
+                "whether any placement can)",
+                started,
+            )
         reasons = {}
         for j, job in enumerate(inst.jobs):
             if len(st.job_gpus[j]) == 0:

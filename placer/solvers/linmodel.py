@@ -50,7 +50,7 @@ def int_row(coeffs: dict[int, float], sense: str, rhs: float) -> tuple[dict[int,
     otherwise rounded so that the row is relaxed (<=: coefficients down, rhs up), which
     keeps every bound proven on the scaled model valid for the original."""
     for k in range(0, 7):
-        f = 10 ** k
+        f = 10**k
         cs = {i: c * f for i, c in coeffs.items()}
         r = rhs * f
         if all(abs(v - round(v)) < 1e-9 for v in cs.values()) and abs(r - round(r)) < 1e-9:

@@ -23,9 +23,15 @@ def _problem(lm: LinModel, relax: bool):
     # PuLP >= 3.3 attaches variables to the problem; older versions construct them directly
     new = getattr(prob, "add_variable", None)
     make = new if new is not None else (lambda name, *a, **k: pulp.LpVariable(name, *a, **k))
-    xs = [make(f"x{i}", lowBound=lo, upBound=hi,
-               cat=("Integer" if (isint and not relax) else "Continuous"))
-          for i, (lo, hi, isint) in enumerate(zip(lm.lb, lm.ub, lm.integer))]
+    xs = [
+        make(
+            f"x{i}",
+            lowBound=lo,
+            upBound=hi,
+            cat=("Integer" if (isint and not relax) else "Continuous"),
+        )
+        for i, (lo, hi, isint) in enumerate(zip(lm.lb, lm.ub, lm.integer))
+    ]
     prob += pulp.lpSum(c * xs[i] for i, c in lm.obj.items()) + lm.obj_const
     for k, (coeffs, sense, rhs, _) in enumerate(lm.rows):
         e = pulp.lpSum(c * xs[i] for i, c in coeffs.items())
@@ -51,13 +57,18 @@ def _solver(which: str, time_limit: float | None, threads: int, seed: int):
     if which == "highs":
         opts = {"random_seed": int(seed)}
         return pulp.HiGHS(msg=False, timeLimit=time_limit, threads=threads, gapRel=GAP, **opts)
-    return pulp.PULP_CBC_CMD(msg=False, timeLimit=None if time_limit is None else
-                             max(1, int(time_limit)), threads=threads, gapRel=GAP,
-                             options=[f"randomCbcSeed {int(seed) + 1}"])
+    return pulp.PULP_CBC_CMD(
+        msg=False,
+        timeLimit=None if time_limit is None else max(1, int(time_limit)),
+        threads=threads,
+        gapRel=GAP,
+        options=[f"randomCbcSeed {int(seed) + 1}"],
+    )
 
 
-def solve_mip(lm: LinModel, time_limit: float | None, seed: int, threads: int,
-              which: str = "auto") -> CoarseSolution:
+def solve_mip(
+    lm: LinModel, time_limit: float | None, seed: int, threads: int, which: str = "auto"
+) -> CoarseSolution:
     import time
 
     import pulp
@@ -67,9 +78,13 @@ def solve_mip(lm: LinModel, time_limit: float | None, seed: int, threads: int,
     prob, xs = _problem(lm, relax=False)
     prob.solve(_solver(which, time_limit, threads, seed))
     st = prob.sol_status
-    status = {pulp.LpSolutionOptimal: "optimal", pulp.LpSolutionIntegerFeasible: "feasible",
-              pulp.LpSolutionInfeasible: "infeasible", pulp.LpSolutionUnbounded: "infeasible",
-              pulp.LpSolutionNoSolutionFound: "no_solution"}.get(st, "no_solution")
+    status = {
+        pulp.LpSolutionOptimal: "optimal",
+        pulp.LpSolutionIntegerFeasible: "feasible",
+        pulp.LpSolutionInfeasible: "infeasible",
+        pulp.LpSolutionUnbounded: "infeasible",
+        pulp.LpSolutionNoSolutionFound: "no_solution",
+    }.get(st, "no_solution")
     if pulp.LpStatus.get(prob.status) == "Infeasible":
         status = "infeasible"
     vals = None
@@ -112,6 +127,7 @@ class MipSolver(DecompositionSolver):
             return False
         return True
 
-    def solve_coarse(self, lm: LinModel, time_limit: float | None, seed: int, threads: int,
-                     **options: Any) -> CoarseSolution:
+    def solve_coarse(
+        self, lm: LinModel, time_limit: float | None, seed: int, threads: int, **options: Any
+    ) -> CoarseSolution:
         return solve_mip(lm, time_limit, seed, threads, options.get("mip_solver", "auto"))

@@ -31,6 +31,11 @@ from placer.kernel.capacity import dimension_level
 from placer.model import Instance, Job
 
 
+def layout(B) -> tuple[int, bool]:
+    """(block size, wide chains) from a layout given as B or (B, wide)."""
+    return B if isinstance(B, tuple) else (int(B), False)
+
+
 def _runs_cumcount(keys: np.ndarray) -> np.ndarray:
     """Position of each element inside its run of equal consecutive keys."""
     n = len(keys)
@@ -68,13 +73,18 @@ class Packer:
         key = t
         c = self._cap_cache.get(key)
         if c is None:
-            c = [int(np.bincount(ix.dom[lvl][(ix.gpu_type == t) & ix.available],
-                                 minlength=ix.n_domains(lvl)).max(initial=0))
-                 for lvl in range(ix.n_levels)]
+            c = [
+                int(
+                    np.bincount(
+                        ix.dom[lvl][(ix.gpu_type == t) & ix.available], minlength=ix.n_domains(lvl)
+                    ).max(initial=0)
+                )
+                for lvl in range(ix.n_levels)
+            ]
             self._cap_cache[key] = c
         return c
 
-    def levels_for(self, job: Job, t: int, B: int = 1) -> tuple[int, int, int, int, int] | None:
+    def levels_for(self, job: Job, t: int, B=1) -> tuple[int, int, int, int, int] | None:
         """(slot, group, chain, ep, job) levels for a job on type t with blocks of B units;
         None if a TP group, a stage group or a PP chain fits no domain.
 
@@ -84,6 +94,7 @@ class Packer:
         """
         ix = self.ix
         L = ix.n_levels
+        B, wide = layout(B)
         sc = {d: dimension_level(self.inst, ix, job, d) for d in ("tp", "pp", "dp", "ep")}
         lim = {d: (v if v is not None else 0) for d, v in sc.items()}
         cap = self._caps(t)
@@ -96,14 +107,18 @@ class Packer:
         group = next((lv for lv in range(slot, g_lim - 1, -1) if cap[lv] >= B * tp), None)
         if group is None:
             return None
-        # a PP chain runs through the block's stage groups: the block lies in a pp domain
-        chain = next((lv for lv in range(group, lim["pp"] - 1, -1)
-                      if cap[lv] >= B * tp * pp), None)
+        # a PP chain runs through the block's stage groups: the block lies in a pp domain,
+        # the narrowest that holds it (compact) or, `wide`, the widest the scope allows (no
+        # capacity lost to fragments of narrow domains)
+        chain = next((lv for lv in range(group, lim["pp"] - 1, -1) if cap[lv] >= B * tp * pp), None)
         if chain is None:
             return None
+        if wide:
+            chain = min(group, max(lim["pp"], lim["dp"] if training else 0))
         if training and job.ep > 1 and B == 1:
-            ep_level = next((lv for lv in range(chain, lim["ep"] - 1, -1)
-                             if cap[lv] >= job.ep * tp * pp), None)
+            ep_level = next(
+                (lv for lv in range(chain, lim["ep"] - 1, -1) if cap[lv] >= job.ep * tp * pp), None
+            )
             if ep_level is None:
                 return None
         else:
@@ -123,19 +138,29 @@ class Packer:
             return a + np.flatnonzero(self.free[a:b] & (ix.gpu_type[a:b] == t))
         return np.flatnonzero(self.free & (ix.gpu_type == t) & region)
 
-    def layouts(self, job: Job) -> list[int]:
-        """Block sizes B to try: 1 (unit-major) and ep (stage-major EP blocks)."""
-        out = [1]
+    def layouts(self, job: Job) -> list[tuple[int, bool]]:
+        """Layouts to try: (B, wide) with B = 1 (unit-major) or ep (stage-major EP blocks),
+        and chains in the narrowest or the widest allowed domain (when pp > 1)."""
+        out = [(1, False)]
+        if job.pp > 1:
+            out.append((1, True))
         if job.kind == "training" and job.ep > 1 and job.pp > 1:
-            out.append(job.ep)
+            out += [(job.ep, False), (job.ep, True)]
         return out
 
-    def units(self, job: Job, t: int, region=None, B: int = 1,
-              levels: tuple[int, int, int, int, int] | None = None) -> Units:
+    def units(
+        self,
+        job: Job,
+        t: int,
+        region=None,
+        B=1,
+        levels: tuple[int, int, int, int, int] | None = None,
+    ) -> Units:
         """Every whole unit the free GPUs of type t (inside `region`) can form, in blocks
         of B units (B > 1: stage-major inside a block, R[u, p] = slot p*B + u)."""
         ix = self.ix
         lv = levels or self.levels_for(job, t, B)
+        B = layout(B)[0]
         empty = Units(np.zeros((0, job.unit_size), np.int64), np.zeros(0, np.int64))
         if lv is None:
             return empty
@@ -163,20 +188,20 @@ class Packer:
             return empty
         return Units(units.astype(np.int64), units.min(axis=1).astype(np.int64))
 
-    def _step(self, job: Job, B: int) -> int:
+    def _step(self, job: Job, B) -> int:
         step = job.ep if (job.kind == "training" and job.ep > 1) else 1
-        return max(step, B)
+        return max(step, layout(B)[0])
 
-    def max_units_in_domain(self, job: Job, u: Units, level: int,
-                            B: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def max_units_in_domain(
+        self, job: Job, u: Units, level: int, B=1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(domain ids, usable units per domain) at `level` for candidate units u."""
         d = self.ix.dom[level][u.first]
         ids, counts = np.unique(d, return_counts=True)
         step = self._step(job, B)
         return ids, (counts // step) * step
 
-    def place(self, job: Job, t: int, n: int, region=None,
-              B: int = 1) -> np.ndarray | None:
+    def place(self, job: Job, t: int, n: int, region=None, B=1) -> np.ndarray | None:
         """GPUs (rank order) of n units of job on type t inside region, or None if no
         domain allowed by the scopes holds them. Does not take them."""
         if n <= 0:
@@ -200,8 +225,9 @@ class Packer:
             return self._best_fit(job, u, n, lv[2], 0, B)
         return self._best_fit(job, u, n, lv[3], lv[4], B)
 
-    def _best_fit(self, job: Job, u: Units, n: int, narrowest: int, widest: int,
-                  B: int) -> np.ndarray | None:
+    def _best_fit(
+        self, job: Job, u: Units, n: int, narrowest: int, widest: int, B
+    ) -> np.ndarray | None:
         for level in range(narrowest, widest - 1, -1):
             ids, counts = self.max_units_in_domain(job, u, level, B)
             ok = counts >= n
@@ -212,7 +238,7 @@ class Packer:
                 return u.gpus[sel].reshape(-1)
         return None
 
-    def max_fit(self, job: Job, t: int, region=None, B: int = 1) -> int:
+    def max_fit(self, job: Job, t: int, region=None, B=1) -> int:
         """Most units of job on type t that one allowed domain holds (inference: region)."""
         lv = self.levels_for(job, t, B)
         if lv is None:
