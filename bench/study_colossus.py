@@ -1,7 +1,10 @@
-"""The seed scenario as a study: when does leasing the colossus-1 campus stop paying?
+"""The seed scenario as a study: when does leasing a whole campus stop paying?
 
+Two scenarios: `colossus` (instances/colossus.yaml: the frontier lab's offer for all of
+colossus-1) and `frontier` (the generated two-campus family, seed 0, 2 x 16,384 H100: an
+offer for all of campus-b while a 405B pretraining job may span both campuses over the WAN).
 For each setting (WAN latency x, WAN bandwidth x, the flagship's cross_site_every, the
-campus offer's price), two solves of instances/colossus.yaml with cpsat:
+campus offer's price), two solves with cpsat:
   - leased:   the campus offer committed (`committed_blocks: [colossus-1]`),
   - declined: the campus offer removed.
 The lease's worth is leased - declined (vu over the horizon). Revenue is linear in the price
@@ -18,12 +21,28 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 
 from bench.common import ROOT, machine, write
 
+SCENARIOS = {
+    "colossus": {"offer": "frontier-lab-campus", "block": "colossus-1",
+                 "flagship": "flagship-pretrain"},
+    "frontier": {"offer": "campus-tenant-0", "block": "campus-b",
+                 "flagship": "flagship-405b-0"},
+}
 OFFER = "frontier-lab-campus"
+BLOCK = "colossus-1"
+FLAGSHIP = "flagship-pretrain"
+
+
+def load_base(name: str) -> dict:
+    from placer.generators import generate
+    from placer.io import parse_text, read_text
+
+    if name == "colossus":
+        return parse_text(read_text(ROOT / "instances" / "colossus.yaml"))
+    return generate("frontier", seed=0, sites=2, gpus_per_site=16384, n_jobs=6)
 
 
 def variant(base: dict, wan_lat=1.0, wan_bw=1.0, cse=None, price=None, mode="free") -> dict:
@@ -33,7 +52,7 @@ def variant(base: dict, wan_lat=1.0, wan_bw=1.0, cse=None, price=None, mode="fre
         w["bandwidth_GBps"] = w["bandwidth_GBps"] * wan_bw
     if cse is not None:
         for j in d["jobs"]:
-            if j["name"] == "flagship-pretrain":
+            if j["name"] == FLAGSHIP:
                 j["cross_site_every"] = cse
     offers = d["leases"]["offers"]
     for o in offers:
@@ -44,7 +63,7 @@ def variant(base: dict, wan_lat=1.0, wan_bw=1.0, cse=None, price=None, mode="fre
     elif mode == "leased":
         for o in offers:
             if o["name"] == OFFER:
-                o["committed_blocks"] = ["colossus-1"]
+                o["committed_blocks"] = [BLOCK]
     return d
 
 
@@ -64,7 +83,7 @@ def solve(d: dict, limit: float) -> dict:
     if r.score is not None:
         out["leased_gpus"] = sum(o["gpus"] for o in r.score.offers if o["offer"] == OFFER)
         out["accepted"] = out["leased_gpus"] > 0
-        fl = next(j for j in r.score.jobs if j["name"] == "flagship-pretrain")
+        fl = next(j for j in r.score.jobs if j["name"] == FLAGSHIP)
         out["flagship_units"] = fl["units"]
         out["flagship_goodput"] = fl["goodput"]
     return out
@@ -73,10 +92,12 @@ def solve(d: dict, limit: float) -> dict:
 def point(base: dict, limit: float, **kw) -> dict:
     leased = solve(variant(base, mode="leased", **kw), limit)
     declined = solve(variant(base, mode="declined", **kw), limit)
+    free = solve(variant(base, mode="free", **kw), limit)
     price = kw.get("price") or next(
         o["price_per_gpu_hour"] for o in base["leases"]["offers"] if o["name"] == OFFER
     )
-    row = {**kw, "price_used": price, "leased": leased, "declined": declined}
+    row = {**kw, "price_used": price, "leased": leased, "declined": declined,
+           "free_choice": free}
     if leased["objective"] is not None and declined["objective"] is not None:
         worth = leased["objective"] - declined["objective"]
         row["lease_worth"] = worth
@@ -88,36 +109,43 @@ def point(base: dict, limit: float, **kw) -> dict:
 
 
 def main(argv=None) -> None:
+    global OFFER, BLOCK, FLAGSHIP
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--time-limit", type=float, default=30.0)
+    ap.add_argument("--scenario", choices=sorted(SCENARIOS), action="append")
     args = ap.parse_args(argv)
-    from placer.io import parse_text, read_text
-
-    base = parse_text(read_text(ROOT / "instances" / "colossus.yaml"))
-    sweeps = {
-        "wan_lat": [0.25, 1, 4, 16, 64] if not args.quick else [1, 16],
-        "wan_bw": [0.25, 0.5, 1, 2, 4] if not args.quick else [1],
-        "cse": [1, 10, 100, 1000] if not args.quick else [100],
-        "price": [1.4, 1.6, 1.8, 2.0, 2.2] if not args.quick else [1.8],
-    }
-    out = {"machine": machine(), "time_limit": args.time_limit, "sweeps": {}}
-    for name, values in sweeps.items():
-        rows = []
-        for v in values:
-            r = point(base, args.time_limit, **{name: v})
-            rows.append(r)
-            be = r.get("break_even_price")
-            print(
-                f"{name}={v}: lease worth {r.get('lease_worth', float('nan')):,.0f} vu "
-                f"[{r.get('worth_low', float('nan')):,.0f}, "
-                f"{r.get('worth_high', float('nan')):,.0f}], break-even price "
-                f"{'-' if be is None else f'{be:.3f}'} vu/GPU-h; flagship units leased/"
-                f"declined {r['leased'].get('flagship_units')}/"
-                f"{r['declined'].get('flagship_units')}",
-                flush=True,
-            )
-        out["sweeps"][name] = rows
+    out = {"machine": machine(), "time_limit": args.time_limit, "scenarios": {}}
+    for scen in args.scenario or sorted(SCENARIOS):
+        cfg = SCENARIOS[scen]
+        OFFER, BLOCK, FLAGSHIP = cfg["offer"], cfg["block"], cfg["flagship"]
+        base = load_base(scen)
+        p0 = next(o["price_per_gpu_hour"] for o in base["leases"]["offers"]
+                  if o["name"] == OFFER)
+        sweeps = {
+            "wan_lat": [0.25, 1, 4, 16, 64] if not args.quick else [1, 16],
+            "wan_bw": [0.25, 0.5, 1, 2, 4] if not args.quick else [1],
+            "cse": [1, 10, 100, 1000] if not args.quick else [100],
+            "price": [round(p0 * f, 3) for f in (0.8, 0.9, 1.0, 1.1, 1.2)]
+            if not args.quick else [p0],
+        }
+        res = {"offer": OFFER, "block": BLOCK, "flagship": FLAGSHIP, "price": p0,
+               "sweeps": {}}
+        for name, values in sweeps.items():
+            rows = []
+            for v in values:
+                r = point(base, args.time_limit, **{name: v})
+                rows.append(r)
+                be = r.get("break_even_price")
+                print(f"{scen} {name}={v}: lease worth {r.get('lease_worth', float('nan')):,.0f}"
+                      f" vu [{r.get('worth_low', float('nan')):,.0f}, "
+                      f"{r.get('worth_high', float('nan')):,.0f}], break-even price "
+                      f"{'-' if be is None else f'{be:.3f}'} vu/GPU-h; solver leases: "
+                      f"{r['free_choice'].get('accepted')}; flagship units leased/declined "
+                      f"{r['leased'].get('flagship_units')}/"
+                      f"{r['declined'].get('flagship_units')}", flush=True)
+            res["sweeps"][name] = rows
+        out["scenarios"][scen] = res
     write("study_colossus" + ("-quick" if args.quick else ""), out)
     plot(out)
 
@@ -132,40 +160,29 @@ def plot(out: dict) -> None:
         return
     img = ROOT / "docs" / "img"
     img.mkdir(parents=True, exist_ok=True)
-    labels = {
-        "wan_lat": "WAN latency x",
-        "wan_bw": "WAN bandwidth x",
-        "cse": "flagship cross_site_every",
-        "price": "campus offer price vu/GPU-h",
-    }
-    sw = {k: v for k, v in out["sweeps"].items() if len(v) > 1}
-    if not sw:
-        return
-    fig, axes = plt.subplots(1, len(sw), figsize=(4 * len(sw), 3.4))
-    if len(sw) == 1:
-        axes = [axes]
-    for ax, (name, rows) in zip(axes, sw.items()):
-        xs = [r[name] for r in rows if "break_even_price" in r]
-        be = [r["break_even_price"] for r in rows if "break_even_price" in r]
-        ax.plot(xs, be, "o-", label="break-even price")
-        ax.plot(
-            xs,
-            [r["price_used"] for r in rows if "break_even_price" in r],
-            "k--",
-            lw=0.8,
-            label="offered price",
-        )
-        if name in ("wan_lat", "wan_bw", "cse"):
-            ax.set_xscale("log")
-        ax.set_xlabel(labels[name])
-        ax.set_ylabel("vu / GPU-hour")
-        ax.legend(fontsize=7)
-    fig.suptitle("colossus: leasing the campus pays above the break-even line")
-    fig.tight_layout()
-    fig.savefig(img / "study-break-even.png", dpi=120)
-    plt.close(fig)
-    print(f"wrote {img / 'study-break-even.png'}")
-    json.dumps(out)
+    labels = {"wan_lat": "WAN latency x", "wan_bw": "WAN bandwidth x",
+              "cse": "flagship cross_site_every", "price": "offered price vu/GPU-h"}
+    for scen, res in out["scenarios"].items():
+        sw = {k: v for k, v in res["sweeps"].items() if len(v) > 1}
+        if not sw:
+            continue
+        fig, axes = plt.subplots(1, len(sw), figsize=(4 * len(sw), 3.4))
+        axes = [axes] if len(sw) == 1 else axes
+        for ax, (name, rows) in zip(axes, sw.items()):
+            ok = [r for r in rows if "break_even_price" in r]
+            xs = [r[name] for r in ok]
+            ax.plot(xs, [r["break_even_price"] for r in ok], "o-", label="break-even price")
+            ax.plot(xs, [r["price_used"] for r in ok], "k--", lw=0.8, label="offered price")
+            if name in ("wan_lat", "wan_bw", "cse"):
+                ax.set_xscale("log")
+            ax.set_xlabel(labels[name])
+            ax.set_ylabel("vu / GPU-hour")
+            ax.legend(fontsize=7)
+        fig.suptitle(f"{scen}: leasing {res['block']} pays above the break-even line")
+        fig.tight_layout()
+        fig.savefig(img / f"study-break-even-{scen}.png", dpi=120)
+        plt.close(fig)
+        print(f"wrote {img / f'study-break-even-{scen}.png'}")
 
 
 if __name__ == "__main__":

@@ -342,17 +342,7 @@ def solve(
                 **opts,
             )
         else:
-            with err.status(
-                f"solving {inst.name} with {solver} (limit {time_limit or 'none'} s) ..."
-            ):
-                res = solve_fn(
-                    inst,
-                    solver=solver,
-                    time_limit=time_limit or None,
-                    seed=seed,
-                    threads=threads,
-                    **opts,
-                )
+            res = _solve_live(inst, solver, time_limit, seed, threads, opts, solve_fn)
     except PlacerError as e:
         _fail(e)
     doc = res.placement.model_dump(mode="json")
@@ -365,6 +355,51 @@ def solve(
     if res.status in ("infeasible", "no_solution"):
         err.print(f"[red]{res.status}[/red]: {res.reason}")
         raise typer.Exit(1)
+
+
+def _solve_live(inst, solver, time_limit, seed, threads, opts, solve_fn):
+    """Solve with a live line on stderr: stage, incumbent, bound, gap, elapsed."""
+    import time
+
+    from rich.live import Live
+
+    state: dict[str, Any] = {"stage": "starting"}
+    t0 = time.perf_counter()
+
+    def line() -> str:
+        inc, bnd = state.get("incumbent"), state.get("bound")
+        gap = (
+            "-"
+            if inc is None or bnd is None
+            else f"{100 * max(0.0, bnd - inc) / max(abs(bnd), 1):.3f}%"
+        )
+        return (
+            f"[bold]{inst.name}[/bold] {solver} | {state['stage']} | incumbent "
+            f"{'-' if inc is None else f'{inc:,.0f}'} | bound "
+            f"{'-' if bnd is None else f'{bnd:,.0f}'} | gap {gap} | "
+            f"{time.perf_counter() - t0:.1f} s / {time_limit or 'no limit'}"
+        )
+
+    with Live(line(), console=err, refresh_per_second=8, transient=True) as live:
+
+        def progress(**kw):
+            state.update({k: v for k, v in kw.items() if v is not None})
+            live.update(line())
+
+        from placer.solvers import solver_class
+        from placer.solvers.decompose import DecompositionSolver
+
+        extra = dict(opts)
+        try:
+            if issubclass(
+                solver_class(solver if solver != "auto" else "cpsat"), DecompositionSolver
+            ):
+                extra["progress"] = progress
+        except PlacerError:
+            pass
+        return solve_fn(
+            inst, solver=solver, time_limit=time_limit or None, seed=seed, threads=threads, **extra
+        )
 
 
 def render_solution(inst, res) -> None:

@@ -254,10 +254,13 @@ class DecompositionSolver(Solver):
     ) -> Result:
         started = time.perf_counter()
         deadline = None if time_limit is None else started + time_limit
+        progress = options.pop("progress", None) or (lambda **_: None)
         if options.get("exact_small", True):
+            progress(stage="exhaustive model (small instance)", elapsed=0.0)
             res = self._small(inst, deadline, seed, threads, started, **options)
             if res is not None:
                 return res
+        progress(stage="coarse model", elapsed=time.perf_counter() - started)
         co = coarse_mod.build(inst)
         left = None if deadline is None else (deadline - time.perf_counter()) * 0.5
         if left is not None and left <= 0:
@@ -288,10 +291,19 @@ class DecompositionSolver(Solver):
                 "coarse model is infeasible)",
                 started,
             )
+        progress(
+            stage="packing the coarse plan", bound=sol.bound, elapsed=time.perf_counter() - started
+        )
         candidates: list[State] = []
         if sol.values is not None:
             p_deadline = None if deadline is None else deadline - 0.25 * (deadline - started)
             candidates.append(primal_from_coarse(inst, co, sol.values, p_deadline))
+            progress(
+                stage="greedy",
+                bound=sol.bound,
+                incumbent=candidates[-1].objective,
+                elapsed=time.perf_counter() - started,
+            )
         if deadline is None or time.perf_counter() < deadline:
             g_deadline = None if deadline is None else deadline - 0.1 * (deadline - started)
             candidates.append(best_greedy(inst, g_deadline))
@@ -313,9 +325,21 @@ class DecompositionSolver(Solver):
             if sol.values is not None
             else "greedy"
         )
+        progress(
+            stage="local search",
+            bound=sol.bound,
+            incumbent=st.objective,
+            elapsed=time.perf_counter() - started,
+        )
         # keep a margin for the final check and re-score
         ls_deadline = None if deadline is None else deadline - 0.1 - 0.05 * (deadline - started)
         stats["improvements"] = local_search(st, ls_deadline)
+        progress(
+            stage="checking and scoring",
+            bound=sol.bound,
+            incumbent=st.objective,
+            elapsed=time.perf_counter() - started,
+        )
         reasons = {
             inst.jobs[j].name: st.reason(j)
             for j in range(len(inst.jobs))
