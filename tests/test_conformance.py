@@ -321,3 +321,29 @@ def test_pinned_and_non_preemptible_running_jobs_stay_placed():
         got = {j.name: j for j in res.placement.jobs}
         assert got["p"].gpus == ["a/rack0/node0/gpu0"]
         assert got["r"].units >= 1
+
+
+def test_offers_sharing_a_level_count_each_block_once_in_the_coarse_model():
+    """Two offers that may both take the same site: the coarse model must see one block,
+    not two (a double count made the bound loose and the plan unrealisable)."""
+    from placer.solvers.coarse import block_groups
+
+    d = inst_dict(
+        "two-offers",
+        two_sites(),
+        [training("t", dp=2)],
+        offers=[
+            {"name": "L1", "price_per_gpu_hour": 1.0, "level": "site", "sites": ["a"]},
+            {"name": "L2", "price_per_gpu_hour": 1.1, "level": "site", "sites": ["a"]},
+        ],
+    )
+    inst = instance_from_dict(d)
+    groups, per_offer = block_groups(inst, inst.index.available.copy())
+    for g in groups:
+        assert len(g["members"]) == len(set(g["members"]))
+    import placer
+
+    res = placer.solve(inst, solver="cpsat", exact_small=False)
+    leased = [lg for lg in res.placement.leases if lg.blocks]
+    assert len(leased) <= 1
+    assert res.gap is not None and res.gap < 0.02

@@ -188,24 +188,22 @@ def _check_sibling_names(
     f: Findings,
     levels: list[str] | None,
 ) -> None:
-    names: dict[str, int] = {}
-    default = None
+    """Refuse two siblings with one name, also names made by `count` (`rack` x 11 gives
+    `rack10`, which an entry named `rack1` with count 1 gives too)."""
+    names: set[str] = set()
     for i, e in enumerate(entries):
-        base = e.name if e.name is not None else (levels[depth] if levels else None)
-        if base is None:
-            base = e.name or ""
+        base = e.name if e.name is not None else (levels[depth] if levels else "")
         if e.count is not None:
             if e.count > MAX_NODES:
-                continue
+                continue  # refused by the size check
             gen = (f"{base}{k}" for k in range(e.count))
         else:
             gen = iter([base])
         for nm in gen:
-            if nm in names and names[nm] != -1:
+            if nm in names:
                 f.error(f"{loc}[{i}].name", f"sibling name {nm!r} is used twice")
                 break
-            names[nm] = i
-    del default
+            names.add(nm)
 
 
 def check_sites(inst: Instance, f: Findings) -> tuple[int, int, dict[str, set[str]]]:

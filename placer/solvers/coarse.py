@@ -92,6 +92,31 @@ class Bounds:
         self.avail = np.zeros((S, T), np.int64)
         np.add.at(self.avail, (ix.dom[0][free], ix.gpu_type[free]), 1)
 
+    @classmethod
+    def of_gpus(cls, inst: Instance, gpus: np.ndarray) -> Bounds:
+        """Bounds for placements on exactly these GPUs (in any order): capacities are
+        those of the set, computed from the set alone (cheap for a small running job)."""
+        ix = inst.index
+        b = cls.__new__(cls)
+        b.inst, b.ix = inst, ix
+        T, L, S = len(ix.type_names), ix.n_levels, ix.n_sites
+        b.cap = np.zeros((S, T, L), np.int64)
+        types = ix.gpu_type[gpus]
+        for lvl in range(L):
+            keys, counts = np.unique(
+                np.stack([ix.dom[lvl][gpus], types]), axis=1, return_counts=True
+            )
+            site_of = ix.dom[0][ix.first_gpu[lvl][keys[0]]]
+            np.maximum.at(b.cap[:, :, lvl], (site_of, keys[1]), counts)
+        nodes = np.unique(ix.gpu_node[gpus])
+        b.gpn = np.zeros((S, T), np.int64)
+        np.maximum.at(
+            b.gpn, (ix.dom[0][ix.first_gpu[-1][nodes]], ix.node_type[nodes]), ix.node_gpus[nodes]
+        )
+        b.avail = np.zeros((S, T), np.int64)
+        np.add.at(b.avail, (ix.dom[0][gpus], types), 1)
+        return b
+
     def _levels(self, job: Job, dim: str, s: int) -> list[int]:
         ix = self.ix
         scope = job.effective_scope()[dim]
@@ -337,7 +362,10 @@ def block_groups(inst: Instance, free: np.ndarray) -> tuple[list[dict], dict[int
                         "committed_to": c,
                     }
                 )
-            groups[g]["members"].append(d)
+            # offers sharing a level see the same domains: each domain once per group
+            if d not in groups[g].setdefault("_seen", set()):
+                groups[g]["members"].append(d)
+                groups[g]["_seen"].add(d)
             if g not in per_offer[o]:
                 per_offer[o].append(g)
     return groups, per_offer
@@ -354,6 +382,7 @@ def _value_var(
     n_min: int,
     n_max: int,
     label: str,
+    tangents: int = 24,
 ) -> None:
     """Value of a training option: V <= K eff (1 - lost0 - a n) n, as tangent lines of that
     concave quadratic in the units n (valid while lost0 + a n_max <= 1), and V <= K g n."""
@@ -363,7 +392,8 @@ def _value_var(
     lm.maximize(V, 1.0)
     lm.add({V: 1.0, **{v: -K * g_min * step for v in tot}}, "<=", 1.0)
     if a > 0 and lost0 + a * n_max <= 1 and n_max > n_min:
-        pts = sorted({int(round(n_min + (n_max - n_min) * q / 23)) for q in range(24)})
+        k = tangents
+        pts = sorted({int(round(n_min + (n_max - n_min) * q / (k - 1))) for q in range(k)})
         for nk in pts:
             h = K * eff * ((1 - lost0) * nk - a * nk * nk)
             slope = K * eff * ((1 - lost0) - 2 * a * nk)
@@ -384,6 +414,7 @@ def _training_option(
     step: int,
     per_unit_value: float,
     cap_gpus: int | None,
+    tangents: int = 24,
 ) -> Option | None:
     """One training option with units in [lo, hi] (multiples of step): binary, per-site
     unit variables, and its value variable."""
@@ -411,12 +442,17 @@ def _training_option(
         lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
     lm.add({**tot, op.b: -float(hi_steps)}, "<=", 0)
     lm.add({**tot, op.b: -float(lo_steps)}, ">=", 0)
-    _value_var(lm, op, tot, per_unit_value, eff, lost0, a_unit, lo, hi_steps * step, label)
+    _value_var(
+        lm, op, tot, per_unit_value, eff, lost0, a_unit, lo, hi_steps * step, label, tangents
+    )
     return op
 
 
 def build(inst: Instance) -> Coarse:
     ix = inst.index
+    # tangent lines bound the interruption losses tightly; thousands of jobs get fewer so
+    # that the model stays small enough to solve (the bound stays valid, a bit looser)
+    tangents = 24 if len(inst.jobs) <= 500 else 6
     free = ix.available.copy()
     constant = 0.0
     pinned = [j for j, job in enumerate(inst.jobs) if job.pinned and job.current]
@@ -523,6 +559,7 @@ def build(inst: Instance) -> Coarse:
                         step,
                         per_unit_value,
                         cap_gpus,
+                        tangents,
                     )
                     if op is not None:
                         job_opts.append(op)
@@ -539,7 +576,10 @@ def build(inst: Instance) -> Coarse:
                 * job.value
                 * float(ix.type_speed[t_cur])
                 * len(g)
-                * bounds.goodput(job, t_cur, sites_cur, units_cur, any_multi=len(sites_cur) > 1)
+                # any order of exactly these GPUs: capacities are the set's own
+                * Bounds.of_gpus(inst, g).goodput(
+                    job, t_cur, sites_cur, units_cur, any_multi=len(sites_cur) > 1
+                )
             )
             op = Option(j, "stay", t_cur, sites_cur, 0.0)
             op.b = lm.var(f"stay[{job.name}]", 0, 1)

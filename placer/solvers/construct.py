@@ -263,8 +263,16 @@ class State:
         ]
 
     def reason(self, j: int) -> str:
+        """Why job j has no units in this state (a sentence a person can act on)."""
+        from placer.kernel.capacity import FreeCounts
+
         job = self.inst.jobs[j]
-        why = fit_nowhere_reason(self.inst, self.ix, job, self.free)
+        # one count of the free GPUs serves every job asked about in the same state
+        key = (int(self.free.sum()), float(self.objective))
+        if getattr(self, "_counts_key", None) != key:
+            self._counts = FreeCounts(self.ix, self.free.copy())
+            self._counts_key = key
+        why = fit_nowhere_reason(self.inst, self.ix, job, self.free, counts=self._counts)
         if why:
             return why
         k = smallest_units(job)

@@ -57,6 +57,16 @@ def _solver(which: str, time_limit: float | None, threads: int, seed: int):
     if which == "highs":
         opts = {"random_seed": int(seed)}
         return pulp.HiGHS(msg=False, timeLimit=time_limit, threads=threads, gapRel=GAP, **opts)
+    import warnings
+
+    with warnings.catch_warnings():
+        # PuLP >= 3.3 deprecates its bundled CBC for PuLP 4.0; it is what `pip install pulp`
+        # ships today, so it stays the default until HiGHS is installed
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _cbc(pulp, time_limit, threads, seed)
+
+
+def _cbc(pulp, time_limit, threads, seed):
     return pulp.PULP_CBC_CMD(
         msg=False,
         timeLimit=None if time_limit is None else max(1, int(time_limit)),
