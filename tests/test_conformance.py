@@ -347,3 +347,16 @@ def test_offers_sharing_a_level_count_each_block_once_in_the_coarse_model():
     leased = [lg for lg in res.placement.leases if lg.blocks]
     assert len(leased) <= 1
     assert res.gap is not None and res.gap < 0.02
+
+
+@pytest.mark.parametrize("backend", EXACT)
+def test_lp_rounding_for_huge_models_gives_checked_placements_and_valid_bounds(case, backend):
+    """The path taken by thousands of jobs (LP relaxation bound + rounding), forced here."""
+    import placer
+
+    name, inst, opt = case
+    res = placer.solve(inst, solver=backend, time_limit=30, exact_small=False,
+                       lp_rounding="always")
+    assert res.status in ("optimal", "feasible")
+    assert placer.check(inst, res.placement) == []
+    assert res.bound is not None and res.bound >= opt - 1e-6 * max(1, abs(opt))

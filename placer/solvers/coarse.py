@@ -453,6 +453,7 @@ def build(inst: Instance) -> Coarse:
     # tangent lines bound the interruption losses tightly; thousands of jobs get fewer so
     # that the model stays small enough to solve (the bound stays valid, a bit looser)
     tangents = 24 if len(inst.jobs) <= 500 else 6
+    huge = len(inst.jobs) > 500
     free = ix.available.copy()
     constant = 0.0
     pinned = [j for j, job in enumerate(inst.jobs) if job.pinned and job.current]
@@ -522,10 +523,15 @@ def build(inst: Instance) -> Coarse:
             # training
             configs: list[tuple[str, tuple[int, ...]]] = [("site", (s,)) for s in t_sites]
             may_span = dimension_level(inst, ix, job, "dp") is None and S > 1
-            if may_span:
-                configs += [("multi", ss) for ss in _site_sets(ix, t_sites, 3 if S > 4 else 4)]
-                if S > 4:
+            if may_span and len(t_sites) > 1:
+                if huge:
+                    # thousands of jobs: one catch-all multi-site option (the loosest
+                    # coefficient of any set of >= 2 sites) keeps the model small and valid
                     configs.append(("any", tuple(t_sites)))
+                else:
+                    configs += [("multi", ss) for ss in _site_sets(ix, t_sites, 3 if S > 4 else 4)]
+                    if S > 4:
+                        configs.append(("any", tuple(t_sites)))
             for kind, sites in configs:
                 cap_gpus = None
                 if kind == "site":

@@ -76,6 +76,37 @@ def solve_cpsat(
     return CoarseSolution("no_solution", None, bound if math.isfinite(bound) else None, name)
 
 
+def solve_lp_glop(lm: LinModel, time_limit: float | None) -> CoarseSolution:
+    """The LP relaxation of the coarse model with OR-Tools' GLOP (same library as CP-SAT):
+    its optimum is a proven bound; its values seed the rounding of very large models."""
+    from ortools.linear_solver import pywraplp
+
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    xs = [
+        solver.NumVar(float(lo), float(hi), f"x{i}") for i, (lo, hi) in enumerate(zip(lm.lb, lm.ub))
+    ]
+    inf = solver.infinity()
+    for coeffs, sense, rhs, _ in lm.rows:
+        lo = -inf if sense == "<=" else rhs
+        hi = inf if sense == ">=" else rhs
+        c = solver.Constraint(lo, hi)
+        for i, v in coeffs.items():
+            c.SetCoefficient(xs[i], v)
+    obj = solver.Objective()
+    for i, v in lm.obj.items():
+        obj.SetCoefficient(xs[i], v)
+    obj.SetMaximization()
+    if time_limit is not None:
+        solver.SetTimeLimit(int(max(0.1, time_limit) * 1000))
+    status = solver.Solve()
+    if status == pywraplp.Solver.OPTIMAL:
+        vals = [x.solution_value() for x in xs]
+        return CoarseSolution("optimal", vals, obj.Value() + lm.obj_const, "glop:OPTIMAL")
+    if status == pywraplp.Solver.INFEASIBLE:
+        return CoarseSolution("infeasible", None, None, "glop:INFEASIBLE")
+    return CoarseSolution("no_solution", None, None, f"glop:{status}")
+
+
 class CpSatSolver(DecompositionSolver):
     name = "cpsat"
     exact = True
@@ -93,3 +124,8 @@ class CpSatSolver(DecompositionSolver):
         self, lm: LinModel, time_limit: float | None, seed: int, threads: int, **options: Any
     ) -> CoarseSolution:
         return solve_cpsat(lm, time_limit, seed, threads, options.get("work_limit"))
+
+    def solve_relaxation(
+        self, lm: LinModel, time_limit: float | None, **options: Any
+    ) -> CoarseSolution:
+        return solve_lp_glop(lm, time_limit)

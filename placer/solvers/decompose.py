@@ -38,6 +38,33 @@ from placer.solvers.construct import State, grow, job_order, offer_order, scope_
 from placer.solvers.greedy import best_greedy
 from placer.solvers.linmodel import LinModel
 
+LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
+
+
+def round_plan(co: coarse_mod.Coarse, x: list[float]) -> list[float]:
+    """An integral plan from the LP relaxation's values: per job the option with the largest
+    weight, its units scaled up by that weight and rounded down; offers accepted at >= 1/2
+    with their block counts likewise (the packer and its fallbacks absorb what does not
+    fit)."""
+    vals = [0.0] * len(x)
+    best: dict[int, coarse_mod.Option] = {}
+    for op in co.options:
+        w = x[op.b]
+        if w > 1e-6 and (op.job not in best or w > x[best[op.job].b] + 1e-12):
+            best[op.job] = op
+    for op in best.values():
+        w = x[op.b]
+        vals[op.b] = 1.0
+        for v in op.n.values():
+            vals[v] = float(int(x[v] / w + 1e-9))
+    for o, a in co.offer_vars.items():
+        if x[a] >= 0.5:
+            vals[a] = 1.0
+            for (oo, _g), y in co.lease_vars.items():
+                if oo == o:
+                    vals[y] = float(int(x[y] / x[a] + 1e-9))
+    return vals
+
 
 @dataclass
 class CoarseSolution:
@@ -271,9 +298,26 @@ class DecompositionSolver(Solver):
                 "the time limit was reached before any placement was found",
                 started,
             )
-        sol = self.solve_coarse(
-            co.model, max(left, 0.05) if left is not None else None, seed, threads, **options
-        )
+        mode = options.get("lp_rounding", "auto")  # auto | always | never
+        if mode == "always" or (mode == "auto" and co.model.n_vars > LARGE_MODEL):
+            # thousands of jobs: the integer model is too large to solve in the time; its
+            # LP relaxation gives the bound, and rounding it gives the plan
+            progress(
+                stage="LP relaxation of the coarse model", elapsed=time.perf_counter() - started
+            )
+            lp = self.solve_relaxation(
+                co.model, max(left, 0.05) if left is not None else None, **options
+            )
+            if lp.status == "optimal":
+                sol = CoarseSolution(
+                    "feasible", round_plan(co, lp.values), lp.bound, f"{lp.native} + rounding"
+                )
+            else:
+                sol = lp
+        else:
+            sol = self.solve_coarse(
+                co.model, max(left, 0.05) if left is not None else None, seed, threads, **options
+            )
         stats = {
             "coarse_status": sol.status,
             "coarse_native": sol.native,
@@ -304,7 +348,10 @@ class DecompositionSolver(Solver):
                 incumbent=candidates[-1].objective,
                 elapsed=time.perf_counter() - started,
             )
-        if deadline is None or time.perf_counter() < deadline:
+        # the greedy is a second opinion; with thousands of jobs and a plan in hand its time
+        # is better left to the local search
+        huge_with_plan = candidates and len(inst.jobs) > 500
+        if not huge_with_plan and (deadline is None or time.perf_counter() < deadline):
             g_deadline = None if deadline is None else deadline - 0.1 * (deadline - started)
             candidates.append(best_greedy(inst, g_deadline))
         candidates = [c for c in candidates if not c.unplaced_musts()]

@@ -124,6 +124,21 @@ def solve_mip(
     return CoarseSolution(status, vals, bound, f"{which}:{pulp.LpStatus.get(prob.status)}")
 
 
+def solve_lp(lm: LinModel, time_limit: float | None, which: str = "auto") -> CoarseSolution:
+    """The LP relaxation through PuLP (HiGHS or CBC): a proven bound and fractional values."""
+    import pulp
+
+    which = backend(which) or "cbc"
+    rp, xs = _problem(lm, relax=True)
+    rp.solve(_solver(which, time_limit, 1, 0))
+    if rp.sol_status == pulp.LpSolutionOptimal:
+        vals = [float(x.value() or 0.0) for x in xs]
+        return CoarseSolution("optimal", vals, float(pulp.value(rp.objective)), f"{which}:LP")
+    if pulp.LpStatus.get(rp.status) == "Infeasible":
+        return CoarseSolution("infeasible", None, None, f"{which}:LP infeasible")
+    return CoarseSolution("no_solution", None, None, f"{which}:LP {pulp.LpStatus.get(rp.status)}")
+
+
 class MipSolver(DecompositionSolver):
     name = "mip"
     exact = True
@@ -141,3 +156,8 @@ class MipSolver(DecompositionSolver):
         self, lm: LinModel, time_limit: float | None, seed: int, threads: int, **options: Any
     ) -> CoarseSolution:
         return solve_mip(lm, time_limit, seed, threads, options.get("mip_solver", "auto"))
+
+    def solve_relaxation(
+        self, lm: LinModel, time_limit: float | None, **options: Any
+    ) -> CoarseSolution:
+        return solve_lp(lm, time_limit, options.get("mip_solver", "auto"))
