@@ -75,7 +75,11 @@ class CoarseSolution:
 
 
 def primal_from_coarse(
-    inst: Instance, co: coarse_mod.Coarse, vals: list[float], deadline: float | None = None
+    inst: Instance,
+    co: coarse_mod.Coarse,
+    vals: list[float],
+    deadline: float | None = None,
+    order: str = "size",
 ) -> State:
     """Realise the coarse plan (step 3 of the overview); past `deadline` the jobs not yet
     packed keep 0 units (the state stays a valid placement)."""
@@ -107,16 +111,29 @@ def primal_from_coarse(
         if n < offer.min_gpus and not offer.committed_blocks:
             st.clear_offer(o)
     chosen = [op for op in co.options if vals[op.b] > 0.5]
+
     # running jobs that stay first, then jobs with a spread (the most constrained), then
     # the largest first (they need the largest whole domains)
-    chosen.sort(
-        key=lambda op: (
-            op.kind != "stay",
-            inst.jobs[op.job].spread is None,
-            -sum(vals[v] for v in op.n.values()) * op.step * inst.jobs[op.job].unit_size,
-            inst.jobs[op.job].name,
-        )
-    )
+    def size(op):
+        return sum(vals[v] for v in op.n.values()) * op.step * inst.jobs[op.job].unit_size
+
+    if order == "size":
+        # running jobs that stay first, then jobs with a spread (the most constrained),
+        # then the largest first (they need the largest whole domains)
+        def key(op):
+            return (
+                op.kind != "stay",
+                inst.jobs[op.job].spread is None,
+                -size(op),
+                inst.jobs[op.job].name,
+            )
+    else:  # "tight": the jobs with the most units per GPU of scope first, then size
+
+        def key(op):
+            job = inst.jobs[op.job]
+            return (op.kind != "stay", -job.unit_size, -size(op), job.name)
+
+    chosen.sort(key=key)
     for op in chosen:
         j = op.job
         job = inst.jobs[j]
@@ -342,6 +359,11 @@ class DecompositionSolver(Solver):
         if sol.values is not None:
             p_deadline = None if deadline is None else deadline - 0.25 * (deadline - started)
             candidates.append(primal_from_coarse(inst, co, sol.values, p_deadline))
+            if len(inst.jobs) <= 500 and (deadline is None or time.perf_counter() < p_deadline):
+                # a second packing order: fragmentation depends on it
+                candidates.append(
+                    primal_from_coarse(inst, co, sol.values, p_deadline, order="tight")
+                )
             progress(
                 stage="greedy",
                 bound=sol.bound,
