@@ -103,7 +103,10 @@ def primal_from_coarse(
                 if (grp["level"], d) in st.offer_blocks[o]:
                     continue
                 a, b = ix.gpu_range(grp["level"], d)
-                if (st.free[a:b] | ~ix.available[a:b]).all():
+                draw = st._power(st.block_gpus((grp["level"], d)))
+                if (st.free[a:b] | ~ix.available[a:b]).all() and (
+                    draw <= st.power_left + 1e-9
+                ).all():
                     st.add_block(o, (grp["level"], d))
                     have += 1
         offer = inst.offers[o]
@@ -174,14 +177,16 @@ def primal_from_coarse(
                 st.packer.give(g)
             if ok and parts:
                 g = np.concatenate(parts)
+                room = st.power_left + 1e-9
                 variants += [
-                    v for v in (g, stage_major(job, g)) if v is not None and scope_ok(inst, j, v)
+                    v
+                    for v in (g, stage_major(job, g))
+                    if v is not None and scope_ok(inst, j, v) and (st._power(v) <= room).all()
                 ]
         if variants:
-            if True:
-                best, _ = st.best_candidate(j, variants)
-                st.set_job(j, best if best is not None else variants[0])
-                continue
+            best, _ = st.best_candidate(j, variants)
+            st.set_job(j, best if best is not None else variants[0])
+            continue
         st.place_best(j, sites=sorted(op.sites))
         if len(st.job_gpus[j]) == 0:
             st.place_best(j)
