@@ -27,10 +27,20 @@ SMALL = {
 
 @pytest.mark.parametrize("family", sorted(SMALL))
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("backend", ["greedy", "cpsat", "mip"])
-def test_solvers_return_checked_placements_on_generated_instances(family, seed, backend):
+@pytest.mark.parametrize(
+    "backend, options",
+    [
+        ("greedy", {}),
+        ("cpsat", {}),
+        ("mip", {}),
+        # the path of thousands of jobs (LP bound + rounding), forced on small instances
+        ("cpsat", {"exact_small": False, "lp_rounding": "always"}),
+        ("mip", {"exact_small": False, "lp_rounding": "always"}),
+    ],
+)
+def test_solvers_return_checked_placements_on_generated_instances(family, seed, backend, options):
     inst = instance_from_dict(generate(family, seed=seed, **SMALL[family]))
-    res = placer.solve(inst, solver=backend, time_limit=5, seed=seed)
+    res = placer.solve(inst, solver=backend, time_limit=5, seed=seed, **options)
     assert res.status in ("optimal", "feasible", "infeasible", "no_solution")
     if res.objective is not None:
         assert placer.check(inst, res.placement) == []

@@ -89,6 +89,9 @@ def primal_from_coarse(
     for o in offer_order(inst):
         if vals[co.offer_vars[o]] < 0.5:
             continue
+        offer = inst.offers[o]
+        cap = offer.max_gpus if offer.max_gpus is not None else float("inf")
+        leased = sum(len(st.block_gpus(b)) for b in st.offer_blocks[o])
         for (oo, g), y in sorted(co.lease_vars.items()):
             if oo != o:
                 continue
@@ -103,20 +106,22 @@ def primal_from_coarse(
                 if (grp["level"], d) in st.offer_blocks[o]:
                     continue
                 a, b = ix.gpu_range(grp["level"], d)
-                draw = st._power(st.block_gpus((grp["level"], d)))
-                if (st.free[a:b] | ~ix.available[a:b]).all() and (
-                    draw <= st.power_left + 1e-9
-                ).all():
+                gpus = st.block_gpus((grp["level"], d))
+                sites = {int(ix.dom[0][ix.gpu_range(*bl)[0]]) for bl in st.offer_blocks[o]}
+                if (
+                    (st.free[a:b] | ~ix.available[a:b]).all()
+                    and (st._power(gpus) <= st.power_left + 1e-9).all()
+                    and leased + len(gpus) <= cap
+                    and not (offer.single_site and sites and grp["site"] not in sites)
+                ):
                     st.add_block(o, (grp["level"], d))
+                    leased += len(gpus)
                     have += 1
-        offer = inst.offers[o]
         n = sum(len(st.block_gpus(b)) for b in st.offer_blocks[o])
         if n < offer.min_gpus and not offer.committed_blocks:
             st.clear_offer(o)
     chosen = [op for op in co.options if vals[op.b] > 0.5]
 
-    # running jobs that stay first, then jobs with a spread (the most constrained), then
-    # the largest first (they need the largest whole domains)
     def size(op):
         return sum(vals[v] for v in op.n.values()) * op.step * inst.jobs[op.job].unit_size
 
