@@ -325,12 +325,7 @@ def solve(
     if not quiet and not as_json:
         _warn(inst)
     opts: dict[str, Any] = {"work_limit": work_limit} if work_limit is not None else {}
-    for item in option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            err.print(f"[red]error:[/red] --option {item!r}: expected KEY=VALUE")
-            raise typer.Exit(2)
-        opts[key] = _parse_value(value)
+    opts.update(_key_values(option, "--option"))
     try:
         if quiet or as_json:
             res = solve_fn(
@@ -452,6 +447,18 @@ def render_solution(inst, res) -> None:
     )
 
 
+def _key_values(items: list[str], flag: str) -> dict[str, Any]:
+    """KEY=VALUE options to a dict (values parsed by :func:`_parse_value`); exit 2 if bad."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            err.print(f"[red]error:[/red] {flag} {item!r}: expected KEY=VALUE")
+            raise typer.Exit(2)
+        out[key] = _parse_value(value)
+    return out
+
+
 def _parse_value(text: str) -> Any:
     """'true'/'false', integers, floats, else the string."""
     low = text.lower()
@@ -485,13 +492,7 @@ def generate(
                 soft_wrap=True,
             )
         return
-    kw: dict[str, Any] = {}
-    for item in param:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            err.print(f"[red]error:[/red] --param {item!r}: expected KEY=VALUE")
-            raise typer.Exit(2)
-        kw[key] = _parse_value(value)
+    kw = _key_values(param, "--param")
     try:
         d = generators.generate(family, seed=seed, **kw)
     except (TypeError, ValueError) as e:

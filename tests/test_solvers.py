@@ -217,3 +217,18 @@ def test_show_and_schema_and_validate_work_on_every_bundled_instance():
         assert json.loads(r.stdout)["gpus"] > 0
     r = cli("schema")
     assert r.exit_code == 0 and "properties" in json.loads(r.stdout)
+
+
+def test_generate_writes_an_instance_that_validates(tmp_path):
+    out = tmp_path / "g.yaml"
+    r = cli("generate", "superpod", "--seed", 3, "-p", "sus=1", "-p", "n_jobs=3", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert cli("validate", out).exit_code == 0
+    assert cli("generate", "no-such-family").exit_code == 2
+    assert cli("generate", "superpod", "-p", "sus").exit_code == 2
+
+
+def test_solve_passes_backend_options_and_refuses_malformed_ones():
+    r = cli("solve", TINY, "-q", "-O", "exact_small=false", "-O", "lp_rounding=always")
+    assert r.exit_code == 0, r.output
+    assert cli("solve", TINY, "-q", "-O", "oops").exit_code == 2
