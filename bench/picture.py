@@ -47,10 +47,17 @@ def main(argv=None) -> None:
     import placer
 
     inst = placer.load_instance(ROOT / "instances" / "colossus.yaml")
-    runs = {"placer (cpsat)": placer.solve(inst, solver="cpsat", time_limit=60),
-            f"{args.peer} (best policy)": placer.solve(inst, solver=args.peer)}
-    colors = {"training": "#3465a4", "inference": "#73d216", "leased": "#f57900",
-              "idle": "#d3d7cf", "unavailable": "#2e3436"}
+    runs = {
+        "placer (cpsat)": placer.solve(inst, solver="cpsat", time_limit=60),
+        f"{args.peer} (best policy)": placer.solve(inst, solver=args.peer),
+    }
+    colors = {
+        "training": "#3465a4",
+        "inference": "#73d216",
+        "leased": "#f57900",
+        "idle": "#d3d7cf",
+        "unavailable": "#2e3436",
+    }
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for ax, (title, res) in zip(axes, runs.items()):
         data = per_site(inst, res)

@@ -26,10 +26,12 @@ import time
 from bench.common import ROOT, machine, write
 
 SCENARIOS = {
-    "colossus": {"offer": "frontier-lab-campus", "block": "colossus-1",
-                 "flagship": "flagship-pretrain"},
-    "frontier": {"offer": "campus-tenant-0", "block": "campus-b",
-                 "flagship": "flagship-405b-0"},
+    "colossus": {
+        "offer": "frontier-lab-campus",
+        "block": "colossus-1",
+        "flagship": "flagship-pretrain",
+    },
+    "frontier": {"offer": "campus-tenant-0", "block": "campus-b", "flagship": "flagship-405b-0"},
 }
 OFFER = "frontier-lab-campus"
 BLOCK = "colossus-1"
@@ -96,8 +98,7 @@ def point(base: dict, limit: float, **kw) -> dict:
     price = kw.get("price") or next(
         o["price_per_gpu_hour"] for o in base["leases"]["offers"] if o["name"] == OFFER
     )
-    row = {**kw, "price_used": price, "leased": leased, "declined": declined,
-           "free_choice": free}
+    row = {**kw, "price_used": price, "leased": leased, "declined": declined, "free_choice": free}
     if leased["objective"] is not None and declined["objective"] is not None:
         worth = leased["objective"] - declined["objective"]
         row["lease_worth"] = worth
@@ -120,30 +121,32 @@ def main(argv=None) -> None:
         cfg = SCENARIOS[scen]
         OFFER, BLOCK, FLAGSHIP = cfg["offer"], cfg["block"], cfg["flagship"]
         base = load_base(scen)
-        p0 = next(o["price_per_gpu_hour"] for o in base["leases"]["offers"]
-                  if o["name"] == OFFER)
+        p0 = next(o["price_per_gpu_hour"] for o in base["leases"]["offers"] if o["name"] == OFFER)
         sweeps = {
             "wan_lat": [0.25, 1, 4, 16, 64] if not args.quick else [1, 16],
             "wan_bw": [0.25, 0.5, 1, 2, 4] if not args.quick else [1],
             "cse": [1, 10, 100, 1000] if not args.quick else [100],
             "price": [round(p0 * f, 3) for f in (0.8, 0.9, 1.0, 1.1, 1.2)]
-            if not args.quick else [p0],
+            if not args.quick
+            else [p0],
         }
-        res = {"offer": OFFER, "block": BLOCK, "flagship": FLAGSHIP, "price": p0,
-               "sweeps": {}}
+        res = {"offer": OFFER, "block": BLOCK, "flagship": FLAGSHIP, "price": p0, "sweeps": {}}
         for name, values in sweeps.items():
             rows = []
             for v in values:
                 r = point(base, args.time_limit, **{name: v})
                 rows.append(r)
                 be = r.get("break_even_price")
-                print(f"{scen} {name}={v}: lease worth {r.get('lease_worth', float('nan')):,.0f}"
-                      f" vu [{r.get('worth_low', float('nan')):,.0f}, "
-                      f"{r.get('worth_high', float('nan')):,.0f}], break-even price "
-                      f"{'-' if be is None else f'{be:.3f}'} vu/GPU-h; solver leases: "
-                      f"{r['free_choice'].get('accepted')}; flagship units leased/declined "
-                      f"{r['leased'].get('flagship_units')}/"
-                      f"{r['declined'].get('flagship_units')}", flush=True)
+                print(
+                    f"{scen} {name}={v}: lease worth {r.get('lease_worth', float('nan')):,.0f}"
+                    f" vu [{r.get('worth_low', float('nan')):,.0f}, "
+                    f"{r.get('worth_high', float('nan')):,.0f}], break-even price "
+                    f"{'-' if be is None else f'{be:.3f}'} vu/GPU-h; solver leases: "
+                    f"{r['free_choice'].get('accepted')}; flagship units leased/declined "
+                    f"{r['leased'].get('flagship_units')}/"
+                    f"{r['declined'].get('flagship_units')}",
+                    flush=True,
+                )
             res["sweeps"][name] = rows
         out["scenarios"][scen] = res
     write("study_colossus" + ("-quick" if args.quick else ""), out)
@@ -160,8 +163,12 @@ def plot(out: dict) -> None:
         return
     img = ROOT / "docs" / "img"
     img.mkdir(parents=True, exist_ok=True)
-    labels = {"wan_lat": "WAN latency x", "wan_bw": "WAN bandwidth x",
-              "cse": "flagship cross_site_every", "price": "offered price vu/GPU-h"}
+    labels = {
+        "wan_lat": "WAN latency x",
+        "wan_bw": "WAN bandwidth x",
+        "cse": "flagship cross_site_every",
+        "price": "offered price vu/GPU-h",
+    }
     for scen, res in out["scenarios"].items():
         sw = {k: v for k, v in res["sweeps"].items() if len(v) > 1}
         if not sw:
