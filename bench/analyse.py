@@ -257,12 +257,13 @@ def plots(suite, rows, comp) -> None:
     sc = [r for r in rows if r["name"].startswith("scale-") and r.get("seconds")]
     if sc:
         fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
-        for s in sorted({r["solver"] for r in sc}):
+        for i, s in enumerate(sorted({r["solver"] for r in sc})):
             pts = sorted(
                 (r["gpus"], r["seconds"], r.get("peak_rss_MiB", 0)) for r in sc if r["solver"] == s
             )
-            ax[0].loglog([p[0] for p in pts], [p[1] for p in pts], "o-", label=s)
-            ax[1].loglog([p[0] for p in pts], [p[2] for p in pts], "o-", label=s)
+            style = dict(color=plt.cm.tab20(i), marker="os^D"[i % 4], label=s)
+            ax[0].loglog([p[0] for p in pts], [p[1] for p in pts], "-", **style)
+            ax[1].loglog([p[0] for p in pts], [p[2] for p in pts], "-", **style)
         ax[0].set_xlabel("GPUs (jobs grow with them)")
         ax[0].set_ylabel("solve seconds")
         ax[1].set_xlabel("GPUs")
