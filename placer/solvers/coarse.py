@@ -448,6 +448,32 @@ def _training_option(
     return op
 
 
+def _add_node_rows(lm: LinModel, ix, free: np.ndarray, big_tp: list) -> None:
+    """Whole-node capacity: a TP group of tau > gpus_per_node / 2 GPUs that must stay in one
+    node needs a node of its own with >= tau free GPUs (two cannot share a node). So, per site,
+    type and threshold tau, the TP groups of such jobs with tp >= tau are at most the nodes
+    with >= tau free GPUs: fragments left by pinned jobs and unavailable GPUs count for
+    nothing (plain GPU counts would promise them)."""
+    if not big_tp:
+        return
+    node_free = np.bincount(ix.gpu_node[free], minlength=len(ix.node_gpus))
+    node_site = ix.dom[0][ix.first_gpu[-1][:-1]]
+    by_st: dict[tuple[int, int], list] = {}
+    for s, t, tp, v, k in big_tp:
+        by_st.setdefault((s, t), []).append((tp, v, k))
+    for (s, t), items in by_st.items():
+        nodes = (node_site == s) & (ix.node_type == t)
+        gpn = int(ix.node_gpus[nodes].max(initial=0))
+        for tau in sorted({tp for tp, _, _ in items}):
+            if 2 * tau <= gpn:
+                continue
+            row: dict[int, float] = {}
+            for tp, v, k in items:
+                if tp >= tau:
+                    row[v] = row.get(v, 0.0) + k
+            lm.add(row, "<=", float((nodes & (node_free >= tau)).sum()), f"nodes[{s},{t},{tau}]")
+
+
 def build(inst: Instance) -> Coarse:
     ix = inst.index
     # tangent lines bound the interruption losses tightly; thousands of jobs get fewer so
@@ -467,6 +493,8 @@ def build(inst: Instance) -> Coarse:
     gpu_power = np.nan_to_num(ix.type_power_kW, nan=0.0)
     power_rows: dict[int, dict[int, float]] = {s: {} for s in range(S)}
     spread_rows: list[tuple[int, int, int, int, int]] = []
+    # (site, type, tp, var, TP groups per unit of var) of jobs whose TP groups stay in a node
+    big_tp: list[tuple[int, int, int, int, float]] = []
     bw_max = ix.link_bw_GBps.copy()
     for j, job in enumerate(inst.jobs):
         hours = job_hours(inst, job)
@@ -601,11 +629,19 @@ def build(inst: Instance) -> Coarse:
         lm.add({op.b: 1.0 for op in job_opts}, "<=", 1, f"one option {job.name}")
         if job.current and not job.preemptible:
             lm.add({op.b: 1.0 for op in job_opts}, ">=", 1, f"placed {job.name}")
+        node_tp = job.effective_scope()["tp"] == ix.levels[-1] and job.tp > 1
         for op in job_opts:
             per = job.unit_size * op.step
             for s, v in op.n.items():
                 use.setdefault((s, op.type), {})[v] = float(per)
                 power_rows[s][v] = power_rows[s].get(v, 0.0) + per * gpu_power[op.type]
+                if node_tp:
+                    big_tp.append((s, op.type, job.tp, v, float(job.pp * op.step)))
+            if node_tp and op.kind == "stay":
+                for s in op.sites:
+                    g = ix.cached_indices(job.current)
+                    groups_in_s = int((ix.dom[0][g[:: job.tp]] == s).sum())
+                    big_tp.append((s, op.type, job.tp, op.b, float(groups_in_s)))
         options.extend(job_opts)
     # leases
     groups, per_offer = block_groups(inst, free)
@@ -668,6 +704,7 @@ def build(inst: Instance) -> Coarse:
             lm.add(ys, "<=", len(groups[g]["members"]))
     for (s, t), row in use.items():
         lm.add(row, "<=", float(bounds.avail[s, t]), f"cap[{s},{t}]")
+    _add_node_rows(lm, ix, free, big_tp)
     pinned_power = np.zeros(S)
     for j in pinned:
         g = ix.cached_indices(inst.jobs[j].current)
