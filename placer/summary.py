@@ -20,11 +20,7 @@ def instance_summary(inst: Instance) -> dict[str, Any]:
             types[ix.type_names[t]] = int((ix.gpu_type[a:b] == t).sum())
         domains = {}
         for lvl in range(1, L):
-            domains[ix.levels[lvl]] = (
-                int((ix.parent[lvl] >= 0).sum())
-                if lvl == 0
-                else int(len(np.unique(ix.dom[lvl][a:b])))
-            )
+            domains[ix.levels[lvl]] = int(len(np.unique(ix.dom[lvl][a:b])))
         sites.append(
             {
                 "name": site.name,

@@ -355,8 +355,7 @@ def test_lp_rounding_for_huge_models_gives_checked_placements_and_valid_bounds(c
     import placer
 
     name, inst, opt = case
-    res = placer.solve(inst, solver=backend, time_limit=30, exact_small=False,
-                       lp_rounding="always")
+    res = placer.solve(inst, solver=backend, time_limit=30, exact_small=False, lp_rounding="always")
     assert res.status in ("optimal", "feasible")
     assert placer.check(inst, res.placement) == []
     assert res.bound is not None and res.bound >= opt - 1e-6 * max(1, abs(opt))

@@ -207,8 +207,8 @@ class Scorer:
         ana = analyse_job(self.index, job, as_batch(cand, job))
         own = self.ana[j].links[0] if self.ana[j] is not None else 0
         others = self.users - own
-        # per candidate, sharers on its links = others + 1: compute with the worst case
-        # per link being others + 1 (exact for links the candidate uses)
+        # a link the candidate uses has the other jobs' users plus this one (exact for the
+        # links it uses; the others do not enter its time)
         bw = self.index.link_bw_GBps / (others + 1)
         s = evaluate_job(self.inst, self.index, job, cand, ana, bw)
         return s.value - s.migration

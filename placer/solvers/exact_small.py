@@ -192,14 +192,14 @@ def build_columns(
 
 
 def _blocks(inst: Instance, free: np.ndarray, pinned_mask: np.ndarray):
+    from placer.validate import _offer_block_problem
+
     ix = inst.index
     out = []  # (offer, level, domain, site, gpus, nodes)
     for o, offer in enumerate(inst.offers):
         lvl = ix.level_index(inst.offer_level(offer))
         for d in range(ix.n_domains(lvl)):
             path = ix.domain_path(lvl, d)
-            from placer.validate import _offer_block_problem
-
             why, _ = _offer_block_problem(inst, ix, offer, path)
             if why:
                 continue
