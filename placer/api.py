@@ -1,5 +1,9 @@
 """The library entry points: load, score, check and solve.
 
+Every entry point checks its arguments first and names the wrong one
+(:class:`~placer.errors.ArgumentTypeError`, :class:`~placer.errors.UsageError`), so misuse
+never surfaces as an AttributeError from deep inside.
+
 Imports the model, io, kernel, checker and the solver registry; never the CLI.
 """
 
@@ -9,11 +13,66 @@ from pathlib import Path
 from typing import Any
 
 from placer.check import Violation, check_compiled
-from placer.errors import PlacementError
+from placer.errors import ArgumentTypeError, PlacementError
 from placer.io import parse_text, placement_from_data, read_text
 from placer.kernel.compiled import compile_placement
 from placer.kernel.score import Score, score_compiled
 from placer.model import Instance, Placement
+from placer.solvers import get_solver, solver_class
+from placer.solvers.base import Result, validate_call
+from placer.validate import instance_from_dict
+from placer.validate import load_instance as _load_instance
+
+__all__ = ["check", "load_instance", "load_placement", "score", "solve"]
+
+
+def load_instance(path: str | Path | dict) -> Instance:
+    """Read, validate and expand an instance file (YAML or JSON), or an already-parsed dict.
+
+    Returns the :class:`Instance` (warnings in ``instance.warnings``). Raises
+    :class:`~placer.errors.InstanceError` naming every problem's place.
+
+    Examples
+    --------
+    >>> inst = load_instance("instances/tiny.yaml")  # doctest: +SKIP
+    >>> inst.index.n_gpus  # doctest: +SKIP
+    48
+    """
+    if isinstance(path, dict):
+        return instance_from_dict(path)
+    if not isinstance(path, str | Path) or isinstance(path, bool):
+        raise ArgumentTypeError(f"path: expected a file path or a dict, got {type(path).__name__}")
+    return _load_instance(path)
+
+
+def _instance_arg(instance: Any) -> Instance:
+    if isinstance(instance, Instance):
+        return instance
+    hint = (
+        "; load it first with placer.load_instance(path)"
+        if isinstance(instance, str | Path)
+        else ""
+    )
+    raise ArgumentTypeError(
+        f"instance: expected a placer.Instance, got {type(instance).__name__}{hint}"
+    )
+
+
+def _placement_arg(placement: Any) -> Placement:
+    """A Placement, or a SPEC 2 dict (validated: located PlacementError)."""
+    if isinstance(placement, Placement):
+        return placement
+    if isinstance(placement, dict):
+        return placement_from_data(placement)
+    hint = (
+        "; load it first with placer.load_placement(path, instance)"
+        if isinstance(placement, str | Path)
+        else ""
+    )
+    raise ArgumentTypeError(
+        f"placement: expected a placer.Placement or a SPEC 2 dict, "
+        f"got {type(placement).__name__}{hint}"
+    )
 
 
 def load_placement(path: str | Path, instance: Instance | None = None) -> Placement:
@@ -42,6 +101,7 @@ def score(instance: Instance, placement: Placement) -> Score:
     >>> round(s.objective, 3)  # doctest: +SKIP
     299.299
     """
+    instance, placement = _instance_arg(instance), _placement_arg(placement)
     cp = compile_placement(instance, placement)
     if cp.problems:
         raise PlacementError([(p.loc, p.what) for p in cp.problems])
@@ -50,6 +110,7 @@ def score(instance: Instance, placement: Placement) -> Score:
 
 def check(instance: Instance, placement: Placement) -> list[Violation]:
     """Every violation of SPEC 3 as data (empty list = feasible)."""
+    instance, placement = _instance_arg(instance), _placement_arg(placement)
     return check_compiled(instance, compile_placement(instance, placement))
 
 
@@ -60,14 +121,29 @@ def solve(
     seed: int = 0,
     threads: int = 1,
     **options: Any,
-):
+) -> Result:
     """Place jobs and leases to maximise the kernel's score (SPEC 2.2 contract).
 
-    Returns a :class:`placer.solvers.base.Result` with ``status``, ``placement``,
-    ``objective``, ``bound``, ``gap``, ``seconds`` and ``score``.
-    """
-    from placer.solvers import get_solver
+    Parameters
+    ----------
+    instance : a loaded :class:`Instance` (``placer.load_instance``).
+    solver : a backend name (``placer solvers``); ``auto`` = ``cpsat``.
+    time_limit : seconds, finite and > 0, or None for no limit.
+    seed, threads : same seed + one thread (+ no wall-clock limit) = the same output.
+    **options : the backend's options (``placer.solvers.solver_class(name).Options``),
+        e.g. ``exact_small=False``, ``work_limit=5`` (cpsat), ``mip_solver="cbc"`` (mip);
+        an unknown or invalid option raises :class:`~placer.errors.UsageError`.
 
+    Returns a :class:`Result` with ``status`` (:class:`Status`), ``placement``, ``objective``,
+    ``bound``, ``gap``, ``seconds``, ``score`` and, without a placement, ``reason``.
+    """
+    instance = _instance_arg(instance)
+    if not isinstance(solver, str):
+        raise ArgumentTypeError(f"solver: expected a backend name, got {type(solver).__name__}")
+    cls = solver_class("cpsat" if solver == "auto" else solver)
+    time_limit, seed, threads, options = validate_call(
+        cls, instance, time_limit, seed, threads, options
+    )
     return get_solver(solver).solve(
         instance, time_limit=time_limit, seed=seed, threads=threads, **options
     )

@@ -30,12 +30,20 @@ out = Console(highlight=False, width=_WIDTH)
 err = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
+MAX_ERRORS = 20  # located errors printed; the rest are counted (the library keeps them all)
+
+
 def _fail(e: PlacerError) -> None:
+    """One red line per problem (the first MAX_ERRORS, then a count) and exit 2."""
     problems = getattr(e, "problems", None) or [("", str(e))]
-    for loc, msg in problems:
+    for loc, msg in problems[:MAX_ERRORS]:
         err.print(
-            f"[red]error:[/red] {loc + ': ' if loc else ''}{msg}", markup=True, soft_wrap=True
+            f"[red]error:[/red] {loc + ': ' if loc else ''}{msg}",
+            markup=True,
+            soft_wrap=True,
         )
+    if len(problems) > MAX_ERRORS:
+        err.print(f"[red]error:[/red] ... and {len(problems) - MAX_ERRORS:,} more", markup=True)
     raise typer.Exit(2)
 
 
@@ -345,10 +353,14 @@ def solve(
         write_json_atomic(out_file, doc)
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
-    elif not quiet:
+    elif not quiet and res.status.has_placement:
         render_solution(inst, res)
-    if res.status in ("infeasible", "no_solution"):
-        err.print(f"[red]{res.status}[/red]: {res.reason}")
+    if not res.status.has_placement:
+        bound = "" if res.bound is None else f" (bound {res.bound:,.0f})"
+        err.print(
+            f"[red]{res.status}[/red] by {res.solver} in {res.seconds:.2f} s{bound}: {res.reason}",
+            soft_wrap=True,
+        )
         raise typer.Exit(1)
 
 

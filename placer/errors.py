@@ -38,3 +38,12 @@ class PlacementError(LocatedError):
 
 class SolverError(PlacerError):
     """A solver failed in a way that is a bug or a misuse (unknown backend, invalid output)."""
+
+
+class UsageError(PlacerError, ValueError):
+    """A library call or CLI argument that is wrong; the message names the argument
+    (``time_limit: must be a finite number > 0 or None, got nan``)."""
+
+
+class ArgumentTypeError(UsageError, TypeError):
+    """An argument of the wrong type (``instance: expected a placer.Instance, got str``)."""

@@ -29,7 +29,6 @@ import numpy as np
 import pytest
 
 import placer
-from placer.errors import SolverError
 from placer.solvers import get_solver
 from placer.validate import instance_from_dict
 
@@ -298,7 +297,7 @@ def test_registry_names_build_the_baselines(solver):
 
 def test_an_unknown_policy_is_refused():
     inst = placer.load_instance(ROOT / "instances" / "tiny.yaml")
-    with pytest.raises(SolverError, match="policy"):
+    with pytest.raises(placer.UsageError, match="policy"):
         placer.solve(inst, solver="firstfit", policy="random")
 
 

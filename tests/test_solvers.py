@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+import builders
 import pytest
 from typer.testing import CliRunner
 
@@ -35,49 +36,7 @@ def test_an_unknown_solver_name_lists_the_valid_ones():
 
 def _power_clash():
     """Two running, non-preemptible jobs that each fit alone but not together (power)."""
-    return instance_from_dict(
-        {
-            "name": "clash",
-            "horizon_hours": 10,
-            "gpu_types": {"H100": {"power_kW": 1.0}},
-            "topology": {
-                "levels": ["site", "node"],
-                "fabric": {
-                    "node": {"latency_us": 2, "bandwidth_GBps": 400},
-                    "site": {"latency_us": 10, "bandwidth_GBps": 25},
-                },
-                "sites": [
-                    {
-                        "name": "a",
-                        "gpu_type": "H100",
-                        "gpus_per_node": 2,
-                        "power_cap_kW": 3,
-                        "domains": [{"count": 2}],
-                    }
-                ],
-            },
-            "jobs": [
-                {
-                    "name": "x",
-                    "kind": "training",
-                    "dp": 2,
-                    "compute_ms": 100,
-                    "value": 1,
-                    "current": ["a/node0/gpu0", "a/node0/gpu1"],
-                    "preemptible": False,
-                },
-                {
-                    "name": "y",
-                    "kind": "training",
-                    "dp": 2,
-                    "compute_ms": 100,
-                    "value": 1,
-                    "current": ["a/node1/gpu0", "a/node1/gpu1"],
-                    "preemptible": False,
-                },
-            ],
-        }
-    )
+    return instance_from_dict(builders.power_clash())
 
 
 @pytest.mark.parametrize("backend", ["cpsat", "mip"])

@@ -5,13 +5,30 @@ Imports neither numpy nor any solver.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from placer.model.fields import NonNegInt, Number, Str
 
-Status = Literal["optimal", "feasible", "infeasible", "no_solution"]
+
+class Status(StrEnum):
+    """A solve's status (SPEC 2): one vocabulary for every backend, the CLI and the files.
+
+    ``optimal``: proven; ``feasible``: valid, not proven optimal; ``infeasible``: proven that no
+    feasible placement exists; ``no_solution``: a limit was hit before any placement was found.
+    A ``str`` enum: ``Status.OPTIMAL == "optimal"``.
+    """
+
+    OPTIMAL = "optimal"
+    FEASIBLE = "feasible"
+    INFEASIBLE = "infeasible"
+    NO_SOLUTION = "no_solution"
+
+    @property
+    def has_placement(self) -> bool:
+        return self in (Status.OPTIMAL, Status.FEASIBLE)
 
 
 class PlacedJob(BaseModel):

@@ -10,26 +10,112 @@ Imports numpy, the kernel and the checker; never a solver library.
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from placer.check import check_compiled
-from placer.errors import SolverError
+from placer.errors import ArgumentTypeError, SolverError, UsageError
 from placer.kernel.compiled import Compiled
 from placer.kernel.score import Score, score_compiled
-from placer.model import Instance, Placement
+from placer.model import Instance, Placement, Status
 
-OPTIMAL, FEASIBLE, INFEASIBLE, NO_SOLUTION = "optimal", "feasible", "infeasible", "no_solution"
+OPTIMAL, FEASIBLE, INFEASIBLE, NO_SOLUTION = (
+    Status.OPTIMAL,
+    Status.FEASIBLE,
+    Status.INFEASIBLE,
+    Status.NO_SOLUTION,
+)
+
+
+class Options(BaseModel):
+    """A backend's options (``placer.solve(inst, solver, **options)``, ``--option KEY=VALUE``).
+
+    Each backend declares its own subclass as ``Solver.Options``; unknown names are refused
+    (``extra="forbid"``), so a misspelt option is an error, never silently ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+class DecompositionOptions(Options):
+    """Options of the exact backends (`cpsat`, `mip`): the decomposition pipeline."""
+
+    exact_small: bool = Field(
+        True, description="Use the exhaustive column model when at most 64 GPUs are free."
+    )
+    lp_rounding: str = Field(
+        "auto",
+        pattern="^(auto|always|never)$",
+        description="Bound and plan from the coarse model's LP relaxation and rounding: "
+        "auto (past 20,000 coarse variables), always or never.",
+    )
+    progress: Callable[..., Any] | None = Field(
+        None, description="Called with stage=, incumbent=, bound=, elapsed= (the live view)."
+    )
+
+
+def validate_call(
+    cls: type[Solver],
+    inst: Any,
+    time_limit: Any,
+    seed: Any,
+    threads: Any,
+    options: dict[str, Any],
+) -> tuple[float | None, int, int, dict[str, Any]]:
+    """Check a solve's arguments; return (time_limit, seed, threads, options) normalised.
+
+    Raises :class:`~placer.errors.ArgumentTypeError` / :class:`~placer.errors.UsageError`
+    naming the argument: the library's misuse never surfaces as an AttributeError inside.
+    """
+    if not isinstance(inst, Instance):
+        hint = (
+            "; load it first with placer.load_instance(path)"
+            if isinstance(inst, str) or hasattr(inst, "__fspath__")
+            else ""
+        )
+        raise ArgumentTypeError(
+            f"instance: expected a placer.Instance, got {type(inst).__name__}{hint}"
+        )
+    if time_limit is not None:
+        if isinstance(time_limit, bool) or not isinstance(time_limit, Real):
+            raise ArgumentTypeError(
+                f"time_limit: expected seconds as a number or None, got {time_limit!r}"
+            )
+        if not math.isfinite(time_limit) or time_limit <= 0:
+            raise UsageError(
+                f"time_limit: must be a finite number of seconds > 0, or None for no limit; "
+                f"got {time_limit!r}"
+            )
+        time_limit = float(time_limit)
+    if isinstance(seed, bool) or not isinstance(seed, Integral):
+        raise ArgumentTypeError(f"seed: expected an integer, got {seed!r}")
+    if isinstance(threads, bool) or not isinstance(threads, Integral):
+        raise ArgumentTypeError(f"threads: expected an integer >= 1, got {threads!r}")
+    if threads < 1:
+        raise UsageError(f"threads: must be >= 1, got {threads}")
+    try:
+        opts = cls.Options.model_validate(options)
+    except ValidationError as e:
+        first = e.errors()[0]
+        name = ".".join(str(x) for x in first["loc"]) or "options"
+        valid = ", ".join(cls.Options.model_fields) or "none"
+        msg = first["msg"] if first["type"] != "extra_forbidden" else "unknown option"
+        raise UsageError(f"option {name}: {msg} (backend {cls.name!r} takes: {valid})") from None
+    return time_limit, int(seed), int(threads), opts.model_dump(exclude_unset=True)
 
 
 @dataclass
 class Result:
     """A solve's outcome (SPEC 2): status, placement, kernel score, bound, gap, time."""
 
-    status: str
+    status: Status
     solver: str
     placement: Placement
     objective: float | None
@@ -127,7 +213,7 @@ def finalize(
 def no_placement(
     inst: Instance,
     solver: str,
-    status: str,
+    status: Status,
     reason: str,
     started: float,
     bound: float | None = None,
@@ -157,6 +243,7 @@ class Solver:
     name: ClassVar[str] = ""
     exact: ClassVar[bool] = False  # proves bounds
     description: ClassVar[str] = ""
+    Options: ClassVar[type[Options]] = Options  # the backend's validated options
 
     @classmethod
     def available(cls) -> bool:

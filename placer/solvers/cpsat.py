@@ -12,6 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pydantic import Field
+
+from placer.model import Status
+from placer.solvers.base import DecompositionOptions
 from placer.solvers.decompose import CoarseSolution, DecompositionSolver
 from placer.solvers.linmodel import LinModel, int_row
 
@@ -68,12 +72,16 @@ def solve_cpsat(
         vals = [float(solver.value(x)) for x in xs]
         bound = solver.best_objective_bound / scale + lm.obj_const
         return CoarseSolution(
-            "optimal" if status == cp_model.OPTIMAL else "feasible", vals, bound, name
+            Status.OPTIMAL if status == cp_model.OPTIMAL else Status.FEASIBLE, vals, bound, name
         )
     if status == cp_model.INFEASIBLE:
-        return CoarseSolution("infeasible", None, None, name)
-    bound = solver.best_objective_bound / scale + lm.obj_const
-    return CoarseSolution("no_solution", None, bound if math.isfinite(bound) else None, name)
+        return CoarseSolution(Status.INFEASIBLE, None, None, name)
+    if status == cp_model.MODEL_INVALID:  # pragma: no cover - a bug in the model building
+        raise RuntimeError(f"CP-SAT: invalid model: {model.validate()}")
+    # UNKNOWN: stopped by a limit before any solution. CP-SAT then reports its bound as it
+    # stands, which is 0 (not a bound at all) when no search ran (a work limit of 0): claim
+    # no bound rather than a false one.
+    return CoarseSolution(Status.NO_SOLUTION, None, None, name)
 
 
 def solve_lp_glop(lm: LinModel, time_limit: float | None) -> CoarseSolution:
@@ -101,16 +109,29 @@ def solve_lp_glop(lm: LinModel, time_limit: float | None) -> CoarseSolution:
     status = solver.Solve()
     if status == pywraplp.Solver.OPTIMAL:
         vals = [x.solution_value() for x in xs]
-        return CoarseSolution("optimal", vals, obj.Value() + lm.obj_const, "glop:OPTIMAL")
+        return CoarseSolution(Status.OPTIMAL, vals, obj.Value() + lm.obj_const, "glop:OPTIMAL")
     if status == pywraplp.Solver.INFEASIBLE:
-        return CoarseSolution("infeasible", None, None, "glop:INFEASIBLE")
-    return CoarseSolution("no_solution", None, None, f"glop:{status}")
+        return CoarseSolution(Status.INFEASIBLE, None, None, "glop:INFEASIBLE")
+    return CoarseSolution(Status.NO_SOLUTION, None, None, f"glop:{status}")
+
+
+class CpSatOptions(DecompositionOptions):
+    """Options of the `cpsat` backend."""
+
+    work_limit: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="CP-SAT deterministic time limit per model solve (repeatable runs with "
+        "one thread); 0 = no search (the greedy and local search still run).",
+    )
 
 
 class CpSatSolver(DecompositionSolver):
     name = "cpsat"
     exact = True
     description = "decomposition: coarse CP-SAT model (proven bound) + packing + local search"
+    Options = CpSatOptions
 
     @classmethod
     def available(cls) -> bool:

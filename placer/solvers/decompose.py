@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from placer.model import Instance
+from placer.model import Instance, Status
 from placer.solvers import coarse as coarse_mod
 from placer.solvers.base import (
     INFEASIBLE,
     NO_SOLUTION,
+    DecompositionOptions,
     Result,
     Solver,
     finalize,
@@ -68,7 +69,7 @@ def round_plan(co: coarse_mod.Coarse, x: list[float]) -> list[float]:
 
 @dataclass
 class CoarseSolution:
-    status: str  # optimal | feasible | infeasible | no_solution
+    status: Status
     values: list[float] | None
     bound: float | None
     native: str
@@ -229,6 +230,8 @@ def local_search(st: State, deadline: float | None, passes: int = 2) -> int:
 class DecompositionSolver(Solver):
     """build coarse -> solve coarse (backend) -> primal -> local search -> finalize."""
 
+    Options = DecompositionOptions
+
     def solve_coarse(
         self, lm: LinModel, time_limit: float | None, seed: int, threads: int, **options: Any
     ) -> CoarseSolution:  # pragma: no cover - abstract
@@ -268,7 +271,7 @@ class DecompositionSolver(Solver):
 
         gpus, blocks, true, bound, proven = model.solve(run, deadline, base)
         stats = {"mode": "exact-small", "columns": len(cols)}
-        if proven == "infeasible":
+        if proven == Status.INFEASIBLE:
             return no_placement(
                 inst,
                 self.name,
@@ -335,9 +338,9 @@ class DecompositionSolver(Solver):
             lp = self.solve_relaxation(
                 co.model, max(left, 0.05) if left is not None else None, **options
             )
-            if lp.status == "optimal":
+            if lp.status == Status.OPTIMAL:
                 sol = CoarseSolution(
-                    "feasible", round_plan(co, lp.values), lp.bound, f"{lp.native} + rounding"
+                    Status.FEASIBLE, round_plan(co, lp.values), lp.bound, f"{lp.native} + rounding"
                 )
             else:
                 sol = lp
@@ -424,7 +427,11 @@ class DecompositionSolver(Solver):
             for j in range(len(inst.jobs))
             if len(st.job_gpus[j]) == 0
         }
-        bound = sol.bound if sol.status in ("optimal", "feasible", "no_solution") else None
+        bound = (
+            sol.bound
+            if sol.status in (Status.OPTIMAL, Status.FEASIBLE, Status.NO_SOLUTION)
+            else None
+        )
         res = finalize(
             inst, self.name, st.job_gpus, st.offer_blocks, reasons, bound, started, stats=stats
         )

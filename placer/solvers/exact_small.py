@@ -36,7 +36,7 @@ from placer.kernel.capacity import allowed_types
 from placer.kernel.cost import analyse_job, as_batch
 from placer.kernel.groups import job_group_sets, rank_array
 from placer.kernel.score import evaluate_job, score_compiled
-from placer.model import Instance
+from placer.model import Instance, Status
 from placer.model.instance import DIMS
 from placer.solvers.linmodel import LinModel
 
@@ -352,22 +352,22 @@ class SmallExact:
                 break
             sol = solve_lm(self.lm, left)
             if sol.values is None:
-                if sol.status == "infeasible":
-                    return None, None, None, None, "infeasible"
+                if sol.status == Status.INFEASIBLE:
+                    return None, None, None, None, Status.INFEASIBLE
                 break
             bound = sol.bound if bound is None else min(bound, sol.bound)
             chosen, job_gpus, blocks = self.realise(sol.values, base_gpus)
             true = score_compiled(self.inst, job_gpus, blocks).objective
             if best is None or true > best[2]:
                 best = (job_gpus, blocks, true)
-            if sol.status == "optimal" and true >= sol.bound - 1e-7 * max(1.0, abs(true)):
+            if sol.status == Status.OPTIMAL and true >= sol.bound - 1e-7 * max(1.0, abs(true)):
                 return best[0], best[1], best[2], max(best[2], bound), True
             linked = [c for c in chosen if self.cols[c].links]
             # the model's value of this choice without the current penalty
             loss = self.lm.value(sol.values) + sol.values[self.delta] - true
             if not linked or loss <= 1e-9 * max(1.0, abs(true)):
                 # no sharing to correct: the model is exact here
-                return best[0], best[1], best[2], bound, sol.status == "optimal"
+                return best[0], best[1], best[2], bound, sol.status == Status.OPTIMAL
             row = {self.delta: 1.0}
             for c in linked:
                 row[self.x[c]] = -loss

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
+from placer.model import Status
+from placer.solvers.base import DecompositionOptions
 from placer.solvers.decompose import CoarseSolution, DecompositionSolver
 from placer.solvers.linmodel import LinModel
 
@@ -89,17 +93,17 @@ def solve_mip(
     prob.solve(_solver(which, time_limit, threads, seed))
     st = prob.sol_status
     status = {
-        pulp.LpSolutionOptimal: "optimal",
-        pulp.LpSolutionIntegerFeasible: "feasible",
-        pulp.LpSolutionInfeasible: "infeasible",
-        pulp.LpSolutionUnbounded: "infeasible",
-        pulp.LpSolutionNoSolutionFound: "no_solution",
-    }.get(st, "no_solution")
+        pulp.LpSolutionOptimal: Status.OPTIMAL,
+        pulp.LpSolutionIntegerFeasible: Status.FEASIBLE,
+        pulp.LpSolutionInfeasible: Status.INFEASIBLE,
+        pulp.LpSolutionUnbounded: Status.INFEASIBLE,
+        pulp.LpSolutionNoSolutionFound: Status.NO_SOLUTION,
+    }.get(st, Status.NO_SOLUTION)
     if pulp.LpStatus.get(prob.status) == "Infeasible":
-        status = "infeasible"
+        status = Status.INFEASIBLE
     vals = None
     obj = None
-    if status in ("optimal", "feasible"):
+    if status in (Status.OPTIMAL, Status.FEASIBLE):
         vals = [float(x.value() or 0.0) for x in xs]
         obj = lm.value(vals)
     bound = None
@@ -112,10 +116,10 @@ def solve_mip(
                 bound = db
         except Exception:  # noqa: BLE001 - older highspy: fall back to the LP bound
             bound = None
-    if status == "optimal" and obj is not None:
+    if status == Status.OPTIMAL and obj is not None:
         proven = obj + GAP * max(1.0, abs(obj)) + 1e-6
         bound = proven if bound is None else min(bound, proven) if bound >= obj else proven
-    if bound is None and status != "infeasible":
+    if bound is None and status != Status.INFEASIBLE:
         left = None if time_limit is None else max(0.5, time_limit - (time.perf_counter() - t0))
         rp, _ = _problem(lm, relax=True)
         rp.solve(_solver(which, left, threads, seed))
@@ -133,16 +137,30 @@ def solve_lp(lm: LinModel, time_limit: float | None, which: str = "auto") -> Coa
     rp.solve(_solver(which, time_limit, 1, 0))
     if rp.sol_status == pulp.LpSolutionOptimal:
         vals = [float(x.value() or 0.0) for x in xs]
-        return CoarseSolution("optimal", vals, float(pulp.value(rp.objective)), f"{which}:LP")
+        return CoarseSolution(Status.OPTIMAL, vals, float(pulp.value(rp.objective)), f"{which}:LP")
     if pulp.LpStatus.get(rp.status) == "Infeasible":
-        return CoarseSolution("infeasible", None, None, f"{which}:LP infeasible")
-    return CoarseSolution("no_solution", None, None, f"{which}:LP {pulp.LpStatus.get(rp.status)}")
+        return CoarseSolution(Status.INFEASIBLE, None, None, f"{which}:LP infeasible")
+    return CoarseSolution(
+        Status.NO_SOLUTION, None, None, f"{which}:LP {pulp.LpStatus.get(rp.status)}"
+    )
+
+
+class MipOptions(DecompositionOptions):
+    """Options of the `mip` backend."""
+
+    mip_solver: str = Field(
+        "auto",
+        pattern="^(auto|highs|cbc)$",
+        description="The MIP solver behind PuLP: auto (HiGHS when highspy is installed, "
+        "else CBC), highs or cbc.",
+    )
 
 
 class MipSolver(DecompositionSolver):
     name = "mip"
     exact = True
     description = "decomposition: coarse MIP via PuLP (HiGHS if installed, else CBC)"
+    Options = MipOptions
 
     @classmethod
     def available(cls) -> bool:

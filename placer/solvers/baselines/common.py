@@ -49,10 +49,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from placer.kernel.capacity import allowed_types, fit_nowhere_reason, smallest_units
 from placer.model import Instance, Job
-from placer.solvers.base import NO_SOLUTION, Result, Solver, finalize, no_placement
+from placer.solvers.base import NO_SOLUTION, Options, Result, Solver, finalize, no_placement
 from placer.solvers.construct import State, offer_order, scope_ok
 
 POLICIES = ("both", "jobs-first", "leases-first")
@@ -339,6 +340,16 @@ class Run:
 
 
 # --------------------------------------------------------------------------- the frame
+class BaselineOptions(Options):
+    """Options of the peer baselines."""
+
+    policy: str = Field(
+        "both",
+        pattern="^(both|jobs-first|leases-first)$",
+        description="Operator lease policy: jobs-first, leases-first, or both (the better).",
+    )
+
+
 class Baseline(Solver):
     """A peer scheduler's placement rules inside the shared operator frame (module doc).
 
@@ -347,6 +358,7 @@ class Baseline(Solver):
 
     exact = False
     name = ""
+    Options = BaselineOptions
     description = ""
     linear_tries = 8
 

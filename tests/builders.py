@@ -1,0 +1,62 @@
+"""Instance dicts shared by the tests (one place, not copied across files).
+
+Each builder returns a fresh dict, so a test may change it freely.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+TWO_LEVEL_FABRIC = {
+    "node": {"latency_us": 2, "bandwidth_GBps": 400},
+    "site": {"latency_us": 10, "bandwidth_GBps": 25},
+}
+
+
+def one_site(
+    nodes: int = 2,
+    gpus_per_node: int = 2,
+    gpu_type: str = "H100",
+    jobs: list[dict[str, Any]] | None = None,
+    **site: Any,
+) -> dict[str, Any]:
+    """One site of `nodes` nodes (levels site/node), jobs as given."""
+    return {
+        "name": "one-site",
+        "horizon_hours": 10,
+        "gpu_types": {gpu_type: {"power_kW": 1.0}},
+        "topology": {
+            "levels": ["site", "node"],
+            "fabric": copy.deepcopy(TWO_LEVEL_FABRIC),
+            "sites": [
+                {
+                    "name": "a",
+                    "gpu_type": gpu_type,
+                    "gpus_per_node": gpus_per_node,
+                    "domains": [{"count": nodes}],
+                    **site,
+                }
+            ],
+        },
+        "jobs": copy.deepcopy(jobs) if jobs is not None else [],
+    }
+
+
+def training(name: str, dp: int, **kw: Any) -> dict[str, Any]:
+    """A training job of `dp` units (tp = pp = 1 unless given)."""
+    return {"name": name, "kind": "training", "dp": dp, "compute_ms": 100, "value": 1, **kw}
+
+
+def power_clash() -> dict[str, Any]:
+    """Two running, non-preemptible jobs that each fit alone but not together (power):
+    every solve is `infeasible` (exact backends) or `no_solution` (heuristics)."""
+    d = one_site(
+        power_cap_kW=3,
+        jobs=[
+            training("x", 2, current=["a/node0/gpu0", "a/node0/gpu1"], preemptible=False),
+            training("y", 2, current=["a/node1/gpu0", "a/node1/gpu1"], preemptible=False),
+        ],
+    )
+    d["name"] = "clash"
+    return d
