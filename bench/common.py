@@ -14,6 +14,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def load_reference():
+    """The slow, obviously correct reference of SPEC 3 and 4 (tests/reference.py), loaded
+    from its file (no sys.path edits): benchmarks compare against it side by side."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "placer_reference", ROOT / "tests" / "reference.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def machine() -> dict:
     import numpy as np
 

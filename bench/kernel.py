@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -23,7 +22,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from bench.common import ROOT, best_of, machine, write  # noqa: E402
+from bench.common import ROOT, best_of, load_reference, machine, write  # noqa: E402
 
 
 def full_placement(inst):
@@ -96,8 +95,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer candidates, no full reference")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "tests"))
-    import reference
+    reference = load_reference()
 
     import placer
     from placer.io import parse_text, read_text
