@@ -428,13 +428,21 @@ def running_job_problems(inst: Instance) -> list[tuple[str, str]]:
     free = index.available.copy()
     for j in pinned:
         free[index.cached_indices(j.current)] = False
+    # the power the pinned jobs leave in each site (they stay whatever else happens)
+    used = ~free & index.available
+    power_used = np.bincount(
+        index.gpu_site[used],
+        weights=np.nan_to_num(index.type_power_kW[index.gpu_type[used]]),
+        minlength=index.n_sites,
+    )
+    power_left = index.power_cap_kW - power_used
     counts = None
     for ji, job in enumerate(inst.jobs):
         if job.current and not job.preemptible and not job.pinned:
             if counts is None:
                 from placer.kernel.capacity import FreeCounts
 
-                counts = FreeCounts(index, free)
+                counts = FreeCounts(index, free, power_left)
             why = fit_nowhere_reason(inst, index, job, free, counts=counts)
             if why:
                 problems.append(

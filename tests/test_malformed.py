@@ -32,6 +32,7 @@ import yaml
 import placer
 from placer import load_instance
 from placer.errors import InstanceError, PlacerError
+from placer.validate import instance_from_dict
 
 # --------------------------------------------------------------------------------------------
 # The valid base instance: /work/shared/examples/case1.instance.yaml, as a Python dict.
@@ -1352,3 +1353,47 @@ def test_validate_of_a_non_finite_number_exits_2(run_cli, tmp_path: Path):
     result, output = run_cli("validate", str(path))
     assert result.exit_code == 2, output
     assert "jobs[0].tp" in output and "Traceback" not in output, output
+
+
+# ---------------------------------------------------------------- SPEC 6: fits nowhere alone
+
+
+def _around_pinned(power_cap=None, pin=None, run_kw=None):
+    import builders
+
+    site = {} if power_cap is None else {"power_cap_kW": power_cap}
+    return builders.one_site(
+        nodes=2,
+        gpus_per_node=4,
+        jobs=[
+            builders.training("pin", len(pin), current=pin, pinned=True, scope={"dp": "site"}),
+            builders.training("run", preemptible=False, **run_kw),
+        ],
+        **site,
+    )
+
+
+def test_a_running_job_that_the_power_left_by_a_pinned_job_cannot_hold_is_refused():
+    pin = [f"a/node0/gpu{k}" for k in range(4)]
+    run = {"dp": 4, "current": [f"a/node1/gpu{k}" for k in range(4)]}
+    with pytest.raises(InstanceError) as e:
+        instance_from_dict(_around_pinned(6, pin, run))
+    assert e.value.problems[0][0] == "jobs[1]"
+    assert "fits nowhere even alone" in e.value.problems[0][1]
+    instance_from_dict(_around_pinned(8, pin, run))  # 4 kW left: it fits
+
+
+def test_a_running_job_whose_dp_groups_need_whole_tp_groups_in_one_node_is_refused():
+    # dp scope node with tp=2: the DP groups' node holds both units' TP groups (4 GPUs);
+    # the pinned job leaves 3 free GPUs in each node
+    run = {
+        "dp": 2,
+        "tp": 2,
+        "scope": {"dp": "node"},
+        "current": ["a/node0/gpu1", "a/node0/gpu2", "a/node1/gpu1", "a/node1/gpu2"],
+    }
+    with pytest.raises(InstanceError) as e:
+        instance_from_dict(_around_pinned(None, ["a/node0/gpu0", "a/node1/gpu0"], run))
+    assert e.value.problems[0][0] == "jobs[1]"
+    assert "DP group needs 4" in e.value.problems[0][1]
+    instance_from_dict(_around_pinned(None, ["a/node0/gpu0", "a/node0/gpu3"], run))

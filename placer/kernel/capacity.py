@@ -69,19 +69,40 @@ class FreeCounts:
     """Free GPUs of each type per domain of each level, counted once and reused across
     jobs (the loader asks about every job; 5,000 jobs must not recount 1M GPUs each)."""
 
-    def __init__(self, index, free: np.ndarray) -> None:
+    def __init__(self, index, free: np.ndarray, power_left_kW: np.ndarray | None = None) -> None:
+        """`power_left_kW` (S,), optional: what each site's cap leaves (e.g. after pinned
+        jobs); counts are then capped per site by the GPUs of type t that power allows."""
         self.index = index
         self.free = free
+        self.power_left_kW = power_left_kW
         self._per: dict[tuple[int, int], np.ndarray] = {}
         self._comp: dict[int, np.ndarray] = {}
         self.comp = wan_components(index)
+
+    def site_limit(self, t: int) -> np.ndarray | None:
+        """Most GPUs of type t each site's power left allows (int64 (S,)), or None."""
+        if self.power_left_kW is None:
+            return None
+        kw = float(self.index.type_power_kW[t])
+        left = np.maximum(self.power_left_kW, 0.0)
+        lim = np.full(len(left), np.iinfo(np.int64).max, np.int64)
+        if np.isfinite(kw) and kw > 0:
+            capped = np.isfinite(left)
+            lim[capped] = np.floor(left[capped] / kw + 1e-9).astype(np.int64)
+        return lim
 
     def per_domain(self, t: int, level: int) -> np.ndarray:
         key = (t, level)
         v = self._per.get(key)
         if v is None:
             mask = self.free & (self.index.gpu_type == t)
-            v = self._per[key] = free_per_domain(self.index, level, mask)
+            v = free_per_domain(self.index, level, mask)
+            lim = self.site_limit(t)
+            if lim is not None and len(v):
+                ix = self.index
+                first = np.minimum(ix.first_gpu[level][:-1], ix.n_gpus - 1)
+                v = np.minimum(v, lim[ix.dom[0][first]])
+            self._per[key] = v
         return v
 
     def by_component(self, t: int) -> np.ndarray:
@@ -126,7 +147,20 @@ def fit_nowhere_reason(
     need_total = k * job.unit_size
     best_msg = ""
     unit_levels = [dimension_level(inst, index, job, d) for d in ("tp", "pp")]
-    checks = [(d, sizes[d], dimension_level(inst, index, job, d)) for d in DIMS]
+    checks = []
+    for d in DIMS:
+        lvl = dimension_level(inst, index, job, d)
+        n = sizes[d]
+        if d in ("dp", "ep") and lvl is not None and n > 1:
+            # a DP (EP) group has one member per unit; when the TP groups (PP chains) must
+            # lie inside narrower domains, the group's domain holds every member's whole TP
+            # group (PP chain) too: the TP groups link the DP groups of all t, so they share
+            # one domain
+            for dim2, width in (("tp", job.tp), ("pp", job.pp)):
+                l2 = unit_levels[0 if dim2 == "tp" else 1]
+                if width > 1 and l2 is not None and l2 >= lvl:
+                    n *= width
+        checks.append((d, n, lvl))
     if None not in unit_levels:
         # a whole unit spans its TP groups and PP chains: the wider of their levels
         checks.append(("unit", job.unit_size, min(unit_levels)))

@@ -34,6 +34,7 @@ from placer.kernel.capacity import allowed_types, dimension_level, smallest_unit
 from placer.kernel.cost import analyse_job, as_batch
 from placer.kernel.score import evaluate_job, job_hours
 from placer.model import Instance, Job
+from placer.solvers.construct import scope_ok
 from placer.solvers.linmodel import LinModel
 
 
@@ -448,12 +449,27 @@ def _training_option(
     return op
 
 
-def _add_node_rows(lm: LinModel, ix, free: np.ndarray, big_tp: list) -> None:
+def _add_node_rows(
+    lm: LinModel,
+    ix,
+    free: np.ndarray,
+    big_tp: list,
+    stays: list[tuple[int, np.ndarray]] = (),
+    lease_vars: dict[tuple[int, int], int] | None = None,
+    groups: list[dict] | None = None,
+) -> None:
     """Whole-node capacity: a TP group of tau > gpus_per_node / 2 GPUs that must stay in one
     node needs a node of its own with >= tau free GPUs (two cannot share a node). So, per site,
     type and threshold tau, the TP groups of such jobs with tp >= tau are at most the nodes
     with >= tau free GPUs: fragments left by pinned jobs and unavailable GPUs count for
-    nothing (plain GPU counts would promise them)."""
+    nothing (plain GPU counts would promise them). Two other users take such nodes and are
+    charged for the fewest they can take, so the row stays a valid bound:
+
+    - a running job that stays (option var b) holds its `current` GPUs: every node it leaves
+      with fewer than tau free GPUs (this also counts its own TP groups);
+    - a leased block holds whole domains: each block of a lease group takes at least the
+      fewest such nodes any member of the group has.
+    """
     if not big_tp:
         return
     node_free = np.bincount(ix.gpu_node[free], minlength=len(ix.node_gpus))
@@ -461,6 +477,7 @@ def _add_node_rows(lm: LinModel, ix, free: np.ndarray, big_tp: list) -> None:
     by_st: dict[tuple[int, int], list] = {}
     for s, t, tp, v, k in big_tp:
         by_st.setdefault((s, t), []).append((tp, v, k))
+    stay_counts = [(b, np.bincount(ix.gpu_node[g], minlength=len(ix.node_gpus))) for b, g in stays]
     for (s, t), items in by_st.items():
         nodes = (node_site == s) & (ix.node_type == t)
         gpn = int(ix.node_gpus[nodes].max(initial=0))
@@ -471,7 +488,22 @@ def _add_node_rows(lm: LinModel, ix, free: np.ndarray, big_tp: list) -> None:
             for tp, v, k in items:
                 if tp >= tau:
                     row[v] = row.get(v, 0.0) + k
-            lm.add(row, "<=", float((nodes & (node_free >= tau)).sum()), f"nodes[{s},{t},{tau}]")
+            usable = nodes & (node_free >= tau)
+            for b, cnt in stay_counts:
+                lost = int((usable & (node_free - cnt < tau)).sum())
+                if lost:
+                    row[b] = row.get(b, 0.0) + lost
+            for (_, gi), y in (lease_vars or {}).items():
+                grp = groups[gi]
+                if grp["site"] != s:
+                    continue
+                lvl = grp["level"]
+                dom_of_node = ix.dom[lvl][ix.first_gpu[-1][:-1]]
+                per_block = np.bincount(dom_of_node[usable], minlength=ix.n_domains(lvl))
+                least = int(per_block[grp["members"]].min()) if grp["members"] else 0
+                if least:
+                    row[y] = row.get(y, 0.0) + least
+            lm.add(row, "<=", float(usable.sum()), f"nodes[{s},{t},{tau}]")
 
 
 def build(inst: Instance) -> Coarse:
@@ -495,6 +527,7 @@ def build(inst: Instance) -> Coarse:
     spread_rows: list[tuple[int, int, int, int, int]] = []
     # (site, type, tp, var, TP groups per unit of var) of jobs whose TP groups stay in a node
     big_tp: list[tuple[int, int, int, int, float]] = []
+    stays: list[tuple[int, np.ndarray]] = []  # (stay option var, current GPUs)
     bw_max = ix.link_bw_GBps.copy()
     for j, job in enumerate(inst.jobs):
         hours = job_hours(inst, job)
@@ -597,8 +630,12 @@ def build(inst: Instance) -> Coarse:
                     )
                     if op is not None:
                         job_opts.append(op)
-        # running, not pinned: stay (exact current GPUs) and migration cost otherwise
-        if job.current:
+        # running, not pinned: stay (exact current GPUs) and migration cost otherwise. A
+        # `current` that breaks rules 1-5 (e.g. its spread) cannot stay: the job moves or
+        # stops, and pays its migration cost either way
+        if job.current and not scope_ok(inst, j, ix.cached_indices(job.current)):
+            constant -= job.migration_cost
+        elif job.current:
             g = ix.cached_indices(job.current)
             ana = analyse_job(ix, job, as_batch(g, job))
             exact = float(evaluate_job(inst, ix, job, g[None, :], ana, bw_max).value[0])
@@ -637,11 +674,9 @@ def build(inst: Instance) -> Coarse:
                 power_rows[s][v] = power_rows[s].get(v, 0.0) + per * gpu_power[op.type]
                 if node_tp:
                     big_tp.append((s, op.type, job.tp, v, float(job.pp * op.step)))
-            if node_tp and op.kind == "stay":
-                for s in op.sites:
-                    g = ix.cached_indices(job.current)
-                    groups_in_s = int((ix.dom[0][g[:: job.tp]] == s).sum())
-                    big_tp.append((s, op.type, job.tp, op.b, float(groups_in_s)))
+            if op.kind == "stay":
+                # its nodes are charged in the whole-node rows (its own TP groups included)
+                stays.append((op.b, ix.cached_indices(job.current)))
         options.extend(job_opts)
     # leases
     groups, per_offer = block_groups(inst, free)
@@ -702,9 +737,17 @@ def build(inst: Instance) -> Coarse:
     for g, ys in group_users.items():
         if len(ys) > 1:
             lm.add(ys, "<=", len(groups[g]["members"]))
+    # a running job that stays keeps its GPUs: the blocks holding them cannot be leased
+    # (one row per job: valid whichever other jobs stay)
+    for b, cur in stays:
+        for g, ys in group_users.items():
+            grp = groups[g]
+            held = sum(1 for d in grp["members"] if (ix.dom[grp["level"]][cur] == d).any())
+            if held:
+                lm.add({**ys, b: float(held)}, "<=", len(grp["members"]), f"stay-lease[{g}]")
     for (s, t), row in use.items():
         lm.add(row, "<=", float(bounds.avail[s, t]), f"cap[{s},{t}]")
-    _add_node_rows(lm, ix, free, big_tp)
+    _add_node_rows(lm, ix, free, big_tp, stays, lease_vars, groups)
     pinned_power = np.zeros(S)
     for j in pinned:
         g = ix.cached_indices(inst.jobs[j].current)

@@ -140,11 +140,23 @@ class State:
             if (cur >= 0).all() and (self.free[cur] | own[cur]).all():
                 out.append(cur)
         site_list = list(range(ix.n_sites)) if sites is None else sites
+        out.extend(self._packed(job, cap, site_list))
+        swapped = pp_inner_job(job)
+        if swapped is not None:
+            # PP chains narrower than TP groups (e.g. pp scope node, tp across nodes): pack
+            # the job with the roles of TP and PP exchanged, then restore the rank order
+            out.extend(from_pp_inner(job, g) for g in self._packed(swapped, cap, site_list))
+        # power: what the job would draw per site, beyond what it draws now
+        room = self.power_left + self._power(self.job_gpus[j]) + 1e-9
+        return [g for g in out if (self._power(g) <= room).all() and scope_ok(self.inst, j, g)]
+
+    def _packed(self, job: Job, cap: int, site_list: list[int]) -> list[np.ndarray]:
+        """Packed candidates per type and site (and over sites), TP innermost."""
+        inst, ix = self.inst, self.ix
+        out: list[np.ndarray] = []
         for t in allowed_types(inst, ix, job):
             if job.kind == "inference":
-                g = self._inference(job, t, cap, site_list)
-                if g is not None:
-                    out.append(g)
+                out.extend(self._inference(job, t, cap, site_list))
                 continue
             for B in self.packer.layouts(job):
                 per_site = {}
@@ -163,9 +175,7 @@ class State:
                         out.append(g)
         if job.kind == "training" and job.pp > 1:
             out.extend(v for v in (stage_major(job, g) for g in list(out)) if v is not None)
-        # power: what the job would draw per site, beyond what it draws now
-        room = self.power_left + self._power(self.job_gpus[j]) + 1e-9
-        return [g for g in out if (self._power(g) <= room).all() and scope_ok(self.inst, j, g)]
+        return out
 
     def _may_span_sites(self, job: Job) -> bool:
         from placer.kernel.capacity import dimension_level
@@ -208,7 +218,8 @@ class State:
             gs.append(g)
         return np.concatenate(gs)
 
-    def _inference(self, job: Job, t: int, cap: int, sites: list[int]) -> np.ndarray | None:
+    def _inference(self, job: Job, t: int, cap: int, sites: list[int]) -> list[np.ndarray]:
+        """Inference units over the sites (power-checked), one candidate per layout."""
         region = np.zeros(self.ix.n_gpus, bool)
         limit = 0
         for s in sites:
@@ -217,17 +228,20 @@ class State:
                 a, b = self.site_region(s)
                 region[a:b] = True
                 limit += pu
-        n = self._round(job, min(cap, self.packer.max_fit(job, t, region), limit))
-        while n > 0:
-            g = self.packer.place(job, t, n, region)
-            if g is None:
-                return None
-            over = self._power(g) > self.power_left + 1e-9
-            if not over.any():
-                return g
-            # drop units in over-cap sites and retry with fewer
-            n = self._round(job, n - max(1, n // 8))
-        return None
+        out = []
+        for B in self.packer.layouts(job):
+            n = self._round(job, min(cap, self.packer.max_fit(job, t, region, B), limit))
+            while n > 0:
+                g = self.packer.place(job, t, n, region, B)
+                if g is None:
+                    break
+                over = self._power(g) > self.power_left + 1e-9
+                if not over.any():
+                    out.append(g)
+                    break
+                # drop units in over-cap sites and retry with fewer
+                n = self._round(job, n - max(1, n // 8))
+        return out
 
     def best_candidate(self, j: int, cands: list[np.ndarray]) -> tuple[np.ndarray | None, float]:
         """The candidate with the largest exact objective change (kernel delta)."""
@@ -263,24 +277,82 @@ class State:
         ]
 
     def reason(self, j: int) -> str:
-        """Why job j has no units in this state (a sentence a person can act on)."""
+        """Why job j has no units in this state: a true sentence a person can act on.
+
+        Derived from facts of the state, in this order: (1) it fits nowhere even alone (around
+        pinned jobs and unavailable GPUs, within power); (2) it fits alone, but not in what
+        is free now: what it needs, what is free, and who holds the rest; (3) its smallest
+        size fits in the free GPUs, and adding it would lower the objective; (4) the free
+        GPUs have the room but no placement of it meets its scopes.
+        """
         from placer.kernel.capacity import FreeCounts
 
-        job = self.inst.jobs[j]
+        inst, ix = self.inst, self.ix
+        job = inst.jobs[j]
+        if getattr(self, "_alone_counts", None) is None:
+            pinned = np.zeros(ix.n_gpus, bool)
+            for jj, jb in enumerate(inst.jobs):
+                if jb.pinned and jb.current:
+                    pinned[self.job_gpus[jj]] = True
+            alone_free = ix.available & ~pinned
+            used = ix.available & pinned
+            power_left = ix.power_cap_kW - np.bincount(
+                ix.dom[0][used], weights=self.gpu_power[used], minlength=ix.n_sites
+            )
+            self._alone = (alone_free, power_left)
+            self._alone_counts = FreeCounts(ix, alone_free, power_left)
+        alone = fit_nowhere_reason(inst, ix, job, self._alone[0], counts=self._alone_counts)
+        if alone:
+            return alone
         # one count of the free GPUs serves every job asked about in the same state
         key = (int(self.free.sum()), float(self.objective))
         if getattr(self, "_counts_key", None) != key:
-            self._counts = FreeCounts(self.ix, self.free.copy())
+            self._counts = FreeCounts(ix, self.free.copy(), self.power_left.copy())
             self._counts_key = key
-        why = fit_nowhere_reason(self.inst, self.ix, job, self.free, counts=self._counts)
-        if why:
-            return why
+        now = fit_nowhere_reason(inst, ix, job, self.free, counts=self._counts)
         k = smallest_units(job)
         units = f"{k} unit" if k == 1 else f"{k} units"
+        if now:
+            return f"{now} now; {self._holders(job)}"
+        self._reason_searches = getattr(self, "_reason_searches", 0) + 1
+        if self._reason_searches > 64:  # thousands of jobs left out: no search for each
+            return (
+                f"the free GPUs could hold its {k * job.unit_size:,} GPUs ({units}) by count, "
+                "but the solve placed none: they are fragmented across its scope's domains, "
+                "or placing it would not raise the objective"
+            )
+        cands = self.candidates(j, max_units=k)
+        if cands:
+            _, val = self.best_candidate(j, cands)
+            return (
+                f"{k * job.unit_size:,} GPUs ({units}) fit in the free GPUs, but placing them "
+                f"changes the objective by {val:+,.1f} vu (WAN sharing, power or migration "
+                f"costs outweigh its value)"
+            )
         return (
-            f"{k * job.unit_size:,} GPUs ({units}) would fit, but the capacity and power "
-            "went to jobs and leases worth more per GPU-hour"
+            f"the free GPUs hold no placement of {units} ({k * job.unit_size:,} GPUs) that "
+            f"meets its scopes; {self._holders(job)}"
         )
+
+    def _holders(self, job: Job) -> str:
+        """Who holds the GPUs of the job's allowed types: the largest holders, by GPUs."""
+        ix = self.ix
+        ok = np.isin(ix.gpu_type, allowed_types(self.inst, ix, job))
+        held = []
+        for jj, g in enumerate(self.job_gpus):
+            n = int(ok[g].sum()) if len(g) else 0
+            if n:
+                held.append((n, f"job {self.inst.jobs[jj].name!r}"))
+        for o, blocks in enumerate(self.offer_blocks):
+            n = sum(int(ok[self.block_gpus(b)].sum()) for b in blocks)
+            if n:
+                held.append((n, f"lease {self.inst.offers[o].name!r}"))
+        if not held:
+            return "no job or lease holds any of them"
+        held.sort(key=lambda x: (-x[0], x[1]))
+        top = ", ".join(f"{name} ({n:,})" for n, name in held[:3])
+        more = f" and {len(held) - 3} more" if len(held) > 3 else ""
+        return f"those of its types are held by {top}{more}"
 
     # ------------------------------------------------------------------ leases
     def eligible_blocks(self, o: int) -> list[tuple[int, int, int, int]]:
@@ -351,6 +423,35 @@ class State:
         for bl in chosen:
             self.add_block(o, bl)
         return True
+
+
+def pp_inner_job(job: Job) -> Job | None:
+    """The job with the roles of TP and PP exchanged (sizes, scopes, latency bounds), for
+    packing PP chains innermost; None when that layout is the same as TP innermost."""
+    if job.tp <= 1 or job.pp <= 1:
+        return None
+    eff = job.effective_scope()
+
+    def scope_of(d: str) -> str | None:
+        explicit = getattr(job.scope, d)
+        if explicit is None and getattr(job.max_latency_us, d) is None:
+            return eff[d]  # the default, written out (the defaults of tp and pp differ)
+        return explicit
+
+    scope = job.scope.model_copy(update={"tp": scope_of("pp"), "pp": scope_of("tp")})
+    lat = job.max_latency_us.model_copy(
+        update={"tp": job.max_latency_us.pp, "pp": job.max_latency_us.tp}
+    )
+    return job.model_copy(
+        update={"tp": job.pp, "pp": job.tp, "scope": scope, "max_latency_us": lat}
+    )
+
+
+def from_pp_inner(job: Job, g: np.ndarray) -> np.ndarray:
+    """Rank order of `job` from GPUs packed for :func:`pp_inner_job`: there rank
+    u*tp*pp + t*pp + p holds (t, p, u), here u*tp*pp + p*tp + t."""
+    n = len(g) // job.unit_size
+    return np.ascontiguousarray(g.reshape(n, job.tp, job.pp).transpose(0, 2, 1)).reshape(-1)
 
 
 def stage_major(job: Job, g: np.ndarray) -> np.ndarray | None:

@@ -86,6 +86,13 @@ def primal_from_coarse(
     packed keep 0 units (the state stays a valid placement)."""
     st = State(inst)
     ix = inst.index
+    chosen = [op for op in co.options if vals[op.b] > 0.5]
+    # the GPUs of running jobs that the plan keeps where they are: blocks that hold them are
+    # leased last (a group's blocks are interchangeable for the plan, not for these jobs)
+    kept = np.zeros(ix.n_gpus, bool)
+    for op in chosen:
+        if op.kind == "stay":
+            kept[ix.cached_indices(inst.jobs[op.job].current)] = True
     # leases: chosen counts of whole free blocks per group
     for o in offer_order(inst):
         if vals[co.offer_vars[o]] < 0.5:
@@ -101,7 +108,11 @@ def primal_from_coarse(
             have = sum(
                 1 for lv, d in st.offer_blocks[o] if lv == grp["level"] and d in set(grp["members"])
             )
-            for d in grp["members"]:
+            members = sorted(
+                grp["members"],
+                key=lambda d: bool(kept[slice(*ix.gpu_range(grp["level"], d))].any()),
+            )
+            for d in members:
                 if have >= want:
                     break
                 if (grp["level"], d) in st.offer_blocks[o]:
@@ -121,7 +132,6 @@ def primal_from_coarse(
         n = sum(len(st.block_gpus(b)) for b in st.offer_blocks[o])
         if n < offer.min_gpus and not offer.committed_blocks:
             st.clear_offer(o)
-    chosen = [op for op in co.options if vals[op.b] > 0.5]
 
     def size(op):
         return sum(vals[v] for v in op.n.values()) * op.step * inst.jobs[op.job].unit_size

@@ -31,9 +31,12 @@ from placer.kernel.capacity import dimension_level
 from placer.model import Instance, Job
 
 
-def layout(B) -> tuple[int, bool]:
-    """(block size, wide chains) from a layout given as B or (B, wide)."""
-    return B if isinstance(B, tuple) else (int(B), False)
+def layout(B) -> tuple[int, bool, bool]:
+    """(block size, wide chains, wide slots) from a layout given as B, (B, wide) or
+    (B, wide, wide_slots)."""
+    if isinstance(B, tuple):
+        return (int(B[0]), bool(B[1]), bool(B[2]) if len(B) > 2 else False)
+    return (int(B), False, False)
 
 
 def _runs_cumcount(keys: np.ndarray) -> np.ndarray:
@@ -94,12 +97,18 @@ class Packer:
         """
         ix = self.ix
         L = ix.n_levels
-        B, wide = layout(B)
+        B, wide, wide_slots = layout(B)
         sc = {d: dimension_level(self.inst, ix, job, d) for d in ("tp", "pp", "dp", "ep")}
         lim = {d: (v if v is not None else 0) for d, v in sc.items()}
         cap = self._caps(t)
         tp, pp = job.tp, job.pp
-        slot = next((lv for lv in range(L - 1, lim["tp"] - 1, -1) if cap[lv] >= tp), None)
+        if wide_slots:
+            # TP groups from consecutive free GPUs of the widest domain the TP scope allows:
+            # no capacity lost to fragments of narrower domains (e.g. 2-GPU nodes around
+            # unavailable ones), at the price of wider TP groups; the kernel decides
+            slot = lim["tp"] if cap[lim["tp"]] >= tp else None
+        else:
+            slot = next((lv for lv in range(L - 1, lim["tp"] - 1, -1) if cap[lv] >= tp), None)
         if slot is None:
             return None
         training = job.kind == "training"
@@ -138,12 +147,15 @@ class Packer:
             return a + np.flatnonzero(self.free[a:b] & (ix.gpu_type[a:b] == t))
         return np.flatnonzero(self.free & (ix.gpu_type == t) & region)
 
-    def layouts(self, job: Job) -> list[tuple[int, bool]]:
+    def layouts(self, job: Job) -> list[tuple]:
         """Layouts to try: (B, wide) with B = 1 (unit-major) or ep (stage-major EP blocks),
-        and chains in the narrowest or the widest allowed domain (when pp > 1)."""
-        out = [(1, False)]
+        and chains in the narrowest or the widest allowed domain (when pp > 1); when tp > 1
+        also TP groups in the widest domain the TP scope allows, (1, wide, True)."""
+        out: list[tuple] = [(1, False)]
         if job.pp > 1:
             out.append((1, True))
+        if job.tp > 1:
+            out.append((1, job.pp > 1, True))
         if job.kind == "training" and job.ep > 1 and job.pp > 1:
             out += [(job.ep, False), (job.ep, True)]
         return out
