@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from placer.kernel.blocks import offer_block_problem
 from placer.kernel.compiled import Compiled, compile_placement
 from placer.kernel.groups import job_group_sets, rank_array
 from placer.model import Instance, Placement
@@ -288,7 +289,6 @@ def rule5_spread(inst: Instance, cp: Compiled) -> list[Violation]:
 def rule6_leases(inst: Instance, cp: Compiled) -> list[Violation]:
     """Blocks are whole domains of the offer's level, in its sites and types, disjoint,
     free of jobs, single-site when asked, committed blocks held, GPUs in [min, max]."""
-    from placer.validate import _offer_block_problem
 
     index = inst.index
     out = [Violation(6, p.what, offer=p.offer) for p in cp.problems if p.rule == 6]
@@ -301,7 +301,7 @@ def rule6_leases(inst: Instance, cp: Compiled) -> list[Violation]:
         mask = np.zeros(index.n_gpus, bool)
         for level, d in blocks:
             path = index.domain_path(level, d)
-            why, _ = _offer_block_problem(inst, index, o, path)
+            why, _ = offer_block_problem(inst, index, o, path)
             if why:
                 out.append(Violation(6, why, offer=o.name))
             a, b = index.gpu_range(level, d)
@@ -391,61 +391,3 @@ def check_compiled(inst: Instance, cp: Compiled) -> list[Violation]:
 def check(inst: Instance, placement: Placement) -> list[Violation]:
     """Every violation of a placement (SPEC 3), as data. Empty means feasible."""
     return check_compiled(inst, compile_placement(inst, placement))
-
-
-def running_job_problems(inst: Instance) -> list[tuple[str, str]]:
-    """Instance-level refusals for running jobs (SPEC 6): pinned jobs that break rules 1-5
-    or a power cap, and running non-preemptible jobs that fit nowhere even alone."""
-    from placer.kernel.capacity import fit_nowhere_reason
-
-    index = inst.index
-    problems: list[tuple[str, str]] = []
-    pinned = [j for j in inst.jobs if j.pinned and j.current]
-    if pinned:
-        gpus = [np.zeros(0, np.int64) for _ in inst.jobs]
-        for j, job in enumerate(inst.jobs):
-            if job.pinned and job.current:
-                gpus[j] = index.cached_indices(job.current)
-        cp = Compiled(
-            gpus,
-            [[] for _ in inst.offers],
-            [len(g) // j.unit_size for g, j in zip(gpus, inst.jobs)],
-        )
-        for rule in (rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread, rule7_power):
-            for v in rule(inst, cp):
-                if v.rule == 3 and "not placed" in v.what:
-                    continue
-                ji = next((i for i, j in enumerate(inst.jobs) if j.name == v.job), None)
-                if ji is not None:
-                    loc = f"jobs[{ji}].current"
-                    msg = f"pinned job breaks rule {v.rule}: {v.what}"
-                else:  # a site's power cap, exceeded by the pinned jobs together
-                    si = index.site_index.get(v.site or "", 0)
-                    loc = f"topology.sites[{si}].power_cap_kW"
-                    names = ", ".join(repr(j.name) for j in pinned)
-                    msg = f"site {v.site!r} {v.what} with the pinned jobs {names} alone"
-                problems.append((loc, msg))
-    free = index.available.copy()
-    for j in pinned:
-        free[index.cached_indices(j.current)] = False
-    # the power the pinned jobs leave in each site (they stay whatever else happens)
-    used = ~free & index.available
-    power_used = np.bincount(
-        index.gpu_site[used],
-        weights=np.nan_to_num(index.type_power_kW[index.gpu_type[used]]),
-        minlength=index.n_sites,
-    )
-    power_left = index.power_cap_kW - power_used
-    counts = None
-    for ji, job in enumerate(inst.jobs):
-        if job.current and not job.preemptible and not job.pinned:
-            if counts is None:
-                from placer.kernel.capacity import FreeCounts
-
-                counts = FreeCounts(index, free, power_left)
-            why = fit_nowhere_reason(inst, index, job, free, counts=counts)
-            if why:
-                problems.append(
-                    (f"jobs[{ji}]", f"running, not preemptible, and fits nowhere even alone: {why}")
-                )
-    return problems

@@ -13,8 +13,19 @@ from typing import Any
 
 import numpy as np
 
+from placer.check import (
+    rule1_ids,
+    rule2_types,
+    rule3_sizes,
+    rule4_scope,
+    rule5_spread,
+    rule7_power,
+)
 from placer.errors import InstanceError
 from placer.io import instance_from_data, parse_text, read_text
+from placer.kernel.blocks import offer_block_problem
+from placer.kernel.capacity import FreeCounts, fit_nowhere_reason
+from placer.kernel.compiled import Compiled
 from placer.model import Instance
 from placer.model.instance import CLUSTER
 from placer.model.semantic import Findings, check_structure
@@ -52,8 +63,6 @@ def instance_from_dict(data: Any) -> Instance:
     _warn_fit_nowhere(inst, index, g)
     inst._warnings.extend(g.warnings)
     # pinned jobs and non-preemptible running jobs: refused when they cannot hold
-    from placer.check import running_job_problems
-
     problems = running_job_problems(inst)
     if problems:
         raise InstanceError(problems)
@@ -87,32 +96,6 @@ def _check_current(inst: Instance, index, f: Findings) -> None:
             owner.setdefault(g, j.name)
 
 
-def _offer_block_problem(
-    inst: Instance, index, offer, path: str
-) -> tuple[str, tuple[int, int] | None]:
-    """Why `path` is not a valid block of `offer` ('' if it is), and its (level, id)."""
-    level_name = inst.offer_level(offer)
-    r = index.resolve(path)
-    if r is None or r[0] >= index.n_levels:
-        return f"unknown domain {path!r}", None
-    level, d = r
-    if index.levels[level] != level_name:
-        return (
-            f"{path!r} is a {index.levels[level]!r} domain, not a {level_name!r} block",
-            None,
-        )
-    a, b = index.gpu_range(level, d)
-    site = index.site_names[int(index.dom[0][a])] if b > a else None
-    if offer.sites is not None and site not in offer.sites:
-        return f"{path!r} is in site {site!r}, not one of {offer.sites}", None
-    if offer.gpu_types is not None:
-        types = {index.type_names[t] for t in np.unique(index.gpu_type[a:b]).tolist()}
-        wrong = sorted(types - set(offer.gpu_types))
-        if wrong:
-            return f"{path!r} holds GPUs of type {wrong[0]!r}, not one of {offer.gpu_types}", None
-    return "", (level, d)
-
-
 def _check_committed(inst: Instance, index, f: Findings) -> None:
     taken: list[tuple[int, int, str]] = []
     pinned = np.zeros(index.n_gpus, bool)
@@ -124,7 +107,7 @@ def _check_committed(inst: Instance, index, f: Findings) -> None:
         sites_seen = set()
         for bi, path in enumerate(o.committed_blocks or []):
             loc = f"leases.offers[{oi}].committed_blocks[{bi}]"
-            why, r = _offer_block_problem(inst, index, o, path)
+            why, r = offer_block_problem(inst, index, o, path)
             if why:
                 f.error(loc, why)
                 continue
@@ -143,7 +126,6 @@ def _check_committed(inst: Instance, index, f: Findings) -> None:
 
 def _warn_fit_nowhere(inst: Instance, index, f: Findings) -> None:
     """Warn about jobs whose groups fit their scope nowhere, even on an empty cluster."""
-    from placer.kernel.capacity import FreeCounts, fit_nowhere_reason
 
     counts = FreeCounts(index, index.available)
     for ji, j in enumerate(inst.jobs):
@@ -153,3 +135,57 @@ def _warn_fit_nowhere(inst: Instance, index, f: Findings) -> None:
 
 
 __all__ = ["CLUSTER", "instance_from_dict", "load_instance"]
+
+
+def running_job_problems(inst: Instance) -> list[tuple[str, str]]:
+    """Instance-level refusals for running jobs (SPEC 6): pinned jobs that break rules 1-5
+    or a power cap, and running non-preemptible jobs that fit nowhere even alone."""
+    index = inst.index
+    problems: list[tuple[str, str]] = []
+    pinned = [j for j in inst.jobs if j.pinned and j.current]
+    if pinned:
+        gpus = [np.zeros(0, np.int64) for _ in inst.jobs]
+        for j, job in enumerate(inst.jobs):
+            if job.pinned and job.current:
+                gpus[j] = index.cached_indices(job.current)
+        cp = Compiled(
+            gpus,
+            [[] for _ in inst.offers],
+            [len(g) // j.unit_size for g, j in zip(gpus, inst.jobs)],
+        )
+        for rule in (rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread, rule7_power):
+            for v in rule(inst, cp):
+                if v.rule == 3 and "not placed" in v.what:
+                    continue
+                ji = next((i for i, j in enumerate(inst.jobs) if j.name == v.job), None)
+                if ji is not None:
+                    loc = f"jobs[{ji}].current"
+                    msg = f"pinned job breaks rule {v.rule}: {v.what}"
+                else:  # a site's power cap, exceeded by the pinned jobs together
+                    si = index.site_index.get(v.site or "", 0)
+                    loc = f"topology.sites[{si}].power_cap_kW"
+                    names = ", ".join(repr(j.name) for j in pinned)
+                    msg = f"site {v.site!r} {v.what} with the pinned jobs {names} alone"
+                problems.append((loc, msg))
+    free = index.available.copy()
+    for j in pinned:
+        free[index.cached_indices(j.current)] = False
+    # the power the pinned jobs leave in each site (they stay whatever else happens)
+    used = ~free & index.available
+    power_used = np.bincount(
+        index.gpu_site[used],
+        weights=np.nan_to_num(index.type_power_kW[index.gpu_type[used]]),
+        minlength=index.n_sites,
+    )
+    power_left = index.power_cap_kW - power_used
+    counts = None
+    for ji, job in enumerate(inst.jobs):
+        if job.current and not job.preemptible and not job.pinned:
+            if counts is None:
+                counts = FreeCounts(index, free, power_left)
+            why = fit_nowhere_reason(inst, index, job, free, counts=counts)
+            if why:
+                problems.append(
+                    (f"jobs[{ji}]", f"running, not preemptible, and fits nowhere even alone: {why}")
+                )
+    return problems

@@ -2,3 +2,7 @@
 
 Never imports ortools or pulp.
 """
+
+# importing the kernel registers how an instance's topology index is built (the model never
+# imports the kernel: see placer.model.instance.set_index_builder)
+from placer.kernel import topology as _topology  # noqa: E402, F401

@@ -31,6 +31,8 @@ import networkx as nx
 import numpy as np
 
 from placer.errors import InstanceError
+from placer.model.instance import set_index_builder
+from placer.model.semantic import merged_fabric
 
 if TYPE_CHECKING:
     from placer.model import DomainEntry, Instance
@@ -399,8 +401,6 @@ class TopologyIndex:
             first_node = np.searchsorted(anc[level], np.arange(n_l + 1), "left")
             first_gpu.append(node_first[first_node])
         S = len(topo.sites)
-        from placer.model.semantic import merged_fabric
-
         lat = np.zeros((S, L))
         bw = np.zeros((S, L))
         for si in range(S):
@@ -514,3 +514,6 @@ def _wan(inst: Instance, site_index: dict[str, int]):
             paths[(x, y)] = links
             pl[x * S + y, list(links)] = True
     return lat, bw, paths, pl, lbw, lfail
+
+
+set_index_builder(TopologyIndex.build)

@@ -13,6 +13,7 @@ Imports neither numpy nor any solver.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -32,6 +33,16 @@ from placer.model.fields import (
 DIMS = ("tp", "pp", "dp", "ep")
 DEFAULT_SCOPE = {"tp": "node", "pp": "site", "dp": "site", "ep": "site"}
 CLUSTER = "cluster"
+
+
+_INDEX_BUILDER: Callable[[Instance], Any] | None = None
+
+
+def set_index_builder(build: Callable[[Instance], Any]) -> None:
+    """Register how an instance's topology index is built (the kernel does, on import);
+    keeps the dependency one way: kernel -> model."""
+    global _INDEX_BUILDER
+    _INDEX_BUILDER = build
 
 
 class _Open(BaseModel):
@@ -294,11 +305,14 @@ class Instance(_Open):
 
     @property
     def index(self) -> Any:
-        """The expanded topology (:class:`placer.kernel.topology.TopologyIndex`), built once."""
-        if self._index is None:
-            from placer.kernel.topology import TopologyIndex
+        """The expanded topology (:class:`placer.kernel.topology.TopologyIndex`), built once.
 
-            self._index = TopologyIndex.build(self)
+        The model does not import the kernel: the kernel registers its builder with
+        :func:`set_index_builder` when it is imported (``import placer`` does)."""
+        if self._index is None:
+            if _INDEX_BUILDER is None:
+                raise RuntimeError("no topology index builder: import placer.kernel first")
+            self._index = _INDEX_BUILDER(self)
         return self._index
 
     def job(self, name: str) -> Job:

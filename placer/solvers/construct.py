@@ -22,8 +22,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from placer.kernel.capacity import allowed_types, fit_nowhere_reason, smallest_units
-from placer.kernel.score import Scorer
+from placer.check import rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread
+from placer.kernel.capacity import (
+    FreeCounts,
+    allowed_types,
+    dimension_level,
+    fit_nowhere_reason,
+    smallest_units,
+)
+from placer.kernel.compiled import Compiled
+from placer.kernel.score import Scorer, offer_gpus
 from placer.model import Instance, Job
 from placer.solvers.pack import Packer, layout
 
@@ -89,8 +97,6 @@ class State:
         self._sync_leases()
 
     def _sync_leases(self) -> None:
-        from placer.kernel.score import offer_gpus
-
         s = self.scorer
         s.offer_blocks = self.offer_blocks
         s.lease_revenue = [
@@ -119,8 +125,6 @@ class State:
         return self.ix.gpu_range(0, s)
 
     def _round(self, job: Job, n: int, B=1) -> int:
-        from placer.solvers.pack import layout
-
         n = min(n, job.units_max)
         n -= n % max(job.unit_step, layout(B)[0])
         return n if n >= max(job.units_min, 1) else 0
@@ -178,8 +182,6 @@ class State:
         return out
 
     def _may_span_sites(self, job: Job) -> bool:
-        from placer.kernel.capacity import dimension_level
-
         return (
             job.kind == "training"
             and self.ix.n_sites > 1
@@ -285,8 +287,6 @@ class State:
         size fits in the free GPUs, and adding it would lower the objective; (4) the free
         GPUs have the room but no placement of it meets its scopes.
         """
-        from placer.kernel.capacity import FreeCounts
-
         inst, ix = self.inst, self.ix
         job = inst.jobs[j]
         if getattr(self, "_alone_counts", None) is None:
@@ -471,9 +471,6 @@ def stage_major(job: Job, g: np.ndarray) -> np.ndarray | None:
 def scope_ok(inst: Instance, j: int, g: np.ndarray) -> bool:
     """Rules 1-5 hold for job j alone on GPUs g (available, one allowed type, sizes,
     scopes, spread); a running job's `current` may break any of them."""
-    from placer.check import rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread
-    from placer.kernel.compiled import Compiled
-
     gpus = [np.zeros(0, np.int64) for _ in inst.jobs]
     gpus[j] = g
     cp = Compiled(gpus, [[] for _ in inst.offers], [0] * len(inst.jobs))

@@ -36,6 +36,7 @@ from placer.solvers.base import (
     no_placement,
 )
 from placer.solvers.construct import State, grow, job_order, offer_order, scope_ok, stage_major
+from placer.solvers.exact_small import SMALL_GPUS, SmallExact, build_columns
 from placer.solvers.greedy import best_greedy
 from placer.solvers.linmodel import LinModel
 
@@ -257,8 +258,6 @@ class DecompositionSolver(Solver):
         **options: Any,
     ) -> Result | None:
         """Exact column model when the instance is small enough (else None)."""
-        from placer.solvers.exact_small import SMALL_GPUS, SmallExact, build_columns
-
         ix = inst.index
         pinned_mask = np.zeros(ix.n_gpus, bool)
         base = [np.zeros(0, np.int64) for _ in inst.jobs]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from placer.kernel.blocks import offer_block_problem
 from placer.kernel.capacity import allowed_types
 from placer.kernel.cost import analyse_job, as_batch
 from placer.kernel.groups import job_group_sets, rank_array
@@ -192,7 +193,6 @@ def build_columns(
 
 
 def _blocks(inst: Instance, free: np.ndarray, pinned_mask: np.ndarray):
-    from placer.validate import _offer_block_problem
 
     ix = inst.index
     out = []  # (offer, level, domain, site, gpus, nodes)
@@ -200,7 +200,7 @@ def _blocks(inst: Instance, free: np.ndarray, pinned_mask: np.ndarray):
         lvl = ix.level_index(inst.offer_level(offer))
         for d in range(ix.n_domains(lvl)):
             path = ix.domain_path(lvl, d)
-            why, _ = _offer_block_problem(inst, ix, offer, path)
+            why, _ = offer_block_problem(inst, ix, offer, path)
             if why:
                 continue
             a, b = ix.gpu_range(lvl, d)

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from placer.errors import SolverError
 from placer.kernel.capacity import allowed_types, fit_nowhere_reason, smallest_units
 from placer.model import Instance, Job
 from placer.solvers.base import NO_SOLUTION, Options, Result, Solver, finalize, no_placement
@@ -383,8 +384,6 @@ class Baseline(Solver):
         started = time.perf_counter()
         policy = options.get("policy", "both")
         if policy not in POLICIES:
-            from placer.errors import SolverError
-
             raise SolverError(
                 f"{self.name}: unknown policy {policy!r}; valid: " + ", ".join(POLICIES)
             )
