@@ -4,17 +4,10 @@
 
 from __future__ import annotations
 
-PEERS = [
-    "firstfit",
-    "kueue-bestfit",
-    "kueue-leastfree",
-    "kueue-balanced",
-    "volcano",
-    "slurm-tree",
-    "slurm-block",
-    "hived",
-]
-PLACER = ["cpsat", "mip", "greedy"]
+from placer.solvers import names
+
+PEERS = names(peer=True)  # every registered peer baseline
+PLACER = [*names(exact=True), "greedy"]
 
 # generated families at bench size (named so rows can be grouped and resumed)
 FAMILY_SIZES = {

@@ -394,7 +394,7 @@ def _solve_live(inst, solver, time_limit, seed, threads, opts, solve_fn):
             live.update(line())
 
         from placer.solvers import solver_class
-        from placer.solvers.decompose import DecompositionSolver
+        from placer.solvers.decomposition.pipeline import DecompositionSolver
 
         extra = dict(opts)
         try:

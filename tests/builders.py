@@ -6,7 +6,11 @@ Each builder returns a fresh dict, so a test may change it freely.
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 TWO_LEVEL_FABRIC = {
     "node": {"latency_us": 2, "bandwidth_GBps": 400},
@@ -60,3 +64,26 @@ def power_clash() -> dict[str, Any]:
     )
     d["name"] = "clash"
     return d
+
+
+FABRIC_SITE_RACK_NODE = {
+    "node": {"latency_us": 2, "bandwidth_GBps": 400},
+    "rack": {"latency_us": 5, "bandwidth_GBps": 50},
+    "site": {"latency_us": 10, "bandwidth_GBps": 25},
+}
+
+# --------------------------------------------------------------------- the worked examples
+
+EXAMPLES = Path(__file__).parent / "data" / "examples"
+# every worked example shipped in tests/data/examples (SPEC's own, with their numbers)
+EXAMPLE_CASES = sorted(
+    p.name.removesuffix(".instance.yaml") for p in EXAMPLES.glob("*.instance.yaml")
+)
+
+
+def load_example(case: str) -> tuple[dict, dict, dict]:
+    """(instance dict, placement dict, expected numbers) of a worked example."""
+    inst = yaml.safe_load((EXAMPLES / f"{case}.instance.yaml").read_text())
+    placement = json.loads((EXAMPLES / f"{case}.placement.json").read_text())
+    expected = json.loads((EXAMPLES / f"{case}.expected.json").read_text())
+    return inst, placement, expected

@@ -29,22 +29,13 @@ import numpy as np
 import pytest
 
 import placer
-from placer.solvers import get_solver
+from placer.solvers import get_solver, names
 from placer.validate import instance_from_dict
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted((ROOT / "tests" / "data" / "examples").glob("*.instance.yaml"))
 BUNDLED = [ROOT / "instances" / "tiny.yaml", ROOT / "instances" / "superpod.yaml"]
-BASELINES = [
-    "firstfit",
-    "kueue-bestfit",
-    "kueue-leastfree",
-    "kueue-balanced",
-    "volcano",
-    "slurm-tree",
-    "slurm-block",
-    "hived",
-]
+BASELINES = names(peer=True)  # every registered peer baseline
 FABRIC = {
     "node": {"latency_us": 1, "bandwidth_GBps": 400},
     "block": {"latency_us": 3, "bandwidth_GBps": 50},

@@ -18,6 +18,7 @@ import copy
 import json
 from pathlib import Path
 
+import builders
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -107,11 +108,7 @@ def base_instance() -> dict:
         "horizon_hours": 10,
         "topology": {
             "levels": ["site", "rack", "node"],
-            "fabric": {
-                "node": {"latency_us": 2, "bandwidth_GBps": 400},
-                "rack": {"latency_us": 5, "bandwidth_GBps": 50},
-                "site": {"latency_us": 10, "bandwidth_GBps": 25},
-            },
+            "fabric": copy.deepcopy(builders.FABRIC_SITE_RACK_NODE),
             "sites": [
                 {
                     "name": "a",

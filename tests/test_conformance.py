@@ -18,10 +18,11 @@ import pytest
 from placer.check import check_compiled
 from placer.kernel.compiled import Compiled
 from placer.kernel.score import score_compiled
+from placer.solvers import names
 from placer.validate import instance_from_dict
 
-BACKENDS = ["greedy", "cpsat", "mip"]
-EXACT = ["cpsat", "mip"]
+EXACT = names(exact=True)  # every registered backend with a proven bound
+BACKENDS = ["greedy", *EXACT]
 
 
 def fabric():
@@ -326,7 +327,7 @@ def test_pinned_and_non_preemptible_running_jobs_stay_placed():
 def test_offers_sharing_a_level_count_each_block_once_in_the_coarse_model():
     """Two offers that may both take the same site: the coarse model must see one block,
     not two (a double count made the bound loose and the plan unrealisable)."""
-    from placer.solvers.coarse import block_groups
+    from placer.solvers.decomposition.coarse import block_groups
 
     d = inst_dict(
         "two-offers",

@@ -17,13 +17,11 @@ Tolerances: relative 1e-9, absolute 1e-9 for figures near zero.
 from __future__ import annotations
 
 import copy
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from builders import EXAMPLE_CASES, load_example
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -55,8 +53,7 @@ else:
     )
     from strategies import feasible_case, instance_and_placement
 
-EXAMPLES = Path(__file__).parent / "data" / "examples"
-CASES = ["case1", "case2-shared-link", "case5-speed-messages"]
+CASES = EXAMPLE_CASES
 REL = 1e-9
 ABS = 1e-9
 JOB_FIELDS = (
@@ -151,13 +148,6 @@ def kernel(inst_d: dict, pl_d: dict) -> dict:
 
 def rows(breakdown: dict) -> dict:
     return {r["name"]: r for r in breakdown["jobs"]}
-
-
-def load_example(case):
-    inst = yaml.safe_load((EXAMPLES / f"{case}.instance.yaml").read_text())
-    pl = json.loads((EXAMPLES / f"{case}.placement.json").read_text())
-    expected = json.loads((EXAMPLES / f"{case}.expected.json").read_text())
-    return inst, pl, expected
 
 
 def two_level_topology(sites: dict[str, int], gpn: int = 4, wan=None, **site_extra) -> dict:

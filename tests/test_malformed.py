@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import builders
 import pytest
 import yaml
 
@@ -43,11 +44,7 @@ BASE: dict = {
     "horizon_hours": 10,
     "topology": {
         "levels": ["site", "rack", "node"],
-        "fabric": {
-            "node": {"latency_us": 2, "bandwidth_GBps": 400},
-            "rack": {"latency_us": 5, "bandwidth_GBps": 50},
-            "site": {"latency_us": 10, "bandwidth_GBps": 25},
-        },
+        "fabric": copy.deepcopy(builders.FABRIC_SITE_RACK_NODE),
         "sites": [
             {
                 "name": "a",
@@ -1359,8 +1356,6 @@ def test_validate_of_a_non_finite_number_exits_2(run_cli, tmp_path: Path):
 
 
 def _around_pinned(power_cap=None, pin=None, run_kw=None):
-    import builders
-
     site = {} if power_cap is None else {"power_cap_kW": power_cap}
     return builders.one_site(
         nodes=2,

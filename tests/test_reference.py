@@ -10,10 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import math
-from pathlib import Path
 
 import pytest
-import yaml
+from builders import EXAMPLE_CASES, load_example
 from hypothesis import HealthCheck, given, settings
 
 if __package__:
@@ -23,8 +22,7 @@ else:
     from reference import ScoreUndefined, expand, reference_check, reference_score
     from strategies import feasible_case, instance_and_placement
 
-EXAMPLES = Path(__file__).parent / "data" / "examples"
-CASES = ["case1", "case2-shared-link", "case5-speed-messages"]
+CASES = EXAMPLE_CASES
 REL = 1e-9
 
 
@@ -53,13 +51,6 @@ def assert_same(expected, got, where=""):
 
 def by_name(score):
     return {row["name"]: row for row in score["jobs"]}
-
-
-def load_example(case):
-    instance = yaml.safe_load((EXAMPLES / f"{case}.instance.yaml").read_text())
-    placement = json.loads((EXAMPLES / f"{case}.placement.json").read_text())
-    expected = json.loads((EXAMPLES / f"{case}.expected.json").read_text())
-    return instance, placement, expected
 
 
 # --------------------------------------------------------------------------------------

@@ -13,11 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from strategies import instances
 
 import placer
-from placer.solvers import coarse as coarse_mod
+from placer.solvers import names
+from placer.solvers.decomposition import coarse as coarse_mod
 from placer.validate import instance_from_dict
 
 DATA = Path(__file__).resolve().parent / "data" / "solver-regressions"
-EXACT = ["cpsat", "mip"]
+EXACT = names(exact=True)
 
 
 @pytest.mark.parametrize("case", sorted(p.stem for p in DATA.glob("*.json")))

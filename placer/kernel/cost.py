@@ -85,10 +85,24 @@ class Family:
                     wan = m * alpha / 1000.0 + S_job / W
                     t[cross] = wan
                 else:
-                    wan = m * 2 * (k - 1) * alpha / 1000.0 + 2 * (k - 1) / k * S_job / W
+                    wan = all_reduce_ms(k, m, S_job, alpha, W)
                     t[cross] = 2.0 * self.part_time[cross] + wan / cse
             t[cross] = np.where(np.isnan(t[cross]), np.inf, t[cross])
         return t.reshape(self.C, self.rows_per_c).max(axis=1)
+
+
+def reduce_scatter_ms(n, m, S, lat_us, bw_GBps):
+    """SPEC 4: a reduce-scatter (or all-gather) of n ranks, ``m (n-1) alpha + (n-1)/n S/B``
+    in ms; also the all-to-all of an EP group. Scalars or arrays; 0 for n <= 1."""
+    if np.isscalar(n) and n <= 1:
+        return 0.0
+    return m * (n - 1) * lat_us / 1000.0 + (n - 1) / n * S / bw_GBps
+
+
+def all_reduce_ms(n, m, S, lat_us, bw_GBps):
+    """SPEC 4: a ring all-reduce of n ranks, ``m 2(n-1) alpha + 2(n-1)/n S/B`` in ms: a
+    reduce-scatter and an all-gather. Scalars or arrays; 0 for n <= 1."""
+    return 2.0 * reduce_scatter_ms(n, m, S, lat_us, bw_GBps)
 
 
 def merge_families(a: Family, b: Family) -> Family:
@@ -164,10 +178,7 @@ def analyse_groups(index, M: np.ndarray, m: float, S: float, kind: str) -> Famil
             eqsum += d[lo] == d[hi]
         lvl_of = eqsum - 1
         s0 = index.dom[0][lo]
-        part = (
-            m * (n - 1) * index.lat_us[s0, lvl_of] / 1000.0
-            + (n - 1) / n * S / index.bw_GBps[s0, lvl_of]
-        )
+        part = reduce_scatter_ms(n, m, S, index.lat_us[s0, lvl_of], index.bw_GBps[s0, lvl_of])
         empty.part_time = part
         return empty
     Ms = np.sort(flatM, axis=1).ravel()  # sites become contiguous runs inside each row
@@ -187,9 +198,8 @@ def analyse_groups(index, M: np.ndarray, m: float, S: float, kind: str) -> Famil
         eqsum += d[first] == d[last]
     seg_lvl = eqsum - 1
     ns = seg_len.astype(float)
-    rs = (
-        m * (ns - 1) * index.lat_us[seg_site, seg_lvl] / 1000.0
-        + (ns - 1) / ns * S / index.bw_GBps[seg_site, seg_lvl]
+    rs = reduce_scatter_ms(
+        ns, m, S, index.lat_us[seg_site, seg_lvl], index.bw_GBps[seg_site, seg_lvl]
     )
     row_first = np.searchsorted(starts, np.arange(total) * n)
     part = np.maximum.reduceat(rs, row_first)

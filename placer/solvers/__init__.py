@@ -62,4 +62,26 @@ def list_solvers() -> list[tuple[str, bool, str]]:
     return out
 
 
-__all__ = ["Result", "Solver", "get_solver", "list_solvers", "register", "solver_class"]
+def names(exact: bool | None = None, peer: bool | None = None) -> list[str]:
+    """Registered backend names, optionally only the exact ones (proven bounds) or only the
+    peer baselines; tests and benchmarks loop over these instead of hard-coded lists."""
+    out = []
+    for name in _REGISTRY:
+        cls = solver_class(name)
+        if exact is not None and cls.exact != exact:
+            continue
+        if peer is not None and cls.peer != peer:
+            continue
+        out.append(name)
+    return out
+
+
+__all__ = [
+    "Result",
+    "Solver",
+    "get_solver",
+    "list_solvers",
+    "names",
+    "register",
+    "solver_class",
+]

@@ -242,6 +242,7 @@ class Solver:
 
     name: ClassVar[str] = ""
     exact: ClassVar[bool] = False  # proves bounds
+    peer: ClassVar[bool] = False  # a peer scheduler's re-implementation (benchmarks)
     description: ClassVar[str] = ""
     Options: ClassVar[type[Options]] = Options  # the backend's validated options
 

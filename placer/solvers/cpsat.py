@@ -1,7 +1,7 @@
 """The `cpsat` backend: the decomposition with its coarse model solved by OR-Tools CP-SAT.
 
 The only module that imports ortools. build: the shared LinModel -> CpModel (integer
-rows via :func:`~placer.solvers.linmodel.int_row`, objective coefficients scaled and
+rows via :func:`~placer.solvers.decomposition.linmodel.int_row`, objective coefficients scaled and
 rounded up so the proven bound stays valid); run: CpSolver with the time limit, seed,
 threads (and `work_limit` = CP-SAT deterministic time); extract: variable values, the
 best objective bound, and CP-SAT's status mapped into placer's vocabulary.
@@ -16,8 +16,8 @@ from pydantic import Field
 
 from placer.model import Status
 from placer.solvers.base import DecompositionOptions
-from placer.solvers.decompose import CoarseSolution, DecompositionSolver
-from placer.solvers.linmodel import LinModel, int_row
+from placer.solvers.decomposition.linmodel import LinModel, int_row
+from placer.solvers.decomposition.pipeline import CoarseSolution, DecompositionSolver
 
 
 def solve_cpsat(

@@ -1,8 +1,8 @@
 """The greedy backend: instant answers, and the fallback of the exact backends.
 
 Algorithm overview
-1. Run the greedy policy of :mod:`placer.solvers.construct` twice: jobs first then offers
-   on the whole blocks left, and offers first then jobs.
+1. Run the greedy policy of :mod:`placer.solvers.decomposition.construct` twice: jobs first,
+   then offers on the whole blocks left; and offers first, then jobs.
 2. Keep the better by the kernel's objective (ties: jobs first).
 3. Give every job left with 0 units a reason.
 No bound is claimed (``bound`` is null).
@@ -14,23 +14,7 @@ import time
 from typing import Any
 
 from placer.solvers.base import NO_SOLUTION, Result, Solver, finalize, no_placement
-from placer.solvers.construct import greedy_policy
-
-
-def best_greedy(inst, deadline: float | None = None):
-    """The better of the two policies; a state that keeps every running, non-preemptible
-    job placed beats one that does not. Past `deadline`, the second policy is skipped."""
-    import time
-
-    a = greedy_policy(inst, leases_first=False, deadline=deadline)
-    if not inst.offers or (deadline is not None and time.perf_counter() > deadline):
-        return a
-    b = greedy_policy(inst, leases_first=True, deadline=deadline)
-
-    def key(st):
-        return (not st.unplaced_musts(), st.objective)
-
-    return b if key(b) > key(a) else a
+from placer.solvers.decomposition.construct import best_greedy
 
 
 class GreedySolver(Solver):

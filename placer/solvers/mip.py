@@ -14,8 +14,8 @@ from pydantic import Field
 
 from placer.model import Status
 from placer.solvers.base import DecompositionOptions
-from placer.solvers.decompose import CoarseSolution, DecompositionSolver
-from placer.solvers.linmodel import LinModel
+from placer.solvers.decomposition.linmodel import LinModel
+from placer.solvers.decomposition.pipeline import CoarseSolution, DecompositionSolver
 
 GAP = 1e-7
 

@@ -55,7 +55,7 @@ from placer.errors import SolverError
 from placer.kernel.capacity import allowed_types, fit_nowhere_reason, smallest_units
 from placer.model import Instance, Job
 from placer.solvers.base import NO_SOLUTION, Options, Result, Solver, finalize, no_placement
-from placer.solvers.construct import State, offer_order, scope_ok
+from placer.solvers.decomposition.construct import State, offer_order, scope_ok
 
 POLICIES = ("both", "jobs-first", "leases-first")
 
@@ -358,6 +358,7 @@ class Baseline(Solver):
     """
 
     exact = False
+    peer = True
     name = ""
     Options = BaselineOptions
     description = ""

@@ -61,7 +61,7 @@ from placer.solvers.baselines.common import (
     topo_of,
 )
 from placer.solvers.baselines.kueue import Counts
-from placer.solvers.construct import State, offer_order
+from placer.solvers.decomposition.construct import State, offer_order
 
 
 # --------------------------------------------------------------------------- groups

@@ -19,7 +19,7 @@ Algorithm overview
    blocks; non-preemptible running jobs placed; migration cost unless "stay".
 The optimum of this model is a proven upper bound on the kernel's objective.
 
-Imports numpy, the kernel and :mod:`placer.solvers.linmodel`; never a solver library.
+Imports numpy, the kernel and :mod:`placer.solvers.decomposition.linmodel`; never a solver library.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from placer.kernel.capacity import allowed_types, dimension_level, smallest_units
-from placer.kernel.cost import analyse_job, as_batch
+from placer.kernel.cost import all_reduce_ms, analyse_job, as_batch, reduce_scatter_ms
 from placer.kernel.score import evaluate_job, job_hours
 from placer.model import Instance, Job
-from placer.solvers.construct import scope_ok
-from placer.solvers.linmodel import LinModel
+from placer.solvers.decomposition.construct import scope_ok
+from placer.solvers.decomposition.linmodel import LinModel
 
 
 @dataclass
@@ -60,16 +60,9 @@ class Coarse:
     constant: float
 
 
-def _ring(n: int, m: float, S: float, lat: float, bw: float) -> float:
-    if n <= 1:
-        return 0.0
-    return m * 2 * (n - 1) * lat / 1000.0 + 2 * (n - 1) / n * S / bw
-
-
-def _rs(n: int, m: float, S: float, lat: float, bw: float) -> float:
-    if n <= 1:
-        return 0.0
-    return m * (n - 1) * lat / 1000.0 + (n - 1) / n * S / bw
+# the kernel's collective formulas (SPEC 4), not restated here
+_ring = all_reduce_ms
+_rs = reduce_scatter_ms
 
 
 class Bounds:
@@ -200,7 +193,8 @@ class Bounds:
             return math.inf
         if kind == "pp":
             return m * a_min / 1000.0 + S / w_max
-        return (m * 2 * a_min / 1000.0 + S / w_max) / job.cross_site_every
+        # the cheapest all-reduce between two parts over the fastest, widest link
+        return all_reduce_ms(2, m, S, a_min, w_max) / job.cross_site_every
 
     def goodput(
         self, job: Job, t: int, sites: tuple[int, ...], n_min: int, any_multi: bool = False
@@ -265,7 +259,7 @@ class Bounds:
                     W = min((float(ix.link_bw_GBps[x]) for x in links), default=0.0)
                 if not np.isfinite(alpha) or W <= 0:
                     return 0.0
-                wan = m * 2 * (kk - 1) * alpha / 1000.0 + 2 * (kk - 1) / kk * S * job.unit_size / W
+                wan = all_reduce_ms(kk, m, S * job.unit_size, alpha, W)
                 T["dp"] = 2 * part + wan / job.cross_site_every
         if job.compute_ms is None:
             eff = 1.0 if all(np.isfinite(v) for v in T.values()) else 0.0
@@ -506,200 +500,270 @@ def _add_node_rows(
             lm.add(row, "<=", float(usable.sum()), f"nodes[{s},{t},{tau}]")
 
 
+@dataclass
+class _Ctx:
+    """What the steps of :func:`build` share while they add variables and rows."""
+
+    inst: Instance
+    ix: object
+    lm: LinModel
+    free: np.ndarray
+    bounds: Bounds
+    pinned: list[int]
+    tangents: int
+    huge: bool
+    gpu_power: np.ndarray
+    bw_max: np.ndarray
+    constant: float = 0.0
+    options: list[Option] = field(default_factory=list)
+    # (site, type) -> var -> GPUs per unit of var
+    use: dict[tuple[int, int], dict[int, float]] = field(default_factory=dict)
+    power_rows: dict[int, dict[int, float]] = field(default_factory=dict)
+    spread_rows: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    # (site, type, tp, var, TP groups per unit of var) of jobs whose TP groups stay in a node
+    big_tp: list[tuple[int, int, int, int, float]] = field(default_factory=list)
+    stays: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (stay var, current)
+    groups: list[dict] = field(default_factory=list)
+    per_offer: dict[int, list[int]] = field(default_factory=dict)
+    offer_vars: dict[int, int] = field(default_factory=dict)
+    lease_vars: dict[tuple[int, int], int] = field(default_factory=dict)
+    group_users: dict[int, dict[int, float]] = field(default_factory=dict)
+
+
 def build(inst: Instance) -> Coarse:
+    """The coarse model of an instance, step by step (module overview)."""
     ix = inst.index
-    # tangent lines bound the interruption losses tightly; thousands of jobs get fewer so
-    # that the model stays small enough to solve (the bound stays valid, a bit looser)
-    tangents = 24 if len(inst.jobs) <= 500 else 6
-    huge = len(inst.jobs) > 500
     free = ix.available.copy()
-    constant = 0.0
     pinned = [j for j, job in enumerate(inst.jobs) if job.pinned and job.current]
     for j in pinned:
         free[ix.cached_indices(inst.jobs[j].current)] = False
-    bounds = Bounds(inst, free)
-    S = ix.n_sites
-    lm = LinModel()
-    options: list[Option] = []
-    use: dict[tuple[int, int], dict[int, float]] = {}  # (site, type) -> var -> GPUs per unit
-    gpu_power = np.nan_to_num(ix.type_power_kW, nan=0.0)
-    power_rows: dict[int, dict[int, float]] = {s: {} for s in range(S)}
-    spread_rows: list[tuple[int, int, int, int, int]] = []
-    # (site, type, tp, var, TP groups per unit of var) of jobs whose TP groups stay in a node
-    big_tp: list[tuple[int, int, int, int, float]] = []
-    stays: list[tuple[int, np.ndarray]] = []  # (stay option var, current GPUs)
-    bw_max = ix.link_bw_GBps.copy()
+    c = _Ctx(
+        inst=inst,
+        ix=ix,
+        lm=LinModel(),
+        free=free,
+        bounds=Bounds(inst, free),
+        pinned=pinned,
+        # tangent lines bound the interruption losses tightly; thousands of jobs get fewer
+        # so that the model stays small enough to solve (the bound stays valid, a bit looser)
+        tangents=24 if len(inst.jobs) <= 500 else 6,
+        huge=len(inst.jobs) > 500,
+        gpu_power=np.nan_to_num(ix.type_power_kW, nan=0.0),
+        bw_max=ix.link_bw_GBps.copy(),
+    )
+    c.power_rows = {s: {} for s in range(ix.n_sites)}
     for j, job in enumerate(inst.jobs):
-        hours = job_hours(inst, job)
         if j in pinned:
-            g = ix.cached_indices(job.current)
-            ana = analyse_job(ix, job, as_batch(g, job))
-            sc = evaluate_job(inst, ix, job, g[None, :], ana, bw_max)
-            constant += float(sc.value[0])
+            _add_pinned(c, job)
             continue
-        step = job.unit_step
-        n_min = smallest_units(job)
-        if n_min == 0:
+        if smallest_units(job) == 0:
             continue
-        types = allowed_types(inst, ix, job)
         job_opts: list[Option] = []
-        for t in types:
-            per_unit_value = hours * job.value * float(ix.type_speed[t]) * job.unit_size
-            t_sites = [s for s in range(S) if bounds.avail[s, t] >= job.unit_size]
+        for t in allowed_types(inst, ix, job):
             if job.kind == "inference":
-                gps = {s: bounds.goodput(job, t, (s,), 1) for s in t_sites}
-                t_sites = [s for s in t_sites if gps[s] > 0]
-                if not t_sites:
-                    continue
-                op = Option(j, "inference", t, tuple(t_sites), max(gps.values()), step=1)
-                op.b = lm.var(f"b[{job.name},{ix.type_names[t]}]", 0, 1)
-                tot = {}
-                for s in t_sites:
-                    cap_units = bounds.avail[s, t] // job.unit_size
-                    v = lm.var(
-                        f"n[{job.name},{ix.type_names[t]},{ix.site_names[s]}]",
-                        0,
-                        min(cap_units, job.units_max),
-                    )
-                    op.n[s] = v
-                    tot[v] = 1.0
-                    lm.maximize(v, per_unit_value * gps[s])
-                    lm.add({v: 1.0, op.b: -float(min(cap_units, job.units_max))}, "<=", 0)
-                lm.add({**tot, op.b: -float(job.units_max)}, "<=", 0)
-                lm.add({**tot, op.b: -float(max(job.units_min, 1))}, ">=", 0)
-                if job.spread is not None:
-                    # units touch at most one spread-level domain each, and at most the
-                    # domains of that level that hold type t and are not leased out
-                    sl = ix.level_index(job.spread.level)
-                    zs = {}
-                    for s in t_sites:
-                        n_dom = _domains_with_type(ix, sl, s, t, free)
-                        z = lm.var(f"z[{job.name},{ix.site_names[s]}]", 0, n_dom)
-                        lm.add({z: 1.0, op.n[s]: -1.0}, "<=", 0)
-                        spread_rows.append((z, s, t, sl, n_dom))
-                        zs[z] = 1.0
-                    lm.add({**zs, op.b: -float(job.spread.min)}, ">=", 0)
-                job_opts.append(op)
+                _add_inference_option(c, j, job, t, job_opts)
+            else:
+                _add_training_options(c, j, job, t, job_opts)
+        _add_stay_option(c, j, job, job_opts)
+        _add_job_rows(c, job, job_opts)
+    _add_leases(c)
+    _add_spread_rows(c)
+    _add_lease_group_rows(c)
+    for (s, t), row in c.use.items():
+        c.lm.add(row, "<=", float(c.bounds.avail[s, t]), f"cap[{s},{t}]")
+    _add_node_rows(c.lm, ix, free, c.big_tp, c.stays, c.lease_vars, c.groups)
+    _add_power_rows(c)
+    c.lm.obj_const = c.constant
+    return Coarse(c.lm, c.options, c.offer_vars, c.lease_vars, c.groups, c.constant)
+
+
+def _add_pinned(c: _Ctx, job: Job) -> None:
+    """A pinned job keeps `current`: its exact value is a constant of the model."""
+    g = c.ix.cached_indices(job.current)
+    ana = analyse_job(c.ix, job, as_batch(g, job))
+    sc = evaluate_job(c.inst, c.ix, job, g[None, :], ana, c.bw_max)
+    c.constant += float(sc.value[0])
+
+
+def _add_inference_option(c: _Ctx, j: int, job: Job, t: int, job_opts: list[Option]) -> None:
+    """Inference on type t: units per site, freely; spread counted per site."""
+    ix, lm, bounds, inst = c.ix, c.lm, c.bounds, c.inst
+    per_unit_value = job_hours(inst, job) * job.value * float(ix.type_speed[t]) * job.unit_size
+    t_sites = [s for s in range(ix.n_sites) if bounds.avail[s, t] >= job.unit_size]
+    gps = {s: bounds.goodput(job, t, (s,), 1) for s in t_sites}
+    t_sites = [s for s in t_sites if gps[s] > 0]
+    if not t_sites:
+        return
+    op = Option(j, "inference", t, tuple(t_sites), max(gps.values()), step=1)
+    op.b = lm.var(f"b[{job.name},{ix.type_names[t]}]", 0, 1)
+    tot = {}
+    for s in t_sites:
+        cap_units = bounds.avail[s, t] // job.unit_size
+        v = lm.var(
+            f"n[{job.name},{ix.type_names[t]},{ix.site_names[s]}]",
+            0,
+            min(cap_units, job.units_max),
+        )
+        op.n[s] = v
+        tot[v] = 1.0
+        lm.maximize(v, per_unit_value * gps[s])
+        lm.add({v: 1.0, op.b: -float(min(cap_units, job.units_max))}, "<=", 0)
+    lm.add({**tot, op.b: -float(job.units_max)}, "<=", 0)
+    lm.add({**tot, op.b: -float(max(job.units_min, 1))}, ">=", 0)
+    if job.spread is not None:
+        # units touch at most one spread-level domain each, and at most the domains of
+        # that level that hold type t and are not leased out
+        sl = ix.level_index(job.spread.level)
+        zs = {}
+        for s in t_sites:
+            n_dom = _domains_with_type(ix, sl, s, t, c.free)
+            z = lm.var(f"z[{job.name},{ix.site_names[s]}]", 0, n_dom)
+            lm.add({z: 1.0, op.n[s]: -1.0}, "<=", 0)
+            c.spread_rows.append((z, s, t, sl, n_dom))
+            zs[z] = 1.0
+        lm.add({**zs, op.b: -float(job.spread.min)}, ">=", 0)
+    job_opts.append(op)
+
+
+def _add_training_options(c: _Ctx, j: int, job: Job, t: int, job_opts: list[Option]) -> None:
+    """Training on type t: one site, or sets of WAN-connected sites when DP may span them;
+    unit ranges cut into brackets where the fastest meeting level changes."""
+    ix, inst, bounds = c.ix, c.inst, c.bounds
+    S = ix.n_sites
+    step = job.unit_step
+    n_min = smallest_units(job)
+    per_unit_value = job_hours(inst, job) * job.value * float(ix.type_speed[t]) * job.unit_size
+    t_sites = [s for s in range(S) if bounds.avail[s, t] >= job.unit_size]
+    configs: list[tuple[str, tuple[int, ...]]] = [("site", (s,)) for s in t_sites]
+    may_span = dimension_level(inst, ix, job, "dp") is None and S > 1
+    if may_span and len(t_sites) > 1:
+        if c.huge:
+            # thousands of jobs: one catch-all multi-site option (the loosest coefficient of
+            # any set of >= 2 sites) keeps the model small and valid
+            configs.append(("any", tuple(t_sites)))
+        else:
+            configs += [("multi", ss) for ss in _site_sets(ix, t_sites, 3 if S > 4 else 4)]
+            if S > 4:
+                configs.append(("any", tuple(t_sites)))
+    for kind, sites in configs:
+        cap_gpus = None
+        if kind == "site":
+            s = sites[0]
+            # the whole job lies in one domain of its widest group scope
+            lvls = [dimension_level(inst, ix, job, d) for d in ("tp", "pp", "dp", "ep")]
+            lvl = 0 if None in lvls else min(lvls)
+            cap_gpus = int(bounds.cap[s, t, lvl])
+            if min(cap_gpus // job.unit_size, job.units_max) < n_min:
                 continue
-            # training
-            configs: list[tuple[str, tuple[int, ...]]] = [("site", (s,)) for s in t_sites]
-            may_span = dimension_level(inst, ix, job, "dp") is None and S > 1
-            if may_span and len(t_sites) > 1:
-                if huge:
-                    # thousands of jobs: one catch-all multi-site option (the loosest
-                    # coefficient of any set of >= 2 sites) keeps the model small and valid
-                    configs.append(("any", tuple(t_sites)))
-                else:
-                    configs += [("multi", ss) for ss in _site_sets(ix, t_sites, 3 if S > 4 else 4)]
-                    if S > 4:
-                        configs.append(("any", tuple(t_sites)))
-            for kind, sites in configs:
-                cap_gpus = None
-                if kind == "site":
-                    s = sites[0]
-                    # the whole job lies in one domain of its widest group scope
-                    lvls = [dimension_level(inst, ix, job, d) for d in ("tp", "pp", "dp", "ep")]
-                    lvl = 0 if None in lvls else min(lvls)
-                    cap_gpus = int(bounds.cap[s, t, lvl])
-                    if min(cap_gpus // job.unit_size, job.units_max) < n_min:
-                        continue
-                    brackets = bounds.brackets(job, s, t, n_min, job.units_max, step)
-                elif (
-                    kind == "multi"
-                    and sum(bounds.avail[s, t] for s in sites) < n_min * job.unit_size
-                ):
-                    continue
-                else:
-                    brackets = [(n_min, job.units_max)]
-                for lo, hi in brackets:
-                    op = _training_option(
-                        lm,
-                        bounds,
-                        inst,
-                        j,
-                        job,
-                        t,
-                        kind,
-                        sites,
-                        lo,
-                        hi,
-                        step,
-                        per_unit_value,
-                        cap_gpus,
-                        tangents,
-                    )
-                    if op is not None:
-                        job_opts.append(op)
-        # running, not pinned: stay (exact current GPUs) and migration cost otherwise. A
-        # `current` that breaks rules 1-5 (e.g. its spread) cannot stay: the job moves or
-        # stops, and pays its migration cost either way
-        if job.current and not scope_ok(inst, j, ix.cached_indices(job.current)):
-            constant -= job.migration_cost
-        elif job.current:
-            g = ix.cached_indices(job.current)
-            ana = analyse_job(ix, job, as_batch(g, job))
-            exact = float(evaluate_job(inst, ix, job, g[None, :], ana, bw_max).value[0])
-            t_cur = int(ix.gpu_type[g[0]])
-            sites_cur = tuple(sorted(set(ix.dom[0][g].tolist())))
-            units_cur = len(g) // job.unit_size
-            opt_v = (
-                hours
-                * job.value
-                * float(ix.type_speed[t_cur])
-                * len(g)
-                # any order of exactly these GPUs: capacities are the set's own
-                * Bounds.of_gpus(inst, g).goodput(
-                    job, t_cur, sites_cur, units_cur, any_multi=len(sites_cur) > 1
-                )
-            )
-            op = Option(j, "stay", t_cur, sites_cur, 0.0)
-            op.b = lm.var(f"stay[{job.name}]", 0, 1)
-            lm.maximize(op.b, max(exact, opt_v) + job.migration_cost)
-            constant -= job.migration_cost
-            per_site = np.bincount(ix.dom[0][g], minlength=S)
-            for s in sites_cur:
-                use.setdefault((s, t_cur), {})[op.b] = float(per_site[s])
-                power_rows[s][op.b] = power_rows[s].get(op.b, 0.0) + per_site[s] * gpu_power[t_cur]
-            job_opts.append(op)
-        if not job_opts:
+            brackets = bounds.brackets(job, s, t, n_min, job.units_max, step)
+        elif kind == "multi" and sum(bounds.avail[s, t] for s in sites) < n_min * job.unit_size:
             continue
-        lm.add({op.b: 1.0 for op in job_opts}, "<=", 1, f"one option {job.name}")
-        if job.current and not job.preemptible:
-            lm.add({op.b: 1.0 for op in job_opts}, ">=", 1, f"placed {job.name}")
-        node_tp = job.effective_scope()["tp"] == ix.levels[-1] and job.tp > 1
-        for op in job_opts:
-            per = job.unit_size * op.step
-            for s, v in op.n.items():
-                use.setdefault((s, op.type), {})[v] = float(per)
-                power_rows[s][v] = power_rows[s].get(v, 0.0) + per * gpu_power[op.type]
-                if node_tp:
-                    big_tp.append((s, op.type, job.tp, v, float(job.pp * op.step)))
-            if op.kind == "stay":
-                # its nodes are charged in the whole-node rows (its own TP groups included)
-                stays.append((op.b, ix.cached_indices(job.current)))
-        options.extend(job_opts)
-    # leases
-    groups, per_offer = block_groups(inst, free)
-    offer_vars: dict[int, int] = {}
-    lease_vars: dict[tuple[int, int], int] = {}
-    group_users: dict[int, dict[int, float]] = {}
+        else:
+            brackets = [(n_min, job.units_max)]
+        for lo, hi in brackets:
+            op = _training_option(
+                c.lm,
+                bounds,
+                inst,
+                j,
+                job,
+                t,
+                kind,
+                sites,
+                lo,
+                hi,
+                step,
+                per_unit_value,
+                cap_gpus,
+                c.tangents,
+            )
+            if op is not None:
+                job_opts.append(op)
+
+
+def _add_stay_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None:
+    """A running, not pinned job: "stay" (exactly `current`) or pay its migration cost. A
+    `current` that breaks rules 1-5 (e.g. its spread) cannot stay: the job moves or stops,
+    and pays its migration cost either way."""
+    if not job.current:
+        return
+    ix, inst = c.ix, c.inst
+    g = ix.cached_indices(job.current)
+    if not scope_ok(inst, j, g):
+        c.constant -= job.migration_cost
+        return
+    ana = analyse_job(ix, job, as_batch(g, job))
+    exact = float(evaluate_job(inst, ix, job, g[None, :], ana, c.bw_max).value[0])
+    t_cur = int(ix.gpu_type[g[0]])
+    sites_cur = tuple(sorted(set(ix.dom[0][g].tolist())))
+    units_cur = len(g) // job.unit_size
+    opt_v = (
+        job_hours(inst, job)
+        * job.value
+        * float(ix.type_speed[t_cur])
+        * len(g)
+        # any order of exactly these GPUs: capacities are the set's own
+        * Bounds.of_gpus(inst, g).goodput(
+            job, t_cur, sites_cur, units_cur, any_multi=len(sites_cur) > 1
+        )
+    )
+    op = Option(j, "stay", t_cur, sites_cur, 0.0)
+    op.b = c.lm.var(f"stay[{job.name}]", 0, 1)
+    c.lm.maximize(op.b, max(exact, opt_v) + job.migration_cost)
+    c.constant -= job.migration_cost
+    per_site = np.bincount(ix.dom[0][g], minlength=ix.n_sites)
+    for s in sites_cur:
+        c.use.setdefault((s, t_cur), {})[op.b] = float(per_site[s])
+        c.power_rows[s][op.b] = c.power_rows[s].get(op.b, 0.0) + per_site[s] * c.gpu_power[t_cur]
+    job_opts.append(op)
+
+
+def _add_job_rows(c: _Ctx, job: Job, job_opts: list[Option]) -> None:
+    """One option per job (exactly one for running, non-preemptible jobs); each option's
+    GPUs in the capacity, power and whole-node rows."""
+    if not job_opts:
+        return
+    ix, lm = c.ix, c.lm
+    lm.add({op.b: 1.0 for op in job_opts}, "<=", 1, f"one option {job.name}")
+    if job.current and not job.preemptible:
+        lm.add({op.b: 1.0 for op in job_opts}, ">=", 1, f"placed {job.name}")
+    node_tp = job.effective_scope()["tp"] == ix.levels[-1] and job.tp > 1
+    for op in job_opts:
+        per = job.unit_size * op.step
+        for s, v in op.n.items():
+            c.use.setdefault((s, op.type), {})[v] = float(per)
+            c.power_rows[s][v] = c.power_rows[s].get(v, 0.0) + per * c.gpu_power[op.type]
+            if node_tp:
+                c.big_tp.append((s, op.type, job.tp, v, float(job.pp * op.step)))
+        if op.kind == "stay":
+            # its nodes are charged in the whole-node rows (its own TP groups included)
+            c.stays.append((op.b, ix.cached_indices(job.current)))
+    c.options.extend(job_opts)
+
+
+def _add_leases(c: _Ctx) -> None:
+    """Offers: accept or not, counts of identical whole blocks per group, min/max GPUs,
+    single site, committed blocks; leased GPUs in the capacity and power rows."""
+    ix, lm, inst = c.ix, c.lm, c.inst
+    c.groups, c.per_offer = block_groups(inst, c.free)
+    groups = c.groups
     for o, offer in enumerate(inst.offers):
         a = lm.var(f"accept[{offer.name}]", 0, 1)
-        offer_vars[o] = a
+        c.offer_vars[o] = a
         tot: dict[int, float] = {}
         ws: dict[int, int] = {}
         if offer.single_site:
-            for s in sorted({groups[g]["site"] for g in per_offer[o]}):
+            for s in sorted({groups[g]["site"] for g in c.per_offer[o]}):
                 ws[s] = lm.var(f"w[{offer.name},{ix.site_names[s]}]", 0, 1)
             if ws:
                 lm.add({w: 1.0 for w in ws.values()}, "<=", 1)
-        for g in per_offer[o]:
+        for g in c.per_offer[o]:
             grp = groups[g]
             if grp["committed_to"] is not None and grp["committed_to"] != o:
                 continue
             size = len(grp["members"])
             y = lm.var(f"y[{offer.name},{g}]", 0, size)
-            lease_vars[(o, g)] = y
+            c.lease_vars[(o, g)] = y
             gpus = float(sum(grp["per_type"]))
             tot[y] = gpus
             lm.maximize(y, inst.horizon_hours * offer.price_per_gpu_hour * gpus)
@@ -708,12 +772,12 @@ def build(inst: Instance) -> Coarse:
                 lm.add({y: 1.0, ws[grp["site"]]: -float(size)}, "<=", 0)
             if grp["committed_to"] == o:
                 lm.add({y: 1.0}, ">=", size)
-            group_users.setdefault(g, {})[y] = 1.0
+            c.group_users.setdefault(g, {})[y] = 1.0
             s = grp["site"]
             for t, cnt in enumerate(grp["per_type"]):
                 if cnt:
-                    use.setdefault((s, t), {})[y] = use.get((s, t), {}).get(y, 0.0) + cnt
-                    power_rows[s][y] = power_rows[s].get(y, 0.0) + cnt * gpu_power[t]
+                    c.use.setdefault((s, t), {})[y] = c.use.get((s, t), {}).get(y, 0.0) + cnt
+                    c.power_rows[s][y] = c.power_rows[s].get(y, 0.0) + cnt * c.gpu_power[t]
         if offer.committed_blocks:
             lm.add({a: 1.0}, ">=", 1)
         if tot:
@@ -722,39 +786,47 @@ def build(inst: Instance) -> Coarse:
                 lm.add(tot, "<=", offer.max_gpus)
         elif offer.min_gpus > 0 or not tot:
             lm.add({a: 1.0}, "<=", 0)
-    for z, s, t, sl, n_dom in spread_rows:
+
+
+def _add_spread_rows(c: _Ctx) -> None:
+    """Spread over a level below the site: the usable domains less those inside leases."""
+    for z, s, t, sl, n_dom in c.spread_rows:
         row = {z: 1.0}
-        for (_, g), y in lease_vars.items():
-            grp = groups[g]
+        for (_, g), y in c.lease_vars.items():
+            grp = c.groups[g]
             if grp["site"] == s and grp["level"] <= sl:
                 inside = min(
-                    _domains_inside(ix, grp["level"], d, sl, t, free) for d in grp["members"]
+                    _domains_inside(c.ix, grp["level"], d, sl, t, c.free) for d in grp["members"]
                 )
                 if inside:
                     row[y] = float(inside)
         if len(row) > 1:
-            lm.add(row, "<=", float(n_dom))
-    for g, ys in group_users.items():
+            c.lm.add(row, "<=", float(n_dom))
+
+
+def _add_lease_group_rows(c: _Ctx) -> None:
+    """Blocks of one group shared by several offers, and blocks a staying job holds."""
+    for g, ys in c.group_users.items():
         if len(ys) > 1:
-            lm.add(ys, "<=", len(groups[g]["members"]))
+            c.lm.add(ys, "<=", len(c.groups[g]["members"]))
     # a running job that stays keeps its GPUs: the blocks holding them cannot be leased
     # (one row per job: valid whichever other jobs stay)
-    for b, cur in stays:
-        for g, ys in group_users.items():
-            grp = groups[g]
-            held = sum(1 for d in grp["members"] if (ix.dom[grp["level"]][cur] == d).any())
+    for b, cur in c.stays:
+        for g, ys in c.group_users.items():
+            grp = c.groups[g]
+            held = sum(1 for d in grp["members"] if (c.ix.dom[grp["level"]][cur] == d).any())
             if held:
-                lm.add({**ys, b: float(held)}, "<=", len(grp["members"]), f"stay-lease[{g}]")
-    for (s, t), row in use.items():
-        lm.add(row, "<=", float(bounds.avail[s, t]), f"cap[{s},{t}]")
-    _add_node_rows(lm, ix, free, big_tp, stays, lease_vars, groups)
-    pinned_power = np.zeros(S)
-    for j in pinned:
-        g = ix.cached_indices(inst.jobs[j].current)
-        np.add.at(pinned_power, ix.dom[0][g], gpu_power[ix.gpu_type[g]])
-    for s in range(S):
+                c.lm.add({**ys, b: float(held)}, "<=", len(grp["members"]), f"stay-lease[{g}]")
+
+
+def _add_power_rows(c: _Ctx) -> None:
+    """Per site: GPUs of jobs and leases within the power cap less the pinned jobs' draw."""
+    ix = c.ix
+    pinned_power = np.zeros(ix.n_sites)
+    for j in c.pinned:
+        g = ix.cached_indices(c.inst.jobs[j].current)
+        np.add.at(pinned_power, ix.dom[0][g], c.gpu_power[ix.gpu_type[g]])
+    for s in range(ix.n_sites):
         cap = ix.power_cap_kW[s]
-        if np.isfinite(cap) and power_rows[s]:
-            lm.add(power_rows[s], "<=", float(cap - pinned_power[s]), f"power[{s}]")
-    lm.obj_const = constant
-    return Coarse(lm, options, offer_vars, lease_vars, groups, constant)
+        if np.isfinite(cap) and c.power_rows[s]:
+            c.lm.add(c.power_rows[s], "<=", float(cap - pinned_power[s]), f"power[{s}]")

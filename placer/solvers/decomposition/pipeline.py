@@ -1,13 +1,13 @@
 """The decomposition shared by the exact backends (`cpsat`, `mip`).
 
 Algorithm overview
-1. Build the coarse model (:mod:`placer.solvers.coarse`): job -> GPU type and sites with
+1. Build the coarse model (:mod:`.coarse`): job -> GPU type and sites with
    optimistic kernel coefficients, offers -> counts of identical blocks.
 2. Solve it with the backend (about half the time limit). Its proven optimum (or best
    bound) is the bound reported for the kernel's objective; a coarse model with no
    feasible point proves the instance infeasible (running jobs that cannot all stay).
 3. Primal: lease the chosen counts of whole free blocks (tree order), then pack each job's
-   units per site with :class:`~placer.solvers.pack.Packer`, largest jobs first; a job
+   units per site with :class:`~placer.solvers.decomposition.pack.Packer`, largest jobs first; a job
    that does not fit as planned falls back to the kernel-scored greedy candidates.
    Elastic jobs grow into what is left; leftover whole blocks go to offers not accepted.
 4. Compare with the greedy backend's placement; keep the better.
@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from placer.model import Instance, Status
-from placer.solvers import coarse as coarse_mod
 from placer.solvers.base import (
     INFEASIBLE,
     NO_SOLUTION,
@@ -35,10 +34,18 @@ from placer.solvers.base import (
     finalize,
     no_placement,
 )
-from placer.solvers.construct import State, grow, job_order, offer_order, scope_ok, stage_major
-from placer.solvers.exact_small import SMALL_GPUS, SmallExact, build_columns
-from placer.solvers.greedy import best_greedy
-from placer.solvers.linmodel import LinModel
+from placer.solvers.decomposition import coarse as coarse_mod
+from placer.solvers.decomposition.construct import (
+    State,
+    best_greedy,
+    grow,
+    job_order,
+    offer_order,
+    scope_ok,
+    stage_major,
+)
+from placer.solvers.decomposition.exact_small import SMALL_GPUS, SmallExact, build_columns
+from placer.solvers.decomposition.linmodel import LinModel
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
 

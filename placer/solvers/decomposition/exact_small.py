@@ -39,7 +39,7 @@ from placer.kernel.groups import job_group_sets, rank_array
 from placer.kernel.score import evaluate_job, score_compiled
 from placer.model import Instance, Status
 from placer.model.instance import DIMS
-from placer.solvers.linmodel import LinModel
+from placer.solvers.decomposition.linmodel import LinModel
 
 SMALL_GPUS = 64  # free GPUs up to which the exhaustive column model is tried
 MAX_COLUMNS = 20_000

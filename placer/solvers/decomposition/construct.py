@@ -8,7 +8,7 @@ Algorithm overview (greedy, one policy)
 2. Jobs in priority order (running and not preemptible first, then value per GPU-hour x
    speed, then size, then name). For each: candidates are, per allowed GPU type and per
    site (or over several sites when its scopes allow), the most units that one allowed
-   domain holds within the power cap, packed by :class:`~placer.solvers.pack.Packer`;
+   domain holds within the power cap, packed by :class:`~placer.solvers.decomposition.pack.Packer`;
    for a running job also its `current` GPUs. The kernel scores every candidate in the
    current state (WAN sharing included) and the best is kept.
 3. Offers by price: every whole free block at the offer's level inside its sites and types,
@@ -19,6 +19,8 @@ Imports numpy and the kernel; never a solver library.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -33,7 +35,7 @@ from placer.kernel.capacity import (
 from placer.kernel.compiled import Compiled
 from placer.kernel.score import Scorer, offer_gpus
 from placer.model import Instance, Job
-from placer.solvers.pack import Packer, layout
+from placer.solvers.decomposition.pack import Packer, layout
 
 
 class State:
@@ -551,3 +553,17 @@ def grow(st: State, deadline: float | None = None) -> None:
         st.place_best(j)
         if st.objective < before - 1e-9:
             st.set_job(j, old)
+
+
+def best_greedy(inst, deadline: float | None = None):
+    """The better of the two policies; a state that keeps every running, non-preemptible
+    job placed beats one that does not. Past `deadline`, the second policy is skipped."""
+    a = greedy_policy(inst, leases_first=False, deadline=deadline)
+    if not inst.offers or (deadline is not None and time.perf_counter() > deadline):
+        return a
+    b = greedy_policy(inst, leases_first=True, deadline=deadline)
+
+    def key(st):
+        return (not st.unplaced_musts(), st.objective)
+
+    return b if key(b) > key(a) else a
