@@ -90,13 +90,21 @@ def rule1_ids(inst: Instance, cp: Compiled) -> list[Violation]:
 
 # ------------------------------------------------------------------ rule 2
 def rule2_types(inst: Instance, cp: Compiled) -> list[Violation]:
-    """All GPUs of a job are of one allowed type."""
+    """All GPUs of a job are of one allowed type; with v2 `mix_types`, each unit's tp*pp
+    GPUs are of one allowed type and units may differ."""
     index = inst.index
     out = []
     for _, job, g in _placed(inst, cp):
         types = np.unique(index.gpu_type[g])
         names = [index.type_names[t] for t in types.tolist()]
-        if len(types) > 1:
+        if job.mix_types and len(g) % job.unit_size == 0:
+            per_unit = index.gpu_type[g].reshape(-1, job.unit_size)
+            mixed = np.flatnonzero((per_unit != per_unit[:, :1]).any(axis=1))
+            if len(mixed):
+                u = int(mixed[0])
+                un = sorted({index.type_names[t] for t in per_unit[u].tolist()})
+                out.append(Violation(2, f"unit {u} has GPUs of several types {un}", job=job.name))
+        elif len(types) > 1:
             out.append(Violation(2, f"GPUs of several types {names}", job=job.name))
         if job.gpu_types is not None:
             bad = [t for t in names if t not in job.gpu_types]
@@ -338,6 +346,10 @@ def rule6_leases(inst: Instance, cp: Compiled) -> list[Violation]:
                 out.append(
                     Violation(6, f"committed block {missing[0]!r} is not leased", offer=o.name)
                 )
+        if o.force == "accept" and not blocks:
+            out.append(Violation(6, "force: accept, but the offer is not accepted", offer=o.name))
+        if o.force == "decline" and blocks:
+            out.append(Violation(6, "force: decline, but the offer is accepted", offer=o.name))
         if blocks:
             n = int((mask & index.available).sum())
             if n < o.min_gpus or (o.max_gpus is not None and n > o.max_gpus):

@@ -23,7 +23,7 @@ from placer.check import (
 )
 from placer.errors import InstanceError
 from placer.io import instance_from_data, parse_text, read_text
-from placer.kernel.blocks import offer_block_problem
+from placer.kernel.blocks import forced_accept_problem, offer_block_problem
 from placer.kernel.capacity import FreeCounts, fit_nowhere_reason
 from placer.kernel.compiled import Compiled
 from placer.model import Instance
@@ -58,6 +58,7 @@ def instance_from_dict(data: Any) -> Instance:
     g = Findings()
     _check_current(inst, index, g)
     _check_committed(inst, index, g)
+    _check_forced(inst, index, g)
     if g.problems:
         raise InstanceError(g.problems)
     _warn_fit_nowhere(inst, index, g)
@@ -94,6 +95,19 @@ def _check_current(inst: Instance, index, f: Findings) -> None:
                 break
         for g in idx.tolist():
             owner.setdefault(g, j.name)
+
+
+def _check_forced(inst: Instance, index, f: Findings) -> None:
+    """SPEC 6 (v2): `force: decline` with committed blocks is refused, and so is `force:
+    accept` that no set of the offer's blocks satisfies even on the empty cluster."""
+    for oi, o in enumerate(inst.offers):
+        loc = f"leases.offers[{oi}].force"
+        if o.force == "decline" and o.committed_blocks:
+            f.error(loc, "decline contradicts committed_blocks (a signed contract is accepted)")
+        elif o.force == "accept":
+            why = forced_accept_problem(inst, index, o)
+            if why:
+                f.error(loc, f"accept cannot be met even on the empty cluster: {why}")
 
 
 def _check_committed(inst: Instance, index, f: Findings) -> None:

@@ -86,4 +86,45 @@ def load_example(case: str) -> tuple[dict, dict, dict]:
     inst = yaml.safe_load((EXAMPLES / f"{case}.instance.yaml").read_text())
     placement = json.loads((EXAMPLES / f"{case}.placement.json").read_text())
     expected = json.loads((EXAMPLES / f"{case}.expected.json").read_text())
+    if "score" in expected:
+        expected = _flatten_expected(expected)
     return inst, placement, expected
+
+
+JOB_ROW = (
+    "units",
+    "gpus",
+    "T_tp_ms",
+    "T_pp_ms",
+    "T_dp_ms",
+    "T_ep_ms",
+    "step_ms",
+    "efficiency",
+    "lambda_per_hour",
+    "lost",
+    "goodput",
+    "value",
+    "moved",
+    "migration_cost",
+)
+TOTALS = ("job_value", "lease_revenue", "migration_cost", "objective", "gpus_used", "gpus_leased")
+
+
+def _flatten_expected(e: dict) -> dict:
+    """The SPEC v2 examples' form (a checker report with a nested SPEC 2.1 `score`) in the
+    form of the v1 examples: jobs and offers by name, SPEC 2.1 fields (and `speed`)."""
+    sc = e["score"]
+    jobs = {}
+    for row in sc["jobs"]:
+        r = {k: row[k] for k in JOB_ROW}
+        if row.get("units"):
+            r["speed"] = row["speed"]
+        jobs[row["name"]] = r
+    return {
+        "feasible": e["feasible"],
+        "rules_violated": sorted({v["rule"] for v in e["violations"]}),
+        "objective": e["objective"],
+        "jobs": jobs,
+        "offers": {o["offer"]: o for o in sc["offers"]},
+        "totals": {k: sc["totals"][k] for k in TOTALS},
+    }

@@ -290,6 +290,7 @@ def job_defaults(job):
         "name": job["name"],
         "kind": kind,
         "gpu_types": job.get("gpu_types"),
+        "mix_types": job.get("mix_types") or False,
         "tp": int(job.get("tp", 1)),
         "pp": int(job.get("pp", 1)),
         "value": float(job["value"]),
@@ -498,8 +499,13 @@ def reference_score(instance, placement):
         n_gpus = len(gpus)
         row["units"] = units
         row["gpus"] = n_gpus
-        gpu_type = topo.gpus[gpus[0]]["type"]
-        speed = topo.gpu_types.get(gpu_type, {}).get("speed", 1.0)
+        speeds = [topo.gpu_types.get(topo.gpus[g]["type"], {}).get("speed", 1.0) for g in gpus]
+        if job["mix_types"] == "slowest":  # SPEC 4 (v2): the slowest type's speed
+            speed = min(speeds)
+        elif job["mix_types"] == "balanced":  # the GPU-weighted mean of their speeds
+            speed = sum(speeds) / len(speeds)
+        else:  # one type: the type of rank 0
+            speed = speeds[0]
 
         # 3a. for each dimension, for each group: its time; T_X is the slowest group
         T = {}
@@ -552,6 +558,7 @@ def reference_score(instance, placement):
         goodput = efficiency * (1.0 - lost)
         row["goodput"] = goodput
         row["value"] = hours * job["value"] * speed * n_gpus * goodput
+        row["speed"] = speed
         job_rows.append(row)
 
     # 4. offers
@@ -712,10 +719,18 @@ def reference_check(instance, placement):
             else:
                 owner[g] = name
 
-    # Rule 2: all GPUs of a job of one allowed type
+    # Rule 2: all GPUs of a job of one allowed type (v2 mix_types: each unit one type)
     for name, job in jobs.items():
         types = sorted({topo.gpus[g]["type"] for g in job_gpus[name] if g in topo.gpus})
-        if len(types) > 1:
+        size = job["tp"] * job["pp"]
+        gl = job_gpus[name]
+        if job["mix_types"] and len(gl) % size == 0:
+            for u in range(len(gl) // size):
+                ut = {topo.gpus[g]["type"] for g in gl[u * size : (u + 1) * size] if g in topo.gpus}
+                if len(ut) > 1:
+                    violation(2, "job", name, f"unit {u} has GPUs of several types {sorted(ut)}")
+                    break
+        elif len(types) > 1:
             violation(2, "job", name, f"GPUs of several types {types}")
         allowed = job["gpu_types"]
         if allowed is not None:
@@ -874,6 +889,11 @@ def reference_check(instance, placement):
         accepted = bool(blocks)
         if offer.get("single_site") and len(block_sites) > 1:
             violation(6, "offer", oname, f"single_site offer has blocks in {sorted(block_sites)}")
+        force = offer.get("force")  # SPEC v2
+        if force == "accept" and not blocks:
+            violation(6, "offer", oname, "force: accept, but the offer is not accepted")
+        if force == "decline" and blocks:
+            violation(6, "offer", oname, "force: decline, but the offer is accepted")
         committed = list(offer.get("committed_blocks") or [])
         if committed:
             if not accepted:

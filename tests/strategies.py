@@ -226,6 +226,8 @@ def _job(draw, name, levels, types, wide_scopes):
         job["pp"] = draw(st.sampled_from([1, 2]))
     if draw(st.integers(0, 3)) == 0:
         job["gpu_types"] = sorted(_pick(draw, types, 1))
+    if draw(st.integers(0, 3)) == 0:  # SPEC v2: units of different types
+        job["mix_types"] = draw(st.sampled_from(["slowest", "balanced"]))
     dims = ["tp", "pp", "dp", "ep"] if kind == "training" else ["tp", "pp"]
     if kind == "training":
         dp = draw(st.integers(1, 4))
@@ -356,11 +358,35 @@ def _max_units(job):
 
 
 def _random_job_gpus(draw, job, topo, taken, allow_unavailable=False):
-    """Random units on distinct free GPUs of one type within one WAN component."""
+    """Random units on distinct free GPUs of one type (v2 mix_types: each unit one type)
+    within one WAN component."""
     size = job["tp"] * job["pp"]
     types = _allowed_types(job, topo) or sorted({g["type"] for g in topo.gpus.values()})
-    gpu_type = draw(st.sampled_from(types))
     comp = draw(st.sampled_from(_components(topo)))
+    if job.get("mix_types") and len(types) > 1 and draw(st.booleans()):
+        free_by_type = {
+            t: sorted(
+                g
+                for g, info in topo.gpus.items()
+                if info["type"] == t
+                and info["site"] in comp
+                and g not in taken
+                and (allow_unavailable or g not in topo.unavailable)
+            )
+            for t in types
+        }
+        chosen = []
+        for _ in range(draw(st.integers(0, _max_units(job)))):
+            ok = [t for t in types if len(free_by_type[t]) >= size]
+            if not ok:
+                break
+            t = draw(st.sampled_from(ok))
+            start = draw(st.integers(0, len(free_by_type[t]) - size))
+            unit = free_by_type[t][start : start + size]
+            free_by_type[t] = [g for g in free_by_type[t] if g not in unit]
+            chosen += unit
+        return len(chosen) // size, chosen
+    gpu_type = draw(st.sampled_from(types))
     free = sorted(
         g
         for g, info in topo.gpus.items()
@@ -464,6 +490,17 @@ def instance_and_placement(draw):
         leases.append(entry)
     if leases:
         placement["leases"] = leases
+    # SPEC v2 `force`: accept only where the drawn blocks satisfy the offer (so the instance
+    # is valid: some set of blocks meets it), decline anywhere; either may then be broken
+    offers = (instance.get("leases") or {}).get("offers", [])
+    bad6 = {v.get("offer") for v in reference_check(instance, placement) if v["rule"] == 6}
+    granted = {e["offer"] for e in leases if e["blocks"]}
+    for offer in offers:
+        pick = draw(st.integers(0, 5))
+        if pick == 0 and offer["name"] in granted and offer["name"] not in bad6:
+            offer["force"] = "accept"
+        elif pick == 1 and not offer.get("committed_blocks"):
+            offer["force"] = "decline"
     return instance, placement
 
 

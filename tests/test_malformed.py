@@ -1392,3 +1392,72 @@ def test_a_running_job_whose_dp_groups_need_whole_tp_groups_in_one_node_is_refus
     assert e.value.problems[0][0] == "jobs[1]"
     assert "DP group needs 4" in e.value.problems[0][1]
     instance_from_dict(_around_pinned(None, ["a/node0/gpu0", "a/node0/gpu3"], run))
+
+
+# ---------------------------------------------------------------- SPEC v2: mix_types, force
+
+
+def _v2(job_extra=None, offer=None):
+    d = builders.one_site(nodes=2, gpus_per_node=2, jobs=[builders.training("t", 1)])
+    d["jobs"][0].update(job_extra or {})
+    if offer is not None:
+        d["leases"] = {"level": "node", "offers": [{"name": "o", "price_per_gpu_hour": 1, **offer}]}
+    return d
+
+
+@pytest.mark.parametrize(
+    "value, ok", [(False, True), ("slowest", True), ("balanced", True), (True, False), ("x", False)]
+)
+def test_mix_types_takes_false_slowest_or_balanced_and_refuses_true(value, ok):
+    if ok:
+        assert instance_from_dict(_v2({"mix_types": value})).jobs[0].mix_types == value
+    else:
+        with pytest.raises(InstanceError) as e:
+            instance_from_dict(_v2({"mix_types": value}))
+        assert e.value.problems[0][0] == "jobs[0].mix_types"
+
+
+@pytest.mark.parametrize("value", ["accept", "decline", None])
+def test_force_takes_accept_decline_or_null(value):
+    inst = instance_from_dict(_v2(offer={"force": value}))
+    assert inst.offers[0].force == value
+
+
+@pytest.mark.parametrize("value", ["yes", True, 1])
+def test_any_other_force_is_refused_with_its_place(value):
+    with pytest.raises(InstanceError) as e:
+        instance_from_dict(_v2(offer={"force": value}))
+    assert e.value.problems[0][0] == "leases.offers[0].force"
+
+
+def test_force_decline_with_committed_blocks_is_refused():
+    with pytest.raises(InstanceError) as e:
+        instance_from_dict(_v2(offer={"force": "decline", "committed_blocks": ["a/node0"]}))
+    assert e.value.problems[0][0] == "leases.offers[0].force"
+
+
+@pytest.mark.parametrize(
+    "offer",
+    [
+        {"min_gpus": 5},  # 4 GPUs in all
+        {"min_gpus": 3, "max_gpus": 3},  # blocks of 2: 2 or 4, never 3
+        {"gpu_types": ["B200"]},
+    ],
+)
+def test_force_accept_that_no_set_of_blocks_meets_is_refused(offer):
+    with pytest.raises(InstanceError) as e:
+        instance_from_dict(_v2(offer={"force": "accept", **offer}))
+    assert e.value.problems[0][0] == "leases.offers[0].force"
+    assert "empty cluster" in e.value.problems[0][1]
+
+
+@pytest.mark.parametrize("offer", [{"min_gpus": 4}, {"min_gpus": 3, "max_gpus": 4}, {}])
+def test_force_accept_that_some_set_of_blocks_meets_is_accepted(offer):
+    instance_from_dict(_v2(offer={"force": "accept", **offer}))
+
+
+def test_the_schema_carries_the_v2_fields():
+    from placer.io import instance_schema
+
+    text = json.dumps(instance_schema())
+    assert "mix_types" in text and "force" in text

@@ -35,3 +35,70 @@ def offer_block_problem(
         if wrong:
             return f"{path!r} holds GPUs of type {wrong[0]!r}, not one of {offer.gpu_types}", None
     return "", (level, d)
+
+
+def eligible_blocks(inst: Instance, index, offer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every domain that may be a block of `offer` on the empty cluster (level, sites,
+    types): (domain ids, their site, their available GPUs), int64 arrays."""
+    lvl = index.level_index(inst.offer_level(offer))
+    n = index.n_domains(lvl)
+    dom = index.dom[lvl]
+    ok = np.ones(n, bool)
+    if offer.gpu_types is not None:
+        allowed = [index.type_names.index(t) for t in offer.gpu_types if t in index.type_names]
+        bad = ~np.isin(index.gpu_type, allowed)
+        ok &= np.bincount(dom[bad], minlength=n) == 0
+    site = index.dom[0][np.minimum(index.first_gpu[lvl][:-1], index.n_gpus - 1)].astype(np.int64)
+    if offer.sites is not None:
+        ok &= np.isin(site, [index.site_index[s] for s in offer.sites if s in index.site_index])
+    avail = np.bincount(dom[index.available], minlength=n).astype(np.int64)
+    ids = np.flatnonzero(ok)
+    return ids, site[ids], avail[ids]
+
+
+def _sums_reachable(sizes: np.ndarray, cap: int) -> np.ndarray:
+    """bool (cap+1,): which totals in 0..cap some subset of `sizes` reaches (bounded
+    knapsack by binary splitting of equal sizes)."""
+    reach = np.zeros(cap + 1, bool)
+    reach[0] = True
+    vals, counts = np.unique(sizes, return_counts=True)
+    for w, c in zip(vals.tolist(), counts.tolist()):
+        k = 1
+        while c > 0:
+            take = min(k, c)
+            step = w * take
+            if 0 < step <= cap:
+                reach[step:] |= reach[: cap + 1 - step].copy()
+            c -= take
+            k *= 2
+    return reach
+
+
+def forced_accept_problem(inst: Instance, index, offer) -> str:
+    """Why an offer with ``force: accept`` cannot be accepted even on the empty cluster
+    (its min_gpus / max_gpus, sites, types, single_site), or '' when some set of its blocks
+    satisfies it. Exact: a subset-sum over the blocks' available GPUs."""
+    ids, site, avail = eligible_blocks(inst, index, offer)
+    if len(ids) == 0:
+        return "no domain can be one of its blocks (level, sites, GPU types)"
+    lo = offer.min_gpus
+    groups = [avail[site == s] for s in np.unique(site)] if offer.single_site else [avail]
+    best = 0
+    for sizes in groups:
+        total = int(sizes.sum())
+        best = max(best, total)
+        if total < lo:
+            continue
+        hi = total if offer.max_gpus is None else min(offer.max_gpus, total)
+        if hi < lo:
+            continue
+        if offer.max_gpus is None or (sizes == 0).any() and lo == 0:
+            return ""  # all of its blocks (or one empty block) do
+        reach = _sums_reachable(sizes, hi)
+        reach[0] = reach[0] and (sizes == 0).any()  # accepted = at least one block listed
+        if reach[lo : hi + 1].any():
+            return ""
+    where = " in one site" if offer.single_site else ""
+    if best < lo:
+        return f"its blocks hold at most {best:,} available GPUs{where}, below min_gpus {lo:,}"
+    return f"no set of its blocks{where} holds between {lo:,} and {offer.max_gpus:,} available GPUs"

@@ -39,11 +39,24 @@ class JobScore:
     value: np.ndarray
     moved: np.ndarray
     migration: np.ndarray
+    speed: np.ndarray | None = None  # the job's speed per candidate (v2: mixed types)
 
 
 def job_hours(inst: Instance, job) -> float:
     h = inst.horizon_hours
     return min(job.remaining_hours, h) if job.remaining_hours is not None else h
+
+
+def job_speed(index, job, gpus: np.ndarray) -> np.ndarray:
+    """The job's speed per candidate (SPEC 4), float64 (C,) for ``gpus`` int (C, n): its
+    type's speed; with v2 `mix_types`, the slowest of its GPUs' types (``slowest``: a
+    synchronous step waits for the slowest replica) or their GPU-weighted mean
+    (``balanced``: each replica's share of the batch proportional to its speed)."""
+    if job.mix_types == "slowest":
+        return index.type_speed[index.gpu_type[gpus]].min(axis=1)
+    if job.mix_types == "balanced":
+        return index.type_speed[index.gpu_type[gpus]].mean(axis=1)
+    return index.type_speed[index.gpu_type[gpus[:, 0]]]
 
 
 def evaluate_job(
@@ -52,7 +65,7 @@ def evaluate_job(
     """Figures of a job for C candidate GPU arrays ``gpus`` int (C, n) with n > 0."""
     C, n = gpus.shape
     T = job_times(job, ana, shared_bw)
-    speed = index.type_speed[index.gpu_type[gpus[:, 0]]]
+    speed = job_speed(index, job, gpus)
     if job.compute_ms is not None:
         comp = job.compute_ms / speed
         # a group over sites with no WAN path has T = inf (rule 4): (1 - 1) * inf is nan,
@@ -86,7 +99,7 @@ def evaluate_job(
         else:
             moved = (np.sort(gpus, axis=1) != cur[None, :]).any(axis=1)
     migration = np.where(moved, job.migration_cost, 0.0)
-    return JobScore(T, step, eff, lam, lost, goodput, value, moved, migration)
+    return JobScore(T, step, eff, lam, lost, goodput, value, moved, migration, speed)
 
 
 def zero_job(job) -> JobScore:
@@ -293,6 +306,7 @@ class Scorer:
                 )
             row["moved"] = bool(s.moved[0])
             row["migration_cost"] = float(s.migration[0])
+            row["speed"] = float(s.speed[0]) if n and s.speed is not None else None
             jobs.append(row)
             tot_value += row["value"]
             tot_mig += row["migration_cost"]

@@ -75,7 +75,29 @@ AtLeastOne = Annotated[float, BeforeValidator(_check(lambda x: x >= 1, "at least
 Fraction = Annotated[
     float, BeforeValidator(_check(lambda x: 0 <= x <= 1, "a number in [0, 1]", _number))
 ]
+
+
+def _mix_types(v: Any) -> Any:
+    # SPEC v2: false (default) | slowest | balanced; `true` is refused: the rule must be named
+    if v is False or v is None:
+        return False
+    if v is True:
+        raise ValueError("must name the speed rule: slowest or balanced (true is refused)")
+    if v in ("slowest", "balanced"):
+        return v
+    raise ValueError(f"must be false, 'slowest' or 'balanced', not {v!r}")
+
+
+def _force(v: Any) -> Any:
+    # SPEC v2: accept | decline | null (free)
+    if v is None or v in ("accept", "decline"):
+        return v
+    raise ValueError(f"must be 'accept', 'decline' or null, not {v!r}")
+
+
 Number = Annotated[float, BeforeValidator(_number)]
+MixTypes = Annotated[bool | str, BeforeValidator(_mix_types)]
+Force = Annotated[str | None, BeforeValidator(_force)]
 Name = Annotated[str, BeforeValidator(_name)]
 Str = Annotated[str, BeforeValidator(_string)]
 Bool = StrictBool

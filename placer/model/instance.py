@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from placer.model.fields import (
     AtLeastOne,
     Bool,
+    Force,
     Fraction,
+    MixTypes,
     Name,
     NonNegFloat,
     NonNegInt,
@@ -186,6 +188,12 @@ class Job(_Open):
     name: Name = Field(description="Unique job name.")
     kind: Literal["training", "inference"] = Field(description="training | inference.")
     gpu_types: list[Name] | None = Field(None, description="Allowed GPU types; default any.")
+    mix_types: MixTypes = Field(
+        False,
+        description="v2: false | slowest | balanced. Units may be of different allowed types "
+        "(each unit one type); the job's speed is the slowest type's (slowest) or the "
+        "GPU-weighted mean (balanced).",
+    )
     tp: PosInt = Field(1, description="Tensor-parallel degree (ranks per TP group).")
     pp: PosInt = Field(1, description="Pipeline stages.")
     dp: PosInt | None = Field(None, description="Training: most units (data-parallel degree).")
@@ -270,6 +278,11 @@ class Offer(_Open):
     single_site: Bool = Field(False, description="All its blocks in one site.")
     committed_blocks: list[Str] | None = Field(
         None, description="Blocks under a signed contract: the offer is accepted with them."
+    )
+    force: Force = Field(
+        None,
+        description="v2: accept | decline | null. The offer must be accepted (blocks chosen "
+        "by the solver) or must not be; null leaves the choice to the solver.",
     )
 
 
