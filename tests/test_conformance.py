@@ -64,6 +64,14 @@ def two_sites(wan_latency=500.0, wan_bw=100.0, gpn=2, racks=(1, 1), nodes=2, **s
     }
 
 
+def two_types():
+    """Site a: 2 one-GPU nodes of type F; site b: 2 of type G (SPEC v2 mixed jobs)."""
+    t = two_sites(gpn=1)
+    t["sites"][0]["gpu_type"] = "F"
+    t["sites"][1]["gpu_type"] = "G"
+    return t
+
+
 def training(name, tp=1, pp=1, dp=2, min_dp=None, value=2.0, **kw):
     j = {
         "name": name,
@@ -164,6 +172,42 @@ CASES = {
                 "i", replicas=3, min_replicas=2, value=2.0, spread={"level": "site", "min": 2}
             ),
             training("t", dp=2, value=1.5),
+        ],
+    ),
+    # SPEC v2: a job whose units must span two GPU types to reach its size, next to a job
+    # that wants only the fast type (slowest and balanced speed rules)
+    "mix-slowest-spans-types": inst_dict(
+        "v2a",
+        two_types(),
+        [
+            training("m", dp=3, min_dp=2, mix_types="slowest", scope={"dp": "cluster"}),
+            inference("i", replicas=1, value=3.0, gpu_types=["G"]),
+        ],
+        gpu_types={"F": {"speed": 1.0}, "G": {"speed": 2.5}},
+    ),
+    "mix-balanced-spans-types": inst_dict(
+        "v2b",
+        two_types(),
+        [
+            training("m", dp=3, min_dp=2, mix_types="balanced", scope={"dp": "cluster"}),
+            inference("i", replicas=1, value=3.0, gpu_types=["G"]),
+        ],
+        gpu_types={"F": {"speed": 1.0}, "G": {"speed": 2.5}},
+    ),
+    # SPEC v2 `force`: a cheap offer that must be taken, a rich one that must not be
+    "force-accept-cheap-offer": inst_dict(
+        "v2c",
+        two_sites(),
+        [training("t", dp=4, min_dp=2)],
+        offers=[{"name": "L", "price_per_gpu_hour": 0.1, "level": "site", "force": "accept"}],
+    ),
+    "force-decline-rich-offer": inst_dict(
+        "v2d",
+        two_sites(),
+        [training("t", dp=4, min_dp=2)],
+        offers=[
+            {"name": "L", "price_per_gpu_hour": 5.0, "level": "site", "force": "decline"},
+            {"name": "M", "price_per_gpu_hour": 0.2, "level": "rack", "min_gpus": 4},
         ],
     ),
     # a sub-site spread next to a site lease, with an unavailable domain in the site: the

@@ -33,9 +33,10 @@ class GreedySolver(Solver):
                 inst,
                 self.name,
                 NO_SOLUTION,
-                "the greedy could not keep the running, non-preemptible jobs "
-                f"{st.unplaced_musts()} placed (an exact backend can prove "
-                "whether any placement can)",
+                "the greedy could not place every must (running, non-preemptible jobs "
+                "and offers with force: accept): "
+                f"{', '.join(st.unplaced_musts())} (an exact backend can prove whether "
+                "any placement can)",
                 started,
             )
         reasons = {}

@@ -399,8 +399,8 @@ class Baseline(Solver):
                 inst,
                 self.name,
                 NO_SOLUTION,
-                f"{self.name}: the running non-preemptible jobs could not all "
-                "be placed under its rules",
+                f"{self.name}: the running non-preemptible jobs and the offers that must "
+                "be accepted could not all be placed under its rules",
                 started,
             )
         best = max(ok, key=lambda k: (ok[k].st.objective, k == "jobs-first"))
@@ -439,6 +439,11 @@ class Baseline(Solver):
         st = State(inst)
         topo = topo_of(inst)
         run = Run(st)
+        # SPEC v2: an offer with `force: accept` is a must, leased before any job under
+        # either policy; `force: decline` is never leased (State.lease_greedy)
+        for o in offer_order(inst):
+            if inst.offers[o].force == "accept":
+                st.lease_greedy(o)
         if leases_first:
             for o in offer_order(inst):
                 st.lease_greedy(o)
@@ -447,6 +452,8 @@ class Baseline(Solver):
         if not leases_first:
             for o in offer_order(inst):
                 st.lease_greedy(o)
+        if st.unplaced_musts():
+            return None
         return run
 
     def place_jobs(self, run: Run, topo: Topo) -> bool:

@@ -299,9 +299,13 @@ class HiveD(Baseline):
         self._cells = _Cells(inst, topo)
         self._st = st
         self._vcs = []
-        if leases_first:
+        # SPEC v2 `force`: declined offers get no virtual cluster; forced ones are reserved
+        # before any job under either policy
+        order = [o for o in offer_order(inst) if inst.offers[o].force != "decline"]
+        forced = [o for o in order if inst.offers[o].force == "accept"]
+        if leases_first or forced:
             free, power = st.free.copy(), st.power_left.copy()
-            for o in offer_order(inst):
+            for o in order if leases_first else forced:
                 f, p = free.copy(), power.copy()
                 ok = True
                 for o2, k2 in self._vcs:  # earlier VCs keep their cells in the trial
@@ -317,9 +321,15 @@ class HiveD(Baseline):
         finally:
             vcs, self._vcs = self._vcs, None
         free, power = st.free.copy(), st.power_left.copy()
-        todo = vcs if leases_first else [(o, None) for o in offer_order(inst)]
+        if leases_first:
+            todo = vcs
+        else:
+            reserved = {o for o, _ in vcs}
+            todo = vcs + [(o, None) for o in order if o not in reserved]
         for o, k in todo:
             picks = _bind(self._cells, o, free, power, st.offer_blocks[o], k)
             for block in picks or []:
                 st.add_block(o, block)
+        if st.unplaced_musts():
+            return None
         return run

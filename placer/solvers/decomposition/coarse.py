@@ -48,6 +48,8 @@ class Option:
     b: int = -1  # binary var
     n: dict[int, int] = field(default_factory=dict)  # site -> units var (in unit steps)
     step: int = 1
+    # kind "mixed" (SPEC v2 mix_types): (site, type) -> units var (in unit steps)
+    parts: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
 @dataclass
@@ -564,6 +566,8 @@ def build(inst: Instance) -> Coarse:
                 _add_inference_option(c, j, job, t, job_opts)
             else:
                 _add_training_options(c, j, job, t, job_opts)
+        if job.mix_types:
+            _add_mixed_option(c, j, job, job_opts)
         _add_stay_option(c, j, job, job_opts)
         _add_job_rows(c, job, job_opts)
     _add_leases(c)
@@ -681,6 +685,63 @@ def _add_training_options(c: _Ctx, j: int, job: Job, t: int, job_opts: list[Opti
                 job_opts.append(op)
 
 
+def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None:
+    """SPEC v2 `mix_types`: units over several allowed types (and sites). Optimistic so that
+    the bound stays valid for any mix: a unit of type t is worth at most
+    ``hours * value * speed_t * tp*pp * eff_max``, where eff_max takes every collective at
+    its cheapest level and site (T_X >= min over fabric entries) and the compute time of the
+    slowest allowed type (the largest efficiency); ``speed * eff`` of the job is at most
+    the mean of its units' ``speed_t * eff_max`` under either rule (the slowest speed and
+    the GPU-weighted mean are both at most the mean of the units' speeds). Interruptions are
+    bounded below by 0."""
+    ix, lm, bounds, inst = c.ix, c.lm, c.bounds, c.inst
+    types = allowed_types(inst, ix, job)
+    if len(types) < 2:
+        return
+    step = job.unit_step
+    n_min = smallest_units(job)
+    keys = [(s, t) for s in range(ix.n_sites) for t in types if bounds.avail[s, t] >= job.unit_size]
+    if len({t for _, t in keys}) < 2:
+        return
+    eff = 1.0
+    if job.compute_ms is not None:
+        lat, bw = ix.lat_us, ix.bw_GBps
+        sizes = {"tp": job.tp, "pp": job.pp}
+        if job.kind == "training":
+            sizes.update(dp=n_min, ep=job.ep)
+        comm = 0.0
+        for d, n in sizes.items():
+            if n <= 1:
+                continue
+            S = getattr(job.comm, f"{d}_MB")
+            m = getattr(job.comm, f"{d}_messages")
+            if d == "pp":
+                t_min = float((m * lat / 1000.0 + S / bw).min())
+            elif d == "ep":
+                t_min = float(reduce_scatter_ms(n, m, S, lat, bw).min())
+            else:
+                t_min = float(all_reduce_ms(n, m, S, lat, bw).min())
+            comm += (1.0 - getattr(job.overlap, d)) * t_min
+        c_max = job.compute_ms / float(min(ix.type_speed[t] for t in types))
+        eff = c_max / (c_max + comm)
+    hours = job_hours(inst, job)
+    op = Option(j, "mixed", -1, tuple(sorted({s for s, _ in keys})), eff, step=step)
+    op.b = lm.var(f"b[{job.name},mixed]", 0, 1)
+    tot = {}
+    hi_steps = job.units_max // step
+    for s, t in keys:
+        ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), hi_steps)
+        v = lm.var(f"n[{job.name},mixed,{ix.site_names[s]},{ix.type_names[t]}]", 0, ub)
+        op.parts[(s, t)] = v
+        tot[v] = 1.0
+        lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
+        per_unit = hours * job.value * float(ix.type_speed[t]) * job.unit_size * step
+        lm.maximize(v, per_unit * eff)
+    lm.add({**tot, op.b: -float(hi_steps)}, "<=", 0)
+    lm.add({**tot, op.b: -float(-(-n_min // step))}, ">=", 0)
+    job_opts.append(op)
+
+
 def _add_stay_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None:
     """A running, not pinned job: "stay" (exactly `current`) or pay its migration cost. A
     `current` that breaks rules 1-5 (e.g. its spread) cannot stay: the job moves or stops,
@@ -730,11 +791,12 @@ def _add_job_rows(c: _Ctx, job: Job, job_opts: list[Option]) -> None:
     node_tp = job.effective_scope()["tp"] == ix.levels[-1] and job.tp > 1
     for op in job_opts:
         per = job.unit_size * op.step
-        for s, v in op.n.items():
-            c.use.setdefault((s, op.type), {})[v] = float(per)
-            c.power_rows[s][v] = c.power_rows[s].get(v, 0.0) + per * c.gpu_power[op.type]
+        cells = [((s, op.type), v) for s, v in op.n.items()] + list(op.parts.items())
+        for (s, t), v in cells:
+            c.use.setdefault((s, t), {})[v] = float(per)
+            c.power_rows[s][v] = c.power_rows[s].get(v, 0.0) + per * c.gpu_power[t]
             if node_tp:
-                c.big_tp.append((s, op.type, job.tp, v, float(job.pp * op.step)))
+                c.big_tp.append((s, t, job.tp, v, float(job.pp * op.step)))
         if op.kind == "stay":
             # its nodes are charged in the whole-node rows (its own TP groups included)
             c.stays.append((op.b, ix.cached_indices(job.current)))
@@ -778,8 +840,10 @@ def _add_leases(c: _Ctx) -> None:
                 if cnt:
                     c.use.setdefault((s, t), {})[y] = c.use.get((s, t), {}).get(y, 0.0) + cnt
                     c.power_rows[s][y] = c.power_rows[s].get(y, 0.0) + cnt * c.gpu_power[t]
-        if offer.committed_blocks:
+        if offer.committed_blocks or offer.force == "accept":  # signed, or forced (SPEC v2)
             lm.add({a: 1.0}, ">=", 1)
+        if offer.force == "decline":
+            lm.add({a: 1.0}, "<=", 0)
         if tot:
             lm.add({**tot, a: -float(offer.min_gpus)}, ">=", 0)
             if offer.max_gpus is not None:

@@ -179,8 +179,57 @@ class State:
                     g = self._multi_site(job, t, cap, per_site, B)
                     if g is not None:
                         out.append(g)
+        if job.mix_types:
+            out.extend(self._mixed(job, cap, site_list))
         if job.kind == "training" and job.pp > 1:
             out.extend(v for v in (stage_major(job, g) for g in list(out)) if v is not None)
+        return out
+
+    def _mixed(self, job: Job, cap: int, site_list: list[int]) -> list[np.ndarray]:
+        """SPEC v2 `mix_types`: units of several allowed types. Per site (and over the
+        sites when DP may span them), the fastest type's units first, then the next type's
+        in what is left, each part packed whole; the kernel then scores the mix."""
+        ix = self.ix
+        types = sorted(allowed_types(self.inst, ix, job), key=lambda t: (-ix.type_speed[t], t))
+        if len(types) < 2:
+            return []
+        regions = [[s] for s in site_list]
+        if self._may_span_sites(job) and len(site_list) > 1:
+            regions.append(list(site_list))
+        out = []
+        step = job.unit_step
+        for sites in regions:
+            parts: list[np.ndarray] = []
+            power = self.power_left.copy()
+            left = cap
+            for s in sites:
+                for t in types:
+                    if left <= 0:
+                        break
+                    kw = ix.type_power_kW[t]
+                    by_power = (
+                        job.units_max
+                        if not np.isfinite(power[s]) or not np.isfinite(kw) or kw <= 0
+                        else int(max(0.0, power[s] + 1e-9) // (kw * job.unit_size))
+                    )
+                    n = min(self.packer.max_fit(job, t, self.site_region(s)), by_power, left)
+                    n -= n % step
+                    if n <= 0:
+                        continue
+                    g = self.packer.place(job, t, n, self.site_region(s))
+                    if g is None:
+                        continue
+                    parts.append(g)
+                    self.packer.take(g)
+                    power -= self._power(g)
+                    left -= n
+            for g in parts:
+                self.packer.give(g)
+            if len({int(ix.gpu_type[g[0]]) for g in parts}) < 2:
+                continue  # one type only: the single-type candidates cover it
+            g = np.concatenate(parts)
+            if len(g) // job.unit_size >= max(job.units_min, 1):
+                out.append(g)
         return out
 
     def _may_span_sites(self, job: Job) -> bool:
@@ -272,12 +321,16 @@ class State:
         return False
 
     def unplaced_musts(self) -> list[str]:
-        """Running, non-preemptible jobs this state leaves out (a state with any is not a
-        valid placement)."""
+        """Running, non-preemptible jobs this state leaves out, and offers with ``force:
+        accept`` it does not accept (a state with any is not a valid placement)."""
         return [
             job.name
             for job, g in zip(self.inst.jobs, self.job_gpus)
             if job.current and not job.preemptible and len(g) == 0
+        ] + [
+            f"offer {o.name!r}"
+            for o, bl in zip(self.inst.offers, self.offer_blocks)
+            if o.force == "accept" and not bl
         ]
 
     def reason(self, j: int) -> str:
@@ -388,8 +441,11 @@ class State:
         return [(int(cnt[d]), int(site[d]), lvl, int(d)) for d in ids]
 
     def lease_greedy(self, o: int) -> bool:
-        """Accept offer o on whole free blocks if its min_gpus can be met."""
+        """Accept offer o on whole free blocks if its min_gpus can be met (never one with
+        ``force: decline``)."""
         offer = self.inst.offers[o]
+        if offer.force == "decline":
+            return False
         if self.offer_blocks[o] and not offer.committed_blocks:
             return True
         have = sum(len(self.block_gpus(b)) for b in self.offer_blocks[o])
@@ -502,7 +558,8 @@ def offer_order(inst: Instance) -> list[int]:
     return sorted(
         range(len(inst.offers)),
         key=lambda o: (
-            not inst.offers[o].committed_blocks,
+            # signed and forced offers first: they must be accepted (SPEC v2 `force`)
+            not (inst.offers[o].committed_blocks or inst.offers[o].force == "accept"),
             -inst.offers[o].price_per_gpu_hour,
             inst.offers[o].name,
         ),
@@ -519,6 +576,9 @@ def greedy_policy(inst: Instance, leases_first: bool, deadline: float | None = N
     """One greedy policy (see the module overview). Past `deadline` it stops placing jobs
     (those left keep 0 units: the state stays a valid placement)."""
     st = State(inst)
+    for o in offer_order(inst):  # offers that must be accepted come before any job
+        if inst.offers[o].force == "accept":
+            st.lease_greedy(o)
     if leases_first:
         for o in offer_order(inst):
             st.lease_greedy(o)

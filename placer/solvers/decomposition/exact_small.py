@@ -116,10 +116,13 @@ def build_columns(
         cur_counts = None
         if cur is not None:
             cur_counts = np.bincount(ix.gpu_node[cur], minlength=len(ix.node_gpus))
-        for t in allowed_types(inst, ix, job):
-            nodes = np.flatnonzero((ix.node_type == t) & (node_free > 0))
+        types = allowed_types(inst, ix, job)
+        # SPEC v2 mix_types: also every map over the nodes of all its types, units one type
+        for t in types + (["mixed"] if job.mix_types and len(types) > 1 else []):
+            of_t = np.isin(ix.node_type, types) if t == "mixed" else ix.node_type == t
+            nodes = np.flatnonzero(of_t & (node_free > 0))
             if cur is not None:
-                nodes = np.union1d(nodes, np.flatnonzero((cur_counts > 0) & (ix.node_type == t)))
+                nodes = np.union1d(nodes, np.flatnonzero((cur_counts > 0) & of_t))
             if len(nodes) == 0:
                 continue
             cap = node_free[nodes].copy()
@@ -141,6 +144,9 @@ def build_columns(
                 onehot[np.arange(len(maps))[:, None], np.arange(n)[None, :], maps] = 1
                 counts = onehot.sum(axis=1)
                 fit = (counts <= cap[None, :]).all(axis=1)
+                if t == "mixed":
+                    ut = ix.node_type[nodes[maps]].reshape(len(maps), units, job.unit_size)
+                    fit &= (ut == ut[:, :, :1]).all(axis=(1, 2))
                 maps, onehot, counts = maps[fit], onehot[fit], counts[fit]
                 if len(maps) == 0:
                     continue
@@ -284,6 +290,10 @@ class SmallExact:
             if not mine:
                 lm.add({a: 1.0}, "<=", 0)
             lm.add({a: 1.0, **{self.y[b]: -1.0 for b in mine}}, "<=", 0)
+            if offer.force == "accept":  # SPEC v2
+                lm.add({a: 1.0}, ">=", 1)
+            elif offer.force == "decline":
+                lm.add({a: 1.0}, "<=", 0)
             if offer.committed_blocks:
                 paths = set(offer.committed_blocks)
                 for b in mine:

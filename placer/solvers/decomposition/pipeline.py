@@ -64,7 +64,7 @@ def round_plan(co: coarse_mod.Coarse, x: list[float]) -> list[float]:
     for op in best.values():
         w = x[op.b]
         vals[op.b] = 1.0
-        for v in op.n.values():
+        for v in [*op.n.values(), *op.parts.values()]:
             vals[v] = float(int(x[v] / w + 1e-9))
     for o, a in co.offer_vars.items():
         if x[a] >= 0.5:
@@ -142,7 +142,8 @@ def primal_from_coarse(
             st.clear_offer(o)
 
     def size(op):
-        return sum(vals[v] for v in op.n.values()) * op.step * inst.jobs[op.job].unit_size
+        units = sum(vals[v] for v in [*op.n.values(), *op.parts.values()])
+        return units * op.step * inst.jobs[op.job].unit_size
 
     if order == "size":
         # running jobs that stay first, then jobs with a spread (the most constrained),
@@ -184,7 +185,25 @@ def primal_from_coarse(
             st.place_best(j)
             continue
         variants = []
-        for B in st.packer.layouts(job):
+        if op.kind == "mixed":  # SPEC v2: units per (site, type) as planned, packed in turn
+            parts = []
+            for (s, t), v in sorted(op.parts.items()):
+                n = int(round(vals[v])) * op.step
+                g = st.packer.place(job, t, n, st.site_region(s)) if n > 0 else None
+                if g is not None:
+                    parts.append(g)
+                    st.packer.take(g)
+            for g in parts:
+                st.packer.give(g)
+            if parts:
+                g = np.concatenate(parts)
+                if (
+                    len(g) // job.unit_size >= max(job.units_min, 1)
+                    and scope_ok(inst, j, g)
+                    and (st._power(g) <= st.power_left + 1e-9).all()
+                ):
+                    variants.append(g)
+        for B in st.packer.layouts(job) if op.kind != "mixed" else []:
             parts = []
             ok = True
             for s, v in sorted(op.n.items()):
