@@ -1,12 +1,14 @@
 """placer: place AI jobs on multi-campus GPU clusters and decide which blocks to lease.
 
 Public API: :func:`load_instance`, :func:`load_placement`, :func:`score`, :func:`check`,
-:func:`solve`, their results (:class:`Result`, :class:`Status`, :class:`Score`,
-:class:`Violation`), the model classes and the errors.
+:func:`solve`, :func:`decide` (keep or lease), their results (:class:`Result`,
+:class:`Status`, :class:`Score`, :class:`Violation`, :class:`DecideResult`), the model classes
+and the errors.
 """
 
 from placer.api import check, load_instance, load_placement, score, solve
 from placer.check import Violation
+from placer.decision import DecideResult, Sweep, decide
 from placer.errors import (
     ArgumentTypeError,
     InstanceError,
@@ -23,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArgumentTypeError",
+    "DecideResult",
     "Instance",
     "InstanceError",
     "Placement",
@@ -32,10 +35,12 @@ __all__ = [
     "Score",
     "SolverError",
     "Status",
+    "Sweep",
     "UsageError",
     "Violation",
     "__version__",
     "check",
+    "decide",
     "load_instance",
     "load_placement",
     "score",

@@ -536,6 +536,172 @@ def solvers_cmd() -> None:
     out.print(t)
 
 
+def _vu(x: float | None) -> str:
+    """A value in vu, short: 22.4 M, 312 k, 8,623."""
+    if x is None:
+        return "-"
+    a = abs(x)
+    if a >= 1e6:
+        return f"{x / 1e6:+,.1f} M"
+    if a >= 1e4:
+        return f"{x / 1e3:+,.1f} k"
+    return f"{x:+,.0f}"
+
+
+@app.command()
+def decide(
+    instance: Path = typer.Argument(..., help="Instance file."),
+    offer: str | None = typer.Option(None, "--offer", help="Decide this offer only."),
+    time_limit: float = typer.Option(60.0, "--time-limit", "-t", help="Seconds per solve."),
+    sweep: list[str] = typer.Option(
+        [],
+        "--sweep",
+        help="PARAM=LO:HI[:N]: scale PARAM by factors LO..HI (geometric, N points, default "
+        "5); PARAM: wan.latency, wan.bandwidth, wan.failures, price, node_failures, "
+        "jobs.NAME.cross_site_every. Repeatable.",
+    ),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", help="Parallel solves (local)."),
+    engine: str = typer.Option("local", "--engine", help="local | ray (RAY_ADDRESS)."),
+    solver: str = typer.Option("cpsat", "--solver", "-s", help="Backend for every solve."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every solve."),
+    tolerance: float = typer.Option(0.05, "--tolerance", help="Bisection: stop at hi/lo <= 1+tol."),
+    plot_dir: Path | None = typer.Option(None, "--plot", help="Write sweep plots here (PNG)."),
+    as_json: bool = typer.Option(False, "--json", help="The decision as JSON on stdout."),
+    option: list[str] = typer.Option([], "--option", "-O", help="Backend option KEY=VALUE."),
+) -> None:
+    """Keep or lease: each offer forced accepted and forced declined, the worth of accepting
+    and the break-even price with proven intervals, and sweeps of the parameters."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from placer.decision import decide as decide_fn
+    from placer.decision import plot
+
+    inst = _load(instance)
+    if not as_json:
+        _warn(inst)
+    opts = _key_values(option, "--option")
+    if jobs is not None and jobs < 1:
+        err.print(f"[red]error:[/red] --jobs: must be >= 1, got {jobs}")
+        raise typer.Exit(2)
+    try:
+        if as_json:
+            res = decide_fn(
+                inst,
+                offer=offer,
+                sweeps=sweep,
+                engine=engine,
+                jobs=jobs,
+                time_limit=time_limit or None,
+                seed=seed,
+                solver=solver,
+                tolerance=tolerance,
+                **opts,
+            )
+        else:
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            ) as bar:
+                task = bar.add_task(f"{inst.name}: forced solves", total=None)
+
+                def progress(stage: str, done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                res = decide_fn(
+                    inst,
+                    offer=offer,
+                    sweeps=sweep,
+                    engine=engine,
+                    jobs=jobs,
+                    time_limit=time_limit or None,
+                    seed=seed,
+                    solver=solver,
+                    tolerance=tolerance,
+                    progress=progress,
+                    **opts,
+                )
+        paths = plot(res, str(plot_dir)) if plot_dir is not None and res.sweeps else []
+    except PlacerError as e:
+        _fail(e)
+    if as_json:
+        sys.stdout.write(json.dumps(res.to_dict(), indent=1) + "\n")
+        return
+    t = Table(title=f"{inst.name}: keep or lease")
+    for c in (
+        "offer",
+        "price",
+        "accept: objective",
+        "bound",
+        "leased GPUs",
+        "decline: objective",
+        "bound",
+        "worth",
+        "proven",
+    ):
+        t.add_column(c, justify="left" if c == "offer" else "right")
+    for o in res.offers:
+        t.add_row(
+            o.offer,
+            _fmt(o.price),
+            _fmt(o.accept.objective, 0),
+            _fmt(o.accept.bound, 0),
+            _fmt(o.accept.gpus),
+            _fmt(o.decline.objective, 0),
+            _fmt(o.decline.bound, 0),
+            _vu(o.worth),
+            f"{_vu(o.worth_interval[0])}..{_vu(o.worth_interval[1])}",
+        )
+    out.print(t)
+    for s in res.sweeps:
+        t = Table(title=f"sweep {s.param} ({s.offer})")
+        for c in ("factor", "accept", "decline", "worth", "decision"):
+            t.add_column(c, justify="right")
+        for p in s.points:
+            t.add_row(
+                f"x{p.factor:.4g}", _fmt(p.accept, 0), _fmt(p.decline, 0), _vu(p.worth), p.decision
+            )
+        out.print(t)
+    for o in res.offers:
+        out.print(_answer(inst, o), soft_wrap=True)
+    for s in res.sweeps:
+        if s.break_even:
+            b = s.break_even
+            out.print(
+                f"{s.offer}: the decision flips from {b['from']} to {b['to']} at {s.param} "
+                f"x{b['factor']:.3g} (x{b['interval'][0]:.3g}..x{b['interval'][1]:.3g})"
+            )
+        else:
+            out.print(f"{s.offer}: {s.param} does not flip the decision in its range")
+    for p in paths:
+        out.print(f"wrote {p}")
+
+
+def _answer(inst, o) -> str:
+    """The one-line answer for an offer."""
+    blocks = o.offer
+    if o.worth is None:
+        why = o.accept.reason or o.decline.reason
+        return f"{o.offer}: {o.decision} (one side has no placement: {why})"
+    lo, hi = o.worth_interval
+    if o.decision == "accept":
+        head = f"lease to {blocks}: worth {_vu(o.worth)} vu (proven {_vu(lo)}..{_vu(hi)})"
+    else:
+        head = (
+            f"keep (decline {blocks}): accepting is worth {_vu(o.worth)} vu "
+            f"(proven {_vu(lo)}..{_vu(hi)})"
+        )
+    if o.break_even_price is not None:
+        a, b = o.break_even_interval
+        rng = "" if a is None or b is None else f" (proven {a:.3g}..{b:.3g})"
+        verb = "stops paying below" if o.decision == "accept" else "would pay from"
+        head += f"; {verb} {o.break_even_price:.3g} vu/GPU-h{rng}"
+    return head
+
+
 def main() -> None:
     """Console entry point."""
     try:

@@ -1,0 +1,523 @@
+"""Keep or lease: the value of accepting each lease offer, with proven intervals, and the
+parameters at which the answer flips (``placer decide``, :func:`decide`).
+
+Algorithm overview
+1. For each offer (or the one named), build two copies of the instance: the offer forced
+   accepted (SPEC v2 ``force: accept``; the solver chooses its blocks) and forced declined.
+   Other offers keep their own ``force``. Each copy is solved by the same backend, seed and
+   limits (the two solves are independent: they run in parallel on the engine).
+2. The worth of accepting is ``accept.objective - decline.objective``. Each side's proven
+   bound gives a proven interval: ``[accept.objective - decline.bound,
+   accept.bound - decline.objective]`` (every feasible placement of a side lies between its
+   objective and its bound). The decision is the better side.
+3. The break-even price. With the accepted plan fixed, its value is linear in the price:
+   ``A(p) = A.objective + H (p - p0) G`` (H the horizon, p0 the offer's price, G its leased
+   GPUs), so accepting pays from ``p* = p0 + (D.objective - A.objective) / (H G)``. Proven
+   interval: the best accepted placement at price p is at least ``A(p)`` and at most
+   ``A.bound + H (p - p0) g`` with g its leased GPUs, ``g >= min_gpus`` below p0 and ``g <=``
+   the offer's most GPUs above; the declined side is unchanged by p. So accepting surely
+   pays once ``A(p) >= D.bound`` and surely does not while the upper line is below
+   ``D.objective``.
+4. Sweeps scale one parameter of the instance by factors LO..HI (geometric spacing), solve
+   both sides at each point, and where the decision flips between two points bisect the
+   factor (geometric midpoint) until ``hi / lo <= 1 + tolerance``; the flip is reported as
+   ``break_even: {factor, interval}``.
+
+Imports the model, the loader and the API; the Ray engine imports ray only when chosen.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from placer.errors import InstanceError, UsageError
+from placer.model import Instance, Status
+
+SWEEP_PARAMS = (
+    "wan.latency",
+    "wan.bandwidth",
+    "wan.failures",
+    "price",
+    "node_failures",
+    "jobs.NAME.cross_site_every",
+)
+ENGINES = ("local", "ray")
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class Side:
+    """One forced solve: its objective and proven bound (None: no placement / no bound)."""
+
+    objective: float | None
+    bound: float | None
+    status: str
+    seconds: float
+    gpus: int = 0  # leased GPUs of the offer (accept side)
+    reason: str | None = None
+
+
+@dataclass
+class OfferDecision:
+    """Keep or lease one offer: both sides, the worth of accepting and the break-even price,
+    each with its proven interval."""
+
+    offer: str
+    decision: str  # accept | decline
+    accept: Side
+    decline: Side
+    worth: float | None
+    worth_interval: list[float | None]
+    break_even_price: float | None
+    break_even_interval: list[float | None]
+    price: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "offer": self.offer,
+            "decision": self.decision,
+            "accept": {
+                "objective": self.accept.objective,
+                "bound": self.accept.bound,
+                "gpus": self.accept.gpus,
+                "status": self.accept.status,
+            },
+            "decline": {
+                "objective": self.decline.objective,
+                "bound": self.decline.bound,
+                "status": self.decline.status,
+            },
+            "worth": self.worth,
+            "worth_interval": self.worth_interval,
+            "break_even_price": self.break_even_price,
+            "break_even_interval": self.break_even_interval,
+            "price": self.price,
+        }
+
+
+@dataclass
+class SweepPoint:
+    factor: float
+    accept: float | None
+    decline: float | None
+    worth: float | None
+    decision: str
+
+
+@dataclass
+class SweepResult:
+    """One parameter's sweep for one offer, and the flip of the decision if any."""
+
+    param: str
+    offer: str
+    points: list[SweepPoint]
+    break_even: dict[str, Any] | None
+    tolerance: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "param": self.param,
+            "offer": self.offer,
+            "points": [asdict(p) for p in self.points],
+            "break_even": self.break_even,
+            "tolerance": self.tolerance,
+        }
+
+
+@dataclass
+class DecideResult:
+    """What :func:`decide` returns; ``to_dict()`` is the JSON of ``placer decide --json``."""
+
+    offers: list[OfferDecision]
+    sweeps: list[SweepResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "offers": [o.to_dict() for o in self.offers],
+            "sweeps": [s.to_dict() for s in self.sweeps],
+        }
+
+
+# ----------------------------------------------------------------------------- sweeps
+@dataclass(frozen=True)
+class Sweep:
+    """``PARAM=LO:HI[:N]``: scale PARAM by N factors from LO to HI (geometric spacing)."""
+
+    param: str
+    lo: float
+    hi: float
+    n: int = 5
+
+    @classmethod
+    def parse(cls, text: str) -> Sweep:
+        name, sep, rng = text.partition("=")
+        parts = rng.split(":")
+        if not sep or len(parts) not in (2, 3):
+            raise UsageError(f"--sweep {text!r}: expected PARAM=LO:HI[:N]")
+        try:
+            lo, hi = float(parts[0]), float(parts[1])
+            n = int(parts[2]) if len(parts) == 3 else 5
+        except ValueError:
+            raise UsageError(f"--sweep {text!r}: LO and HI must be numbers, N an integer") from None
+        return cls(name, lo, hi, n).checked()
+
+    def checked(self) -> Sweep:
+        ok = self.param in SWEEP_PARAMS[:-1] or (
+            self.param.startswith("jobs.") and self.param.endswith(".cross_site_every")
+        )
+        if not ok:
+            raise UsageError(
+                f"sweep {self.param!r}: unknown parameter; valid: {', '.join(SWEEP_PARAMS)}"
+            )
+        if not (math.isfinite(self.lo) and math.isfinite(self.hi)) or not 0 < self.lo < self.hi:
+            raise UsageError(f"sweep {self.param}: need 0 < LO < HI, got {self.lo}:{self.hi}")
+        if not 2 <= self.n <= 200:
+            raise UsageError(f"sweep {self.param}: N must be in 2..200, got {self.n}")
+        return self
+
+    def factors(self) -> list[float]:
+        r = (self.hi / self.lo) ** (1.0 / (self.n - 1))
+        return [self.lo * r**i for i in range(self.n)]
+
+
+def scaled(data: dict, param: str, factor: float, offer: str | None = None) -> dict:
+    """A copy of an instance dict with `param` scaled by `factor` (see :data:`SWEEP_PARAMS`)."""
+    d = copy.deepcopy(data)
+    topo = d["topology"]
+    if param.startswith("wan."):
+        key = {"latency": "latency_us", "bandwidth": "bandwidth_GBps", "failures": None}[param[4:]]
+        for link in topo.get("wan") or []:
+            if key is None:
+                link["failures_per_day"] = float(link.get("failures_per_day", 0.0)) * factor
+            else:
+                link[key] = float(link[key]) * factor
+    elif param == "node_failures":
+        for s in topo["sites"]:
+            s["node_failures_per_day"] = float(s.get("node_failures_per_day", 0.0)) * factor
+    elif param == "price":
+        for o in (d.get("leases") or {}).get("offers", []):
+            if offer is None or o["name"] == offer:
+                o["price_per_gpu_hour"] = float(o["price_per_gpu_hour"]) * factor
+    elif param.startswith("jobs."):
+        name = param[len("jobs.") : -len(".cross_site_every")]
+        jobs = [j for j in d["jobs"] if j.get("name") == name]
+        if not jobs:
+            raise UsageError(f"sweep {param}: no job named {name!r}")
+        for j in jobs:
+            j["cross_site_every"] = max(1.0, float(j.get("cross_site_every", 1.0)) * factor)
+    return d
+
+
+# ----------------------------------------------------------------------------- one side
+def solve_side(
+    data: dict, offer: str, force: str, solver: str, time_limit, seed: int, options: dict
+) -> dict:
+    """Solve the instance dict with `offer` forced `accept` or `decline` (a task of the
+    engines: plain data in and out, so that it runs in another process or on Ray)."""
+    import time
+
+    from placer.api import load_instance, solve
+
+    d = copy.deepcopy(data)
+    for o in (d.get("leases") or {}).get("offers", []):
+        if o["name"] == offer:
+            o["force"] = force
+    t0 = time.perf_counter()
+    try:
+        inst = load_instance(d)
+    except InstanceError as e:
+        # e.g. a forced acceptance that no set of blocks meets: that side has no placement
+        return {
+            "objective": None,
+            "bound": None,
+            "status": str(Status.INFEASIBLE),
+            "seconds": time.perf_counter() - t0,
+            "gpus": 0,
+            "reason": str(e).splitlines()[0],
+        }
+    res = solve(inst, solver=solver, time_limit=time_limit, seed=seed, threads=1, **options)
+    gpus = 0
+    if res.score is not None:
+        gpus = next((o["gpus"] for o in res.score.offers if o["offer"] == offer), 0)
+    return {
+        "objective": res.objective,
+        "bound": res.bound,
+        "status": str(res.status),
+        "seconds": res.seconds,
+        "gpus": int(gpus),
+        "reason": res.reason,
+    }
+
+
+# ----------------------------------------------------------------------------- engines
+class _Engine:
+    """Runs independent solve tasks; results in the order given."""
+
+    def __init__(self, engine: str, jobs: int | None) -> None:
+        if engine not in ENGINES:
+            raise UsageError(f"engine: {engine!r} is not one of {', '.join(ENGINES)}")
+        self.engine = engine
+        self.jobs = jobs or max(1, min(4, os.cpu_count() or 1))
+        self._pool = None
+        self._ray = None
+
+    def __enter__(self) -> _Engine:
+        if self.engine == "ray":
+            try:
+                import ray
+            except ImportError:
+                raise UsageError("engine 'ray' needs Ray: pip install 'placer[ray]'") from None
+            if not ray.is_initialized():
+                address = os.environ.get("RAY_ADDRESS")
+                if address:
+                    ray.init(address=address, log_to_driver=False)
+                else:
+                    ray.init(num_cpus=self.jobs, log_to_driver=False, include_dashboard=False)
+            self._ray = ray
+            self._remote = ray.remote(num_cpus=1)(solve_side)
+        elif self.jobs > 1:
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def run(self, tasks: list[tuple], progress: Callable[[int], None] | None = None) -> list:
+        if not tasks:
+            return []
+        if self._ray is not None:
+            refs = [self._remote.remote(*t) for t in tasks]
+            out: list = [None] * len(refs)
+            pending = {r: i for i, r in enumerate(refs)}
+            while pending:
+                done, _ = self._ray.wait(list(pending), num_returns=1)
+                for r in done:
+                    out[pending.pop(r)] = self._ray.get(r)
+                    if progress:
+                        progress(1)
+            return out
+        if self._pool is not None:
+            futs = [self._pool.submit(solve_side, *t) for t in tasks]
+            out = []
+            for f in futs:
+                out.append(f.result())
+                if progress:
+                    progress(1)
+            return out
+        out = []
+        for t in tasks:
+            out.append(solve_side(*t))
+            if progress:
+                progress(1)
+        return out
+
+
+# ----------------------------------------------------------------------------- arithmetic
+def _side(r: dict) -> Side:
+    return Side(r["objective"], r["bound"], r["status"], r["seconds"], r["gpus"], r["reason"])
+
+
+def _most_gpus(inst: Instance, offer) -> int:
+    from placer.kernel.blocks import eligible_blocks
+
+    _, _, avail = eligible_blocks(inst, inst.index, offer)
+    total = int(avail.sum())
+    return total if offer.max_gpus is None else min(total, offer.max_gpus)
+
+
+def _decision(inst: Instance, name: str, acc: Side, dec: Side) -> OfferDecision:
+    offer = next(o for o in inst.offers if o.name == name)
+    p0, H = offer.price_per_gpu_hour, inst.horizon_hours
+    A, Ab = acc.objective, acc.bound
+    D, Db = dec.objective, dec.bound
+    if A is None or D is None:
+        decision = "accept" if D is None and A is not None else "decline"
+        return OfferDecision(name, decision, acc, dec, None, [None, None], None, [None, None], p0)
+    Ab = A if Ab is None else Ab  # a heuristic side: its objective is all that is known
+    Db = D if Db is None else Db
+    worth = A - D
+    interval = [A - Db, Ab - D]
+    G = acc.gpus
+    be = be_lo = be_hi = None
+    if G > 0:
+        be = max(0.0, p0 + (D - A) / (H * G))
+        # surely pays once A + H (p - p0) G >= D.bound
+        be_hi = max(0.0, p0 + (Db - A) / (H * G))
+        # surely does not while A.bound + H (p - p0) g < D.objective
+        need = D - Ab
+        if need <= 0:  # below p0: g >= min_gpus
+            gmin = offer.min_gpus
+            be_lo = 0.0 if gmin <= 0 else max(0.0, p0 + need / (H * gmin))
+        else:  # above p0: g <= the most GPUs its blocks hold
+            gmax = _most_gpus(inst, offer)
+            be_lo = p0 + need / (H * gmax) if gmax > 0 else None
+    return OfferDecision(
+        name,
+        "accept" if worth > 0 else "decline",
+        acc,
+        dec,
+        worth,
+        interval,
+        be,
+        [be_lo, be_hi],
+        p0,
+    )
+
+
+# ----------------------------------------------------------------------------- decide
+def decide(
+    instance: Instance,
+    offer: str | None = None,
+    sweeps: Iterable[Sweep | str] = (),
+    engine: str = "local",
+    jobs: int | None = None,
+    time_limit: float | None = 60.0,
+    seed: int = 0,
+    solver: str = "cpsat",
+    tolerance: float = 0.05,
+    progress: Callable[[str, int, int], None] | None = None,
+    **options: Any,
+) -> DecideResult:
+    """Keep or lease each offer (or the one named): see the module overview.
+
+    Parameters
+    ----------
+    instance : a loaded :class:`Instance`.
+    offer : an offer's name; None = every offer.
+    sweeps : :class:`Sweep` or ``"PARAM=LO:HI[:N]"`` strings.
+    engine : ``local`` (a process pool of `jobs` workers) or ``ray`` (``RAY_ADDRESS``, or a
+        local Ray started with `jobs` CPUs).
+    time_limit, seed, solver, options : passed to every solve (one thread each).
+    tolerance : bisection stops when ``hi / lo <= 1 + tolerance``.
+    progress : called with (stage, done, total).
+    """
+    from placer.api import _instance_arg
+
+    instance = _instance_arg(instance)
+    names = [o.name for o in instance.offers]
+    if offer is not None and offer not in names:
+        raise UsageError(f"offer: no offer named {offer!r}; offers: {', '.join(names) or 'none'}")
+    if not names:
+        raise UsageError("the instance has no lease offer to decide on")
+    chosen = [offer] if offer is not None else names
+    sw = [s if isinstance(s, Sweep) else Sweep.parse(s) for s in sweeps]
+    for s in sw:
+        s.checked()
+    if not (isinstance(tolerance, int | float) and 0 < tolerance < 10):
+        raise UsageError(f"tolerance: must be in (0, 10), got {tolerance!r}")
+    data = instance.model_dump(mode="json", exclude_none=True)
+    # a forced side must not inherit the other offers' state: each keeps its own `force`
+    total = 2 * len(chosen) * (1 + sum(s.n for s in sw))
+    done = [0]
+
+    def tick(k: int = 1, stage: str = "solving") -> None:
+        done[0] += k
+        if progress:
+            progress(stage, done[0], total)
+
+    def pair_tasks(d: dict, name: str) -> list[tuple]:
+        return [
+            (d, name, f, solver, time_limit, seed, dict(options)) for f in ("accept", "decline")
+        ]
+
+    result = DecideResult([])
+    with _Engine(engine, jobs) as eng:
+        tasks = [t for name in chosen for t in pair_tasks(data, name)]
+        out = eng.run(tasks, tick)
+        for i, name in enumerate(chosen):
+            result.offers.append(
+                _decision(instance, name, _side(out[2 * i]), _side(out[2 * i + 1]))
+            )
+        for s in sw:
+            for name in chosen:
+                result.sweeps.append(
+                    _sweep(eng, data, instance, name, s, pair_tasks, tolerance, tick)
+                )
+    return result
+
+
+def _point(inst_data: dict, name: str, factor: float, pair: list[dict]) -> SweepPoint:
+    a, d = pair[0]["objective"], pair[1]["objective"]
+    worth = None if a is None or d is None else a - d
+    decision = (
+        "accept"
+        if (worth is not None and worth > 0) or (d is None and a is not None)
+        else "decline"
+    )
+    return SweepPoint(factor, a, d, worth, decision)
+
+
+def _sweep(eng, data, instance, name, s: Sweep, pair_tasks, tolerance, tick) -> SweepResult:
+    factors = s.factors()
+    tasks = [t for f in factors for t in pair_tasks(scaled(data, s.param, f, name), name)]
+    out = eng.run(tasks, tick)
+    points = [_point(data, name, f, out[2 * i : 2 * i + 2]) for i, f in enumerate(factors)]
+    flip = next(
+        (i for i in range(len(points) - 1) if points[i].decision != points[i + 1].decision), None
+    )
+    be = None
+    if flip is not None:
+        lo, hi = points[flip], points[flip + 1]
+        while hi.factor / lo.factor > 1 + tolerance:
+            mid = math.sqrt(lo.factor * hi.factor)
+            r = eng.run(pair_tasks(scaled(data, s.param, mid, name), name), None)
+            p = _point(data, name, mid, r)
+            points.append(p)
+            if p.decision == lo.decision:
+                lo = p
+            else:
+                hi = p
+        be = {
+            "factor": math.sqrt(lo.factor * hi.factor),
+            "interval": [lo.factor, hi.factor],
+            "from": lo.decision,
+            "to": hi.decision,
+        }
+    points.sort(key=lambda p: p.factor)
+    return SweepResult(s.param, name, points, be, tolerance)
+
+
+def plot(result: DecideResult, directory: str) -> list[str]:
+    """One PNG per sweep in `directory`: both sides' objectives against the factor, with the
+    break-even line. Needs matplotlib (``pip install 'placer[plot]'``)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'placer[plot]'") from None
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for s in result.sweeps:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        xs = [p.factor for p in s.points]
+        ax.plot(xs, [p.accept for p in s.points], "o-", label=f"accept {s.offer}")
+        ax.plot(xs, [p.decline for p in s.points], "s--", label="decline")
+        if s.break_even:
+            ax.axvline(s.break_even["factor"], color="grey", lw=1)
+            ax.text(
+                s.break_even["factor"],
+                ax.get_ylim()[1],
+                f" x{s.break_even['factor']:.3g}",
+                va="top",
+                fontsize=8,
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{s.param} (factor)")
+        ax.set_ylabel("objective (vu)")
+        ax.set_title(f"keep or lease {s.offer}: {s.param}")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = os.path.join(directory, f"sweep-{s.offer}-{s.param.replace('.', '_')}.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths

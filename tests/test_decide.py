@@ -1,0 +1,171 @@
+"""Keep or lease (issue 9): `placer.decide` and `placer decide` against forced and free
+solves on a three-campus instance where the WAN moves the answer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import placer
+from placer.cli import app
+from placer.decision import Sweep, scaled
+
+DATA = Path(__file__).resolve().parent / "data" / "decide" / "three-campus.yaml"
+TINY = Path(__file__).resolve().parent.parent / "instances" / "tiny.yaml"
+AGING, FIXED = 1.0, 16.0  # WAN bandwidth factors
+
+
+def three_campus(bw=1.0, price=None):
+    d = scaled(yaml.safe_load(DATA.read_text()), "wan.bandwidth", bw)
+    if price is not None:
+        d["leases"]["offers"][0]["price_per_gpu_hour"] = price
+    return placer.load_instance(d)
+
+
+@pytest.fixture(scope="module")
+def decided():
+    return {bw: placer.decide(three_campus(bw), time_limit=20, jobs=1) for bw in (AGING, FIXED)}
+
+
+@pytest.mark.parametrize("bw, want", [(AGING, "accept"), (FIXED, "decline")])
+def test_the_wan_moves_the_answer_and_the_free_solve_agrees(decided, bw, want):
+    o = decided[bw].offers[0]
+    assert o.decision == want
+    better = max(o.accept.objective, o.decline.objective)
+    assert abs(o.worth) >= 0.05 * better  # each choice clearly ahead (about 7-9% here)
+    free = placer.solve(three_campus(bw), time_limit=20)
+    assert free.objective >= 0.99 * better
+    leased = any(lg.offer == "old-campus" for lg in free.placement.leases)
+    assert leased == (want == "accept")
+
+
+@pytest.mark.parametrize("bw", [AGING, FIXED])
+def test_the_proven_intervals_hold_the_estimates(decided, bw):
+    o = decided[bw].offers[0]
+    lo, hi = o.worth_interval
+    assert lo - 1e-6 <= o.worth <= hi + 1e-6
+    a, b = o.break_even_interval
+    assert a - 1e-9 <= o.break_even_price <= b + 1e-9
+
+
+def test_the_break_even_price_agrees_with_forced_solves(decided):
+    o = decided[FIXED].offers[0]
+    p = o.break_even_price
+    assert p > o.price  # keeping wins at the offered price
+    above = placer.decide(three_campus(FIXED, price=p * 1.03), time_limit=20, jobs=1)
+    below = placer.decide(three_campus(FIXED, price=p * 0.97), time_limit=20, jobs=1)
+    assert above.offers[0].decision == "accept"
+    assert below.offers[0].decision == "decline"
+
+
+def test_a_bandwidth_sweep_reports_the_flip_inside_its_range():
+    res = placer.decide(
+        three_campus(), sweeps=["wan.bandwidth=1:32:3"], time_limit=20, jobs=2, tolerance=0.1
+    )
+    (s,) = res.sweeps
+    assert s.points[0].decision == "accept" and s.points[-1].decision == "decline"
+    be = s.break_even
+    assert 1 < be["interval"][0] < be["factor"] < be["interval"][1] < 32
+    assert be["interval"][1] / be["interval"][0] <= 1.1 + 1e-9
+    # either side of the interval, forced solves agree with the flip
+    lo = placer.decide(three_campus(be["interval"][0]), time_limit=20, jobs=1)
+    hi = placer.decide(three_campus(be["interval"][1]), time_limit=20, jobs=1)
+    assert (lo.offers[0].decision, hi.offers[0].decision) == ("accept", "decline")
+
+
+def test_a_price_sweep_finds_the_break_even_price(decided):
+    o = decided[FIXED].offers[0]
+    res = placer.decide(
+        three_campus(FIXED), sweeps=["price=1:4:3"], time_limit=20, jobs=2, tolerance=0.02
+    )
+    be = res.sweeps[0].break_even
+    lo, hi = be["interval"]
+    assert lo * o.price <= o.break_even_price * 1.0001
+    assert hi * o.price >= o.break_even_price * 0.9999
+
+
+def test_the_json_has_the_fields_of_the_issue():
+    d = placer.decide(placer.load_instance(TINY), time_limit=10, jobs=1).to_dict()
+    (o,) = d["offers"]
+    for k in (
+        "offer",
+        "decision",
+        "accept",
+        "decline",
+        "worth",
+        "worth_interval",
+        "break_even_price",
+        "break_even_interval",
+    ):
+        assert k in o
+    assert set(o["accept"]) >= {"objective", "bound", "gpus"}
+    assert set(o["decline"]) >= {"objective", "bound"}
+    assert d["sweeps"] == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "wan.speed=1:2",
+        "price=2:1",
+        "price=0:1",
+        "price=1:2:1",
+        "price",
+        "jobs.nope.cross_site_every=1:2",
+    ],
+)
+def test_bad_sweeps_are_refused_with_their_name(text):
+    with pytest.raises(placer.UsageError):
+        if text.startswith("jobs.nope"):
+            placer.decide(placer.load_instance(TINY), sweeps=[text], time_limit=5, jobs=1)
+        else:
+            Sweep.parse(text)
+
+
+def test_the_cli_answers_in_one_line_and_in_json(tmp_path):
+    r = CliRunner().invoke(app, ["decide", str(TINY), "--time-limit", "10", "--jobs", "1"])
+    assert r.exit_code == 0, r.output
+    assert "tenant-rack" in r.stdout and "vu/GPU-h" in r.stdout
+    r = CliRunner().invoke(app, ["decide", str(TINY), "--time-limit", "10", "--json", "-j", "1"])
+    assert json.loads(r.stdout)["offers"][0]["offer"] == "tenant-rack"
+    r = CliRunner().invoke(app, ["decide", str(TINY), "--offer", "nope"])
+    assert r.exit_code == 2 and "nope" in r.stderr
+    r = CliRunner().invoke(app, ["decide", str(TINY), "--sweep", "bogus=1:2"])
+    assert r.exit_code == 2 and "bogus" in r.stderr
+
+
+def test_plots_are_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    r = CliRunner().invoke(
+        app,
+        [
+            "decide",
+            str(TINY),
+            "-t",
+            "10",
+            "-j",
+            "1",
+            "--sweep",
+            "price=0.5:2:3",
+            "--plot",
+            str(tmp_path),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert list(tmp_path.glob("*.png"))
+
+
+def test_the_ray_engine_gives_the_local_engine_s_results():
+    ray = pytest.importorskip("ray")
+    inst = placer.load_instance(TINY)
+    kw = dict(sweeps=["price=0.5:2:3"], time_limit=None, seed=3, tolerance=0.2)
+    local = placer.decide(inst, engine="local", jobs=1, **kw).to_dict()
+    try:
+        remote = placer.decide(inst, engine="ray", jobs=2, **kw).to_dict()
+    finally:
+        ray.shutdown()
+    assert remote == local
