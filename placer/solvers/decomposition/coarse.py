@@ -692,8 +692,10 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
     its cheapest level and site (T_X >= min over fabric entries) and the compute time of the
     slowest allowed type (the largest efficiency); ``speed * eff`` of the job is at most
     the mean of its units' ``speed_t * eff_max`` under either rule (the slowest speed and
-    the GPU-weighted mean are both at most the mean of the units' speeds). Interruptions are
-    bounded below by 0."""
+    the GPU-weighted mean are both at most the mean of the units' speeds). Interruptions:
+    the unit range is cut into brackets [lo, 2 lo); in each, the job holds at least
+    ``lo * tp*pp / (largest node)`` nodes at the lowest failure rate of its types' sites, so
+    ``lost >= lost(lo)`` (more units never fail less)."""
     ix, lm, bounds, inst = c.ix, c.lm, c.bounds, c.inst
     types = allowed_types(inst, ix, job)
     if len(types) < 2:
@@ -725,21 +727,35 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
         c_max = job.compute_ms / float(min(ix.type_speed[t] for t in types))
         eff = c_max / (c_max + comm)
     hours = job_hours(inst, job)
-    op = Option(j, "mixed", -1, tuple(sorted({s for s, _ in keys})), eff, step=step)
-    op.b = lm.var(f"b[{job.name},mixed]", 0, 1)
-    tot = {}
-    hi_steps = job.units_max // step
-    for s, t in keys:
-        ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), hi_steps)
-        v = lm.var(f"n[{job.name},mixed,{ix.site_names[s]},{ix.type_names[t]}]", 0, ub)
-        op.parts[(s, t)] = v
-        tot[v] = 1.0
-        lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
-        per_unit = hours * job.value * float(ix.type_speed[t]) * job.unit_size * step
-        lm.maximize(v, per_unit * eff)
-    lm.add({**tot, op.b: -float(hi_steps)}, "<=", 0)
-    lm.add({**tot, op.b: -float(-(-n_min // step))}, ">=", 0)
-    job_opts.append(op)
+    sites = sorted({s for s, _ in keys})
+    rate = float(min(ix.node_fail_per_day[s] for s in sites))
+    big_node = int(ix.node_gpus[np.isin(ix.node_type, types)].max(initial=1))
+    per_event = (job.restart_min + job.checkpoint_interval_min / 2.0) / 60.0
+    lo = max(n_min, step)
+    while lo <= job.units_max:
+        hi = min(job.units_max, 2 * lo - 1)
+        lo_steps, hi_steps = -(-lo // step), hi // step
+        if hi_steps >= lo_steps:
+            lost = 0.0
+            if job.kind == "training":
+                nodes = -(-lo * job.unit_size // big_node)
+                lost = min(1.0, nodes * rate / 24.0 * per_event)
+            g = eff * (1.0 - lost)
+            op = Option(j, "mixed", -1, tuple(sites), g, step=step)
+            op.b = lm.var(f"b[{job.name},mixed,{lo}-{hi}]", 0, 1)
+            tot = {}
+            for s, t in keys:
+                ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), hi_steps)
+                v = lm.var(f"n[{job.name},mixed,{lo},{ix.site_names[s]},{ix.type_names[t]}]", 0, ub)
+                op.parts[(s, t)] = v
+                tot[v] = 1.0
+                lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
+                per_unit = hours * job.value * float(ix.type_speed[t]) * job.unit_size * step
+                lm.maximize(v, per_unit * g)
+            lm.add({**tot, op.b: -float(hi_steps)}, "<=", 0)
+            lm.add({**tot, op.b: -float(lo_steps)}, ">=", 0)
+            job_opts.append(op)
+        lo = 2 * lo
 
 
 def _add_stay_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None:
