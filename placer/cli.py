@@ -583,20 +583,20 @@ def decide(
     if jobs is not None and jobs < 1:
         err.print(f"[red]error:[/red] --jobs: must be >= 1, got {jobs}")
         raise typer.Exit(2)
+    kwargs = dict(
+        offer=offer,
+        sweeps=sweep,
+        engine=engine,
+        jobs=jobs,
+        time_limit=time_limit or None,
+        seed=seed,
+        solver=solver,
+        tolerance=tolerance,
+        **opts,
+    )
     try:
         if as_json:
-            res = decide_fn(
-                inst,
-                offer=offer,
-                sweeps=sweep,
-                engine=engine,
-                jobs=jobs,
-                time_limit=time_limit or None,
-                seed=seed,
-                solver=solver,
-                tolerance=tolerance,
-                **opts,
-            )
+            res = decide_fn(inst, **kwargs)
         else:
             with Progress(
                 TextColumn("[bold]{task.description}"),
@@ -611,19 +611,7 @@ def decide(
                 def progress(stage: str, done: int, total: int) -> None:
                     bar.update(task, completed=done, total=total)
 
-                res = decide_fn(
-                    inst,
-                    offer=offer,
-                    sweeps=sweep,
-                    engine=engine,
-                    jobs=jobs,
-                    time_limit=time_limit or None,
-                    seed=seed,
-                    solver=solver,
-                    tolerance=tolerance,
-                    progress=progress,
-                    **opts,
-                )
+                res = decide_fn(inst, progress=progress, **kwargs)
         paths = plot(res, str(plot_dir)) if plot_dir is not None and res.sweeps else []
     except PlacerError as e:
         _fail(e)

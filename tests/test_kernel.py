@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 import pytest
-from builders import EXAMPLE_CASES, load_example
+from builders import EXAMPLE_CASES, JOB_ROW, load_example
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -56,23 +56,7 @@ else:
 CASES = EXAMPLE_CASES
 REL = 1e-9
 ABS = 1e-9
-JOB_FIELDS = (
-    "name",
-    "units",
-    "gpus",
-    "T_tp_ms",
-    "T_pp_ms",
-    "T_dp_ms",
-    "T_ep_ms",
-    "step_ms",
-    "efficiency",
-    "lambda_per_hour",
-    "lost",
-    "goodput",
-    "value",
-    "moved",
-    "migration_cost",
-)
+JOB_FIELDS = ("name", *JOB_ROW)
 OFFER_FIELDS = ("offer", "accepted", "gpus", "revenue")
 TOTAL_FIELDS = (
     "job_value",
