@@ -701,3 +701,215 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# ---------------------------------------------------------------- operators' formats (issue 11)
+
+import_app = typer.Typer(
+    no_args_is_help=True, help="Import a Slurm or Kubernetes/Kueue cluster as an instance."
+)
+export_app = typer.Typer(
+    no_args_is_help=True, help="Export a placement as Slurm commands or Kubernetes manifests."
+)
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
+
+
+def _write_instance(doc: dict, warns: list, out_file: Path | None) -> None:
+    """Validate the imported instance, print its warnings, write YAML (or print it)."""
+    import yaml
+
+    from placer import load_instance
+    from placer.formats.common import write_text_atomic
+
+    for w in warns:
+        err.print(f"[yellow]warning:[/yellow] {w}", soft_wrap=True, markup=True)
+    try:
+        inst = load_instance(doc)
+    except PlacerError as e:
+        _fail(e)
+    text = yaml.safe_dump(doc, sort_keys=False, width=100)
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    write_text_atomic(out_file, text)
+    n = inst.index
+    out.print(
+        f"wrote {out_file}: {len(inst.topology.sites)} site(s), {n.n_domains(n.n_levels - 1):,} "
+        f"nodes, {n.n_gpus:,} GPUs, levels {' > '.join(inst.topology.levels)}, "
+        f"{len(inst.jobs)} jobs; {len(warns)} warning(s)"
+    )
+
+
+@import_app.command("slurm")
+def import_slurm_cmd(
+    topology: list[Path] = typer.Option(
+        ..., "--topology", help="topology.conf (tree or block) or topology.yaml; repeatable."
+    ),
+    site: list[str] = typer.Option(
+        [], "--site", help="Site name per --topology, in order (default: the file's stem)."
+    ),
+    nodes: Path | None = typer.Option(
+        None, "--nodes", help="slurm.conf with NodeName=... Gres=gpu:<type>:<n> lines."
+    ),
+    jobs: Path | None = typer.Option(
+        None, "--jobs", help="Partial instance: jobs, leases, gpu_types."
+    ),
+    wan: Path | None = typer.Option(None, "--wan", help="WAN links file (list, or {wan: [...]})."),
+    type_map: list[str] = typer.Option(
+        [], "--type-map", help="RAW=TYPE, e.g. h100=H100; repeatable."
+    ),
+    gpus_per_node: int = typer.Option(8, "--gpus-per-node", help="Without --nodes: GPUs per node."),
+    gpu_type: str = typer.Option("H100", "--gpu-type", help="Type for untyped Gres / no --nodes."),
+    topology_name: str | None = typer.Option(
+        None,
+        "--topology-name",
+        help="topology.yaml: which named topology (default: cluster_default).",
+    ),
+    name: str | None = typer.Option(None, "--name", help="Instance name (default: first site)."),
+    out_file: Path | None = typer.Option(None, "--out", "-o", help="Write the instance YAML here."),
+) -> None:
+    """Slurm topology.conf/topology.yaml (+ slurm.conf Gres) -> a SPEC instance."""
+    from placer.formats import import_slurm
+
+    if site and len(site) != len(topology):
+        _fail(PlacerError(f"--site given {len(site)} times for {len(topology)} --topology files"))
+    sites = site or [p.stem for p in topology]
+    try:
+        doc, warns = import_slurm(
+            list(zip(topology, sites, strict=True)),
+            nodes=nodes,
+            jobs=jobs,
+            wan=wan,
+            type_map=type_map,
+            gpus_per_node=gpus_per_node,
+            gpu_type=gpu_type,
+            name=name,
+            topology_name=topology_name,
+        )
+    except PlacerError as e:
+        _fail(e)
+    _write_instance(doc, warns, out_file)
+
+
+@import_app.command("kubernetes")
+def import_kubernetes_cmd(
+    topology: Path = typer.Option(..., "--topology", help="Kueue Topology YAML."),
+    nodes: list[Path] = typer.Option(
+        ..., "--nodes", help="`kubectl get nodes -o json` output; repeatable (one site each)."
+    ),
+    site: list[str] = typer.Option([], "--site", help="Site name per --nodes file."),
+    site_label: str | None = typer.Option(
+        None, "--site-label", help="Node label naming the site, e.g. topology.kubernetes.io/zone."
+    ),
+    jobs: Path | None = typer.Option(
+        None, "--jobs", help="Partial instance: jobs, leases, gpu_types."
+    ),
+    wan: Path | None = typer.Option(None, "--wan", help="WAN links file."),
+    type_map: list[str] = typer.Option([], "--type-map", help="RAW=TYPE; repeatable."),
+    gpu_type: str = typer.Option(
+        "H100", "--gpu-type", help="Type when nvidia.com/gpu.product is absent."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Instance name."),
+    out_file: Path | None = typer.Option(None, "--out", "-o", help="Write the instance YAML here."),
+) -> None:
+    """Kueue Topology + node list -> a SPEC instance (Unschedulable/NotReady -> unavailable)."""
+    from placer.formats import import_kubernetes
+
+    try:
+        doc, warns = import_kubernetes(
+            topology,
+            list(nodes),
+            sites=site or None,
+            site_label=site_label,
+            jobs=jobs,
+            wan=wan,
+            type_map=type_map,
+            gpu_type=gpu_type,
+            name=name,
+        )
+    except PlacerError as e:
+        _fail(e)
+    _write_instance(doc, warns, out_file)
+
+
+def _export_args(instance: Path, placement: Path):
+    from placer import load_placement
+
+    inst = _load(instance)
+    try:
+        return inst, load_placement(placement, inst)
+    except PlacerError as e:
+        _fail(e)
+
+
+@export_app.command("slurm")
+def export_slurm_cmd(
+    instance: Path = typer.Argument(..., help="Instance file."),
+    placement: Path = typer.Argument(..., help="Placement JSON (placer solve -o)."),
+    script: str = typer.Option(
+        "job.sh", "--script", help="Batch script named in the sbatch lines."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the export as JSON."),
+) -> None:
+    """Per job a nodelist and a ready sbatch line; per accepted lease a reservation command."""
+    from placer.formats import export_slurm
+
+    inst, pl = _export_args(instance, placement)
+    try:
+        doc = export_slurm(inst, pl, script=script)
+    except PlacerError as e:
+        _fail(e)
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+        return
+    for j in doc["jobs"]:
+        if not j["nodes"]:
+            out.print(f"# {j['name']}: not placed ({j.get('note', '')})", soft_wrap=True)
+            continue
+        out.print(f"# {j['name']}: {j['nodes']} nodes x {j['gpus_per_node']} GPUs", soft_wrap=True)
+        out.print(j["sbatch"], soft_wrap=True, markup=False)
+        out.print(f"#   inside: {j['srun']} ...; {j['rank_note']}", soft_wrap=True, markup=False)
+        order = ", ".join(f"{r['node']}:{r['ranks']}" for r in j["rank_order"][:8])
+        more = " ..." if len(j["rank_order"]) > 8 else ""
+        out.print(f"#   ranks: {order}{more}", soft_wrap=True, markup=False)
+        if j.get("note"):
+            out.print(f"#   note: {j['note']}", soft_wrap=True, markup=False)
+    for lease in doc["leases"]:
+        out.print(f"# lease {lease['offer']}: {lease['nodes']} nodes, {lease['gpus']} GPUs")
+        out.print(lease["reservation"], soft_wrap=True, markup=False)
+
+
+@export_app.command("kubernetes")
+def export_kubernetes_cmd(
+    instance: Path = typer.Argument(..., help="Instance file."),
+    placement: Path = typer.Argument(..., help="Placement JSON (placer solve -o)."),
+    topology: Path | None = typer.Option(
+        None, "--topology", help="Kueue Topology: adds podset-required-topology annotations."
+    ),
+    site_label: str | None = typer.Option(None, "--site-label", help="As given to the import."),
+    namespace: str | None = typer.Option(None, "--namespace", help="metadata.namespace."),
+    as_json: bool = typer.Option(False, "--json", help="JSON (default: multi-document YAML)."),
+) -> None:
+    """Per job a batch/v1 Job whose pod template pins the placement (nodeAffinity, Kueue)."""
+    import yaml
+
+    from placer.formats import export_kubernetes
+    from placer.formats.kubernetes import level_labels
+
+    inst, pl = _export_args(instance, placement)
+    try:
+        labels = level_labels(topology, site_label) if topology is not None else None
+        doc = export_kubernetes(inst, pl, level_labels=labels, namespace=namespace)
+    except PlacerError as e:
+        _fail(e)
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+        return
+    parts = []
+    for j in doc["jobs"]:
+        ranks = "; ".join(
+            f"pod {i} on {r['node']}: ranks {r['ranks']}" for i, r in enumerate(j["rank_order"])
+        )
+        parts.append(f"# {j['name']}: {ranks}\n" + yaml.safe_dump(j["manifest"], sort_keys=False))
+    sys.stdout.write("---\n".join(parts))

@@ -1,0 +1,271 @@
+"""Export a placement as what Slurm and Kubernetes/Kueue operators run.
+
+`export_slurm` gives per job a compressed nodelist, the node count, GPUs per node, a ready
+`sbatch` line and a rank-order note, and per accepted lease a `scontrol create reservation`
+command. `export_kubernetes` gives per job a `batch/v1` Job whose pod template carries the
+scheduling part (required nodeAffinity on `kubernetes.io/hostname`, and Kueue's
+`podset-required-topology` annotation when the job lies in one domain of a labelled level).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hostlist
+
+from placer.errors import PlacementError
+
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+REQUIRED_TOPOLOGY = "kueue.x-k8s.io/podset-required-topology"
+
+
+def _args(instance: Any, placement: Any):
+    from placer import check, load_instance, load_placement
+    from placer.model import Instance, Placement
+
+    inst = instance if isinstance(instance, Instance) else load_instance(instance)
+    if isinstance(placement, Placement):
+        pl = placement
+    elif isinstance(placement, dict):
+        pl = Placement.model_validate(placement)
+    else:
+        pl = load_placement(Path(placement), inst)
+    vs = check(inst, pl)
+    if vs:
+        raise PlacementError([("placement", f"not feasible, not exported: {v}") for v in vs])
+    return inst, pl
+
+
+def _ranges(xs: list[int]) -> str:
+    out, i = [], 0
+    while i < len(xs):
+        j = i
+        while j + 1 < len(xs) and xs[j + 1] == xs[j] + 1:
+            j += 1
+        out.append(str(xs[i]) if i == j else f"{xs[i]}-{xs[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+def _job_nodes(gpus: list[str]) -> tuple[list[str], list[str], dict[str, list[int]]]:
+    """Node paths in first-rank order, their hostnames, and each node path's ranks."""
+    ranks: dict[str, list[int]] = {}
+    for r, g in enumerate(gpus):
+        ranks.setdefault(g.rsplit("/", 1)[0], []).append(r)
+    paths = list(ranks)
+    return paths, [p.rsplit("/", 1)[-1] for p in paths], ranks
+
+
+def _rank_order(paths, hosts, ranks) -> tuple[list[dict], str, bool]:
+    order = [{"node": h, "ranks": _ranges(ranks[p])} for p, h in zip(paths, hosts, strict=True)]
+    contiguous = all(rs == list(range(rs[0], rs[0] + len(rs))) for rs in ranks.values())
+    in_order = hosts == hostlist.expand_hostlist(hostlist.collect_hostlist(hosts))
+    if contiguous and in_order:
+        note = (
+            "ranks follow the nodelist: srun's default block distribution gives node i "
+            "the ranks listed for it"
+        )
+        return order, note, False
+    note = (
+        "the placement's rank order is not the sorted nodelist: run with "
+        "SLURM_HOSTFILE=<job>.hosts (one hostname per rank, in `hostfile`) and "
+        "srun --distribution=arbitrary"
+    )
+    return order, note, True
+
+
+def export_slurm(instance: Any, placement: Any, script: str = "job.sh") -> dict[str, Any]:
+    """Per job: nodelist, nodes, gpus_per_node, sbatch, srun, rank order; leases: reservations.
+
+    Raises PlacementError when the placement is not feasible for the instance.
+    """
+    inst, pl = _args(instance, placement)
+    levels = inst.topology.levels
+    block_level = levels.index("block") if "block" in levels else None
+    jobs = []
+    for pj in pl.jobs:
+        if not pj.gpus:
+            jobs.append(
+                {
+                    "name": pj.name,
+                    "nodelist": "",
+                    "nodes": 0,
+                    "gpus_per_node": 0,
+                    "sbatch": None,
+                    "srun": None,
+                    "note": pj.reason or "not placed",
+                }
+            )
+            continue
+        paths, hosts, ranks = _job_nodes(list(pj.gpus))
+        counts = {len(ranks[p]) for p in paths}
+        gpn = max(counts)
+        nodelist = hostlist.collect_hostlist(hosts)
+        notes = []
+        if len(counts) > 1:
+            notes.append(
+                f"uneven GPUs per node {sorted(counts)}: --gpus-per-node={gpn} asks the "
+                "most; the rank order says which GPUs are used"
+            )
+        if len(set(hosts)) < len(hosts):
+            notes.append("hostnames repeat across sites: submit per site cluster")
+        sites = sorted({p.split("/", 1)[0] for p in paths})
+        if len(sites) > 1:
+            notes.append(f"spans sites {', '.join(sites)}: one allocation per site's Slurm cluster")
+        seg = None
+        if block_level is not None:
+            per_block: dict[str, int] = {}
+            for p in paths:
+                b = "/".join(p.split("/")[: block_level + 1])
+                per_block[b] = per_block.get(b, 0) + 1
+            sizes = set(per_block.values())
+            if len(per_block) > 1 and len(sizes) == 1:
+                seg = sizes.pop()
+        order, rank_note, arbitrary = _rank_order(paths, hosts, ranks)
+        opts = [
+            f"--job-name={pj.name}",
+            f"--nodes={len(hosts)}",
+            f"--nodelist={nodelist}",
+            f"--gpus-per-node={gpn}",
+            f"--ntasks-per-node={gpn}",
+        ]
+        if seg is not None:
+            opts.append(f"--segment={seg}")
+        srun = "srun --distribution=arbitrary" if arbitrary else "srun"
+        entry: dict[str, Any] = {
+            "name": pj.name,
+            "nodelist": nodelist,
+            "nodes": len(hosts),
+            "gpus_per_node": gpn,
+            "sbatch": "sbatch " + " ".join(opts) + f" {script}",
+            "srun": (f"SLURM_HOSTFILE={pj.name}.hosts " if arbitrary else "") + srun,
+            "segment": seg,
+            "rank_order": order,
+            "rank_note": rank_note,
+        }
+        if arbitrary:
+            entry["hostfile"] = [g.rsplit("/", 2)[-2] for g in pj.gpus]
+        if notes:
+            entry["note"] = "; ".join(notes)
+        jobs.append(entry)
+    idx = inst.index
+    leases = []
+    for lg in pl.leases:
+        if not lg.blocks:
+            continue
+        hosts: list[str] = []
+        for b in lg.blocks:
+            level, d = idx.resolve(b)
+            g0, g1 = idx.gpu_range(level, d)
+            seen = dict.fromkeys(int(n) for n in idx.gpu_node[g0:g1])
+            hosts += [idx.node_path(n).rsplit("/", 1)[-1] for n in seen]
+        nl = hostlist.collect_hostlist(hosts)
+        minutes = int(round(inst.horizon_hours * 60))
+        leases.append(
+            {
+                "offer": lg.offer,
+                "blocks": list(lg.blocks),
+                "nodelist": nl,
+                "nodes": len(hosts),
+                "gpus": lg.gpus,
+                "reservation": (
+                    f"scontrol create reservation ReservationName=lease-{lg.offer} "
+                    f"StartTime=now Duration={minutes} Nodes={nl} "
+                    f"Accounts={lg.offer} Flags=IGNORE_JOBS"
+                ),
+            }
+        )
+    return {"instance": inst.name, "jobs": jobs, "leases": leases}
+
+
+def export_kubernetes(
+    instance: Any,
+    placement: Any,
+    level_labels: dict[str, str] | None = None,
+    namespace: str | None = None,
+) -> dict[str, Any]:
+    """Per placed job a `batch/v1` Job manifest holding the scheduling part.
+
+    One pod per node (Indexed completion; pod i runs on the i-th node of `nodes`, whose
+    ranks the rank order lists), each asking its node's GPUs; a required nodeAffinity on
+    `kubernetes.io/hostname` pins the node set. `level_labels` maps placer levels to node
+    labels (as from a Kueue Topology); where a job lies in one domain of such a level, the
+    narrowest one is written as `kueue.x-k8s.io/podset-required-topology`.
+    """
+    inst, pl = _args(instance, placement)
+    levels = inst.topology.levels
+    labels = level_labels or {}
+    out = []
+    for pj in pl.jobs:
+        if not pj.gpus:
+            continue
+        paths, hosts, ranks = _job_nodes(list(pj.gpus))
+        gpn = max(len(r) for r in ranks.values())
+        order, _, _ = _rank_order(paths, hosts, ranks)
+        ann: dict[str, str] = {}
+        for li in range(len(levels) - 2, 0, -1):
+            lbl = labels.get(levels[li])
+            if lbl and len({"/".join(p.split("/")[: li + 1]) for p in paths}) == 1:
+                ann[REQUIRED_TOPOLOGY] = lbl
+                break
+        name = _k8s_name(pj.name)
+        meta: dict[str, Any] = {"name": name, "labels": {"placer/job": name}}
+        if namespace:
+            meta["namespace"] = namespace
+        pod_meta: dict[str, Any] = {"labels": {"placer/job": name}}
+        if ann:
+            pod_meta["annotations"] = ann
+        manifest = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": meta,
+            "spec": {
+                "parallelism": len(hosts),
+                "completions": len(hosts),
+                "completionMode": "Indexed",
+                "template": {
+                    "metadata": pod_meta,
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "affinity": {
+                            "nodeAffinity": {
+                                "requiredDuringSchedulingIgnoredDuringExecution": {
+                                    "nodeSelectorTerms": [
+                                        {
+                                            "matchExpressions": [
+                                                {
+                                                    "key": HOSTNAME_LABEL,
+                                                    "operator": "In",
+                                                    "values": sorted(set(hosts)),
+                                                }
+                                            ]
+                                        }
+                                    ]
+                                }
+                            }
+                        },
+                        "containers": [
+                            {"name": name, "resources": {"limits": {"nvidia.com/gpu": gpn}}}
+                        ],
+                    },
+                },
+            },
+        }
+        out.append(
+            {
+                "name": pj.name,
+                "nodes": hosts,
+                "gpus_per_node": gpn,
+                "rank_order": order,
+                "manifest": manifest,
+            }
+        )
+    return {"instance": inst.name, "jobs": out}
+
+
+def _k8s_name(name: str) -> str:
+    import re
+
+    s = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    return (s or "job")[:63].rstrip("-")
