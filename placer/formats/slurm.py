@@ -556,6 +556,19 @@ def _fabric(levels: list[str], kind: str, link: dict, file: str, warns) -> dict[
     fab["site"] = {"latency_us": lat, "bandwidth_GBps": sp / 8 if sp else 25.0}
     if not sp:
         used_table.append("site")
+    order = ["node", *below, "site"]
+    for a, b in zip(order, order[1:], strict=False):  # fabric is monotone toward wider levels
+        if fab[b]["bandwidth_GBps"] > fab[a]["bandwidth_GBps"]:
+            warns.append(
+                FormatWarning(
+                    file,
+                    None,
+                    f"bandwidth of level {b} capped at level "
+                    f"{a}'s {fab[a]['bandwidth_GBps']:g} GB/s (monotone fabric)",
+                )
+            )
+            fab[b]["bandwidth_GBps"] = fab[a]["bandwidth_GBps"]
+        fab[b]["latency_us"] = max(fab[b]["latency_us"], fab[a]["latency_us"])
     if used_table:
         warns.append(
             FormatWarning(

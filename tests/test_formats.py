@@ -1,0 +1,375 @@
+"""Operators' formats (issue 11): Slurm and Kubernetes/Kueue import, export, round trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hostlist
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import placer
+from placer.cli import app
+from placer.errors import InstanceError, PlacementError
+from placer.formats import export_kubernetes, export_slurm, import_kubernetes, import_slurm
+from placer.formats.kubernetes import level_labels
+from placer.formats.slurm import parse_slurm_conf, parse_topology_conf
+
+D = Path(__file__).parent / "data" / "formats"
+CIRCE = str(D / "circe_topology.conf")
+
+
+def _solve(doc: dict):
+    inst = placer.load_instance(doc)
+    assert inst.warnings == []
+    res = placer.solve(inst, solver="cpsat", time_limit=None, work_limit=5, seed=0)
+    assert res.status.has_placement
+    assert placer.check(inst, res.placement) == []
+    return inst, res.placement
+
+
+def _hosts(gpus: list[str]) -> set[str]:
+    return {g.rsplit("/", 2)[-2] for g in gpus}
+
+
+def _round_trip_slurm(inst, pl) -> dict:
+    out = export_slurm(inst, pl)
+    by_name = {j["name"]: j for j in out["jobs"]}
+    placed = [pj for pj in pl.jobs if pj.gpus]
+    assert placed, "the fixture must place something"
+    for pj in placed:
+        j = by_name[pj.name]
+        assert set(hostlist.expand_hostlist(j["nodelist"])) == _hosts(pj.gpus)
+        assert j["nodes"] == len(_hosts(pj.gpus))
+        assert f"--nodelist={j['nodelist']}" in j["sbatch"]
+        assert f"--gpus-per-node={j['gpus_per_node']}" in j["sbatch"]
+        assert f"--ntasks-per-node={j['gpus_per_node']}" in j["sbatch"]
+        # the rank order covers every rank once, node by node
+        ranks = []
+        for r in j["rank_order"]:
+            for part in r["ranks"].split(","):
+                a, _, b = part.partition("-")
+                ranks += range(int(a), int(b or a) + 1)
+        assert sorted(ranks) == list(range(len(pj.gpus)))
+    return out
+
+
+# ---------------------------------------------------------------- Slurm topology.conf
+
+
+def test_real_circe_topology_defects_are_warned_with_file_line_and_resolved():
+    doc, warns = import_slurm(
+        [(CIRCE, "circe")], nodes=D / "circe_slurm.conf", jobs=D / "jobs.yaml"
+    )
+    text = [str(w) for w in warns]
+    assert any(w.line == 1 and "n019" in w.what and "circe-n019" in w.what for w in warns)
+    two = [w for w in warns if "circe-n051" in w.what]
+    assert len(two) == 1 and two[0].line == 5 and "s2" in two[0].what and "first" in two[0].what
+    assert any("circe-n[059,081-098]" in t and "no switch" in t for t in text)
+    assert any("default table" in t for t in text)
+    inst = placer.load_instance(doc)
+    assert inst.topology.levels == ["site", "leaf", "node"]
+    nodes = {inst.index.node_path(n) for n in range(inst.index.n_domains(2))}
+    assert "circe/s0/circe-n019" in nodes and "circe/s2/circe-n051" in nodes
+    assert "circe/s4/circe-n051" not in nodes and len(nodes) == 79
+    assert inst.index.n_gpus == 79 * 16
+    assert any(
+        d.get("gpu_type") == "V100" for d in doc["topology"]["sites"][0]["domains"][0]["domains"]
+    )
+
+
+def test_circe_round_trip_import_solve_export_with_lease_reservation():
+    doc, _ = import_slurm([(CIRCE, "circe")], nodes=D / "circe_slurm.conf", jobs=D / "jobs.yaml")
+    inst, pl = _solve(doc)
+    out = _round_trip_slurm(inst, pl)
+    for lease in out["leases"]:
+        grant = next(g for g in pl.leases if g.offer == lease["offer"])
+        want = {b.rsplit("/", 1)[-1] for b in grant.blocks}
+        # every node of every leased switch, and nothing else
+        switch_of = {
+            n["name"]: d["name"]
+            for d in doc["topology"]["sites"][0]["domains"]
+            for n in d["domains"]
+        }
+        got = set(hostlist.expand_hostlist(lease["nodelist"]))
+        assert got == {n for n, s in switch_of.items() if s in want}
+        assert lease["reservation"].startswith("scontrol create reservation ")
+        assert f"Nodes={lease['nodelist']}" in lease["reservation"]
+
+
+def test_circe_without_slurm_conf_fixes_the_prefix_by_the_other_names():
+    doc, warns = import_slurm([(CIRCE, "circe")], gpus_per_node=8, gpu_type="H100")
+    assert any("lacks the prefix 'circe-'" in w.what and w.line == 1 for w in warns)
+    assert any("8 x H100" in w.what for w in warns)
+    assert placer.load_instance(doc).index.n_gpus == 79 * 8
+
+
+def test_held_out_like_tree_node_under_two_switches_typed_gres_link_speed():
+    doc, warns = import_slurm(
+        [(D / "tree_topology.conf", "dc1")],
+        nodes=D / "tree_slurm.conf",
+        jobs=D / "tree_jobs.yaml",
+    )
+    dup = [w for w in warns if "gpu012" in w.what]
+    assert len(dup) == 1 and dup[0].line == 8 and dup[0].file.endswith("tree_topology.conf")
+    assert "leaf2" in dup[0].what and "keeps it" in dup[0].what
+    assert any("leaf9" in w.what and w.line == 4 for w in warns)  # undefined switch
+    assert any("orphan" in w.what and w.line == 9 for w in warns)  # not under the top switch
+    inst, pl = _solve(doc)
+    assert inst.topology.levels == ["site", "tier3", "tier2", "leaf", "node"]
+    fab = inst.topology.fabric
+    assert fab["tier3"].bandwidth_GBps == 25.0  # LinkSpeed=200 Gb/s (2:1 spine)
+    assert fab["leaf"].bandwidth_GBps == 50.0
+    types = {
+        n["gpu_type"]
+        for tier3 in doc["topology"]["sites"][0]["domains"]
+        for tier2 in tier3["domains"]
+        for leaf in tier2["domains"]
+        for n in leaf["domains"]
+    }
+    assert types == {"H100", "H200"}  # gpu:h100:8 and gpu:nvidia_h200:8(S:0-1)
+    _round_trip_slurm(inst, pl)
+    by = {j.name: j for j in pl.jobs}
+    assert by["big"].gpus and by["small"].gpus
+
+
+def test_type_map_overrides_the_default_mapping():
+    doc, _ = import_slurm(
+        [(D / "tree_topology.conf", "dc1")],
+        nodes=D / "tree_slurm.conf",
+        type_map=["h100=H100-SXM", "nvidia_h200=H200-NVL"],
+    )
+    text = json.dumps(doc)
+    assert '"H100-SXM"' in text and '"H200-NVL"' in text
+
+
+def test_block_topology_levels_and_segment_in_sbatch():
+    doc, _ = import_slurm(
+        [(D / "block_topology.conf", "nvl")],
+        nodes=D / "block_slurm.conf",
+        jobs=D / "block_jobs.yaml",
+    )
+    inst, pl = _solve(doc)
+    assert inst.topology.levels == ["site", "blocks36", "block", "node"]
+    _round_trip_slurm(inst, pl)
+    # a placement with 8 trays in each of two blocks gets --segment=8
+    gpus = [f"nvl/b1-b2/b1/nvl{n:03d}/gpu{k}" for n in range(1, 9) for k in range(4)]
+    gpus += [f"nvl/b1-b2/b2/nvl{n:03d}/gpu{k}" for n in range(19, 27) for k in range(4)]
+    manual = {"jobs": [{"name": "wide", "units": 16, "gpus": gpus}], "leases": []}
+    j = export_slurm(inst, manual)["jobs"][0]
+    assert j["segment"] == 8 and "--segment=8" in j["sbatch"]
+    assert set(hostlist.expand_hostlist(j["nodelist"])) == _hosts(gpus)
+    assert j["nodelist"] == "nvl[001-008,019-026]"
+
+
+def test_topology_yaml_named_topologies_and_cluster_default():
+    doc, _ = import_slurm([(D / "topology.yaml", "y")])
+    assert doc["topology"]["levels"] == ["site", "leaf", "node"]  # cluster_default: the tree
+    assert [d["name"] for d in doc["topology"]["sites"][0]["domains"]] == ["s1", "s2"]
+    doc, _ = import_slurm([(D / "topology.yaml", "y")], topology_name="topo-block")
+    assert doc["topology"]["levels"] == ["site", "blocks4", "block", "node"]
+    placer.load_instance(doc)
+    doc, _ = import_slurm(
+        [(D / "topology.yaml", "y")], topology_name="topo-flat", nodes=D / "tree_slurm.conf"
+    )
+    assert doc["topology"]["levels"] == ["site", "node"]
+    assert placer.load_instance(doc).index.n_gpus == 18 * 8
+    with pytest.raises(InstanceError, match="no topology named 'nope'"):
+        import_slurm([(D / "topology.yaml", "y")], topology_name="nope")
+
+
+def test_several_sites_with_wan(tmp_path):
+    wan = tmp_path / "wan.yaml"
+    wan.write_text("wan:\n  - {between: [a, b], latency_us: 500, bandwidth_GBps: 100}\n")
+    doc, _ = import_slurm(
+        [(D / "tree_topology.conf", "a"), (D / "tree_topology.conf", "b")],
+        nodes=D / "tree_slurm.conf",
+        wan=wan,
+    )
+    inst = placer.load_instance(doc)
+    assert [s.name for s in inst.topology.sites] == ["a", "b"]
+    assert inst.topology.wan[0].latency_us == 500
+    with pytest.raises(InstanceError, match="given twice"):
+        import_slurm([(CIRCE, "x"), (CIRCE, "x")])
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("SwitchName=s0 Nodes=n[1-\n", "topology.conf:1: bad hostlist"),
+        ("SwitchName=s0 Nodes=a1\nBlockName=b1 Nodes=a2\n", "mixes"),
+        ("SwitchName=a Switches=b\nSwitchName=b Switches=a\n", "cycle"),
+        ("Nodes=a1\n", "topology.conf:1: expected SwitchName="),
+        ("BlockName=b1 Nodes=a[1-2]\nBlockSizes=4,2\n", "topology.conf:2: BlockSizes"),
+    ],
+)
+def test_unresolvable_topologies_are_refused_with_their_place(tmp_path, text, match):
+    p = tmp_path / "topology.conf"
+    p.write_text(text)
+    with pytest.raises(InstanceError) as e:
+        import_slurm([(p, "s")])
+    assert match in str(e.value)
+
+
+def test_slurm_conf_gres_parsing():
+    nodes, warns = parse_slurm_conf(
+        "NodeName=DEFAULT Gres=gpu:a100:4\nNodeName=a[1-2]\n"
+        "NodeName=b1 Gres=gpu:h100:8,nvme:2\nNodeName=c1 Gres=gpu:2,gpu:l40s:6\n",
+        "slurm.conf",
+    )
+    assert (nodes["a2"].gpus, nodes["a2"].raw_type) == (4, "a100")
+    assert (nodes["b1"].gpus, nodes["b1"].raw_type, nodes["b1"].line) == (8, "h100", 3)
+    assert nodes["c1"].raw_type == "l40s" and warns and warns[0].line == 4
+    assert (
+        parse_topology_conf("SwitchName=s Nodes=x[1-2] LinkSpeed=400\n").switches[0].link_speed
+        == 400
+    )
+
+
+# ---------------------------------------------------------------- Kubernetes / Kueue
+
+
+def _k8s(**kw):
+    return import_kubernetes(
+        D / "kueue_topology.yaml", [D / "k8s_nodes.json"], jobs=D / "k8s_jobs.yaml", **kw
+    )
+
+
+def test_kubernetes_import_levels_unavailable_and_types():
+    doc, warns = _k8s(sites=["east"])
+    inst = placer.load_instance(doc)
+    assert inst.topology.levels == ["site", "block", "rack", "node"]
+    assert sorted(inst.topology.unavailable) == [
+        "east/block-0/rack-0-1/gpu-node-05",
+        "east/block-1/rack-1-0/gpu-node-09",
+    ]
+    text = " ".join(str(w) for w in warns)
+    assert "NotReady" in text and "unschedulable" in text and "cpu-node-00" in text
+    assert inst.index.n_gpus == 16 * 8
+    assert '"gpu_type": "H100"' in json.dumps(doc)  # NVIDIA-H100-80GB-HBM3
+
+
+def test_kubernetes_sites_from_a_label():
+    doc, _ = _k8s(site_label="topology.kubernetes.io/zone")
+    assert [s["name"] for s in doc["topology"]["sites"]] == ["us-east1-b", "us-east1-c"]
+    placer.load_instance(doc)
+
+
+def test_kubernetes_round_trip_and_schema_validation():
+    kv = pytest.importorskip("kubernetes_validate")
+    doc, _ = _k8s(sites=["east"])
+    inst, pl = _solve(doc)
+    unavailable = {"gpu-node-05", "gpu-node-09"}
+    out = export_kubernetes(inst, pl, level_labels(D / "kueue_topology.yaml"))
+    placed = {pj.name: pj for pj in pl.jobs if pj.gpus}
+    assert {j["name"] for j in out["jobs"]} == set(placed)
+    for j in out["jobs"]:
+        m = j["manifest"]
+        kv.validate(m, "1.30", strict=True)
+        terms = m["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]["nodeSelectorTerms"]
+        hosts = set(terms[0]["matchExpressions"][0]["values"])
+        assert hosts == _hosts(placed[j["name"]].gpus) and not hosts & unavailable
+        assert m["spec"]["parallelism"] == len(hosts)
+    train = next(j for j in out["jobs"] if j["name"] == "train-a")
+    ann = train["manifest"]["spec"]["template"]["metadata"]["annotations"]
+    # scope dp: rack puts the job in one rack, which Kueue's annotation expresses
+    assert ann == {"kueue.x-k8s.io/podset-required-topology": "cloud.provider.com/topology-rack"}
+    # the validator does fail on a broken manifest
+    bad = json.loads(json.dumps(train["manifest"]))
+    bad["spec"]["parallelism"] = "four"
+    with pytest.raises(kv.ValidationError):
+        kv.validate(bad, "1.30", strict=True)
+
+
+def test_export_refuses_an_infeasible_placement():
+    doc, _ = _k8s(sites=["east"])
+    inst = placer.load_instance(doc)
+    gpus = [f"east/block-0/rack-0-1/gpu-node-05/gpu{k}" for k in range(8)]  # NotReady node
+    bad = {"jobs": [{"name": "serve-b", "units": 1, "gpus": gpus}], "leases": []}
+    with pytest.raises(PlacementError):
+        export_slurm(inst, bad)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_import_solve_export_slurm(tmp_path):
+    r = CliRunner()
+    inst, pl = tmp_path / "circe.yaml", tmp_path / "circe.json"
+    res = r.invoke(
+        app,
+        [
+            "import",
+            "slurm",
+            "--topology",
+            CIRCE,
+            "--site",
+            "circe",
+            "--nodes",
+            str(D / "circe_slurm.conf"),
+            "--jobs",
+            str(D / "jobs.yaml"),
+            "--type-map",
+            "v100=V100",
+            "-o",
+            str(inst),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "circe-n051" in res.output and "wrote" in res.output
+    res = r.invoke(app, ["solve", str(inst), "-q", "--work-limit", "5", "-t", "0", "-o", str(pl)])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(app, ["export", "slurm", str(inst), str(pl), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    placement = json.loads(pl.read_text())
+    for j, pj in zip(out["jobs"], placement["jobs"], strict=True):
+        if pj["gpus"]:
+            assert set(hostlist.expand_hostlist(j["nodelist"])) == _hosts(pj["gpus"])
+    res = r.invoke(app, ["export", "slurm", str(inst), str(pl)])
+    assert res.exit_code == 0 and "sbatch --job-name=" in res.stdout
+
+
+def test_cli_kubernetes_and_bad_input(tmp_path):
+    r = CliRunner()
+    inst, pl = tmp_path / "k.yaml", tmp_path / "k.json"
+    res = r.invoke(
+        app,
+        [
+            "import",
+            "kubernetes",
+            "--topology",
+            str(D / "kueue_topology.yaml"),
+            "--nodes",
+            str(D / "k8s_nodes.json"),
+            "--site",
+            "east",
+            "--jobs",
+            str(D / "k8s_jobs.yaml"),
+            "-o",
+            str(inst),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert (
+        r.invoke(
+            app, ["solve", str(inst), "-q", "--work-limit", "5", "-t", "0", "-o", str(pl)]
+        ).exit_code
+        == 0
+    )
+    res = r.invoke(
+        app,
+        ["export", "kubernetes", str(inst), str(pl), "--topology", str(D / "kueue_topology.yaml")],
+    )
+    assert res.exit_code == 0, res.output
+    docs = [d for d in yaml.safe_load_all(res.stdout) if d]
+    assert docs and all(d["kind"] == "Job" for d in docs)
+    bad = tmp_path / "bad.conf"
+    bad.write_text("SwitchName=s0 Nodes=n[1-\n")
+    res = r.invoke(app, ["import", "slurm", "--topology", str(bad), "-o", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "bad.conf:1" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "x").exists()
