@@ -450,8 +450,6 @@ def _tree_domains(topo: SlurmTopology, fix, warns) -> tuple[list[dict], list[str
     for d in doms:
         speeds(d, depth)
     link["site"] = site_speed
-    unfound = [n for n in sws if not sws[n].nodes and not sws[n].children]
-    del unfound
     return doms, levels, link
 
 
