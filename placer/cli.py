@@ -525,14 +525,15 @@ def generate(
 
 @app.command("solvers")
 def solvers_cmd() -> None:
-    """List the solver backends and whether each is available here."""
-    from placer.solvers import list_solvers
+    """List the solver backends, whether each is available here, and their options."""
+    from placer.solvers import list_solvers, options
 
     t = Table(title="solvers")
-    for c in ("name", "available", "what"):
+    for c in ("name", "available", "what", "options (--option KEY=VALUE)"):
         t.add_column(c)
     for name, ok, desc in list_solvers():
-        t.add_row(name, "yes" if ok else "no", desc)
+        opts = "\n".join(f"{k}={d}: {what}" for k, d, what in options(name)) or "-"
+        t.add_row(name, "yes" if ok else "no", desc, opts)
     out.print(t)
 
 

@@ -87,6 +87,19 @@ def test_solvers_lists_the_registry():
         assert name in r.stdout
 
 
+def test_solvers_lists_each_backends_options():
+    r = run("solvers")
+    assert r.exit_code == 0
+    for key in ("work_limit", "exact_small", "lp_rounding", "mip_solver"):
+        assert key in r.stdout
+    assert "progress" not in r.stdout  # a library callback, not a user option
+    assert [k for k, _, _ in placer.solvers.options("cpsat")] == [
+        "exact_small",
+        "lp_rounding",
+        "work_limit",
+    ]
+
+
 def test_generate_writes_a_loadable_instance(tmp_path):
     p = tmp_path / "g.yaml"
     r = run("generate", "superpod", "--seed", "3", "--out", p)

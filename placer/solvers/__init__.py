@@ -62,6 +62,17 @@ def list_solvers() -> list[tuple[str, bool, str]]:
     return out
 
 
+def options(name: str) -> list[tuple[str, str, str]]:
+    """(option, default, description) of backend `name`'s validated options
+    (``placer.solve(inst, name, **options)``, ``--option KEY=VALUE``)."""
+    out = []
+    for key, field in solver_class(name).Options.model_fields.items():
+        if key == "progress":  # a library callback (the CLI's live view), not a user option
+            continue
+        out.append((key, repr(field.default), field.description or ""))
+    return out
+
+
 def names(exact: bool | None = None, peer: bool | None = None) -> list[str]:
     """Registered backend names, optionally only the exact ones (proven bounds) or only the
     peer baselines; tests and benchmarks loop over these instead of hard-coded lists."""
@@ -82,6 +93,7 @@ __all__ = [
     "get_solver",
     "list_solvers",
     "names",
+    "options",
     "register",
     "solver_class",
 ]
