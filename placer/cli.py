@@ -691,21 +691,7 @@ def _answer(inst, o) -> str:
     return head
 
 
-def main() -> None:
-    """Console entry point."""
-    try:
-        app()
-    except PlacerError as e:  # pragma: no cover - commands catch their own
-        err.print(f"error: {e}")
-        sys.exit(2)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 # ---------------------------------------------------------------- operators' formats (issue 11)
-
 import_app = typer.Typer(
     no_args_is_help=True, help="Import a Slurm or Kubernetes/Kueue cluster as an instance."
 )
@@ -914,3 +900,16 @@ def export_kubernetes_cmd(
         )
         parts.append(f"# {j['name']}: {ranks}\n" + yaml.safe_dump(j["manifest"], sort_keys=False))
     sys.stdout.write("---\n".join(parts))
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except PlacerError as e:  # pragma: no cover - commands catch their own
+        err.print(f"error: {e}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
