@@ -311,7 +311,8 @@ class DecompositionSolver(Solver):
                 inst,
                 self.name,
                 INFEASIBLE,
-                "no placement keeps every running, non-preemptible job placed "
+                "no placement keeps every running, non-preemptible job placed and accepts "
+                "every offer with force: accept "
                 "(exhaustive column model is infeasible)",
                 started,
             )
@@ -395,7 +396,8 @@ class DecompositionSolver(Solver):
                 inst,
                 self.name,
                 INFEASIBLE,
-                "no placement keeps every running, non-preemptible job placed "
+                "no placement keeps every running, non-preemptible job placed and accepts "
+                "every offer with force: accept "
                 "within capacity, power and lease commitments (the relaxed "
                 "coarse model is infeasible)",
                 started,
