@@ -127,7 +127,10 @@ def solution_summary(inst: Instance, res) -> dict[str, Any]:
                 "units": pj.units,
                 "units_max": job.units_max,
                 "gpus": len(g),
-                "type": ix.type_names[int(ix.gpu_type[g[0]])] if len(g) else "-",
+                # a v2 mixed job's units may be of several types: all of them, joined by +
+                "type": "+".join(ix.type_names[t] for t in np.unique(ix.gpu_type[g]).tolist())
+                if len(g)
+                else "-",
                 "sites": sites,
                 "efficiency": sc.get("efficiency"),
                 "goodput": sc.get("goodput"),

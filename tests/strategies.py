@@ -531,16 +531,19 @@ def _scoped_job_gpus(draw, job, topo, taken):
     """Units placed so that every group tends to respect its scope.
 
     Algorithm overview:
-    1. pick a GPU type and a WAN component;
+    1. pick a GPU type (v2 mix_types: maybe every allowed type) and a WAN component;
     2. the job container is a domain of the narrowest DP/EP scope (or the component), the
        unit container a domain of the narrowest TP/PP scope inside it;
-    3. each unit takes tp*pp contiguous free GPUs of one unit container.
+    3. each unit takes tp*pp contiguous free GPUs of one type in one unit container.
     """
     size = job["tp"] * job["pp"]
     types = _allowed_types(job, topo)
     if not types:
         return 0, []
-    gpu_type = draw(st.sampled_from(types))
+    if job["mix_types"] and len(types) > 1 and draw(st.booleans()):
+        unit_types = draw(st.permutations(types))  # units of several types
+    else:
+        unit_types = [draw(st.sampled_from(types))]
     comp = draw(st.sampled_from(_components(topo)))
     levels = topo.levels
     # only dimensions whose groups have several members constrain the containers
@@ -552,7 +555,7 @@ def _scoped_job_gpus(draw, job, topo, taken):
     unit_level = _narrowest(levels, [job["scope"][x] for x in narrow_dims] + [job_level])
     job_container = draw(st.sampled_from(_containers(topo, job_level, comp)))
 
-    def free_in(container):
+    def free_in(container, gpu_type):
         out = []
         for g, info in sorted(topo.gpus.items()):
             if info["type"] != gpu_type or g in taken or g in topo.unavailable:
@@ -574,7 +577,8 @@ def _scoped_job_gpus(draw, job, topo, taken):
         or c.startswith(job_container + "/")
     ]
     unit_containers = draw(st.permutations(unit_containers))
-    spread_out = draw(st.integers(0, 2)) > 0  # one unit per container in turn, or pack
+    # one unit per container in turn, or pack (a mixed job spreads: its units meet more types)
+    spread_out = len(unit_types) > 1 or draw(st.integers(0, 2)) > 0
     chosen = []
     used = set()
     units = 0
@@ -582,15 +586,21 @@ def _scoped_job_gpus(draw, job, topo, taken):
     while units < want and progress:
         progress = False
         for c in unit_containers:
-            free = [g for g in free_in(c) if g not in used]
-            while units < want and len(free) >= size:
-                unit = free[:size]
-                free = free[size:]
-                chosen += unit
-                used.update(unit)
-                units += 1
-                progress = True
-                if spread_out:
+            took = False
+            for gpu_type in (
+                draw(st.permutations(unit_types)) if len(unit_types) > 1 else unit_types
+            ):
+                free = [g for g in free_in(c, gpu_type) if g not in used]
+                while units < want and len(free) >= size:
+                    unit = free[:size]
+                    free = free[size:]
+                    chosen += unit
+                    used.update(unit)
+                    units += 1
+                    progress = took = True
+                    if spread_out:
+                        break
+                if units >= want or (spread_out and took):
                     break
             if units >= want:
                 break

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 
 from placer.api import check
 from placer.io import placement_from_data
+from placer.kernel.capacity import fit_nowhere_reason
 from placer.validate import instance_from_dict
 
 if __package__:
@@ -83,6 +84,21 @@ def test_checker_agrees_with_the_reference_on_the_set_of_violated_rules(case):
 def test_checker_finds_no_violation_on_feasible_cases(case):
     inst_d, pl_d = case
     assert [str(v) for v in violations(inst_d, pl_d)] == []
+
+
+@settings(max_examples=100, **HYP)
+@given(feasible_case())
+def test_a_job_placed_in_a_feasible_case_is_never_said_to_fit_nowhere(case):
+    # fit_nowhere_reason is a necessary-condition test (the loader warns with it and refuses
+    # running non-preemptible jobs by it): a job that a feasible placement holds, units of
+    # several types for a v2 mixed job included, must never get a reason
+    inst_d, pl_d = case
+    inst = instance_from_dict(copy.deepcopy(inst_d))  # never refused: the placement exists
+    placed = {e["name"] for e in pl_d["jobs"] if e["units"]}
+    for job in inst.jobs:
+        if job.name in placed:
+            assert fit_nowhere_reason(inst, inst.index, job) == "", job.name
+            assert not any("fits nowhere" in w and repr(job.name) in w for w in inst.warnings)
 
 
 @pytest.mark.parametrize("case", ["case1", "case2-shared-link", "case5-speed-messages"])

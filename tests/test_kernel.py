@@ -486,6 +486,21 @@ def test_kernel_reproduces_the_worked_example(case):
         assert_same(row, offers[name], f"offers.{name}")
 
 
+def test_a_mixed_jobs_summary_names_all_its_types():
+    # case-v2-mix-types: K and L each have units of type F and of type G
+    from types import SimpleNamespace
+
+    from placer.summary import solution_summary
+
+    inst_d, pl_d, _ = load_example("case-v2-mix-types")
+    inst, pl = load(inst_d, pl_d)
+    res = SimpleNamespace(placement=pl, score=score(inst, pl))
+    assert {j["name"]: j["type"] for j in solution_summary(inst, res)["jobs"]} == {
+        "K": "F+G",
+        "L": "F+G",
+    }
+
+
 def test_a_pp_chain_across_two_sites_counts_every_cross_site_boundary_in_s_job():
     inst_d = {
         "name": "pp",

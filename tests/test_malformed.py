@@ -1459,5 +1459,90 @@ def test_force_accept_that_some_set_of_blocks_meets_is_accepted(offer):
 def test_the_schema_carries_the_v2_fields():
     from placer.io import instance_schema
 
-    text = json.dumps(instance_schema())
-    assert "mix_types" in text and "force" in text
+    defs = instance_schema()["$defs"]
+    # the exact values: `true` and any other string are not in the schema
+    assert defs["Job"]["properties"]["mix_types"]["enum"] == [False, "slowest", "balanced"]
+    assert defs["Offer"]["properties"]["force"]["enum"] == ["accept", "decline", None]
+
+
+# ------------------------------------------------ SPEC v2: a mixed job's fit is pooled by unit
+
+
+def _two_types(job):
+    """Sites a (type F, 2 nodes of 4) and b (type G, 1 node of 4) joined by a WAN link."""
+    return {
+        "name": "two-types",
+        "horizon_hours": 10,
+        "gpu_types": {"F": {"speed": 2}, "G": {"speed": 3}},
+        "topology": {
+            "levels": ["site", "node"],
+            "fabric": copy.deepcopy(builders.TWO_LEVEL_FABRIC),
+            "sites": [
+                {"name": "a", "gpu_type": "F", "gpus_per_node": 4, "domains": [{"count": 2}]},
+                {"name": "b", "gpu_type": "G", "gpus_per_node": 4, "domains": [{"count": 1}]},
+            ],
+            "wan": [{"between": ["a", "b"], "latency_us": 500, "bandwidth_GBps": 100}],
+        },
+        "jobs": [builders.training("m", **{"scope": {"dp": "cluster"}, **job})],
+    }
+
+
+_OVER_BOTH = [f"a/node{n}/gpu{g}" for n in range(2) for g in range(4)] + [
+    f"b/node0/gpu{g}" for g in range(4)
+]
+
+
+def test_a_running_mixed_job_over_two_types_is_not_refused_as_fitting_nowhere():
+    # 12 units: 8 F + 4 G; no one type has 12 GPUs, but each unit is of one type
+    job = {"dp": 12, "mix_types": "balanced", "preemptible": False, "current": _OVER_BOTH}
+    inst = instance_from_dict(_two_types(job))
+    assert not inst.warnings
+    job["mix_types"] = False  # one type per job: refused, as before
+    with pytest.raises(InstanceError) as e:
+        instance_from_dict(_two_types(job))
+    assert e.value.problems[0][0] == "jobs[0]"
+    assert "fits nowhere even alone" in e.value.problems[0][1]
+
+
+@pytest.mark.parametrize(
+    "job, why",
+    [
+        # 13 units of 1: the two types together hold 12 GPUs
+        ({"dp": 13}, "needs 13 units of 1 GPUs, each unit of one type among F/G"),
+        # units of 8 (tp 8): F has 8 (one unit), G 4 (none): 2 units cannot fit
+        ({"dp": 2, "tp": 8, "scope": {"dp": "cluster", "tp": "site"}}, "at most 1 unit"),
+        # units of 4 (tp 4) in one node: a node holds 4, so 3 units do (8 F + 4 G) but a
+        # DP group scoped to a site, holding whole TP groups, holds at most 8 GPUs
+        (
+            {"dp": 3, "tp": 4, "scope": {"dp": "site", "tp": "node"}},
+            "a DP group needs 12 GPUs of F/G inside one site",
+        ),
+    ],
+)
+def test_a_mixed_job_that_fits_nowhere_even_pooled_is_warned_with_its_reason(job, why):
+    inst = instance_from_dict(_two_types({"mix_types": "slowest", **job}))
+    (msg,) = inst.warnings
+    assert msg.startswith("jobs[0]") and "fits nowhere" in msg
+    assert why in msg, msg
+
+
+def test_a_mixed_dp_group_pools_whole_tp_groups_of_one_type_per_domain():
+    # site a: a node of 5 F and a node of 5 G; site b: 2 nodes of 2 G. A DP group (scope
+    # site) of 3 members holds their whole TP groups of 3 (scope node): site a has 10 free
+    # GPUs, but only 2 TP groups of one type fit in it (one per node), site b none
+    d = _two_types({"dp": 3, "tp": 3, "scope": {"dp": "site", "tp": "node"}})
+    d["jobs"][0]["mix_types"] = "balanced"
+    d["topology"]["sites"] = [
+        {
+            "name": "a",
+            "gpus_per_node": 5,
+            "domains": [{"name": "f", "gpu_type": "F"}, {"name": "g", "gpu_type": "G"}],
+        },
+        {"name": "b", "gpu_type": "G", "gpus_per_node": 2, "domains": [{"count": 2}]},
+    ]
+    (msg,) = instance_from_dict(d).warnings
+    assert msg.startswith("jobs[0]")
+    assert "a DP group needs 9 GPUs of F/G inside one site; the largest free site" in msg, msg
+    assert "holds 6" in msg, msg
+    d["jobs"][0]["dp"] = 2  # one TP group in each node of site a: it may fit
+    assert not instance_from_dict(d).warnings

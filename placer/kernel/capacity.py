@@ -147,10 +147,13 @@ def fit_nowhere_reason(
     need_total = k * job.unit_size
     best_msg = ""
     unit_levels = [dimension_level(inst, index, job, d) for d in ("tp", "pp")]
+    # (dimension, GPUs the group needs in one domain, level, granule): a granule is a part
+    # of the group that lies inside one unit, so is of one type even for a mixed job
     checks = []
     for d in DIMS:
         lvl = dimension_level(inst, index, job, d)
         n = sizes[d]
+        granule = n if d in ("tp", "pp") else 1
         if d in ("dp", "ep") and lvl is not None and n > 1:
             # a DP (EP) group has one member per unit; when the TP groups (PP chains) must
             # lie inside narrower domains, the group's domain holds every member's whole TP
@@ -160,10 +163,13 @@ def fit_nowhere_reason(
                 l2 = unit_levels[0 if dim2 == "tp" else 1]
                 if width > 1 and l2 is not None and l2 >= lvl:
                     n *= width
-        checks.append((d, n, lvl))
+                    granule *= width
+        checks.append((d, n, lvl, granule))
     if None not in unit_levels:
         # a whole unit spans its TP groups and PP chains: the wider of their levels
-        checks.append(("unit", job.unit_size, min(unit_levels)))
+        checks.append(("unit", job.unit_size, min(unit_levels), job.unit_size))
+    if job.mix_types and len(types) > 1:
+        return _mixed_fit_reason(index, job, types, counts, checks, k)
     for t in types:
         tname = index.type_names[t]
         most = int(counts.by_component(t).max(initial=0))
@@ -174,7 +180,7 @@ def fit_nowhere_reason(
             )
             continue
         failed = ""
-        for dim, n, lvl in checks:
+        for dim, n, lvl, _ in checks:
             if n <= 1 or lvl is None:
                 continue
             best = int(counts.per_domain(t, lvl).max(initial=0))
@@ -198,3 +204,40 @@ def fit_nowhere_reason(
             return ""
         best_msg = failed
     return best_msg
+
+
+def _mixed_fit_reason(index, job: Job, types: list[int], counts: FreeCounts, checks, k: int) -> str:
+    """`fit_nowhere_reason` for a v2 `mix_types` job: each unit is of one allowed type and
+    units may differ, so the types' free GPUs are pooled in whole one-type granules (a unit
+    for the WAN component, a TP group or PP chain for its domain, a member's whole TP group
+    or PP chain for a DP/EP group that must hold them). Necessary conditions only."""
+    names = "/".join(index.type_names[t] for t in types)
+    size = job.unit_size
+    units = sum(counts.by_component(t) // size for t in types)
+    most = int(units.max(initial=0))
+    if most < k:
+        return (
+            f"needs {_units(k)} of {size} GPUs, each unit of one type among {names}; "
+            f"WAN-connected sites hold at most {_units(most)} of free GPUs"
+        )
+    for dim, n, lvl, granule in checks:
+        if n <= 1 or lvl is None:
+            continue
+        room = sum((counts.per_domain(t, lvl) // granule) * granule for t in types)
+        best = int(room.max(initial=0))
+        if best < n:
+            what = "a unit" if dim == "unit" else f"a {dim.upper()} group"
+            one = f" of one type among {names}" if granule == n else f" of {names}"
+            return (
+                f"{what} needs {n:,} GPUs{one} inside one {index.levels[lvl]}; the largest "
+                f"free {index.levels[lvl]} block holds {best:,}"
+            )
+    if job.kind == "inference" and job.spread is not None:
+        lvl = index.level_index(job.spread.level)
+        touched = int((sum(counts.per_domain(t, lvl) for t in types) > 0).sum())
+        if touched < job.spread.min:
+            return (
+                f"its units must touch {job.spread.min} {job.spread.level} domains; "
+                f"only {touched} hold free {names} GPUs"
+            )
+    return ""

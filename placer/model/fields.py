@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, StrictBool
+from pydantic import BeforeValidator, StrictBool, WithJsonSchema
 
 INT_LIMIT = 10**9
 
@@ -96,8 +96,15 @@ def _force(v: Any) -> Any:
 
 
 Number = Annotated[float, BeforeValidator(_number)]
-MixTypes = Annotated[bool | str, BeforeValidator(_mix_types)]
-Force = Annotated[str | None, BeforeValidator(_force)]
+# the schema names the values exactly (`true` and other strings are refused)
+MixTypes = Annotated[
+    bool | str,
+    BeforeValidator(_mix_types),
+    WithJsonSchema({"enum": [False, "slowest", "balanced"]}),
+]
+Force = Annotated[
+    str | None, BeforeValidator(_force), WithJsonSchema({"enum": ["accept", "decline", None]})
+]
 Name = Annotated[str, BeforeValidator(_name)]
 Str = Annotated[str, BeforeValidator(_string)]
 Bool = StrictBool
