@@ -1,13 +1,15 @@
 """placer: place AI jobs on multi-campus GPU clusters and decide which blocks to lease.
 
 Public API: :func:`load_instance`, :func:`load_placement`, :func:`score`, :func:`check`,
-:func:`solve`, :func:`decide` (keep or lease), their results (:class:`Result`,
+:func:`solve`, :func:`decide` (keep or lease), :class:`Cluster` (a live cluster for
+schedulers), their results (:class:`Result`,
 :class:`Status`, :class:`Score`, :class:`Violation`, :class:`DecideResult`), the model classes
 and the errors.
 """
 
 from placer.api import check, load_instance, load_placement, score, solve
 from placer.check import Violation
+from placer.cluster import Action, Change, Cluster, Decision
 from placer.decision import DecideResult, Sweep, decide
 from placer.errors import (
     ArgumentTypeError,
@@ -24,8 +26,12 @@ from placer.solvers.base import Result
 __version__ = "0.1.0"
 
 __all__ = [
+    "Action",
     "ArgumentTypeError",
+    "Change",
+    "Cluster",
     "DecideResult",
+    "Decision",
     "Instance",
     "InstanceError",
     "Placement",

@@ -185,6 +185,28 @@ class Scorer:
             for o, bl in zip(inst.offers, self.offer_blocks)
         ]
 
+    def add_job(self) -> int:
+        """Register the job just appended to ``inst.jobs``, with 0 units; returns its index.
+
+        A stateful caller (:class:`placer.cluster.Cluster`) grows the job list this way and
+        then places the job with :meth:`delta` (``commit=True``)."""
+        job = self.inst.jobs[len(self.job_gpus)]
+        self.job_gpus.append(np.zeros(0, np.int64))
+        self.ana.append(None)
+        self.scores.append(zero_job(job))
+        self._jobs_total = None
+        return len(self.job_gpus) - 1
+
+    def remove_last_job(self) -> None:
+        """Forget the last job (which must have 0 units): the inverse of :meth:`add_job`,
+        for a caller that pops it from ``inst.jobs``."""
+        if len(self.job_gpus[-1]):
+            raise ValueError("remove_last_job: the last job still has GPUs")
+        self.job_gpus.pop()
+        self.ana.pop()
+        self.scores.pop()
+        self._jobs_total = None
+
     def shared_bw(self, users: np.ndarray | None = None) -> np.ndarray:
         u = self.users if users is None else users
         return self.index.link_bw_GBps / np.maximum(u, 1)

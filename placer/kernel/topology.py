@@ -293,6 +293,36 @@ class TopologyIndex:
         eq = self.dom[:, a] == self.dom[:, b]
         return eq.sum(axis=0) - 1
 
+    # ------------------------------------------------------------------ derived
+    def derive(self, available: np.ndarray | None = None, wan_from: Instance | None = None):
+        """A copy for a changed cluster state, sharing every unchanged array: `available`
+        bool (G,) replaces the availability, and `wan_from` (an instance with the same sites
+        and a changed `topology.wan`) rebuilds only the WAN part (paths, link arrays).
+
+        Used by :class:`placer.cluster.Cluster` when hardware fails or is restored: the tree
+        is never expanded again.
+        """
+        import dataclasses
+
+        changes: dict = {}
+        if available is not None:
+            av = np.array(available, bool)
+            if av.shape != self.available.shape:
+                raise ValueError(f"available: expected shape {self.available.shape}")
+            av.flags.writeable = False
+            changes["available"] = av
+        if wan_from is not None:
+            wl, wb, paths, pl, lbw, lfail = _wan(wan_from, self.site_index)
+            changes.update(
+                wan_lat_us=wl,
+                wan_bw_GBps=wb,
+                wan_path_links=paths,
+                pair_links=pl,
+                link_bw_GBps=lbw,
+                link_fail_per_day=lfail,
+            )
+        return dataclasses.replace(self, **changes)
+
     # ------------------------------------------------------------------ build
     @classmethod
     def build(cls, inst: Instance) -> TopologyIndex:

@@ -1,0 +1,1301 @@
+"""A live cluster for schedulers: place one arriving job in milliseconds, release finished
+ones, repair failures, re-plan, and hand out the state as plain SPEC documents.
+
+State model
+- Immutable: the instance's topology index (:class:`~placer.kernel.topology.TopologyIndex`,
+  dense arrays), built once. A failure or a restore derives a copy that shares every array
+  but the availability (and, for WAN links, the WAN part).
+- Per cycle, kept apart: the free mask, power left per site, leased blocks, failed hardware,
+  each running job's GPUs (rank order) and an incremental score: the kernel's
+  :class:`~placer.kernel.score.Scorer` caches every job's value and re-evaluates only the
+  jobs whose GPUs change or that share a WAN link whose sharer count changes.
+- The running jobs are the live state's jobs; a job that is not running is not part of it
+  (submit it). A running job's spec keeps its flags (pinned, preemptible, migration_cost).
+
+Algorithm overview
+- :meth:`Cluster.submit`: candidates for the one job around what runs (the greedy's packer:
+  per GPU type, site and layout the most units one allowed domain holds, within power),
+  each scored exactly with ``Scorer.delta``; the best is taken when it raises the objective.
+  With ``allow_moves=K``, the K lowest-value preemptible jobs holding the job's GPU types
+  are tried as victims (1, 2, .. K of them): removed, the job placed, each victim put back
+  at its best candidate (a move) or left out (a stop); a plan is kept when its objective
+  change less the victims' migration costs beats placing without moves and its migration
+  cost is within ``max_migration_cost``.
+- :meth:`Cluster.fail`: the failed GPUs (or WAN links) leave the index; the jobs they break
+  are repaired in priority order (pinned, then not preemptible, then value): (a) inside the
+  job's own domain, replace only the broken units by free units nearest the job, or drop
+  them when the job is elastic; (b) re-place the whole job inside the same domain (Kueue's
+  rule); (c) anywhere; (d) a job that must stay (pinned or not preemptible) may stop
+  preemptible jobs, lowest value first, which are then re-placed when they fit; a
+  preemptible job that fits nowhere is stopped. Leases keep their blocks; an offer left
+  under its min_gpus leases another whole free block, or records the shortfall.
+- :meth:`Cluster.replan`: a full solve of :meth:`snapshot` (running jobs are `current`, so
+  the solve is warm-started from them and charges migration); adopted only when it beats
+  the live objective.
+
+Guarantee: every operation validates the changed state before committing it (rules 1-5 for
+every job it changes; disjointness, availability, leases and power over the whole state; or
+the whole checker with ``verify="full"``). A failed validation is a bug: the state rolls
+back and :class:`~placer.errors.SolverError` is raised.
+
+Imports the model, the kernel, the checker and the solvers' packing; never the CLI.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from placer.check import Violation, check_compiled, rule6_leases, rule7_power
+from placer.errors import ArgumentTypeError, InstanceError, PlacementError, SolverError, UsageError
+from placer.io import _pydantic_problems
+from placer.kernel.capacity import allowed_types, wan_components
+from placer.kernel.compiled import Compiled, compile_placement
+from placer.kernel.score import Score, Scorer
+from placer.model import Instance, Job, Placement
+from placer.model.semantic import check_structure
+from placer.solvers.decomposition.construct import State, scope_ok
+from placer.solvers.decomposition.pack import Packer
+
+__all__ = ["Action", "Change", "Cluster", "Decision", "unavailable_paths"]
+
+_EMPTY = np.zeros(0, np.int64)
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class Action:
+    """One change a scheduler must carry out.
+
+    ``kind``: ``start`` (a job begins on ``gpus``), ``move`` (a running job's GPU set
+    changes: new ``gpus``, ``units_before`` -> ``units``), ``stop`` (a running job is left
+    out), ``lease`` (an offer's blocks or leased GPUs change: ``blocks`` after, ``gpus``
+    empty). ``cost`` is the migration cost charged (vu); ``revenue_change`` the change of
+    the offer's lease revenue over the horizon (vu).
+    """
+
+    kind: str
+    job: str | None = None
+    offer: str | None = None
+    units: int = 0
+    units_before: int = 0
+    gpus: list[str] = field(default_factory=list)
+    blocks: list[str] = field(default_factory=list)
+    cost: float = 0.0
+    revenue_change: float = 0.0
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        keep = {"kind", "cost"} | ({"units", "units_before"} if self.job else set())
+        return {k: v for k, v in d.items() if k in keep or v not in (None, "", [], 0, 0.0)}
+
+
+@dataclass
+class Change:
+    """What an operation did: its actions, the change in objective (migration costs
+    included), the migration cost charged, and the must jobs it could not keep."""
+
+    actions: list[Action] = field(default_factory=list)
+    delta: float = 0.0
+    cost: float = 0.0
+    lost: list[str] = field(default_factory=list)
+    reason: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "actions": [a.to_dict() for a in self.actions],
+            "delta": self.delta,
+            "cost": self.cost,
+            "lost": list(self.lost),
+            "reason": self.reason,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass
+class Decision(Change):
+    """The answer to :meth:`Cluster.submit`: ``placed``, the job's ``gpus`` in rank order,
+    its ``units``, the change in objective ``delta`` (the displaced jobs' migration costs
+    included) and, when not placed, a true ``reason``."""
+
+    job: str = ""
+    placed: bool = False
+    gpus: list[str] = field(default_factory=list)
+    units: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "placed": self.placed,
+            "units": self.units,
+            "gpus": list(self.gpus),
+            **super().to_dict(),
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+def unavailable_paths(index, unavailable: np.ndarray) -> list[str]:
+    """The fewest domain paths and GPU ids that name exactly the GPUs in `unavailable`
+    bool (G,): whole domains where a domain is wholly unavailable, GPU ids elsewhere."""
+    L = index.n_levels
+    out: list[str] = []
+    covered_prev: np.ndarray | None = None
+    for lvl in range(L):
+        n = index.n_domains(lvl)
+        cnt = np.bincount(index.dom[lvl][unavailable], minlength=n)
+        size = np.diff(index.first_gpu[lvl])
+        full = (cnt == size) & (size > 0)
+        above = np.zeros(n, bool) if covered_prev is None else covered_prev[index.parent[lvl]]
+        listed = full & ~above
+        out.extend(index.domain_path(lvl, int(d)) for d in np.flatnonzero(listed))
+        covered_prev = above | listed
+    rest = unavailable & ~covered_prev[index.gpu_node]
+    out.extend(index.gpu_ids(np.flatnonzero(rest)))
+    return out
+
+
+class _LiveState(State):
+    """The greedy's mutable state over the live instance (no recomputation from the jobs'
+    `current`): candidates, reasons and leasing are inherited unchanged."""
+
+    def __init__(
+        self,
+        inst: Instance,
+        job_gpus: list[np.ndarray],
+        offer_blocks: list[list[tuple[int, int]]],
+    ) -> None:
+        self.inst = inst
+        self.ix = ix = inst.index
+        self.gpu_power = np.nan_to_num(ix.type_power_kW[ix.gpu_type], nan=0.0)
+        self.job_gpus = [np.asarray(g, np.int64) for g in job_gpus]
+        self.offer_blocks = [list(b) for b in offer_blocks]
+        self.reasons = {}
+        self.free = ix.available.copy()
+        held = np.zeros(ix.n_gpus, bool)
+        for g in self.job_gpus:
+            held[g] = True
+        self.free &= ~held
+        on = held.copy()
+        for blocks in self.offer_blocks:
+            for level, d in blocks:
+                a, b = ix.gpu_range(level, d)
+                self.free[a:b] = False
+                on[a:b] |= ix.available[a:b]
+        self.power_left = ix.power_cap_kW - np.bincount(
+            ix.dom[0][on], weights=self.gpu_power[on], minlength=ix.n_sites
+        )
+        self.packer = Packer(inst, self.free)
+        self.scorer = Scorer(inst, self.job_gpus, self.offer_blocks)
+
+    def set_job(self, j: int, gpus: np.ndarray) -> None:
+        old = self.job_gpus[j]
+        super().set_job(j, gpus)
+        if len(old):  # failed GPUs a job held never come back free
+            self.free[old] &= self.ix.available[old]
+
+
+def _density(inst: Instance, job: Job) -> float:
+    ix = inst.index
+    types = allowed_types(inst, ix, job)
+    speed = max((float(ix.type_speed[t]) for t in types), default=1.0)
+    return job.value * speed
+
+
+# --------------------------------------------------------------------------- the cluster
+class Cluster:
+    """A live cluster: running jobs, leases and failed hardware over one instance's
+    topology (see the module overview).
+
+    Parameters
+    ----------
+    instance : a loaded :class:`~placer.Instance` (or a path / dict, loaded here).
+    placement : optional :class:`~placer.Placement`, SPEC 2 dict or solve
+        :class:`~placer.Result`: its placed jobs run where it puts them and its leases hold.
+        It must pass the checker. Without it the jobs with `current` run there (a job whose
+        `current` breaks a rule now is placed afresh) and committed or forced offers are
+        leased. Jobs with no GPUs are not part of the live state: submit them.
+    verify : ``"changed"`` (default: every operation checks what it changed, plus the
+        whole state's disjointness, leases and power) or ``"full"`` (the whole checker after
+        every operation; slower on large clusters).
+
+    Examples
+    --------
+    >>> c = Cluster(inst, placer.solve(inst).placement)  # doctest: +SKIP
+    >>> d = c.submit({"name": "new", "kind": "training", "dp": 8, "value": 2})  # doctest: +SKIP
+    >>> d.placed, d.units, d.delta  # doctest: +SKIP
+    """
+
+    def __init__(self, instance: Any, placement: Any = None, *, verify: str = "changed") -> None:
+        if isinstance(instance, (str, Path, dict)) and not isinstance(instance, bool):
+            from placer.api import load_instance
+
+            instance = load_instance(instance)
+        if not isinstance(instance, Instance):
+            raise ArgumentTypeError(
+                f"instance: expected a placer.Instance, got {type(instance).__name__}"
+            )
+        if verify not in ("changed", "full"):
+            raise UsageError(f"verify: expected 'changed' or 'full', got {verify!r}")
+        self._verify_mode = verify
+        self._base = base = instance
+        bix = base.index
+        self._avail = bix.available.copy()
+        self._avail.flags.writeable = False
+        self._links_up = np.ones(len(base.topology.wan), bool)
+        self._min_override: dict[int, int] = {}
+        self._added_blocks: list[set[tuple[int, int]]] = [set() for _ in base.offers]
+        self._slots: list[Job] = []
+        self._spec: dict[str, Job] = {}  # name -> the job as submitted (flags kept)
+        self._slot: dict[str, int] = {}
+        self._tombstones = 0
+        self.history: list[Change] = []
+        if placement is not None:
+            self._init_from_placement(placement)
+        else:
+            self._init_from_current()
+        self._verify(set(range(len(self._slots))), full=True)
+
+    # ------------------------------------------------------------------ building
+    def _init_from_placement(self, placement: Any) -> None:
+        from placer.api import _placement_arg
+
+        if hasattr(placement, "placement") and not isinstance(placement, (dict, Placement)):
+            if placement.placement is None:
+                raise UsageError(f"placement: the result has no placement ({placement.reason})")
+            placement = placement.placement
+        pl = _placement_arg(placement)
+        base = self._base
+        cp = compile_placement(base, pl)
+        if cp.problems:
+            raise PlacementError([(p.loc, p.what) for p in cp.problems])
+        bad = check_compiled(base, cp)
+        if bad:
+            raise PlacementError([("placement", str(v)) for v in bad])
+        gpus = []
+        for job, g in zip(base.jobs, cp.job_gpus):
+            if len(g):
+                self._register(job)
+                gpus.append(np.asarray(g, np.int64))
+        self._rebuild(gpus, cp.offer_blocks)
+
+    def _init_from_current(self) -> None:
+        base = self._base
+        ix = base.index
+        order = sorted(
+            (j for j, job in enumerate(base.jobs) if job.current),
+            key=lambda j: (
+                not base.jobs[j].pinned,
+                base.jobs[j].preemptible,
+                -_density(base, base.jobs[j]),
+                base.jobs[j].name,
+            ),
+        )
+        blocks: list[list[tuple[int, int]]] = [[] for _ in base.offers]
+        for o, offer in enumerate(base.offers):
+            for path in offer.committed_blocks or []:
+                blocks[o].append(ix.resolve(path))
+        self._rebuild([], blocks)
+        st = self._st
+        for o, offer in enumerate(base.offers):
+            if offer.force == "accept" and not st.offer_blocks[o]:
+                st.lease_greedy(o)
+        for j in order:
+            job = base.jobs[j]
+            cur = ix.cached_indices(job.current)
+            k = self._add_slot(job)
+            room = st.power_left + 1e-9
+            if (
+                st.free[cur].all()
+                and scope_ok(self._inst, k, cur)
+                and (st._power(cur) <= room).all()
+            ):
+                st.set_job(k, cur)
+                continue
+            g, _ = st.best_candidate(k, st.candidates(k))
+            if g is not None:
+                st.set_job(k, g)
+            elif job.pinned or not job.preemptible:
+                raise InstanceError(
+                    [(f"jobs[{j}]", "running and not preemptible, but no room is left for it")]
+                )
+            else:
+                self._drop_slot(k)
+        # compact: the offers' blocks as leased now
+        self._rebuild(list(st.job_gpus), st.offer_blocks)
+
+    def _register(self, job: Job) -> None:
+        self._spec[job.name] = job
+        self._slot[job.name] = len(self._slots)
+        self._slots.append(job.model_copy(update={"current": None}))
+
+    def _live_offers(self, blocks: list[list[tuple[int, int]]]) -> Any:
+        """The instance's leases with every accepted offer's blocks committed (min_gpus
+        lowered where failed hardware left it short)."""
+        base = self._base
+        if base.leases is None:
+            return None
+        ix = base.index
+        offers = []
+        for o, offer in enumerate(base.offers):
+            upd: dict[str, Any] = {}
+            if blocks[o]:
+                upd["committed_blocks"] = [ix.domain_path(lv, d) for lv, d in blocks[o]]
+                upd["force"] = None
+            if o in self._min_override:
+                upd["min_gpus"] = self._min_override[o]
+            offers.append(offer.model_copy(update=upd) if upd else offer)
+        return base.leases.model_copy(update={"offers": offers})
+
+    def _rebuild(
+        self, job_gpus: list[np.ndarray], offer_blocks: list[list[tuple[int, int]]]
+    ) -> None:
+        """(Re)create the live instance, index and state from the logical state (slots,
+        their GPUs, blocks, availability, links). Tombstoned slots are compacted away."""
+        keep = [j for j, job in enumerate(self._slots) if self._slot.get(job.name) == j]
+        if len(keep) != len(self._slots):
+            self._slots = [self._slots[j] for j in keep]
+            job_gpus = [job_gpus[j] for j in keep]
+            self._slot = {job.name: k for k, job in enumerate(self._slots)}
+            self._tombstones = 0
+        base = self._base
+        wan = [w for w, up in zip(base.topology.wan, self._links_up) if up]
+        topo = base.topology.model_copy(update={"wan": wan})
+        inst = base.model_copy(
+            update={
+                "jobs": self._slots,
+                "topology": topo,
+                "leases": self._live_offers(offer_blocks),
+            }
+        )
+        index = base.index.derive(
+            available=self._avail, wan_from=None if self._links_up.all() else inst
+        )
+        inst._index = index
+        self._inst = inst
+        self._st = _LiveState(inst, job_gpus, offer_blocks)
+
+    def _add_slot(self, job: Job) -> int:
+        self._spec[job.name] = job
+        self._slot[job.name] = len(self._slots)
+        self._slots.append(job.model_copy(update={"current": None}))
+        st = self._st
+        st.job_gpus.append(_EMPTY)
+        return st.scorer.add_job()
+
+    def _drop_slot(self, j: int) -> None:
+        """Forget the job of slot j (its GPUs must be released): popped when last, else a
+        tombstone compacted on the next rebuild."""
+        st = self._st
+        name = self._slots[j].name
+        del self._slot[name]
+        del self._spec[name]
+        if j == len(self._slots) - 1:
+            self._slots.pop()
+            st.job_gpus.pop()
+            st.scorer.remove_last_job()
+        else:
+            self._tombstones += 1
+
+    # ------------------------------------------------------------------ transactions
+    def _save(self) -> tuple:
+        st = self._st
+        return (
+            list(self._slots),
+            dict(self._slot),
+            dict(self._spec),
+            list(st.job_gpus),
+            [list(b) for b in st.offer_blocks],
+            self._avail,
+            self._links_up.copy(),
+            dict(self._min_override),
+            [set(s) for s in self._added_blocks],
+        )
+
+    def _restore_saved(self, saved: tuple) -> None:
+        (
+            self._slots,
+            self._slot,
+            self._spec,
+            gpus,
+            blocks,
+            self._avail,
+            self._links_up,
+            self._min_override,
+            self._added_blocks,
+        ) = saved
+        self._tombstones = 0
+        self._rebuild(gpus, blocks)
+
+    def _verify(self, changed: set[int], full: bool = False) -> None:
+        """Raise :class:`SolverError` if the state breaks a rule (see the module docs)."""
+        st, inst, ix = self._st, self._inst, self._inst.index
+        problems: list[str] = []
+        live = set(self._slot.values())
+        if full or self._verify_mode == "full":
+            cp = self._compiled()
+            problems += [str(v) for v in check_compiled(inst, cp)]
+        else:
+            for j in sorted(changed & live):
+                g = st.job_gpus[j]
+                if len(g) and not scope_ok(inst, j, g):
+                    problems.append(f"job {self._slots[j].name!r} breaks a rule of 1-5")
+            held = [st.job_gpus[j] for j in live if len(st.job_gpus[j])]
+            if held:
+                used = np.concatenate(held)
+                cnt = np.bincount(used, minlength=ix.n_gpus)
+                if (cnt > 1).any():
+                    problems.append(f"GPU {ix.gpu_id(int(np.argmax(cnt > 1)))!r} used twice")
+                if not ix.available[used].all():
+                    problems.append("a job holds an unavailable GPU")
+            cp = self._compiled()
+            problems += [str(v) for v in rule6_leases(inst, cp) + rule7_power(inst, cp)]
+        for j in live:
+            job = self._slots[j]
+            if not job.preemptible and len(st.job_gpus[j]) == 0:
+                problems.append(f"job {job.name!r} must stay placed but has no GPUs")
+        if problems:
+            raise SolverError("the cluster state would break SPEC 3: " + "; ".join(problems))
+
+    def _compiled(self) -> Compiled:
+        st = self._st
+        gpus = [
+            st.job_gpus[j] if self._slot.get(job.name) == j else _EMPTY
+            for j, job in enumerate(self._slots)
+        ]
+        units = [len(g) // job.unit_size for g, job in zip(gpus, self._slots)]
+        return Compiled(gpus, [list(b) for b in st.offer_blocks], units)
+
+    def _commit(self, saved: tuple, changed: set[int]) -> None:
+        try:
+            self._verify(changed)
+        except SolverError:
+            self._restore_saved(saved)
+            raise
+        if self._tombstones > max(32, len(self._slot)):
+            self._rebuild(list(self._st.job_gpus), self._st.offer_blocks)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def objective(self) -> float:
+        """The kernel's objective of the live state (SPEC 4), from the incremental score."""
+        return float(self._st.scorer.objective)
+
+    @property
+    def jobs(self) -> dict[str, int]:
+        """Running jobs and their units, in the order they started."""
+        st = self._st
+        return {
+            job.name: len(st.job_gpus[j]) // job.unit_size
+            for j, job in enumerate(self._slots)
+            if self._slot.get(job.name) == j
+        }
+
+    def job_gpus(self, name: str) -> list[str]:
+        """GPU ids of a running job in rank order."""
+        return self._st.ix.gpu_ids(self._st.job_gpus[self._slot_of(name)])
+
+    @property
+    def free_gpus(self) -> int:
+        """Available GPUs held by no job and no lease."""
+        return int(self._st.free.sum())
+
+    @property
+    def failed(self) -> list[str]:
+        """Failed hardware as paths (domains, nodes, GPUs) and WAN links."""
+        ix = self._base.index
+        newly = ix.available & ~self._avail
+        out: list[Any] = unavailable_paths(ix, newly)
+        out += [list(w.between) for w, up in zip(self._base.topology.wan, self._links_up) if not up]
+        return out
+
+    def _slot_of(self, name: str) -> int:
+        if not isinstance(name, str):
+            raise ArgumentTypeError(f"name: expected a job name, got {type(name).__name__}")
+        j = self._slot.get(name)
+        if j is None:
+            raise UsageError(f"name: no running job {name!r}")
+        return j
+
+    def placement(self) -> Placement:
+        """The live placement (SPEC 2), jobs in the order they started."""
+        return Placement.model_validate(self.snapshot()[1])
+
+    def score(self) -> Score:
+        """The kernel's score of the live state (SPEC 2.1), running jobs only."""
+        st = self._st
+        live = [j for j, job in enumerate(self._slots) if self._slot.get(job.name) == j]
+        inst = self._inst.model_copy(update={"jobs": [self._slots[j] for j in live]})
+        inst._index = self._inst.index
+        return Scorer(inst, [st.job_gpus[j] for j in live], st.offer_blocks).result()
+
+    def check(self) -> list[Violation]:
+        """Every violation of :meth:`snapshot` by the independent path: the documents are
+        loaded and checked as any SPEC tool would (empty = feasible)."""
+        from placer.api import check, load_instance
+
+        inst_d, pl_d = self.snapshot()
+        inst = load_instance(inst_d)
+        return check(inst, pl_d)
+
+    def snapshot(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The live state as plain SPEC documents ``(instance, placement)``: running jobs
+        with `current` (their GPUs now), failed hardware under ``topology.unavailable``, a
+        failed WAN link left out of ``topology.wan``, accepted offers with their blocks as
+        ``committed_blocks``."""
+        base, st = self._base, self._st
+        ix = st.ix
+        d = base.model_dump(mode="json", exclude_none=True)
+        d["topology"]["unavailable"] = unavailable_paths(ix, ~self._avail)
+        d["topology"]["wan"] = [
+            w.model_dump(mode="json", exclude_none=True)
+            for w, up in zip(base.topology.wan, self._links_up)
+            if up
+        ]
+        jobs, placed = [], []
+        for j, slot_job in enumerate(self._slots):
+            if self._slot.get(slot_job.name) != j:
+                continue
+            spec = self._spec[slot_job.name]
+            ids = ix.gpu_ids(st.job_gpus[j])
+            jd = spec.model_dump(mode="json", exclude_none=True)
+            jd["current"] = ids
+            jobs.append(jd)
+            placed.append({"name": spec.name, "units": len(ids) // spec.unit_size, "gpus": ids})
+        d["jobs"] = jobs
+        leases = []
+        if base.leases is not None:
+            live = self._live_offers(st.offer_blocks)
+            d["leases"] = live.model_dump(mode="json", exclude_none=True)
+            for o, offer in enumerate(live.offers):
+                if st.offer_blocks[o]:
+                    paths = [ix.domain_path(lv, dd) for lv, dd in st.offer_blocks[o]]
+                    leases.append(
+                        {
+                            "offer": offer.name,
+                            "blocks": paths,
+                            "gpus": sum(len(st.block_gpus(b)) for b in st.offer_blocks[o]),
+                        }
+                    )
+        return d, {"instance": base.name, "jobs": placed, "leases": leases}
+
+    # ------------------------------------------------------------------ submit
+    def _parse_job(self, job: Any) -> Job:
+        if isinstance(job, Job):
+            data: Any = job.model_dump(exclude_unset=True)
+        elif isinstance(job, dict):
+            data = job
+        else:
+            raise ArgumentTypeError(
+                f"job: expected a SPEC job (dict or Job), got {type(job).__name__}"
+            )
+        try:
+            model = Job.model_validate(data)
+        except ValidationError as e:
+            raise InstanceError(
+                [("job." + loc, msg) for loc, msg in _pydantic_problems(e)]
+            ) from None
+        tmp = self._base.model_copy(update={"jobs": [model], "leases": None})
+        f = check_structure(tmp)
+        if f.problems:
+            raise InstanceError(
+                [(loc.replace("jobs[0]", "job", 1), msg) for loc, msg in f.problems]
+            )
+        if model.current:
+            raise InstanceError(
+                [
+                    (
+                        "job.current",
+                        "a submitted job is not running yet (give running jobs to "
+                        "Cluster(instance) with `current`)",
+                    )
+                ]
+            )
+        if model.name in self._slot:
+            raise UsageError(f"job.name: a job named {model.name!r} is already running")
+        return model
+
+    def submit(
+        self, job: Any, allow_moves: int = 0, max_migration_cost: float | None = None
+    ) -> Decision:
+        """Place one arriving job around what runs (SPEC 1.2 job, dict or model).
+
+        ``allow_moves=K`` lets it displace up to K preemptible running jobs (moved where
+        they fit, else stopped), their migration costs charged; ``max_migration_cost`` caps
+        what a plan may charge. Returns a :class:`Decision`; a job that is not placed is
+        data (``placed=False`` and a true ``reason``), not an error.
+        """
+        started = time.perf_counter()
+        model = self._parse_job(job)
+        if isinstance(allow_moves, bool) or not isinstance(allow_moves, int) or allow_moves < 0:
+            raise UsageError(f"allow_moves: expected an integer >= 0, got {allow_moves!r}")
+        cap = math.inf if max_migration_cost is None else float(max_migration_cost)
+        if not cap >= 0:
+            raise UsageError(
+                f"max_migration_cost: expected a number >= 0, got {max_migration_cost!r}"
+            )
+        saved = self._save()
+        st = self._st
+        j = self._add_slot(model)
+        best: tuple[float, list[tuple[int, np.ndarray]], list[Action]] | None = None
+        g, d = st.best_candidate(j, st.candidates(j))
+        if g is not None and d > 0:
+            best = (d, [(j, g)], [])
+        if allow_moves:
+            plan = self._displacement(j, allow_moves, cap)
+            if plan is not None and (best is None or plan[0] > best[0] + 1e-9):
+                best = plan
+        if best is None:
+            reason = st.reason(j)
+            self._drop_slot(j)
+            return Decision(
+                job=model.name, placed=False, reason=reason, seconds=time.perf_counter() - started
+            )
+        delta, changes, moved = best
+        before = st.objective
+        for k, gk in changes:
+            st.set_job(k, gk)
+        actions = [
+            Action(
+                "start",
+                job=model.name,
+                units=len(st.job_gpus[j]) // model.unit_size,
+                gpus=st.ix.gpu_ids(st.job_gpus[j]),
+            ),
+            *moved,
+        ]
+        cost = sum(a.cost for a in moved)
+        for a in moved:
+            if a.kind == "stop":
+                self._drop_slot(self._slot[a.job])
+        self._commit(saved, {k for k, _ in changes})
+        dec = Decision(
+            job=model.name,
+            placed=True,
+            gpus=actions[0].gpus,
+            units=actions[0].units,
+            actions=actions,
+            delta=st.objective - before - cost,
+            cost=cost,
+            seconds=time.perf_counter() - started,
+        )
+        return dec
+
+    def _victims(self, job: Job, exclude: set[int]) -> list[int]:
+        """Running preemptible, unpinned jobs holding GPUs of the job's types, lowest value
+        per GPU-hour first (then cheapest to move, then name)."""
+        st, inst = self._st, self._inst
+        types = allowed_types(inst, st.ix, job)
+        out = []
+        for j, sj in enumerate(self._slots):
+            if self._slot.get(sj.name) != j or j in exclude:
+                continue
+            spec = self._spec[sj.name]
+            g = st.job_gpus[j]
+            if spec.pinned or not spec.preemptible or not len(g):
+                continue
+            if np.isin(st.ix.gpu_type[g[:1]], types).any():
+                out.append(j)
+        return sorted(
+            out,
+            key=lambda j: (
+                _density(inst, self._spec[self._slots[j].name]),
+                self._spec[self._slots[j].name].migration_cost,
+                self._slots[j].name,
+            ),
+        )
+
+    def _displacement(
+        self, j: int, K: int, cap: float
+    ) -> tuple[float, list[tuple[int, np.ndarray]], list[Action]] | None:
+        """The best plan placing job j by displacing 1..K victims (see the overview)."""
+        st = self._st
+        job = self._slots[j]
+        victims = self._victims(job, {j})
+        best = None
+        for k in range(1, min(K, len(victims)) + 1):
+            group = victims[:k]
+            cost = sum(self._spec[self._slots[v].name].migration_cost for v in group)
+            if cost > cap:
+                break
+            before = st.objective
+            old = {v: st.job_gpus[v] for v in group}
+            for v in group:
+                st.set_job(v, _EMPTY)
+            g, _ = st.best_candidate(j, st.candidates(j))
+            if g is not None:
+                st.set_job(j, g)
+                changes: list[tuple[int, np.ndarray]] = [(j, g)]
+                actions = []
+                for v in sorted(group, key=lambda v: -_density(self._inst, self._slots[v])):
+                    spec = self._spec[self._slots[v].name]
+                    gv, dv = st.best_candidate(v, st.candidates(v))
+                    n0 = len(old[v]) // spec.unit_size
+                    if gv is not None and dv > 0:
+                        st.set_job(v, gv)
+                        changes.append((v, gv))
+                        actions.append(
+                            Action(
+                                "move",
+                                job=spec.name,
+                                units=len(gv) // spec.unit_size,
+                                units_before=n0,
+                                gpus=st.ix.gpu_ids(gv),
+                                cost=spec.migration_cost,
+                                reason=f"displaced by {job.name!r}",
+                            )
+                        )
+                    else:
+                        changes.append((v, _EMPTY))
+                        actions.append(
+                            Action(
+                                "stop",
+                                job=spec.name,
+                                units_before=n0,
+                                cost=spec.migration_cost,
+                                reason=f"displaced by {job.name!r}; no room left for it",
+                            )
+                        )
+                net = st.objective - before - cost
+                if net > 0 and (best is None or net > best[0] + 1e-9):
+                    best = (net, changes, actions)
+                for v, _ in changes[1:]:
+                    st.set_job(v, _EMPTY)
+                st.set_job(j, _EMPTY)
+            for v in group:
+                st.set_job(v, old[v])
+        return best
+
+    # ------------------------------------------------------------------ release
+    def release(self, name: str) -> Change:
+        """A job finished or was cancelled: its GPUs become free. Nothing else moves."""
+        started = time.perf_counter()
+        j = self._slot_of(name)
+        st = self._st
+        saved = self._save()
+        before = st.objective
+        units = len(st.job_gpus[j]) // self._slots[j].unit_size
+        st.set_job(j, _EMPTY)
+        self._drop_slot(j)
+        self._commit(saved, set())
+        return Change(
+            actions=[Action("stop", job=name, units_before=units, reason="released")],
+            delta=self.objective - before,
+            seconds=time.perf_counter() - started,
+        )
+
+    # ------------------------------------------------------------------ failures
+    def _parse_items(self, items: Any) -> tuple[np.ndarray, list[int]]:
+        if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)):
+            raise ArgumentTypeError(
+                f"items: expected a list of paths, GPU ids or [site_a, site_b] links, "
+                f"got {type(items).__name__}"
+            )
+        ix = self._base.index
+        mask = np.zeros(ix.n_gpus, bool)
+        links: list[int] = []
+        problems = []
+        for i, it in enumerate(items):
+            if isinstance(it, str):
+                r = ix.resolve(it)
+                if r is None:
+                    problems.append(f"items[{i}]: unknown domain, node or GPU {it!r}")
+                    continue
+                lvl, d = r
+                if lvl == ix.n_levels:
+                    mask[d] = True
+                else:
+                    a, b = ix.gpu_range(lvl, d)
+                    mask[a:b] = True
+            elif (
+                isinstance(it, (list, tuple))
+                and len(it) == 2
+                and all(isinstance(x, str) for x in it)
+            ):
+                found = [
+                    w
+                    for w, link in enumerate(self._base.topology.wan)
+                    if set(link.between) == set(it) and it[0] != it[1]
+                ]
+                if not found:
+                    problems.append(f"items[{i}]: no WAN link between {it[0]!r} and {it[1]!r}")
+                links.extend(found)
+            else:
+                problems.append(
+                    f"items[{i}]: expected a domain path, a node or GPU id, or a WAN link "
+                    f"[site_a, site_b], got {it!r}"
+                )
+        if problems:
+            raise UsageError("\n".join(problems))
+        return mask, links
+
+    def fail(self, items: list[Any]) -> Change:
+        """Hardware failed: domain paths, node or GPU ids, WAN links ``[site_a, site_b]``.
+
+        Repairs the jobs it breaks with the fewest moves (see the module overview) and
+        returns the actions (move, stop, start, lease) with their costs; ``lost`` names the
+        jobs that had to stay placed but found no room even after stopping every
+        preemptible job.
+        """
+        started = time.perf_counter()
+        mask, links = self._parse_items(items)
+        saved = self._save()
+        st = self._st
+        before = st.objective
+        old_gpus = {self._slots[j].name: st.job_gpus[j] for j in self._slot.values()}
+        old_lease = [self._lease_info(o) for o in range(len(self._base.offers))]
+        newly = mask & self._avail
+        avail = self._avail & ~mask
+        avail.flags.writeable = False
+        self._avail = avail
+        wan_changed = any(self._links_up[w] for w in links)
+        self._links_up[links] = False
+        self._rebuild(list(st.job_gpus), st.offer_blocks)
+        st = self._st
+        ix = st.ix
+        affected = []
+        for j in self._slot.values():
+            g = st.job_gpus[j]
+            if not len(g):
+                continue
+            if newly[g].any():
+                affected.append(j)
+            elif (
+                wan_changed and len(np.unique(ix.dom[0][g])) > 1 and not scope_ok(self._inst, j, g)
+            ):
+                affected.append(j)
+        try:
+            change = self._repair(affected, old_gpus)
+            change.actions += self._repair_leases(old_lease)
+        except Exception:
+            self._restore_saved(saved)
+            raise
+        self._commit(
+            saved,
+            set(affected) | {self._slot[a.job] for a in change.actions if a.job in self._slot},
+        )
+        change.delta = self.objective - before - change.cost
+        change.seconds = time.perf_counter() - started
+        return change
+
+    def _lease_info(self, o: int) -> tuple[list[str], int, float]:
+        st = self._st
+        blocks = st.offer_blocks[o]
+        paths = [st.ix.domain_path(lv, d) for lv, d in blocks]
+        n = sum(len(st.block_gpus(b)) for b in blocks)
+        return paths, n, float(st.scorer.lease_revenue[o])
+
+    def _repair_leases(self, old: list[tuple[list[str], int, float]]) -> list[Action]:
+        """Offers whose leased GPUs changed: lease actions; an offer under its min_gpus
+        takes another whole free block, or its shortfall is recorded."""
+        st = self._st
+        base = self._base
+        actions = []
+        for o, offer in enumerate(base.offers):
+            if not st.offer_blocks[o]:
+                continue
+            paths, n, rev = self._lease_info(o)
+            reason = ""
+            lo = offer.min_gpus
+            if n < lo:
+                cands = sorted(st.eligible_blocks(o), key=lambda b: (b[0], b[3]))
+                hi = offer.max_gpus if offer.max_gpus is not None else math.inf
+                site_fixed = {int(st.ix.dom[0][st.ix.gpu_range(*b)[0]]) for b in st.offer_blocks[o]}
+                for c, s, lvl, d in cands:
+                    if offer.single_site and s not in site_fixed:
+                        continue
+                    if n + c < lo or n + c > hi:
+                        continue
+                    gp = st.block_gpus((lvl, d))
+                    if st.gpu_power[gp].sum() > st.power_left[s] + 1e-9:
+                        continue
+                    st.add_block(o, (lvl, d))
+                    self._added_blocks[o].add((lvl, d))
+                    reason = f"leased {st.ix.domain_path(lvl, d)!r} to keep min_gpus {lo:,}"
+                    break
+                paths, n, rev = self._lease_info(o)
+                if n < lo:
+                    self._min_override[o] = n
+                    reason = f"failed hardware leaves {n:,} leased GPUs, short of min_gpus {lo:,}"
+            if (paths, n) != (old[o][0], old[o][1]):
+                actions.append(
+                    Action(
+                        "lease",
+                        offer=offer.name,
+                        blocks=paths,
+                        revenue_change=rev - old[o][2],
+                        reason=reason or f"leased GPUs {old[o][1]:,} -> {n:,}",
+                    )
+                )
+        if self._min_override:
+            # the live instance carries the lowered minimum (rule 6 of the snapshot)
+            self._rebuild(list(st.job_gpus), st.offer_blocks)
+        return actions
+
+    def _must(self, j: int) -> bool:
+        spec = self._spec[self._slots[j].name]
+        return spec.pinned or not spec.preemptible
+
+    def _repair(self, affected: list[int], old_gpus: dict[str, np.ndarray]) -> Change:
+        st = self._st
+        order = sorted(
+            affected,
+            key=lambda j: (
+                not self._spec[self._slots[j].name].pinned,
+                self._spec[self._slots[j].name].preemptible,
+                -_density(self._inst, self._slots[j]),
+                self._slots[j].name,
+            ),
+        )
+        change = Change()
+        touched: dict[int, str] = {}
+        for j in order:
+            g, why = self._repair_one(j)
+            if g is not None:
+                st.set_job(j, g)
+                touched[j] = why
+                continue
+            if not self._must(j):
+                st.set_job(j, _EMPTY)
+                touched[j] = "no room left for it after the failure"
+                continue
+            # a must job: stop preemptible work, lowest value first, until it fits
+            st.set_job(j, _EMPTY)
+            stopped = []
+            placed = False
+            for v in self._victims(self._slots[j], set(touched) | {j}):
+                stopped.append((v, st.job_gpus[v]))
+                st.set_job(v, _EMPTY)
+                gj, _ = st.best_candidate(j, st.candidates(j))
+                if gj is not None:
+                    st.set_job(j, gj)
+                    placed = True
+                    break
+            if not placed:
+                for v, gv in stopped:
+                    st.set_job(v, gv)
+                touched[j] = "lost: no room even after stopping every preemptible job"
+                change.lost.append(self._slots[j].name)
+                continue
+            touched[j] = "re-placed after stopping preemptible work"
+            for v, _ in stopped:  # put the stopped ones back where they fit
+                gv, dv = st.best_candidate(v, st.candidates(v))
+                if gv is not None and dv > 0:
+                    st.set_job(v, gv)
+                    touched[v] = f"moved to make room for {self._slots[j].name!r}"
+                else:
+                    touched[v] = f"stopped to make room for {self._slots[j].name!r}"
+        for j, why in touched.items():
+            name = self._slots[j].name
+            spec = self._spec[name]
+            g = st.job_gpus[j]
+            n0 = len(old_gpus[name]) // spec.unit_size
+            if len(g):
+                change.actions.append(
+                    Action(
+                        "move",
+                        job=name,
+                        units=len(g) // spec.unit_size,
+                        units_before=n0,
+                        gpus=st.ix.gpu_ids(g),
+                        cost=spec.migration_cost,
+                        reason=why,
+                    )
+                )
+            else:
+                change.actions.append(
+                    Action("stop", job=name, units_before=n0, cost=spec.migration_cost, reason=why)
+                )
+                self._drop_slot(j)
+            change.cost += spec.migration_cost
+        return change
+
+    def _common_level(self, g: np.ndarray) -> int:
+        """Deepest level whose one domain holds all of g (-1: several sites)."""
+        ix = self._st.ix
+        d = ix.dom[:, g]
+        same = (d == d[:, :1]).all(axis=1)
+        return int(np.argmin(same)) - 1 if not same.all() else ix.n_levels - 1
+
+    def _repair_one(self, j: int) -> tuple[np.ndarray | None, str]:
+        """New GPUs for a broken job j, tier by tier (see the overview), or None."""
+        st, ix = self._st, self._st.ix
+        job = self._slots[j]
+        old = st.job_gpus[j]
+        n = len(old) // job.unit_size
+        U = old.reshape(n, job.unit_size)
+        bad = ~ix.available[U].all(axis=1)
+        lc = self._common_level(old[ix.available[old]] if ix.available[old].any() else old)
+        tier_a: list[np.ndarray] = []
+        if bad.any() and not bad.all():
+            ref = int(U[~bad][0, 0])
+            k = int(bad.sum())
+            types = [int(ix.gpu_type[ref])]
+            if job.mix_types:
+                types += [t for t in allowed_types(self._inst, ix, job) if t not in types]
+            found = False
+            for lvl in range(max(lc, 0), -1, -1):
+                region = ix.gpu_range(lvl, int(ix.dom[lvl][ref]))
+                for t in types:
+                    u = st.packer.units(job, t, region)
+                    if len(u) < k:
+                        continue
+                    near = (ix.dom[:, u.first] == ix.dom[:, [ref]]).sum(axis=0)
+                    pick = np.argsort(-near, kind="stable")[:k]
+                    new = U.copy()
+                    new[bad] = u.gpus[pick]
+                    g = new.reshape(-1)
+                    if self._fits(j, g):
+                        tier_a.append(g)
+                        found = True
+                        break
+                if found:
+                    break
+        if not bad.any():  # a WAN cut: keep the units in the best-connected part
+            comp = wan_components(ix)[ix.dom[0][U[:, 0]]]
+            vals, cnt = np.unique(comp, return_counts=True)
+            keep = comp == vals[np.argmax(cnt)]
+        else:
+            keep = ~bad
+        kept = int(keep.sum())
+        if 0 < kept < n and kept >= max(job.units_min, 1) and kept % job.unit_step == 0:
+            g = U[keep].reshape(-1)
+            if self._fits(j, g):
+                tier_a.append(g)
+        if tier_a:
+            g, _ = self._best_of(j, tier_a)
+            return g, "replaced the broken units inside its domain"
+        # (b) the whole job inside its domain, (c) anywhere
+        st.set_job(j, _EMPTY)
+        try:
+            if lc >= 0:
+                site = int(ix.dom[0][old[0]])
+                if lc == 0:
+                    cands = st.candidates(j, sites=[site])
+                else:
+                    cands = self._region_candidates(j, ix.gpu_range(lc, int(ix.dom[lc][old[0]])))
+                if cands:
+                    g, _ = st.best_candidate(j, cands)
+                    if g is not None:
+                        return g, f"re-placed inside its {ix.levels[lc]}"
+            g, _ = st.best_candidate(j, st.candidates(j))
+            if g is not None:
+                return g, "re-placed"
+            return None, ""
+        finally:
+            st.set_job(j, old)
+
+    def _fits(self, j: int, g: np.ndarray) -> bool:
+        st = self._st
+        room = st.power_left + st._power(st.job_gpus[j]) + 1e-9
+        own = np.zeros(st.ix.n_gpus, bool)
+        own[st.job_gpus[j]] = True
+        return (
+            bool((st.free[g] | (own[g] & st.ix.available[g])).all())
+            and bool((st._power(g) <= room).all())
+            and scope_ok(self._inst, j, g)
+        )
+
+    def _best_of(self, j: int, cands: list[np.ndarray]) -> tuple[np.ndarray, float]:
+        g, d = self._st.best_candidate(j, cands)
+        return (cands[0], 0.0) if g is None else (g, d)
+
+    def _region_candidates(self, j: int, region: tuple[int, int]) -> list[np.ndarray]:
+        """Packed candidates of job j inside one domain (GPU range), per type and layout."""
+        st, ix = self._st, self._st.ix
+        job = self._slots[j]
+        site = int(ix.dom[0][region[0]])
+        out = []
+        for t in allowed_types(self._inst, ix, job):
+            for B in st.packer.layouts(job):
+                n = min(st.packer.max_fit(job, t, region, B), st.power_units(job, t, site))
+                n = st._round(job, n, B)
+                if n:
+                    g = st.packer.place(job, t, n, region, B)
+                    if g is not None and self._fits(j, g):
+                        out.append(g)
+        return out
+
+    def restore(self, items: list[Any]) -> Change:
+        """Hardware is back (the same item forms as :meth:`fail`). Nothing moves; leases
+        whose blocks regain GPUs report it (an offer that would exceed its max_gpus gives
+        back the blocks it took to cover a failure)."""
+        started = time.perf_counter()
+        mask, links = self._parse_items(items)
+        base_ix = self._base.index
+        back = mask & ~self._avail
+        if not back.any() and not any(not self._links_up[w] for w in links):
+            raise UsageError("items: none of them is failed")
+        saved = self._save()
+        st = self._st
+        before = st.objective
+        old_lease = [self._lease_info(o) for o in range(len(self._base.offers))]
+        avail = self._avail | mask
+        avail.flags.writeable = False
+        self._avail = avail
+        self._links_up[links] = True
+        blocks = [list(b) for b in st.offer_blocks]
+        for o, offer in enumerate(self._base.offers):
+            hi = offer.max_gpus if offer.max_gpus is not None else math.inf
+
+            def leased(bl: list[tuple[int, int]]) -> int:
+                m = np.zeros(base_ix.n_gpus, bool)
+                for lv, d in bl:
+                    a, b = base_ix.gpu_range(lv, d)
+                    m[a:b] = True
+                return int((m & avail).sum())
+
+            for blk in sorted(self._added_blocks[o], reverse=True):
+                if leased(blocks[o]) <= hi:
+                    break
+                blocks[o].remove(blk)
+                self._added_blocks[o].discard(blk)
+            n = leased(blocks[o])
+            if o in self._min_override and n >= offer.min_gpus:
+                del self._min_override[o]
+            elif o in self._min_override:
+                self._min_override[o] = min(n, offer.min_gpus)
+            if blocks[o] and n > hi:
+                self._restore_saved(saved)
+                raise UsageError(
+                    f"items: restoring them would lease {n:,} GPUs to offer {offer.name!r}, "
+                    f"over its max_gpus {offer.max_gpus:,}"
+                )
+        self._rebuild(list(st.job_gpus), blocks)
+        change = Change()
+        for o, offer in enumerate(self._base.offers):
+            paths, n, rev = self._lease_info(o)
+            if (paths, n) != (old_lease[o][0], old_lease[o][1]):
+                change.actions.append(
+                    Action(
+                        "lease",
+                        offer=offer.name,
+                        blocks=paths,
+                        revenue_change=rev - old_lease[o][2],
+                        reason=f"leased GPUs {old_lease[o][1]:,} -> {n:,}",
+                    )
+                )
+        self._commit(saved, set())
+        change.delta = self.objective - before
+        change.seconds = time.perf_counter() - started
+        return change
+
+    # ------------------------------------------------------------------ replan
+    def replan(
+        self,
+        time_limit: float | None = 10.0,
+        solver: str = "auto",
+        pending: list[Any] | None = None,
+        seed: int = 0,
+        **options: Any,
+    ) -> Change:
+        """A full solve from the live state: the running jobs are `current` (the solve's
+        warm start; moving them is charged), `pending` jobs may start, offers not yet
+        accepted may be. The new plan is adopted only when its objective (migration costs
+        included) beats the live one; the actions reach it.
+        """
+        from placer.api import load_instance, solve
+
+        started = time.perf_counter()
+        inst_d, _ = self.snapshot()
+        names = {j["name"] for j in inst_d["jobs"]}
+        extra = []
+        for i, pj in enumerate(pending or []):
+            m = self._parse_job(pj) if not isinstance(pj, Job) else pj
+            if m.name in names:
+                raise UsageError(f"pending[{i}].name: {m.name!r} is already running or pending")
+            names.add(m.name)
+            extra.append(m.model_dump(mode="json", exclude_none=True))
+        inst_d["jobs"] = inst_d["jobs"] + extra
+        inst = load_instance(inst_d)
+        before = self.objective
+        res = solve(inst, solver=solver, time_limit=time_limit, seed=seed, **options)
+        if not res.status.has_placement:
+            return Change(
+                reason=f"the solve found no placement: {res.reason}",
+                seconds=time.perf_counter() - started,
+            )
+        if res.objective <= before + 1e-6 * max(1.0, abs(before)):
+            return Change(
+                reason=f"kept the live plan: the solve's {res.objective:,.1f} vu does not beat "
+                f"{before:,.1f} vu",
+                seconds=time.perf_counter() - started,
+            )
+        cp = compile_placement(inst, res.placement)
+        saved = self._save()
+        st = self._st
+        old = {self._slots[j].name: st.job_gpus[j] for j in self._slot.values()}
+        old_lease = [self._lease_info(o) for o in range(len(self._base.offers))]
+        change = Change()
+        slots: list[Job] = []
+        gpus: list[np.ndarray] = []
+        spec: dict[str, Job] = {}
+        for job, g in zip(inst.jobs, cp.job_gpus):
+            prev = old.get(job.name)
+            orig = self._spec.get(job.name) or job.model_copy(update={"current": None})
+            if prev is not None and (len(prev) != len(g) or (prev != g).any()):
+                if len(g):
+                    change.actions.append(
+                        Action(
+                            "move",
+                            job=job.name,
+                            units=len(g) // job.unit_size,
+                            units_before=len(prev) // job.unit_size,
+                            gpus=st.ix.gpu_ids(g),
+                            cost=orig.migration_cost,
+                            reason="replan",
+                        )
+                    )
+                else:
+                    change.actions.append(
+                        Action(
+                            "stop",
+                            job=job.name,
+                            units_before=len(prev) // job.unit_size,
+                            cost=orig.migration_cost,
+                            reason="replan",
+                        )
+                    )
+                change.cost += orig.migration_cost
+            elif prev is None and len(g):
+                change.actions.append(
+                    Action(
+                        "start",
+                        job=job.name,
+                        units=len(g) // job.unit_size,
+                        gpus=st.ix.gpu_ids(g),
+                        reason="replan",
+                    )
+                )
+            if len(g):
+                spec[job.name] = orig
+                slots.append(orig.model_copy(update={"current": None}))
+                gpus.append(np.asarray(g, np.int64))
+        self._slots = slots
+        self._spec = spec
+        self._slot = {j.name: k for k, j in enumerate(slots)}
+        self._tombstones = 0
+        self._rebuild(gpus, cp.offer_blocks)
+        for o, offer in enumerate(self._base.offers):
+            paths, n, rev = self._lease_info(o)
+            if (paths, n) != (old_lease[o][0], old_lease[o][1]):
+                change.actions.append(
+                    Action(
+                        "lease",
+                        offer=offer.name,
+                        blocks=paths,
+                        revenue_change=rev - old_lease[o][2],
+                        reason="replan",
+                    )
+                )
+        self._commit(saved, set(range(len(slots))))
+        change.delta = self.objective - before - change.cost
+        change.seconds = time.perf_counter() - started
+        return change
