@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from placer.check import Violation, check_compiled, rule6_leases, rule7_power
+from placer.check import Violation, check_compiled, rule6_leases
 from placer.errors import ArgumentTypeError, InstanceError, PlacementError, SolverError, UsageError
 from placer.io import _pydantic_problems
 from placer.kernel.capacity import allowed_types, wan_components
@@ -434,8 +434,13 @@ class Cluster:
         self._tombstones = 0
         self._rebuild(gpus, blocks)
 
-    def _verify(self, changed: set[int], full: bool = False) -> None:
-        """Raise :class:`SolverError` if the state breaks a rule (see the module docs)."""
+    def _verify(self, changed: set[int], full: bool = False, leases: bool = True) -> None:
+        """Raise :class:`SolverError` if the state breaks a rule (see the module docs).
+
+        ``changed`` mode: rules 1-5 for every changed job; over the whole state, no GPU held
+        twice, none unavailable, none inside a leased block, no site's power (tracked
+        incrementally) over its cap, musts placed; rule 6 too when `leases` may have
+        changed. ``full``: the whole checker, plus rule 7 recounted from scratch."""
         st, inst, ix = self._st, self._inst, self._inst.index
         problems: list[str] = []
         live = set(self._slot.values())
@@ -455,8 +460,18 @@ class Cluster:
                     problems.append(f"GPU {ix.gpu_id(int(np.argmax(cnt > 1)))!r} used twice")
                 if not ix.available[used].all():
                     problems.append("a job holds an unavailable GPU")
-            cp = self._compiled()
-            problems += [str(v) for v in rule6_leases(inst, cp) + rule7_power(inst, cp)]
+                for blocks in st.offer_blocks:
+                    for level, d in blocks:
+                        a, b = ix.gpu_range(level, d)
+                        if cnt[a:b].any():
+                            problems.append(
+                                f"a job holds a GPU of leased {ix.domain_path(level, d)!r}"
+                            )
+            over = np.flatnonzero(st.power_left < -1e-6 * np.maximum(1.0, ix.power_cap_kW))
+            for s in over:
+                problems.append(f"site {ix.site_names[int(s)]!r} over its power cap")
+            if leases:
+                problems += [str(v) for v in rule6_leases(inst, self._compiled())]
         for j in live:
             job = self._slots[j]
             if not job.preemptible and len(st.job_gpus[j]) == 0:
@@ -473,9 +488,9 @@ class Cluster:
         units = [len(g) // job.unit_size for g, job in zip(gpus, self._slots)]
         return Compiled(gpus, [list(b) for b in st.offer_blocks], units)
 
-    def _commit(self, saved: tuple, changed: set[int]) -> None:
+    def _commit(self, saved: tuple, changed: set[int], leases: bool = True) -> None:
         try:
-            self._verify(changed)
+            self._verify(changed, leases=leases)
         except SolverError:
             self._restore_saved(saved)
             raise
@@ -645,7 +660,7 @@ class Cluster:
         st = self._st
         j = self._add_slot(model)
         best: tuple[float, list[tuple[int, np.ndarray]], list[Action]] | None = None
-        g, d = st.best_candidate(j, st.candidates(j))
+        g, d = st.best_candidate(j, st.candidates(j, sites=self._useful_sites(model)))
         if g is not None and d > 0:
             best = (d, [(j, g)], [])
         if allow_moves:
@@ -660,6 +675,8 @@ class Cluster:
             )
         delta, changes, moved = best
         before = st.objective
+        for k, _ in changes[1:]:  # the victims let go first (the plan was built that way)
+            st.set_job(k, _EMPTY)
         for k, gk in changes:
             st.set_job(k, gk)
         actions = [
@@ -675,7 +692,7 @@ class Cluster:
         for a in moved:
             if a.kind == "stop":
                 self._drop_slot(self._slot[a.job])
-        self._commit(saved, {k for k, _ in changes})
+        self._commit(saved, {k for k, _ in changes}, leases=False)
         dec = Decision(
             job=model.name,
             placed=True,
@@ -687,6 +704,53 @@ class Cluster:
             seconds=time.perf_counter() - started,
         )
         return dec
+
+    def _useful_sites(self, job: Job) -> list[int]:
+        """Sites with at least one unit's worth of free GPUs of one allowed type (the
+        others cannot hold any unit: the packer need not scan them)."""
+        st, ix = self._st, self._st.ix
+        types = allowed_types(self._inst, ix, job)
+        per = np.zeros(ix.n_sites, np.int64)
+        for t in types:
+            per = np.maximum(
+                per, np.bincount(ix.dom[0][st.free & (ix.gpu_type == t)], minlength=ix.n_sites)
+            )
+        return [int(s) for s in np.flatnonzero(per >= job.unit_size)]
+
+    def start(self, job: Any, gpus: list[str]) -> Decision:
+        """Start a job on GPUs chosen elsewhere (another scheduler's binding, a peer
+        policy in a replay): validated like a submit's choice (free, available, rules 1-5,
+        power). Raises :class:`~placer.errors.UsageError` naming what is wrong."""
+        started = time.perf_counter()
+        model = self._parse_job(job)
+        st = self._st
+        if not isinstance(gpus, (list, tuple)) or not all(isinstance(x, str) for x in gpus):
+            raise ArgumentTypeError("gpus: expected a list of GPU ids in rank order")
+        g = st.ix.gpu_indices(list(gpus))
+        if (g < 0).any():
+            raise UsageError(f"gpus[{int(np.argmax(g < 0))}]: unknown GPU id")
+        saved = self._save()
+        j = self._add_slot(model)
+        if not len(g) or not self._fits(j, g):
+            self._drop_slot(j)
+            raise UsageError(
+                f"gpus: not a valid placement of {model.name!r} now (taken, unavailable, "
+                "wrong size or type, a scope or a power cap broken)"
+            )
+        before = st.objective
+        st.set_job(j, g)
+        self._commit(saved, {j}, leases=False)
+        ids = list(gpus)
+        units = len(g) // model.unit_size
+        return Decision(
+            job=model.name,
+            placed=True,
+            gpus=ids,
+            units=units,
+            actions=[Action("start", job=model.name, units=units, gpus=ids)],
+            delta=self.objective - before,
+            seconds=time.perf_counter() - started,
+        )
 
     def _victims(self, job: Job, exclude: set[int]) -> list[int]:
         """Running preemptible, unpinned jobs holding GPUs of the job's types, lowest value
@@ -784,7 +848,7 @@ class Cluster:
         units = len(st.job_gpus[j]) // self._slots[j].unit_size
         st.set_job(j, _EMPTY)
         self._drop_slot(j)
-        self._commit(saved, set())
+        self._commit(saved, set(), leases=False)
         return Change(
             actions=[Action("stop", job=name, units_before=units, reason="released")],
             delta=self.objective - before,
@@ -957,6 +1021,8 @@ class Cluster:
         change = Change()
         touched: dict[int, str] = {}
         for j in order:
+            if j in touched or not len(st.job_gpus[j]):
+                continue  # already stopped or re-placed to make room for a must job
             g, why = self._repair_one(j)
             if g is not None:
                 st.set_job(j, g)
