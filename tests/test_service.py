@@ -1,0 +1,144 @@
+"""`placer serve`: a real uvicorn server on 127.0.0.1 (a free port), driven with httpx."""
+
+from __future__ import annotations
+
+import copy
+import socket
+import threading
+import time
+
+import pytest
+from builders import one_site, training
+
+import placer
+from placer import Cluster
+
+fastapi = pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server():
+    from placer.service import create_app
+
+    inst = placer.load_instance(one_site(nodes=4, gpus_per_node=2))
+    cluster = Cluster(inst, verify="full")
+    port = free_port()
+    config = uvicorn.Config(create_app(cluster), host="127.0.0.1", port=port, log_level="error")
+    srv = uvicorn.Server(config)
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    deadline = time.time() + 20
+    while not srv.started:
+        if time.time() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.02)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        yield client, cluster
+    srv.should_exit = True
+    th.join(timeout=10)
+
+
+def test_submit_release_and_snapshot_over_http(server):
+    client, cluster = server
+    r = client.post("/jobs", json={"job": training("a", 2, tp=2)})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["placed"] and d["units"] == 2 and len(d["gpus"]) == 4
+    assert client.get("/jobs").json()["jobs"] == {"a": 2}
+    snap = client.get("/snapshot").json()
+    inst = placer.load_instance(copy.deepcopy(snap["instance"]))
+    assert placer.check(inst, snap["placement"]) == []
+    # the posted documents are scored and checked by the same service
+    s = client.post("/score", json=snap).json()
+    assert s["objective"] == pytest.approx(cluster.objective)
+    assert client.post("/check", json=snap).json() == {"feasible": True, "violations": []}
+    r = client.delete("/jobs/a")
+    assert r.status_code == 200 and r.json()["actions"][0]["kind"] == "stop"
+    assert client.get("/jobs").json()["jobs"] == {}
+
+
+def test_failures_and_restores_over_http(server):
+    client, _ = server
+    client.post("/jobs", json={"job": training("a", 2, tp=2, preemptible=False)})
+    node = client.get("/snapshot").json()["placement"]["jobs"][0]["gpus"][0].rsplit("/", 1)[0]
+    r = client.post("/fail", json={"items": [node]})
+    assert r.status_code == 200, r.text
+    assert [a["kind"] for a in r.json()["actions"]] == ["move"]
+    assert client.get("/snapshot").json()["instance"]["topology"]["unavailable"] == [node]
+    assert client.post("/restore", json={"items": [node]}).status_code == 200
+
+
+def test_errors_are_json_with_locations(server):
+    client, _ = server
+    r = client.post("/jobs", json={"job": {"name": "x", "kind": "training", "tp": 0}})
+    assert r.status_code == 422
+    locs = [tuple(p["loc"]) for p in r.json()["detail"]]
+    assert ("body", "job", "tp") in locs and ("body", "job", "value") in locs
+    r = client.post("/jobs", json={"job": training("x", 1, scope={"dp": "galaxy"})})
+    assert r.status_code == 400 and r.json()["detail"][0]["loc"][:2] == ["job", "scope"]
+    r = client.delete("/jobs/nope")
+    assert r.status_code == 404 and "no running job" in r.json()["detail"][0]["msg"]
+    client.post("/jobs", json={"job": training("y", 1)})
+    assert client.post("/jobs", json={"job": training("y", 1)}).status_code == 409
+    r = client.post("/fail", json={"items": ["a/node99"]})
+    assert r.status_code == 400 and r.json()["detail"][0]["loc"] == ["items", "0"]
+
+
+def test_openapi_lists_every_endpoint(server):
+    client, _ = server
+    paths = client.get("/openapi.json").json()["paths"]
+    for p in (
+        "/jobs",
+        "/jobs/{name}",
+        "/fail",
+        "/restore",
+        "/replan",
+        "/snapshot",
+        "/score",
+        "/check",
+        "/solve",
+        "/health",
+    ):
+        assert p in paths
+
+
+def test_concurrent_submits_are_serialised(server):
+    client, cluster = server
+    port = client.base_url.port
+    results = []
+
+    def go(i):
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            results.append(c.post("/jobs", json={"job": training(f"j{i}", 1)}).json())
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r["placed"] for r in results) == 8  # 8 GPUs, one each, no double booking
+    used = [g for r in results for g in r["gpus"]]
+    assert len(used) == len(set(used)) == 8
+    assert cluster.check() == []
+
+
+def test_replan_and_solve_over_http(server):
+    client, _ = server
+    client.post("/jobs", json={"job": training("a", 4, min_dp=2)})
+    r = client.post(
+        "/replan",
+        json={"time_limit": 5, "solver": "greedy", "pending": [training("b", 4, value=3)]},
+    )
+    assert r.status_code == 200, r.text
+    assert any(a["kind"] == "start" and a["job"] == "b" for a in r.json()["actions"])
+    inst = one_site(nodes=2, gpus_per_node=2, jobs=[training("z", 2)])
+    r = client.post("/solve", json={"instance": inst, "solver": "greedy", "time_limit": 5})
+    assert r.status_code == 200 and r.json()["jobs"][0]["units"] == 2
