@@ -902,6 +902,178 @@ def export_kubernetes_cmd(
     sys.stdout.write("---\n".join(parts))
 
 
+# ------------------------------------------------------------------ live cluster (issue 10)
+@app.command()
+def serve(
+    instance: Path = typer.Argument(..., help="Instance file (YAML or JSON)."),
+    placement: Path | None = typer.Option(
+        None, "--placement", help="Start from this placement (else: jobs with `current`)."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+) -> None:
+    """Serve a live cluster over HTTP/JSON (OpenAPI at /docs): submit, release, fail,
+    restore, replan, snapshot; score, check and solve posted documents."""
+    from placer import Cluster, load_placement
+
+    try:
+        from placer.service import serve as run
+    except ImportError:
+        err.print("[red]error:[/red] placer serve needs the extra: pip install 'placer[serve]'")
+        raise typer.Exit(2) from None
+    inst = _load(instance)
+    _warn(inst)
+    try:
+        pl = load_placement(placement, inst) if placement is not None else None
+        cluster = Cluster(inst, pl)
+    except PlacerError as e:
+        _fail(e)
+    out.print(
+        f"serving {inst.name}: {len(cluster.jobs)} running jobs, objective "
+        f"{_fmt(cluster.objective)} vu on http://{host}:{port} (docs at /docs)"
+    )
+    run(cluster, host=host, port=port)
+
+
+@app.command()
+def replay(
+    instance: Path = typer.Argument(..., help="Instance file (YAML or JSON)."),
+    events: Path = typer.Argument(..., help="Events file {events: [...]} (YAML or JSON)."),
+    policy: list[str] = typer.Option(
+        [], "--policy", help="Policy: placer or a peer baseline (repeat; default placer)."
+    ),
+    replan_every: float | None = typer.Option(
+        None, "--replan-every", help="placer policy: replan every this many hours."
+    ),
+    replan_time_limit: float = typer.Option(10.0, "--replan-time-limit", help="Seconds."),
+    peer_time_limit: float = typer.Option(
+        10.0, "--peer-time-limit", help="Seconds per peer solve."
+    ),
+    until: float | None = typer.Option(None, "--until", help="Hours (default: horizon_hours)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write value/utilisation plots here."),
+    snapshots: Path | None = typer.Option(
+        None, "--snapshots", help="Write the snapshot after every event here (per policy)."
+    ),
+) -> None:
+    """Replay an event trace under each policy and compare delivered value, completions,
+    queueing, utilisation and moves (docs/scheduler.md)."""
+    from placer.replay import load_events
+    from placer.replay import replay as run
+
+    inst = _load(instance)
+    try:
+        evs = load_events(events)
+        res = run(
+            inst,
+            evs,
+            policy_names=policy or None,
+            replan_every=replan_every,
+            replan_time_limit=replan_time_limit,
+            peer_time_limit=peer_time_limit,
+            until=until,
+            snapshots=snapshots,
+        )
+    except PlacerError as e:
+        _fail(e)
+    if as_json:
+        sys.stdout.write(
+            json.dumps(
+                {p: {k: v for k, v in m.items() if k != "timeline"} for p, m in res.items()},
+                indent=1,
+            )
+            + "\n"
+        )
+    else:
+        t = Table(title=f"replay of {len(evs)} events on {inst.name}")
+        cols = [
+            ("policy", "policy"),
+            ("value (vu)", "value"),
+            ("completed", "completed"),
+            ("compl. mean h", "completion_mean_h"),
+            ("compl. p95 h", "completion_p95_h"),
+            ("queue mean h", "queueing_mean_h"),
+            ("util.", "utilisation_mean"),
+            ("moves", "moves"),
+            ("stops", "stops"),
+            ("never started", "never_started"),
+        ]
+        for name, _ in cols:
+            t.add_column(name, justify="left" if name == "policy" else "right")
+        for m in res.values():
+            t.add_row(*[_fmt(m[k]) for _, k in cols])
+        out.print(t)
+    if plot is not None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            err.print("[red]error:[/red] --plot needs matplotlib: pip install 'placer[plot]'")
+            raise typer.Exit(2) from None
+        plot.mkdir(parents=True, exist_ok=True)
+        fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        for p, m in res.items():
+            tl = m["timeline"]
+            a1.plot([x[0] for x in tl], [x[1] for x in tl], label=p)
+            a2.step([x[0] for x in tl], [x[2] for x in tl], where="pre", label=p)
+        a1.set_ylabel("delivered value (vu)")
+        a2.set_ylabel("GPU utilisation")
+        a2.set_xlabel("hours")
+        a1.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(plot / "replay.png", dpi=120)
+        out.print(f"wrote {plot / 'replay.png'}")
+
+
+@app.command("generate-trace")
+def generate_trace_cmd(
+    instance: Path = typer.Argument(..., help="Instance file (YAML or JSON)."),
+    hours: float = typer.Option(72.0, "--hours", help="Length of the trace."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same trace."),
+    trace: str = typer.Option("philly", "--trace", help="Source job trace (placer/data)."),
+    load: float = typer.Option(0.9, "--load", help="Offered GPU-hours / available GPU-hours."),
+    size_scale: int | None = typer.Option(None, "--size-scale", help="GPUs per trace GPU."),
+    inference: float = typer.Option(0.2, "--inference", help="Share of inference jobs."),
+    failures: int = typer.Option(0, "--failures", help="Node failures (each later restored)."),
+    wan_failures: int = typer.Option(0, "--wan-failures", help="WAN-link failures."),
+    repair_hours: float = typer.Option(6.0, "--repair-hours", help="Hours until a restore."),
+    out_file: Path | None = typer.Option(None, "--out", "-o", help="Write the YAML here."),
+) -> None:
+    """Generate a seeded event trace for an instance from a real job trace (sizes and
+    durations of placer/data), for `placer replay`."""
+    import yaml
+
+    from placer.replay import generate_trace
+
+    inst = _load(instance)
+    try:
+        d = generate_trace(
+            inst,
+            hours=hours,
+            seed=seed,
+            trace=trace,
+            load=load,
+            size_scale=size_scale,
+            inference_share=inference,
+            failures=failures,
+            repair_hours=repair_hours,
+            wan_failures=wan_failures,
+        )
+    except ValueError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    text = yaml.safe_dump(d, sort_keys=False, default_flow_style=None, width=100)
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        tmp = out_file.with_name(f".{out_file.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(out_file)
+        out.print(f"wrote {out_file}: {len(d['events'])} events")
+
+
 def main() -> None:
     """Console entry point."""
     try:

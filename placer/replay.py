@@ -1,0 +1,497 @@
+"""Trace-driven simulation over time with :class:`~placer.cluster.Cluster`: the same events
+replayed under several placement policies, and event traces drawn from the real job traces
+in ``placer/data``.
+
+Events (YAML/JSON): ``{events: [{at_hours, submit: <SPEC job>} | {at_hours, finish: NAME} |
+{at_hours, fail: [...]} | {at_hours, restore: [...]}]}``.
+
+Semantics (docs/scheduler.md has the full text)
+1. Time runs from 0 to ``until`` (default: the instance's ``horizon_hours``). Between two
+   moments where something happens the state is constant.
+2. ``submit``: the job joins the end of the queue; the queue is served in order after every
+   event (a job that does not fit waits; later jobs may still start: no head-of-line block).
+3. A training job with ``remaining_hours: H`` completes when its progress reaches H;
+   progress runs at goodput x speed x units/dp per hour (kernel figures of the live state),
+   so better placements finish sooner. Without ``remaining_hours`` it runs until its
+   ``finish`` event; so does inference. A ``finish`` of a queued job removes it.
+4. ``fail`` / ``restore``: :meth:`Cluster.fail` / :meth:`Cluster.restore` (the same repair
+   for every policy: the comparison is about where arrivals go).
+5. Delivered value: the objective's rate (per job its kernel value per hour, plus lease
+   revenue per hour) integrated over time, less every migration cost charged.
+
+Policies: ``placer`` (``Cluster.submit`` for arrivals, and ``Cluster.replan`` every
+``replan_every`` hours with the queue as pending jobs) and every registered peer baseline
+(``placer.solvers.names(peer=True)``), which places arrivals *its own way*: its backend is
+run on the live state's instance (:meth:`Cluster.snapshot`) with every running job pinned
+at its GPUs and the queued jobs added; the queued jobs it places start there
+(:meth:`Cluster.start`). Nothing running ever moves under a peer policy (as in Kueue and
+Slurm), except to repair failures.
+
+Imports numpy, the model, the cluster and the solvers; never the CLI.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from placer.cluster import Cluster
+from placer.errors import InstanceError, UsageError
+from placer.io import _pydantic_problems, parse_text, read_text
+from placer.kernel.score import job_hours
+from placer.model import Instance, Job
+
+__all__ = ["Event", "Events", "generate_trace", "load_events", "policies", "replay"]
+
+
+class Event(BaseModel):
+    """One event: exactly one of submit, finish, fail, restore, at `at_hours`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at_hours: float = Field(ge=0, description="When, hours from the start.")
+    submit: Job | None = Field(None, description="A job arrives (SPEC 1.2).")
+    finish: str | None = Field(None, description="A job (running or queued) ends.")
+    fail: list[str | list[str]] | None = Field(None, description="Hardware fails.")
+    restore: list[str | list[str]] | None = Field(None, description="Hardware is back.")
+
+    @model_validator(mode="after")
+    def _one(self) -> Event:
+        given = [k for k in ("submit", "finish", "fail", "restore") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("an event has exactly one of submit, finish, fail, restore")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(
+            k for k in ("submit", "finish", "fail", "restore") if getattr(self, k) is not None
+        )
+
+
+class Events(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[Event] = Field(description="Events, in any order (sorted by at_hours).")
+    trace: dict[str, Any] | None = Field(None, description="How the trace was made.")
+
+
+def load_events(src: str | Path | dict) -> list[Event]:
+    """Read and validate an events file (or parsed dict); errors name their place
+    (``events[3].submit.tp``). Returns the events sorted by time (stable)."""
+    data = src if isinstance(src, dict) else parse_text(read_text(src))
+    try:
+        ev = Events.model_validate(data)
+    except ValidationError as e:
+        raise InstanceError(_pydantic_problems(e)) from None
+    names: dict[str, int] = {}
+    problems = []
+    for i, e in enumerate(ev.events):
+        if e.submit is not None:
+            if e.submit.name in names:
+                problems.append(
+                    (
+                        f"events[{i}].submit.name",
+                        f"{e.submit.name!r} is also submitted by events[{names[e.submit.name]}]",
+                    )
+                )
+            names[e.submit.name] = i
+            if e.submit.current:
+                problems.append((f"events[{i}].submit.current", "an arriving job is not running"))
+    if problems:
+        raise InstanceError(problems)
+    return sorted(ev.events, key=lambda e: e.at_hours)
+
+
+def policies() -> list[str]:
+    """Policy names: ``placer`` and every registered peer baseline."""
+    from placer.solvers import names
+
+    return ["placer", *names(peer=True)]
+
+
+# --------------------------------------------------------------------------- simulation
+@dataclass
+class _JobInfo:
+    job: dict
+    submitted: float
+    started: float | None = None
+    ended: float | None = None
+    completed: bool = False
+    progress: float = 0.0
+
+
+@dataclass
+class _Run:
+    policy: str
+    cluster: Cluster
+    queue: list[str] = field(default_factory=list)
+    info: dict[str, _JobInfo] = field(default_factory=dict)
+    value: float = 0.0
+    migration: float = 0.0
+    moves: int = 0
+    stops: int = 0
+    util_area: float = 0.0
+    timeline: list[tuple[float, float, float]] = field(default_factory=list)
+
+
+def _rates(run: _Run) -> tuple[float, dict[str, float], float]:
+    """(objective rate vu/h, progress rate per running training job, GPU utilisation)."""
+    c = run.cluster
+    s = c.score()
+    inst = c._inst
+    horizon = inst.horizon_hours
+    rate = sum(o["revenue"] for o in s.offers) / horizon
+    prog: dict[str, float] = {}
+    used = 0
+    for row in s.jobs:
+        spec = c._spec[row["name"]]
+        rate += row["value"] / job_hours(inst, spec)
+        used += row["gpus"]
+        if spec.kind == "training" and row["units"]:
+            speed = row.get("speed") or 1.0
+            prog[row["name"]] = row["goodput"] * speed * row["units"] / spec.units_max
+    avail = int(c._st.ix.available.sum())
+    return rate, prog, used / avail if avail else 0.0
+
+
+def _account(run: _Run, change) -> None:
+    for a in change.actions:
+        if a.kind == "move":
+            run.moves += 1
+        elif a.kind == "stop" and a.reason != "released":
+            run.stops += 1
+            info = run.info.get(a.job)
+            if info is not None and not info.completed:
+                # a stopped job goes back to the queue, keeping its progress (its
+                # queueing delay counts from its submission to its first start)
+                run.queue.append(a.job)
+        run.migration += a.cost
+
+
+def _serve_queue(run: _Run, t: float, peer_time_limit: float) -> None:
+    if not run.queue:
+        return
+    c = run.cluster
+    if run.policy == "placer":
+        left = []
+        for name in run.queue:
+            d = c.submit(_arrival(run, name))
+            if d.placed:
+                _started(run, name, t)
+                _account(run, d)
+            else:
+                left.append(name)
+        run.queue = left
+        return
+    # a peer: its backend on the live instance, running jobs pinned, the queue added
+    from placer.api import load_instance, solve
+
+    inst_d, _ = c.snapshot()
+    for j in inst_d["jobs"]:
+        j["pinned"] = True
+    inst_d["jobs"] += [_arrival(run, n) for n in run.queue]
+    inst = load_instance(inst_d)
+    res = solve(inst, solver=run.policy, time_limit=peer_time_limit)
+    placed = {}
+    if res.status.has_placement:
+        placed = {pj.name: pj.gpus for pj in res.placement.jobs if pj.units}
+    left = []
+    for name in run.queue:
+        if name in placed:
+            d = c.start(_arrival(run, name), placed[name])
+            _started(run, name, t)
+            _account(run, d)
+        else:
+            left.append(name)
+    run.queue = left
+
+
+def _arrival(run: _Run, name: str) -> dict:
+    """The job as it (re)starts: training work left shortened by its progress."""
+    info = run.info[name]
+    job = copy.deepcopy(info.job)
+    if job.get("remaining_hours") is not None:
+        job["remaining_hours"] = max(job["remaining_hours"] - info.progress, 1e-6)
+    return job
+
+
+def _started(run: _Run, name: str, t: float) -> None:
+    info = run.info[name]
+    if info.started is None:
+        info.started = t
+
+
+def _finish(run: _Run, name: str, t: float, completed: bool) -> None:
+    info = run.info.get(name)
+    if name in run.cluster.jobs:
+        run.cluster.release(name)
+    if name in run.queue:
+        run.queue.remove(name)
+    if info is not None and info.ended is None:
+        info.ended = t
+        info.completed = completed
+
+
+def replay(
+    instance: Instance,
+    events: list[Event],
+    policy_names: list[str] | None = None,
+    replan_every: float | None = None,
+    replan_time_limit: float = 10.0,
+    replan_solver: str = "auto",
+    peer_time_limit: float = 10.0,
+    until: float | None = None,
+    snapshots: str | Path | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Replay `events` on `instance` under each policy (see the module overview).
+
+    Returns per policy its metrics: ``value`` (delivered, vu), ``completed``,
+    ``completion_mean_h`` / ``completion_p95_h`` (submit to completion, completed training
+    jobs), ``queueing_mean_h`` (submit to first start), ``never_started``,
+    ``utilisation_mean``, ``moves``, ``stops``, ``migration_cost`` and a ``timeline`` of
+    (hours, delivered value so far, utilisation).
+    """
+    valid = policies()
+    names = policy_names or ["placer"]
+    for p in names:
+        if p not in valid:
+            raise UsageError(f"policy: unknown {p!r}; valid: {', '.join(valid)}")
+    if replan_every is not None and not replan_every > 0:
+        raise UsageError(f"replan_every: expected hours > 0, got {replan_every!r}")
+    end = instance.horizon_hours if until is None else float(until)
+    out = {}
+    for p in names:
+        out[p] = _replay_one(
+            instance,
+            events,
+            p,
+            replan_every if p == "placer" else None,
+            replan_time_limit,
+            replan_solver,
+            peer_time_limit,
+            end,
+            snapshots,
+        )
+    return out
+
+
+def _replay_one(
+    instance, events, policy, replan_every, replan_tl, replan_solver, peer_tl, end, snapshots
+) -> dict[str, Any]:
+    run = _Run(policy, Cluster(instance))
+    for name in run.cluster.jobs:  # running at the start
+        spec = run.cluster._spec[name]
+        run.info[name] = _JobInfo(spec.model_dump(mode="json", exclude_none=True), 0.0, 0.0)
+        run.info[name].job.pop("current", None)
+    k = 0
+    t = 0.0
+    next_replan = replan_every if replan_every else math.inf
+    snap_dir = Path(snapshots) / policy if snapshots is not None else None
+    n_snap = 0
+    while True:
+        rate, prog, util = _rates(run)
+        t_done, who = math.inf, None
+        for name, r in prog.items():
+            h = run.info[name].job.get("remaining_hours")
+            if h is None or r <= 0:
+                continue
+            td = t + max(h - run.info[name].progress, 0.0) / r
+            if td < t_done:
+                t_done, who = td, name
+        t_ev = events[k].at_hours if k < len(events) else math.inf
+        t_next = min(t_done, t_ev, next_replan, end)
+        dt = max(t_next - t, 0.0)
+        run.value += rate * dt
+        run.util_area += util * dt
+        for name, r in prog.items():
+            run.info[name].progress += r * dt
+        t = t_next
+        run.timeline.append((t, run.value - run.migration, util))
+        if t >= end:
+            break
+        if t_done <= t_next and who is not None and t_done <= t_ev:
+            _finish(run, who, t, completed=True)
+        elif t_ev <= t_next and k < len(events):
+            e = events[k]
+            k += 1
+            if e.kind == "submit":
+                job = e.submit.model_dump(mode="json", exclude_none=True)
+                run.info[job["name"]] = _JobInfo(job, t)
+                run.queue.append(job["name"])
+            elif e.kind == "finish":
+                _finish(run, e.finish, t, completed=False)
+            elif e.kind == "fail":
+                _account(run, run.cluster.fail(e.fail))
+            else:
+                try:
+                    run.cluster.restore(e.restore)
+                except UsageError:
+                    pass  # restored already (an overlapping item)
+        else:  # a periodic replan
+            next_replan += replan_every
+            pending = [_arrival(run, n) for n in run.queue]
+            ch = run.cluster.replan(time_limit=replan_tl, solver=replan_solver, pending=pending)
+            for a in ch.actions:
+                if a.kind == "start" and a.job in run.queue:
+                    run.queue.remove(a.job)
+                    _started(run, a.job, t)
+            _account(run, ch)
+        _serve_queue(run, t, peer_tl)
+        if snap_dir is not None:
+            snap_dir.mkdir(parents=True, exist_ok=True)
+            inst_d, pl_d = run.cluster.snapshot()
+            (snap_dir / f"{n_snap:05d}.instance.json").write_text(json.dumps(inst_d))
+            (snap_dir / f"{n_snap:05d}.placement.json").write_text(json.dumps(pl_d))
+            n_snap += 1
+    done = [i for i in run.info.values() if i.completed]
+    comp = [i.ended - i.submitted for i in done]
+    waits = [i.started - i.submitted for i in run.info.values() if i.started is not None]
+    return {
+        "policy": policy,
+        "value": run.value - run.migration,
+        "value_before_migration": run.value,
+        "migration_cost": run.migration,
+        "completed": len(done),
+        "completion_mean_h": float(np.mean(comp)) if comp else None,
+        "completion_p95_h": float(np.percentile(comp, 95)) if comp else None,
+        "queueing_mean_h": float(np.mean(waits)) if waits else None,
+        "never_started": sum(1 for i in run.info.values() if i.started is None),
+        "utilisation_mean": run.util_area / end if end > 0 else 0.0,
+        "moves": run.moves,
+        "stops": run.stops,
+        "submitted": len(run.info),
+        "timeline": run.timeline,
+    }
+
+
+# --------------------------------------------------------------------------- traces
+def generate_trace(
+    instance: Instance,
+    hours: float = 72.0,
+    seed: int = 0,
+    trace: str = "philly",
+    load: float = 0.9,
+    size_scale: int | None = None,
+    inference_share: float = 0.2,
+    failures: int = 0,
+    repair_hours: float = 6.0,
+    wan_failures: int = 0,
+) -> dict[str, Any]:
+    """A seeded event trace for `instance` drawn from a real job trace (``placer/data``).
+
+    Algorithm overview
+    1. Sizes: GPUs per job from ``trace_sizes(trace, "job")`` times ``size_scale`` (default:
+       the power of two that brings the trace's mean job to about 1/200 of the cluster).
+    2. Shape: tp = the largest power of two <= min(GPUs, GPUs per node) dividing the size;
+       dp (replicas for inference) = size / tp; a third of training jobs are elastic
+       (min_dp = dp / 2). GPU types: any type of the instance (one per job).
+    3. Work: the duration (hours) drawn by inverse CDF from ``duration_quantiles(trace,
+       size class of the unscaled size, "job")``; training gets ``remaining_hours``,
+       inference a ``finish`` event at arrival + duration.
+    4. Arrivals: Poisson, with the rate that makes the offered GPU-hours ``load`` x the
+       available GPUs x `hours`.
+    5. Values: training U(1, 3) vu per GPU-hour, inference U(1.5, 3.5); communication from
+       the size (dp_MB = 40 x tp, tp_MB = 200 when tp > 1), compute 1000 ms.
+    6. ``failures`` random node failures, each restored `repair_hours` later, and
+       ``wan_failures`` WAN-link failures of the same length.
+    """
+    from placer.generators import duration_quantiles, size_class, trace_sizes
+
+    rng = np.random.default_rng(seed)
+    ix = instance.index
+    g_sizes, probs = trace_sizes(trace, "job")
+    avail = int(ix.available.sum())
+    mean_g = float((g_sizes * probs).sum())
+    if size_scale is None:
+        size_scale = 1
+        while mean_g * size_scale * 2 <= avail / 200:
+            size_scale *= 2
+    gpn = int(np.bincount(ix.node_gpus).argmax())
+    types = sorted({ix.type_names[t] for t in np.unique(ix.gpu_type).tolist()})
+    # mean offered GPU-hours per job, for the arrival rate
+    q_all, h_all = duration_quantiles(trace, "all", "job")
+    mean_h = (
+        float(np.trapezoid(h_all, q_all))
+        if hasattr(np, "trapezoid")
+        else float(np.trapz(h_all, q_all))
+    )
+    per_job = mean_g * size_scale * max(mean_h, 0.1)
+    lam = load * avail * hours / per_job / hours  # arrivals per hour
+    events: list[dict[str, Any]] = []
+    t = 0.0
+    i = 0
+    while True:
+        t += float(rng.exponential(1.0 / lam))
+        if t >= hours:
+            break
+        g0 = int(rng.choice(g_sizes, p=probs))
+        size = max(1, g0 * size_scale)
+        tp = 1
+        while tp * 2 <= min(size, gpn) and size % (tp * 2) == 0:
+            tp *= 2
+        units = size // tp
+        q, h = duration_quantiles(trace, size_class(g0), "job")
+        dur = float(np.interp(rng.random(), q, h))
+        dur = max(round(dur, 3), 0.05)
+        inference = rng.random() < inference_share
+        name = f"{'serve' if inference else 'train'}-{i:04d}-{size}g"
+        job: dict[str, Any] = {
+            "name": name,
+            "kind": "inference" if inference else "training",
+            "tp": tp,
+            "gpu_types": [str(rng.choice(types))],
+            "value": round(float(rng.uniform(1.5, 3.5) if inference else rng.uniform(1, 3)), 3),
+            "compute_ms": 1000.0,
+            "comm": {"dp_MB": 40.0 * tp} if not inference else {},
+        }
+        if tp > 1:
+            job["comm"]["tp_MB"] = 200.0
+        if inference:
+            job["replicas"] = units
+            job["min_replicas"] = max(1, units // 2)
+            events.append({"at_hours": round(t, 4), "submit": job})
+            events.append({"at_hours": round(min(t + dur, hours * 2), 4), "finish": name})
+        else:
+            job["dp"] = units
+            if rng.random() < 1 / 3 and units >= 2:
+                job["min_dp"] = units // 2
+            job["remaining_hours"] = dur
+            job["restart_min"] = 10.0
+            job["checkpoint_interval_min"] = 60.0
+            events.append({"at_hours": round(t, 4), "submit": job})
+        i += 1
+    nodes = np.flatnonzero(
+        np.bincount(ix.gpu_node[ix.available], minlength=len(ix.node_gpus)) == ix.node_gpus
+    )
+    for _ in range(failures):
+        n = int(rng.choice(nodes))
+        at = float(rng.uniform(0, hours))
+        path = ix.node_path(n)
+        events.append({"at_hours": round(at, 4), "fail": [path]})
+        events.append({"at_hours": round(at + repair_hours, 4), "restore": [path]})
+    wan = instance.topology.wan
+    for _ in range(wan_failures if wan else 0):
+        w = wan[int(rng.integers(len(wan)))]
+        at = float(rng.uniform(0, hours))
+        events.append({"at_hours": round(at, 4), "fail": [list(w.between)]})
+        events.append({"at_hours": round(at + repair_hours, 4), "restore": [list(w.between)]})
+    events.sort(key=lambda e: e["at_hours"])
+    return {
+        "trace": {
+            "instance": instance.name,
+            "source": trace,
+            "seed": seed,
+            "hours": hours,
+            "load": load,
+            "size_scale": size_scale,
+        },
+        "events": events,
+    }
