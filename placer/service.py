@@ -6,6 +6,7 @@ Endpoints (OpenAPI at ``/openapi.json``, interactive docs at ``/docs``):
 =========================  =============================================================
 ``GET  /health``           liveness, running jobs, objective
 ``POST /jobs``             submit one job (SPEC 1.2) -> decision
+``POST /bind``             a job the scheduler started itself on given GPUs
 ``DELETE /jobs/{name}``    release a job
 ``GET  /jobs``             running jobs and their units
 ``POST /fail``             hardware failed (domain paths, node/GPU ids, [site_a, site_b])
@@ -47,6 +48,11 @@ class SubmitBody(BaseModel):
     max_migration_cost: float | None = Field(
         None, ge=0, description="Most migration cost (vu) a plan with moves may charge."
     )
+
+
+class BindBody(BaseModel):
+    job: Job = Field(description="A job started by the scheduler itself (SPEC 1.2).")
+    gpus: list[str] = Field(description="Its GPU ids in rank order.")
 
 
 class ItemsBody(BaseModel):
@@ -133,6 +139,11 @@ def create_app(cluster: Cluster) -> FastAPI:
                 max_migration_cost=body.max_migration_cost,
             )
             return d.to_dict()
+
+    @app.post("/bind")
+    def bind(body: BindBody) -> dict:
+        with lock:
+            return cluster.start(_dump_model(body.job), body.gpus).to_dict()
 
     @app.delete("/jobs/{name}")
     def release(name: str) -> dict:

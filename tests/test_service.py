@@ -63,6 +63,11 @@ def test_submit_release_and_snapshot_over_http(server):
     r = client.delete("/jobs/a")
     assert r.status_code == 200 and r.json()["actions"][0]["kind"] == "stop"
     assert client.get("/jobs").json()["jobs"] == {}
+    # a binding made by the scheduler itself, validated
+    r = client.post("/bind", json={"job": training("b", 1), "gpus": ["a/node3/gpu1"]})
+    assert r.status_code == 200 and r.json()["gpus"] == ["a/node3/gpu1"]
+    r = client.post("/bind", json={"job": training("c", 1), "gpus": ["a/node3/gpu1"]})
+    assert r.status_code == 400 and "not a valid placement" in r.json()["detail"][0]["msg"]
 
 
 def test_failures_and_restores_over_http(server):
