@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import time
 
@@ -91,6 +92,7 @@ def main(argv=None) -> None:
         f"{initial_solve:.1f} s solve; Cluster built in {build * 1000:.0f} ms"
     )
     rows = []
+    running_at_start = len(c.jobs)
     started_at: dict[str, int] = {name: -1 for name in c.jobs}
     for i, job in enumerate(arrivals(args.arrivals)):
         released = None
@@ -221,7 +223,7 @@ def main(argv=None) -> None:
         "instance": "colossus",
         "gpus": inst.index.n_gpus,
         "initial_solve_s": initial_solve,
-        "running_jobs_at_start": len(started_at),
+        "running_jobs_at_start": running_at_start,
         "arrivals": len(rows),
         "placed": sum(r["placed"] for r in rows),
         "submit_median_ms": med_sub * 1000,
@@ -254,6 +256,7 @@ def main(argv=None) -> None:
         "submit_ms": dp_probe.seconds * 1000,
         "actions": [a.kind for a in dp_probe.actions],
     }
+    summary["load_average_1_5_15"] = list(os.getloadavg())
     out = {
         "machine": machine(),
         "args": vars(args),
