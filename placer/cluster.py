@@ -956,6 +956,21 @@ class Cluster:
         n = sum(len(st.block_gpus(b)) for b in blocks)
         return paths, n, float(st.scorer.lease_revenue[o])
 
+    def _lease_action(
+        self, o: int, old: tuple[list[str], int, float], reason: str = ""
+    ) -> Action | None:
+        """A lease action for offer o if its blocks or GPUs changed since `old`."""
+        paths, n, rev = self._lease_info(o)
+        if (paths, n) == (old[0], old[1]):
+            return None
+        return Action(
+            "lease",
+            offer=self._base.offers[o].name,
+            blocks=paths,
+            revenue_change=rev - old[2],
+            reason=reason or f"leased GPUs {old[1]:,} -> {n:,}",
+        )
+
     def _repair_leases(self, old: list[tuple[list[str], int, float]]) -> list[Action]:
         """Offers whose leased GPUs changed: lease actions; an offer under its min_gpus
         takes another whole free block, or its shortfall is recorded."""
@@ -988,16 +1003,9 @@ class Cluster:
                 if n < lo:
                     self._min_override[o] = n
                     reason = f"failed hardware leaves {n:,} leased GPUs, short of min_gpus {lo:,}"
-            if (paths, n) != (old[o][0], old[o][1]):
-                actions.append(
-                    Action(
-                        "lease",
-                        offer=offer.name,
-                        blocks=paths,
-                        revenue_change=rev - old[o][2],
-                        reason=reason or f"leased GPUs {old[o][1]:,} -> {n:,}",
-                    )
-                )
+            act = self._lease_action(o, old[o], reason)
+            if act is not None:
+                actions.append(act)
         if self._min_override:
             # the live instance carries the lowered minimum (rule 6 of the snapshot)
             self._rebuild(list(st.job_gpus), st.offer_blocks)
@@ -1236,18 +1244,10 @@ class Cluster:
                 )
         self._rebuild(list(st.job_gpus), blocks)
         change = Change()
-        for o, offer in enumerate(self._base.offers):
-            paths, n, rev = self._lease_info(o)
-            if (paths, n) != (old_lease[o][0], old_lease[o][1]):
-                change.actions.append(
-                    Action(
-                        "lease",
-                        offer=offer.name,
-                        blocks=paths,
-                        revenue_change=rev - old_lease[o][2],
-                        reason=f"leased GPUs {old_lease[o][1]:,} -> {n:,}",
-                    )
-                )
+        for o in range(len(self._base.offers)):
+            act = self._lease_action(o, old_lease[o])
+            if act is not None:
+                change.actions.append(act)
         self._commit(saved, set())
         change.delta = self.objective - before
         change.seconds = time.perf_counter() - started
@@ -1349,18 +1349,10 @@ class Cluster:
         self._slot = {j.name: k for k, j in enumerate(slots)}
         self._tombstones = 0
         self._rebuild(gpus, cp.offer_blocks)
-        for o, offer in enumerate(self._base.offers):
-            paths, n, rev = self._lease_info(o)
-            if (paths, n) != (old_lease[o][0], old_lease[o][1]):
-                change.actions.append(
-                    Action(
-                        "lease",
-                        offer=offer.name,
-                        blocks=paths,
-                        revenue_change=rev - old_lease[o][2],
-                        reason="replan",
-                    )
-                )
+        for o in range(len(self._base.offers)):
+            act = self._lease_action(o, old_lease[o], "replan")
+            if act is not None:
+                change.actions.append(act)
         self._commit(saved, set(range(len(slots))))
         change.delta = self.objective - before - change.cost
         change.seconds = time.perf_counter() - started
