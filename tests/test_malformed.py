@@ -1546,3 +1546,72 @@ def test_a_mixed_dp_group_pools_whole_tp_groups_of_one_type_per_domain():
     assert "holds 6" in msg, msg
     d["jobs"][0]["dp"] = 2  # one TP group in each node of site a: it may fit
     assert not instance_from_dict(d).warnings
+
+
+def _two_parts(jobs, wan=True, types=("H100", "H200")):
+    """Two sites of one 4-GPU node each (types as given), WAN-linked or not."""
+    d = {
+        "name": "two-parts",
+        "horizon_hours": 10,
+        "gpu_types": {t: {"power_kW": 1.0} for t in types},
+        "topology": {
+            "levels": ["site", "node"],
+            "fabric": {
+                "node": {"latency_us": 2, "bandwidth_GBps": 400},
+                "site": {"latency_us": 10, "bandwidth_GBps": 25},
+            },
+            "sites": [
+                {"name": s, "gpu_type": t, "gpus_per_node": 4, "domains": [{"count": 1}]}
+                for s, t in zip("ab", types)
+            ],
+        },
+        "jobs": jobs,
+    }
+    if wan:
+        d["topology"]["wan"] = [{"between": ["a", "b"], "latency_us": 100, "bandwidth_GBps": 10}]
+    return d
+
+
+_BOTH = [f"{s}/node0/gpu{k}" for s in "ab" for k in range(4)]
+
+
+def test_a_running_job_that_mixes_types_is_not_refused_for_lack_of_one_type():
+    # 2 units of 4, one H100 unit (site a) and one H200 unit (site b): valid with
+    # mix_types, and the only way to hold it
+    job = {"name": "mix", "kind": "training", "dp": 2, "tp": 4, "compute_ms": 100, "value": 1}
+    job.update(mix_types="balanced", preemptible=False, current=_BOTH)
+    job.update(scope={"tp": "node", "dp": "cluster"})
+    inst = instance_from_dict(_two_parts([job]))
+    res = placer.solve(inst, solver="cpsat", time_limit=10, seed=0)
+    assert res.status == "optimal" and placer.check(inst, res.placement) == []
+    # without mix_types no type holds 8 GPUs: refused, located
+    job.update(mix_types=False, current=_BOTH[:4], min_dp=1)
+    with pytest.raises(InstanceError) as e:
+        instance_from_dict(_two_parts([job | {"min_dp": 2}]))
+    assert e.value.problems[0][0] == "jobs[0]"
+    instance_from_dict(_two_parts([job]))  # one unit may stay: accepted
+
+
+def test_a_mixed_job_still_needs_whole_units_of_one_type():
+    # 3 units of 4 can never fit in 4 + 4 GPUs, mixed or not (each unit is one type)
+    job = {"name": "mix", "kind": "training", "dp": 3, "tp": 4, "compute_ms": 100, "value": 1}
+    job.update(
+        mix_types="slowest", preemptible=False, current=[f"a/node0/gpu{k}" for k in range(4)]
+    )
+    with pytest.raises(InstanceError) as e:
+        instance_from_dict(_two_parts([job]))
+    assert e.value.problems[0][0] == "jobs[0]"
+    assert "H100/H200" in e.value.problems[0][1]
+
+
+def test_running_inference_replicas_in_sites_without_a_wan_path_are_not_refused():
+    # replicas share no collective: one per site, the sites unlinked
+    job = {"name": "srv", "kind": "inference", "replicas": 2, "tp": 4, "value": 1}
+    job.update(preemptible=False, scope={"tp": "node"}, current=_BOTH)
+    inst = instance_from_dict(_two_parts([job], wan=False, types=("H100", "H100")))
+    res = placer.solve(inst, solver="cpsat", time_limit=10, seed=0)
+    assert res.status == "optimal" and placer.check(inst, res.placement) == []
+    # three replicas of 4 cannot fit in two nodes of 4
+    with pytest.raises(InstanceError) as e:
+        instance_from_dict(_two_parts([job | {"replicas": 3}], wan=False, types=("H100", "H100")))
+    assert "in whole units" in e.value.problems[0][1]

@@ -168,15 +168,21 @@ def fit_nowhere_reason(
     if None not in unit_levels:
         # a whole unit spans its TP groups and PP chains: the wider of their levels
         checks.append(("unit", job.unit_size, min(unit_levels), job.unit_size))
+    # a training job of two units or more is WAN-connected (its DP groups join every
+    # unit); an inference job's replicas share no collective, so each replica needs only
+    # its own connected sites
+    one_component = job.kind == "training" and k > 1
     if job.mix_types and len(types) > 1:
-        return _mixed_fit_reason(index, job, types, counts, checks, k)
+        return _mixed_fit_reason(index, job, types, counts, checks, k, one_component)
     for t in types:
         tname = index.type_names[t]
-        most = int(counts.by_component(t).max(initial=0))
+        whole = (counts.by_component(t) // job.unit_size) * job.unit_size
+        most = int(whole.max(initial=0)) if one_component else int(whole.sum())
         if most < need_total:
+            where = "in WAN-connected sites" if one_component else "in whole units"
             best_msg = (
                 f"needs {need_total:,} {tname} GPUs ({_units(k)} of {job.unit_size}); "
-                f"the most free in WAN-connected sites is {most:,}"
+                f"the most free {where} is {most:,}"
             )
             continue
         failed = ""
@@ -206,7 +212,9 @@ def fit_nowhere_reason(
     return best_msg
 
 
-def _mixed_fit_reason(index, job: Job, types: list[int], counts: FreeCounts, checks, k: int) -> str:
+def _mixed_fit_reason(
+    index, job: Job, types: list[int], counts: FreeCounts, checks, k: int, one_component: bool
+) -> str:
     """`fit_nowhere_reason` for a v2 `mix_types` job: each unit is of one allowed type and
     units may differ, so the types' free GPUs are pooled in whole one-type granules (a unit
     for the WAN component, a TP group or PP chain for its domain, a member's whole TP group
@@ -214,11 +222,12 @@ def _mixed_fit_reason(index, job: Job, types: list[int], counts: FreeCounts, che
     names = "/".join(index.type_names[t] for t in types)
     size = job.unit_size
     units = sum(counts.by_component(t) // size for t in types)
-    most = int(units.max(initial=0))
+    most = int(units.max(initial=0)) if one_component else int(units.sum())
     if most < k:
         return (
             f"needs {_units(k)} of {size} GPUs, each unit of one type among {names}; "
-            f"WAN-connected sites hold at most {_units(most)} of free GPUs"
+            f"{'WAN-connected sites hold' if one_component else 'the free GPUs hold'} at most "
+            f"{_units(most)} of free GPUs"
         )
     for dim, n, lvl, granule in checks:
         if n <= 1 or lvl is None:
