@@ -17,8 +17,10 @@ from rich.table import Table
 
 from bench.common import RESULTS, ROOT, machine
 from bench.suites import PEERS
+from placer.solvers import names
 
 PLACER_MAIN = "cpsat"
+EXACT = names(exact=True)  # backends with a proven bound
 
 
 def load(suite: str) -> list[dict]:
@@ -141,7 +143,7 @@ def analyse(suite: str) -> None:
     for c in ("instance", "GPUs", "solver", "limit s", "time s", "gap", "status", "peak MiB"):
         gt.add_column(c)
     gap_rows = sorted(
-        (r for r in rows if r["solver"] in ("cpsat", "mip")),
+        (r for r in rows if r["solver"] in EXACT),
         key=lambda r: (r.get("gpus") or 0, r["name"], r["solver"], r["time_limit"]),
     )
     within = defaultdict(lambda: [0, 0])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from placer.solvers import names
 
 PEERS = names(peer=True)  # every registered peer baseline
-PLACER = [*names(exact=True), "greedy"]
+PLACER = [*names(exact=True), *names(exact=False, peer=False)]  # placer's own backends
 
 # generated families at bench size (named so rows can be grouped and resumed)
 FAMILY_SIZES = {

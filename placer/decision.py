@@ -31,12 +31,15 @@ from __future__ import annotations
 import copy
 import math
 import os
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from placer.api import _instance_arg, load_instance, solve
 from placer.errors import InstanceError, UsageError
+from placer.kernel.blocks import eligible_blocks
 from placer.model import Instance, Status
 
 SWEEP_PARAMS = (
@@ -220,10 +223,6 @@ def solve_side(
 ) -> dict:
     """Solve the instance dict with `offer` forced `accept` or `decline` (a task of the
     engines: plain data in and out, so that it runs in another process or on Ray)."""
-    import time
-
-    from placer.api import load_instance, solve
-
     d = copy.deepcopy(data)
     for o in (d.get("leases") or {}).get("offers", []):
         if o["name"] == offer:
@@ -325,8 +324,6 @@ def _side(r: dict) -> Side:
 
 
 def _most_gpus(inst: Instance, offer) -> int:
-    from placer.kernel.blocks import eligible_blocks
-
     _, _, avail = eligible_blocks(inst, inst.index, offer)
     total = int(avail.sum())
     return total if offer.max_gpus is None else min(total, offer.max_gpus)
@@ -398,7 +395,6 @@ def decide(
     tolerance : bisection stops when ``hi / lo <= 1 + tolerance``.
     progress : called with (stage, done, total).
     """
-    from placer.api import _instance_arg
 
     instance = _instance_arg(instance)
     names = [o.name for o in instance.offers]

@@ -22,7 +22,7 @@ from placer.solvers import names
 from placer.validate import instance_from_dict
 
 EXACT = names(exact=True)  # every registered backend with a proven bound
-BACKENDS = ["greedy", *EXACT]
+BACKENDS = names(peer=False)  # placer's own backends: greedy and the exact ones
 
 
 def fabric():

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 
 import placer
 from placer.generators import generate
+from placer.solvers import names
 from placer.validate import instance_from_dict
 
 try:
@@ -30,12 +31,9 @@ SMALL = {
 @pytest.mark.parametrize(
     "backend, options",
     [
-        ("greedy", {}),
-        ("cpsat", {}),
-        ("mip", {}),
+        *((name, {}) for name in names(peer=False)),
         # the path of thousands of jobs (LP bound + rounding), forced on small instances
-        ("cpsat", {"exact_small": False, "lp_rounding": "always"}),
-        ("mip", {"exact_small": False, "lp_rounding": "always"}),
+        *((name, {"exact_small": False, "lp_rounding": "always"}) for name in names(exact=True)),
     ],
 )
 def test_solvers_return_checked_placements_on_generated_instances(family, seed, backend, options):

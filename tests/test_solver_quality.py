@@ -52,7 +52,7 @@ def test_a_reason_never_blames_others_when_nothing_else_is_placed():
     # one job, too big for the cluster's nodes: nothing is placed or leased
     d = builders.one_site(nodes=2, gpus_per_node=2, jobs=[builders.training("big", 1, tp=4)])
     inst = instance_from_dict(d)
-    for backend in ("cpsat", "greedy"):
+    for backend in names(peer=False):
         res = placer.solve(inst, solver=backend, time_limit=5)
         why = res.placement.jobs[0].reason
         assert why and "worth more" not in why

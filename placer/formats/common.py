@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,9 +139,6 @@ def load_wan(path: str | Path) -> list[dict[str, Any]]:
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write text through a temporary file in the same folder: nothing is half-written."""
-    import os
-    import tempfile
-
     p = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent or ".")
     try:

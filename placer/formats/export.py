@@ -9,21 +9,21 @@ scheduling part (required nodeAffinity on `kubernetes.io/hostname`, and Kueue's
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import hostlist
 
+from placer.api import check, load_instance, load_placement
 from placer.errors import PlacementError
+from placer.model import Instance, Placement
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 REQUIRED_TOPOLOGY = "kueue.x-k8s.io/podset-required-topology"
 
 
 def _args(instance: Any, placement: Any):
-    from placer import check, load_instance, load_placement
-    from placer.model import Instance, Placement
-
     inst = instance if isinstance(instance, Instance) else load_instance(instance)
     if isinstance(placement, Placement):
         pl = placement
@@ -265,7 +265,5 @@ def export_kubernetes(
 
 
 def _k8s_name(name: str) -> str:
-    import re
-
     s = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
     return (s or "job")[:63].rstrip("-")

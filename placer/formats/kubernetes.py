@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from placer.errors import InstanceError
 from placer.formats.common import (
     LEAF_FABRIC,
@@ -22,6 +24,7 @@ from placer.formats.common import (
     load_partial,
     load_wan,
     parse_type_map,
+    read_text,
     read_yaml,
     spec_type,
 )
@@ -33,10 +36,6 @@ PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 def load_kueue_topology(path: str | Path) -> tuple[str, list[str]]:
     """(name, node labels widest first) of the first `kind: Topology` document in `path`."""
-    import yaml
-
-    from placer.formats.common import read_text
-
     text = read_text(path, "the Kueue Topology")
     try:
         docs = [d for d in yaml.safe_load_all(text) if d]

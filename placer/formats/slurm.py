@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import hostlist
+import yaml
 
 from placer.errors import InstanceError
 from placer.formats.common import (
@@ -143,8 +144,6 @@ def _sizes(items: list[Any], file: str, line: int | None) -> list[int]:
 
 def parse_topology_yaml(text: str, file: str = "topology.yaml", name: str | None = None):
     """Parse Slurm 25.05+ topology.yaml; pick `name`, else `cluster_default`, else the first."""
-    import yaml
-
     try:
         doc = yaml.load(text, Loader=LineLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:

@@ -5,6 +5,8 @@ Each backend module is the only place its solver library is imported.
 
 from __future__ import annotations
 
+import importlib
+
 from placer.errors import SolverError
 from placer.solvers.base import Result, Solver
 
@@ -32,8 +34,6 @@ def register(name: str, target: str) -> None:
 
 
 def solver_class(name: str) -> type[Solver]:
-    import importlib
-
     if name not in _REGISTRY:
         raise SolverError(f"unknown solver {name!r}; valid: {', '.join(sorted(_REGISTRY))}")
     mod, cls = _REGISTRY[name].split(":")

@@ -8,6 +8,8 @@ bound: HiGHS's MIP dual bound, CBC's optimum when proven, else the LP relaxation
 
 from __future__ import annotations
 
+import time
+import warnings
 from typing import Any
 
 from pydantic import Field
@@ -61,8 +63,6 @@ def _solver(which: str, time_limit: float | None, threads: int, seed: int):
     if which == "highs":
         opts = {"random_seed": int(seed)}
         return pulp.HiGHS(msg=False, timeLimit=time_limit, threads=threads, gapRel=GAP, **opts)
-    import warnings
-
     with warnings.catch_warnings():
         # PuLP >= 3.3 deprecates its bundled CBC for PuLP 4.0; it is what `pip install pulp`
         # ships today, so it stays the default until HiGHS is installed
@@ -83,8 +83,6 @@ def _cbc(pulp, time_limit, threads, seed):
 def solve_mip(
     lm: LinModel, time_limit: float | None, seed: int, threads: int, which: str = "auto"
 ) -> CoarseSolution:
-    import time
-
     import pulp
 
     which = backend(which) or "cbc"

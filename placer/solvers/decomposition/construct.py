@@ -567,8 +567,6 @@ def offer_order(inst: Instance) -> list[int]:
 
 
 def _late(deadline: float | None) -> bool:
-    import time
-
     return deadline is not None and time.perf_counter() > deadline
 
 
