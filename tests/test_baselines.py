@@ -23,6 +23,7 @@ What is tested here:
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -299,3 +300,23 @@ def test_every_baseline_runs_on_colossus_within_a_minute(solver):
     r = placer.solve(inst, solver=solver)
     assert r.seconds < 60
     assert placer.score(inst, r.placement).objective == pytest.approx(r.objective, rel=1e-9)
+
+
+def test_peer_solves_do_not_keep_dead_instances_alive():
+    # the peers' per-topology views are cached weakly by the index; a view that held its
+    # index strongly kept every instance (and its GPU-id table) alive: a replay that loads
+    # one instance per event grew without bound
+    import gc
+    import weakref
+
+    from placer.generators import generate
+
+    d = generate("superpod", seed=0, sus=1, racks_per_su=2, nodes_per_rack=4, n_jobs=4)
+    refs = []
+    for name in names(peer=True):
+        inst = instance_from_dict(copy.deepcopy(d))
+        placer.solve(inst, solver=name, time_limit=5)
+        refs.append(weakref.ref(inst.index))
+        del inst
+    gc.collect()
+    assert all(r() is None for r in refs)

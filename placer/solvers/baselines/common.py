@@ -70,7 +70,9 @@ class Topo:
     """
 
     def __init__(self, ix) -> None:
-        self.ix = ix
+        # a weak reference: `_TOPOS` is keyed weakly by the index, and a strong one here
+        # would keep every index (and its GPU-id table) alive forever
+        self._ix = weakref.ref(ix)
         self.L = ix.n_levels
         self.NL = self.L - 1
         nf = np.asarray(ix.first_gpu[-1], np.int64)
@@ -88,6 +90,10 @@ class Topo:
         self._type_mask: dict[int, np.ndarray] = {}
         self._dom_anc: dict[tuple[int, int], np.ndarray] = {}
         self._first_dom: dict[tuple[int, int], np.ndarray] = {}
+
+    @property
+    def ix(self):
+        return self._ix()
 
     def type_mask(self, t: int) -> np.ndarray:
         m = self._type_mask.get(t)

@@ -686,76 +686,211 @@ def _add_training_options(c: _Ctx, j: int, job: Job, t: int, job_opts: list[Opti
 
 
 def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None:
-    """SPEC v2 `mix_types`: units over several allowed types (and sites). Optimistic so that
-    the bound stays valid for any mix: a unit of type t is worth at most
-    ``hours * value * speed_t * tp*pp * eff_max``, where eff_max takes every collective at
-    its cheapest level and site (T_X >= min over fabric entries) and the compute time of the
-    slowest allowed type (the largest efficiency); ``speed * eff`` of the job is at most
-    the mean of its units' ``speed_t * eff_max`` under either rule (the slowest speed and
-    the GPU-weighted mean are both at most the mean of the units' speeds). Interruptions:
-    the unit range is cut into brackets [lo, 2 lo); in each, the job holds at least
-    ``lo * tp*pp / (largest node)`` nodes at the lowest failure rate of its types' sites, so
-    ``lost >= lost(lo)`` (more units never fail less)."""
+    """SPEC v2 `mix_types`: units over several allowed types, in one site or a set of
+    WAN-connected sites (every site of a set holds units). One option per site set and
+    interruption bracket, each optimistic so that the bound stays valid for any mix:
+
+    - speed: the job's ``speed * GPUs`` is at most the sum of its units' ``speed_t * tp*pp``
+      (equal under ``balanced``; ``slowest`` takes the smallest), so a unit of type t is
+      worth at most ``hours * value * speed_t * tp*pp * eff * (1 - lost)``;
+    - eff: the compute time of the slowest type in the set (the largest efficiency) over the
+      fewest ms of every collective: TP/PP/EP at the cheapest fabric entry of the set's
+      sites, DP in-site parts likewise, and for a set of k > 1 sites the DP WAN phase
+      between k parts over the set's largest path latency and smallest link bandwidth
+      (shared bandwidth is never more), divided by `cross_site_every`;
+    - lost: linear in the units. A unit of type t in site s takes at least
+      ``tp*pp / (largest node of t in s)`` nodes, each failing at the site's rate, and a set
+      of sites adds its WAN links' failures. ``L(n) = sum a_st n_st`` is cut into brackets
+      [lo, hi) whose ``(1 - lo) / (1 - hi)`` is at most `_MIXED_RATIO`; each bracket's
+      option holds ``lo <= L(n) < hi`` (linear rows) and values its units at ``1 - lo``.
+      So the option's value is within that ratio of the kernel's for its mix, and the plan
+      weighs what a frontier-sized job loses to failures unit by unit."""
     ix, lm, bounds, inst = c.ix, c.lm, c.bounds, c.inst
     types = allowed_types(inst, ix, job)
     if len(types) < 2:
         return
     step = job.unit_step
-    n_min = smallest_units(job)
+    n_min = max(smallest_units(job), 1)
     keys = [(s, t) for s in range(ix.n_sites) for t in types if bounds.avail[s, t] >= job.unit_size]
     if len({t for _, t in keys}) < 2:
         return
-    eff = 1.0
-    if job.compute_ms is not None:
-        lat, bw = ix.lat_us, ix.bw_GBps
-        sizes = {"tp": job.tp, "pp": job.pp}
-        if job.kind == "training":
-            sizes.update(dp=n_min, ep=job.ep)
-        comm = 0.0
-        for d, n in sizes.items():
-            if n <= 1:
-                continue
-            S = getattr(job.comm, f"{d}_MB")
-            m = getattr(job.comm, f"{d}_messages")
-            if d == "pp":
-                t_min = float((m * lat / 1000.0 + S / bw).min())
-            elif d == "ep":
-                t_min = float(reduce_scatter_ms(n, m, S, lat, bw).min())
-            else:
-                t_min = float(all_reduce_ms(n, m, S, lat, bw).min())
-            comm += (1.0 - getattr(job.overlap, d)) * t_min
-        c_max = job.compute_ms / float(min(ix.type_speed[t] for t in types))
-        eff = c_max / (c_max + comm)
+    sites_all = sorted({s for s, _ in keys})
+    may_span = job.kind == "training" and dimension_level(inst, ix, job, "dp") is None
+    # inference replicas share no collective: one option over every site, units anywhere
+    site_sets = [tuple(sites_all)] if job.kind == "inference" else [(s,) for s in sites_all]
+    if may_span and len(sites_all) > 1:
+        site_sets += _site_sets(ix, sites_all, 3 if ix.n_sites > 4 else 4)
     hours = job_hours(inst, job)
-    sites = sorted({s for s, _ in keys})
-    rate = float(min(ix.node_fail_per_day[s] for s in sites))
-    big_node = int(ix.node_gpus[np.isin(ix.node_type, types)].max(initial=1))
-    per_event = (job.restart_min + job.checkpoint_interval_min / 2.0) / 60.0
-    lo = max(n_min, step)
-    while lo <= job.units_max:
-        hi = min(job.units_max, 2 * lo - 1)
-        lo_steps, hi_steps = -(-lo // step), hi // step
-        if hi_steps >= lo_steps:
-            lost = 0.0
-            if job.kind == "training":
-                nodes = -(-lo * job.unit_size // big_node)
-                lost = min(1.0, nodes * rate / 24.0 * per_event)
-            g = eff * (1.0 - lost)
+    per_event = (job.restart_min + job.checkpoint_interval_min / 2.0) / 60.0 / 24.0
+    ratio = _MIXED_RATIO_HUGE if c.huge else _MIXED_RATIO
+    for sites in site_sets:
+        sk = [(s, t) for s, t in keys if s in sites]
+        if len({t for _, t in sk}) < 2:
+            continue  # one type only: the single-type options cover it
+        cap_units = sum(int(bounds.avail[s, t]) // (job.unit_size * step) for s, t in sk)
+        if cap_units * step < n_min:
+            continue
+        set_types = sorted({t for _, t in sk})
+        if job.kind == "training":
+            a_st = {
+                (s, t): float(ix.node_fail_per_day[s])
+                * (job.unit_size / max(int(bounds.gpn[s, t]), 1))
+                * per_event
+                * step
+                for s, t in sk
+            }
+            lost0 = 0.0
+            if len(sites) > 1:
+                links = set()
+                for x, y in itertools.combinations(sites, 2):
+                    links.update(ix.wan_path_links.get((x, y), ()))
+                lost0 = sum(float(ix.link_fail_per_day[k]) for k in links) * per_event
+            lo_l = lost0 + min(a_st.values()) * -(-n_min // step)
+            hi_l = lost0 + max(a_st.values()) * (job.units_max // step)
+            edges = _lost_brackets(lo_l, min(hi_l, 1.0), ratio)
+        else:
+            a_st, lost0, edges = {}, 0.0, [(0.0, None)]
+        for lo, hi in edges:
+            # the fewest units with a loss of at least lo: its DP groups are at least that big
+            n_lo = n_min
+            if a_st and lo > lost0:
+                n_lo = max(n_min, math.ceil((lo - lost0) / max(a_st.values()) - 1e-9) * step)
+            eff = _mixed_eff(c, job, sites, set_types, n_lo)
+            g = eff * (1.0 - lo)
+            if g <= 0:
+                continue
+            label = f"{job.name},mixed,{'+'.join(ix.site_names[s] for s in sites)},{lo:.4f}"
             op = Option(j, "mixed", -1, tuple(sites), g, step=step)
-            op.b = lm.var(f"b[{job.name},mixed,{lo}-{hi}]", 0, 1)
-            tot = {}
-            for s, t in keys:
-                ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), hi_steps)
-                v = lm.var(f"n[{job.name},mixed,{lo},{ix.site_names[s]},{ix.type_names[t]}]", 0, ub)
+            op.b = lm.var(f"b[{label}]", 0, 1)
+            tot, lrow, per_site = {}, {}, {}
+            for s, t in sk:
+                ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), job.units_max // step)
+                if ub <= 0:
+                    continue
+                v = lm.var(f"n[{label},{ix.site_names[s]},{ix.type_names[t]}]", 0, ub)
                 op.parts[(s, t)] = v
                 tot[v] = 1.0
+                per_site.setdefault(s, {})[v] = 1.0
+                if a_st:
+                    lrow[v] = a_st[(s, t)]
                 lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
                 per_unit = hours * job.value * float(ix.type_speed[t]) * job.unit_size * step
                 lm.maximize(v, per_unit * g)
-            lm.add({**tot, op.b: -float(hi_steps)}, "<=", 0)
-            lm.add({**tot, op.b: -float(lo_steps)}, ">=", 0)
+            spans = job.kind == "training" and len(sites) > 1
+            if spans and len(per_site) < len(sites):
+                continue  # (the unused binary and variables stay at 0)
+            lm.add({**tot, op.b: -float(job.units_max // step)}, "<=", 0)
+            lm.add({**tot, op.b: -float(-(-n_min // step))}, ">=", 0)
+            if spans:
+                for row in per_site.values():  # every site of the set holds units
+                    lm.add({**row, op.b: -1.0}, ">=", 0)
+            if lrow:
+                # lo <= lost0 + sum a n < hi while the option is chosen
+                lm.add({**lrow, op.b: lost0 - lo}, ">=", 0)
+                if hi is not None:
+                    lm.add({**lrow, op.b: lost0 - hi}, "<=", 0)
             job_opts.append(op)
-        lo = 2 * lo
+
+
+_MIXED_RATIO = 1.04  # (1 - lo) / (1 - hi) of an interruption bracket of a mixed option
+_MIXED_RATIO_HUGE = 1.25  # thousands of jobs: fewer brackets, a looser (valid) bound
+
+
+def _lost_brackets(lo: float, hi: float, ratio: float) -> list[tuple[float, float | None]]:
+    """Brackets [a, b) of the interruption loss from `lo` up to `hi` (the last open above)
+    with ``(1 - a) / (1 - b) <= ratio``, at most `_MAX_BRACKETS` of them (the ratio grows
+    when the range is wide). The last starts at a loss of 0.99 at most: above that a job
+    keeps under 1% of its value, which its open bracket still bounds."""
+    a = max(0.0, lo)
+    top = min(hi, _TOP_LOSS)
+    if a >= 1.0:
+        return []
+    if top > a:
+        ratio = max(ratio, ((1.0 - a) / (1.0 - top)) ** (1.0 / _MAX_BRACKETS))
+    out: list[tuple[float, float | None]] = []
+    while a < top - 1e-12:
+        b = 1.0 - (1.0 - a) / ratio
+        if b >= top:
+            break
+        out.append((a, b))
+        a = b
+    out.append((a, None))
+    return out
+
+
+_TOP_LOSS = 0.99
+_MAX_BRACKETS = 60
+
+
+def _mixed_eff(c: _Ctx, job: Job, sites: tuple[int, ...], types: list[int], n: int) -> float:
+    """Upper bound on the efficiency of a mixed job with at least n units on these sites
+    and types (see :func:`_add_mixed_option`). A DP group (one member per unit) has at
+    least ceil(n / k) members in some site of the k; its part there meets at a level whose
+    largest domain can hold them (with their whole TP groups / PP chains when those scopes
+    lie inside it), counting every type of the set together."""
+    if job.compute_ms is None:
+        return 1.0
+    ix = c.ix
+    lat = ix.lat_us[list(sites)]
+    bw = ix.bw_GBps[list(sites)]
+    sizes = {"tp": job.tp, "pp": job.pp}
+    if job.kind == "training":
+        sizes.update(ep=job.ep)
+    comm = 0.0
+    for d, k in sizes.items():
+        if k <= 1:
+            continue
+        S = getattr(job.comm, f"{d}_MB")
+        m = getattr(job.comm, f"{d}_messages")
+        if d == "pp":
+            t_min = float((m * lat / 1000.0 + S / bw).min())
+        elif d == "ep":
+            t_min = float(reduce_scatter_ms(k, m, S, lat, bw).min())
+        else:
+            t_min = float(all_reduce_ms(k, m, S, lat, bw).min())
+        comm += (1.0 - getattr(job.overlap, d)) * t_min
+    if job.kind == "training" and n > 1:
+        S, m = job.comm.dp_MB, job.comm.dp_messages
+        k = len(sites)
+        share = -(-n // k)
+        fn = all_reduce_ms if k == 1 else reduce_scatter_ms
+        part = _mixed_part_ms(c, job, sites, types, share, fn, m, S) if share > 1 else 0.0
+        if k == 1:
+            t_dp = part
+        else:
+            pairs = list(itertools.combinations(sites, 2))
+            alpha = max(float(ix.wan_lat_us[x, y]) for x, y in pairs)
+            links = set()
+            for x, y in pairs:
+                links.update(ix.wan_path_links.get((x, y), ()))
+            W = min((float(ix.link_bw_GBps[x]) for x in links), default=0.0)
+            if not np.isfinite(alpha) or W <= 0:
+                return 0.0
+            wan = all_reduce_ms(k, m, S * job.unit_size, alpha, W) / job.cross_site_every
+            t_dp = 2 * part + wan
+        if not np.isfinite(t_dp):
+            return 0.0
+        comm += (1.0 - job.overlap.dp) * t_dp
+    c_max = job.compute_ms / float(min(ix.type_speed[t] for t in types))
+    return c_max / (c_max + comm)
+
+
+def _mixed_part_ms(c: _Ctx, job: Job, sites, types, n: int, fn, m: float, S: float) -> float:
+    """Fewest ms of a DP group's part of n members inside one site of `sites`."""
+    ix, bounds = c.ix, c.bounds
+    i_tp = dimension_level(c.inst, ix, job, "tp")
+    i_pp = dimension_level(c.inst, ix, job, "pp")
+    best = math.inf
+    for s in sites:
+        for lvl in bounds._levels(job, "dp", s):
+            need = n
+            if i_tp is not None and i_tp >= lvl:
+                need *= job.tp
+            if i_pp is not None and i_pp >= lvl:
+                need *= job.pp
+            if sum(int(bounds.cap[s, t, lvl]) for t in types) >= need:
+                best = min(best, float(fn(n, m, S, ix.lat_us[s, lvl], ix.bw_GBps[s, lvl])))
+    return best
 
 
 def _add_stay_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None:

@@ -10,6 +10,8 @@ Algorithm overview
    units per site with :class:`~placer.solvers.decomposition.pack.Packer`, largest jobs first; a job
    that does not fit as planned falls back to the kernel-scored greedy candidates.
    Elastic jobs grow into what is left; leftover whole blocks go to offers not accepted.
+   Mixed-type (SPEC v2) jobs: the plan is solved a second time with their options valued
+   at the goodput the first packing realised, and packed too (a plan, not a bound).
 4. Compare with the greedy backend's placement; keep the better.
 5. Local search until the deadline (or a fixed number of passes): remove each job and
    put it back at its best kernel-scored candidate when that raises the objective.
@@ -73,6 +75,34 @@ def round_plan(co: coarse_mod.Coarse, x: list[float]) -> list[float]:
                 if oo == o:
                     vals[y] = float(int(x[y] / x[a] + 1e-9))
     return vals
+
+
+def reprice_mixed(
+    inst: Instance, co: coarse_mod.Coarse, vals: list[float], st: State
+) -> LinModel | None:
+    """A copy of the coarse model whose mixed-type (SPEC v2) options are valued at the
+    goodput the packing of `vals` realised for their job (when that is below the planned
+    one); None when no mixed job was planned and packed."""
+    factor: dict[int, float] = {}
+    for op in co.options:
+        if op.kind != "mixed" or vals[op.b] < 0.5 or op.goodput <= 0:
+            continue
+        sc = st.scorer.scores[op.job]
+        if len(st.job_gpus[op.job]) == 0:
+            continue
+        real = float(sc.goodput[0])
+        if np.isfinite(real) and real < op.goodput:
+            factor[op.job] = real / op.goodput
+    if not factor:
+        return None
+    lm = co.model
+    obj = dict(lm.obj)
+    for op in co.options:
+        f = factor.get(op.job)
+        if f is not None and op.kind == "mixed":
+            for v in op.parts.values():
+                obj[v] = obj.get(v, 0.0) * f
+    return LinModel(lm.names, lm.lb, lm.ub, lm.integer, lm.rows, obj, lm.obj_const)
 
 
 @dataclass
@@ -414,6 +444,25 @@ class DecompositionSolver(Solver):
                 candidates.append(
                     primal_from_coarse(inst, co, sol.values, p_deadline, order="tight")
                 )
+            repriced = reprice_mixed(inst, co, sol.values, candidates[0])
+            if repriced is not None and (
+                deadline is None or time.perf_counter() < started + 0.5 * (deadline - started)
+            ):
+                # mixed-type jobs' options value units optimistically (a proven bound needs
+                # that); a second plan with them priced at what the packing realised weighs
+                # their size against the other jobs' truly (no bound is taken from it)
+                progress(stage="re-priced coarse model", elapsed=time.perf_counter() - started)
+                left2 = None if deadline is None else 0.25 * (deadline - time.perf_counter())
+                sol2 = self.solve_coarse(
+                    repriced,
+                    max(left2, 0.05) if left2 is not None else None,
+                    seed,
+                    threads,
+                    **options,
+                )
+                if sol2.values is not None:
+                    candidates.append(primal_from_coarse(inst, co, sol2.values, p_deadline))
+                    stats["repriced"] = True
             progress(
                 stage="greedy",
                 bound=sol.bound,
