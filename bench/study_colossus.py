@@ -31,7 +31,7 @@ def main(argv=None) -> None:
             "price=0.5:2",
             "wan.latency=0.25:64",
             "wan.bandwidth=0.25:16",
-            "jobs.frontier-pretrain.cross_site_every=0.1:10",
+            "jobs.frontier-pretrain.cross_site_every=1:100",
         ],
     }
     out = {"machine": machine(), "time_limit": limit, "points": n, "studies": {}}
