@@ -125,24 +125,33 @@ def test_repricing_scales_only_the_mixed_options_of_packed_jobs():
     co = coarse.build(inst)
     mixed = [op for op in co.options if op.kind == "mixed"]
     assert mixed and {inst.jobs[op.job].name for op in mixed} == {"big"}
-    # a plan that takes the first mixed option with one unit per part
-    vals = [0.0] * co.model.n_vars
+    assert all(op.value >= 0 for op in mixed)  # a value variable under tangent planes
+    # a plan that takes the first mixed option with one unit per part, valued at 10x what
+    # the packing below realises per speed-weighted GPU
     op = mixed[0]
+    vals = [0.0] * co.model.n_vars
     vals[op.b] = 1.0
     for v in op.parts.values():
         vals[v] = 1.0
     st_ = State(inst)
-    g = np.concatenate([np.arange(0, 8), np.arange(128, 136)])  # one unit of each type
-    st_.set_job(0, g)
-    real = float(st_.scorer.scores[0].goodput[0])
+    ix = inst.index
+    parts = []
+    for (s, t), _v in sorted(op.parts.items()):
+        a, b = ix.gpu_range(0, s)
+        g = np.arange(a, b)
+        parts.append(g[ix.gpu_type[g] == t][: inst.jobs[0].unit_size])
+    st_.set_job(0, np.concatenate(parts))
+    real = float(st_.scorer.scores[0].value[0])
+    vals[op.value] = 10 * real / co.model.obj[op.value]
     lm = reprice_mixed(inst, co, vals, st_)
-    assert lm is not None and real < op.goodput
+    assert lm is not None
     for other in co.options:
-        for v in [*other.n.values(), *other.parts.values()]:
-            before = co.model.obj.get(v, 0.0)
-            after = lm.obj.get(v, 0.0)
-            if other.kind == "mixed":
-                assert np.isclose(after, before * real / op.goodput)
+        for v in [other.value, *other.n.values(), *other.parts.values()]:
+            if v < 0:
+                continue
+            before, after = co.model.obj.get(v, 0.0), lm.obj.get(v, 0.0)
+            if other.kind == "mixed" and v == other.value:
+                assert np.isclose(after, before * 0.1)
             else:
                 assert after == before
     assert lm.rows is co.model.rows  # the same constraints: only the prices change

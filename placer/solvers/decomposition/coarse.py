@@ -50,6 +50,7 @@ class Option:
     step: int = 1
     # kind "mixed" (SPEC v2 mix_types): (site, type) -> units var (in unit steps)
     parts: dict[tuple[int, int], int] = field(default_factory=dict)
+    value: int = -1  # a mixed option's value variable (its objective term), if it has one
 
 
 @dataclass
@@ -755,10 +756,17 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
             n_lo = n_min
             if a_st and lo > lost0:
                 n_lo = max(n_min, math.ceil((lo - lost0) / max(a_st.values()) - 1e-9) * step)
-            eff = _mixed_eff(c, job, sites, set_types, n_lo)
-            g = eff * (1.0 - lo)
-            if g <= 0:
+            spans = job.kind == "training" and len(sites) > 1
+            comm = _mixed_comm(c, job, sites, sk, n_lo, job.kind == "training")
+            if not np.isfinite(comm) or lo >= 1.0:
                 continue
+            s_min = float(min(ix.type_speed[t] for t in set_types))
+            s_max = float(max(ix.type_speed[t] for t in set_types))
+            eff = 1.0
+            if job.compute_ms is not None:
+                c_max = job.compute_ms / s_min
+                eff = c_max / (c_max + comm)
+            g = eff * (1.0 - lo)  # at the slowest type's compute time: the largest
             label = f"{job.name},mixed,{'+'.join(ix.site_names[s] for s in sites)},{lo:.4f}"
             op = Option(j, "mixed", -1, tuple(sites), g, step=step)
             op.b = lm.var(f"b[{label}]", 0, 1)
@@ -774,9 +782,6 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
                 if a_st:
                     lrow[v] = a_st[(s, t)]
                 lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
-                per_unit = hours * job.value * float(ix.type_speed[t]) * job.unit_size * step
-                lm.maximize(v, per_unit * g)
-            spans = job.kind == "training" and len(sites) > 1
             if spans and len(per_site) < len(sites):
                 continue  # (the unused binary and variables stay at 0)
             lm.add({**tot, op.b: -float(job.units_max // step)}, "<=", 0)
@@ -789,6 +794,7 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
                 lm.add({**lrow, op.b: lost0 - lo}, ">=", 0)
                 if hi is not None:
                     lm.add({**lrow, op.b: lost0 - hi}, "<=", 0)
+            _mixed_value(lm, ix, job, op, hours * (1.0 - lo), comm, s_min, s_max, label)
             job_opts.append(op)
 
 
@@ -822,38 +828,98 @@ _TOP_LOSS = 0.99
 _MAX_BRACKETS = 60
 
 
-def _mixed_eff(c: _Ctx, job: Job, sites: tuple[int, ...], types: list[int], n: int) -> float:
-    """Upper bound on the efficiency of a mixed job with at least n units on these sites
-    and types (see :func:`_add_mixed_option`). A DP group (one member per unit) has at
-    least ceil(n / k) members in some site of the k; its part there meets at a level whose
-    largest domain can hold them (with their whole TP groups / PP chains when those scopes
-    lie inside it), counting every type of the set together."""
+def _mixed_value(
+    lm: LinModel, ix, job: Job, op: Option, scale: float, comm: float, s_min, s_max, label
+) -> None:
+    """The value of a mixed option. With G its GPUs and W their summed speeds (both linear
+    in its parts), the job's value is at most ``scale * value * f(G, W)`` with
+    ``f = compute * G * W / (compute * G + comm * W)``: its speed is at most W / G (equal under
+    ``balanced``), its compute time ``compute / speed`` and its efficiency at most
+    ``c / (c + comm)``. f is concave and 1-homogeneous, so its tangent planes at mean speeds
+    r between the slowest and fastest type are upper bounds through 0, exact at r: a value
+    variable below each of them. Without `compute_ms` the efficiency is 1: ``W`` itself."""
+    us = job.unit_size * op.step
+    K = scale * job.value
     if job.compute_ms is None:
-        return 1.0
-    ix = c.ix
-    lat = ix.lat_us[list(sites)]
-    bw = ix.bw_GBps[list(sites)]
-    sizes = {"tp": job.tp, "pp": job.pp}
-    if job.kind == "training":
-        sizes.update(ep=job.ep)
+        for (_s, t), v in op.parts.items():
+            lm.maximize(v, K * float(ix.type_speed[t]) * us)
+        return
+    a, b = job.compute_ms, comm
+    V = lm.var(
+        f"value[{label}]",
+        0,
+        math.ceil(K * s_max * us * sum(lm.ub[v] for v in op.parts.values())) + 1,
+    )
+    op.value = V
+    lm.maximize(V, 1.0)
+    n_tan = 1 if s_max <= s_min * (1 + 1e-9) else _MIXED_TANGENTS
+    for k in range(n_tan):
+        r = s_min * (s_max / s_min) ** (k / max(n_tan - 1, 1))
+        den = (a + b * r) ** 2
+        dG, dW = a * b * r * r / den, a * a / den
+        row = {v: -K * us * (dG + dW * float(ix.type_speed[t])) for (_s, t), v in op.parts.items()}
+        lm.add({V: 1.0, **row}, "<=", 1.0)
+
+
+_MIXED_TANGENTS = 6
+
+
+def _mixed_comm(c: _Ctx, job: Job, sites: tuple[int, ...], sk, n: int, every_site: bool) -> float:
+    """Fewest exposed ms of communication per step of a mixed job with at least n units on
+    these (site, type) cells (see :func:`_add_mixed_option`); inf if none fits.
+
+    - A TP group or PP chain lies in one unit, so is of one type: in a site it takes at
+      least the best time any of the site's types allows (inside the site, or across sites
+      where its scope allows). When every site of the set holds units (training), the
+      slowest group is at least the largest of those per-site times; else the smallest.
+    - EP: the cheapest fabric entry of the set's sites.
+    - DP (one member per unit): its largest in-site part has at least ceil(n / k) members
+      and meets at a level whose largest domain can hold them (with their whole TP groups /
+      PP chains when those scopes lie inside it), all the set's types counted together; for
+      k > 1 sites, plus the WAN phase over the set's largest path latency and smallest link
+      bandwidth, divided by `cross_site_every`."""
+    ix, bounds = c.ix, c.bounds
+    site_list = list(sites)
+    lat, bw = ix.lat_us[site_list], ix.bw_GBps[site_list]
+    types_of: dict[int, list[int]] = {}
+    for s, t in sk:
+        types_of.setdefault(s, []).append(t)
     comm = 0.0
-    for d, k in sizes.items():
+    for d, k in (("tp", job.tp), ("pp", job.pp)):
         if k <= 1:
             continue
-        S = getattr(job.comm, f"{d}_MB")
-        m = getattr(job.comm, f"{d}_messages")
-        if d == "pp":
-            t_min = float((m * lat / 1000.0 + S / bw).min())
-        elif d == "ep":
-            t_min = float(reduce_scatter_ms(k, m, S, lat, bw).min())
-        else:
-            t_min = float(all_reduce_ms(k, m, S, lat, bw).min())
-        comm += (1.0 - getattr(job.overlap, d)) * t_min
+        S, m = getattr(job.comm, f"{d}_MB"), getattr(job.comm, f"{d}_messages")
+        cross = (
+            bounds._cross_lb(job, d, m, S, "pp" if d == "pp" else "ar")
+            if bounds._may_cross(job, d)
+            else math.inf
+        )
+        per_site = []
+        for s in sites:
+            best = cross
+            for t in types_of.get(s, []):
+                if d == "tp":
+                    best = min(best, bounds._best(job, "tp", s, t, k, _ring, m, S))
+                else:
+                    for lvl in bounds._levels(job, "pp", s):
+                        if bounds.cap[s, t, lvl] >= k:
+                            best = min(
+                                best, m * ix.lat_us[s, lvl] / 1000.0 + S / ix.bw_GBps[s, lvl]
+                            )
+            per_site.append(best)
+        T = max(per_site) if every_site else min(per_site)
+        if not np.isfinite(T):
+            return math.inf
+        comm += (1.0 - getattr(job.overlap, d)) * T
+    if job.kind == "training" and job.ep > 1:
+        S, m = job.comm.ep_MB, job.comm.ep_messages
+        comm += (1.0 - job.overlap.ep) * float(reduce_scatter_ms(job.ep, m, S, lat, bw).min())
     if job.kind == "training" and n > 1:
         S, m = job.comm.dp_MB, job.comm.dp_messages
         k = len(sites)
         share = -(-n // k)
         fn = all_reduce_ms if k == 1 else reduce_scatter_ms
+        types = sorted({t for _, t in sk})
         part = _mixed_part_ms(c, job, sites, types, share, fn, m, S) if share > 1 else 0.0
         if k == 1:
             t_dp = part
@@ -865,14 +931,13 @@ def _mixed_eff(c: _Ctx, job: Job, sites: tuple[int, ...], types: list[int], n: i
                 links.update(ix.wan_path_links.get((x, y), ()))
             W = min((float(ix.link_bw_GBps[x]) for x in links), default=0.0)
             if not np.isfinite(alpha) or W <= 0:
-                return 0.0
+                return math.inf
             wan = all_reduce_ms(k, m, S * job.unit_size, alpha, W) / job.cross_site_every
             t_dp = 2 * part + wan
         if not np.isfinite(t_dp):
-            return 0.0
+            return math.inf
         comm += (1.0 - job.overlap.dp) * t_dp
-    c_max = job.compute_ms / float(min(ix.type_speed[t] for t in types))
-    return c_max / (c_max + comm)
+    return comm
 
 
 def _mixed_part_ms(c: _Ctx, job: Job, sites, types, n: int, fn, m: float, S: float) -> float:

@@ -80,28 +80,39 @@ def round_plan(co: coarse_mod.Coarse, x: list[float]) -> list[float]:
 def reprice_mixed(
     inst: Instance, co: coarse_mod.Coarse, vals: list[float], st: State
 ) -> LinModel | None:
-    """A copy of the coarse model whose mixed-type (SPEC v2) options are valued at the
-    goodput the packing of `vals` realised for their job (when that is below the planned
-    one); None when no mixed job was planned and packed."""
+    """A copy of the coarse model whose mixed-type (SPEC v2) options are scaled by what the
+    packing of `vals` realised: per speed-weighted GPU, the job's kernel value over the
+    option's planned value (when below 1); None when no mixed job was planned and packed."""
+    ix = inst.index
+    lm = co.model
     factor: dict[int, float] = {}
     for op in co.options:
-        if op.kind != "mixed" or vals[op.b] < 0.5 or op.goodput <= 0:
+        if op.kind != "mixed" or vals[op.b] < 0.5 or len(st.job_gpus[op.job]) == 0:
             continue
-        sc = st.scorer.scores[op.job]
-        if len(st.job_gpus[op.job]) == 0:
+        job = inst.jobs[op.job]
+        terms = [op.value] if op.value >= 0 else list(op.parts.values())
+        planned = sum(lm.obj.get(v, 0.0) * vals[v] for v in terms)
+        w_plan = sum(
+            float(ix.type_speed[t]) * job.unit_size * op.step * vals[v]
+            for (_s, t), v in op.parts.items()
+        )
+        g = st.job_gpus[op.job]
+        w_real = float(ix.type_speed[ix.gpu_type[g]].sum())
+        real = float(st.scorer.scores[op.job].value[0])
+        if planned <= 0 or w_plan <= 0 or w_real <= 0 or not np.isfinite(real):
             continue
-        real = float(sc.goodput[0])
-        if np.isfinite(real) and real < op.goodput:
-            factor[op.job] = real / op.goodput
+        f = (real / w_real) / (planned / w_plan)
+        if f < 1.0:
+            factor[op.job] = f
     if not factor:
         return None
-    lm = co.model
     obj = dict(lm.obj)
     for op in co.options:
         f = factor.get(op.job)
-        if f is not None and op.kind == "mixed":
-            for v in op.parts.values():
-                obj[v] = obj.get(v, 0.0) * f
+        if f is None or op.kind != "mixed":
+            continue
+        for v in [op.value] if op.value >= 0 else list(op.parts.values()):
+            obj[v] = obj.get(v, 0.0) * f
     return LinModel(lm.names, lm.lb, lm.ub, lm.integer, lm.rows, obj, lm.obj_const)
 
 
