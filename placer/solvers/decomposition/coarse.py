@@ -688,24 +688,21 @@ def _add_training_options(c: _Ctx, j: int, job: Job, t: int, job_opts: list[Opti
 
 def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None:
     """SPEC v2 `mix_types`: units over several allowed types, in one site or a set of
-    WAN-connected sites (every site of a set holds units). One option per site set and
-    interruption bracket, each optimistic so that the bound stays valid for any mix:
+    WAN-connected sites (every site of a set holds units; inference: one set of all sites).
+    One option per site set and interruption bracket, each optimistic so that the bound
+    stays valid for any mix:
 
-    - speed: the job's ``speed * GPUs`` is at most the sum of its units' ``speed_t * tp*pp``
-      (equal under ``balanced``; ``slowest`` takes the smallest), so a unit of type t is
-      worth at most ``hours * value * speed_t * tp*pp * eff * (1 - lost)``;
-    - eff: the compute time of the slowest type in the set (the largest efficiency) over the
-      fewest ms of every collective: TP/PP/EP at the cheapest fabric entry of the set's
-      sites, DP in-site parts likewise, and for a set of k > 1 sites the DP WAN phase
-      between k parts over the set's largest path latency and smallest link bandwidth
-      (shared bandwidth is never more), divided by `cross_site_every`;
+    - value: at most ``hours * value * (1 - lo) * f(G, W)`` for the option's GPUs G and
+      summed speeds W (:func:`_mixed_value`, tangent planes of a concave f);
+    - communication: :func:`_mixed_comm`, a lower bound for the set and the bracket's
+      fewest units;
     - lost: linear in the units. A unit of type t in site s takes at least
       ``tp*pp / (largest node of t in s)`` nodes, each failing at the site's rate, and a set
       of sites adds its WAN links' failures. ``L(n) = sum a_st n_st`` is cut into brackets
       [lo, hi) whose ``(1 - lo) / (1 - hi)`` is at most `_MIXED_RATIO`; each bracket's
-      option holds ``lo <= L(n) < hi`` (linear rows) and values its units at ``1 - lo``.
-      So the option's value is within that ratio of the kernel's for its mix, and the plan
-      weighs what a frontier-sized job loses to failures unit by unit."""
+      option holds ``lo <= L(n) < hi`` (linear rows) and is valued at ``1 - lo``.
+
+    docs/solver.md ("SPEC v2") has the argument in full."""
     ix, lm, bounds, inst = c.ix, c.lm, c.bounds, c.inst
     types = allowed_types(inst, ix, job)
     if len(types) < 2:
