@@ -21,7 +21,10 @@ Algorithm overview
 4. Sweeps scale one parameter of the instance by factors LO..HI (geometric spacing), solve
    both sides at each point, and where the decision flips between two points bisect the
    factor (geometric midpoint) until ``hi / lo <= 1 + tolerance``; the flip is reported as
-   ``break_even: {factor, interval}``.
+   ``break_even: {factor, interval}``. Neighbour polish: the swept parameters change costs,
+   not rules, so each point's side also tries its neighbours' placements (re-scored and
+   checked under its own parameters) and keeps the best, repeatedly; a good plan found at
+   one factor is not lost at the next to a time-limited solve's variance.
 
 Imports the model, the loader and the API; the Ray engine imports ray only when chosen.
 """
@@ -37,10 +40,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from placer.api import _instance_arg, load_instance, solve
-from placer.errors import InstanceError, UsageError
+from placer.errors import InstanceError, SolverError, UsageError
 from placer.kernel.blocks import eligible_blocks
 from placer.model import Instance, Status
+from placer.solvers.base import finalize
 
 SWEEP_PARAMS = (
     "wan.latency",
@@ -111,6 +117,9 @@ class SweepPoint:
     decline: float | None
     worth: float | None
     decision: str
+    # neighbour polish: the factor whose placement (re-scored here) a side took, else None
+    accept_plan_from: float | None = None
+    decline_plan_from: float | None = None
 
 
 @dataclass
@@ -218,15 +227,29 @@ def scaled(data: dict, param: str, factor: float, offer: str | None = None) -> d
 
 
 # ----------------------------------------------------------------------------- one side
-def solve_side(
-    data: dict, offer: str, force: str, solver: str, time_limit, seed: int, options: dict
-) -> dict:
-    """Solve the instance dict with `offer` forced `accept` or `decline` (a task of the
-    engines: plain data in and out, so that it runs in another process or on Ray)."""
+def _forced(data: dict, offer: str, force: str) -> dict:
     d = copy.deepcopy(data)
     for o in (d.get("leases") or {}).get("offers", []):
         if o["name"] == offer:
             o["force"] = force
+    return d
+
+
+def solve_side(
+    data: dict,
+    offer: str,
+    force: str,
+    solver: str,
+    time_limit,
+    seed: int,
+    options: dict,
+    keep_plan: bool = False,
+) -> dict:
+    """Solve the instance dict with `offer` forced `accept` or `decline` (a task of the
+    engines: plain data in and out, so that it runs in another process or on Ray). With
+    `keep_plan`, the placement comes back too, compactly: each job's GPU indices (int32)
+    and each offer's blocks as (level, domain) pairs."""
+    d = _forced(data, offer, force)
     t0 = time.perf_counter()
     try:
         inst = load_instance(d)
@@ -244,7 +267,7 @@ def solve_side(
     gpus = 0
     if res.score is not None:
         gpus = next((o["gpus"] for o in res.score.offers if o["offer"] == offer), 0)
-    return {
+    out = {
         "objective": res.objective,
         "bound": res.bound,
         "status": str(res.status),
@@ -252,6 +275,34 @@ def solve_side(
         "gpus": int(gpus),
         "reason": res.reason,
     }
+    if keep_plan and res.objective is not None:
+        out["plan"] = _compact(inst, res.placement)
+    return out
+
+
+def _compact(inst: Instance, placement) -> dict:
+    ix = inst.index
+    by_name = {pj.name: pj for pj in placement.jobs}
+    jobs = []
+    for job in inst.jobs:
+        pj = by_name.get(job.name)
+        g = ix.cached_indices(pj.gpus) if pj is not None and pj.gpus else []
+        jobs.append(np.asarray(g, np.int32))
+    grants = {lg.offer: lg.blocks for lg in placement.leases}
+    blocks = [[ix.resolve(b) for b in grants.get(o.name, [])] for o in inst.offers]
+    return {"jobs": jobs, "blocks": blocks}
+
+
+def _rescore(data: dict, offer: str, force: str, plan: dict) -> float | None:
+    """The objective of another sweep point's placement under this point's parameters,
+    checked (None if it breaks a rule here, e.g. a latency bound that a latency factor
+    tightened)."""
+    try:
+        inst = load_instance(_forced(data, offer, force))
+        res = finalize(inst, "neighbour", list(plan["jobs"]), plan["blocks"], {}, None, 0.0)
+    except (InstanceError, SolverError):
+        return None
+    return res.objective
 
 
 # ----------------------------------------------------------------------------- engines
@@ -418,9 +469,10 @@ def decide(
         if progress:
             progress(stage, done[0], total)
 
-    def pair_tasks(d: dict, name: str) -> list[tuple]:
+    def pair_tasks(d: dict, name: str, keep: bool = False) -> list[tuple]:
         return [
-            (d, name, f, solver, time_limit, seed, dict(options)) for f in ("accept", "decline")
+            (d, name, f, solver, time_limit, seed, dict(options), keep)
+            for f in ("accept", "decline")
         ]
 
     result = DecideResult([])
@@ -447,14 +499,53 @@ def _point(inst_data: dict, name: str, factor: float, pair: list[dict]) -> Sweep
         if (worth is not None and worth > 0) or (d is None and a is not None)
         else "decline"
     )
-    return SweepPoint(factor, a, d, worth, decision)
+    return SweepPoint(
+        factor, a, d, worth, decision, pair[0].get("plan_from"), pair[1].get("plan_from")
+    )
+
+
+def _polish(data, param, name, solved: dict[float, list[dict]], factors, tick=None) -> None:
+    """Neighbour polish: the parameters a sweep scales change costs, not the rules, so a
+    placement found at one factor is (checked to be) valid at its neighbours. Each point's
+    side takes its neighbours' placement, re-scored under its own parameters, when that
+    scores higher; repeated until nothing changes, so a good plan travels along the sweep.
+    The bounds are each point's own."""
+    fs = sorted(factors)
+    changed = True
+    while changed:
+        changed = False
+        for i, f in enumerate(fs):
+            for side, force in enumerate(("accept", "decline")):
+                mine = solved[f][side]
+                for j in (i - 1, i + 1):
+                    if not 0 <= j < len(fs):
+                        continue
+                    other = solved[fs[j]][side]
+                    plan = other.get("plan")
+                    if plan is None or plan is mine.get("plan"):
+                        continue
+                    key = ("tried", id(plan))
+                    if mine.get(key):
+                        continue
+                    mine[key] = True
+                    v = _rescore(scaled(data, param, f, name), name, force, plan)
+                    if tick:
+                        tick(0, "polishing")
+                    best = mine["objective"]
+                    if v is not None and (best is None or v > best + 1e-9 * max(1.0, abs(v))):
+                        mine.update(objective=v, plan=plan, plan_from=other.get("plan_from", fs[j]))
+                        changed = True
 
 
 def _sweep(eng, data, instance, name, s: Sweep, pair_tasks, tolerance, tick) -> SweepResult:
     factors = s.factors()
-    tasks = [t for f in factors for t in pair_tasks(scaled(data, s.param, f, name), name)]
+    tasks = [
+        t for f in factors for t in pair_tasks(scaled(data, s.param, f, name), name, keep=True)
+    ]
     out = eng.run(tasks, tick)
-    points = [_point(data, name, f, out[2 * i : 2 * i + 2]) for i, f in enumerate(factors)]
+    solved = {f: out[2 * i : 2 * i + 2] for i, f in enumerate(factors)}
+    _polish(data, s.param, name, solved, factors, tick)
+    points = [_point(data, name, f, solved[f]) for f in factors]
     flip = next(
         (i for i in range(len(points) - 1) if points[i].decision != points[i + 1].decision), None
     )
@@ -463,8 +554,11 @@ def _sweep(eng, data, instance, name, s: Sweep, pair_tasks, tolerance, tick) -> 
         lo, hi = points[flip], points[flip + 1]
         while hi.factor / lo.factor > 1 + tolerance:
             mid = math.sqrt(lo.factor * hi.factor)
-            r = eng.run(pair_tasks(scaled(data, s.param, mid, name), name), None)
-            p = _point(data, name, mid, r)
+            solved[mid] = eng.run(
+                pair_tasks(scaled(data, s.param, mid, name), name, keep=True), None
+            )
+            _polish(data, s.param, name, solved, [lo.factor, mid, hi.factor])
+            p = _point(data, name, mid, solved[mid])
             points.append(p)
             if p.decision == lo.decision:
                 lo = p

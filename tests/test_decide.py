@@ -169,3 +169,41 @@ def test_the_ray_engine_gives_the_local_engine_s_results():
     finally:
         ray.shutdown()
     assert remote == local
+
+
+def test_neighbour_polish_carries_a_better_plan_to_the_next_point():
+    # a point whose own solve is poor (here: none) takes its neighbour's placement,
+    # re-scored and checked under its own parameters; a wider WAN never scores it lower
+    from placer.decision import _polish, solve_side
+
+    data = three_campus(AGING).model_dump(mode="json", exclude_none=True)
+    offer = data["leases"]["offers"][0]["name"]
+    solved = {
+        f: [
+            solve_side(
+                scaled(data, "wan.bandwidth", f, offer), offer, side, "cpsat", 20, 0, {}, True
+            )
+            for side in ("accept", "decline")
+        ]
+        for f in (1.0, 4.0)
+    }
+    own = [r["objective"] for r in solved[4.0]]
+    for r in solved[4.0]:
+        r.update(objective=None, plan=None)
+    _polish(data, "wan.bandwidth", offer, solved, [1.0, 4.0])
+    for side in (0, 1):
+        got = solved[4.0][side]
+        assert got["plan_from"] == 1.0
+        assert got["objective"] >= solved[1.0][side]["objective"] - 1e-6
+        assert got["objective"] <= own[side] + 1e-6 * abs(own[side])  # the solve's own optimum
+
+
+def test_swept_sides_are_monotone_in_the_wan_bandwidth_after_polish():
+    res = placer.decide(three_campus(), sweeps=["wan.bandwidth=0.5:8:4"], time_limit=20, jobs=2)
+    (s,) = res.sweeps
+    for side in ("accept", "decline"):
+        vals = [getattr(p, side) for p in s.points]
+        assert all(b >= a - 1e-6 * abs(a) for a, b in zip(vals, vals[1:])), (side, vals)
+        for p in s.points:
+            src = getattr(p, f"{side}_plan_from")
+            assert src is None or any(abs(q.factor - src) < 1e-12 for q in s.points)
