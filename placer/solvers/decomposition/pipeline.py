@@ -116,6 +116,34 @@ def reprice_mixed(
     return LinModel(lm.names, lm.lb, lm.ub, lm.integer, lm.rows, obj, lm.obj_const)
 
 
+def both_orders(inst, co, vals, deadline) -> list[State]:
+    """A plan packed in both orders of :func:`primal_from_coarse` (fragmentation depends on
+    it); the second only while time is left."""
+    out = [primal_from_coarse(inst, co, vals, deadline)]
+    if deadline is None or time.perf_counter() < deadline:
+        out.append(primal_from_coarse(inst, co, vals, deadline, order="tight"))
+    return out
+
+
+def at_fewest_units(inst: Instance, co: coarse_mod.Coarse, lm: LinModel) -> LinModel | None:
+    """`lm` with every mixed-type job that has mixed options held to its fewest units (a
+    plan, not a bound: the rows are added to a copy)."""
+    rows = list(lm.rows)
+    for j in sorted({op.job for op in co.options if op.kind == "mixed"}):
+        job = inst.jobs[j]
+        ops = [op for op in co.options if op.job == j and op.kind != "stay"]
+        n_min = max(job.units_min, 1)
+        row: dict[int, float] = {}
+        for op in ops:
+            for v in [*op.n.values(), *op.parts.values()]:
+                row[v] = row.get(v, 0.0) + float(op.step)
+        step = max((op.step for op in ops), default=1)
+        rows.append((row, "<=", float(-(-n_min // step) * step), f"fewest units {job.name}"))
+    if len(rows) == len(lm.rows):
+        return None
+    return LinModel(lm.names, lm.lb, lm.ub, lm.integer, rows, lm.obj, lm.obj_const)
+
+
 @dataclass
 class CoarseSolution:
     status: Status
@@ -472,8 +500,26 @@ class DecompositionSolver(Solver):
                     **options,
                 )
                 if sol2.values is not None:
-                    candidates.append(primal_from_coarse(inst, co, sol2.values, p_deadline))
+                    candidates += both_orders(inst, co, sol2.values, p_deadline)
                     stats["repriced"] = True
+                # and the same with each such job at its fewest units: its size trades its
+                # own goodput against the other jobs' GPUs, which the re-priced model still
+                # weighs with the mixed options' optimistic communication figures
+                smallest = at_fewest_units(inst, co, repriced)
+                if smallest is not None and (
+                    deadline is None or time.perf_counter() < started + 0.55 * (deadline - started)
+                ):
+                    left3 = None if deadline is None else 0.2 * (deadline - time.perf_counter())
+                    sol3 = self.solve_coarse(
+                        smallest,
+                        max(left3, 0.05) if left3 is not None else None,
+                        seed,
+                        threads,
+                        **options,
+                    )
+                    if sol3.values is not None:
+                        candidates += both_orders(inst, co, sol3.values, p_deadline)
+                        stats["fewest_units_plan"] = True
             progress(
                 stage="greedy",
                 bound=sol.bound,
@@ -496,6 +542,7 @@ class DecompositionSolver(Solver):
                 started,
                 sol.bound,
             )
+        stats["candidates"] = [round(c.objective, 1) for c in candidates]
         st = max(candidates, key=lambda s: s.objective)
         stats["primal_from"] = (
             "greedy"
