@@ -132,7 +132,9 @@ class Packer:
                 # EP group free, the group spans them (the kernel scores the slower fabric)
                 ep_level = lim["ep"]
             else:
-                ep_level = next((lv for lv in range(chain, lim["ep"] - 1, -1) if cap[lv] >= need), None)
+                ep_level = next(
+                    (lv for lv in range(chain, lim["ep"] - 1, -1) if cap[lv] >= need), None
+                )
             if ep_level is None:
                 return None
         else:
