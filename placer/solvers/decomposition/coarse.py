@@ -386,16 +386,24 @@ def _value_var(
     concave quadratic in the units n (valid while lost0 + a n_max <= 1), and V <= K g n."""
     step = op.step
     g_min = eff * (1 - min(1.0, lost0 + a * n_min))
-    V = lm.var(f"value[{label}]", 0, math.ceil(K * g_min * n_max) + 1)
-    lm.maximize(V, 1.0)
-    lm.add({V: 1.0, **{v: -K * g_min * step for v in tot}}, "<=", 1.0)
+    top = K * g_min * n_max
+    # V is an integer count of r vu, r a power of ten about 1e-4 of the option's largest
+    # value (at most 1 vu): V <= f(n)/r + b rounds f up by less than r when the option is
+    # chosen and is 0 when it is not (a constant slack would credit every unchosen option
+    # and make options worth less than the slack look alike)
+    r = 10.0 ** min(0, max(-4, math.floor(math.log10(max(top, 1e-12))) - 4))
+    V = lm.var(f"value[{label}]", 0, math.ceil(top / r) + 1)
+    lm.maximize(V, r)
+    lm.add({V: 1.0, **{v: -K * g_min * step / r for v in tot}, op.b: -1.0}, "<=", 0.0)
     if a > 0 and lost0 + a * n_max <= 1 and n_max > n_min:
         k = tangents
         pts = sorted({int(round(n_min + (n_max - n_min) * q / (k - 1))) for q in range(k)})
         for nk in pts:
             h = K * eff * ((1 - lost0) * nk - a * nk * nk)
             slope = K * eff * ((1 - lost0) - 2 * a * nk)
-            lm.add({V: 1.0, **{v: -slope * step for v in tot}, op.b: -(h - slope * nk)}, "<=", 1.0)
+            row = {V: 1.0, **{v: -slope * step / r for v in tot}}
+            row[op.b] = -((h - slope * nk) / r + 1.0)
+            lm.add(row, "<=", 0.0)
 
 
 def _training_option(

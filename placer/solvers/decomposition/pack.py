@@ -125,9 +125,16 @@ class Packer:
         if wide:
             chain = min(group, max(lim["pp"], lim["dp"] if training else 0))
         if training and job.ep > 1 and B == 1:
-            ep_level = next(
-                (lv for lv in range(chain, lim["ep"] - 1, -1) if cap[lv] >= job.ep * tp * pp), None
-            )
+            need = job.ep * tp * pp
+            if wide and lim["ep"] <= chain and cap[lim["ep"]] >= need:
+                # EP groups of consecutive units in the widest domain the EP scope allows:
+                # when running jobs and unavailable GPUs leave no narrow domain with a whole
+                # EP group free, the group spans them (the kernel scores the slower fabric)
+                ep_level = lim["ep"]
+            else:
+                ep_level = next(
+                    (lv for lv in range(chain, lim["ep"] - 1, -1) if cap[lv] >= need), None
+                )
             if ep_level is None:
                 return None
         else:
@@ -152,7 +159,7 @@ class Packer:
         and chains in the narrowest or the widest allowed domain (when pp > 1); when tp > 1
         also TP groups in the widest domain the TP scope allows, (1, wide, True)."""
         out: list[tuple] = [(1, False)]
-        if job.pp > 1:
+        if job.pp > 1 or (job.kind == "training" and job.ep > 1):
             out.append((1, True))
         if job.tp > 1:
             out.append((1, job.pp > 1, True))
