@@ -293,14 +293,13 @@ def _compact(inst: Instance, placement) -> dict:
     return {"jobs": jobs, "blocks": blocks}
 
 
-def _rescore(data: dict, offer: str, force: str, plan: dict) -> float | None:
-    """The objective of another sweep point's placement under this point's parameters,
+def _rescore(inst: Instance, plan: dict) -> float | None:
+    """The objective of another sweep point's placement on this point's (forced) instance,
     checked (None if it breaks a rule here, e.g. a latency bound that a latency factor
     tightened)."""
     try:
-        inst = load_instance(_forced(data, offer, force))
         res = finalize(inst, "neighbour", list(plan["jobs"]), plan["blocks"], {}, None, 0.0)
-    except (InstanceError, SolverError):
+    except SolverError:
         return None
     return res.objective
 
@@ -511,29 +510,33 @@ def _polish(data, param, name, solved: dict[float, list[dict]], factors, tick=No
     scores higher; repeated until nothing changes, so a good plan travels along the sweep.
     The bounds are each point's own."""
     fs = sorted(factors)
+    tried: set[tuple[float, int, float]] = set()  # (factor, side, where the plan was found)
     changed = True
     while changed:
         changed = False
         for i, f in enumerate(fs):
             for side, force in enumerate(("accept", "decline")):
                 mine = solved[f][side]
+                inst = None  # this point's forced instance, loaded once for both neighbours
                 for j in (i - 1, i + 1):
                     if not 0 <= j < len(fs):
                         continue
                     other = solved[fs[j]][side]
-                    plan = other.get("plan")
-                    if plan is None or plan is mine.get("plan"):
+                    plan, origin = other.get("plan"), other.get("plan_from", fs[j])
+                    if plan is None or plan is mine.get("plan") or (f, side, origin) in tried:
                         continue
-                    key = ("tried", id(plan))
-                    if mine.get(key):
-                        continue
-                    mine[key] = True
-                    v = _rescore(scaled(data, param, f, name), name, force, plan)
+                    tried.add((f, side, origin))
+                    if inst is None:
+                        try:
+                            inst = load_instance(_forced(scaled(data, param, f, name), name, force))
+                        except InstanceError:
+                            break
+                    v = _rescore(inst, plan)
                     if tick:
                         tick(0, "polishing")
                     best = mine["objective"]
                     if v is not None and (best is None or v > best + 1e-9 * max(1.0, abs(v))):
-                        mine.update(objective=v, plan=plan, plan_from=other.get("plan_from", fs[j]))
+                        mine.update(objective=v, plan=plan, plan_from=origin)
                         changed = True
 
 

@@ -254,12 +254,7 @@ class Bounds:
                     alpha = float(ix.wan_lat_us[off].min())
                     W = float(ix.wan_bw_GBps[off].max())
                 else:
-                    pairs = [(a, b) for a, b in itertools.combinations(sites, 2)]
-                    alpha = max(float(ix.wan_lat_us[a, b]) for a, b in pairs)
-                    links = set()
-                    for a, b in pairs:
-                        links.update(ix.wan_path_links.get((a, b), ()))
-                    W = min((float(ix.link_bw_GBps[x]) for x in links), default=0.0)
+                    alpha, W, _ = set_wan(ix, sites)
                 if not np.isfinite(alpha) or W <= 0:
                     return 0.0
                 wan = all_reduce_ms(kk, m, S * job.unit_size, alpha, W)
@@ -279,11 +274,21 @@ class Bounds:
         per_unit = min(float(ix.node_fail_per_day[s]) for s in sites) * job.unit_size / gpn
         link_fail = 0.0
         if k > 1 and not any_multi:
-            links = set()
-            for a, b in itertools.combinations(sites, 2):
-                links.update(ix.wan_path_links.get((a, b), ()))
-            link_fail = sum(float(ix.link_fail_per_day[x]) for x in links)
+            link_fail = set_wan(ix, sites)[2]
         return eff, link_fail * hours_lost, per_unit * hours_lost
+
+
+def set_wan(ix, sites) -> tuple[float, float, float]:
+    """A set of sites' WAN: the largest path latency between two of them, the smallest
+    bandwidth of a link on those paths (0 if none) and the summed failures per day of
+    those links."""
+    pairs = list(itertools.combinations(sites, 2))
+    alpha = max((float(ix.wan_lat_us[a, b]) for a, b in pairs), default=0.0)
+    links: set[int] = set()
+    for a, b in pairs:
+        links.update(ix.wan_path_links.get((a, b), ()))
+    W = min((float(ix.link_bw_GBps[x]) for x in links), default=0.0)
+    return alpha, W, sum(float(ix.link_fail_per_day[x]) for x in links)
 
 
 def _domains_with_type(ix, level: int, s: int, t: int, free: np.ndarray) -> int:
@@ -745,12 +750,7 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
                 * step
                 for s, t in sk
             }
-            lost0 = 0.0
-            if len(sites) > 1:
-                links = set()
-                for x, y in itertools.combinations(sites, 2):
-                    links.update(ix.wan_path_links.get((x, y), ()))
-                lost0 = sum(float(ix.link_fail_per_day[k]) for k in links) * per_event
+            lost0 = set_wan(ix, sites)[2] * per_event if len(sites) > 1 else 0.0
             lo_l = lost0 + min(a_st.values()) * -(-n_min // step)
             hi_l = lost0 + max(a_st.values()) * (job.units_max // step)
             edges = _lost_brackets(lo_l, min(hi_l, 1.0), ratio)
@@ -929,12 +929,7 @@ def _mixed_comm(c: _Ctx, job: Job, sites: tuple[int, ...], sk, n: int, every_sit
         if k == 1:
             t_dp = part
         else:
-            pairs = list(itertools.combinations(sites, 2))
-            alpha = max(float(ix.wan_lat_us[x, y]) for x, y in pairs)
-            links = set()
-            for x, y in pairs:
-                links.update(ix.wan_path_links.get((x, y), ()))
-            W = min((float(ix.link_bw_GBps[x]) for x in links), default=0.0)
+            alpha, W, _ = set_wan(ix, sites)
             if not np.isfinite(alpha) or W <= 0:
                 return math.inf
             wan = all_reduce_ms(k, m, S * job.unit_size, alpha, W) / job.cross_site_every

@@ -483,43 +483,37 @@ class DecompositionSolver(Solver):
                 candidates.append(
                     primal_from_coarse(inst, co, sol.values, p_deadline, order="tight")
                 )
+            # mixed-type jobs' options value units optimistically (a proven bound needs
+            # that). Two more plans, no bound taken from them: those options priced at what
+            # the packing realised, which weighs their size against the other jobs' truly;
+            # and the same with each such job at its fewest units (its size trades its own
+            # goodput against the other jobs' GPUs, which the re-priced model still weighs
+            # with the mixed options' optimistic communication figures)
             repriced = reprice_mixed(inst, co, sol.values, candidates[0])
-            if repriced is not None and (
-                deadline is None or time.perf_counter() < started + 0.5 * (deadline - started)
-            ):
-                # mixed-type jobs' options value units optimistically (a proven bound needs
-                # that); a second plan with them priced at what the packing realised weighs
-                # their size against the other jobs' truly (no bound is taken from it)
-                progress(stage="re-priced coarse model", elapsed=time.perf_counter() - started)
-                left2 = None if deadline is None else 0.25 * (deadline - time.perf_counter())
-                sol2 = self.solve_coarse(
-                    repriced,
-                    max(left2, 0.05) if left2 is not None else None,
+            extra = []
+            if repriced is not None:
+                extra = [
+                    ("repriced", repriced, 0.5, 0.25),
+                    ("fewest_units_plan", at_fewest_units(inst, co, repriced), 0.55, 0.2),
+                ]
+            for key, model, until, share in extra:
+                if model is None or (
+                    deadline is not None
+                    and time.perf_counter() >= started + until * (deadline - started)
+                ):
+                    continue
+                progress(stage=f"coarse model: {key}", elapsed=time.perf_counter() - started)
+                left_x = None if deadline is None else share * (deadline - time.perf_counter())
+                sol_x = self.solve_coarse(
+                    model,
+                    max(left_x, 0.05) if left_x is not None else None,
                     seed,
                     threads,
                     **options,
                 )
-                if sol2.values is not None:
-                    candidates += both_orders(inst, co, sol2.values, p_deadline)
-                    stats["repriced"] = True
-                # and the same with each such job at its fewest units: its size trades its
-                # own goodput against the other jobs' GPUs, which the re-priced model still
-                # weighs with the mixed options' optimistic communication figures
-                smallest = at_fewest_units(inst, co, repriced)
-                if smallest is not None and (
-                    deadline is None or time.perf_counter() < started + 0.55 * (deadline - started)
-                ):
-                    left3 = None if deadline is None else 0.2 * (deadline - time.perf_counter())
-                    sol3 = self.solve_coarse(
-                        smallest,
-                        max(left3, 0.05) if left3 is not None else None,
-                        seed,
-                        threads,
-                        **options,
-                    )
-                    if sol3.values is not None:
-                        candidates += both_orders(inst, co, sol3.values, p_deadline)
-                        stats["fewest_units_plan"] = True
+                if sol_x.values is not None:
+                    candidates += both_orders(inst, co, sol_x.values, p_deadline)
+                    stats[key] = True
             progress(
                 stage="greedy",
                 bound=sol.bound,
