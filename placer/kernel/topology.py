@@ -312,15 +312,7 @@ class TopologyIndex:
             av.flags.writeable = False
             changes["available"] = av
         if wan_from is not None:
-            wl, wb, paths, pl, lbw, lfail = _wan(wan_from, self.site_index)
-            changes.update(
-                wan_lat_us=wl,
-                wan_bw_GBps=wb,
-                wan_path_links=paths,
-                pair_links=pl,
-                link_bw_GBps=lbw,
-                link_fail_per_day=lfail,
-            )
+            changes.update(_wan(wan_from, self.site_index))
         return dataclasses.replace(self, **changes)
 
     # ------------------------------------------------------------------ build
@@ -446,7 +438,6 @@ class TopologyIndex:
             if gt.power_kW is not None:
                 tpow[i] = gt.power_kW
             tspeed[i] = gt.speed
-        wl, wb, paths, pl, lbw, lfail = _wan(inst, site_index)
         index = cls(
             levels=levels,
             site_names=[s.name for s in topo.sites],
@@ -471,12 +462,7 @@ class TopologyIndex:
             ),
             type_power_kW=tpow,
             type_speed=tspeed,
-            wan_lat_us=wl,
-            wan_bw_GBps=wb,
-            wan_path_links=paths,
-            pair_links=pl,
-            link_bw_GBps=lbw,
-            link_fail_per_day=lfail,
+            **_wan(inst, site_index),
             site_index=site_index,
         )
         problems = []
@@ -499,7 +485,7 @@ class TopologyIndex:
 
 
 def _wan(inst: Instance, site_index: dict[str, int]):
-    """Min-latency WAN paths with SPEC 6's tie-breaks."""
+    """Min-latency WAN paths with SPEC 6's tie-breaks: the index's WAN fields by name."""
     topo = inst.topology
     S = len(topo.sites)
     W = len(topo.wan)
@@ -543,7 +529,14 @@ def _wan(inst: Instance, site_index: dict[str, int]):
             bw[x, y] = min(lbw[list(links)])
             paths[(x, y)] = links
             pl[x * S + y, list(links)] = True
-    return lat, bw, paths, pl, lbw, lfail
+    return {
+        "wan_lat_us": lat,
+        "wan_bw_GBps": bw,
+        "wan_path_links": paths,
+        "pair_links": pl,
+        "link_bw_GBps": lbw,
+        "link_fail_per_day": lfail,
+    }
 
 
 set_index_builder(TopologyIndex.build)
