@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from placer.check import check_compiled
 from placer.errors import ArgumentTypeError, SolverError, UsageError
-from placer.kernel.compiled import Compiled
+from placer.kernel.compiled import Compiled, jobs_under
 from placer.kernel.score import Score, score_compiled
 from placer.model import Instance, Placement, Status
 
@@ -146,13 +146,22 @@ def finalize(
     started: float,
     proven_optimal: bool = False,
     stats: dict[str, Any] | None = None,
+    job_plans: list[int | None] | None = None,
 ) -> Result:
-    """Check, score and package a placement; raise SolverError on any violation."""
+    """Check, score and package a placement; raise SolverError on any violation.
+    `job_plans` (v3): each job's chosen plan (index into its `plans`)."""
     ix = inst.index
+    plans = [
+        (k if k is not None else job.default_plan) if job.plans else None
+        for job, k in zip(inst.jobs, job_plans or [None] * len(inst.jobs))
+    ]
+    jobs = jobs_under(inst, plans)
     cp = Compiled(
         [np.asarray(g, np.int64) for g in job_gpus],
         offer_blocks,
-        [len(g) // j.unit_size for g, j in zip(job_gpus, inst.jobs)],
+        [len(g) // j.unit_size for g, j in zip(job_gpus, jobs)],
+        job_plans=plans,
+        declared_plans=[j.plan for j in jobs],
     )
     violations = check_compiled(inst, cp)
     if violations:
@@ -160,7 +169,7 @@ def finalize(
             f"backend {solver!r} produced an infeasible placement (a bug): "
             + "; ".join(str(v) for v in violations[:5])
         )
-    sc = score_compiled(inst, cp.job_gpus, cp.offer_blocks)
+    sc = score_compiled(inst, cp.job_gpus, cp.offer_blocks, plans)
     obj = sc.objective
     if bound is not None and bound < obj:
         # a bound below a feasible placement's score is a bug in the bound, never hidden
@@ -173,16 +182,15 @@ def finalize(
     gap = gap_of(obj, bound)
     status = OPTIMAL if (proven_optimal or (gap is not None and gap <= 1e-9)) else FEASIBLE
     seconds = time.perf_counter() - started
-    jobs = []
-    for job, g in zip(inst.jobs, cp.job_gpus):
-        row: dict[str, Any] = {
-            "name": job.name,
-            "units": len(g) // job.unit_size,
-            "gpus": ix.gpu_ids(g),
-        }
+    rows = []
+    for job, g in zip(jobs, cp.job_gpus):
+        row: dict[str, Any] = {"name": job.name, "units": len(g) // job.unit_size}
+        if len(g) and job.plan is not None:
+            row["plan"] = job.plan
+        row["gpus"] = ix.gpu_ids(g)
         if job.name in reasons and len(g) // job.unit_size < job.units_max:
             row["reason"] = reasons[job.name]
-        jobs.append(row)
+        rows.append(row)
     leases = []
     for o, bl in zip(inst.offers, offer_blocks):
         if bl:
@@ -202,7 +210,7 @@ def finalize(
             "bound": bound,
             "gap": gap,
             "seconds": round(seconds, 3),
-            "jobs": jobs,
+            "jobs": rows,
             "leases": leases,
             "score": sc.to_dict(),
         }
