@@ -177,7 +177,6 @@ class _LiveState(State):
         self.gpu_power = np.nan_to_num(ix.type_power_kW[ix.gpu_type], nan=0.0)
         self.job_gpus = [np.asarray(g, np.int64) for g in job_gpus]
         self.offer_blocks = [list(b) for b in offer_blocks]
-        self.reasons = {}
         self.free = ix.available.copy()
         held = np.zeros(ix.n_gpus, bool)
         for g in self.job_gpus:

@@ -446,6 +446,9 @@ class Instance(_Open):
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
     _index: Any = PrivateAttr(default=None)
+    # the solvers' virtual instance of one job per plan (v3) keeps its groups here
+    # (:mod:`placer.solvers.plans`); None for an instance read from a file
+    _plan_groups: Any = PrivateAttr(default=None)
 
     @property
     def warnings(self) -> list[str]:

@@ -36,6 +36,7 @@ from placer.kernel.score import evaluate_job, job_hours
 from placer.model import Instance, Job
 from placer.solvers.decomposition.construct import scope_ok
 from placer.solvers.decomposition.linmodel import LinModel
+from placer.solvers.plans import must_place, siblings
 
 
 @dataclass
@@ -568,6 +569,7 @@ def build(inst: Instance) -> Coarse:
         bw_max=ix.link_bw_GBps.copy(),
     )
     c.power_rows = {s: {} for s in range(ix.n_sites)}
+    group_opts: dict[int, list[Option]] = {}  # SPEC v3: the options of all of a job's plans
     for j, job in enumerate(inst.jobs):
         if j in pinned:
             _add_pinned(c, job)
@@ -584,6 +586,9 @@ def build(inst: Instance) -> Coarse:
             _add_mixed_option(c, j, job, job_opts)
         _add_stay_option(c, j, job, job_opts)
         _add_job_rows(c, job, job_opts)
+        group_opts.setdefault(siblings(inst, j)[0], []).extend(job_opts)
+    for j, opts in group_opts.items():
+        _add_group_rows(c, j, opts)
     _add_leases(c)
     _add_spread_rows(c)
     _add_lease_group_rows(c)
@@ -995,15 +1000,22 @@ def _add_stay_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None:
     job_opts.append(op)
 
 
+def _add_group_rows(c: _Ctx, j: int, opts: list[Option]) -> None:
+    """One option per job, over the options of all its plans (SPEC v3), and exactly one for
+    a running, non-preemptible job."""
+    if not opts:
+        return
+    name = c.inst.jobs[j].name
+    c.lm.add({op.b: 1.0 for op in opts}, "<=", 1, f"one option {name}")
+    if must_place(c.inst, j):
+        c.lm.add({op.b: 1.0 for op in opts}, ">=", 1, f"placed {name}")
+
+
 def _add_job_rows(c: _Ctx, job: Job, job_opts: list[Option]) -> None:
-    """One option per job (exactly one for running, non-preemptible jobs); each option's
-    GPUs in the capacity, power and whole-node rows."""
+    """Each option's GPUs in the capacity, power and whole-node rows."""
     if not job_opts:
         return
-    ix, lm = c.ix, c.lm
-    lm.add({op.b: 1.0 for op in job_opts}, "<=", 1, f"one option {job.name}")
-    if job.current and not job.preemptible:
-        lm.add({op.b: 1.0 for op in job_opts}, ">=", 1, f"placed {job.name}")
+    ix = c.ix
     node_tp = job.effective_scope()["tp"] == ix.levels[-1] and job.tp > 1
     for op in job_opts:
         per = job.unit_size * op.step
