@@ -12,18 +12,73 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from placer.errors import PlacerError
 
+
+def _reflow(text: str | None) -> str | None:
+    """Help text as paragraphs without hard line breaks: a docstring's single newlines become
+    spaces (typer's rich panels would print them), blank lines stay; a paragraph opening with
+    click's \\b marker keeps its lines."""
+    if not text:
+        return text
+    paras = text.split("\n\n")
+    return "\n\n".join(
+        p if p.startswith("\b") else " ".join(x.strip() for x in p.splitlines()) for p in paras
+    )
+
+
+class _Group(TyperGroup):
+    """The top-level command group: on construction (typer builds it with every command and
+    sub-group already made) the help of each command, sub-command and parameter is reflowed,
+    so no help line breaks mid-sentence whichever branch added the command."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        todo: list[click.Command] = [self]
+        while todo:
+            cmd = todo.pop()
+            cmd.help = _reflow(cmd.help)
+            cmd.short_help = _reflow(cmd.short_help)
+            for prm in cmd.params:
+                if getattr(prm, "help", None):
+                    prm.help = _reflow(prm.help)
+            todo.extend(getattr(cmd, "commands", {}).values())
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     help="placer: place AI jobs on multi-campus GPU clusters and lease out whole blocks.",
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from placer import __version__
+
+        typer.echo(f"placer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print placer's version and exit.",
+    ),
+) -> None:
+    pass
 # wide enough for the tables when piped (rich falls back to 80 columns off a terminal)
 _WIDTH = None if sys.stdout.isatty() else 150
 out = Console(highlight=False, width=_WIDTH)
