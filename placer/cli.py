@@ -79,6 +79,8 @@ def _options(
     ),
 ) -> None:
     pass
+
+
 # wide enough for the tables when piped (rich falls back to 80 columns off a terminal)
 _WIDTH = None if sys.stdout.isatty() else 150
 out = Console(highlight=False, width=_WIDTH)
