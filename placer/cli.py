@@ -632,7 +632,7 @@ def decide(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from placer.decision import decide as decide_fn
-    from placer.decision import plot
+    from placer.decision import plot, sweeps_arg
 
     inst = _load(instance)
     if not as_json:
@@ -641,6 +641,10 @@ def decide(
     if jobs is not None and jobs < 1:
         err.print(f"[red]error:[/red] --jobs: must be >= 1, got {jobs}")
         raise typer.Exit(2)
+    try:
+        sweep = sweeps_arg(sweep, inst, flag="--sweep")
+    except PlacerError as e:
+        _fail(e)
     kwargs = dict(
         offer=offer,
         sweeps=sweep,
