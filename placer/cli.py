@@ -1024,7 +1024,7 @@ def replay(
 
     inst = _load(instance)
     try:
-        evs = load_events(events)
+        evs = load_events(events, inst)
         res = run(
             inst,
             evs,
