@@ -127,7 +127,8 @@ def write(name: str, data: dict) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     p = d / f"{name}.json"
     p.write_text(json.dumps(data, indent=1) + "\n")
-    print(f"wrote {p.relative_to(ROOT)}" + ("" if _record else " (not the record: --record)"))
+    shown = p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
+    print(f"wrote {shown}" + ("" if _record else " (not the record: --record)"))
     return p
 
 
