@@ -403,3 +403,54 @@ def test_matching_rules():
     assert not matches(["a"], ["a", "b"])
     assert matches(["worth +6.5 M vu"], ["worth +6.7 M vu"], 0.05)
     assert not matches(["worth +6.5 M vu"], ["worth +7.5 M vu"], 0.05)
+
+
+# ------------------------------------------------------------------------------- figures
+def test_the_instances_table_lists_every_bundled_instance_with_its_counts():
+    import placer
+
+    text = (ROOT / "instances" / "README.md").read_text()
+    rows = {}
+    for line in text.split("\n\n")[1].splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0].strip("`")] = cells
+    assert set(rows) == {p.name for p in (ROOT / "instances").glob("*.yaml")}
+    for name, (_, _, sites, gpus, jobs, offers) in rows.items():
+        inst = placer.load_instance(ROOT / "instances" / name)
+        ix = inst.index
+        assert int(sites) == ix.n_sites, name
+        assert gpus == f"{ix.n_gpus:,} ({int(ix.available.sum()):,})", name
+        running = sum(1 for j in inst.jobs if j.current)
+        pinned = sum(1 for j in inst.jobs if j.current and j.pinned)
+        want = str(len(inst.jobs))
+        if running:
+            want += f" ({running} running" + (f", {pinned} pinned)" if pinned else ")")
+        assert jobs == want, name
+        assert int(offers.split()[0]) == len(inst.offers), name
+        assert not inst.warnings, name
+
+
+def test_the_submit_figures_quoted_are_those_of_bench_results_cluster_json():
+    import json
+
+    s = json.loads((ROOT / "bench" / "results" / "cluster.json").read_text())["summary"]
+    median, speedup = f"{s['submit_median_ms']:.1f} ms", f"{s['speedup_of_medians']:.0f}x"
+    for page, pattern in [
+        ("README.md", r"`Cluster\.submit` on a loaded colossus[^\n]*"),
+        ("docs/scheduler.md", r"Measured: median [^\n]*\n[^\n]*"),
+        ("docs/benchmarks.md", r"\| `submit`, median over[^\n]*\n[^\n]*\n[^\n]*\n[^\n]*"),
+    ]:
+        m = re.search(pattern, (ROOT / page).read_text())
+        assert m, page
+        quoted = m.group(0)
+        assert median in quoted and speedup in quoted, (page, median, speedup, quoted)
+    # and the rest of the run's table
+    for k in (
+        "submit_p95_ms",
+        "submit_max_ms",
+        "submit_median_placed_ms",
+        "submit_median_not_placed_ms",
+        "compared_submit_median_ms",
+    ):
+        assert re.search(rf"\b{s[k]:.1f}\b", quoted), (k, quoted)
+    assert f"{s['full_solve_median_s']:.2f} s" in quoted
