@@ -337,6 +337,9 @@ def pages(tmp_path_factory):
         p.namespace.clear()
 
 
+_SAME: dict[str, tuple[int, str]] = {}  # slow commands quoted on several pages run once
+
+
 def _result(s: Snippet, pages) -> tuple[int, str]:
     """Run `s` after every earlier fast snippet of its page (once each)."""
     page = pages(s.page)
@@ -344,7 +347,13 @@ def _result(s: Snippet, pages) -> tuple[int, str]:
         if t.page != s.page or t.line > s.line:
             continue
         if t.line not in page.done and (t is s or not (_rule(SKIP, t) or _rule(SLOW, t))):
-            page.done[t.line] = run(t, page)
+            if t.kind in ("inline", "console") and _rule(SLOW, t):
+                # the same command reads the same repository files wherever it is quoted
+                if t.code not in _SAME:
+                    _SAME[t.code] = run(t, page)
+                page.done[t.line] = _SAME[t.code]
+            else:
+                page.done[t.line] = run(t, page)
     return page.done[s.line]
 
 
