@@ -16,14 +16,13 @@ failure.
    link that carries the most jobs; each repair is timed, its snapshot checked by the
    package's checker and by the independent reference (tests/reference.py).
 
-Writes bench/results/cluster.json.
+Writes cluster.json (bench/results/ with --record, else bench/out/).
 
-    python -m bench.cluster [--arrivals 40] [--compare 6] [--time-limit 20]
+    python -m bench.cluster [--arrivals 40] [--compare 6] [--time-limit 20] [--record]
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import statistics
@@ -31,7 +30,7 @@ import time
 
 import numpy as np
 
-from bench.common import ROOT, load_reference, machine, write
+from bench.common import ROOT, load_reference, machine, parser, write
 
 
 def arrivals(n: int) -> list[dict]:
@@ -71,7 +70,7 @@ def check_both(c, ref) -> dict:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--arrivals", type=int, default=40)
     ap.add_argument("--compare", type=int, default=6)
     ap.add_argument("--time-limit", type=float, default=20.0)

@@ -12,18 +12,75 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from placer.errors import PlacerError
 
+
+def _reflow(text: str | None) -> str | None:
+    """Help text as paragraphs without hard line breaks: a docstring's single newlines become
+    spaces (typer's rich panels would print them), blank lines stay; a paragraph opening with
+    click's \\b marker keeps its lines."""
+    if not text:
+        return text
+    paras = text.split("\n\n")
+    return "\n\n".join(
+        p if p.startswith("\b") else " ".join(x.strip() for x in p.splitlines()) for p in paras
+    )
+
+
+class _Group(TyperGroup):
+    """The top-level command group: on construction (typer builds it with every command and
+    sub-group already made) the help of each command, sub-command and parameter is reflowed,
+    so no help line breaks mid-sentence whichever branch added the command."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        todo: list[click.Command] = [self]
+        while todo:
+            cmd = todo.pop()
+            cmd.help = _reflow(cmd.help)
+            cmd.short_help = _reflow(cmd.short_help)
+            for prm in cmd.params:
+                if getattr(prm, "help", None):
+                    prm.help = _reflow(prm.help)
+            todo.extend(getattr(cmd, "commands", {}).values())
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     help="placer: place AI jobs on multi-campus GPU clusters and lease out whole blocks.",
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from placer import __version__
+
+        typer.echo(f"placer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print placer's version and exit.",
+    ),
+) -> None:
+    pass
+
+
 # wide enough for the tables when piped (rich falls back to 80 columns off a terminal)
 _WIDTH = None if sys.stdout.isatty() else 150
 out = Console(highlight=False, width=_WIDTH)
@@ -575,7 +632,7 @@ def decide(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from placer.decision import decide as decide_fn
-    from placer.decision import plot
+    from placer.decision import plot, sweeps_arg
 
     inst = _load(instance)
     if not as_json:
@@ -584,6 +641,10 @@ def decide(
     if jobs is not None and jobs < 1:
         err.print(f"[red]error:[/red] --jobs: must be >= 1, got {jobs}")
         raise typer.Exit(2)
+    try:
+        sweep = sweeps_arg(sweep, inst, flag="--sweep")
+    except PlacerError as e:
+        _fail(e)
     kwargs = dict(
         offer=offer,
         sweeps=sweep,
@@ -963,7 +1024,7 @@ def replay(
 
     inst = _load(instance)
     try:
-        evs = load_events(events)
+        evs = load_events(events, inst)
         res = run(
             inst,
             evs,

@@ -32,6 +32,7 @@ Imports the model, the loader and the API; the Ray engine imports ray only when 
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 import os
 import time
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from placer.api import _instance_arg, load_instance, solve
-from placer.errors import InstanceError, SolverError, UsageError
+from placer.errors import ArgumentTypeError, InstanceError, SolverError, UsageError
 from placer.kernel.blocks import eligible_blocks
 from placer.model import Instance, Status
 from placer.solvers.base import finalize
@@ -167,35 +168,98 @@ class Sweep:
     n: int = 5
 
     @classmethod
-    def parse(cls, text: str) -> Sweep:
+    def parse(cls, text: str, where: str = "sweep") -> Sweep:
+        """``"PARAM=LO:HI[:N]"`` -> a checked Sweep; errors name `where` (``sweeps[1]``,
+        ``--sweep``)."""
+        if not isinstance(text, str):
+            raise ArgumentTypeError(
+                f"{where}: expected a 'PARAM=LO:HI[:N]' string, got {type(text).__name__}"
+            )
         name, sep, rng = text.partition("=")
         parts = rng.split(":")
         if not sep or len(parts) not in (2, 3):
-            raise UsageError(f"--sweep {text!r}: expected PARAM=LO:HI[:N]")
+            raise UsageError(f"{where}: {text!r}: expected PARAM=LO:HI[:N]")
         try:
             lo, hi = float(parts[0]), float(parts[1])
             n = int(parts[2]) if len(parts) == 3 else 5
         except ValueError:
-            raise UsageError(f"--sweep {text!r}: LO and HI must be numbers, N an integer") from None
-        return cls(name, lo, hi, n).checked()
+            raise UsageError(
+                f"{where}: {text!r}: LO and HI must be numbers, N an integer"
+            ) from None
+        return cls(name, lo, hi, n).checked(where)
 
-    def checked(self) -> Sweep:
+    def checked(self, where: str = "sweep") -> Sweep:
+        for k in ("lo", "hi", "n"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int if k == "n" else int | float):
+                raise ArgumentTypeError(
+                    f"{where}: {k}: expected {'an integer' if k == 'n' else 'a number'}, "
+                    f"got {type(v).__name__}"
+                )
+        if not isinstance(self.param, str):
+            raise ArgumentTypeError(
+                f"{where}: param: expected a string, got {type(self.param).__name__}"
+            )
         ok = self.param in SWEEP_PARAMS[:-1] or (
             self.param.startswith("jobs.") and self.param.endswith(".cross_site_every")
         )
         if not ok:
             raise UsageError(
-                f"sweep {self.param!r}: unknown parameter; valid: {', '.join(SWEEP_PARAMS)}"
+                f"{where}: {self.param!r}: unknown parameter; valid: {', '.join(SWEEP_PARAMS)}"
             )
         if not (math.isfinite(self.lo) and math.isfinite(self.hi)) or not 0 < self.lo < self.hi:
-            raise UsageError(f"sweep {self.param}: need 0 < LO < HI, got {self.lo}:{self.hi}")
+            raise UsageError(f"{where}: {self.param}: need 0 < LO < HI, got {self.lo}:{self.hi}")
         if not 2 <= self.n <= 200:
-            raise UsageError(f"sweep {self.param}: N must be in 2..200, got {self.n}")
+            raise UsageError(f"{where}: {self.param}: N must be in 2..200, got {self.n}")
         return self
+
+    @property
+    def job(self) -> str | None:
+        """The job a ``jobs.NAME.cross_site_every`` sweep scales (None for other params)."""
+        if self.param.startswith("jobs."):
+            return self.param[len("jobs.") : -len(".cross_site_every")]
+        return None
 
     def factors(self) -> list[float]:
         r = (self.hi / self.lo) ** (1.0 / (self.n - 1))
         return [self.lo * r**i for i in range(self.n)]
+
+
+def sweeps_arg(sweeps: Any, instance: Instance, flag: str | None = None) -> list[Sweep]:
+    """`decide`'s `sweeps` argument as checked Sweeps, before any solve runs.
+
+    One ``"PARAM=LO:HI[:N]"`` string or :class:`Sweep`, or an iterable of them (None: no
+    sweep). Anything else raises :class:`ArgumentTypeError` naming ``sweeps`` (``sweeps[2]``
+    for an item); a bad sweep or a ``jobs.NAME`` naming no job of the instance raises
+    :class:`UsageError` naming it. `flag` names the CLI option instead (``--sweep``).
+    """
+    if sweeps is None:
+        return []
+    if isinstance(sweeps, str | Sweep):
+        sweeps = [sweeps]
+    elif isinstance(sweeps, bytes | dict) or not isinstance(sweeps, Iterable):
+        raise ArgumentTypeError(
+            f"{flag or 'sweeps'}: expected a 'PARAM=LO:HI[:N]' string, a Sweep or a list of "
+            f"them, got {type(sweeps).__name__}"
+        )
+    names = {j.name for j in instance.jobs}
+    out = []
+    for i, s in enumerate(sweeps):
+        where = flag or f"sweeps[{i}]"
+        if isinstance(s, Sweep):
+            s = s.checked(where)
+        elif isinstance(s, str):
+            s = Sweep.parse(s, where)
+        else:
+            raise ArgumentTypeError(
+                f"{where}: expected a 'PARAM=LO:HI[:N]' string or a Sweep, got {type(s).__name__}"
+            )
+        if s.job is not None and s.job not in names:
+            near = difflib.get_close_matches(s.job, sorted(names), n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise UsageError(f"{where}: {s.param}: no job named {s.job!r} in the instance{hint}")
+        out.append(s)
+    return out
 
 
 def scaled(data: dict, param: str, factor: float, offer: str | None = None) -> dict:
@@ -217,7 +281,7 @@ def scaled(data: dict, param: str, factor: float, offer: str | None = None) -> d
             if offer is None or o["name"] == offer:
                 o["price_per_gpu_hour"] = float(o["price_per_gpu_hour"]) * factor
     elif param.startswith("jobs."):
-        name = param[len("jobs.") : -len(".cross_site_every")]
+        name = param[len("jobs.") : -len(".cross_site_every")]  # checked by sweeps_arg
         jobs = [j for j in d["jobs"] if j.get("name") == name]
         if not jobs:
             raise UsageError(f"sweep {param}: no job named {name!r}")
@@ -422,7 +486,7 @@ def _decision(inst: Instance, name: str, acc: Side, dec: Side) -> OfferDecision:
 def decide(
     instance: Instance,
     offer: str | None = None,
-    sweeps: Iterable[Sweep | str] = (),
+    sweeps: Iterable[Sweep | str] | Sweep | str | None = (),
     engine: str = "local",
     jobs: int | None = None,
     time_limit: float | None = 60.0,
@@ -438,7 +502,8 @@ def decide(
     ----------
     instance : a loaded :class:`Instance`.
     offer : an offer's name; None = every offer.
-    sweeps : :class:`Sweep` or ``"PARAM=LO:HI[:N]"`` strings.
+    sweeps : one ``"PARAM=LO:HI[:N]"`` string or :class:`Sweep`, or a list of them; all are
+        checked (and ``jobs.NAME`` looked up) before any solve runs.
     engine : ``local`` (a process pool of `jobs` workers) or ``ray`` (``RAY_ADDRESS``, or a
         local Ray started with `jobs` CPUs).
     time_limit, seed, solver, options : passed to every solve (one thread each).
@@ -453,9 +518,7 @@ def decide(
     if not names:
         raise UsageError("the instance has no lease offer to decide on")
     chosen = [offer] if offer is not None else names
-    sw = [s if isinstance(s, Sweep) else Sweep.parse(s) for s in sweeps]
-    for s in sw:
-        s.checked()
+    sw = sweeps_arg(sweeps, instance)
     if not (isinstance(tolerance, int | float) and 0 < tolerance < 10):
         raise UsageError(f"tolerance: must be in (0, 10), got {tolerance!r}")
     data = instance.model_dump(mode="json", exclude_none=True)

@@ -47,8 +47,17 @@ from placer.errors import InstanceError, UsageError
 from placer.io import _pydantic_problems, parse_text, read_text
 from placer.kernel.score import job_hours
 from placer.model import Instance, Job
+from placer.model.semantic import check_structure
 
-__all__ = ["Event", "Events", "generate_trace", "load_events", "policies", "replay"]
+__all__ = [
+    "Event",
+    "Events",
+    "generate_trace",
+    "load_events",
+    "policies",
+    "replay",
+    "submit_problems",
+]
 
 
 class Event(BaseModel):
@@ -83,9 +92,27 @@ class Events(BaseModel):
     trace: dict[str, Any] | None = Field(None, description="How the trace was made.")
 
 
-def load_events(src: str | Path | dict) -> list[Event]:
+def submit_problems(instance: Instance, events: list[Event]) -> list[tuple[str, str]]:
+    """Each submitted job checked with `instance`'s rules (the ones :meth:`Cluster.submit`
+    applies: SPEC 1.2 fields against its GPU types, levels and fabric), located at its event
+    in `events` (``events[3].submit.compute_ms``)."""
+    problems: list[tuple[str, str]] = []
+    for i, e in enumerate(events):
+        if e.submit is None:
+            continue
+        tmp = instance.model_copy(update={"jobs": [e.submit], "leases": None})
+        problems += [
+            (loc.replace("jobs[0]", f"events[{i}].submit", 1), msg)
+            for loc, msg in check_structure(tmp).problems
+        ]
+    return problems
+
+
+def load_events(src: str | Path | dict, instance: Instance | None = None) -> list[Event]:
     """Read and validate an events file (or parsed dict); errors name their place
-    (``events[3].submit.tp``). Returns the events sorted by time (stable)."""
+    (``events[3].submit.tp``). With `instance`, every submitted job is also checked with
+    its rules (:func:`submit_problems`), so a job the cluster would refuse is refused here,
+    at its event, before anything runs. Returns the events sorted by time (stable)."""
     data = src if isinstance(src, dict) else parse_text(read_text(src))
     try:
         ev = Events.model_validate(data)
@@ -105,6 +132,8 @@ def load_events(src: str | Path | dict) -> list[Event]:
             names[e.submit.name] = i
             if e.submit.current:
                 problems.append((f"events[{i}].submit.current", "an arriving job is not running"))
+    if instance is not None:
+        problems += submit_problems(instance, ev.events)
     if problems:
         raise InstanceError(problems)
     return sorted(ev.events, key=lambda e: e.at_hours)
@@ -266,6 +295,9 @@ def replay(
             raise UsageError(f"policy: unknown {p!r}; valid: {', '.join(valid)}")
     if replan_every is not None and not replan_every > 0:
         raise UsageError(f"replan_every: expected hours > 0, got {replan_every!r}")
+    problems = submit_problems(instance, events)
+    if problems:  # before any policy runs, located in the list given
+        raise InstanceError(problems)
     end = instance.horizon_hours if until is None else float(until)
     out = {}
     for p in names:
