@@ -120,14 +120,14 @@ def _type_warnings(hw: Hardware, jobs: list[JobPlans]) -> list[str]:
         th = hw.types[t]
         if th.memory_from.startswith("catalogue") and not th.catalogue_exact:
             out.append(f"gpu_types.{t}: read as the catalogue's {th.memory_from[10:]}")
-    ref = next(
-        (
-            hw.types[t]
-            for t in sorted(hw.types)
-            if hw.types[t].speed == 1.0 and "bf16" in hw.types[t].peak_TFLOPS
-        ),
-        None,
-    )
+    # the reference: the speed-1 type with a known peak that has the most GPUs
+    count = {t: sum(site.cap.get(t, [0])[0] for site in hw.sites) for t in hw.types}
+    refs = [
+        hw.types[t]
+        for t in hw.types
+        if hw.types[t].speed == 1.0 and "bf16" in hw.types[t].peak_TFLOPS
+    ]
+    ref = min(refs, key=lambda r: (-count[r.name], r.name)) if refs else None
     if ref is None:
         return out
     for t in used:

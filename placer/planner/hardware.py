@@ -266,7 +266,7 @@ def _allowed(hw: Hardware, sh: Shape, dim: str, site: SiteHW, j: int) -> bool:
 def _narrowest(
     hw: Hardware, sh: Shape, dim: str, site: SiteHW, cap: list[int], n: int
 ) -> int | None:
-    """The narrowest level of `site` whose domain holds n GPUs of the pool and is allowed."""
+    """The narrowest allowed level of `site` whose domain holds n (GPUs or units, as `cap`)."""
     for j in range(len(cap) - 1, -1, -1):
         if cap[j] >= n and _allowed(hw, sh, dim, site, j):
             return j
@@ -280,10 +280,8 @@ def _cross_ok(hw: Hardware, sh: Shape, dim: str, idx: list[int]) -> bool:
     bound = sh.max_latency_us.get(dim)
     for a in idx:
         for b in idx:
-            if a != b and (
-                hw.wan_lat_us[a][b] == math.inf
-                or (bound is not None and hw.wan_lat_us[a][b] > bound)
-            ):
+            lat = hw.wan_lat_us[a][b]
+            if a != b and (lat == math.inf or (bound is not None and lat > bound)):
                 return False
     return True
 
@@ -297,53 +295,69 @@ def _pool_cap(site: SiteHW, pool: list[str], L: int) -> list[int]:
     return [sum(r[0] for r in rows)] + [max(r[j] for r in rows) for j in range(1, L)]
 
 
+def _unit_view(cap: list[int], tp_j: int, tp: int, stages: int) -> tuple[int, list[int]] | None:
+    """Where the units of `stages` TP groups of `tp` GPUs go at best. Every TP group lies in
+    one domain of level tp_j (g = cap[tp_j] // tp groups each); a unit with stages <= g lies in
+    one such domain (as many units as fit, never across two), a longer one takes ceil(stages
+    / g) whole domains of level tp_j inside one domain of a wider level. Returns (k, per): k
+    the level of the unit's domain (where its slowest PP boundary meets), per[j] the units one
+    domain of level j holds (0 below k); None when a unit fits in no domain."""
+    g = cap[tp_j] // tp
+    if g < 1:
+        return None
+    L = len(cap)
+    if stages <= g:
+        k, per_k = tp_j, g // stages
+    else:
+        need = -(-stages // g)  # domains of level tp_j per unit
+        k = next((j for j in range(tp_j - 1, -1, -1) if cap[j] // cap[tp_j] >= need), -1)
+        if k < 0:
+            return None
+        per_k = (cap[k] // cap[tp_j]) // need
+    return k, [(cap[j] // cap[k]) * per_k if j <= k else 0 for j in range(L)]
+
+
 def _in_site_times(
-    hw: Hardware, sh: Shape, site: SiteHW, cap: list[int], units: int, unit_gpus: int, stages: int
-) -> tuple[dict[str, float], dict[str, str]] | None:
-    """T and levels of the TP, PP (inside the site) and EP groups of `units` units whose
-    `stages` pipeline stages lie in this site (unit_gpus = tp * stages); DP is left out."""
+    hw: Hardware, sh: Shape, site: SiteHW, cap: list[int], units: int, stages: int
+) -> tuple[dict[str, float], dict[str, str], list[int]] | None:
+    """T and levels of the TP groups, the PP boundaries inside the site and the EP groups of
+    `units` units of `stages` TP groups in this site, and the units one domain of each level
+    holds (for DP); None when they fit no allowed domain."""
+    tp_j = _narrowest(hw, sh, "tp", site, cap, sh.tp)
+    if tp_j is None:
+        return None
+    view = _unit_view(cap, tp_j, sh.tp, stages)
+    if view is None:
+        return None
+    k, per = view
     c = sh.comm
     T: dict[str, float] = {}
     where: dict[str, str] = {}
     if sh.tp > 1:
-        j = _narrowest(hw, sh, "tp", site, cap, sh.tp)
-        if j is None:
-            return None
-        T["tp"] = float(
-            all_reduce_ms(
-                sh.tp,
-                c.get("tp_messages", 1.0),
-                c.get("tp_MB", 0.0),
-                site.lat_us[j],
-                site.bw_GBps[j],
-            )
-        )
-        where["tp"] = hw.levels[j]
+        m, S = c.get("tp_messages", 1.0), c.get("tp_MB", 0.0)
+        T["tp"] = float(all_reduce_ms(sh.tp, m, S, site.lat_us[tp_j], site.bw_GBps[tp_j]))
+        where["tp"] = hw.levels[tp_j]
     if stages > 1:
-        j = _narrowest(hw, sh, "pp", site, cap, unit_gpus)
-        if j is None:
+        if not _allowed(hw, sh, "pp", site, k):
             return None
-        T["pp"] = float(
-            pp_boundary_ms(
-                c.get("pp_messages", 1.0), c.get("pp_MB", 0.0), site.lat_us[j], site.bw_GBps[j]
-            )
-        )
-        where["pp"] = hw.levels[j]
+        m, S = c.get("pp_messages", 1.0), c.get("pp_MB", 0.0)
+        T["pp"] = float(pp_boundary_ms(m, S, site.lat_us[k], site.bw_GBps[k]))
+        where["pp"] = hw.levels[k]
     if sh.ep > 1 and units >= sh.ep:
-        j = _narrowest(hw, sh, "ep", site, cap, sh.ep * unit_gpus)
+        j = _narrowest(hw, sh, "ep", site, per, sh.ep)
         if j is None:
             return None
-        T["ep"] = float(
-            reduce_scatter_ms(
-                sh.ep,
-                c.get("ep_messages", 1.0),
-                c.get("ep_MB", 0.0),
-                site.lat_us[j],
-                site.bw_GBps[j],
-            )
-        )
+        m, S = c.get("ep_messages", 1.0), c.get("ep_MB", 0.0)
+        T["ep"] = float(reduce_scatter_ms(sh.ep, m, S, site.lat_us[j], site.bw_GBps[j]))
         where["ep"] = hw.levels[j]
-    return T, where
+    return T, where, per
+
+
+def _worst(into: tuple[dict, dict], T: dict[str, float], where: dict[str, str]) -> None:
+    """Keep the slowest group of each dimension (SPEC 4: T_X is the slowest group)."""
+    for d, v in T.items():
+        if v >= into[0].get(d, -1.0):
+            into[0][d], into[1][d] = v, where[d]
 
 
 def _step(sh: Shape, c_ms: float, T: dict[str, float]) -> tuple[float, float]:
@@ -354,42 +368,41 @@ def _step(sh: Shape, c_ms: float, T: dict[str, float]) -> tuple[float, float]:
     return comp + sum((1.0 - sh.overlap.get(d, 0.0)) * T.get(d, 0.0) for d in DIMS), comp
 
 
+def _dp_ms(sh: Shape, n: int, lat: float, bw: float, scatter_only: bool = False) -> float:
+    m, S = sh.comm.get("dp_messages", 1.0), sh.comm.get("dp_MB", 0.0)
+    f = reduce_scatter_ms if scatter_only else all_reduce_ms
+    return float(f(n, m, S, lat, bw))
+
+
 def _packed(hw: Hardware, sh: Shape, pool: list[str], c_ms: float, units: int) -> Estimate | None:
-    """Units each inside one domain; DP over all units, in one site or (scope allowing)
-    hierarchically over the fewest sites that hold them."""
+    """Each unit inside one domain of its best level; DP over all units, in one site or
+    (scope allowing) hierarchically over the fewest sites that hold them."""
     L = len(hw.levels)
-    u = sh.tp * sh.pp
     best: Estimate | None = None
     caps = [_pool_cap(s, pool, L) for s in hw.sites]
+    site_units = []
     for s, cap in zip(hw.sites, caps):
-        r = _in_site_times(hw, sh, s, cap, units, u, sh.pp)
+        r = _in_site_times(hw, sh, s, cap, units, sh.pp)
+        site_units.append(r[2][0] if r is not None else 0)
         if r is None:
             continue
-        T, where = r
+        T, where, per = r
         if units > 1:
-            j = _narrowest(hw, sh, "dp", s, cap, units * u)
+            j = _narrowest(hw, sh, "dp", s, per, units)
             if j is None:
                 continue
-            T["dp"] = float(
-                all_reduce_ms(
-                    units,
-                    sh.comm.get("dp_messages", 1.0),
-                    sh.comm.get("dp_MB", 0.0),
-                    s.lat_us[j],
-                    s.bw_GBps[j],
-                )
-            )
+            T["dp"] = _dp_ms(sh, units, s.lat_us[j], s.bw_GBps[j])
             where["dp"] = hw.levels[j]
         step, comp = _step(sh, c_ms, T)
         if best is None or step < best.step_ms:  # type: ignore[operator]
             best = Estimate(step, units, comp, T, where, "units packed", [s.name])
     if best is not None or units <= 1:
         return best
-    # over sites: the fewest sites (largest first) holding the units, each a DP part
-    order = sorted(range(len(hw.sites)), key=lambda i: (-(caps[i][0] // u), hw.sites[i].name))
+    # over sites: the fewest sites (most units first) holding the units, each a DP part
+    order = sorted(range(len(hw.sites)), key=lambda i: (-site_units[i], hw.sites[i].name))
     chosen, parts, left = [], [], units
     for i in order:
-        n = min(left, caps[i][0] // u)
+        n = min(left, site_units[i])
         if n <= 0:
             continue
         chosen.append(i)
@@ -399,30 +412,28 @@ def _packed(hw: Hardware, sh: Shape, pool: list[str], c_ms: float, units: int) -
             break
     if left or len(chosen) < 2 or not _cross_ok(hw, sh, "dp", chosen):
         return None
-    T = {}
-    where = {}
+    acc: tuple[dict[str, float], dict[str, str]] = ({}, {})
     rs = 0.0
-    m_dp, S_dp = sh.comm.get("dp_messages", 1.0), sh.comm.get("dp_MB", 0.0)
     for i, n in zip(chosen, parts):
-        s, cap = hw.sites[i], caps[i]
-        r = _in_site_times(hw, sh, s, cap, n, u, sh.pp)
+        s = hw.sites[i]
+        r = _in_site_times(hw, sh, s, caps[i], n, sh.pp)
         if r is None:
             return None
-        for d, v in r[0].items():
-            if v >= T.get(d, -1.0):
-                T[d], where[d] = v, r[1][d]
-        j = next(j for j in range(L - 1, -1, -1) if cap[j] >= n * u)
-        rs = max(rs, float(reduce_scatter_ms(n, m_dp, S_dp, s.lat_us[j], s.bw_GBps[j])))
-    alpha = max(hw.wan_lat_us[a][b] for a in chosen for b in chosen if a != b)
-    W = min(hw.wan_bw_GBps[a][b] for a in chosen for b in chosen if a != b)
+        _worst(acc, r[0], r[1])
+        j = next(j for j in range(L - 1, -1, -1) if r[2][j] >= n)
+        rs = max(rs, _dp_ms(sh, n, s.lat_us[j], s.bw_GBps[j], scatter_only=True))
+    T, where = acc
+    pairs = [(a, b) for a in chosen for b in chosen if a != b]
+    alpha = max(hw.wan_lat_us[a][b] for a, b in pairs)
+    W = min(hw.wan_bw_GBps[a][b] for a, b in pairs)
     k = len(chosen)
-    wan = float(all_reduce_ms(k, m_dp, S_dp * sh.tp * sh.pp, alpha, W))
+    m, S = sh.comm.get("dp_messages", 1.0), sh.comm.get("dp_MB", 0.0)
+    wan = float(all_reduce_ms(k, m, S * sh.tp * sh.pp, alpha, W))  # S_job: every DP group
     T["dp"] = 2.0 * rs + wan / sh.cross_site_every
     where["dp"] = f"WAN x{k}"
     step, comp = _step(sh, c_ms, T)
-    return Estimate(
-        step, units, comp, T, where, "DP over sites", [hw.sites[i].name for i in chosen]
-    )
+    names = [hw.sites[i].name for i in chosen]
+    return Estimate(step, units, comp, T, where, "DP over sites", names)
 
 
 def _stages_split(
@@ -439,65 +450,39 @@ def _stages_split(
         if sh.pp % k:
             continue
         stages = sh.pp // k
-        sub = sh.tp * stages
-        need = units * sub
-        order = sorted(range(len(hw.sites)), key=lambda i: (-caps[i][0], hw.sites[i].name))[:k]
-        if any(caps[i][0] < need for i in order) or not _cross_ok(hw, sh, "pp", order):
+        rs = [_in_site_times(hw, sh, s, cap, units, stages) for s, cap in zip(hw.sites, caps)]
+        ok = [i for i, r in enumerate(rs) if r is not None and r[2][0] >= units]
+        order = sorted(ok, key=lambda i: (-rs[i][2][0], hw.sites[i].name))[:k]  # type: ignore[index]
+        if len(order) < k or not _cross_ok(hw, sh, "pp", order):
             continue
-        T: dict[str, float] = {}
-        where: dict[str, str] = {}
-        ok = True
+        acc: tuple[dict[str, float], dict[str, str]] = ({}, {})
+        fits = True
         for i in order:
-            s, cap = hw.sites[i], caps[i]
-            r = _in_site_times(hw, sh, s, cap, units, sub, stages)
-            if r is None:
-                ok = False
-                break
+            s = hw.sites[i]
+            T, where, per = rs[i]  # type: ignore[misc]
+            T, where = dict(T), dict(where)
             if units > 1:
-                j = _narrowest(hw, sh, "dp", s, cap, need)
+                j = _narrowest(hw, sh, "dp", s, per, units)
                 if j is None:
-                    ok = False
+                    fits = False
                     break
-                r[0]["dp"] = float(
-                    all_reduce_ms(
-                        units,
-                        sh.comm.get("dp_messages", 1.0),
-                        sh.comm.get("dp_MB", 0.0),
-                        s.lat_us[j],
-                        s.bw_GBps[j],
-                    )
-                )
-                r[1]["dp"] = hw.levels[j]
-            for d, v in r[0].items():
-                if v >= T.get(d, -1.0):
-                    T[d], where[d] = v, r[1][d]
-        if not ok:
+                T["dp"], where["dp"] = _dp_ms(sh, units, s.lat_us[j], s.bw_GBps[j]), hw.levels[j]
+            _worst(acc, T, where)
+        if not fits:
             continue
-        S_job = sh.comm.get("pp_MB", 0.0) * (k - 1) * sh.tp * units
+        T, where = acc
+        S_job = sh.comm.get("pp_MB", 0.0) * (k - 1) * sh.tp * units  # every chain crosses k-1
+        m = sh.comm.get("pp_messages", 1.0)
         hop = max(
-            float(
-                pp_boundary_ms(
-                    sh.comm.get("pp_messages", 1.0),
-                    S_job,
-                    hw.wan_lat_us[a][b],
-                    hw.wan_bw_GBps[a][b],
-                )
-            )
+            float(pp_boundary_ms(m, S_job, hw.wan_lat_us[a][b], hw.wan_bw_GBps[a][b]))
             for a, b in zip(order, order[1:])
         )
         if hop >= T.get("pp", -1.0):
             T["pp"], where["pp"] = hop, f"WAN x{k}"
         step, comp = _step(sh, c_ms, T)
         if best is None or step < best.step_ms:  # type: ignore[operator]
-            best = Estimate(
-                step,
-                units,
-                comp,
-                T,
-                where,
-                f"stages over {k} sites",
-                [hw.sites[i].name for i in order],
-            )
+            names = [hw.sites[i].name for i in order]
+            best = Estimate(step, units, comp, T, where, f"stages over {k} sites", names)
     return best
 
 

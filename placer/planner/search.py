@@ -5,9 +5,10 @@ Algorithm overview
    memory size (the instance's `memory_GB`, else the catalogue) and a dense peak for the
    model's precision.
 2. Shapes: tp a power of two dividing the heads, up to the NVLink domain of some type (the
-   node, or the rack of NVL72-style sites written with trays as nodes), one shape per TP
-   level (types whose NVLink domain holds the group at the same level share it); pp a
-   divisor of the layer count; ep (MoE) with experts divisible by tp * ep; every
+   node, or the rack of NVL72-style sites written with trays as nodes); the plan is for
+   the types whose NVLink domain holds the group, its TP scope the widest level any of them
+   needs (GB200 trays: the rack; the H100 node still holds the group); pp a divisor of the
+   layer count; ep (MoE) with experts divisible by tp * ep; every
    recomputation choice asked for; every variant. All within the planner's ranges.
 3. dp and microbatches: the most units of tp * pp GPUs within `planner.gpus` such that dp x
    microbatches x micro_batch is the global batch (within `batch_slack`); min_dp from
@@ -322,13 +323,12 @@ def plan_job(job: dict, ji: int, hw: Hardware, warnings: list[str]) -> tuple[lis
     for tp in _pow2_upto(max(s.cap.get(t, [0])[0] for s in hw.sites for t in types)):
         if ms.hidden % tp or ms.heads % tp or not allowed(ps.tp, tp):
             continue
-        by_level: dict[str, list[str]] = {}
-        for t in types:
-            lv = hw.tp_domain(t, tp)
-            if lv is not None:
-                by_level.setdefault(lv, []).append(t)
-        for lv, ts in sorted(by_level.items(), key=lambda kv: -levels.index(kv[0])):
-            tps.append((tp, lv, ts))
+        # the types whose NVLink domain holds the group; the plan's TP scope is the widest
+        # level any of them needs (a bound: on the others the group still fits a node)
+        needed = {t: hw.tp_domain(t, tp) for t in types}
+        ts = [t for t in types if needed[t] is not None]
+        if ts:
+            tps.append((tp, min((needed[t] for t in ts), key=levels.index), ts))  # type: ignore[arg-type]
     pps = [p for p in _divisors(ms.layers) if allowed(ps.pp, p)]
     dropped: dict[str, int] = {}
     infos: list[PlanInfo] = []
@@ -437,9 +437,7 @@ def _plan_name(
     if ep > 1:
         parts.append(f"ep{ep}")
     if len(rcs) > 1 or rc != "selective":
-        parts.append(
-            {"none": "no-recompute", "selective": "selective", "full": "full-recompute"}[rc]
-        )
+        parts.append({"none": "norc", "selective": "sel", "full": "full"}[rc])
     return "-".join(parts)
 
 

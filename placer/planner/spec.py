@@ -141,14 +141,17 @@ def _parse(cls: type[BaseModel], raw: Any, loc: str) -> tuple[Any, list[tuple[st
 
 
 def _yaml_hint(msg: str) -> str:
-    """YAML 1.1 (PyYAML) reads `70.6e9` as a string: say how to write it."""
+    """YAML 1.1 (PyYAML) reads `70.6e9` and `141e+9` as strings: say how to write them."""
     m = re.match(r"must be a number, not str '(.*)'$", msg)
     if m:
         try:
             float(m.group(1))
         except ValueError:
             return msg
-        return msg + " (YAML reads an exponent without a sign as text: write 70.6e+9)"
+        return (
+            msg + " (YAML reads an exponent as text unless the number has a dot and the"
+            " exponent a sign: write 70.6e+9 or 141.0e+9)"
+        )
     return msg
 
 
