@@ -535,7 +535,7 @@ def test_bundled_example_expands_to_spec_plans():
 def test_placer_plans_prints_each_jobs_plans():
     res = run("plans", EXAMPLE)
     assert res.exit_code == 0, res.stdout
-    assert "llama-70b" in res.stdout and "GB/GPU" in res.stdout and "best step" in res.stdout
+    assert "llama-70b" in res.stdout and "GB/GPU" in res.stdout and "meets at" in res.stdout
     res = run("plans", EXAMPLE, "--job", "llama-70b", "--json")
     assert res.exit_code == 0
     d = json.loads(res.stdout)

@@ -353,16 +353,26 @@ def traffic(
       max(4e7, 1e6 dp) parameters ([MLM]) give the message count.
     - EP (MoE): dispatch and combine all-to-alls, forward and backward, per layer per
       microbatch (4; 6 with full recomputation), each moving the GPU's b s/t tokens x top_k
-      x h x 2 B.
+      x h x 2 B. With ep = 1 (the experts spread over the unit's tp ranks) these
+      all-to-alls run inside the TP group and count as TP traffic, each as half an
+      all-reduce of its size (SPEC 4: (n-1)/n S/B against 2(n-1)/n S/B).
     """
     A = float(m.micro_batch) * m.seq_len * m.hidden * ACT_BYTES
     lps = m.layers // pp
     rc = 1.5 if recompute == "full" else 1.0
     out: dict[str, float] = {}
+    routed = float(m.micro_batch) * (m.seq_len / tp) * (m.top_k or 1) * m.hidden * ACT_BYTES
     if tp > 1:
         n = (2 if m.moe else 4) * rc * lps * microbatches
+        vol = n * A
+        if m.moe and ep == 1:
+            # the experts are spread over the unit's tp ranks: dispatch and combine run
+            # among them, each all-to-all costing half an all-reduce of its size (SPEC 4)
+            a2a = 4 * rc * lps * microbatches
+            n += a2a / 2
+            vol += a2a * routed / 2
         out["tp_messages"] = n
-        out["tp_bytes"] = n * A
+        out["tp_bytes"] = vol
     if pp > 1:
         out["pp_messages"] = 2.0 * microbatches
         out["pp_bytes"] = 2.0 * microbatches * A / tp
@@ -370,10 +380,9 @@ def traffic(
     out["dp_bytes"] = worst * grad_bytes * (1.5 if zero == 3 else 1.0)
     out["dp_messages"] = float(max(1, math.ceil(worst / max(4e7, 1e6 * dp))))
     if m.moe and ep > 1:
-        assert m.top_k is not None
         n = 4 * rc * lps * microbatches
         out["ep_messages"] = n
-        out["ep_bytes"] = n * m.micro_batch * (m.seq_len / tp) * m.top_k * m.hidden * ACT_BYTES
+        out["ep_bytes"] = n * routed
     return Traffic(**out)
 
 

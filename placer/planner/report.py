@@ -35,27 +35,21 @@ def _short(x: float) -> str:
 
 
 def headers(jp: JobPlans) -> list[str]:
-    """Column names of a job's table: one column per candidate GPU type (its HBM)."""
+    """Column names of a job's table: one column per candidate GPU type."""
     moe = jp.model is not None and jp.model.moe
     cols = ["plan", "mb", "GPUs", "GB/GPU"]
-    cols += [f"{t} {_hbm(jp, t)}GB" for t in jp.types]
-    cols += ["MB/step " + ("tp/pp/dp/ep" if moe else "tp/pp/dp"), "compute", "best step", "levels"]
+    cols += list(jp.types)
+    cols += ["MB/step " + ("tp/pp/dp/ep" if moe else "tp/pp/dp"), "compute", "best: meets at"]
     cols.append("eff.")
     return cols
 
 
-def _hbm(jp: JobPlans, t: str) -> str:
-    for p in jp.plans:
-        if t in p.fits:
-            return f"{p.fits[t][0]:g}"
-    return "?"
-
-
 def row(jp: JobPlans, p: PlanInfo) -> list[str]:
     """One plan: its name (tp, pp, dp, ep), microbatches, GPUs (min_dp..dp units), memory per
-    GPU of its worst stage, per type whether it fits and the best step there, traffic per
-    GPU per step per dimension, compute time on a speed-1 GPU, the best step, the levels
-    where its groups meet at best, and its efficiency there."""
+    GPU of its worst stage, per type the step at the best level there ("no": it does not fit
+    in memory; "-": not a type of this plan), traffic per GPU per step per dimension,
+    compute time on a speed-1 GPU, the levels where its groups meet in the fastest case, and
+    its efficiency there."""
     pl = p.plan
     moe = jp.model is not None and jp.model.moe
     u = pl["tp"] * pl["pp"]
@@ -70,18 +64,18 @@ def row(jp: JobPlans, p: PlanInfo) -> list[str]:
         else:
             e = p.estimates.get(t)
             ok = e is not None and e.step_ms is not None
-            cells.append(f"fits {_ms(e.step_ms)}" if ok else "fits, nowhere")  # type: ignore[union-attr]
+            cells.append(_ms(e.step_ms) if ok else "nowhere")  # type: ignore[union-attr]
     c = pl["comm"]
     dims = ("tp", "pp", "dp") + (("ep",) if moe else ())
     cells.append("/".join(_short(c[f"{d}_MB"]) if f"{d}_MB" in c else "-" for d in dims))
     cells.append(_ms(pl["compute_ms"]))
     best = p.best()
     if best is None:
-        cells += ["fits nowhere", "-", "-"]
+        cells += ["fits nowhere", "-"]
     else:
         pool, e = best
-        cells.append(f"{_ms(e.step_ms)} {pool}" + (f" x{e.units}" if e.units != pl["dp"] else ""))
-        cells.append("/".join(e.where.get(d, "-") for d in dims))
+        at = "/".join(e.where.get(d, "-") for d in dims)
+        cells.append(at + (f" ({e.units} units)" if e.units != pl["dp"] else ""))
         cells.append(f"{p.efficiency:.3f}")
     return cells
 
@@ -121,8 +115,8 @@ def type_lines(exp: Expansion) -> list[str]:
         th = hw.types[t]
         peaks = ", ".join(f"{k} {v:,g}" for k, v in th.peak_TFLOPS.items()) or "none"
         out.append(
-            f"{t}: {th.memory_GB:g} GB ({th.memory_from}); dense peak TFLOP/s {peaks}"
-            f" ({th.peak_from or '-'}); speed {th.speed:g}"
+            f"{t}: {th.memory_GB:g} GB ({th.memory_from}), dense peak TFLOP/s {peaks}"
+            f" ({th.peak_from or '-'}), speed {th.speed:g}"
         )
     return out
 

@@ -558,13 +558,13 @@ def _dominates(a: tuple, b: tuple) -> bool:
 
 def pareto(infos: list[PlanInfo]) -> list[PlanInfo]:
     """The plans no other plan dominates (criteria of :meth:`PlanInfo.criteria`)."""
-    order = sorted(infos, key=lambda i: (i.criteria(), i.name))
-    front: list[PlanInfo] = []
-    for i in order:
-        c = i.criteria()
-        if not any(_dominates(f.criteria(), c) for f in front):
-            front.append(i)
-    return front
+    # sorted lexicographically, no plan can dominate one before it: one pass suffices
+    order = sorted(((i.criteria(), i.name, i) for i in infos), key=lambda x: x[:2])
+    front: list[tuple[tuple, PlanInfo]] = []
+    for c, _, i in order:
+        if not any(_dominates(f, c) for f, _ in front):
+            front.append((c, i))
+    return [i for _, i in front]
 
 
 def _select(infos: list[PlanInfo], k: int, current: Any, n_variants: int) -> list[PlanInfo]:
