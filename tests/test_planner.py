@@ -28,7 +28,7 @@ from placer.planner.search import pareto
 from placer.validate import instance_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "instances" / "model-plans.yaml"
+EXAMPLE = ROOT / "docs" / "examples" / "model-plans.yaml"
 V3 = "plans" in Job.model_fields  # SPEC v3 loading (the integrator's part 1)
 needs_v3 = pytest.mark.skipif(not V3, reason="SPEC v3 plans are not loaded by this placer yet")
 

@@ -494,7 +494,8 @@ def _candidate(
         b = getattr(tr, f"{d}_bytes")
         if b > 0:
             comm[f"{d}_MB"] = _sig(b / MB)
-            comm[f"{d}_messages"] = _sig(getattr(tr, f"{d}_messages"))
+            n = _sig(getattr(tr, f"{d}_messages"))
+            comm[f"{d}_messages"] = int(n) if float(n).is_integer() else n
     stage = F.stage_flops_per_microbatch(model, split, pp, rc)
     c_type = {t: m * stage / tp / (peak[t] * 1e12 * ps.mfu) * 1000.0 for t in ok_types}
     ref = [t for t in ok_types if hw.types[t].speed == 1.0]
