@@ -588,3 +588,27 @@ def test_formulas_module_has_no_third_party_imports():
     # the planner's formulas are plain Python: usable anywhere, checked by hand
     src = Path(F.__file__).read_text()
     assert "import numpy" not in src and "import pydantic" not in src
+
+
+def test_batch_slack_lets_the_units_use_more_gpus():
+    # tp 8 x pp 5 = 40 GPUs per unit: 25 units fit 1,000 GPUs, but the largest divisor of a
+    # 1,024-sequence batch under 25 is 16; a 10% slack allows 25 x 41 = 1,025 sequences
+    job = llama70b(planner={"gpus": 1000, "tp": [8], "pp": [5]})
+    del job["planner"]["min_gpus"]
+    (exact,) = expand_models(two_sites([job]))["jobs"][0]["plans"]
+    assert exact["dp"] == 16 and exact["microbatches"] == 64
+    job["planner"]["batch_slack"] = 0.1
+    (slack,) = expand_models(two_sites([job]))["jobs"][0]["plans"]
+    assert slack["dp"] == 25 and slack["microbatches"] == 41
+
+
+def test_a_current_plan_the_model_does_not_give_is_refused():
+    with pytest.raises(InstanceError) as e:
+        expand(two_sites([llama70b(current_plan="tp3-pp1-dp1")]))
+    assert e.value.problems[0][0] == "jobs[0].current_plan"
+    assert "not a plan this model gives" in e.value.problems[0][1]
+
+
+def test_placer_plans_on_a_file_without_models_says_so():
+    res = run("plans", ROOT / "instances" / "tiny.yaml")
+    assert res.exit_code == 0 and "describes a model" in res.stdout

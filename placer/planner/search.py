@@ -52,6 +52,7 @@ DERIVED = ("tp", "pp", "dp", "min_dp", "ep", "microbatches", "comm", "compute_ms
 STATE_BYTES = {"adam": 16.0, "sgd": 12.0}
 MB = 1e6
 GB = 1e9
+SLACK_SEARCH = 100_000  # most dp values tried with batch_slack
 EFFICIENCY_FLOOR = 0.5  # plans below this share of the job's best efficiency are not offered
 
 
@@ -210,7 +211,8 @@ def choose_dp(
     if slack > 0:
         top = min(hi, int(seqs * (1 + slack)))
         top -= top % ep
-        for dp in range(top, (best[0] if best else 0), -ep):
+        floor = max(best[0] if best else 0, top - SLACK_SEARCH * ep)  # bounded work
+        for dp in range(top, floor, -ep):
             if dp <= 0 or not allowed(spec.dp, dp):
                 continue
             m = max(1, round(seqs / dp))
@@ -296,7 +298,13 @@ def plan_job(job: dict, ji: int, hw: Hardware, warnings: list[str]) -> tuple[lis
         else:
             types.append(t)
     if not types:
-        why = "; ".join(f"{t}: {w}" for t, w in excluded.items()) or "the topology has none"
+        why = "; ".join(f"{t}: {w}" for t, w in excluded.items())
+        if not why:
+            why = (
+                f"the topology has none of the job's gpu_types {wanted}"
+                if isinstance(wanted, list)
+                else "the topology has no GPU"
+            )
         raise PlanError([(f"{base}.model", f"no GPU type can be planned ({why})")])
     peak = {
         t: (ps.peak_TFLOPS or {}).get(t) or hw.types[t].peak_TFLOPS[ms.precision] for t in types
@@ -406,7 +414,19 @@ def plan_job(job: dict, ji: int, hw: Hardware, warnings: list[str]) -> tuple[lis
         ]
         dropped[f"below {EFFICIENCY_FLOOR:g}x the best efficiency"] = len(placeable) - len(keep)
         placeable = keep
-    chosen = _select(placeable, ps.max_plans, job.get("current_plan"), len(variants))
+    current = job.get("current_plan")
+    if isinstance(current, str) and current not in {i.name for i in placeable}:
+        near = ", ".join(sorted(i.name for i in placeable)[:4])
+        raise PlanError(
+            [
+                (
+                    f"{base}.current_plan",
+                    f"{current!r} is not a plan this model gives (plans are named by their "
+                    f"shape, e.g. {near})",
+                )
+            ]
+        )
+    chosen = _select(placeable, ps.max_plans, current, len(variants))
     dropped["dominated or beyond max_plans"] = len(placeable) - len(chosen)
     dropped = {k: v for k, v in dropped.items() if v}
     chosen.sort(key=lambda i: (i.variant_index, -i.efficiency, i.name))
