@@ -612,3 +612,25 @@ def test_a_current_plan_the_model_does_not_give_is_refused():
 def test_placer_plans_on_a_file_without_models_says_so():
     res = run("plans", ROOT / "instances" / "tiny.yaml")
     assert res.exit_code == 0 and "describes a model" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "key, value, loc",
+    [
+        ("scope", {"dp": "hal"}, "jobs[0].scope.dp"),
+        ("scope", {"dq": "site"}, "jobs[0].scope.dq"),
+        ("max_latency_us", {"dp": "far"}, "jobs[0].max_latency_us.dp"),
+        ("overlap", {"dp": 2}, "jobs[0].overlap.dp"),
+        ("scope", "site", "jobs[0].scope"),
+    ],
+)
+def test_the_jobs_shared_keys_are_checked_before_they_enter_the_plans(key, value, loc):
+    with pytest.raises(InstanceError) as e:
+        expand(two_sites([llama70b(**{key: value})]))
+    assert [p[0] for p in e.value.problems] == [loc], e.value.problems
+
+
+def test_a_variants_overlap_replaces_only_the_keys_it_gives():
+    variants = [{"name": "v", "overlap": {"dp": 0.5}}]
+    plans = expand_models(two_sites([llama70b(planner={"variants": variants})]))["jobs"][0]
+    assert all(p["overlap"] == {"tp": 0.3, "pp": 0.7, "dp": 0.5} for p in plans["plans"])

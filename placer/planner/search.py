@@ -36,6 +36,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from placer.model.instance import CLUSTER, MaxLatency, Overlap, Scope
 from placer.planner import formulas as F
 from placer.planner.hardware import (
     Estimate,
@@ -45,7 +46,7 @@ from placer.planner.hardware import (
     effective_scope,
     pool_speed,
 )
-from placer.planner.spec import ModelSpec, PlannerSpec, Variant, allowed, parse
+from placer.planner.spec import ModelSpec, PlannerSpec, Variant, allowed, parse, parse_closed
 
 # job keys the planner derives: giving them beside `model:` is refused
 DERIVED = ("tp", "pp", "dp", "min_dp", "ep", "microbatches", "comm", "compute_ms", "plans")
@@ -310,13 +311,12 @@ def plan_job(job: dict, ji: int, hw: Hardware, warnings: list[str]) -> tuple[lis
         t: (ps.peak_TFLOPS or {}).get(t) or hw.types[t].peak_TFLOPS[ms.precision] for t in types
     }
     # job-level shared keys
-    raw_scope = job.get("scope") if isinstance(job.get("scope"), dict) else {}
+    shared = _shared_keys(job, base, levels)
+    raw_scope, raw_lat, raw_overlap = shared["scope"], shared["max_latency_us"], shared["overlap"]
     if "tp" in raw_scope:
         warnings.append(
             f"{base}.scope.tp: each plan's scope sets tp to the NVLink level the planner chose"
         )
-    raw_lat = job.get("max_latency_us") if isinstance(job.get("max_latency_us"), dict) else {}
-    raw_overlap = job.get("overlap") if isinstance(job.get("overlap"), dict) else {}
     cse = job.get("cross_site_every", 1)
     cse = cse if isinstance(cse, (int, float)) and not isinstance(cse, bool) and cse >= 1 else 1
     value = job.get("value")
@@ -355,7 +355,7 @@ def plan_job(job: dict, ji: int, hw: Hardware, warnings: list[str]) -> tuple[lis
                     {k: v for k, v in var.max_latency_us.model_dump().items() if v is not None}
                 )
             if var.overlap is not None:
-                overlap.update(var.overlap.model_dump())
+                overlap.update(var.overlap.model_dump(exclude_unset=True))
             if var.cross_site_every is not None:
                 v_cse = var.cross_site_every
             if var.value is not None:
@@ -432,6 +432,30 @@ def plan_job(job: dict, ji: int, hw: Hardware, warnings: list[str]) -> tuple[lis
     chosen.sort(key=lambda i: (i.variant_index, -i.efficiency, i.name))
     jp = JobPlans(ji, name, chosen, n_cand, dropped, types, excluded, model, ps.mfu, ms.precision)
     return [i.plan for i in chosen], jp
+
+
+def _shared_keys(job: dict, base: str, levels: list[str]) -> dict[str, dict]:
+    """The job's own `scope`, `max_latency_us` and `overlap` (shared by its plans), checked
+    as the loader checks them (they enter the plans and the best-level step)."""
+    out: dict[str, dict] = {}
+    problems: list[tuple[str, str]] = []
+    for key, cls in (("scope", Scope), ("max_latency_us", MaxLatency), ("overlap", Overlap)):
+        raw = job.get(key)
+        if raw is None:
+            out[key] = {}
+            continue
+        model, probs = parse_closed(cls, raw, f"{base}.{key}")
+        problems += probs
+        dumped = model.model_dump(exclude_unset=True) if model is not None else {}
+        out[key] = {k: v for k, v in dumped.items() if v is not None}
+    for d, lv in out["scope"].items():
+        if lv != CLUSTER and lv not in levels:
+            problems.append(
+                (f"{base}.scope.{d}", f"unknown level {lv!r} (levels: {levels} or 'cluster')")
+            )
+    if problems:
+        raise PlanError(problems)
+    return out
 
 
 def _check_variants(ps: PlannerSpec, levels: list[str], base: str, problems: list) -> None:

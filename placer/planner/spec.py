@@ -128,7 +128,7 @@ class PlannerSpec(_Closed):
     variants: list[Variant] | None = Field(None, description="Ways to run the job.")
 
 
-def _parse(cls: type[BaseModel], raw: Any, loc: str) -> tuple[Any, list[tuple[str, str]]]:
+def parse_closed(cls: type[BaseModel], raw: Any, loc: str) -> tuple[Any, list[tuple[str, str]]]:
     if not isinstance(raw, dict):
         return None, [(loc, "must be a mapping")]
     try:
@@ -169,11 +169,11 @@ def allowed(choice: Choice | None, value: int) -> bool:
 def parse(job: dict, ji: int) -> tuple[ModelSpec | None, PlannerSpec | None, list[tuple[str, str]]]:
     """Validate a job's `model` and `planner`, with the cross-field checks; located problems."""
     base = f"jobs[{ji}]"
-    m, p1 = _parse(ModelSpec, job.get("model"), f"{base}.model")
+    m, p1 = parse_closed(ModelSpec, job.get("model"), f"{base}.model")
     if "planner" not in job:
         p, p2 = None, [(f"{base}.planner", "is required with model: (at least planner.gpus)")]
     else:
-        p, p2 = _parse(PlannerSpec, job.get("planner"), f"{base}.planner")
+        p, p2 = parse_closed(PlannerSpec, job.get("planner"), f"{base}.planner")
     problems = p1 + p2
     if m is not None:
         loc = f"{base}.model"
