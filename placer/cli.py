@@ -1135,6 +1135,68 @@ def generate_trace_cmd(
         out.print(f"wrote {out_file}: {len(d['events'])} events")
 
 
+# ---------------------------------------------------------------- plans from a model (issue 15)
+@app.command("plans")
+def plans_cmd(
+    file: Path = typer.Argument(..., help="Instance file whose jobs describe their model."),
+    job: list[str] = typer.Option([], "--job", "-j", help="Only this job (repeatable)."),
+    write: Path | None = typer.Option(
+        None, "--write", "-w", help="Write the expanded SPEC v3 file here (YAML, or .json)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Every figure as JSON on stdout."),
+) -> None:
+    """Derive the plans of jobs that describe their model (docs/plans.md): shape, memory per
+    GPU type, traffic per step and the step time at the best level of each plan."""
+    from placer.errors import UsageError
+    from placer.io import parse_text, read_text
+    from placer.model import Job
+    from placer.planner import expand
+    from placer.planner import report as R
+    from placer.validate import instance_from_dict
+
+    try:
+        exp = expand(parse_text(read_text(file)))
+    except PlacerError as e:
+        _fail(e)
+    names = [j.name for j in exp.jobs]
+    for n in job:
+        if n not in names:
+            have = ", ".join(names) or "none"
+            _fail(UsageError(f"--job: no job {n!r} describes a model (those that do: {have})"))
+    if write is not None:
+        if "plans" in Job.model_fields:  # SPEC v3 loading: the written file must load
+            try:
+                instance_from_dict(exp.data)
+            except PlacerError as e:
+                _fail(e)
+        else:
+            w = f"this placer does not load SPEC v3 plans yet: {write} was not validated"
+            err.print(f"[yellow]warning:[/yellow] {w}", soft_wrap=True)
+        R.write_document(exp.data, write)
+        (err if as_json else out).print(f"wrote {write}")
+    shown = [j for j in exp.jobs if not job or j.name in job]
+    if as_json:
+        d = exp.to_dict()
+        d["jobs"] = [j.to_dict() for j in shown]
+        sys.stdout.write(json.dumps(d, indent=1) + "\n")
+        return
+    for w in exp.warnings:
+        err.print(f"[yellow]warning:[/yellow] {w}", soft_wrap=True)
+    if not exp.jobs:
+        out.print(f"no job of {file} describes a model (model:): nothing to plan")
+        return
+    for line in R.type_lines(exp):
+        out.print(line, soft_wrap=True)
+    for jp in shown:
+        t = Table(title=R.title(jp))
+        for c in R.headers(jp):
+            t.add_column(c, no_wrap=c != "plan")
+        for p in jp.plans:
+            t.add_row(*R.row(jp, p))
+        out.print(t)
+        out.print(R.footer(jp), soft_wrap=True)
+
+
 def main() -> None:
     """Console entry point."""
     try:

@@ -29,6 +29,7 @@ from placer.kernel.compiled import Compiled
 from placer.model import Instance
 from placer.model.instance import CLUSTER
 from placer.model.semantic import Findings, check_structure
+from placer.planner import expand
 
 
 def load_instance(path: str | Path) -> Instance:
@@ -48,8 +49,13 @@ def load_instance(path: str | Path) -> Instance:
 
 
 def instance_from_dict(data: Any) -> Instance:
-    """Validate already-parsed data (a dict as from YAML/JSON) into an :class:`Instance`."""
-    inst = instance_from_data(data)
+    """Validate already-parsed data (a dict as from YAML/JSON) into an :class:`Instance`.
+
+    Jobs with `model:` (a project extension, docs/plans.md) are first expanded into SPEC v3
+    `plans` by :func:`placer.planner.expand`."""
+    exp = expand(data)
+    inst = instance_from_data(exp.data)
+    inst._warnings.extend(exp.warnings)
     f = check_structure(inst)
     if f.problems:
         raise InstanceError(f.problems)
