@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 import placer
 from placer.cli import app
 from placer.errors import InstanceError
-from placer.model import Job
 from placer.planner import expand, expand_models
 from placer.planner import formulas as F
 from placer.planner.search import pareto
@@ -29,8 +28,6 @@ from placer.validate import instance_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "examples" / "model-plans.yaml"
-V3 = "plans" in Job.model_fields  # SPEC v3 loading (the integrator's part 1)
-needs_v3 = pytest.mark.skipif(not V3, reason="SPEC v3 plans are not loaded by this placer yet")
 
 DIMS = ("tp", "pp", "dp", "ep")
 PLAN_KEYS = {
@@ -573,7 +570,6 @@ def test_placer_plans_refuses_a_bad_model_and_writes_nothing(tmp_path):
     assert not out.exists() and list(tmp_path.iterdir()) == [bad]
 
 
-@needs_v3
 def test_the_expanded_file_loads_and_placer_plans_write_validates(tmp_path):
     inst = placer.load_instance(EXAMPLE)
     job = inst.job("llama-70b")
