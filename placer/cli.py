@@ -223,6 +223,25 @@ def show(
             j["running"],
         )
     out.print(t)
+    planned = [j for j in summary["jobs"] if j.get("plans")]
+    if planned:  # SPEC v3: each job's plans, its current one marked
+        t = Table(title="plans (* = current plan)")
+        for c in ("job", "plan", "tp x pp", "units", "GPUs max", "microbatches", "scope", "value"):
+            t.add_column(c)
+        for j in planned:
+            for p in j["plans"]:
+                mark = "*" if p["name"] == j["current_plan"] else ""
+                t.add_row(
+                    j["name"],
+                    p["name"] + mark,
+                    f"{p['tp']} x {p['pp']}",
+                    f"{p['units_min']}..{p['units_max']}",
+                    _fmt(p["gpus_max"]),
+                    _fmt(p["microbatches"]),
+                    " ".join(f"{k}:{v}" for k, v in p["scope"].items()),
+                    _fmt(p["value"]),
+                )
+        out.print(t)
     if summary["offers"]:
         t = Table(title="lease offers")
         for c in ("offer", "price/GPU-h", "level", "GPUs", "sites", "types", "committed"):
@@ -484,12 +503,18 @@ def render_solution(inst, res) -> None:
         )
     out.print(t)
     t = Table(title="jobs")
-    for c in ("job", "units", "GPUs", "type", "sites", "efficiency", "goodput", "value", "reason"):
-        t.add_column(c, justify="left" if c in ("job", "sites", "reason", "type") else "right")
+    # SPEC v3: a plan column only when some job has plans (v1/v2 output is unchanged)
+    planned = any(inst.job(j["name"]).plans for j in sm["jobs"])
+    cols = ("job", "units", "plan", "GPUs", "type", "sites", "efficiency", "goodput", "value")
+    for c in (*[c for c in cols if planned or c != "plan"], "reason"):
+        t.add_column(
+            c, justify="left" if c in ("job", "plan", "sites", "reason", "type") else "right"
+        )
     for j in sm["jobs"]:
         t.add_row(
             j["name"],
             f"{j['units']}/{j['units_max']}",
+            *([j["plan"] or ""] if planned else []),
             _fmt(j["gpus"]),
             j["type"],
             ",".join(j["sites"]),

@@ -32,7 +32,7 @@ import numpy as np
 
 from placer.kernel.capacity import allowed_types, dimension_level, smallest_units
 from placer.kernel.cost import all_reduce_ms, analyse_job, as_batch, reduce_scatter_ms
-from placer.kernel.score import evaluate_job, job_hours
+from placer.kernel.score import bubble, evaluate_job, job_hours
 from placer.model import Instance, Job
 from placer.solvers.decomposition.construct import scope_ok
 from placer.solvers.decomposition.linmodel import LinModel
@@ -265,7 +265,8 @@ class Bounds:
         else:
             comp = job.compute_ms / speed
             comm = sum((1 - getattr(job.overlap, d)) * v for d, v in T.items())
-            eff = comp / (comp + comm) if np.isfinite(comm) else 0.0
+            # SPEC v3: the 1F1B bubble stretches the compute part of the step
+            eff = comp / (comp * bubble(job) + comm) if np.isfinite(comm) else 0.0
         if job.kind == "inference":
             return eff, 0.0, 0.0
         # interruptions: at least units * tp*pp / (largest node) nodes, and the WAN links
@@ -775,7 +776,7 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
             eff = 1.0
             if job.compute_ms is not None:
                 c_max = job.compute_ms / s_min
-                eff = c_max / (c_max + comm)
+                eff = c_max / (c_max * bubble(job) + comm)
             g = eff * (1.0 - lo)  # at the slowest type's compute time: the largest
             label = f"{job.name},mixed,{'+'.join(ix.site_names[s] for s in sites)},{lo:.4f}"
             op = Option(j, "mixed", -1, tuple(sites), g, step=step)
@@ -847,14 +848,18 @@ def _mixed_value(
     ``balanced``), its compute time ``compute / speed`` and its efficiency at most
     ``c / (c + comm)``. f is concave and 1-homogeneous, so its tangent planes at mean speeds
     r between the slowest and fastest type are upper bounds through 0, exact at r: a value
-    variable below each of them. Without `compute_ms` the efficiency is 1: ``W`` itself."""
+    variable below each of them. Without `compute_ms` the efficiency is 1: ``W`` itself.
+    With the 1F1B bubble beta (SPEC v3) the efficiency is ``c / (beta c + comm)``, so f is
+    ``(1 / beta) f`` of the compute time ``beta * compute``."""
     us = job.unit_size * op.step
     K = scale * job.value
     if job.compute_ms is None:
         for (_s, t), v in op.parts.items():
             lm.maximize(v, K * float(ix.type_speed[t]) * us)
         return
-    a, b = job.compute_ms, comm
+    beta = bubble(job)
+    K /= beta
+    a, b = job.compute_ms * beta, comm
     V = lm.var(
         f"value[{label}]",
         0,
