@@ -733,15 +733,31 @@ def decide(
     out.print(t)
     for s in res.sweeps:
         t = Table(title=f"sweep {s.param} ({s.offer})")
-        for c in ("factor", "accept", "decline", "worth", "decision"):
+        planned = any(p.accept_plans or p.decline_plans for p in s.points)  # SPEC v3
+        cols = ("factor", "accept", "decline", "worth", "decision")
+        for c in (*cols, *(("plans (accept / decline)",) if planned else ())):
             t.add_column(c, justify="right")
         for p in s.points:
-            t.add_row(
-                f"x{p.factor:.4g}", _fmt(p.accept, 0), _fmt(p.decline, 0), _vu(p.worth), p.decision
-            )
+            row = [
+                f"x{p.factor:.4g}",
+                _fmt(p.accept, 0),
+                _fmt(p.decline, 0),
+                _vu(p.worth),
+                p.decision,
+            ]
+            if planned:
+                a, d = _plans(p.accept_plans, True), _plans(p.decline_plans, True)
+                row.append(f"{a} / {d}")
+            t.add_row(*row)
         out.print(t)
     for o in res.offers:
         out.print(_answer(inst, o), soft_wrap=True)
+        if o.accept.plans or o.decline.plans:
+            out.print(
+                f"  plans: accepting, {_plans(o.accept.plans)}; declining, "
+                f"{_plans(o.decline.plans)}",
+                soft_wrap=True,
+            )
     for s in res.sweeps:
         if s.break_even:
             b = s.break_even
@@ -753,6 +769,17 @@ def decide(
             out.print(f"{s.offer}: {s.param} does not flip the decision in its range")
     for p in paths:
         out.print(f"wrote {p}")
+
+
+def _plans(plans: dict[str, str], short: bool = False) -> str:
+    """job -> plan as text: `job runs plan` (or the plan alone, `short`) for one job,
+    `job=plan` pairs for several."""
+    if not plans:
+        return "-"
+    if len(plans) == 1:
+        ((job, plan),) = plans.items()
+        return plan if short else f"{job} runs {plan}"
+    return ", ".join(f"{j}={p}" for j, p in sorted(plans.items()))
 
 
 def _answer(inst, o) -> str:

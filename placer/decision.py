@@ -71,6 +71,7 @@ class Side:
     seconds: float
     gpus: int = 0  # leased GPUs of the offer (accept side)
     reason: str | None = None
+    plans: dict[str, str] = field(default_factory=dict)  # SPEC v3: job -> the plan it runs
 
 
 @dataclass
@@ -97,11 +98,13 @@ class OfferDecision:
                 "bound": self.accept.bound,
                 "gpus": self.accept.gpus,
                 "status": self.accept.status,
+                "plans": self.accept.plans,
             },
             "decline": {
                 "objective": self.decline.objective,
                 "bound": self.decline.bound,
                 "status": self.decline.status,
+                "plans": self.decline.plans,
             },
             "worth": self.worth,
             "worth_interval": self.worth_interval,
@@ -121,6 +124,9 @@ class SweepPoint:
     # neighbour polish: the factor whose placement (re-scored here) a side took, else None
     accept_plan_from: float | None = None
     decline_plan_from: float | None = None
+    # SPEC v3: each side's plan per job that has plans (job -> plan)
+    accept_plans: dict[str, str] = field(default_factory=dict)
+    decline_plans: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -287,6 +293,9 @@ def scaled(data: dict, param: str, factor: float, offer: str | None = None) -> d
             raise UsageError(f"sweep {param}: no job named {name!r}")
         for j in jobs:
             j["cross_site_every"] = max(1.0, float(j.get("cross_site_every", 1.0)) * factor)
+            for p in j.get("plans") or []:  # SPEC v3: a plan's own value, scaled alike
+                if "cross_site_every" in p:
+                    p["cross_site_every"] = max(1.0, float(p["cross_site_every"]) * factor)
     return d
 
 
@@ -338,6 +347,7 @@ def solve_side(
         "seconds": res.seconds,
         "gpus": int(gpus),
         "reason": res.reason,
+        "plans": {pj.name: pj.plan for pj in res.placement.jobs if pj.units and pj.plan},
     }
     if keep_plan and res.objective is not None:
         out["plan"] = _compact(inst, res.placement)
@@ -345,16 +355,28 @@ def solve_side(
 
 
 def _compact(inst: Instance, placement) -> dict:
+    """A placement as arrays: each job's GPU indices (int32) and plan (SPEC v3, an index
+    into its plans), each offer's blocks."""
     ix = inst.index
     by_name = {pj.name: pj for pj in placement.jobs}
-    jobs = []
+    jobs, plans = [], []
     for job in inst.jobs:
         pj = by_name.get(job.name)
         g = ix.cached_indices(pj.gpus) if pj is not None and pj.gpus else []
         jobs.append(np.asarray(g, np.int32))
+        plans.append(job.plan_index(pj.plan) if pj is not None and len(g) else None)
     grants = {lg.offer: lg.blocks for lg in placement.leases}
     blocks = [[ix.resolve(b) for b in grants.get(o.name, [])] for o in inst.offers]
-    return {"jobs": jobs, "blocks": blocks}
+    return {"jobs": jobs, "blocks": blocks, "plans": plans}
+
+
+def _plan_names(inst: Instance, plan: dict) -> dict[str, str]:
+    """job -> plan name of a compact placement's placed jobs that have plans."""
+    return {
+        job.name: job.plans[k].name
+        for job, g, k in zip(inst.jobs, plan["jobs"], plan["plans"])
+        if len(g) and k is not None and job.plans
+    }
 
 
 def _rescore(inst: Instance, plan: dict) -> float | None:
@@ -362,7 +384,16 @@ def _rescore(inst: Instance, plan: dict) -> float | None:
     checked (None if it breaks a rule here, e.g. a latency bound that a latency factor
     tightened)."""
     try:
-        res = finalize(inst, "neighbour", list(plan["jobs"]), plan["blocks"], {}, None, 0.0)
+        res = finalize(
+            inst,
+            "neighbour",
+            list(plan["jobs"]),
+            plan["blocks"],
+            {},
+            None,
+            0.0,
+            job_plans=plan["plans"],
+        )
     except SolverError:
         return None
     return res.objective
@@ -434,7 +465,15 @@ class _Engine:
 
 # ----------------------------------------------------------------------------- arithmetic
 def _side(r: dict) -> Side:
-    return Side(r["objective"], r["bound"], r["status"], r["seconds"], r["gpus"], r["reason"])
+    return Side(
+        r["objective"],
+        r["bound"],
+        r["status"],
+        r["seconds"],
+        r["gpus"],
+        r["reason"],
+        r.get("plans") or {},
+    )
 
 
 def _most_gpus(inst: Instance, offer) -> int:
@@ -562,7 +601,15 @@ def _point(inst_data: dict, name: str, factor: float, pair: list[dict]) -> Sweep
         else "decline"
     )
     return SweepPoint(
-        factor, a, d, worth, decision, pair[0].get("plan_from"), pair[1].get("plan_from")
+        factor,
+        a,
+        d,
+        worth,
+        decision,
+        pair[0].get("plan_from"),
+        pair[1].get("plan_from"),
+        pair[0].get("plans") or {},
+        pair[1].get("plans") or {},
     )
 
 
@@ -599,7 +646,12 @@ def _polish(data, param, name, solved: dict[float, list[dict]], factors, tick=No
                         tick(0, "polishing")
                     best = mine["objective"]
                     if v is not None and (best is None or v > best + 1e-9 * max(1.0, abs(v))):
-                        mine.update(objective=v, plan=plan, plan_from=origin)
+                        mine.update(
+                            objective=v,
+                            plan=plan,
+                            plan_from=origin,
+                            plans=_plan_names(inst, plan),
+                        )
                         changed = True
 
 
