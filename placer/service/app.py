@@ -191,7 +191,7 @@ def create_app(
     class BindBody(BaseModel):
         model_config = ConfigDict(extra="forbid")
         job: Job = Field(description="A job started by the scheduler itself (SPEC 1.2).")
-        gpus: list[Name] = Field(min_length=1, description="Its GPU ids in rank order.")
+        gpus: list[Where] = Field(min_length=1, description="Its GPU ids in rank order.")
 
     class ItemsBody(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -531,6 +531,16 @@ def create_app(
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
+        # limits the semantic checks enforce on a posted instance (SPEC 1.1)
+        comps = schema.get("components", {}).get("schemas", {})
+        for model, prop, n in (
+            ("Topology", "levels", 2),
+            ("Topology", "sites", 1),
+            ("Site", "domains", 1),
+        ):
+            field = comps.get(model, {}).get("properties", {}).get(prop)
+            if field is not None:
+                field["minItems"] = n
         if tokens:
             schema.setdefault("components", {})["securitySchemes"] = {
                 "bearer": {"type": "http", "scheme": "bearer"}
