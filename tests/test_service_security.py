@@ -89,7 +89,9 @@ def test_caps(guarded):
             yield b"x" * 1000
         yield b'"}}'
 
-    r = httpx.post(url + "/jobs", content=chunks(), headers={**h, "content-type": "application/json"})
+    r = httpx.post(
+        url + "/jobs", content=chunks(), headers={**h, "content-type": "application/json"}
+    )
     assert r.status_code == 413
     assert "a" not in httpx.get(url + "/jobs", headers=h).json()["jobs"]
     # posted instances: GPUs and jobs

@@ -133,9 +133,9 @@ class Service:
                 with self.lock:
                     self.cluster, self._state, self._seqs = c, c.state(jobs=False), seqs
                     self.revision = rev
-            self.replan_worker.start()
             self.ready_seconds = time.perf_counter() - t0
             self.status = "ready"
+            self.replan_worker.start()  # warm for the first replan (after ready: no delay)
             log.info("ready at revision %d in %.2f s", self.revision, self.ready_seconds)
         except Exception as e:  # noqa: BLE001 - reported by /health and the CLI
             if self._stop.is_set():
@@ -207,8 +207,8 @@ class Service:
         assert c is not None
         d = result.to_dict()
         names = {a.job for a in result.actions if a.job}
-        running = c.jobs
-        upsert = {n: c.job_document(n) for n in names if n in running}
+        running = c.jobs  # in start order: new jobs get their sequence numbers in it
+        upsert = {n: c.job_document(n) for n in running if n in names}
         delete = [n for n in names if n not in running]
         state = c.state(jobs=False)
         changed_state = state if state != self._state else None
