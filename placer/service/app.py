@@ -10,7 +10,7 @@ a client generated from ``/openapi.json`` and the server agree.
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, FastAPI, Header, Query, Request, Response
+from fastapi import Body, Depends, FastAPI, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
@@ -228,7 +228,16 @@ def create_app(
         )
         seed: Count = Field(0, ge=0, le=2**31 - 1, description="Solver seed (an integer).")
 
+    def known_query(request: Request) -> None:
+        """Unknown query parameters are refused (a typo such as ?sinse=5 would be ignored)."""
+        route = request.scope.get("route")
+        known = {p.alias for p in route.dependant.query_params} if route is not None else set()
+        extra = sorted(set(request.query_params) - known)
+        if extra:
+            raise ServiceError(422, f"unknown query parameter {extra[0]!r}", ["query", extra[0]])
+
     app = FastAPI(
+        dependencies=[Depends(known_query)],
         title="placer",
         description=(
             "A live GPU cluster: place arriving jobs, repair failures, re-plan. Every answer "
