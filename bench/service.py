@@ -219,13 +219,13 @@ def main(argv=None) -> None:
     nodes = [n for n in range(len(ix.node_gpus)) if ix.node_gpus[n] == 8]
     jobs = []
     for k, node in enumerate(nodes[: args.jobs]):
-        ids = ix.gpu_ids(list(range(ix.node_first[node], ix.node_first[node] + 8)))
+        ids = [f"{ix.node_path(node)}/gpu{g}" for g in range(8)]
         if not all(ix.available[ix.gpu_indices(ids)]):
             continue
         jobs.append(
             {**arrival(k), "name": f"run-{k:05d}", "dp": 1, "gpu_types": None, "current": ids}
         )
-    jobs = [{k: v for k, v in j.items() if v is not None} for j in jobs][: args.jobs]
+    jobs = jobs[: args.jobs]
     d = inst.model_dump(mode="json", exclude_none=True)
     d["jobs"] = jobs
     big = placer.load_instance(d)
