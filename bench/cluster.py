@@ -97,7 +97,7 @@ def main(argv=None) -> None:
         released = None
         if i > 0:
             # the job that has run longest finishes (musts never finish here)
-            cands = [n for n in c.jobs if c._spec[n].preemptible and not c._spec[n].pinned]
+            cands = [n for n in c.jobs if c.job_spec(n).preemptible and not c.job_spec(n).pinned]
             if cands:
                 released = min(cands, key=lambda n: (started_at.get(n, -1), n))
                 c.release(released)
@@ -155,15 +155,15 @@ def main(argv=None) -> None:
         f"{probe_sites} in {dp_probe.seconds * 1000:.0f} ms (allow_moves=4)"
     )
     fails = []
-    ix = c._st.ix
+    ix = c.index
     pod_level = ix.levels.index("pod")
     must_gpu = np.zeros(ix.n_gpus, bool)
     for name in c.jobs:
-        if not c._spec[name].preemptible or c._spec[name].pinned:
+        if not c.job_spec(name).preemptible or c.job_spec(name).pinned:
             must_gpu[ix.gpu_indices(c.job_gpus(name))] = True
     held = np.bincount(ix.dom[pod_level][must_gpu], minlength=ix.n_domains(pod_level))
     pod = ix.domain_path(pod_level, int(np.argmax(held)))
-    musts_before = {n for n in c.jobs if not c._spec[n].preemptible or c._spec[n].pinned}
+    musts_before = {n for n in c.jobs if not c.job_spec(n).preemptible or c.job_spec(n).pinned}
 
     def busiest_link(exclude):
         best, best_n = None, -1

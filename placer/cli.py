@@ -1020,32 +1020,97 @@ def export_kubernetes_cmd(
 def serve(
     instance: Path = typer.Argument(..., help="Instance file (YAML or JSON)."),
     placement: Path | None = typer.Option(
-        None, "--placement", help="Start from this placement (else: jobs with `current`)."
+        None, "--placement", help="First start: this placement (else: jobs with `current`)."
     ),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    state: str = typer.Option(
+        "./placer-state.db",
+        "--state",
+        help="Durable state: a SQLite file (created; resumed on restart) or postgresql://URL.",
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface (tokens needed off loopback)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
+    token_file: Path | None = typer.Option(
+        None, "--token-file", help="Bearer tokens, one per line ('TOKEN' or 'TOKEN read')."
+    ),
+    max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", help="Body cap (413)."),
+    max_gpus: int = typer.Option(1_000_000, "--max-gpus", help="GPUs of a posted instance."),
+    max_jobs: int = typer.Option(5_000, "--max-jobs", help="Jobs of a posted instance/replan."),
+    max_solve_seconds: float = typer.Option(60.0, "--max-solve-seconds", help="time_limit cap."),
+    solve_grace: float = typer.Option(
+        30.0, "--solve-grace", help="A solve is killed at time_limit + this many seconds."
+    ),
+    max_concurrent: int = typer.Option(64, "--max-concurrent", help="Requests in flight (503)."),
 ) -> None:
-    """Serve a live cluster over HTTP/JSON (OpenAPI at /docs): submit, release, fail,
-    restore, replan, snapshot; score, check and solve posted documents."""
-    from placer import Cluster, load_placement
+    """Serve a live cluster over HTTP/JSON (OpenAPI at /docs) with its state in SQLite or
+    PostgreSQL: the same command restarts it with nothing lost (docs/scheduler.md)."""
+    import os
 
     try:
+        from placer.service import Limits, Service, is_loopback, open_store, parse_tokens
         from placer.service import serve as run
     except ImportError:
         err.print("[red]error:[/red] placer serve needs the extra: pip install 'placer[serve]'")
         raise typer.Exit(2) from None
+    from placer import load_placement
+    from placer.errors import UsageError
+
     inst = _load(instance)
     _warn(inst)
     try:
+        tokens = []
+        if token_file is not None:
+            try:
+                text = token_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise UsageError(f"--token-file {token_file}: cannot read it ({e})") from None
+            tokens = parse_tokens(text, f"--token-file {token_file}")
+        elif os.environ.get("PLACER_TOKENS"):
+            tokens = parse_tokens(os.environ["PLACER_TOKENS"], "PLACER_TOKENS")
+        if not tokens and not is_loopback(host):
+            raise UsageError(
+                f"--host {host}: tokens are required off loopback (--token-file or PLACER_TOKENS)"
+            )
+        for flag, v in (
+            ("--max-body-bytes", max_body_bytes),
+            ("--max-gpus", max_gpus),
+            ("--max-jobs", max_jobs),
+            ("--max-concurrent", max_concurrent),
+        ):
+            if v < 1:
+                raise UsageError(f"{flag}: expected an integer >= 1, got {v}")
+        if not max_solve_seconds > 0 or not solve_grace >= 0:
+            raise UsageError("--max-solve-seconds must be > 0 and --solve-grace >= 0")
+        limits = Limits(
+            max_body_bytes, max_gpus, max_jobs, max_solve_seconds, solve_grace, max_concurrent
+        )
         pl = load_placement(placement, inst) if placement is not None else None
-        cluster = Cluster(inst, pl)
+        store = open_store(state)
+        store.open()
+        from placer.service.runtime import check_same_instance
+
+        stored = store.instance_document()
+        svc = Service(inst, placement=pl, store=store, limits=limits)
+        if stored is not None:
+            check_same_instance(stored, svc.instance_doc)
+            if placement is not None:
+                err.print(
+                    f"[yellow]warning:[/yellow] --placement ignored: resuming the cluster in "
+                    f"{store.describe()}"
+                )
     except PlacerError as e:
         _fail(e)
+    what = "resuming" if stored is not None else "new state"
     out.print(
-        f"serving {inst.name}: {len(cluster.jobs)} running jobs, objective "
-        f"{_fmt(cluster.objective)} vu on http://{host}:{port} (docs at /docs)"
+        f"serving {inst.name} ({what}: {store.describe()}) on http://{host}:{port} "
+        f"(docs at /docs; /health is 503 until the cluster is rebuilt)"
     )
-    run(cluster, host=host, port=port)
+    try:
+        run(svc, host=host, port=port, tokens=tokens)
+    except PlacerError as e:
+        _fail(e)
+    if svc.status == "failed":
+        err.print(f"[red]error:[/red] {svc.error}")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -47,3 +47,13 @@ class UsageError(PlacerError, ValueError):
 
 class ArgumentTypeError(UsageError, TypeError):
     """An argument of the wrong type (``instance: expected a placer.Instance, got str``)."""
+
+
+class UnknownJobError(UsageError, LookupError):
+    """A job name that no running job has (``name: no running job 'x'``); the service answers
+    404."""
+
+
+class ConflictError(UsageError):
+    """A call that conflicts with the live state: a job name already running, hardware that
+    is not failed; the service answers 409."""
