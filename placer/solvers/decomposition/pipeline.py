@@ -51,6 +51,7 @@ from placer.solvers.decomposition.linmodel import LinModel
 from placer.solvers.plans import must_place, siblings
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
+MAX_PLAN_ROUNDS = 4  # re-pricing rounds over a mixed job's plans (SPEC v3)
 
 
 def round_plan(inst: Instance, co: coarse_mod.Coarse, x: list[float]) -> list[float]:
@@ -79,12 +80,12 @@ def round_plan(inst: Instance, co: coarse_mod.Coarse, x: list[float]) -> list[fl
     return vals
 
 
-def reprice_mixed(
+def mixed_factors(
     inst: Instance, co: coarse_mod.Coarse, vals: list[float], st: State
-) -> LinModel | None:
-    """A copy of the coarse model whose mixed-type (SPEC v2) options are scaled by what the
-    packing of `vals` realised: per speed-weighted GPU, the job's kernel value over the
-    option's planned value (when below 1); None when no mixed job was planned and packed."""
+) -> dict[int, float]:
+    """Per mixed-type (SPEC v2) job that `vals` planned and `st` packed: what the packing
+    realised over what the option planned, per speed-weighted GPU (the job's kernel value
+    over the option's planned value; below 1 when the plan was optimistic)."""
     ix = inst.index
     lm = co.model
     factor: dict[int, float] = {}
@@ -103,19 +104,50 @@ def reprice_mixed(
         real = float(st.scorer.scores[op.job].value[0])
         if planned <= 0 or w_plan <= 0 or w_real <= 0 or not np.isfinite(real):
             continue
-        f = (real / w_real) / (planned / w_plan)
-        if f < 1.0:
-            factor[op.job] = f
-    if not factor:
+        factor[op.job] = (real / w_real) / (planned / w_plan)
+    return factor
+
+
+def repriced(co: coarse_mod.Coarse, factor: dict[int, float]) -> LinModel | None:
+    """A copy of the coarse model whose mixed options of each job in `factor` are scaled by
+    its factor where below 1 (a plan, not a bound); None when no factor is below 1."""
+    lm = co.model
+    low = {j: f for j, f in factor.items() if f < 1.0}
+    if not low:
         return None
     obj = dict(lm.obj)
     for op in co.options:
-        f = factor.get(op.job)
+        f = low.get(op.job)
         if f is None or op.kind != "mixed":
             continue
         for v in [op.value] if op.value >= 0 else list(op.parts.values()):
             obj[v] = obj.get(v, 0.0) * f
     return LinModel(lm.names, lm.lb, lm.ub, lm.integer, lm.rows, obj, lm.obj_const)
+
+
+def _plan_holds(inst: Instance, co: coarse_mod.Coarse, factors: dict[int, float]) -> list:
+    """SPEC v3: for a job of which several plans were priced, one set of rows per priced
+    plan holding the job to it (the other plans' options at 0); [] when there is none."""
+    holds = []
+    for j in factors:
+        sib = siblings(inst, j)
+        if sum(1 for s in sib if s in factors) < 2:
+            continue
+        others = [op.b for op in co.options if op.job in sib and op.job != j]
+        holds.append([({b: 1.0 for b in others}, "<=", 0.0, f"plan {inst.jobs[j].name}")])
+    return holds
+
+
+def _with_rows(lm: LinModel, rows: list) -> LinModel:
+    return LinModel(lm.names, lm.lb, lm.ub, lm.integer, [*lm.rows, *rows], lm.obj, lm.obj_const)
+
+
+def reprice_mixed(
+    inst: Instance, co: coarse_mod.Coarse, vals: list[float], st: State
+) -> LinModel | None:
+    """The coarse model with its mixed-type options priced at what the packing of `vals`
+    realised (:func:`mixed_factors`, :func:`repriced`)."""
+    return repriced(co, mixed_factors(inst, co, vals, st))
 
 
 def both_orders(inst, co, vals, deadline) -> list[State]:
@@ -488,19 +520,20 @@ class DecompositionSolver(Solver):
             # and the same with each such job at its fewest units (its size trades its own
             # goodput against the other jobs' GPUs, which the re-priced model still weighs
             # with the mixed options' optimistic communication figures)
-            repriced = reprice_mixed(inst, co, sol.values, candidates[0])
-            extra = []
-            if repriced is not None:
-                extra = [
-                    ("repriced", repriced, 0.5, 0.25),
-                    ("fewest_units_plan", at_fewest_units(inst, co, repriced), 0.55, 0.2),
-                ]
-            for key, model, until, share in extra:
+            #
+            # SPEC v3: re-pricing is lazy over a job's plans. Only the plan that was packed has
+            # realised figures; when the re-priced model moves such a job to another of its
+            # plans, that plan is packed too and priced in turn, until the model's choice is a
+            # plan already priced (at most one round per plan)
+            factors = mixed_factors(inst, co, sol.values, candidates[0])
+            rounds = 0
+
+            def solve_x(model, key, until, share):
                 if model is None or (
                     deadline is not None
                     and time.perf_counter() >= started + until * (deadline - started)
                 ):
-                    continue
+                    return None
                 progress(stage=f"coarse model: {key}", elapsed=time.perf_counter() - started)
                 left_x = None if deadline is None else share * (deadline - time.perf_counter())
                 sol_x = self.solve_coarse(
@@ -510,9 +543,32 @@ class DecompositionSolver(Solver):
                     threads,
                     **options,
                 )
-                if sol_x.values is not None:
-                    candidates += both_orders(inst, co, sol_x.values, p_deadline)
-                    stats[key] = True
+                if sol_x.values is None:
+                    return None
+                states = both_orders(inst, co, sol_x.values, p_deadline)
+                candidates.extend(states)
+                stats[key] = True
+                return sol_x.values, states
+
+            while rounds <= MAX_PLAN_ROUNDS:
+                got = solve_x(repriced(co, factors), "repriced", 0.5, 0.25)
+                if got is None:
+                    break
+                new = mixed_factors(inst, co, got[0], got[1][0])
+                rounds += 1
+                if set(new) <= set(factors):
+                    break
+                factors.update({j: f for j, f in new.items() if j not in factors})
+            if rounds > 1:
+                stats["repriced_rounds"] = rounds
+            final = repriced(co, factors)
+            if final is not None:
+                fewest = at_fewest_units(inst, co, final)
+                # each priced plan of a job at its fewest units (the re-priced figures are
+                # those of the packed sizes, so the model may still rank the plans wrongly)
+                for held in _plan_holds(inst, co, factors) or [None]:
+                    model = fewest if held is None else _with_rows(fewest, held)
+                    solve_x(model, "fewest_units_plan", 0.55, 0.2)
             progress(
                 stage="greedy",
                 bound=sol.bound,
