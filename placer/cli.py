@@ -47,13 +47,24 @@ def _fail(e: PlacerError) -> None:
     raise typer.Exit(2)
 
 
-def _load(path: Path):
+def _load(path: Path, fabric: Path | None = None):
+    """Load an instance; with `fabric`, a calibration overlay applied first (--fabric)."""
     from placer import load_instance
 
     try:
-        return load_instance(path)
+        if fabric is None:
+            return load_instance(path)
+        from placer.calibrate.overlay import load_instance_with
+
+        return load_instance_with(path, fabric)
     except PlacerError as e:
         _fail(e)
+
+
+FABRIC = (
+    "Apply this calibration overlay first (`placer calibrate nccl|steps -o`): measured "
+    "latency_us / bandwidth_GBps per level and site, jobs' compute_ms / overlap / messages."
+)
 
 
 def _warn(inst) -> None:
@@ -196,10 +207,10 @@ def schema(
     )
 
 
-def _load_pair(instance: Path, placement: Path, strict: bool):
+def _load_pair(instance: Path, placement: Path, strict: bool, fabric: Path | None = None):
     from placer import load_placement
 
-    inst = _load(instance)
+    inst = _load(instance, fabric)
     try:
         return inst, load_placement(placement, inst if strict else None)
     except PlacerError as e:
@@ -211,11 +222,12 @@ def score(
     instance: Path = typer.Argument(..., help="Instance file."),
     placement: Path = typer.Argument(..., help="Placement file (SPEC 2 JSON)."),
     as_json: bool = typer.Option(False, "--json", help="SPEC 2.1 JSON on stdout."),
+    fabric: Path | None = typer.Option(None, "--fabric", help=FABRIC),
 ) -> None:
     """Score a placement with the kernel: per-job times, goodput, value, and totals."""
     from placer.api import score as score_fn
 
-    inst, pl = _load_pair(instance, placement, strict=True)
+    inst, pl = _load_pair(instance, placement, strict=True, fabric=fabric)
     try:
         s = score_fn(inst, pl)
     except PlacerError as e:
@@ -324,12 +336,13 @@ def solve(
         help="Backend option KEY=VALUE (e.g. policy=leases-first, "
         "exact_small=false, mip_solver=cbc); repeatable.",
     ),
+    fabric: Path | None = typer.Option(None, "--fabric", help=FABRIC),
 ) -> None:
     """Place jobs and leases to maximise the score; exit 1 when there is no placement."""
     from placer.api import solve as solve_fn
     from placer.io import write_json_atomic
 
-    inst = _load(instance)
+    inst = _load(instance, fabric)
     if not quiet and not as_json:
         _warn(inst)
     opts: dict[str, Any] = {"work_limit": work_limit} if work_limit is not None else {}
@@ -569,6 +582,7 @@ def decide(
     plot_dir: Path | None = typer.Option(None, "--plot", help="Write sweep plots here (PNG)."),
     as_json: bool = typer.Option(False, "--json", help="The decision as JSON on stdout."),
     option: list[str] = typer.Option([], "--option", "-O", help="Backend option KEY=VALUE."),
+    fabric: Path | None = typer.Option(None, "--fabric", help=FABRIC),
 ) -> None:
     """Keep or lease: each offer forced accepted and forced declined, the worth of accepting
     and the break-even price with proven intervals, and sweeps of the parameters."""
@@ -577,7 +591,7 @@ def decide(
     from placer.decision import decide as decide_fn
     from placer.decision import plot
 
-    inst = _load(instance)
+    inst = _load(instance, fabric)
     if not as_json:
         _warn(inst)
     opts = _key_values(option, "--option")
@@ -911,6 +925,7 @@ def serve(
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
+    fabric: Path | None = typer.Option(None, "--fabric", help=FABRIC),
 ) -> None:
     """Serve a live cluster over HTTP/JSON (OpenAPI at /docs): submit, release, fail,
     restore, replan, snapshot; score, check and solve posted documents."""
@@ -921,7 +936,7 @@ def serve(
     except ImportError:
         err.print("[red]error:[/red] placer serve needs the extra: pip install 'placer[serve]'")
         raise typer.Exit(2) from None
-    inst = _load(instance)
+    inst = _load(instance, fabric)
     _warn(inst)
     try:
         pl = load_placement(placement, inst) if placement is not None else None
@@ -1072,6 +1087,11 @@ def generate_trace_cmd(
         tmp.write_text(text)
         tmp.replace(out_file)
         out.print(f"wrote {out_file}: {len(d['events'])} events")
+
+
+from placer.cli_calibrate import calibrate_app  # noqa: E402 (it uses the helpers above)
+
+app.add_typer(calibrate_app, name="calibrate")
 
 
 def main() -> None:

@@ -47,3 +47,9 @@ class UsageError(PlacerError, ValueError):
 
 class ArgumentTypeError(UsageError, TypeError):
     """An argument of the wrong type (``instance: expected a placer.Instance, got str``)."""
+
+
+class CalibrationError(LocatedError):
+    """A measurement file (nccl-tests log, step-time CSV) or a fabric overlay that cannot be
+    used; each problem names its place (``run.log:42``, ``steps.csv:7``, ``fabric.yaml:
+    topology.fabric.rack.latency_us``)."""
