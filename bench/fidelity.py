@@ -56,7 +56,14 @@ CLUSTERS = {  # GPUs per node, GPU type (Sia's simulator_config.py)
     "quad": (4, "RTX6000"),
     "rtx": (8, "RTX2080Ti"),
 }
-VARIANTS = ("spec", "nic-share")
+VARIANTS = ("spec", "nic-share", "per-node")  # --variants may add "hierarchical"
+LABEL = {
+    "spec": "SPEC 4",
+    "nic-share": "+ NIC share",
+    "per-node": "+ per-node bandwidth",
+    "hierarchical": "+ hierarchical over nodes",
+}
+HIER = "hierarchical"
 
 
 @dataclass
@@ -159,9 +166,14 @@ def gpu_ids(cluster: str, r: Row) -> list[str]:
     return [f"{cluster}/node{i}/gpu{k}" for i, c in enumerate(r.counts) for k in range(c)]
 
 
-def share(r: Row, variant: str) -> float:
-    """The candidate term: inter-node volume x the group's most GPUs on one node."""
-    return float(max(r.counts)) if variant == "nic-share" and len(r.counts) > 1 else 1.0
+def level_of(r: Row) -> str:
+    return "node" if len(r.counts) == 1 else "site"
+
+
+def share(r: Row, shared: frozenset[str]) -> float:
+    """The candidate term: at a level whose bandwidth is per node (shared by the group's
+    GPUs there), a group's volume is multiplied by its most GPUs on one node."""
+    return float(max(r.counts)) if level_of(r) in shared else 1.0
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -176,31 +188,96 @@ class Cluster:
         self.grad = grad
         self.doc = instance_doc(name, rows, grad)
 
-    def fabric(self, train: list[Row], variant: str) -> dict:
-        """Step 1: SPEC 4's node and site links fitted to the training sync times."""
+    def fabric(self, train: list[Row], variant: str) -> tuple[dict, frozenset[str]]:
+        """Step 1: SPEC 4's node and site links fitted to the training sync times, and the
+        levels whose bandwidth is taken per node: none (``spec``), the inter-node one
+        (``nic-share``), or each level's better fit of the two on the training rows
+        (``per-node``)."""
         from placer.calibrate import Point, fit_level
 
-        pts: dict[str, list[Point]] = defaultdict(list)
-        for r in train:
-            if r.n < 2:
-                continue
-            level = "node" if len(r.counts) == 1 else "site"
-            pts[level].append(
+        def fit(level: str, rows: list[Row], per_node: bool):
+            sh = frozenset([level]) if per_node else frozenset()
+            pts = [
                 Point(
                     level,
                     None,
                     "allreduce",
                     r.n,
-                    self.grad[r.model] * 1e6 * share(r, variant),
+                    self.grad[r.model] * 1e6 * share(r, sh),
                     r.sync_ms * 1000.0,
                     r.key,
                 )
-            )
-        fab = {}
-        for level, p in pts.items():
-            f = fit_level(p)
+                for r in rows
+            ]
+            return fit_level(pts)
+
+        by_level: dict[str, list[Row]] = defaultdict(list)
+        for r in train:
+            if r.n >= 2:
+                by_level[level_of(r)].append(r)
+        if variant == HIER:
+            return self._fabric_hierarchical(by_level), frozenset([HIER])
+        fab, shared = {}, set()
+        for level, rows in by_level.items():
+            if variant == "spec" or (variant == "nic-share" and level != "site"):
+                f = fit(level, rows, False)
+            elif variant == "nic-share":
+                f = fit(level, rows, True)
+                shared.add(level)
+            else:
+                f0, f1 = fit(level, rows, False), fit(level, rows, True)
+                f = f1 if f1.median_abs_residual < f0.median_abs_residual else f0
+                if f is f1:
+                    shared.add(level)
             if np.isfinite(f.latency_us) and np.isfinite(f.bandwidth_GBps):
                 fab[level] = {"latency_us": f.latency_us, "bandwidth_GBps": f.bandwidth_GBps}
+        return fab, frozenset(shared)
+
+    def _fabric_hierarchical(self, by_level: dict[str, list[Row]]) -> dict:
+        """The node level as SPEC 4 fits it; the site level fitted to what remains of each
+        multi-node sync once the busiest node's reduce-scatter and all-gather are priced:
+        an all-reduce over the k nodes of each GPU's shard, S / (fewest GPUs on a node)."""
+        from placer.calibrate import Point, fit_level
+
+        fab = {}
+        if by_level.get("node"):
+            f = fit_level(
+                [
+                    Point(
+                        "node",
+                        None,
+                        "allreduce",
+                        r.n,
+                        self.grad[r.model] * 1e6,
+                        r.sync_ms * 1000.0,
+                        r.key,
+                    )
+                    for r in by_level["node"]
+                ]
+            )
+            if np.isfinite(f.latency_us) and np.isfinite(f.bandwidth_GBps):
+                fab["node"] = {"latency_us": f.latency_us, "bandwidth_GBps": f.bandwidth_GBps}
+        a_n = fab.get("node", {}).get("latency_us", 0.0)
+        b_n = fab.get("node", {}).get("bandwidth_GBps", np.inf)
+        pts = []
+        for r in by_level.get("site", []):
+            S, g, k = self.grad[r.model], max(r.counts), len(r.counts)
+            intra = 2 * (g - 1) * a_n / 1000.0 + 2 * (g - 1) / g * S / b_n
+            pts.append(
+                Point(
+                    "site",
+                    None,
+                    "allreduce",
+                    k,
+                    S * 1e6 / min(r.counts),
+                    (r.sync_ms - intra) * 1000.0,
+                    r.key,
+                )
+            )
+        if pts:
+            f = fit_level(pts)
+            if np.isfinite(f.latency_us) and np.isfinite(f.bandwidth_GBps):
+                fab["site"] = {"latency_us": f.latency_us, "bandwidth_GBps": f.bandwidth_GBps}
         return fab
 
     def instance(self, fab: dict):
@@ -209,7 +286,7 @@ class Cluster:
 
         return instance_from_dict(apply_overlay(self.doc, {"topology": {"fabric": fab}}))
 
-    def pieces(self, inst, rows: list[Row], variant: str):
+    def pieces(self, inst, rows: list[Row], shared: frozenset[str]):
         """Step 2's decomposition of every row, per job (the kernel, then the candidate)."""
         from placer.calibrate.steps import Measurement, decompose
 
@@ -228,8 +305,24 @@ class Cluster:
                 for i in idx
             ]
             P = decompose(inst, inst.jobs[ji], ms)
-            if variant != "spec" and "dp" in P.V:
-                mult = np.array([share(rows[i], variant) for i in idx])
+            if HIER in shared and "dp" in P.V:
+                # multi-node rows: the candidate's terms instead of the kernel's ring
+                a_s, a_n = ix.lat_us[0]
+                b_s, b_n = ix.bw_GBps[0]
+                S = inst.jobs[ji].comm.dp_MB
+                for pos, i in enumerate(idx):
+                    c = rows[i].counts
+                    if len(c) < 2:
+                        continue
+                    g, k = max(c), len(c)
+                    P.L["dp"][pos] = -np.inf
+                    P.V["dp"][pos] = -np.inf
+                    P.L["dp"][pos, 0] = (2 * (g - 1) * a_n + 2 * (k - 1) * a_s) / 1000.0
+                    P.V["dp"][pos, 0] = (
+                        2 * (g - 1) / g * S / b_n + 2 * (k - 1) / k * (S / min(c)) / b_s
+                    )
+            elif shared and "dp" in P.V:
+                mult = np.array([share(rows[i], shared) for i in idx])
                 P.V["dp"] = np.where(np.isfinite(P.V["dp"]), P.V["dp"] * mult[:, None], -np.inf)
             out[jname] = (inst.jobs[ji], np.asarray(idx), P)
         return out
@@ -239,7 +332,7 @@ def predict(cl: Cluster, train: list[Row], test: list[Row], variant: str, fit_jo
     """Sync and step predictions of `test` from a model fitted to `train`."""
     from placer.calibrate.steps import Pieces, fit_job
 
-    fab = cl.fabric(train, variant)
+    fab, shared = cl.fabric(train, variant)
     if len(fab) < 2 and any(len(r.counts) > 1 for r in test):
         return None
     inst = cl.instance({**cl.doc["topology"]["fabric"], **fab})
@@ -247,7 +340,7 @@ def predict(cl: Cluster, train: list[Row], test: list[Row], variant: str, fit_jo
     ntr = len(train)
     sync = np.full(len(test), np.nan)
     step = np.full(len(test), np.nan)
-    for job, idx, P in cl.pieces(inst, rows, variant).values():
+    for job, idx, P in cl.pieces(inst, rows, shared).values():
         tr = idx[idx < ntr]
         te = idx[idx >= ntr]
         if len(te) == 0:
@@ -267,6 +360,8 @@ def predict(cl: Cluster, train: list[Row], test: list[Row], variant: str, fit_jo
         if len(ok) >= 3:
             f = fit_job(job, comm_only, y_sync, ok, ("overlap", "messages"))
             sync[te - ntr] = f.predict(comm_only, le)
+        else:  # too few measured collectives of this job to fit it: SPEC's defaults
+            sync[te - ntr] = P.T("dp", 1.0, le)
         g = fit_job(job, P, y_step, lt)
         step[te - ntr] = g.predict(P, le)
     return sync, step
@@ -284,7 +379,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a[ok], b[ok]).statistic)
 
 
-def figures(rows: list[Row], pred: np.ndarray, what: str) -> dict:
+def figures(rows: list[Row], pred: np.ndarray, what: str, fold: np.ndarray | None = None) -> dict:
+    """Held-out figures; pairs are ranked by one fit each (the fold that held both out)."""
     from placer.calibrate.steps import pair_order
 
     meas = np.array([getattr(r, f"{what}_ms") for r in rows])
@@ -296,10 +392,12 @@ def figures(rows: list[Row], pred: np.ndarray, what: str) -> dict:
             jobs[(r.cluster, r.job)].append(i)
     within = [spearman(pred[i], meas[i]) for i in map(np.asarray, jobs.values())]
     within = [s for s in within if np.isfinite(s)]
+    fold = np.zeros(len(rows), np.int64) if fold is None else np.asarray(fold)
     agree = pairs = 0.0
     for idx in map(np.asarray, jobs.values()):
         keys = np.unique([rows[i].key for i in idx], return_inverse=True)[1]
-        a, p = pair_order(pred[idx], meas[idx], np.array([rows[i].n for i in idx], float), keys)
+        sizes = np.array([rows[i].n for i in idx], float)
+        a, p = pair_order(pred[idx], meas[idx], sizes, keys, fold[idx])
         agree += a
         pairs += p
     pooled = [
@@ -309,12 +407,13 @@ def figures(rows: list[Row], pred: np.ndarray, what: str) -> dict:
         )
         for c in sorted({r.cluster for r in rows})
     ]
+    pooled = [x for x in pooled if np.isfinite(x)]
     return {
         "rows": int(ok.sum()),
         "mdape": float(np.median(ape)) if len(ape) else None,
         "p90_ape": float(np.quantile(ape, 0.9)) if len(ape) else None,
         "spearman_within_job": float(np.median(within)) if within else None,
-        "spearman_pooled_per_cluster": float(np.nanmedian(pooled)) if pooled else None,
+        "spearman_pooled_per_cluster": float(np.median(pooled)) if pooled else None,
         "pair_order_equal_size": agree / pairs if pairs else None,
         "pairs": int(pairs),
     }
@@ -335,7 +434,8 @@ def protocol_a(cl: Cluster, variant: str, folds: int, seed: int, fit_jobs: bool 
         if out is not None:
             sync[te_i], step[te_i] = out
     held = [i for i, r in enumerate(rows) if r.n >= 2]
-    return [rows[i] for i in held], sync[held], step[held]
+    folds_ = np.array([fold_of[rows[i].key] for i in held])
+    return [rows[i] for i in held], sync[held], step[held], folds_
 
 
 def protocol_b(cl: Cluster, variant: str):
@@ -369,6 +469,35 @@ def protocol_c(cl: Cluster, variant: str):
     return test, sync, step
 
 
+def residual_structure(data: list[tuple]) -> dict:
+    """Where SPEC 4's held-out errors come from: per cluster, the Spearman correlation of
+    log(measured / predicted) sync with features of the placement that SPEC 4 does not see
+    (within one node, and across nodes)."""
+    out: dict = {}
+    feats = {
+        "gpus_on_busiest_node": lambda r: max(r.counts),
+        "nodes": lambda r: len(r.counts),
+        "imbalance_max_over_mean": lambda r: max(r.counts) * len(r.counts) / r.n,
+    }
+    for c in sorted({r.cluster for r, *_ in data}):
+        rows = [(r, p) for r, p, _ in data if r.cluster == c and np.isfinite(p) and p > 0]
+        res = np.array([np.log(r.sync_ms / p) for r, p in rows])
+        cell: dict = {
+            "median_abs_log_residual": float(np.median(np.abs(res))) if len(res) else None
+        }
+        for where, keep in (
+            ("one_node", lambda r: len(r.counts) == 1),
+            ("across_nodes", lambda r: len(r.counts) > 1),
+        ):
+            idx = [i for i, (r, _) in enumerate(rows) if keep(r)]
+            for name, f in feats.items():
+                v = np.array([f(rows[i][0]) for i in idx], float)
+                if len(idx) > 10 and np.ptp(v) > 0:
+                    cell[f"{where}:{name}"] = spearman(v, res[idx])
+        out[c] = cell
+    return out
+
+
 # --------------------------------------------------------------------------- plots
 
 
@@ -382,10 +511,16 @@ def plot(results: dict, samples: dict) -> list[Path]:
         print("matplotlib missing: no plots (pip install -e '.[plot]')")
         return []
     IMG.mkdir(parents=True, exist_ok=True)
+    variants = list(samples["A"])
     paths = []
-    clusters = sorted({r.cluster for r, *_ in samples["A"]["spec"]})
-    fig, axes = plt.subplots(2, len(clusters), figsize=(3.3 * len(clusters), 6.4), squeeze=False)
-    for v_i, variant in enumerate(VARIANTS):
+    clusters = sorted({r.cluster for r, s, _ in samples["A"]["spec"] if np.isfinite(s)})
+    fig, axes = plt.subplots(
+        len(variants),
+        len(clusters),
+        figsize=(3.1 * len(clusters), 3.0 * len(variants)),
+        squeeze=False,
+    )
+    for v_i, variant in enumerate(variants):
         data = samples["A"][variant]
         for c_i, c in enumerate(clusters):
             ax = axes[v_i][c_i]
@@ -399,12 +534,10 @@ def plot(results: dict, samples: dict) -> list[Path]:
             ax.plot([lo, hi], [lo * 1.2, hi * 1.2], "k:", lw=0.6)
             ax.plot([lo, hi], [lo / 1.2, hi / 1.2], "k:", lw=0.6)
             ape = np.median(np.abs(p - m) / m)
-            ax.set_title(
-                f"{c} ({'SPEC 4' if variant == 'spec' else '+ NIC share'}): {ape:.0%}", fontsize=9
-            )
+            ax.set_title(f"{c}, {LABEL[variant]}: {ape:.0%}", fontsize=8)
             if c_i == 0:
                 ax.set_ylabel("predicted sync (ms)")
-            if v_i == 1:
+            if v_i == len(variants) - 1:
                 ax.set_xlabel("measured sync (ms)")
     fig.suptitle(
         "Held-out sync time of unseen placements (5-fold), measured vs predicted; dotted: +-20%",
@@ -416,7 +549,7 @@ def plot(results: dict, samples: dict) -> list[Path]:
     plt.close(fig)
     paths.append(p)
     # more nodes: sync against nodes for each model on aws at its middle batch size
-    data = {v: samples["C"][v] for v in VARIANTS}
+    data = {v: samples["C"][v] for v in variants}
     rows_c = [r for r, *_ in data["spec"] if r.cluster == "aws"]
     if rows_c:
         models = sorted({r.model for r in rows_c})
@@ -425,7 +558,7 @@ def plot(results: dict, samples: dict) -> list[Path]:
             ax = axes[0][k]
             bs = sorted({r.bsz for r in rows_c if r.model == model})
             b = bs[len(bs) // 2]
-            for v, style in zip(VARIANTS, ("o-", "s--")):
+            for v, style in zip(variants, ("o-", "s--", "^:", "d-.")):
                 pts = sorted(
                     (r.n, r.sync_ms, s)
                     for r, s, _ in data[v]
@@ -436,7 +569,7 @@ def plot(results: dict, samples: dict) -> list[Path]:
                 n, m, s = np.array(pts).T
                 if v == "spec":
                     ax.plot(n, m, "k.", ms=5, label="measured")
-                ax.plot(n, s, style, ms=3, lw=1, label="SPEC 4" if v == "spec" else "+ NIC share")
+                ax.plot(n, s, style, ms=3, lw=1, label=LABEL[v])
             ax.set_title(f"{model} (b{b})", fontsize=9)
             ax.set_xlabel("GPUs (balanced over 6-16 nodes)")
             if k == 0:
@@ -460,25 +593,46 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clusters", default=",".join(CLUSTERS))
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--name", default="fidelity", help="results file bench/results/NAME.json")
+    ap.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"models to compare, from {', '.join(LABEL)} (spec first)",
+    )
+    ap.add_argument(
+        "--example",
+        type=Path,
+        metavar="DIR",
+        help="only write DIR/pollux-<cluster>.yaml (fabric fitted to every placement) and "
+        "DIR/pollux-<cluster>-steps.csv (its measured steps) for `placer calibrate steps`",
+    )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     rows, grad = load_rows()
+    if args.example is not None:
+        write_example(args.example, args.clusters.split(",")[0], rows, grad)
+        return
     wanted = args.clusters.split(",")
     clusters = {c: Cluster(c, [r for r in rows if r.cluster == c], grad) for c in wanted}
     results: dict = {"goal": GOAL, "variants": {}}
     samples: dict = {"A": {}, "B": {}, "C": {}}
-    for variant in VARIANTS:
+    variants = args.variants.split(",")
+    if variants[0] != "spec" or not set(variants) <= set(LABEL):
+        ap.error(f"--variants: spec first, then any of {', '.join(LABEL)}")
+    for variant in variants:
         res: dict = {}
-        a_rows, a_sync, a_step = [], [], []
+        a_rows, a_sync, a_step, a_fold = [], [], [], []
         b_rows, b_sync = [], []
         c_rows, c_sync, c_step = [], [], []
         a0_sync = []
         for c, cl in clusters.items():
-            r, s, st = protocol_a(cl, variant, args.folds, args.seed)
+            r, s, st, fo = protocol_a(cl, variant, args.folds, args.seed)
             a_rows += r
             a_sync.append(s)
             a_step.append(st)
-            a0_sync.append(protocol_a(cl, variant, args.folds, args.seed, fit_jobs=False)[1])
+            a_fold.append(fo)
+            if variant == "spec":
+                a0_sync.append(protocol_a(cl, variant, args.folds, args.seed, fit_jobs=False)[1])
             r, s = protocol_b(cl, variant)
             b_rows += r
             b_sync.append(s)
@@ -487,16 +641,21 @@ def main(argv=None) -> None:
             c_sync.append(s)
             c_step.append(st)
             print(f"{variant:9s} {c:8s} done ({time.perf_counter() - t0:.0f} s)", flush=True)
-        A_sync, A_step = np.concatenate(a_sync), np.concatenate(a_step)
+        A_sync, A_step, F = np.concatenate(a_sync), np.concatenate(a_step), np.concatenate(a_fold)
         res["unseen_placements"] = {
-            "sync": figures(a_rows, A_sync, "sync"),
-            "sync_fabric_only": figures(a_rows, np.concatenate(a0_sync), "sync"),
-            "step": figures(a_rows, A_step, "step"),
+            "sync": figures(a_rows, A_sync, "sync", F),
+            **(
+                {"sync_fabric_only": figures(a_rows, np.concatenate(a0_sync), "sync", F)}
+                if a0_sync
+                else {}
+            ),
+            "step": figures(a_rows, A_step, "step", F),
             "per_cluster": {
                 c: figures(
                     [r for r in a_rows if r.cluster == c],
                     A_sync[[i for i, r in enumerate(a_rows) if r.cluster == c]],
                     "sync",
+                    F[[i for i, r in enumerate(a_rows) if r.cluster == c]],
                 )
                 for c in clusters
             },
@@ -512,6 +671,7 @@ def main(argv=None) -> None:
         results["variants"][variant] = res
         samples["A"][variant] = list(zip(a_rows, A_sync, A_step))
         samples["C"][variant] = list(zip(c_rows, C_sync, C_step))
+    results["spec_residuals_vs_placement"] = residual_structure(samples["A"]["spec"])
     results["data"] = {
         "placement_rows": sum(1 for r in rows if r.source == "placements" and r.cluster in wanted),
         "scalability_rows": sum(
@@ -526,10 +686,37 @@ def main(argv=None) -> None:
     results["machine"] = machine()
     paths = [] if args.no_plots else plot(results, samples)
     results["plots"] = [str(p.relative_to(ROOT)) for p in paths]
-    write("fidelity", results)
+    write(args.name, results)
     report(results)
     for p in paths:
         print(f"wrote {p.relative_to(ROOT)}")
+
+
+def write_example(out: Path, cluster: str, rows: list[Row], grad: dict[str, float]) -> None:
+    """A cluster's instance (fabric fitted to all its placements) and its measured steps."""
+    import yaml
+
+    from placer.calibrate import apply_overlay
+
+    cl = Cluster(cluster, [r for r in rows if r.cluster == cluster], grad)
+    train = [r for r in cl.rows if r.source == "placements"]
+    fab, _ = cl.fabric(train, "spec")
+    rnd = {lv: {k: float(f"{v:.4g}") for k, v in e.items()} for lv, e in fab.items()}
+    doc = apply_overlay(cl.doc, {"topology": {"fabric": rnd}})
+    out.mkdir(parents=True, exist_ok=True)
+    inst = out / f"pollux-{cluster}.yaml"
+    inst.write_text(
+        f"# {cluster} of the Sia/Pollux measurements (bench/data/pollux), fabric "
+        "fitted to its sync times\n" + yaml.safe_dump(doc, sort_keys=False)
+    )
+    csv_path = out / f"pollux-{cluster}-steps.csv"
+    with csv_path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["job", "nodes", "step_ms"])
+        for r in train:
+            nodes = " ".join(f"{cluster}/node{i}:{c}" for i, c in enumerate(r.counts))
+            w.writerow([r.job, nodes, r.step_ms])
+    print(f"wrote {inst} and {csv_path} ({len(train)} rows)")
 
 
 def _f(x, pct=False) -> str:
@@ -539,18 +726,18 @@ def _f(x, pct=False) -> str:
 
 
 def report(res: dict) -> None:
-    spec, ext = res["variants"]["spec"], res["variants"]["nic-share"]
+    names = list(res["variants"])
+    vs = [res["variants"][v] for v in names]
     print(
         f"\ngoal for unseen placements: median error <= {GOAL['mdape']:.0%}, "
         f"Spearman >= {GOAL['spearman']}"
     )
-    head = f"{'held out':36s} {'SPEC 4':>28s} {'+ NIC share (candidate)':>28s}"
-    print(head)
-    cols = "|err|  rho(job) rho(pool) pairs"
-    print(f"{'':36s} {cols:>28s} {cols:>28s}")
+    print(f"{'held out':30s}" + "".join(f"{LABEL[v]:>29s}" for v in names))
+    cols = "|err| rho(job) rho(pool) pairs"
+    print(f"{'':30s}" + "".join(f"{cols:>29s}" for _ in names))
     lines = [
         ("unseen placements: sync", ("unseen_placements", "sync")),
-        ("  (fabric only, no job fit)", ("unseen_placements", "sync_fabric_only")),
+        ("  fabric only (no job fit)", ("unseen_placements", "sync_fabric_only")),
         ("unseen placements: step", ("unseen_placements", "step")),
         ("unseen jobs: sync", ("unseen_jobs", "sync")),
         ("more nodes: sync", ("more_nodes", "sync")),
@@ -558,22 +745,25 @@ def report(res: dict) -> None:
     ]
     for label, (a, b) in lines:
         cells = []
-        for v in (spec, ext):
-            f = v[a][b]
+        for v in vs:
+            f = v[a].get(b)
             cells.append(
-                f"{_f(f['mdape'], True):>5s} {_f(f['spearman_within_job']):>7s} "
-                f"{_f(f['spearman_pooled_per_cluster']):>8s} "
+                "-"
+                if f is None
+                else f"{_f(f['mdape'], True):>5s} {_f(f['spearman_within_job']):>8s} "
+                f"{_f(f['spearman_pooled_per_cluster']):>9s} {_f(f['pair_order_equal_size']):>5s}"
+            )
+        print(f"{label:30s}" + "".join(f"{c:>29s}" for c in cells))
+    print("\nunseen placements, sync, per cluster: |err| rho(job) pairs")
+    for c in vs[0]["unseen_placements"]["per_cluster"]:
+        cells = []
+        for v in vs:
+            f = v["unseen_placements"]["per_cluster"][c]
+            cells.append(
+                f"{_f(f['mdape'], True):>5s} {_f(f['spearman_within_job']):>5s} "
                 f"{_f(f['pair_order_equal_size']):>5s}"
             )
-        print(f"{label:36s} {cells[0]:>28s} {cells[1]:>28s}")
-    print("\nunseen placements, sync, per cluster (SPEC 4 | + NIC share):")
-    for c, f in spec["unseen_placements"]["per_cluster"].items():
-        g = ext["unseen_placements"]["per_cluster"][c]
-        print(
-            f"  {c:8s} |err| {_f(f['mdape'], True):>4s} rho(job) {_f(f['spearman_within_job'])}"
-            f" pairs {_f(f['pair_order_equal_size'])}  |  |err| {_f(g['mdape'], True):>4s}"
-            f" rho(job) {_f(g['spearman_within_job'])} pairs {_f(g['pair_order_equal_size'])}"
-        )
+        print(f"  {c:8s}" + " | ".join(cells))
     print(f"({res['seconds']:.0f} s)")
 
 

@@ -391,27 +391,39 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(scipy.stats.spearmanr(a, b).statistic)
 
 
-def pair_order(pred: np.ndarray, meas: np.ndarray, size: np.ndarray, key: np.ndarray):
-    """(agreeing pairs, pairs) among distinct placements of equal size; ties in the
-    prediction count one half. ``key`` identifies a placement (rows of one placement are
-    averaged first)."""
+def pair_order(
+    pred: np.ndarray,
+    meas: np.ndarray,
+    size: np.ndarray,
+    key: np.ndarray,
+    group: np.ndarray | None = None,
+):
+    """(agreeing pairs, pairs) among distinct placements of equal size, each pair predicted
+    by one model (same ``group``: the cross-validation fold that held both out); a tie in
+    the prediction counts one half. ``key`` identifies a placement (its rows are averaged)."""
     agree = 0.0
     total = 0
-    uk, inv = np.unique(key, return_inverse=True)
-    p = np.bincount(inv, pred) / np.bincount(inv)
-    m = np.bincount(inv, meas) / np.bincount(inv)
-    s = np.bincount(inv, size) / np.bincount(inv)
-    for sz in np.unique(s):
-        idx = np.flatnonzero(s == sz)
+    grp = np.zeros(len(key), np.int64) if group is None else np.asarray(group)
+    _, inv = np.unique(
+        np.stack([np.unique(key, return_inverse=True)[1].ravel(), grp]), axis=1, return_inverse=True
+    )
+    inv = inv.ravel()
+    cnt = np.bincount(inv)
+    p = np.bincount(inv, pred) / cnt
+    m = np.bincount(inv, meas) / cnt
+    s = np.bincount(inv, size) / cnt
+    g = np.bincount(inv, grp) / cnt
+    for cls in np.unique(np.stack([s, g]), axis=1).T:
+        idx = np.flatnonzero((s == cls[0]) & (g == cls[1]))
         if len(idx) < 2:
             continue
-        dp = p[idx][:, None] - p[idx][None, :]
-        dm = m[idx][:, None] - m[idx][None, :]
         iu = np.triu_indices(len(idx), 1)
-        dp, dm = dp[iu], dm[iu]
+        dp = (p[idx][:, None] - p[idx][None, :])[iu]
+        dm = (m[idx][:, None] - m[idx][None, :])[iu]
+        tie = np.abs(dp) <= 1e-9 * np.max(np.abs(p[idx]))
         ok = dm != 0
         total += int(ok.sum())
-        agree += float((np.sign(dp[ok]) == np.sign(dm[ok])).sum() + 0.5 * (dp[ok] == 0).sum())
+        agree += float(((np.sign(dp) == np.sign(dm)) & ~tie)[ok].sum() + 0.5 * tie[ok].sum())
     return agree, total
 
 
@@ -541,6 +553,7 @@ def calibrate_steps(
         train = full.predict(P) / y - 1.0
         kk = min(k, n_pl)
         pred = np.full(len(rs), np.nan)
+        fold = np.zeros(len(rs), np.int64)
         note = ""
         if kk >= 2:
             fold = folds_of(keys, kk, seed)
@@ -554,7 +567,9 @@ def calibrate_steps(
         ape = np.abs(pred[ok] - y[ok]) / y[ok]
         size = np.array([len(r.gpus) for r in rs], float)
         key_ids = np.unique(np.array(keys, dtype=object), return_inverse=True)[1]
-        agree, pairs = pair_order(pred[ok], y[ok], size[ok], key_ids[ok]) if ok.any() else (0, 0)
+        agree, pairs = (
+            pair_order(pred[ok], y[ok], size[ok], key_ids[ok], fold[ok]) if ok.any() else (0, 0)
+        )
         reports.append(
             JobReport(
                 job.name,
