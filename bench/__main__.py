@@ -1,22 +1,25 @@
-"""`python -m bench`: run a suite, one JSON row per (instance, solver, seed, time limit).
+"""`python -m bench`: run a suite, one JSON row per (instance, solver, seed, time limit),
+then analyse it (tables, a markdown report, plots).
 
-    python -m bench --suite quick            # CI: a few minutes
-    python -m bench --suite full             # the record (resumable: reruns skip done rows)
-    python -m bench --analyse full           # tables, docs/benchmarks-report.md, plots
+    python -m bench --suite quick --fresh           # CI: a few minutes, into bench/out/
+    python -m bench --suite quick --fresh --record  # re-record: bench/results/quick.jsonl,
+                                                    # docs/benchmarks-report-quick.md, plots
+    python -m bench --suite full --record           # the record (resumable), hours
+    python -m bench --analyse full --record         # the report again from the rows
 
-Each run is a subprocess (its own time and peak memory); rows go to
-bench/results/<suite>.jsonl as they finish, so an interrupted suite resumes where it stopped.
+Each run is a subprocess (its own time and peak memory); rows go to <suite>.jsonl as they
+finish (bench/results/ with --record, else bench/out/), so an interrupted suite resumes where
+it stopped. Rows carry the commit and date they were run at, and the report says them.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import time
 
-from bench.common import RESULTS, ROOT
+from bench.common import ROOT, parser, results_dir
 from bench.suites import SUITES
 
 
@@ -25,8 +28,12 @@ def key(row: dict) -> str:
 
 
 def run_suite(suite: str, fresh: bool = False, only: str | None = None) -> list[dict]:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{suite}.jsonl"
+    out = results_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{suite}.jsonl"
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     if fresh and path.exists():
         path.unlink()
     done = {}
@@ -62,6 +69,8 @@ def run_suite(suite: str, fresh: bool = False, only: str | None = None) -> list[
         except subprocess.TimeoutExpired:
             row = {**spec, "status": "error", "error": f"killed after {limit} s"}
         row["wall_s"] = time.perf_counter() - t
+        row["commit"] = commit
+        row["date"] = time.strftime("%Y-%m-%d")
         with path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         rows.append(row)
@@ -76,11 +85,11 @@ def run_suite(suite: str, fresh: bool = False, only: str | None = None) -> list[
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench")
-    ap.add_argument("--suite", choices=sorted(SUITES), help="run this suite")
+    ap = parser("Run a benchmark suite and analyse it.", prog="python -m bench")
+    ap.add_argument("--suite", choices=sorted(SUITES), help="run this suite, then analyse it")
     ap.add_argument("--fresh", action="store_true", help="discard earlier rows of the suite")
     ap.add_argument("--only", help="only runs whose name contains this (or this solver)")
-    ap.add_argument("--analyse", choices=sorted(SUITES), help="analyse a suite's rows")
+    ap.add_argument("--analyse", choices=sorted(SUITES), help="analyse a suite's rows only")
     args = ap.parse_args(argv)
     if not args.suite and not args.analyse:
         ap.error("give --suite and/or --analyse")
@@ -89,12 +98,12 @@ def main(argv=None) -> None:
         errors = [r for r in rows if r.get("status") == "error"]
         for r in errors:
             print(f"ERROR {r['name']} {r['solver']}: {r.get('error', '')[:300]}")
-        if errors:
-            sys.exit(1)
-    if args.analyse:
+    if args.suite or args.analyse:
         from bench.analyse import analyse
 
-        analyse(args.analyse)
+        analyse(args.suite or args.analyse)
+    if args.suite and errors:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,13 @@ failure.
    link that carries the most jobs; each repair is timed, its snapshot checked by the
    package's checker and by the independent reference (tests/reference.py).
 
-Writes bench/results/cluster.json.
+Writes cluster.json (bench/results/ with --record, else bench/out/).
 
-    python -m bench.cluster [--arrivals 40] [--compare 6] [--time-limit 20]
+    python -m bench.cluster [--arrivals 40] [--compare 6] [--time-limit 20] [--record]
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import statistics
@@ -31,7 +30,7 @@ import time
 
 import numpy as np
 
-from bench.common import ROOT, load_reference, machine, write
+from bench.common import ROOT, load_reference, machine, parser, write
 
 
 def arrivals(n: int) -> list[dict]:
@@ -71,7 +70,7 @@ def check_both(c, ref) -> dict:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--arrivals", type=int, default=40)
     ap.add_argument("--compare", type=int, default=6)
     ap.add_argument("--time-limit", type=float, default=20.0)
@@ -98,7 +97,7 @@ def main(argv=None) -> None:
         released = None
         if i > 0:
             # the job that has run longest finishes (musts never finish here)
-            cands = [n for n in c.jobs if c._spec[n].preemptible and not c._spec[n].pinned]
+            cands = [n for n in c.jobs if c.job_spec(n).preemptible and not c.job_spec(n).pinned]
             if cands:
                 released = min(cands, key=lambda n: (started_at.get(n, -1), n))
                 c.release(released)
@@ -156,15 +155,15 @@ def main(argv=None) -> None:
         f"{probe_sites} in {dp_probe.seconds * 1000:.0f} ms (allow_moves=4)"
     )
     fails = []
-    ix = c._st.ix
+    ix = c.index
     pod_level = ix.levels.index("pod")
     must_gpu = np.zeros(ix.n_gpus, bool)
     for name in c.jobs:
-        if not c._spec[name].preemptible or c._spec[name].pinned:
+        if not c.job_spec(name).preemptible or c.job_spec(name).pinned:
             must_gpu[ix.gpu_indices(c.job_gpus(name))] = True
     held = np.bincount(ix.dom[pod_level][must_gpu], minlength=ix.n_domains(pod_level))
     pod = ix.domain_path(pod_level, int(np.argmax(held)))
-    musts_before = {n for n in c.jobs if not c._spec[n].preemptible or c._spec[n].pinned}
+    musts_before = {n for n in c.jobs if not c.job_spec(n).preemptible or c.job_spec(n).pinned}
 
     def busiest_link(exclude):
         best, best_n = None, -1

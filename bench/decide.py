@@ -6,21 +6,20 @@
    with the local engine (2 workers) and with 1 worker; the ratio decide / two solves.
 2. A 20-point `wan.bandwidth` sweep (x0.25..x16) of the same decision on the Ray engine
    (a local Ray with 2 CPUs, or RAY_ADDRESS), with the flip bisected to 5%.
-Writes bench/results/decide.json.
+Writes decide.json (bench/results/ with --record, else bench/out/).
 
-    python -m bench.decide [--time-limit 30] [--points 20] [--no-ray]
+    python -m bench.decide [--time-limit 30] [--points 20] [--no-ray] [--record]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from bench.common import ROOT, machine, write
+from bench.common import ROOT, machine, parser, write
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--time-limit", type=float, default=30.0)
     ap.add_argument("--points", type=int, default=20)
     ap.add_argument("--no-ray", action="store_true")

@@ -1,10 +1,10 @@
 """Issue 2 figure: loading and expanding instances/colossus.yaml (~180k GPUs).
 
 Each measurement runs in a fresh subprocess so that its peak RSS is its own. Prints the
-parse / validate / expand split, the total, and the peak memory; writes
-bench/results/expand.json.
+parse / validate / expand split, the total, and the peak memory; writes expand.json
+(bench/results/ with --record, else bench/out/).
 
-    python -m bench.expand
+    python -m bench.expand [--record]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 
-from bench.common import ROOT, machine, write
+from bench.common import ROOT, machine, parser, write
 
 CHILD = r"""
 import json, resource, sys, time
@@ -58,7 +58,8 @@ def measure(path: str, repeat: int = 3) -> dict:
     return best
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    parser(__doc__.splitlines()[0]).parse_args(argv)
     rows = {
         name: measure(str(ROOT / "instances" / f"{name}.yaml"))
         for name in ("colossus", "superpod", "tiny")

@@ -27,14 +27,13 @@ Each protocol runs twice: SPEC 4 as it is, and with one candidate term that SPEC
 per-node NIC share: the inter-node volume of a group is multiplied by its largest number of
 GPUs on one node, as if they shared one NIC), applied to the same decomposition; the
 candidate is evidence for a SPEC extension, not what placer computes. Writes
-bench/results/fidelity.json and docs/img/fidelity-*.png.
+bench/results/fidelity.json and docs/img/fidelity-*.png with --record (else bench/out/).
 
-    python -m bench.fidelity [--folds 5] [--seed 0] [--clusters aws,azure,...] [--no-plots]
+    python -m bench.fidelity [--record] [--folds 5] [--seed 0] [--clusters aws,...] [--no-plots]
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import time
 from collections import defaultdict
@@ -43,10 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ROOT, machine, write
+from bench.common import ROOT, docs_dir, machine, parser, write
 
 DATA = ROOT / "bench" / "data" / "pollux"
-IMG = ROOT / "docs" / "img"
 GOAL = {"mdape": 0.20, "spearman": 0.90}
 CLUSTERS = {  # GPUs per node, GPU type (Sia's simulator_config.py)
     "aws": (4, "T4"),
@@ -510,7 +508,8 @@ def plot(results: dict, samples: dict) -> list[Path]:
     except ImportError:
         print("matplotlib missing: no plots (pip install -e '.[plot]')")
         return []
-    IMG.mkdir(parents=True, exist_ok=True)
+    img = docs_dir() / "img"
+    img.mkdir(parents=True, exist_ok=True)
     variants = list(samples["A"])
     paths = []
     clusters = sorted({r.cluster for r, s, _ in samples["A"]["spec"] if np.isfinite(s)})
@@ -544,7 +543,7 @@ def plot(results: dict, samples: dict) -> list[Path]:
         fontsize=10,
     )
     fig.tight_layout()
-    p = IMG / "fidelity-unseen-placements.png"
+    p = img / "fidelity-unseen-placements.png"
     fig.savefig(p, dpi=100)
     plt.close(fig)
     paths.append(p)
@@ -577,7 +576,7 @@ def plot(results: dict, samples: dict) -> list[Path]:
                 ax.legend(fontsize=7)
         fig.suptitle("aws: fitted to <= 4 nodes, predicting 6-16 nodes", fontsize=10)
         fig.tight_layout()
-        p = IMG / "fidelity-more-nodes.png"
+        p = img / "fidelity-more-nodes.png"
         fig.savefig(p, dpi=100)
         plt.close(fig)
         paths.append(p)
@@ -588,7 +587,7 @@ def plot(results: dict, samples: dict) -> list[Path]:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clusters", default=",".join(CLUSTERS))
@@ -685,11 +684,13 @@ def main(argv=None) -> None:
     results["seconds"] = time.perf_counter() - t0
     results["machine"] = machine()
     paths = [] if args.no_plots else plot(results, samples)
-    results["plots"] = [str(p.relative_to(ROOT)) for p in paths]
+    results["plots"] = [
+        str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in paths
+    ]
     write(args.name, results)
     report(results)
     for p in paths:
-        print(f"wrote {p.relative_to(ROOT)}")
+        print(f"wrote {p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}")
 
 
 def write_example(out: Path, cluster: str, rows: list[Row], grad: dict[str, float]) -> None:

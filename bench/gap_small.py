@@ -4,23 +4,22 @@ GPUs (the target: <= 1% in 10 s), run side by side in one process.
 The instances are those of suite `full` with at most 10,240 GPUs: the bundled `tiny` and
 `superpod`, the generated families at bench size (seeds 0-2), and `scale-1024`,
 `scale-10240`. Each row: backend, status, objective, bound, gap, seconds. Writes
-bench/results/gap_small.json.
+gap_small.json (bench/results/ with --record, else bench/out/).
 
-    python -m bench.gap_small [--backends cpsat,mip] [--time-limit 10]
+    python -m bench.gap_small [--backends cpsat,mip] [--time-limit 10] [--record]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from bench.common import machine, write
+from bench.common import machine, parser, write
 from bench.run_one import instance_from_spec
 from bench.suites import full
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--backends", default="cpsat,mip")
     ap.add_argument("--time-limit", type=float, default=10.0)
     args = ap.parse_args(argv)

@@ -6,14 +6,14 @@
 2. Batch score of 10,000 candidate placements of one 1,024-GPU job.
 3. The reference (tests/reference.py, plain loops that read like SPEC) on the same inputs:
    the full placement once, and a sample of the candidates (per-candidate time).
-Single-threaded numpy (OPENBLAS/OMP threads = 1). Writes bench/results/kernel.json.
+Single-threaded numpy (OPENBLAS/OMP threads = 1). Writes kernel.json (bench/results/ with
+--record, else bench/out/).
 
-    python -m bench.kernel [--quick]
+    python -m bench.kernel [--quick] [--record]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -22,7 +22,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from bench.common import ROOT, best_of, load_reference, machine, write  # noqa: E402
+from bench.common import ROOT, best_of, load_reference, machine, parser, write  # noqa: E402
 
 
 def full_placement(inst):
@@ -92,7 +92,7 @@ def candidates(inst, j, C, rng):
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer candidates, no full reference")
     args = ap.parse_args(argv)
     reference = load_reference()

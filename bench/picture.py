@@ -1,16 +1,14 @@
 """A per-site utilisation picture of one placement: colossus solved by placer (cpsat) and by
 a peer baseline, GPUs per site used by training / inference, leased, idle, unavailable.
 
-    python -m bench.picture [--peer volcano]      # writes docs/img/utilisation-colossus.png
+    python -m bench.picture [--peer volcano] [--record]  # docs/img/utilisation-colossus.png
 """
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from bench.common import ROOT
+from bench.common import ROOT, docs_dir, parser
 
 
 def per_site(inst, res) -> dict[str, np.ndarray]:
@@ -36,7 +34,7 @@ def per_site(inst, res) -> dict[str, np.ndarray]:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--peer", default="volcano")
     args = ap.parse_args(argv)
     import matplotlib
@@ -72,7 +70,7 @@ def main(argv=None) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle("colossus: GPUs per site by use")
     fig.tight_layout()
-    out = ROOT / "docs" / "img" / "utilisation-colossus.png"
+    out = docs_dir() / "img" / "utilisation-colossus.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     print(f"wrote {out}")

@@ -6,21 +6,20 @@ Instance: ``generate("multicampus", seed=3)`` (3 sites, 49,152 GPUs, WAN links).
 failures=3, wan_failures=1)`` (seed 11 is used by no test: held out). Policies: ``placer``
 (submit per arrival, replan every ``--replan-every`` hours) and every registered peer (its
 backend places the queue on the live instance with running jobs pinned). Writes
-bench/results/replay.json.
+replay.json (bench/results/ with --record, else bench/out/).
 
-    python -m bench.replay [--load 3] [--replan-every 6] [--peer-time-limit 5]
+    python -m bench.replay [--load 3] [--replan-every 6] [--peer-time-limit 5] [--record]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from bench.common import machine, write
+from bench.common import machine, parser, write
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--load", type=float, default=3.0)
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--replan-every", type=float, default=6.0)

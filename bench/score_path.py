@@ -13,14 +13,14 @@ What each figure measures (the paths differ only in where they start):
    the same placement from the same dicts.
 
 The placement is the `cpsat` solution of instances/colossus.yaml (every job placed as the
-solver chose, colossus-1 leased). Writes bench/results/score_path.json.
+solver chose, colossus-1 leased). Writes score_path.json (bench/results/ with --record, else
+bench/out/).
 
-    python -m bench.score_path [--quick]
+    python -m bench.score_path [--quick] [--record]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -29,11 +29,11 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from bench.common import ROOT, best_of, load_reference, machine, write  # noqa: E402
+from bench.common import ROOT, best_of, load_reference, machine, parser, write  # noqa: E402
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     args = ap.parse_args(argv)
     import placer

@@ -3,21 +3,19 @@
 For instances/colossus.yaml and instances/colossus-v2.yaml, the campus offer
 `frontier-lab-campus` is decided (forced accept and forced decline), and its break-even is
 swept over the price, the WAN's latency and bandwidth, and (v2) the frontier run's outer
-synchronisation. Writes bench/results/study_colossus.json and, with matplotlib,
-docs/img/study-*.png (the plots of `placer decide --plot`).
+synchronisation. Writes study_colossus.json and, with matplotlib, img/study-*.png (the plots
+of `placer decide --plot`): to bench/results/ and docs/ with --record, else to bench/out/.
 
-    python -m bench.study_colossus [--quick] [--engine local|ray]
+    python -m bench.study_colossus [--quick] [--engine local|ray] [--record]
 """
 
 from __future__ import annotations
 
-import argparse
-
-from bench.common import ROOT, machine, write
+from bench.common import ROOT, docs_dir, machine, parser, write
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 points per sweep, 10 s solves")
     ap.add_argument("--engine", default="local")
     args = ap.parse_args(argv)
@@ -56,7 +54,7 @@ def main(argv=None) -> None:
             b = s.break_even
             print(f"  {s.param}: " + (f"flips at x{b['factor']:.3g}" if b else "no flip"))
         try:
-            plot(res, str(ROOT / "docs" / "img" / f"study-{name}"))
+            plot(res, str(docs_dir() / "img" / f"study-{name}"))
         except placer.UsageError:
             pass
     write("study_colossus" + ("-quick" if args.quick else ""), out)

@@ -23,7 +23,8 @@ from placer.kernel.score import Score
 from placer.model import Instance, Placement, Status
 from placer.solvers.base import Result
 
-__version__ = "0.1.0"
+# The one source of the version (pyproject.toml reads it; CHANGELOG.md says what each holds)
+__version__ = "0.2.0"
 
 __all__ = [
     "Action",

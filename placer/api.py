@@ -105,7 +105,7 @@ def score(instance: Instance, placement: Placement) -> Score:
     cp = compile_placement(instance, placement)
     if cp.problems:
         raise PlacementError([(p.loc, p.what) for p in cp.problems])
-    return score_compiled(instance, cp.job_gpus, cp.offer_blocks)
+    return score_compiled(instance, cp.job_gpus, cp.offer_blocks, cp.job_plans)
 
 
 def check(instance: Instance, placement: Placement) -> list[Violation]:

@@ -47,7 +47,8 @@ class Violation:
 
 
 def _placed(inst: Instance, cp: Compiled):
-    for j, (job, g) in enumerate(zip(inst.jobs, cp.job_gpus)):
+    """(index, job under its chosen plan, GPUs) of every job with GPUs."""
+    for j, (job, g) in enumerate(zip(cp.jobs(inst), cp.job_gpus)):
         if len(g):
             yield j, job, g
 
@@ -120,7 +121,7 @@ def rule3_sizes(inst: Instance, cp: Compiled) -> list[Violation]:
     """Unit counts in range, running non-preemptible jobs placed, pinned jobs kept."""
     index = inst.index
     out = [Violation(3, p.what, job=p.job) for p in cp.problems if p.rule == 3]
-    for job, g, declared in zip(inst.jobs, cp.job_gpus, cp.declared_units, strict=True):
+    for job, g, declared in zip(cp.jobs(inst), cp.job_gpus, cp.declared_units, strict=True):
         # an entry whose GPUs could not be compiled (unknown id, wrong length) has no GPUs
         # here: its declared units are still checked, and it is not "left out"
         units = len(g) // job.unit_size if len(g) else declared
@@ -389,7 +390,40 @@ def rule7_power(inst: Instance, cp: Compiled) -> list[Violation]:
     return out
 
 
-RULES = (rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread, rule6_leases, rule7_power)
+# ------------------------------------------------------------------ rule 8
+def rule8_plans(inst: Instance, cp: Compiled) -> list[Violation]:
+    """v3: a placed job with plans names one of them (rules 2-5 then hold under it: the
+    other rules take each job under its chosen plan); a job without plans names none; a
+    pinned job keeps its `current_plan`. A job with 0 units may name any plan (ignored)."""
+    out = [Violation(8, p.what, job=p.job) for p in cp.problems if p.rule == 8]
+    declared = cp.declared_plans or [None] * len(inst.jobs)
+    for job, g, plan in zip(inst.jobs, cp.job_gpus, declared, strict=True):
+        if not len(g):
+            continue
+        if not job.plans and plan is not None:
+            out.append(Violation(8, f"names plan {plan!r}, but the job has no plans", job=job.name))
+        elif job.plans and job.pinned and job.current and plan != job.current_plan:
+            out.append(
+                Violation(
+                    8,
+                    f"pinned, but runs plan {plan!r} instead of its current_plan "
+                    f"{job.current_plan!r}",
+                    job=job.name,
+                )
+            )
+    return out
+
+
+RULES = (
+    rule1_ids,
+    rule2_types,
+    rule3_sizes,
+    rule4_scope,
+    rule5_spread,
+    rule6_leases,
+    rule7_power,
+    rule8_plans,
+)
 
 
 def check_compiled(inst: Instance, cp: Compiled) -> list[Violation]:

@@ -12,18 +12,75 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from placer.errors import PlacerError
 
+
+def _reflow(text: str | None) -> str | None:
+    """Help text as paragraphs without hard line breaks: a docstring's single newlines become
+    spaces (typer's rich panels would print them), blank lines stay; a paragraph opening with
+    click's \\b marker keeps its lines."""
+    if not text:
+        return text
+    paras = text.split("\n\n")
+    return "\n\n".join(
+        p if p.startswith("\b") else " ".join(x.strip() for x in p.splitlines()) for p in paras
+    )
+
+
+class _Group(TyperGroup):
+    """The top-level command group: on construction (typer builds it with every command and
+    sub-group already made) the help of each command, sub-command and parameter is reflowed,
+    so no help line breaks mid-sentence whichever branch added the command."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        todo: list[click.Command] = [self]
+        while todo:
+            cmd = todo.pop()
+            cmd.help = _reflow(cmd.help)
+            cmd.short_help = _reflow(cmd.short_help)
+            for prm in cmd.params:
+                if getattr(prm, "help", None):
+                    prm.help = _reflow(prm.help)
+            todo.extend(getattr(cmd, "commands", {}).values())
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     help="placer: place AI jobs on multi-campus GPU clusters and lease out whole blocks.",
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from placer import __version__
+
+        typer.echo(f"placer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print placer's version and exit.",
+    ),
+) -> None:
+    pass
+
+
 # wide enough for the tables when piped (rich falls back to 80 columns off a terminal)
 _WIDTH = None if sys.stdout.isatty() else 150
 out = Console(highlight=False, width=_WIDTH)
@@ -177,6 +234,25 @@ def show(
             j["running"],
         )
     out.print(t)
+    planned = [j for j in summary["jobs"] if j.get("plans")]
+    if planned:  # SPEC v3: each job's plans, its current one marked
+        t = Table(title="plans (* = current plan)")
+        for c in ("job", "plan", "tp x pp", "units", "GPUs max", "microbatches", "scope", "value"):
+            t.add_column(c)
+        for j in planned:
+            for p in j["plans"]:
+                mark = "*" if p["name"] == j["current_plan"] else ""
+                t.add_row(
+                    j["name"],
+                    p["name"] + mark,
+                    f"{p['tp']} x {p['pp']}",
+                    f"{p['units_min']}..{p['units_max']}",
+                    _fmt(p["gpus_max"]),
+                    _fmt(p["microbatches"]),
+                    " ".join(f"{k}:{v}" for k, v in p["scope"].items()),
+                    _fmt(p["value"]),
+                )
+        out.print(t)
     if summary["offers"]:
         t = Table(title="lease offers")
         for c in ("offer", "price/GPU-h", "level", "GPUs", "sites", "types", "committed"):
@@ -440,12 +516,18 @@ def render_solution(inst, res) -> None:
         )
     out.print(t)
     t = Table(title="jobs")
-    for c in ("job", "units", "GPUs", "type", "sites", "efficiency", "goodput", "value", "reason"):
-        t.add_column(c, justify="left" if c in ("job", "sites", "reason", "type") else "right")
+    # SPEC v3: a plan column only when some job has plans (v1/v2 output is unchanged)
+    planned = any(inst.job(j["name"]).plans for j in sm["jobs"])
+    cols = ("job", "units", "plan", "GPUs", "type", "sites", "efficiency", "goodput", "value")
+    for c in (*[c for c in cols if planned or c != "plan"], "reason"):
+        t.add_column(
+            c, justify="left" if c in ("job", "plan", "sites", "reason", "type") else "right"
+        )
     for j in sm["jobs"]:
         t.add_row(
             j["name"],
             f"{j['units']}/{j['units_max']}",
+            *([j["plan"] or ""] if planned else []),
             _fmt(j["gpus"]),
             j["type"],
             ",".join(j["sites"]),
@@ -589,7 +671,7 @@ def decide(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from placer.decision import decide as decide_fn
-    from placer.decision import plot
+    from placer.decision import plot, sweeps_arg
 
     inst = _load(instance, fabric)
     if not as_json:
@@ -598,6 +680,10 @@ def decide(
     if jobs is not None and jobs < 1:
         err.print(f"[red]error:[/red] --jobs: must be >= 1, got {jobs}")
         raise typer.Exit(2)
+    try:
+        sweep = sweeps_arg(sweep, inst, flag="--sweep")
+    except PlacerError as e:
+        _fail(e)
     kwargs = dict(
         offer=offer,
         sweeps=sweep,
@@ -661,15 +747,31 @@ def decide(
     out.print(t)
     for s in res.sweeps:
         t = Table(title=f"sweep {s.param} ({s.offer})")
-        for c in ("factor", "accept", "decline", "worth", "decision"):
+        planned = any(p.accept_plans or p.decline_plans for p in s.points)  # SPEC v3
+        cols = ("factor", "accept", "decline", "worth", "decision")
+        for c in (*cols, *(("plans (accept / decline)",) if planned else ())):
             t.add_column(c, justify="right")
         for p in s.points:
-            t.add_row(
-                f"x{p.factor:.4g}", _fmt(p.accept, 0), _fmt(p.decline, 0), _vu(p.worth), p.decision
-            )
+            row = [
+                f"x{p.factor:.4g}",
+                _fmt(p.accept, 0),
+                _fmt(p.decline, 0),
+                _vu(p.worth),
+                p.decision,
+            ]
+            if planned:
+                a, d = _plans(p.accept_plans, True), _plans(p.decline_plans, True)
+                row.append(f"{a} / {d}")
+            t.add_row(*row)
         out.print(t)
     for o in res.offers:
         out.print(_answer(inst, o), soft_wrap=True)
+        if o.accept.plans or o.decline.plans:
+            out.print(
+                f"  plans: accepting, {_plans(o.accept.plans)}; declining, "
+                f"{_plans(o.decline.plans)}",
+                soft_wrap=True,
+            )
     for s in res.sweeps:
         if s.break_even:
             b = s.break_even
@@ -681,6 +783,17 @@ def decide(
             out.print(f"{s.offer}: {s.param} does not flip the decision in its range")
     for p in paths:
         out.print(f"wrote {p}")
+
+
+def _plans(plans: dict[str, str], short: bool = False) -> str:
+    """job -> plan as text: `job runs plan` (or the plan alone, `short`) for one job,
+    `job=plan` pairs for several."""
+    if not plans:
+        return "-"
+    if len(plans) == 1:
+        ((job, plan),) = plans.items()
+        return plan if short else f"{job} runs {plan}"
+    return ", ".join(f"{j}={p}" for j, p in sorted(plans.items()))
 
 
 def _answer(inst, o) -> str:
@@ -921,33 +1034,98 @@ def export_kubernetes_cmd(
 def serve(
     instance: Path = typer.Argument(..., help="Instance file (YAML or JSON)."),
     placement: Path | None = typer.Option(
-        None, "--placement", help="Start from this placement (else: jobs with `current`)."
+        None, "--placement", help="First start: this placement (else: jobs with `current`)."
     ),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    state: str = typer.Option(
+        "./placer-state.db",
+        "--state",
+        help="Durable state: a SQLite file (created; resumed on restart) or postgresql://URL.",
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface (tokens needed off loopback)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
+    token_file: Path | None = typer.Option(
+        None, "--token-file", help="Bearer tokens, one per line ('TOKEN' or 'TOKEN read')."
+    ),
+    max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", help="Body cap (413)."),
+    max_gpus: int = typer.Option(1_000_000, "--max-gpus", help="GPUs of a posted instance."),
+    max_jobs: int = typer.Option(5_000, "--max-jobs", help="Jobs of a posted instance/replan."),
+    max_solve_seconds: float = typer.Option(60.0, "--max-solve-seconds", help="time_limit cap."),
+    solve_grace: float = typer.Option(
+        30.0, "--solve-grace", help="A solve is killed at time_limit + this many seconds."
+    ),
+    max_concurrent: int = typer.Option(64, "--max-concurrent", help="Requests in flight (503)."),
     fabric: Path | None = typer.Option(None, "--fabric", help=FABRIC),
 ) -> None:
-    """Serve a live cluster over HTTP/JSON (OpenAPI at /docs): submit, release, fail,
-    restore, replan, snapshot; score, check and solve posted documents."""
-    from placer import Cluster, load_placement
+    """Serve a live cluster over HTTP/JSON (OpenAPI at /docs) with its state in SQLite or
+    PostgreSQL: the same command restarts it with nothing lost (docs/scheduler.md)."""
+    import os
 
     try:
+        from placer.service import Limits, Service, is_loopback, open_store, parse_tokens
         from placer.service import serve as run
     except ImportError:
         err.print("[red]error:[/red] placer serve needs the extra: pip install 'placer[serve]'")
         raise typer.Exit(2) from None
+    from placer import load_placement
+    from placer.errors import UsageError
+
     inst = _load(instance, fabric)
     _warn(inst)
     try:
+        tokens = []
+        if token_file is not None:
+            try:
+                text = token_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise UsageError(f"--token-file {token_file}: cannot read it ({e})") from None
+            tokens = parse_tokens(text, f"--token-file {token_file}")
+        elif os.environ.get("PLACER_TOKENS"):
+            tokens = parse_tokens(os.environ["PLACER_TOKENS"], "PLACER_TOKENS")
+        if not tokens and not is_loopback(host):
+            raise UsageError(
+                f"--host {host}: tokens are required off loopback (--token-file or PLACER_TOKENS)"
+            )
+        for flag, v in (
+            ("--max-body-bytes", max_body_bytes),
+            ("--max-gpus", max_gpus),
+            ("--max-jobs", max_jobs),
+            ("--max-concurrent", max_concurrent),
+        ):
+            if v < 1:
+                raise UsageError(f"{flag}: expected an integer >= 1, got {v}")
+        if not max_solve_seconds > 0 or not solve_grace >= 0:
+            raise UsageError("--max-solve-seconds must be > 0 and --solve-grace >= 0")
+        limits = Limits(
+            max_body_bytes, max_gpus, max_jobs, max_solve_seconds, solve_grace, max_concurrent
+        )
         pl = load_placement(placement, inst) if placement is not None else None
-        cluster = Cluster(inst, pl)
+        store = open_store(state)
+        store.open()
+        from placer.service.runtime import check_same_instance
+
+        stored = store.instance_document()
+        svc = Service(inst, placement=pl, store=store, limits=limits)
+        if stored is not None:
+            check_same_instance(stored, svc.instance_doc)
+            if placement is not None:
+                err.print(
+                    f"[yellow]warning:[/yellow] --placement ignored: resuming the cluster in "
+                    f"{store.describe()}"
+                )
     except PlacerError as e:
         _fail(e)
+    what = "resuming" if stored is not None else "new state"
     out.print(
-        f"serving {inst.name}: {len(cluster.jobs)} running jobs, objective "
-        f"{_fmt(cluster.objective)} vu on http://{host}:{port} (docs at /docs)"
+        f"serving {inst.name} ({what}: {store.describe()}) on http://{host}:{port} "
+        f"(docs at /docs; /health is 503 until the cluster is rebuilt)"
     )
-    run(cluster, host=host, port=port)
+    try:
+        run(svc, host=host, port=port, tokens=tokens)
+    except PlacerError as e:
+        _fail(e)
+    if svc.status == "failed":
+        err.print(f"[red]error:[/red] {svc.error}")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -978,7 +1156,7 @@ def replay(
 
     inst = _load(instance)
     try:
-        evs = load_events(events)
+        evs = load_events(events, inst)
         res = run(
             inst,
             evs,
@@ -1087,6 +1265,63 @@ def generate_trace_cmd(
         tmp.write_text(text)
         tmp.replace(out_file)
         out.print(f"wrote {out_file}: {len(d['events'])} events")
+
+
+# ---------------------------------------------------------------- plans from a model (issue 15)
+@app.command("plans")
+def plans_cmd(
+    file: Path = typer.Argument(..., help="Instance file whose jobs describe their model."),
+    job: list[str] = typer.Option([], "--job", "-j", help="Only this job (repeatable)."),
+    write: Path | None = typer.Option(
+        None, "--write", "-w", help="Write the expanded SPEC v3 file here (YAML, or .json)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Every figure as JSON on stdout."),
+) -> None:
+    """Derive the plans of jobs that describe their model (docs/plans.md): shape, memory per
+    GPU type, traffic per step and the step time at the best level of each plan."""
+    from placer.errors import UsageError
+    from placer.io import parse_text, read_text
+    from placer.planner import expand
+    from placer.planner import report as R
+    from placer.validate import instance_from_dict
+
+    try:
+        exp = expand(parse_text(read_text(file)))
+    except PlacerError as e:
+        _fail(e)
+    names = [j.name for j in exp.jobs]
+    for n in job:
+        if n not in names:
+            have = ", ".join(names) or "none"
+            _fail(UsageError(f"--job: no job {n!r} describes a model (those that do: {have})"))
+    if write is not None:
+        try:  # the written file is plain SPEC v3: it must load
+            instance_from_dict(exp.data)
+        except PlacerError as e:
+            _fail(e)
+        R.write_document(exp.data, write)
+        (err if as_json else out).print(f"wrote {write}")
+    shown = [j for j in exp.jobs if not job or j.name in job]
+    if as_json:
+        d = exp.to_dict()
+        d["jobs"] = [j.to_dict() for j in shown]
+        sys.stdout.write(json.dumps(d, indent=1) + "\n")
+        return
+    for w in exp.warnings:
+        err.print(f"[yellow]warning:[/yellow] {w}", soft_wrap=True)
+    if not exp.jobs:
+        out.print(f"no job of {file} describes a model (model:): nothing to plan")
+        return
+    for line in R.type_lines(exp):
+        out.print(line, soft_wrap=True)
+    for jp in shown:
+        t = Table(title=R.title(jp))
+        for c in R.headers(jp):
+            t.add_column(c, no_wrap=c != "plan")
+        for p in jp.plans:
+            t.add_row(*R.row(jp, p))
+        out.print(t)
+        out.print(R.footer(jp), soft_wrap=True)
 
 
 from placer.cli_calibrate import calibrate_app  # noqa: E402 (it uses the helpers above)

@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,15 @@ import numpy as np
 from pydantic import ValidationError
 
 from placer.check import Violation, check_compiled, rule6_leases
-from placer.errors import ArgumentTypeError, InstanceError, PlacementError, SolverError, UsageError
+from placer.errors import (
+    ArgumentTypeError,
+    ConflictError,
+    InstanceError,
+    PlacementError,
+    SolverError,
+    UnknownJobError,
+    UsageError,
+)
 from placer.io import _pydantic_problems
 from placer.kernel.capacity import allowed_types, wan_components
 from placer.kernel.compiled import Compiled, compile_placement
@@ -63,12 +72,24 @@ from placer.model.semantic import check_structure
 from placer.solvers.decomposition.construct import State, scope_ok
 from placer.solvers.decomposition.pack import Packer
 
-__all__ = ["Action", "Change", "Cluster", "Decision", "unavailable_paths"]
+__all__ = ["Action", "ActionCause", "Change", "Cluster", "Decision", "unavailable_paths"]
 
 _EMPTY = np.zeros(0, np.int64)
 
 
 # --------------------------------------------------------------------------- results
+class ActionCause(StrEnum):
+    """Why an action happened (its ``reason`` is the sentence; this is for programs)."""
+
+    SUBMIT = "submit"  # the submitted job starts
+    BIND = "bind"  # a job the scheduler started itself (Cluster.start)
+    DISPLACED = "displaced"  # moved or stopped to make room for a submitted job
+    RELEASED = "released"  # the job finished or was cancelled
+    REPAIR = "repair"  # moved, stopped or leased again after failed hardware
+    RESTORE = "restore"  # a lease gives back blocks when hardware is back
+    REPLAN = "replan"  # a full re-plan (Cluster.replan or Cluster.adopt)
+
+
 @dataclass
 class Action:
     """One change a scheduler must carry out.
@@ -77,7 +98,7 @@ class Action:
     changes: new ``gpus``, ``units_before`` -> ``units``), ``stop`` (a running job is left
     out), ``lease`` (an offer's blocks or leased GPUs change: ``blocks`` after, ``gpus``
     empty). ``cost`` is the migration cost charged (vu); ``revenue_change`` the change of
-    the offer's lease revenue over the horizon (vu).
+    the offer's lease revenue over the horizon (vu); ``cause`` an :class:`ActionCause`.
     """
 
     kind: str
@@ -90,9 +111,12 @@ class Action:
     cost: float = 0.0
     revenue_change: float = 0.0
     reason: str = ""
+    cause: ActionCause | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if self.cause is not None:
+            d["cause"] = ActionCause(self.cause).value
         keep = {"kind", "cost"} | ({"units", "units_before"} if self.job else set())
         return {k: v for k, v in d.items() if k in keep or v not in (None, "", [], 0, 0.0)}
 
@@ -177,7 +201,6 @@ class _LiveState(State):
         self.gpu_power = np.nan_to_num(ix.type_power_kW[ix.gpu_type], nan=0.0)
         self.job_gpus = [np.asarray(g, np.int64) for g in job_gpus]
         self.offer_blocks = [list(b) for b in offer_blocks]
-        self.reasons = {}
         self.free = ix.available.copy()
         held = np.zeros(ix.n_gpus, bool)
         for g in self.job_gpus:
@@ -200,6 +223,18 @@ class _LiveState(State):
         super().set_job(j, gpus)
         if len(old):  # failed GPUs a job held never come back free
             self.free[old] &= self.ix.available[old]
+
+
+def _instance_of(instance: Any) -> Instance:
+    if isinstance(instance, (str, Path, dict)) and not isinstance(instance, bool):
+        from placer.api import load_instance
+
+        instance = load_instance(instance)
+    if not isinstance(instance, Instance):
+        raise ArgumentTypeError(
+            f"instance: expected a placer.Instance, got {type(instance).__name__}"
+        )
+    return instance
 
 
 def _density(inst: Instance, job: Job) -> float:
@@ -225,6 +260,11 @@ class Cluster:
     verify : ``"changed"`` (default: every operation checks what it changed, plus the
         whole state's disjointness, leases and power) or ``"full"`` (the whole checker after
         every operation; slower on large clusters).
+    failed : optional hardware that has failed already (the items of :meth:`fail`, e.g.
+        :attr:`failed` of another cluster): it is unavailable from the start and nothing is
+        repaired, so the placement (or the jobs' `current`) must avoid it; an offer its
+        failure leaves short of ``min_gpus`` keeps what it has. :meth:`restore` brings it
+        back.
 
     Examples
     --------
@@ -233,15 +273,24 @@ class Cluster:
     >>> d.placed, d.units, d.delta  # doctest: +SKIP
     """
 
-    def __init__(self, instance: Any, placement: Any = None, *, verify: str = "changed") -> None:
-        if isinstance(instance, (str, Path, dict)) and not isinstance(instance, bool):
-            from placer.api import load_instance
+    def __init__(
+        self,
+        instance: Any,
+        placement: Any = None,
+        *,
+        verify: str = "changed",
+        failed: list[Any] | None = None,
+    ) -> None:
+        self._build(_instance_of(instance), placement, verify, failed, None)
 
-            instance = load_instance(instance)
-        if not isinstance(instance, Instance):
-            raise ArgumentTypeError(
-                f"instance: expected a placer.Instance, got {type(instance).__name__}"
-            )
+    def _build(
+        self,
+        instance: Instance,
+        placement: Any,
+        verify: str,
+        failed: list[Any] | None,
+        restored: list[str] | None,
+    ) -> None:
         if verify not in ("changed", "full"):
             raise UsageError(f"verify: expected 'changed' or 'full', got {verify!r}")
         self._verify_mode = verify
@@ -257,6 +306,16 @@ class Cluster:
         self._slot: dict[str, int] = {}
         self._tombstones = 0
         self.history: list[Change] = []
+        if failed or restored:
+            avail = self._avail.copy()
+            if restored:  # unavailable in the instance, restored since
+                avail |= self._parse_items(restored, "state.restored")[0]
+            if failed:
+                mask, links = self._parse_items(failed, "failed")
+                avail &= ~mask
+                self._links_up[links] = False
+            avail.flags.writeable = False
+            self._avail = avail
         if placement is not None:
             self._init_from_placement(placement)
         else:
@@ -276,15 +335,31 @@ class Cluster:
         cp = compile_placement(base, pl)
         if cp.problems:
             raise PlacementError([(p.loc, p.what) for p in cp.problems])
-        bad = check_compiled(base, cp)
-        if bad:
-            raise PlacementError([("placement", str(v)) for v in bad])
+        failures = not (self._avail == base.index.available).all() or not self._links_up.all()
+        if not failures:
+            bad = check_compiled(base, cp)
+            if bad:
+                raise PlacementError([("placement", str(v)) for v in bad])
         gpus = []
         for job, g in zip(base.jobs, cp.job_gpus):
             if len(g):
                 self._register(job)
                 gpus.append(np.asarray(g, np.int64))
+        if failures:
+            # an offer the failures left short keeps what it has (as after `fail`)
+            for o, offer in enumerate(base.offers):
+                if cp.offer_blocks[o]:
+                    n = sum(
+                        int(self._avail[slice(*base.index.gpu_range(lv, d))].sum())
+                        for lv, d in cp.offer_blocks[o]
+                    )
+                    if n < offer.min_gpus:
+                        self._min_override[o] = n
         self._rebuild(gpus, cp.offer_blocks)
+        if failures:  # checked against the hardware as failed
+            bad = check_compiled(self._inst, self._compiled())
+            if bad:
+                raise PlacementError([("placement", str(v)) for v in bad])
 
     def _init_from_current(self) -> None:
         base = self._base
@@ -531,12 +606,142 @@ class Cluster:
         out += [list(w.between) for w, up in zip(self._base.topology.wan, self._links_up) if not up]
         return out
 
+    @property
+    def instance(self) -> Instance:
+        """The instance the cluster was built from (its hardware as given: :attr:`index`
+        has it as failed now; its jobs as given: :attr:`jobs` are the running ones)."""
+        return self._base
+
+    @property
+    def index(self) -> Any:
+        """The live topology index (:class:`~placer.kernel.topology.TopologyIndex`): GPU
+        ids, domains, and ``available`` as the hardware is now."""
+        return self._st.ix
+
+    @property
+    def available_gpus(self) -> int:
+        """GPUs available now (not failed, not unavailable in the instance)."""
+        return int(self._st.ix.available.sum())
+
+    def job_spec(self, name: str) -> Job:
+        """The running job `name` as it was submitted (its flags: pinned, preemptible,
+        migration_cost); raises :class:`~placer.errors.UnknownJobError`."""
+        self._slot_of(name)
+        return self._spec[name]
+
+    def job_document(self, name: str) -> dict[str, Any]:
+        """The running job `name` as a SPEC 1.2 document with `current` (its GPUs now, in
+        rank order): its entry in :meth:`snapshot`'s instance."""
+        j = self._slot_of(name)
+        jd = self._spec[name].model_dump(mode="json", exclude_none=True)
+        jd["current"] = self._st.ix.gpu_ids(self._st.job_gpus[j])
+        return jd
+
+    @property
+    def lease_cover(self) -> dict[str, list[str]]:
+        """Per offer, the blocks it leased to cover failed hardware (given back first when
+        :meth:`restore` would take it over its max_gpus)."""
+        ix = self._base.index
+        return {
+            offer.name: [ix.domain_path(lv, d) for lv, d in sorted(self._added_blocks[o])]
+            for o, offer in enumerate(self._base.offers)
+            if self._added_blocks[o]
+        }
+
+    def state(self, jobs: bool = True) -> dict[str, Any]:
+        """The live state as one JSON document that :meth:`resume` rebuilds exactly (same
+        :meth:`snapshot`, same behaviour after): ``failed`` (:attr:`failed`), ``restored``
+        (hardware unavailable in the instance and restored since), ``leases``
+        (per accepted offer its ``blocks`` and the ``cover`` blocks of :attr:`lease_cover`),
+        and with `jobs` the running ``jobs`` in the order they started
+        (:meth:`job_document`). Only public readers are used."""
+        st, ix = self._st, self._st.ix
+        cover = self.lease_cover
+        leases = [
+            {
+                "offer": offer.name,
+                "blocks": [ix.domain_path(lv, d) for lv, d in st.offer_blocks[o]],
+                "cover": cover.get(offer.name, []),
+            }
+            for o, offer in enumerate(self._base.offers)
+            if st.offer_blocks[o]
+        ]
+        bix = self._base.index
+        out: dict[str, Any] = {
+            "version": 1,
+            "instance": self._base.name,
+            "failed": self.failed,
+            "restored": unavailable_paths(bix, self._avail & ~bix.available),
+            "leases": leases,
+        }
+        if jobs:
+            out["jobs"] = [self.job_document(n) for n in self.jobs]
+        return out
+
+    @classmethod
+    def resume(cls, instance: Any, state: dict[str, Any], *, verify: str = "changed") -> Cluster:
+        """Rebuild a cluster from :meth:`state` over `instance` (the same instance the state
+        was taken on): its jobs run where the state puts them, its failed hardware stays
+        failed, its leases hold. Problems are :class:`~placer.errors.PlacementError` s
+        located in the state (``state.jobs[3].current``)."""
+        instance = _instance_of(instance)
+        if not isinstance(state, dict):
+            raise ArgumentTypeError(f"state: expected a dict, got {type(state).__name__}")
+        problems: list[tuple[str, str]] = []
+        if state.get("version") != 1:
+            problems.append(("state.version", f"expected 1, got {state.get('version')!r}"))
+        for key in ("failed", "restored", "leases", "jobs"):
+            if not isinstance(state.get(key), list):
+                problems.append((f"state.{key}", "expected a list"))
+        if problems:
+            raise PlacementError(problems)
+        models: list[Job] = []
+        placed = []
+        for i, jd in enumerate(state["jobs"]):
+            try:
+                m = Job.model_validate(jd)
+            except ValidationError as e:
+                problems += [(f"state.jobs[{i}].{loc}", msg) for loc, msg in _pydantic_problems(e)]
+                continue
+            if not m.current:
+                problems.append((f"state.jobs[{i}].current", "a running job needs its GPUs"))
+                continue
+            models.append(m.model_copy(update={"current": None}))
+            placed.append(
+                {"name": m.name, "units": len(m.current) // m.unit_size, "gpus": list(m.current)}
+            )
+        cover: dict[str, list[str]] = {}
+        leases = []
+        for i, lease in enumerate(state["leases"]):
+            if not isinstance(lease, dict) or not isinstance(lease.get("offer"), str):
+                problems.append((f"state.leases[{i}]", "expected {offer, blocks, cover}"))
+                continue
+            leases.append({"offer": lease["offer"], "blocks": list(lease.get("blocks") or [])})
+            cover[lease["offer"]] = list(lease.get("cover") or [])
+        if problems:
+            raise PlacementError(problems)
+        inst = instance.model_copy(update={"jobs": models})
+        inst._index = instance.index
+        pl = {"instance": instance.name, "jobs": placed, "leases": leases}
+        c = cls.__new__(cls)
+        c._build(inst, pl, verify, state["failed"], state["restored"])
+        ix = instance.index
+        for o, offer in enumerate(instance.offers):
+            for k, path in enumerate(cover.get(offer.name, [])):
+                r = ix.resolve(path)
+                if r is None or r not in c._st.offer_blocks[o]:
+                    raise PlacementError(
+                        [(f"state.leases.{offer.name}.cover[{k}]", f"not a leased block {path!r}")]
+                    )
+                c._added_blocks[o].add(r)
+        return c
+
     def _slot_of(self, name: str) -> int:
         if not isinstance(name, str):
             raise ArgumentTypeError(f"name: expected a job name, got {type(name).__name__}")
         j = self._slot.get(name)
         if j is None:
-            raise UsageError(f"name: no running job {name!r}")
+            raise UnknownJobError(f"name: no running job {name!r}")
         return j
 
     def placement(self) -> Placement:
@@ -602,7 +807,7 @@ class Cluster:
         return d, {"instance": base.name, "jobs": placed, "leases": leases}
 
     # ------------------------------------------------------------------ submit
-    def _parse_job(self, job: Any) -> Job:
+    def _parse_job(self, job: Any, running_ok: bool = False) -> Job:
         if isinstance(job, Job):
             data: Any = job.model_dump(exclude_unset=True)
         elif isinstance(job, dict):
@@ -633,8 +838,8 @@ class Cluster:
                     )
                 ]
             )
-        if model.name in self._slot:
-            raise UsageError(f"job.name: a job named {model.name!r} is already running")
+        if model.name in self._slot and not running_ok:
+            raise ConflictError(f"job.name: a job named {model.name!r} is already running")
         return model
 
     def submit(
@@ -685,6 +890,7 @@ class Cluster:
                 job=model.name,
                 units=len(st.job_gpus[j]) // model.unit_size,
                 gpus=st.ix.gpu_ids(st.job_gpus[j]),
+                cause=ActionCause.SUBMIT,
             ),
             *moved,
         ]
@@ -747,7 +953,9 @@ class Cluster:
             placed=True,
             gpus=ids,
             units=units,
-            actions=[Action("start", job=model.name, units=units, gpus=ids)],
+            actions=[
+                Action("start", job=model.name, units=units, gpus=ids, cause=ActionCause.BIND)
+            ],
             delta=self.objective - before,
             seconds=time.perf_counter() - started,
         )
@@ -814,6 +1022,7 @@ class Cluster:
                                 gpus=st.ix.gpu_ids(gv),
                                 cost=spec.migration_cost,
                                 reason=f"displaced by {job.name!r}",
+                                cause=ActionCause.DISPLACED,
                             )
                         )
                     else:
@@ -825,6 +1034,7 @@ class Cluster:
                                 units_before=n0,
                                 cost=spec.migration_cost,
                                 reason=f"displaced by {job.name!r}; no room left for it",
+                                cause=ActionCause.DISPLACED,
                             )
                         )
                 net = st.objective - before - cost
@@ -850,16 +1060,24 @@ class Cluster:
         self._drop_slot(j)
         self._commit(saved, set(), leases=False)
         return Change(
-            actions=[Action("stop", job=name, units_before=units, reason="released")],
+            actions=[
+                Action(
+                    "stop",
+                    job=name,
+                    units_before=units,
+                    reason="released",
+                    cause=ActionCause.RELEASED,
+                )
+            ],
             delta=self.objective - before,
             seconds=time.perf_counter() - started,
         )
 
     # ------------------------------------------------------------------ failures
-    def _parse_items(self, items: Any) -> tuple[np.ndarray, list[int]]:
+    def _parse_items(self, items: Any, arg: str = "items") -> tuple[np.ndarray, list[int]]:
         if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)):
             raise ArgumentTypeError(
-                f"items: expected a list of paths, GPU ids or [site_a, site_b] links, "
+                f"{arg}: expected a list of paths, GPU ids or [site_a, site_b] links, "
                 f"got {type(items).__name__}"
             )
         ix = self._base.index
@@ -870,7 +1088,7 @@ class Cluster:
             if isinstance(it, str):
                 r = ix.resolve(it)
                 if r is None:
-                    problems.append(f"items[{i}]: unknown domain, node or GPU {it!r}")
+                    problems.append(f"{arg}[{i}]: unknown domain, node or GPU {it!r}")
                     continue
                 lvl, d = r
                 if lvl == ix.n_levels:
@@ -889,11 +1107,11 @@ class Cluster:
                     if set(link.between) == set(it) and it[0] != it[1]
                 ]
                 if not found:
-                    problems.append(f"items[{i}]: no WAN link between {it[0]!r} and {it[1]!r}")
+                    problems.append(f"{arg}[{i}]: no WAN link between {it[0]!r} and {it[1]!r}")
                 links.extend(found)
             else:
                 problems.append(
-                    f"items[{i}]: expected a domain path, a node or GPU id, or a WAN link "
+                    f"{arg}[{i}]: expected a domain path, a node or GPU id, or a WAN link "
                     f"[site_a, site_b], got {it!r}"
                 )
         if problems:
@@ -957,7 +1175,11 @@ class Cluster:
         return paths, n, float(st.scorer.lease_revenue[o])
 
     def _lease_action(
-        self, o: int, old: tuple[list[str], int, float], reason: str = ""
+        self,
+        o: int,
+        old: tuple[list[str], int, float],
+        reason: str = "",
+        cause: ActionCause = ActionCause.REPAIR,
     ) -> Action | None:
         """A lease action for offer o if its blocks or GPUs changed since `old`."""
         paths, n, rev = self._lease_info(o)
@@ -969,6 +1191,7 @@ class Cluster:
             blocks=paths,
             revenue_change=rev - old[2],
             reason=reason or f"leased GPUs {old[1]:,} -> {n:,}",
+            cause=cause,
         )
 
     def _repair_leases(self, old: list[tuple[list[str], int, float]]) -> list[Action]:
@@ -1081,11 +1304,19 @@ class Cluster:
                         gpus=st.ix.gpu_ids(g),
                         cost=spec.migration_cost,
                         reason=why,
+                        cause=ActionCause.REPAIR,
                     )
                 )
             else:
                 change.actions.append(
-                    Action("stop", job=name, units_before=n0, cost=spec.migration_cost, reason=why)
+                    Action(
+                        "stop",
+                        job=name,
+                        units_before=n0,
+                        cost=spec.migration_cost,
+                        reason=why,
+                        cause=ActionCause.REPAIR,
+                    )
                 )
                 self._drop_slot(j)
             change.cost += spec.migration_cost
@@ -1206,7 +1437,7 @@ class Cluster:
         base_ix = self._base.index
         back = mask & ~self._avail
         if not back.any() and not any(not self._links_up[w] for w in links):
-            raise UsageError("items: none of them is failed")
+            raise ConflictError("items: none of them is failed")
         saved = self._save()
         st = self._st
         before = st.objective
@@ -1245,7 +1476,7 @@ class Cluster:
         self._rebuild(list(st.job_gpus), blocks)
         change = Change()
         for o in range(len(self._base.offers)):
-            act = self._lease_action(o, old_lease[o])
+            act = self._lease_action(o, old_lease[o], cause=ActionCause.RESTORE)
             if act is not None:
                 change.actions.append(act)
         self._commit(saved, set())
@@ -1254,6 +1485,33 @@ class Cluster:
         return change
 
     # ------------------------------------------------------------------ replan
+    def replan_instance(self, pending: list[Any] | None = None) -> dict[str, Any]:
+        """The instance document a replan solves: :meth:`snapshot`'s instance (running jobs
+        with `current`) plus the `pending` jobs (SPEC 1.2 dicts or models; a name already
+        running or given twice is a :class:`~placer.errors.ConflictError` naming
+        ``pending[i].name``). Solve it anywhere (another process) and hand the result to
+        :meth:`adopt`."""
+        inst_d, _ = self.snapshot()
+        names = {j["name"] for j in inst_d["jobs"]}
+        if pending is not None and not isinstance(pending, (list, tuple)):
+            raise ArgumentTypeError(
+                f"pending: expected a list of SPEC jobs, got {type(pending).__name__}"
+            )
+        extra = []
+        for i, pj in enumerate(pending or []):
+            try:
+                m = self._parse_job(pj, running_ok=True)
+            except InstanceError as e:
+                raise InstanceError(
+                    [(loc.replace("job", f"pending[{i}]", 1), msg) for loc, msg in e.problems]
+                ) from None
+            if m.name in names:
+                raise ConflictError(f"pending[{i}].name: {m.name!r} is already running or pending")
+            names.add(m.name)
+            extra.append(m.model_dump(mode="json", exclude_none=True))
+        inst_d["jobs"] = inst_d["jobs"] + extra
+        return inst_d
+
     def replan(
         self,
         time_limit: float | None = 10.0,
@@ -1264,22 +1522,14 @@ class Cluster:
     ) -> Change:
         """A full solve from the live state: the running jobs are `current` (the solve's
         warm start; moving them is charged), `pending` jobs may start, offers not yet
-        accepted may be. The new plan is adopted only when its objective (migration costs
-        included) beats the live one; the actions reach it.
+        accepted may be. The new plan is adopted (:meth:`adopt`) only when its objective
+        (migration costs included) beats the live one; the actions reach it.
         """
         from placer.api import load_instance, solve
 
         started = time.perf_counter()
-        inst_d, _ = self.snapshot()
-        names = {j["name"] for j in inst_d["jobs"]}
-        extra = []
-        for i, pj in enumerate(pending or []):
-            m = self._parse_job(pj) if not isinstance(pj, Job) else pj
-            if m.name in names:
-                raise UsageError(f"pending[{i}].name: {m.name!r} is already running or pending")
-            names.add(m.name)
-            extra.append(m.model_dump(mode="json", exclude_none=True))
-        inst_d["jobs"] = inst_d["jobs"] + extra
+        inst_d = self.replan_instance(pending)
+        n_running = len(self._slot)
         inst = load_instance(inst_d)
         before = self.objective
         res = solve(inst, solver=solver, time_limit=time_limit, seed=seed, **options)
@@ -1294,66 +1544,156 @@ class Cluster:
                 f"{before:,.1f} vu",
                 seconds=time.perf_counter() - started,
             )
-        cp = compile_placement(inst, res.placement)
-        saved = self._save()
+        change = self.adopt(res.placement, pending=inst.jobs[n_running:])
+        change.seconds = time.perf_counter() - started
+        return change
+
+    def adopt(self, placement: Any, pending: list[Any] | None = None) -> Change:
+        """Adopt a plan computed elsewhere from an earlier state, e.g. a :meth:`replan`
+        solved in another process from :meth:`replan_instance` while this cluster went on.
+
+        `placement` (SPEC 2, dict or model) gives each job it names its GPUs (0 units: the
+        job stops); it may name running jobs and the `pending` jobs (SPEC jobs that start
+        where it places them). Running jobs it does not name keep their GPUs (they arrived
+        after the plan's state); names that are neither running nor pending are ignored
+        (released meanwhile). Its ``leases`` replace the live leases.
+
+        The merged state must pass the checker against the live state (hardware failed
+        meanwhile included), keep every pinned job on its GPUs and every non-preemptible
+        job placed: otherwise a :class:`~placer.errors.PlacementError` lists why and nothing
+        changes. It is adopted only when its objective less the migration costs it charges
+        beats the live objective; otherwise nothing changes and the Change's ``reason`` says
+        so. Actions: ``start``, ``move``, ``stop`` and ``lease``, cause ``replan``.
+        """
+        from placer.api import _placement_arg
+
+        started = time.perf_counter()
+        pl = _placement_arg(placement)
+        if pending is not None and not isinstance(pending, (list, tuple)):
+            raise ArgumentTypeError(
+                f"pending: expected a list of SPEC jobs, got {type(pending).__name__}"
+            )
+        pend: dict[str, Job] = {}
+        for i, pj in enumerate(pending or []):
+            try:
+                m = self._parse_job(pj, running_ok=True)
+            except InstanceError as e:
+                raise InstanceError(
+                    [(loc.replace("job", f"pending[{i}]", 1), msg) for loc, msg in e.problems]
+                ) from None
+            if m.name not in self._slot:
+                pend[m.name] = m
         st = self._st
-        old = {self._slots[j].name: st.job_gpus[j] for j in self._slot.values()}
+        ix = st.ix
+        problems: list[tuple[str, str]] = []
+        plan: dict[str, np.ndarray] = {}
+        for i, pj in enumerate(pl.jobs):
+            if pj.name not in self._slot and pj.name not in pend:
+                continue  # released meanwhile (or never known): nothing to do
+            job = self._spec[pj.name] if pj.name in self._slot else pend[pj.name]
+            g = ix.gpu_indices(list(pj.gpus)) if pj.gpus else _EMPTY
+            if (g < 0).any():
+                problems.append(
+                    (f"placement.jobs[{i}].gpus[{int(np.argmax(g < 0))}]", "unknown GPU id")
+                )
+                continue
+            if len(g) != pj.units * job.unit_size:
+                problems.append(
+                    (
+                        f"placement.jobs[{i}].gpus",
+                        f"{len(g)} GPUs for {pj.units} units of {job.unit_size} GPUs",
+                    )
+                )
+                continue
+            plan[pj.name] = np.asarray(g, np.int64)
+        offer_ix = {o.name: k for k, o in enumerate(self._base.offers)}
+        blocks: list[list[tuple[int, int]]] = [[] for _ in self._base.offers]
+        for i, lease in enumerate(pl.leases):
+            o = offer_ix.get(lease.offer)
+            if o is None:
+                problems.append((f"placement.leases[{i}].offer", f"unknown offer {lease.offer!r}"))
+                continue
+            for k, path in enumerate(lease.blocks):
+                r = ix.resolve(path)
+                if r is None or r[0] >= ix.n_levels:
+                    problems.append((f"placement.leases[{i}].blocks[{k}]", f"unknown {path!r}"))
+                else:
+                    blocks[o].append(r)
+        old = {name: st.job_gpus[j] for name, j in self._slot.items()}
+        for name, prev in old.items():
+            spec = self._spec[name]
+            g = plan.get(name, prev)
+            if spec.pinned and (len(g) != len(prev) or (g != prev).any()):
+                problems.append(("placement", f"job {name!r} is pinned: it cannot move"))
+            elif not spec.preemptible and not len(g):
+                problems.append(("placement", f"job {name!r} is not preemptible: it must stay"))
+        if problems:
+            raise PlacementError(problems)
+        before = self.objective
+        saved = self._save()
         old_lease = [self._lease_info(o) for o in range(len(self._base.offers))]
         change = Change()
         slots: list[Job] = []
         gpus: list[np.ndarray] = []
-        spec: dict[str, Job] = {}
-        for job, g in zip(inst.jobs, cp.job_gpus):
-            prev = old.get(job.name)
-            orig = self._spec.get(job.name) or job.model_copy(update={"current": None})
+        spec_of: dict[str, Job] = {}
+        order = [self._slots[j].name for j in sorted(self._slot.values())] + list(pend)
+        for name in order:
+            orig = self._spec.get(name) or pend[name]
+            prev = old.get(name)
+            g = plan.get(name, prev if prev is not None else _EMPTY)
+            u = orig.unit_size
             if prev is not None and (len(prev) != len(g) or (prev != g).any()):
-                if len(g):
-                    change.actions.append(
-                        Action(
-                            "move",
-                            job=job.name,
-                            units=len(g) // job.unit_size,
-                            units_before=len(prev) // job.unit_size,
-                            gpus=st.ix.gpu_ids(g),
-                            cost=orig.migration_cost,
-                            reason="replan",
-                        )
+                kind = "move" if len(g) else "stop"
+                change.actions.append(
+                    Action(
+                        kind,
+                        job=name,
+                        units=len(g) // u,
+                        units_before=len(prev) // u,
+                        gpus=ix.gpu_ids(g) if len(g) else [],
+                        cost=orig.migration_cost,
+                        reason="replan",
+                        cause=ActionCause.REPLAN,
                     )
-                else:
-                    change.actions.append(
-                        Action(
-                            "stop",
-                            job=job.name,
-                            units_before=len(prev) // job.unit_size,
-                            cost=orig.migration_cost,
-                            reason="replan",
-                        )
-                    )
+                )
                 change.cost += orig.migration_cost
             elif prev is None and len(g):
                 change.actions.append(
                     Action(
                         "start",
-                        job=job.name,
-                        units=len(g) // job.unit_size,
-                        gpus=st.ix.gpu_ids(g),
+                        job=name,
+                        units=len(g) // u,
+                        gpus=ix.gpu_ids(g),
                         reason="replan",
+                        cause=ActionCause.REPLAN,
                     )
                 )
             if len(g):
-                spec[job.name] = orig
+                spec_of[name] = orig
                 slots.append(orig.model_copy(update={"current": None}))
-                gpus.append(np.asarray(g, np.int64))
+                gpus.append(g)
         self._slots = slots
-        self._spec = spec
+        self._spec = spec_of
         self._slot = {j.name: k for k, j in enumerate(slots)}
         self._tombstones = 0
-        self._rebuild(gpus, cp.offer_blocks)
+        self._rebuild(gpus, blocks)
+        bad = check_compiled(self._inst, self._compiled())
+        if bad:
+            self._restore_saved(saved)
+            raise PlacementError([("placement", f"against the live state: {v}") for v in bad[:20]])
+        delta = self.objective - before - change.cost
+        if not delta > 1e-6 * max(1.0, abs(before)):
+            after = self.objective - change.cost
+            self._restore_saved(saved)
+            return Change(
+                reason=f"kept the live plan: the plan's {after:,.1f} vu (migration charged) "
+                f"does not beat {before:,.1f} vu",
+                seconds=time.perf_counter() - started,
+            )
         for o in range(len(self._base.offers)):
-            act = self._lease_action(o, old_lease[o], "replan")
+            act = self._lease_action(o, old_lease[o], "replan", ActionCause.REPLAN)
             if act is not None:
                 change.actions.append(act)
-        self._commit(saved, set(range(len(slots))))
-        change.delta = self.objective - before - change.cost
+        change.delta = delta
         change.seconds = time.perf_counter() - started
         return change

@@ -32,6 +32,7 @@ Imports the model, the loader and the API; the Ray engine imports ray only when 
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 import os
 import time
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from placer.api import _instance_arg, load_instance, solve
-from placer.errors import InstanceError, SolverError, UsageError
+from placer.errors import ArgumentTypeError, InstanceError, SolverError, UsageError
 from placer.kernel.blocks import eligible_blocks
 from placer.model import Instance, Status
 from placer.solvers.base import finalize
@@ -70,6 +71,7 @@ class Side:
     seconds: float
     gpus: int = 0  # leased GPUs of the offer (accept side)
     reason: str | None = None
+    plans: dict[str, str] = field(default_factory=dict)  # SPEC v3: job -> the plan it runs
 
 
 @dataclass
@@ -96,11 +98,13 @@ class OfferDecision:
                 "bound": self.accept.bound,
                 "gpus": self.accept.gpus,
                 "status": self.accept.status,
+                "plans": self.accept.plans,
             },
             "decline": {
                 "objective": self.decline.objective,
                 "bound": self.decline.bound,
                 "status": self.decline.status,
+                "plans": self.decline.plans,
             },
             "worth": self.worth,
             "worth_interval": self.worth_interval,
@@ -120,6 +124,9 @@ class SweepPoint:
     # neighbour polish: the factor whose placement (re-scored here) a side took, else None
     accept_plan_from: float | None = None
     decline_plan_from: float | None = None
+    # SPEC v3: each side's plan per job that has plans (job -> plan)
+    accept_plans: dict[str, str] = field(default_factory=dict)
+    decline_plans: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -167,35 +174,98 @@ class Sweep:
     n: int = 5
 
     @classmethod
-    def parse(cls, text: str) -> Sweep:
+    def parse(cls, text: str, where: str = "sweep") -> Sweep:
+        """``"PARAM=LO:HI[:N]"`` -> a checked Sweep; errors name `where` (``sweeps[1]``,
+        ``--sweep``)."""
+        if not isinstance(text, str):
+            raise ArgumentTypeError(
+                f"{where}: expected a 'PARAM=LO:HI[:N]' string, got {type(text).__name__}"
+            )
         name, sep, rng = text.partition("=")
         parts = rng.split(":")
         if not sep or len(parts) not in (2, 3):
-            raise UsageError(f"--sweep {text!r}: expected PARAM=LO:HI[:N]")
+            raise UsageError(f"{where}: {text!r}: expected PARAM=LO:HI[:N]")
         try:
             lo, hi = float(parts[0]), float(parts[1])
             n = int(parts[2]) if len(parts) == 3 else 5
         except ValueError:
-            raise UsageError(f"--sweep {text!r}: LO and HI must be numbers, N an integer") from None
-        return cls(name, lo, hi, n).checked()
+            raise UsageError(
+                f"{where}: {text!r}: LO and HI must be numbers, N an integer"
+            ) from None
+        return cls(name, lo, hi, n).checked(where)
 
-    def checked(self) -> Sweep:
+    def checked(self, where: str = "sweep") -> Sweep:
+        for k in ("lo", "hi", "n"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int if k == "n" else int | float):
+                raise ArgumentTypeError(
+                    f"{where}: {k}: expected {'an integer' if k == 'n' else 'a number'}, "
+                    f"got {type(v).__name__}"
+                )
+        if not isinstance(self.param, str):
+            raise ArgumentTypeError(
+                f"{where}: param: expected a string, got {type(self.param).__name__}"
+            )
         ok = self.param in SWEEP_PARAMS[:-1] or (
             self.param.startswith("jobs.") and self.param.endswith(".cross_site_every")
         )
         if not ok:
             raise UsageError(
-                f"sweep {self.param!r}: unknown parameter; valid: {', '.join(SWEEP_PARAMS)}"
+                f"{where}: {self.param!r}: unknown parameter; valid: {', '.join(SWEEP_PARAMS)}"
             )
         if not (math.isfinite(self.lo) and math.isfinite(self.hi)) or not 0 < self.lo < self.hi:
-            raise UsageError(f"sweep {self.param}: need 0 < LO < HI, got {self.lo}:{self.hi}")
+            raise UsageError(f"{where}: {self.param}: need 0 < LO < HI, got {self.lo}:{self.hi}")
         if not 2 <= self.n <= 200:
-            raise UsageError(f"sweep {self.param}: N must be in 2..200, got {self.n}")
+            raise UsageError(f"{where}: {self.param}: N must be in 2..200, got {self.n}")
         return self
+
+    @property
+    def job(self) -> str | None:
+        """The job a ``jobs.NAME.cross_site_every`` sweep scales (None for other params)."""
+        if self.param.startswith("jobs."):
+            return self.param[len("jobs.") : -len(".cross_site_every")]
+        return None
 
     def factors(self) -> list[float]:
         r = (self.hi / self.lo) ** (1.0 / (self.n - 1))
         return [self.lo * r**i for i in range(self.n)]
+
+
+def sweeps_arg(sweeps: Any, instance: Instance, flag: str | None = None) -> list[Sweep]:
+    """`decide`'s `sweeps` argument as checked Sweeps, before any solve runs.
+
+    One ``"PARAM=LO:HI[:N]"`` string or :class:`Sweep`, or an iterable of them (None: no
+    sweep). Anything else raises :class:`ArgumentTypeError` naming ``sweeps`` (``sweeps[2]``
+    for an item); a bad sweep or a ``jobs.NAME`` naming no job of the instance raises
+    :class:`UsageError` naming it. `flag` names the CLI option instead (``--sweep``).
+    """
+    if sweeps is None:
+        return []
+    if isinstance(sweeps, str | Sweep):
+        sweeps = [sweeps]
+    elif isinstance(sweeps, bytes | dict) or not isinstance(sweeps, Iterable):
+        raise ArgumentTypeError(
+            f"{flag or 'sweeps'}: expected a 'PARAM=LO:HI[:N]' string, a Sweep or a list of "
+            f"them, got {type(sweeps).__name__}"
+        )
+    names = {j.name for j in instance.jobs}
+    out = []
+    for i, s in enumerate(sweeps):
+        where = flag or f"sweeps[{i}]"
+        if isinstance(s, Sweep):
+            s = s.checked(where)
+        elif isinstance(s, str):
+            s = Sweep.parse(s, where)
+        else:
+            raise ArgumentTypeError(
+                f"{where}: expected a 'PARAM=LO:HI[:N]' string or a Sweep, got {type(s).__name__}"
+            )
+        if s.job is not None and s.job not in names:
+            near = difflib.get_close_matches(s.job, sorted(names), n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise UsageError(f"{where}: {s.param}: no job named {s.job!r} in the instance{hint}")
+        out.append(s)
+    return out
 
 
 def scaled(data: dict, param: str, factor: float, offer: str | None = None) -> dict:
@@ -217,12 +287,15 @@ def scaled(data: dict, param: str, factor: float, offer: str | None = None) -> d
             if offer is None or o["name"] == offer:
                 o["price_per_gpu_hour"] = float(o["price_per_gpu_hour"]) * factor
     elif param.startswith("jobs."):
-        name = param[len("jobs.") : -len(".cross_site_every")]
+        name = param[len("jobs.") : -len(".cross_site_every")]  # checked by sweeps_arg
         jobs = [j for j in d["jobs"] if j.get("name") == name]
         if not jobs:
             raise UsageError(f"sweep {param}: no job named {name!r}")
         for j in jobs:
             j["cross_site_every"] = max(1.0, float(j.get("cross_site_every", 1.0)) * factor)
+            for p in j.get("plans") or []:  # SPEC v3: a plan's own value, scaled alike
+                if "cross_site_every" in p:
+                    p["cross_site_every"] = max(1.0, float(p["cross_site_every"]) * factor)
     return d
 
 
@@ -274,6 +347,7 @@ def solve_side(
         "seconds": res.seconds,
         "gpus": int(gpus),
         "reason": res.reason,
+        "plans": {pj.name: pj.plan for pj in res.placement.jobs if pj.units and pj.plan},
     }
     if keep_plan and res.objective is not None:
         out["plan"] = _compact(inst, res.placement)
@@ -281,16 +355,28 @@ def solve_side(
 
 
 def _compact(inst: Instance, placement) -> dict:
+    """A placement as arrays: each job's GPU indices (int32) and plan (SPEC v3, an index
+    into its plans), each offer's blocks."""
     ix = inst.index
     by_name = {pj.name: pj for pj in placement.jobs}
-    jobs = []
+    jobs, plans = [], []
     for job in inst.jobs:
         pj = by_name.get(job.name)
         g = ix.cached_indices(pj.gpus) if pj is not None and pj.gpus else []
         jobs.append(np.asarray(g, np.int32))
+        plans.append(job.plan_index(pj.plan) if pj is not None and len(g) else None)
     grants = {lg.offer: lg.blocks for lg in placement.leases}
     blocks = [[ix.resolve(b) for b in grants.get(o.name, [])] for o in inst.offers]
-    return {"jobs": jobs, "blocks": blocks}
+    return {"jobs": jobs, "blocks": blocks, "plans": plans}
+
+
+def _plan_names(inst: Instance, plan: dict) -> dict[str, str]:
+    """job -> plan name of a compact placement's placed jobs that have plans."""
+    return {
+        job.name: job.plans[k].name
+        for job, g, k in zip(inst.jobs, plan["jobs"], plan["plans"])
+        if len(g) and k is not None and job.plans
+    }
 
 
 def _rescore(inst: Instance, plan: dict) -> float | None:
@@ -298,7 +384,16 @@ def _rescore(inst: Instance, plan: dict) -> float | None:
     checked (None if it breaks a rule here, e.g. a latency bound that a latency factor
     tightened)."""
     try:
-        res = finalize(inst, "neighbour", list(plan["jobs"]), plan["blocks"], {}, None, 0.0)
+        res = finalize(
+            inst,
+            "neighbour",
+            list(plan["jobs"]),
+            plan["blocks"],
+            {},
+            None,
+            0.0,
+            job_plans=plan["plans"],
+        )
     except SolverError:
         return None
     return res.objective
@@ -370,7 +465,15 @@ class _Engine:
 
 # ----------------------------------------------------------------------------- arithmetic
 def _side(r: dict) -> Side:
-    return Side(r["objective"], r["bound"], r["status"], r["seconds"], r["gpus"], r["reason"])
+    return Side(
+        r["objective"],
+        r["bound"],
+        r["status"],
+        r["seconds"],
+        r["gpus"],
+        r["reason"],
+        r.get("plans") or {},
+    )
 
 
 def _most_gpus(inst: Instance, offer) -> int:
@@ -422,7 +525,7 @@ def _decision(inst: Instance, name: str, acc: Side, dec: Side) -> OfferDecision:
 def decide(
     instance: Instance,
     offer: str | None = None,
-    sweeps: Iterable[Sweep | str] = (),
+    sweeps: Iterable[Sweep | str] | Sweep | str | None = (),
     engine: str = "local",
     jobs: int | None = None,
     time_limit: float | None = 60.0,
@@ -438,7 +541,8 @@ def decide(
     ----------
     instance : a loaded :class:`Instance`.
     offer : an offer's name; None = every offer.
-    sweeps : :class:`Sweep` or ``"PARAM=LO:HI[:N]"`` strings.
+    sweeps : one ``"PARAM=LO:HI[:N]"`` string or :class:`Sweep`, or a list of them; all are
+        checked (and ``jobs.NAME`` looked up) before any solve runs.
     engine : ``local`` (a process pool of `jobs` workers) or ``ray`` (``RAY_ADDRESS``, or a
         local Ray started with `jobs` CPUs).
     time_limit, seed, solver, options : passed to every solve (one thread each).
@@ -453,9 +557,7 @@ def decide(
     if not names:
         raise UsageError("the instance has no lease offer to decide on")
     chosen = [offer] if offer is not None else names
-    sw = [s if isinstance(s, Sweep) else Sweep.parse(s) for s in sweeps]
-    for s in sw:
-        s.checked()
+    sw = sweeps_arg(sweeps, instance)
     if not (isinstance(tolerance, int | float) and 0 < tolerance < 10):
         raise UsageError(f"tolerance: must be in (0, 10), got {tolerance!r}")
     data = instance.model_dump(mode="json", exclude_none=True)
@@ -499,7 +601,15 @@ def _point(inst_data: dict, name: str, factor: float, pair: list[dict]) -> Sweep
         else "decline"
     )
     return SweepPoint(
-        factor, a, d, worth, decision, pair[0].get("plan_from"), pair[1].get("plan_from")
+        factor,
+        a,
+        d,
+        worth,
+        decision,
+        pair[0].get("plan_from"),
+        pair[1].get("plan_from"),
+        pair[0].get("plans") or {},
+        pair[1].get("plans") or {},
     )
 
 
@@ -536,7 +646,12 @@ def _polish(data, param, name, solved: dict[float, list[dict]], factors, tick=No
                         tick(0, "polishing")
                     best = mine["objective"]
                     if v is not None and (best is None or v > best + 1e-9 * max(1.0, abs(v))):
-                        mine.update(objective=v, plan=plan, plan_from=origin)
+                        mine.update(
+                            objective=v,
+                            plan=plan,
+                            plan_from=origin,
+                            plans=_plan_names(inst, plan),
+                        )
                         changed = True
 
 

@@ -53,3 +53,13 @@ class CalibrationError(LocatedError):
     """A measurement file (nccl-tests log, step-time CSV) or a fabric overlay that cannot be
     used; each problem names its place (``run.log:42``, ``steps.csv:7``, ``fabric.yaml:
     topology.fabric.rack.latency_us``)."""
+
+
+class UnknownJobError(UsageError, LookupError):
+    """A job name that no running job has (``name: no running job 'x'``); the service answers
+    404."""
+
+
+class ConflictError(UsageError):
+    """A call that conflicts with the live state: a job name already running, hardware that
+    is not failed; the service answers 409."""

@@ -61,25 +61,15 @@ def instance_summary(inst: Instance) -> dict[str, Any]:
             }
         )
     jobs = []
-    for j in inst.jobs:
-        jobs.append(
-            {
-                "name": j.name,
-                "kind": j.kind,
-                "gpu_types": j.gpu_types,
-                "tp": j.tp,
-                "pp": j.pp,
-                "units_min": j.units_min,
-                "units_max": j.units_max,
-                "gpus_max": j.units_max * j.unit_size,
-                "scope": {
-                    k: (v if v is not None else "max_latency")
-                    for k, v in j.effective_scope().items()
-                },
-                "value": j.value,
-                "running": ("pinned" if j.pinned else "yes") if j.current else "no",
-            }
-        )
+    for job in inst.jobs:
+        # a job with plans (v3) is shown under its default plan, its plans listed below
+        row = _shape(job.under(job.default_plan))
+        row.update(name=job.name, kind=job.kind)
+        row["running"] = ("pinned" if job.pinned else "yes") if job.current else "no"
+        if job.plans:
+            row["plans"] = [{"name": v.plan, **_shape(v)} for v in job.variants()]
+            row["current_plan"] = job.current_plan if job.current else None
+        jobs.append(row)
     offers = [
         {
             "name": o.name,
@@ -107,6 +97,24 @@ def instance_summary(inst: Instance) -> dict[str, Any]:
     }
 
 
+def _shape(j) -> dict[str, Any]:
+    """How a job (or the job under one of its plans) runs: its shape, scopes and value."""
+    return {
+        "gpu_types": j.gpu_types,
+        "tp": j.tp,
+        "pp": j.pp,
+        "units_min": j.units_min,
+        "units_max": j.units_max,
+        "gpus_max": j.units_max * j.unit_size,
+        "microbatches": j.microbatches if j.kind == "training" else None,
+        "cross_site_every": j.cross_site_every,
+        "scope": {
+            k: (v if v is not None else "max_latency") for k, v in j.effective_scope().items()
+        },
+        "value": j.value,
+    }
+
+
 def solution_summary(inst: Instance, res) -> dict[str, Any]:
     """Per site used / leased / idle GPUs, per job units, sites, efficiency; offers."""
     ix = inst.index
@@ -121,11 +129,13 @@ def solution_summary(inst: Instance, res) -> dict[str, Any]:
         used[g] = True
         sc = by_name.get(pj.name, {})
         sites = sorted({ix.site_names[s] for s in np.unique(ix.dom[0][g]).tolist()})
+        shape = job.under(job.plan_index(pj.plan) if pj.units and job.plans else job.default_plan)
         jobs.append(
             {
                 "name": pj.name,
                 "units": pj.units,
-                "units_max": job.units_max,
+                "units_max": shape.units_max,
+                "plan": pj.plan if pj.units else None,
                 "gpus": len(g),
                 # a v2 mixed job's units may be of several types: all of them, joined by +
                 "type": "+".join(ix.type_names[t] for t in np.unique(ix.gpu_type[g]).tolist())

@@ -29,6 +29,7 @@ from placer.kernel.compiled import Compiled
 from placer.model import Instance
 from placer.model.instance import CLUSTER
 from placer.model.semantic import Findings, check_structure
+from placer.planner import expand
 
 
 def load_instance(path: str | Path) -> Instance:
@@ -48,8 +49,13 @@ def load_instance(path: str | Path) -> Instance:
 
 
 def instance_from_dict(data: Any) -> Instance:
-    """Validate already-parsed data (a dict as from YAML/JSON) into an :class:`Instance`."""
-    inst = instance_from_data(data)
+    """Validate already-parsed data (a dict as from YAML/JSON) into an :class:`Instance`.
+
+    Jobs with `model:` (a project extension, docs/plans.md) are first expanded into SPEC v3
+    `plans` by :func:`placer.planner.expand`."""
+    exp = expand(data)
+    inst = instance_from_data(exp.data)
+    inst._warnings.extend(exp.warnings)
     f = check_structure(inst)
     if f.problems:
         raise InstanceError(f.problems)
@@ -81,8 +87,13 @@ def _check_current(inst: Instance, index, f: Findings) -> None:
         if len(bad):
             f.error(f"{loc}[{bad[0]}]", f"unknown GPU id {j.current[bad[0]]!r}")
             continue
-        if len(idx) % j.unit_size:
-            f.error(loc, f"{len(idx)} GPUs is not a whole number of units of {j.unit_size} (tp*pp)")
+        run = j.under(j.default_plan)  # v3: whole units of its current_plan
+        if len(idx) % run.unit_size:
+            under = f" under plan {run.plan!r}" if run.plan is not None else ""
+            f.error(
+                loc,
+                f"{len(idx)} GPUs is not a whole number of units of {run.unit_size} (tp*pp{under})",
+            )
         uniq, first, counts = np.unique(idx, return_index=True, return_counts=True)
         if (counts > 1).any():
             g = int(uniq[np.argmax(counts > 1)])
@@ -162,10 +173,12 @@ def running_job_problems(inst: Instance) -> list[tuple[str, str]]:
         for j, job in enumerate(inst.jobs):
             if job.pinned and job.current:
                 gpus[j] = index.cached_indices(job.current)
+        plans = [j.default_plan for j in inst.jobs]  # a pinned job keeps its current_plan
         cp = Compiled(
             gpus,
             [[] for _ in inst.offers],
-            [len(g) // j.unit_size for g, j in zip(gpus, inst.jobs)],
+            [len(g) // j.under(k).unit_size for g, j, k in zip(gpus, inst.jobs, plans)],
+            job_plans=plans,
         )
         for rule in (rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread, rule7_power):
             for v in rule(inst, cp):

@@ -94,6 +94,7 @@ def load_example(case: str) -> tuple[dict, dict, dict]:
 JOB_ROW = (
     "units",
     "gpus",
+    "plan",
     "T_tp_ms",
     "T_pp_ms",
     "T_dp_ms",
@@ -116,7 +117,7 @@ def _flatten_expected(e: dict) -> dict:
     sc = e["score"]
     jobs = {}
     for row in sc["jobs"]:
-        r = {k: row[k] for k in JOB_ROW}
+        r = {k: row[k] for k in JOB_ROW if k in row}  # `plan` is in the v3 examples
         if row.get("units"):
             r["speed"] = row["speed"]
         jobs[row["name"]] = r

@@ -283,6 +283,39 @@ def expand(instance):
 # --------------------------------------------------------------------------------------
 
 
+PLAN_KEYS = (
+    "tp", "pp", "dp", "min_dp", "ep", "replicas", "min_replicas", "microbatches", "scope",
+    "max_latency_us", "comm", "overlap", "compute_ms", "cross_site_every", "gpu_types",
+    "mix_types", "value",
+)  # fmt: skip
+
+
+def plan_of(raw, entry):
+    """The name of the plan a raw job runs under in a placement entry (SPEC 1.2, v3): the
+    entry's `plan` when the job is placed with plans; else its current_plan when running,
+    else its first plan; None for a job without plans."""
+    plans = raw.get("plans")
+    if not plans:
+        return None
+    names = [p["name"] for p in plans]
+    if entry and int(entry.get("units", 0)) > 0:
+        return entry.get("plan") if entry.get("plan") in names else None
+    if raw.get("current") and raw.get("current_plan") in names:
+        return raw["current_plan"]
+    return names[0]
+
+
+def job_under(raw, plan_name):
+    """The raw job under its plan: each key the plan gives replaces the job's wholesale."""
+    if plan_name is None:
+        return {k: v for k, v in raw.items() if k != "plans"}
+    plan = next(p for p in raw["plans"] if p["name"] == plan_name)
+    out = {k: v for k, v in raw.items() if k != "plans"}
+    out.update({k: v for k, v in plan.items() if k in PLAN_KEYS})
+    out["plan"] = plan_name
+    return out
+
+
 def job_defaults(job):
     """A copy of a raw job dict with every SPEC default filled in."""
     kind = job["kind"]
@@ -304,6 +337,9 @@ def job_defaults(job):
         "cross_site_every": float(job.get("cross_site_every", 1) or 1),
         "compute_ms": job.get("compute_ms"),
         "spread": job.get("spread") if kind == "inference" else None,
+        "microbatches": job.get("microbatches") if kind == "training" else None,
+        "plan": job.get("plan"),
+        "current_plan": job.get("current_plan"),
     }
     if kind == "training":
         j["dp"] = int(job["dp"])
@@ -424,7 +460,13 @@ def reference_score(instance, placement):
     topo = expand(instance)
     horizon = float(instance.get("horizon_hours", DEFAULT_HORIZON_HOURS))
     entries = placement_entries(placement)
-    jobs = [job_defaults(j) for j in instance.get("jobs") or []]
+    jobs = []
+    for raw in instance.get("jobs") or []:
+        entry = entries.get(raw["name"])
+        plan = plan_of(raw, entry)
+        if raw.get("plans") and entry and int(entry.get("units", 0)) > 0 and plan is None:
+            raise ScoreUndefined(f"{raw['name']}: placed with plans but no plan of its own")
+        jobs.append(job_defaults(job_under(raw, plan)))
 
     # 1. every placed job's GPUs (rank order) and groups
     placed = {}  # name -> {"gpus": [...], "groups": {...}, "units": int}
@@ -471,6 +513,7 @@ def reference_score(instance, placement):
             "name": name,
             "units": 0,
             "gpus": 0,
+            "plan": None,
             "T_tp_ms": 0.0,
             "T_pp_ms": 0.0,
             "T_dp_ms": 0.0,
@@ -486,8 +529,10 @@ def reference_score(instance, placement):
         }
         gpus = placed[name]["gpus"] if name in placed else []
         if job["current"]:
-            # moved: the GPU set differs (reordering alone is not a move); stopped: 0 units
-            if set(gpus) != set(job["current"]):
+            # moved: the GPU set differs (reordering alone is not a move), or (v3) the plan
+            # differs from current_plan; stopped: 0 units
+            changed = job["plan"] is not None and job["plan"] != job["current_plan"]
+            if set(gpus) != set(job["current"]) or (changed and name in placed):
                 row["moved"] = True
                 row["migration_cost"] = job["migration_cost"]
         if name not in placed:
@@ -499,6 +544,7 @@ def reference_score(instance, placement):
         n_gpus = len(gpus)
         row["units"] = units
         row["gpus"] = n_gpus
+        row["plan"] = job["plan"]
         speeds = [topo.gpu_types.get(topo.gpus[g]["type"], {}).get("speed", 1.0) for g in gpus]
         if job["mix_types"] == "slowest":  # SPEC 4 (v2): the slowest type's speed
             speed = min(speeds)
@@ -528,6 +574,9 @@ def reference_score(instance, placement):
         else:
             c = float(job["compute_ms"]) / speed
             step = c
+            mb = job["microbatches"]
+            if mb is not None and job["pp"] > 1:  # v3: the 1F1B pipeline bubble
+                step = c * (mb + job["pp"] - 1) / mb
             for dim in job["dims"]:
                 step += (1.0 - job["overlap"][dim]) * T[dim]
             row["step_ms"] = step
@@ -679,9 +728,32 @@ def reference_check(instance, placement):
     def violation(rule, kind, name, what):
         violations.append({"rule": rule, kind: name, "what": what})
 
+    entries = placement_entries(placement)
     jobs = {}
     for raw in instance.get("jobs") or []:
-        jobs[raw["name"]] = job_defaults(raw)
+        entry = entries.get(raw["name"])
+        plan = plan_of(raw, entry)
+        placed = bool(entry) and int(entry.get("units", 0)) > 0
+        # Rule 8 (v3): a placed job with plans names one of them; a job without plans names
+        # none; a pinned job keeps its current_plan
+        if placed and raw.get("plans") and plan is None:
+            violation(8, "job", raw["name"], f"names no plan of its own ({entry.get('plan')!r})")
+            plan = raw["plans"][0]["name"]  # the other rules need a shape: skip it below
+            bad_plan = True
+        else:
+            bad_plan = False
+        if placed and not raw.get("plans") and entry.get("plan") is not None:
+            violation(8, "job", raw["name"], "names a plan, but the job has no plans")
+        if (
+            placed
+            and raw.get("plans")
+            and raw.get("pinned")
+            and raw.get("current")
+            and entry.get("plan") != raw.get("current_plan")
+        ):
+            violation(8, "job", raw["name"], "pinned job does not keep its current_plan")
+        jobs[raw["name"]] = job_defaults(job_under(raw, plan))
+        jobs[raw["name"]]["bad_plan"] = bad_plan
 
     # placement entries: unknown and duplicate names are violations (rule 3, our reading)
     seen = set()
@@ -701,6 +773,8 @@ def reference_check(instance, placement):
         entry = entries.get(name)
         job_units[name] = int(entry.get("units", 0)) if entry else 0
         job_gpus[name] = list(entry.get("gpus") or []) if entry else []
+        if jobs[name]["bad_plan"]:  # no shape to check the entry against (rule 8)
+            job_units[name], job_gpus[name] = 0, []
 
     # Rule 1: every GPU exists, is available, and is used at most once (also inside a job)
     owner = {}

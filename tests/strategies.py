@@ -29,9 +29,9 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 if __package__:
-    from .reference import expand, job_defaults, reference_check
+    from .reference import expand, job_defaults, job_under, reference_check
 else:  # tests/ is on sys.path (pytest's default rootdir-less import mode)
-    from reference import expand, job_defaults, reference_check
+    from reference import expand, job_defaults, job_under, reference_check
 
 SITE_NAMES = ["a", "b", "c", "m", "z"]
 MIDDLE_LEVELS = ["hall", "pod", "rack"]
@@ -217,8 +217,9 @@ def _overlap(draw, dims):
     return overlap
 
 
-def _job(draw, name, levels, types, wide_scopes):
-    kind = draw(st.sampled_from(["training", "training", "inference"]))
+def _job(draw, name, levels, types, wide_scopes, kind=None):
+    if kind is None:
+        kind = draw(st.sampled_from(["training", "training", "inference"]))
     job = {"name": name, "kind": kind, "value": draw(st.sampled_from([0.5, 1.0, 2.0, 3.0]))}
     if draw(st.integers(0, 3)) > 0:
         job["tp"] = draw(st.sampled_from([1, 2, 4]))
@@ -243,6 +244,8 @@ def _job(draw, name, levels, types, wide_scopes):
             job["checkpoint_interval_min"] = draw(st.sampled_from([0, 20, 60]))
         if draw(st.integers(0, 2)) == 0:
             job["cross_site_every"] = draw(st.integers(1, 3))
+        if job.get("pp", 1) > 1 and draw(st.booleans()):  # v3: the 1F1B bubble
+            job["microbatches"] = draw(st.sampled_from([1, 3, 16]))
     else:
         replicas = draw(st.integers(1, 4))
         job["replicas"] = replicas
@@ -308,8 +311,38 @@ def _offers(draw, levels, site_names, types):
     return leases
 
 
+# shape keys: each plan of a generated job with plans gives all of these that its drawn
+# alternative has (so that every plan, completed by the job's keys, is a valid job)
+_SHAPE_KEYS = (
+    "tp", "pp", "dp", "min_dp", "ep", "replicas", "min_replicas", "microbatches", "scope",
+    "max_latency_us", "cross_site_every", "gpu_types", "mix_types",
+)  # fmt: skip
+_SHARED_KEYS = ("comm", "overlap", "compute_ms", "value")  # a plan gives each or not
+
+
+def _with_plans(draw, job, levels, types, wide_scopes):
+    """v3: the job with 1-3 plans, each a drawn alternative of the same kind; the job keeps
+    only keys that are valid with any shape (comm, overlap, compute_ms, value, ...)."""
+    out = {k: v for k, v in job.items() if k not in _SHAPE_KEYS}
+    plans = []
+    for k in range(draw(st.integers(1, 3))):
+        alt = _job(draw, job["name"], levels, types, wide_scopes, kind=job["kind"])
+        plan = {"name": f"p{k}"}
+        plan.update({key: alt[key] for key in _SHAPE_KEYS if key in alt})
+        for key in _SHARED_KEYS:
+            if key in alt and draw(st.booleans()):
+                plan[key] = alt[key]
+        plans.append(plan)
+    out["plans"] = plans
+    return out
+
+
+def plan_names(raw):
+    return [p["name"] for p in raw.get("plans") or []]
+
+
 @st.composite
-def instances(draw, wide_scopes=False):
+def instances(draw, wide_scopes=False, plans=True):
     """A valid random instance dict without running jobs."""
     topology, gpu_types = draw(topologies())
     levels = topology["levels"]
@@ -321,6 +354,11 @@ def instances(draw, wide_scopes=False):
     instance["gpu_types"] = gpu_types
     n_jobs = draw(st.integers(1, 4))
     instance["jobs"] = [_job(draw, f"j{i}", levels, types, wide_scopes) for i in range(n_jobs)]
+    if plans:
+        instance["jobs"] = [
+            _with_plans(draw, j, levels, types, wide_scopes) if draw(st.integers(0, 3)) == 0 else j
+            for j in instance["jobs"]
+        ]
     if draw(st.integers(0, 2)) == 0:
         site_names = [s["name"] for s in topology["sites"]]
         instance["leases"] = _offers(draw, levels, site_names, types)
@@ -438,10 +476,14 @@ def _leased_gpus(topo, blocks):
 
 @st.composite
 def instance_and_placement(draw):
-    """(instance, placement): random but scorable; may break rules 3-7."""
+    """(instance, placement): random but scorable; may break rules 3-8."""
     instance = draw(instances())
     topo = expand(instance)
-    jobs = [job_defaults(j) for j in instance["jobs"]]
+    # v3: each job with plans runs a drawn one
+    chosen = {
+        r["name"]: draw(st.sampled_from(plan_names(r))) for r in instance["jobs"] if r.get("plans")
+    }
+    jobs = [job_defaults(job_under(j, chosen.get(j["name"]))) for j in instance["jobs"]]
 
     taken = set()
     entries = []
@@ -449,7 +491,12 @@ def instance_and_placement(draw):
         units, gpus = _random_job_gpus(draw, job, topo, taken)
         taken.update(gpus)
         if units > 0 or draw(st.booleans()):
-            entries.append({"name": job["name"], "units": units, "gpus": gpus})
+            entry = {"name": job["name"], "units": units, "gpus": gpus}
+            if job["name"] in chosen:
+                entry["plan"] = chosen[job["name"]]
+            elif units and draw(st.integers(0, 9)) == 0:
+                entry["plan"] = "p0"  # a plan on a job without plans: a rule-8 violation
+            entries.append(entry)
 
     # running jobs: a current on other GPUs (moved) or the same GPUs (maybe reordered)
     current_taken = set()
@@ -465,12 +512,17 @@ def instance_and_placement(draw):
                 units = [current[i : i + size] for i in range(0, len(current), size)]
                 units = draw(st.permutations(units))
                 current = [g for u in units for g in u]
+            run = chosen.get(job["name"])
         else:
-            _, current = _random_job_gpus(draw, job, topo, current_taken, allow_unavailable=True)
+            run = draw(st.sampled_from(plan_names(raw))) if raw.get("plans") else None
+            shape = job_defaults(job_under(raw, run))
+            _, current = _random_job_gpus(draw, shape, topo, current_taken, allow_unavailable=True)
         if not current or current_taken & set(current):
             continue
         current_taken.update(current)
         raw["current"] = current
+        if run is not None:
+            raw["current_plan"] = run
         if draw(st.booleans()):
             raw["migration_cost"] = draw(st.sampled_from([0, 5, 50]))
 
@@ -611,12 +663,14 @@ def _scoped_job_gpus(draw, job, topo, taken):
 
 
 @st.composite
-def feasible_case(draw):
-    """(instance, placement) satisfying every rule of SPEC 3."""
-    instance = draw(instances(wide_scopes=True))
+def feasible_case(draw, plans=True):
+    """(instance, placement) satisfying every rule of SPEC 3 (with v3 plans unless
+    ``plans=False``)."""
+    instance = draw(instances(wide_scopes=True, plans=plans))
     topo = expand(instance)
     raw_jobs = instance["jobs"]
-    jobs = [job_defaults(j) for j in raw_jobs]
+    chosen = {r["name"]: draw(st.sampled_from(plan_names(r))) for r in raw_jobs if r.get("plans")}
+    jobs = [job_defaults(job_under(j, chosen.get(j["name"]))) for j in raw_jobs]
 
     taken = set()
     entries = {}
@@ -624,6 +678,8 @@ def feasible_case(draw):
         units, gpus = _scoped_job_gpus(draw, job, topo, taken)
         taken.update(gpus)
         entries[job["name"]] = {"name": job["name"], "units": units, "gpus": gpus}
+        if job["name"] in chosen:
+            entries[job["name"]]["plan"] = chosen[job["name"]]
 
     leases = {}
     taken_blocks = set()
@@ -647,10 +703,14 @@ def feasible_case(draw):
     for raw, job in zip(raw_jobs, jobs, strict=True):
         units = entries[job["name"]]["units"]
         key = "min_dp" if job["kind"] == "training" else "min_replicas"
-        if units == 0 or units < (raw.get(key, _max_units(job))):
-            raw[key] = draw(st.integers(0, units)) if units else 0
-            if job["kind"] == "training" and units and raw[key] % job["ep"]:
-                raw[key] -= raw[key] % job["ep"]
+        # v3: the chosen plan's range (the plan gives every shape key it has)
+        holder = raw
+        if raw.get("plans"):
+            holder = next(p for p in raw["plans"] if p["name"] == chosen[raw["name"]])
+        if units == 0 or units < (holder.get(key, _max_units(job))):
+            holder[key] = draw(st.integers(0, units)) if units else 0
+            if job["kind"] == "training" and units and holder[key] % job["ep"]:
+                holder[key] -= holder[key] % job["ep"]
 
     # repair: drop whatever still breaks a rule, raise power caps that are exceeded
     for _ in range(10):
@@ -677,6 +737,8 @@ def feasible_case(draw):
             continue
         if entry["units"] > 0 and role in ("same", "pinned"):
             raw["current"] = list(entry["gpus"])
+            if raw.get("plans"):
+                raw["current_plan"] = chosen[raw["name"]]
             if role == "pinned":
                 raw["pinned"] = True
             elif draw(st.booleans()):
@@ -685,13 +747,17 @@ def feasible_case(draw):
             free = sorted(
                 g for g in topo.gpus if g not in current_taken and g not in topo.unavailable
             )
-            size = job["tp"] * job["pp"]
+            run = draw(st.sampled_from(plan_names(raw))) if raw.get("plans") else None
+            shape = job_defaults(job_under(raw, run))
+            size = shape["tp"] * shape["pp"]
             if len(free) < size:
                 continue
-            n = draw(st.integers(1, max(1, min(_max_units(job), len(free) // size))))
+            n = draw(st.integers(1, max(1, min(_max_units(shape), len(free) // size))))
             current = draw(st.permutations(free))[: n * size]
             current_taken.update(current)
             raw["current"] = current
+            if run is not None:
+                raw["current_plan"] = run
             if entry["units"] > 0 and draw(st.booleans()):
                 raw["preemptible"] = False
         else:

@@ -15,12 +15,10 @@ What is tested here:
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import builders
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 
 from placer.api import check
@@ -101,11 +99,9 @@ def test_a_job_placed_in_a_feasible_case_is_never_said_to_fit_nowhere(case):
             assert not any("fits nowhere" in w and repr(job.name) in w for w in inst.warnings)
 
 
-@pytest.mark.parametrize("case", ["case1", "case2-shared-link", "case5-speed-messages"])
+@pytest.mark.parametrize("case", builders.EXAMPLE_CASES)
 def test_checker_agrees_with_the_worked_examples(case):
-    inst_d = yaml.safe_load((EXAMPLES / f"{case}.instance.yaml").read_text())
-    pl_d = json.loads((EXAMPLES / f"{case}.placement.json").read_text())
-    expected = json.loads((EXAMPLES / f"{case}.expected.json").read_text())
+    inst_d, pl_d, expected = builders.load_example(case)
     got = violations(inst_d, pl_d)
     assert (not got) == expected["feasible"]
     assert sorted({v.rule for v in got}) == sorted(set(expected["rules_violated"]))

@@ -106,6 +106,13 @@ def inference(name, tp=1, replicas=2, min_replicas=0, value=1.0, **kw):
     return j
 
 
+def _mixed_gpn():
+    """Site a: two 1-GPU nodes; site b: one 2-GPU node (TP inside a node fits only in b)."""
+    t = two_sites(gpn=1)
+    t["sites"][1].update(gpus_per_node=2, domains=[{"name": "rack", "count": 1, "shape": [1]}])
+    return t
+
+
 def inst_dict(name, topology, jobs, offers=None, **kw):
     d = {"name": name, "horizon_hours": 10, "topology": topology, "jobs": jobs, **kw}
     if offers:
@@ -210,6 +217,66 @@ CASES = {
             {"name": "M", "price_per_gpu_hour": 0.2, "level": "rack", "min_gpus": 4},
         ],
     ),
+    # SPEC v3 plans: TP inside a node (one fits only on site b's 2-GPU nodes) against data
+    # parallelism over the WAN against a pipeline with a bubble; the solver picks the plan
+    "plans-choose-the-shape": inst_dict(
+        "v3a",
+        _mixed_gpn(),
+        [
+            {
+                **training("t", value=2.0),
+                "plans": [
+                    {
+                        "name": "dp-wan",
+                        "dp": 3,
+                        "min_dp": 2,
+                        "scope": {"dp": "cluster"},
+                        "comm": {"dp_MB": 20000},
+                    },
+                    {"name": "tp2", "tp": 2, "dp": 1},
+                    {"name": "pp2", "pp": 2, "dp": 1, "microbatches": 4, "value": 2.2},
+                ],
+            },
+            inference("i", replicas=2, min_replicas=0, value=1.2),
+        ],
+    ),
+    # a running job pays its migration cost to change plan (here on the same GPUs) when the
+    # new plan is worth it
+    "plans-running-job-switches": inst_dict(
+        "v3b",
+        two_sites(gpn=1, wan_bw=10.0, nodes=1),
+        [
+            {
+                **training("t", dp=2, scope={"dp": "cluster"}, value=2.0),
+                "comm": {"dp_MB": 20000},
+                "current": ["a/rack0/node0/gpu0", "b/rack0/node0/gpu0"],
+                "current_plan": "sync",
+                "migration_cost": 3.0,
+                "plans": [
+                    {"name": "sync"},
+                    {"name": "single", "dp": 1, "value": 1.8},
+                    {"name": "diloco", "cross_site_every": 8, "value": 1.6},
+                ],
+            },
+            inference("i", replicas=1, min_replicas=0, value=0.1),
+        ],
+    ),
+    # a running job that is not preemptible must stay placed under one of its plans
+    "plans-must-stay-placed": inst_dict(
+        "v3c",
+        two_sites(gpn=1),
+        [
+            {
+                **training("t", value=0.5),
+                "current": ["a/rack0/node0/gpu0", "a/rack0/node1/gpu0"],
+                "current_plan": "two",
+                "preemptible": False,
+                "migration_cost": 1.0,
+                "plans": [{"name": "two", "dp": 2}, {"name": "one", "dp": 1}],
+            },
+            inference("i", replicas=4, min_replicas=3, value=1.5),
+        ],
+    ),
     # a sub-site spread next to a site lease, with an unavailable domain in the site: the
     # coarse model's spread/lease coupling must count only usable domains
     "spread-and-site-lease-with-unavailable": inst_dict(
@@ -233,18 +300,20 @@ def brute_force(inst) -> float:
     job, every subset of every offer's candidate blocks)."""
     ix = inst.index
     gpus = free_gpus(inst)
-    options = []
+    options = []  # per job: (plan, GPUs) choices (SPEC v3: under each of its plans)
     for job in inst.jobs:
-        opts = [np.zeros(0, np.int64)]
+        opts = [(job.default_plan, np.zeros(0, np.int64))]
         if job.pinned and job.current:
-            opts = [ix.gpu_indices(job.current)]
+            opts = [(job.default_plan, ix.gpu_indices(job.current))]
         else:
-            for units in range(max(job.units_min, 1), job.units_max + 1):
-                if units % job.unit_step:
-                    continue
-                n = units * job.unit_size
-                for perm in itertools.permutations(gpus, n):
-                    opts.append(np.array(perm, np.int64))
+            for k in range(len(job.plans)) if job.plans else [None]:
+                shape = job.under(k)
+                for units in range(max(shape.units_min, 1), shape.units_max + 1):
+                    if units % shape.unit_step:
+                        continue
+                    n = units * shape.unit_size
+                    for perm in itertools.permutations(gpus, n):
+                        opts.append((k, np.array(perm, np.int64)))
         options.append(opts)
     lease_opts = []
     for offer in inst.offers:
@@ -256,14 +325,23 @@ def brute_force(inst) -> float:
         lease_opts.append(subsets)
     best = -np.inf
     for combo in itertools.product(*options):
-        flat = np.concatenate([c for c in combo]) if combo else np.zeros(0, np.int64)
+        plans = [k for k, _ in combo]
+        job_gpus = [g for _, g in combo]
+        flat = np.concatenate(job_gpus) if combo else np.zeros(0, np.int64)
         if len(np.unique(flat)) != len(flat):
             continue
+        jobs = [job.under(k) for job, k in zip(inst.jobs, plans)]
         for leases in itertools.product(*lease_opts) if lease_opts else [()]:
-            cp = Compiled(list(combo), list(leases), [len(c) for c in combo])
+            cp = Compiled(
+                job_gpus,
+                list(leases),
+                [len(g) // j.unit_size for g, j in zip(job_gpus, jobs)],
+                job_plans=plans,
+                declared_plans=[j.plan if len(g) else None for g, j in zip(job_gpus, jobs)],
+            )
             if check_compiled(inst, cp):
                 continue
-            best = max(best, score_compiled(inst, cp.job_gpus, cp.offer_blocks).objective)
+            best = max(best, score_compiled(inst, job_gpus, cp.offer_blocks, plans).objective)
     return best
 
 

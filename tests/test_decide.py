@@ -1,5 +1,12 @@
 """Keep or lease (issue 9): `placer.decide` and `placer decide` against forced and free
-solves on a three-campus instance where the WAN moves the answer."""
+solves on a three-campus instance where the WAN moves the answer.
+
+The fast suite keeps a representative set: the forced pair at two WAN bandwidths against the
+free solve, the proven intervals, the break-even price against forced solves, the neighbour
+polish, a price sweep with bisection on tiny (deterministic: no wall-clock limit), the
+arguments, the CLI and the JSON. The sweeps of the three-campus instance and the Ray engine
+(each a few to a dozen wall-clock-limited solves) are marked slow.
+"""
 
 from __future__ import annotations
 
@@ -62,6 +69,7 @@ def test_the_break_even_price_agrees_with_forced_solves(decided):
     assert below.offers[0].decision == "decline"
 
 
+@pytest.mark.slow
 def test_a_bandwidth_sweep_reports_the_flip_inside_its_range():
     res = placer.decide(
         three_campus(), sweeps=["wan.bandwidth=1:32:3"], time_limit=20, jobs=2, tolerance=0.1
@@ -77,6 +85,7 @@ def test_a_bandwidth_sweep_reports_the_flip_inside_its_range():
     assert (lo.offers[0].decision, hi.offers[0].decision) == ("accept", "decline")
 
 
+@pytest.mark.slow
 def test_a_price_sweep_finds_the_break_even_price(decided):
     o = decided[FIXED].offers[0]
     res = placer.decide(
@@ -126,6 +135,53 @@ def test_bad_sweeps_are_refused_with_their_name(text):
             Sweep.parse(text)
 
 
+def test_a_price_sweep_on_tiny_brackets_the_break_even_price():
+    # deterministic (no wall-clock limit): the bisected flip holds the pair's break-even price
+    inst = placer.load_instance(TINY)
+    res = placer.decide(inst, sweeps="price=0.5:2:3", time_limit=None, jobs=1, tolerance=0.02)
+    (o,) = res.offers
+    (s,) = res.sweeps  # one bare string is one sweep
+    assert (s.param, len(s.points) >= 3) == ("price", True)
+    be = s.break_even
+    assert (be["from"], be["to"]) == ("decline", "accept")
+    lo, hi = be["interval"]
+    assert hi / lo <= 1.02 + 1e-9
+    assert lo * o.price <= o.break_even_price * 1.0001
+    assert hi * o.price >= o.break_even_price * 0.9999
+
+
+@pytest.mark.parametrize(
+    "sweeps, error, where",
+    [
+        ([5], placer.ArgumentTypeError, "sweeps[0]: expected a 'PARAM=LO:HI[:N]' string"),
+        (5, placer.ArgumentTypeError, "sweeps: expected a 'PARAM=LO:HI[:N]' string"),
+        (b"price=1:2", placer.ArgumentTypeError, "sweeps: expected"),
+        (["price=1:2", None], placer.ArgumentTypeError, "sweeps[1]: expected"),
+        (Sweep("price", "1", 2.0), placer.ArgumentTypeError, "sweeps[0]: lo: expected a number"),
+        ("price=1:x", placer.UsageError, "sweeps[0]: 'price=1:x': LO and HI must be numbers"),
+        (
+            ["price=1:2", "jobs.train-13bb.cross_site_every=1:4"],
+            placer.UsageError,
+            "sweeps[1]: jobs.train-13bb.cross_site_every: no job named 'train-13bb' in the "
+            "instance; did you mean train-13b?",
+        ),
+    ],
+)
+def test_the_sweeps_argument_is_checked_before_any_solve(monkeypatch, sweeps, error, where):
+    import placer.decision
+
+    def no_engine(*a, **k):
+        raise AssertionError("a solve engine was started before the arguments were checked")
+
+    monkeypatch.setattr(placer.decision._Engine, "__init__", no_engine)
+    with pytest.raises(error) as e:
+        placer.decide(placer.load_instance(TINY), sweeps=sweeps, time_limit=5, jobs=1)
+    assert str(e.value).startswith(where), str(e.value)
+    assert "--sweep" not in str(e.value)  # the library names its argument, not a CLI flag
+    if error is placer.ArgumentTypeError:
+        assert isinstance(e.value, TypeError)
+
+
 def test_the_cli_answers_in_one_line_and_in_json(tmp_path):
     r = CliRunner().invoke(app, ["decide", str(TINY), "--time-limit", "10", "--jobs", "1"])
     assert r.exit_code == 0, r.output
@@ -135,7 +191,7 @@ def test_the_cli_answers_in_one_line_and_in_json(tmp_path):
     r = CliRunner().invoke(app, ["decide", str(TINY), "--offer", "nope"])
     assert r.exit_code == 2 and "nope" in r.stderr
     r = CliRunner().invoke(app, ["decide", str(TINY), "--sweep", "bogus=1:2"])
-    assert r.exit_code == 2 and "bogus" in r.stderr
+    assert r.exit_code == 2 and "--sweep: 'bogus': unknown parameter" in r.stderr
 
 
 def test_plots_are_written(tmp_path):
@@ -159,6 +215,7 @@ def test_plots_are_written(tmp_path):
     assert list(tmp_path.glob("*.png"))
 
 
+@pytest.mark.slow
 def test_the_ray_engine_gives_the_local_engine_s_results():
     ray = pytest.importorskip("ray")
     inst = placer.load_instance(TINY)
@@ -198,6 +255,7 @@ def test_neighbour_polish_carries_a_better_plan_to_the_next_point():
         assert got["objective"] <= own[side] + 1e-6 * abs(own[side])  # the solve's own optimum
 
 
+@pytest.mark.slow
 def test_swept_sides_are_monotone_in_the_wan_bandwidth_after_polish():
     res = placer.decide(three_campus(), sweeps=["wan.bandwidth=0.5:8:4"], time_limit=20, jobs=2)
     (s,) = res.sweeps

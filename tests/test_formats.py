@@ -373,3 +373,86 @@ def test_cli_kubernetes_and_bad_input(tmp_path):
     res = r.invoke(app, ["import", "slurm", "--topology", str(bad), "-o", str(tmp_path / "x")])
     assert res.exit_code == 2 and "bad.conf:1" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------- issue 18 part 7 (fuzzer)
+
+
+@pytest.mark.parametrize("which", ["--topology", "--nodes", "--jobs"])
+def test_a_file_that_is_not_utf8_is_one_located_error_and_exit_2(tmp_path, which):
+    files = {
+        "--topology": tmp_path / "topology.conf",
+        "--nodes": tmp_path / "slurm.conf",
+        "--jobs": tmp_path / "jobs.yaml",
+    }
+    files["--topology"].write_text("SwitchName=s0 Nodes=n[1-2]\n")
+    files["--nodes"].write_text("NodeName=n[1-2] Gres=gpu:h100:8\n")
+    files["--jobs"].write_text("jobs: []\n")
+    files[which].write_bytes(b"# caf\xe9 r\xe9seau\n" + files[which].read_bytes())
+    out = tmp_path / "out.yaml"
+    args = ["import", "slurm", "--site", "s", "-o", str(out)]
+    for flag, p in files.items():
+        args += [flag, str(p)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and not isinstance(res.exception, UnicodeError)
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert lines == [
+        f"error: {files[which]}:1: "
+        + {"--topology": "the topology file", "--nodes": "slurm.conf", "--jobs": "the jobs file"}[
+            which
+        ]
+        + " is not UTF-8 text: byte 0xe9 at column 6; save it as UTF-8 (e.g. iconv -f latin1 -t "
+        "utf-8)"
+    ]
+    assert not out.exists()
+
+
+def test_an_unknown_key_on_a_switch_line_is_warned_with_file_line(tmp_path):
+    p = tmp_path / "topology.conf"
+    p.write_text(
+        "SwitchName=top Switches=s[0-1]\n"
+        "SwitchName=s0 Nodes=n[1-2] LinkSpeed=200 Foo=bar\n"
+        "SwitchName=s1 Nodes=n[3-4] linkspeed=200 stray\n"
+    )
+    doc, warns = import_slurm([(p, "s")])
+    mine = [w for w in warns if "ignored; such a line takes" in w.what]
+    assert [(w.line, w.what.split(" on a ")[0]) for w in mine] == [
+        (2, "unknown key Foo= (Foo=bar)"),
+        (3, "a token without '=', 'stray'"),
+    ]
+    assert str(mine[0]).startswith(f"{p}:2: unknown key Foo=")
+    # the keys Slurm knows are still read, in any case
+    assert doc["topology"]["fabric"]["leaf"]["bandwidth_GBps"] == 25.0
+    # and the same for topology.yaml entries
+    y = tmp_path / "topology.yaml"
+    y.write_text(
+        "- topology: t\n  tree:\n    switches:\n"
+        "      - switch: s0\n        nodes: n[1-2]\n        linkspeed: 200\n"
+    )
+    _, warns = import_slurm([(y, "s")])
+    assert [(w.line, w.what) for w in warns if "unknown key" in w.what] == [
+        (4, "unknown key 'linkspeed' of a switch entry ignored; it takes switch, children, nodes")
+    ]
+
+
+def test_block_warnings_cite_their_own_line_after_a_block_that_lost_its_nodes(tmp_path):
+    p = tmp_path / "topology.conf"
+    p.write_text(
+        "BlockName=b1 Nodes=n[1-4]\n"
+        "BlockName=b2 Nodes=n[1-4]\n"  # every node already in b1: b2 is left out
+        "BlockName=b3 Nodes=n[5-8]\n"
+        "BlockName=b4 Nodes=n[9-11]\n"  # one short of the base size: warned at line 4
+        "BlockSizes=4\n"
+    )
+    _, warns = import_slurm([(p, "s")])
+    short = [w for w in warns if "not the base block size" in w.what]
+    assert [(w.line, w.what) for w in short] == [
+        (4, "block b4 has 3 nodes, not the base block size 4")
+    ]
+    assert any(w.line == 2 and "block b2 has no nodes" in w.what for w in warns)
+    p.write_text("BlockName=b1 Nodes=n[1-2]\nBlockName=b2 Nodes=n[1-2]\n")
+    q = tmp_path / "slurm.conf"
+    q.write_text("NodeName=m[1-2] Gres=gpu:h100:8\n")
+    with pytest.raises(InstanceError, match="no block has any node"):
+        import_slurm([(p, "s")], nodes=q)

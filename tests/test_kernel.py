@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from placer.api import score
 from placer.errors import PlacementError
 from placer.io import placement_from_data
-from placer.kernel.compiled import compile_placement
+from placer.kernel.compiled import compile_placement, jobs_under
 from placer.kernel.score import Scorer
 from placer.validate import instance_from_dict
 
@@ -39,6 +39,8 @@ if __package__:
         expand,
         groups_of,
         job_defaults,
+        job_under,
+        plan_of,
         reference_score,
     )
     from .strategies import feasible_case, instance_and_placement
@@ -49,6 +51,8 @@ else:
         expand,
         groups_of,
         job_defaults,
+        job_under,
+        plan_of,
         reference_score,
     )
     from strategies import feasible_case, instance_and_placement
@@ -839,7 +843,7 @@ def test_an_incomplete_ep_block_across_sites_sets_t_ep():
 def _scorer(inst, pl):
     cp = compile_placement(inst, pl)
     assert not cp.problems
-    return Scorer(inst, [g.copy() for g in cp.job_gpus], cp.offer_blocks), cp
+    return Scorer(inst, [g.copy() for g in cp.job_gpus], cp.offer_blocks, cp.job_plans), cp
 
 
 @settings(max_examples=100, **HYP)
@@ -854,18 +858,23 @@ def test_batch_values_equal_the_jobs_net_value_after_a_full_rescore(case, data):
     topo = expand(inst_d)
     scorer, cp = _scorer(inst, pl)
     j = data.draw(st.integers(0, len(inst.jobs) - 1), label="job")
-    job = inst.jobs[j]
-    n = len(cp.job_gpus[j]) or job.unit_size
+    plan = None
+    if inst.jobs[j].plans:  # v3: candidates of the job under one of its plans
+        plan = data.draw(st.integers(0, len(inst.jobs[j].plans) - 1), label="plan")
+    job = scorer.job_under(j, plan)
+    n = (len(cp.job_gpus[j]) if plan is None else 0) or job.unit_size
     site = data.draw(st.sampled_from(sorted(topo.fabric)), label="site")
     pool = component_gpus(topo, site)
     assume(len(pool) >= n)
     cands = [data.draw(st.permutations(pool), label="cand")[:n] for _ in range(3)]
-    got = scorer.batch_values(j, np.stack([inst.index.gpu_indices(c) for c in cands]))
+    got = scorer.batch_values(j, np.stack([inst.index.gpu_indices(c) for c in cands]), plan)
     assert got.shape == (3,)
     for c, value in zip(cands, got, strict=True):
         new = copy.deepcopy(pl_d)
         new["jobs"] = [e for e in new["jobs"] if e["name"] != job.name]
         new["jobs"].append({"name": job.name, "units": n // job.unit_size, "gpus": c})
+        if job.plan is not None:
+            new["jobs"][-1]["plan"] = job.plan
         row = rows(reference_score(inst_d, new))[job.name]
         assert close(value, row["value"] - row["migration_cost"])
         # when neither j's old placement nor the candidate shares a WAN link with another
@@ -892,7 +901,8 @@ def _wan_links_of(topo, inst_d, pl_d, name):
     entry = next((e for e in pl_d["jobs"] if e["name"] == name), None)
     if not entry or not entry["units"]:
         return set()
-    job = job_defaults(next(j for j in inst_d["jobs"] if j["name"] == name))
+    raw = next(j for j in inst_d["jobs"] if j["name"] == name)
+    job = job_defaults(job_under(raw, plan_of(raw, entry)))
     links = set()
     for dim, groups in groups_of(job, entry["units"]).items():
         for grp in groups:
@@ -911,24 +921,29 @@ def _shares_a_wan_link(topo, inst_d, pl_d, name):
 
 
 @st.composite
-def _changes(draw, inst, topo, job_gpus):
-    """A random move (one job to random GPUs of a WAN component, maybe 0 units) or a swap
-    of equally many GPUs between two jobs."""
+def _changes(draw, inst, topo, job_gpus, plans):
+    """(changes, plan changes): a random move (one job to random GPUs of a WAN component,
+    maybe 0 units, v3: maybe under another of its plans) or a swap of equally many GPUs
+    between two jobs."""
     index = inst.index
     placed = [j for j, g in enumerate(job_gpus) if len(g)]
     kind = draw(st.sampled_from(["move", "move", "swap"]) if len(placed) >= 2 else st.just("move"))
+    jobs = jobs_under(inst, plans)
     if kind == "move":
         j = draw(st.integers(0, len(inst.jobs) - 1))
-        job = inst.jobs[j]
+        job, new_plans = jobs[j], {}
+        if inst.jobs[j].plans and draw(st.booleans()):
+            k = draw(st.integers(0, len(inst.jobs[j].plans) - 1))
+            job, new_plans = inst.jobs[j].under(k), {j: k}
         site = draw(st.sampled_from(sorted(topo.fabric)))
         pool = component_gpus(topo, site)
         most = min(job.units_max, len(pool) // job.unit_size)
         units = draw(st.integers(0, max(most, 0)))
         ids = draw(st.permutations(pool))[: units * job.unit_size]
-        return {j: index.gpu_indices(ids)}
+        return {j: index.gpu_indices(ids)}, new_plans
     a, b = draw(st.permutations(placed))[:2]
     ga, gb = job_gpus[a].copy(), job_gpus[b].copy()
-    ua, ub = inst.jobs[a].unit_size, inst.jobs[b].unit_size
+    ua, ub = jobs[a].unit_size, jobs[b].unit_size
     if ua == ub and draw(st.booleans()):  # swap one whole unit each
         x = draw(st.integers(0, len(ga) // ua - 1))
         y = draw(st.integers(0, len(gb) // ub - 1))
@@ -940,7 +955,7 @@ def _changes(draw, inst, topo, job_gpus):
     ta = ga[sa].copy()
     ga[sa] = gb[sb]
     gb[sb] = ta
-    return {a: ga, b: gb}
+    return {a: ga, b: gb}, {}
 
 
 @settings(max_examples=150, **HYP)
@@ -953,16 +968,23 @@ def test_delta_equals_the_full_rescore_difference_for_moves_and_swaps(case, data
     before = scorer.objective
     assert close(before, score(inst, pl).objective)
     job_gpus = [g.copy() for g in cp.job_gpus]
+    plans = list(cp.job_plans)
     for step in range(3):
-        changes = data.draw(_changes(inst, topo, job_gpus), label=f"changes{step}")
+        changes, plan_changes = data.draw(
+            _changes(inst, topo, job_gpus, plans), label=f"changes{step}"
+        )
         new_gpus = list(job_gpus)
         for j, g in changes.items():
             new_gpus[j] = np.asarray(g, np.int64)
-        fresh_scorer = Scorer(inst, new_gpus, cp.offer_blocks)
+        new_plans = list(plans)
+        for j, k in plan_changes.items():
+            new_plans[j] = k
+            event("a plan changes")
+        fresh_scorer = Scorer(inst, new_gpus, cp.offer_blocks, new_plans)
         after = fresh_scorer.objective
         if (fresh_scorer.users != scorer.users).any():
             event("WAN sharer counts change")
-        d = scorer.delta(changes)
+        d = scorer.delta(changes, plans=plan_changes)
         assert math.isclose(d, after - before, rel_tol=REL, abs_tol=ABS * max(1, abs(before))), (
             d,
             after - before,
@@ -970,14 +992,14 @@ def test_delta_equals_the_full_rescore_difference_for_moves_and_swaps(case, data
         assert scorer.objective == before  # commit=False leaves the state alone
         commit = data.draw(st.booleans(), label=f"commit{step}")
         if commit:
-            d2 = scorer.delta(changes, commit=True)
+            d2 = scorer.delta(changes, commit=True, plans=plan_changes)
             assert d2 == d
             assert math.isclose(
                 scorer.objective, after, rel_tol=REL, abs_tol=ABS * max(1, abs(after))
             )
-            fresh = Scorer(inst, new_gpus, cp.offer_blocks).result().to_dict()
+            fresh = Scorer(inst, new_gpus, cp.offer_blocks, new_plans).result().to_dict()
             assert_breakdown_equal(fresh, scorer.result().to_dict())
-            job_gpus, before = new_gpus, scorer.objective
+            job_gpus, plans, before = new_gpus, new_plans, scorer.objective
 
 
 def _shared_link_instance() -> dict:

@@ -148,3 +148,33 @@ def test_cli_generate_trace_and_replay(tmp_path):
     assert set(d) == {"placer", "firstfit"} and "value" in d["placer"]
     r = runner.invoke(app, ["replay", "instances/tiny.yaml", str(trace), "--policy", "zzz"])
     assert r.exit_code == 2 and "unknown 'zzz'" in r.output
+
+
+def test_a_submitted_job_the_cluster_would_refuse_is_refused_at_its_event(tmp_path):
+    inst = small()
+    bad = {k: v for k, v in training("late", 2).items() if k != "compute_ms"}
+    events = [
+        {"at_hours": 0, "submit": training("a", 2)},
+        {"at_hours": 1, "finish": "a"},
+        {"at_hours": 2, "submit": training("b", 2, scope={"dp": "rack"})},
+        {"at_hours": 0.5, "submit": bad},  # index 3 in the file, second once sorted
+    ]
+    with pytest.raises(InstanceError) as e:
+        load_events({"events": events}, inst)
+    assert e.value.problems == [
+        (
+            "events[2].submit.scope.dp",
+            "unknown level 'rack' (levels: ['site', 'node'] or 'cluster')",
+        ),
+        ("events[3].submit.compute_ms", "is required for a training job"),
+    ]
+    # the library's replay checks the list it is given, before any policy runs
+    with pytest.raises(InstanceError, match=r"events\[1\]\.submit\.compute_ms"):
+        replay(inst, load_events({"events": events}), until=3)
+    # and the CLI says where, in one line per problem, exit 2
+    p, q = tmp_path / "inst.json", tmp_path / "events.yaml"
+    p.write_text(json.dumps(one_site(nodes=4, gpus_per_node=2)))
+    q.write_text(yaml.safe_dump({"events": events}))
+    res = runner.invoke(app, ["replay", str(p), str(q)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "error: events[3].submit.compute_ms: is required for a training job" in res.stderr

@@ -1,4 +1,5 @@
-"""`placer serve`: a real uvicorn server on 127.0.0.1 (a free port), driven with httpx."""
+"""`placer serve`: a real uvicorn server on 127.0.0.1 (a free port), driven with httpx (state in
+memory here; the durable store: test_service_store.py)."""
 
 from __future__ import annotations
 
@@ -57,9 +58,10 @@ def test_submit_release_and_snapshot_over_http(server):
     inst = placer.load_instance(copy.deepcopy(snap["instance"]))
     assert placer.check(inst, snap["placement"]) == []
     # the posted documents are scored and checked by the same service
-    s = client.post("/score", json=snap).json()
+    docs = {"instance": snap["instance"], "placement": snap["placement"]}
+    s = client.post("/score", json=docs).json()
     assert s["objective"] == pytest.approx(cluster.objective)
-    assert client.post("/check", json=snap).json() == {"feasible": True, "violations": []}
+    assert client.post("/check", json=docs).json() == {"feasible": True, "violations": []}
     r = client.delete("/jobs/a")
     assert r.status_code == 200 and r.json()["actions"][0]["kind"] == "stop"
     assert client.get("/jobs").json()["jobs"] == {}
@@ -86,7 +88,11 @@ def test_errors_are_json_with_locations(server):
     r = client.post("/jobs", json={"job": {"name": "x", "kind": "training", "tp": 0}})
     assert r.status_code == 422
     locs = [tuple(p["loc"]) for p in r.json()["detail"]]
-    assert ("body", "job", "tp") in locs and ("body", "job", "value") in locs
+    assert ("body", "job", "tp") in locs
+    # `value` may come from each plan (SPEC v3): its absence is a cross-field problem (400)
+    r = client.post("/jobs", json={"job": {"name": "x", "kind": "training", "dp": 1}})
+    assert r.status_code == 400
+    assert [tuple(p["loc"]) for p in r.json()["detail"]][:1] == [("job", "value")]
     r = client.post("/jobs", json={"job": training("x", 1, scope={"dp": "galaxy"})})
     assert r.status_code == 400 and r.json()["detail"][0]["loc"][:2] == ["job", "scope"]
     r = client.delete("/jobs/nope")
@@ -147,3 +153,45 @@ def test_replan_and_solve_over_http(server):
     inst = one_site(nodes=2, gpus_per_node=2, jobs=[training("z", 2)])
     r = client.post("/solve", json={"instance": inst, "solver": "greedy", "time_limit": 5})
     assert r.status_code == 200 and r.json()["jobs"][0]["units"] == 2
+
+
+def test_openapi_documents_every_status_the_server_answers(server):
+    client, _ = server
+    paths = client.get("/openapi.json").json()["paths"]
+    # the review's examples: an unknown job is a documented 404, a bad item a documented 422
+    r = client.delete("/jobs/0")
+    assert r.status_code == 404 and "404" in paths["/jobs/{name}"]["delete"]["responses"]
+    r = client.post("/fail", json={"items": [[]]})
+    assert r.status_code == 422 and "422" in paths["/fail"]["post"]["responses"]
+    for path, ops in paths.items():
+        if path == "/health":  # public: 200 ready, 503 not yet
+            continue
+        for method, op in ops.items():
+            codes = set(op["responses"])
+            assert {"200", "401", "403", "413", "422", "503"} <= codes, (method, path)
+            if method != "get" and path not in ("/score", "/check", "/solve"):
+                assert "412" in codes, (method, path)  # a mutation may send If-Match
+
+
+def test_schema_carries_the_models_limits_and_the_server_agrees(server):
+    client, _ = server
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert schema["Job"]["properties"]["name"]["minLength"] == 1
+    assert schema["Topology"]["properties"]["levels"]["minItems"] == 2
+    assert schema["SubmitBody"]["additionalProperties"] is False
+    assert schema["Job"]["properties"]["tp"]["minimum"] == 1
+    # an empty job name, fewer than two levels, an unknown body key: all refused
+    assert client.post("/jobs", json={"job": training("", 1)}).status_code == 422
+    bad = one_site(nodes=2, jobs=[training("z", 1)])
+    bad["topology"]["levels"] = ["site"]
+    assert client.post("/solve", json={"instance": bad, "time_limit": 1}).status_code == 400
+    assert client.post("/jobs", json={"job": training("y", 1), "extra": 1}).status_code == 422
+
+
+def test_booleans_are_not_numbers(server):
+    client, _ = server
+    for body in ({"seed": True}, {"time_limit": True}, {"seed": 1.5}):
+        r = client.post("/replan", json=body)
+        assert r.status_code == 422, body
+    r = client.post("/jobs", json={"job": training("a", 1), "allow_moves": True})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "allow_moves"]

@@ -90,10 +90,26 @@ def parse_type_map(items: list[str] | dict[str, str] | None) -> dict[str, str]:
 
 
 def read_text(path: str | Path, what: str) -> str:
+    """The file's text (UTF-8); a file that cannot be read or is not UTF-8 is one located
+    error (`file:line: ...`), never a traceback."""
     try:
-        return Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as e:
         raise InstanceError([(str(path), f"cannot read {what}: {e.strerror or e}")]) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise InstanceError(
+            [
+                (
+                    f"{path}:{line}",
+                    f"{what} is not UTF-8 text: byte 0x{data[e.start]:02x} at column {col}; "
+                    "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+                )
+            ]
+        ) from None
 
 
 def read_yaml(path: str | Path, what: str) -> Any:

@@ -51,6 +51,7 @@ class SlurmTopology:
     block_sizes: list[int] = field(default_factory=list)
     block_sizes_line: int | None = None
     flat_nodes: list[str] = field(default_factory=list)
+    warnings: list[FormatWarning] = field(default_factory=list)  # found while parsing
 
 
 def _expand(expr: str, file: str, line: int) -> list[str]:
@@ -67,6 +68,36 @@ def _kv(line: str) -> dict[str, str]:
         if sep:
             out[k.lower()] = v
     return out
+
+
+# The keys Slurm reads on each kind of topology.conf line (slurm.conf(5), topology.conf(5)).
+_CONF_KEYS = {
+    "switchname": ("SwitchName", "Switches", "Nodes", "LinkSpeed"),
+    "blockname": ("BlockName", "Nodes"),
+    "blocksizes": ("BlockSizes",),
+}
+_YAML_KEYS = {"switch": ("switch", "children", "nodes"), "block": ("block", "nodes")}
+
+
+def _unknown_keys(s: str, kind: str, topo: SlurmTopology, line: int) -> None:
+    """Warn (file:line) about each key a `kind` line does not take, and each token without
+    `=`: Slurm would refuse the line; placer reads the keys it knows and says what it drops."""
+    known = _CONF_KEYS[kind]
+    for tok in s.split():
+        k, sep, _ = tok.partition("=")
+        if not sep:
+            what = f"a token without '=', {tok!r}"
+        elif k.lower() not in {x.lower() for x in known}:
+            what = f"unknown key {k}= ({tok})"
+        else:
+            continue
+        topo.warnings.append(
+            FormatWarning(
+                topo.file,
+                line,
+                f"{what} on a {known[0]}= line ignored; such a line takes {', '.join(known)}",
+            )
+        )
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
@@ -97,6 +128,7 @@ def parse_topology_conf(text: str, file: str = "topology.conf") -> SlurmTopology
         kv = _kv(s)
         if "switchname" in kv:
             kinds.add("tree")
+            _unknown_keys(s, "switchname", topo, ln)
             sw = _Sw(kv["switchname"], ln)
             if "nodes" in kv:
                 sw.nodes = _expand(kv["nodes"], file, ln)
@@ -112,9 +144,11 @@ def parse_topology_conf(text: str, file: str = "topology.conf") -> SlurmTopology
             topo.switches.append(sw)
         elif "blockname" in kv:
             kinds.add("block")
+            _unknown_keys(s, "blockname", topo, ln)
             topo.switches.append(_Sw(kv["blockname"], ln, _expand(kv.get("nodes", ""), file, ln)))
         elif "blocksizes" in kv:
             kinds.add("block")
+            _unknown_keys(s, "blocksizes", topo, ln)
             topo.block_sizes = _sizes(kv["blocksizes"].split(","), file, ln)
             topo.block_sizes_line = ln
         else:
@@ -142,6 +176,19 @@ def _sizes(items: list[Any], file: str, line: int | None) -> list[int]:
     return sizes
 
 
+def _unknown_yaml_keys(entry: dict, kind: str, topo: SlurmTopology) -> None:
+    known = _YAML_KEYS[kind]
+    for k in entry:
+        if k != "__line__" and k not in known:
+            topo.warnings.append(
+                FormatWarning(
+                    topo.file,
+                    entry.get("__line__"),
+                    f"unknown key {k!r} of a {kind} entry ignored; it takes {', '.join(known)}",
+                )
+            )
+
+
 def parse_topology_yaml(text: str, file: str = "topology.yaml", name: str | None = None):
     """Parse Slurm 25.05+ topology.yaml; pick `name`, else `cluster_default`, else the first."""
     try:
@@ -167,6 +214,7 @@ def parse_topology_yaml(text: str, file: str = "topology.yaml", name: str | None
             ln = sw.get("__line__", 0)
             if "switch" not in sw:
                 raise InstanceError([(f"{file}:{ln}", "a switch entry without `switch:`")])
+            _unknown_yaml_keys(sw, "switch", topo)
             s = _Sw(str(sw["switch"]), ln)
             if sw.get("nodes"):
                 s.nodes = _expand(str(sw["nodes"]), file, ln)
@@ -184,6 +232,7 @@ def parse_topology_yaml(text: str, file: str = "topology.yaml", name: str | None
             topo.block_sizes_line = blk.get("__line__")
         for b in blk.get("blocks") or []:
             ln = b.get("__line__", 0)
+            _unknown_yaml_keys(b, "block", topo)
             topo.switches.append(
                 _Sw(str(b["block"]), ln, _expand(str(b.get("nodes", "")), file, ln))
             )
@@ -462,7 +511,8 @@ def _pad(d: dict, h: int, want: int) -> dict:
 def _block_domains(topo: SlurmTopology, fix, warns) -> tuple[list[dict], list[str], dict]:
     f = topo.file
     owner: dict[str, str] = {}
-    blocks = []
+    blocks: list[dict] = []
+    lines: list[int] = []
     for b in topo.switches:
         kept = []
         for n in b.nodes:
@@ -483,18 +533,19 @@ def _block_domains(topo: SlurmTopology, fix, warns) -> tuple[list[dict], list[st
             kept.append(n)
         if kept:
             blocks.append({"name": b.name, "domains": [{"name": n} for n in kept]})
+            lines.append(b.line)
         else:
             warns.append(FormatWarning(f, b.line, f"block {b.name} has no nodes; left out"))
+    if not blocks:
+        raise InstanceError([(f, "no block has any node")])
     sizes = topo.block_sizes or [max(len(b["domains"]) for b in blocks)]
     base = sizes[0]
-    for b, sw in zip(
-        blocks, [s for s in topo.switches if any(True for _ in s.nodes)], strict=False
-    ):
+    for b, line in zip(blocks, lines, strict=True):  # each kept block with its own line
         if len(b["domains"]) != base:
             warns.append(
                 FormatWarning(
                     f,
-                    sw.line,
+                    line,
                     f"block {b['name']} has {len(b['domains'])} "
                     f"nodes, not the base block size {base}",
                 )
@@ -725,6 +776,7 @@ def import_slurm(
             raise InstanceError([("--site", f"site {site!r} given twice")])
         seen.add(site)
         topo = load_topology(path, topology_name)
+        warns += topo.warnings
         s, lv, info = _site(topo, site, gres, conf, tmap, gpus_per_node, gpu_type, warns)
         if levels is None:
             levels = lv

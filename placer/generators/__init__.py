@@ -12,7 +12,8 @@ The package, by concern:
 - :mod:`.traces`: the tables derived from public cluster traces (``placer/data``);
 - :mod:`.topology`: cluster shapes (sites, halls, WAN links, power caps);
 - :mod:`.jobs`: job mixes drawn from the traces, running jobs, offers;
-- :mod:`.families`: the named families, :func:`generate` and :func:`to_yaml`.
+- :mod:`.families`: the named families, :func:`generate` and :func:`to_yaml`;
+- :mod:`.events`: seeded event traces for ``placer replay`` (``generate_trace``).
 
 How a GPU count becomes tp / pp / dp, a model shape, message sizes and a compute time is
 written out in ``docs/generators.md``. Imports numpy, yaml and the standard library only:

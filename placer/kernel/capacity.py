@@ -128,7 +128,28 @@ def fit_nowhere_reason(
 ) -> str:
     """Why `job` cannot get any unit on the available (or `free`) GPUs; '' if it might.
 
-    A necessary-condition test: it never says a job cannot fit when it can."""
+    A necessary-condition test: it never says a job cannot fit when it can. A job with
+    plans (v3) fits when any of its plans might; otherwise the reason names each plan's."""
+    if job.plans:
+        if counts is None:
+            counts = FreeCounts(index, index.available if free is None else free)
+        why = []
+        for v in job.variants():
+            r = _fit_nowhere_one(inst, index, v, free, counts)
+            if not r:
+                return ""
+            why.append(f"plan {v.plan!r}: {r}")
+        return "under every plan: " + "; ".join(why) if len(why) > 1 else why[0]
+    return _fit_nowhere_one(inst, index, job, free, counts)
+
+
+def _fit_nowhere_one(
+    inst: Instance,
+    index,
+    job: Job,
+    free: np.ndarray | None = None,
+    counts: FreeCounts | None = None,
+) -> str:
     types = allowed_types(inst, index, job)
     if not types:
         want = job.gpu_types or []

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from placer.model import Instance, Placement
+from placer.model import Instance, Job, Placement
 
 
 @dataclass
@@ -37,6 +37,26 @@ class Compiled:
     declared_units: list[int]  # `units` of each job's entry (0 when absent), even when the
     #                            entry has a problem and its job_gpus are left empty
     problems: list[Problem] = field(default_factory=list)
+    # v3: the chosen plan of each job (index into its `plans`; None: a job without plans, or
+    # one that names no plan of its own); None as a whole: every job under its default plan
+    job_plans: list[int | None] | None = None
+    # v3: the `plan` each job's entry names (None when absent), for rule 8
+    declared_plans: list[str | None] | None = None
+
+    def jobs(self, inst: Instance) -> list[Job]:
+        """Each instance job under its chosen plan (v3), or its default plan (its
+        `current_plan`, else its first) where none is chosen."""
+        return jobs_under(inst, self.job_plans)
+
+
+def jobs_under(inst: Instance, plans: list[int | None] | None) -> list[Job]:
+    """The instance's jobs under the given plans (v3): ``plans[j]`` indexes job j's `plans`;
+    None (or no list) takes a job with plans under its default plan."""
+    out = []
+    for j, job in enumerate(inst.jobs):
+        k = plans[j] if plans is not None and j < len(plans) else None
+        out.append(job.under(job.default_plan if k is None else k))
+    return out
 
 
 def compile_placement(inst: Instance, placement: Placement) -> Compiled:
@@ -44,6 +64,8 @@ def compile_placement(inst: Instance, placement: Placement) -> Compiled:
     pos = {j.name: i for i, j in enumerate(inst.jobs)}
     job_gpus = [np.zeros(0, np.int64) for _ in inst.jobs]
     units = [0 for _ in inst.jobs]
+    plans: list[int | None] = [None for _ in inst.jobs]
+    declared: list[str | None] = [None for _ in inst.jobs]
     seen: dict[str, int] = {}
     problems: list[Problem] = []
     for k, pj in enumerate(placement.jobs):
@@ -67,6 +89,22 @@ def compile_placement(inst: Instance, placement: Placement) -> Compiled:
         # the units the entry declares, also when its GPUs cannot be compiled (the checker
         # still applies rule 3 to them)
         units[j] = pj.units
+        declared[j] = pj.plan
+        if job.plans and pj.units > 0:
+            # v3: a placed job with plans runs the one it names; its shape is that plan's
+            k = job.plan_index(pj.plan)
+            if k is None:
+                what = (
+                    f"job {pj.name!r} has plans but names none"
+                    if pj.plan is None
+                    else f"job {pj.name!r} has no plan {pj.plan!r} (plans: "
+                    f"{', '.join(p.name for p in job.plans)})"
+                )
+                problems.append(Problem(8, f"{loc}.plan", what, job=pj.name))
+                units[j] = 0  # no shape to check the entry against: rule 8 says why
+                continue
+            plans[j] = k
+            job = job.under(k)
         idx = index.gpu_indices(pj.gpus)
         bad = np.flatnonzero(idx < 0)
         if len(bad):
@@ -113,4 +151,4 @@ def compile_placement(inst: Instance, placement: Placement) -> Compiled:
                 )
                 continue
             blocks[o].append(r)
-    return Compiled(job_gpus, blocks, units, problems)
+    return Compiled(job_gpus, blocks, units, problems, plans, declared)

@@ -105,6 +105,12 @@ def all_reduce_ms(n, m, S, lat_us, bw_GBps):
     return 2.0 * reduce_scatter_ms(n, m, S, lat_us, bw_GBps)
 
 
+def pp_boundary_ms(m, S, lat_us, bw_GBps):
+    """SPEC 4: one PP boundary, ``m_pp alpha + S/B`` in ms (S = pp_MB, or S_job over the
+    WAN). Scalars or arrays."""
+    return m * lat_us / 1000.0 + S / bw_GBps
+
+
 def merge_families(a: Family, b: Family) -> Family:
     """One family made of the rows of a and then those of b (same kind and C), e.g. the
     complete EP blocks and the incomplete last one (groups of different sizes)."""

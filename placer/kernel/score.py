@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from placer.kernel.compiled import jobs_under
 from placer.kernel.cost import JobAnalysis, analyse_job, as_batch, job_times
 from placer.model import Instance
 
@@ -40,6 +41,15 @@ class JobScore:
     moved: np.ndarray
     migration: np.ndarray
     speed: np.ndarray | None = None  # the job's speed per candidate (v2: mixed types)
+
+
+def bubble(job) -> float:
+    """The 1F1B pipeline bubble factor (SPEC 4, v3): c_step = c * (m + pp - 1) / m for a
+    training job with `microbatches` m and pp > 1, else 1."""
+    m = job.microbatches
+    if job.kind != "training" or m is None or job.pp <= 1:
+        return 1.0
+    return (m + job.pp - 1) / m
 
 
 def job_hours(inst: Instance, job) -> float:
@@ -72,7 +82,7 @@ def evaluate_job(
         # and either way the step is not finite and the efficiency 0
         with np.errstate(invalid="ignore", divide="ignore"):
             comm = sum((1.0 - getattr(job.overlap, d)) * T[d] for d in DIM_KEYS)
-            step = comp + comm
+            step = comp * bubble(job) + comm
             eff = np.where(np.isfinite(step), comp / step, 0.0)
     else:  # inference without compute time
         step = np.full(C, np.nan)
@@ -92,7 +102,9 @@ def evaluate_job(
     goodput = eff * (1.0 - lost)
     value = job_hours(inst, job) * job.value * speed * n * goodput
     moved = np.zeros(C, bool)
-    if job.current:
+    if job.plan_changed:  # v3: a running job under another plan than its current_plan
+        moved[:] = True
+    elif job.current:
         cur = np.sort(index.cached_indices(job.current))
         if len(cur) != n:
             moved[:] = True
@@ -163,15 +175,22 @@ class Scorer:
         inst: Instance,
         job_gpus: list[np.ndarray],
         offer_blocks: list[list[tuple[int, int]]] | None = None,
+        job_plans: list[int | None] | None = None,
     ) -> None:
         self.inst = inst
         self.index = index = inst.index
+        # v3: each job under its chosen plan (index into its `plans`; None: its default)
+        self.plans: list[int | None] = [
+            job_plans[j] if job_plans is not None and j < len(job_plans) else None
+            for j in range(len(inst.jobs))
+        ]
+        self.jobs = jobs_under(inst, self.plans)
         self.job_gpus = [np.asarray(g, np.int64) for g in job_gpus]
         self.offer_blocks = offer_blocks or [[] for _ in inst.offers]
         W = index.pair_links.shape[1]
         self.ana: list[JobAnalysis | None] = []
         self.users = np.zeros(W, np.int64)
-        for job, g in zip(inst.jobs, self.job_gpus):
+        for job, g in zip(self.jobs, self.job_gpus):
             if len(g) == 0:
                 self.ana.append(None)
                 continue
@@ -191,6 +210,9 @@ class Scorer:
         A stateful caller (:class:`placer.cluster.Cluster`) grows the job list this way and
         then places the job with :meth:`delta` (``commit=True``)."""
         job = self.inst.jobs[len(self.job_gpus)]
+        self.plans.append(None)
+        job = job.under(job.default_plan)
+        self.jobs.append(job)
         self.job_gpus.append(np.zeros(0, np.int64))
         self.ana.append(None)
         self.scores.append(zero_job(job))
@@ -203,6 +225,8 @@ class Scorer:
         if len(self.job_gpus[-1]):
             raise ValueError("remove_last_job: the last job still has GPUs")
         self.job_gpus.pop()
+        self.plans.pop()
+        self.jobs.pop()
         self.ana.pop()
         self.scores.pop()
         self._jobs_total = None
@@ -212,7 +236,7 @@ class Scorer:
         return self.index.link_bw_GBps / np.maximum(u, 1)
 
     def _eval(self, j: int, users: np.ndarray | None = None) -> JobScore:
-        job = self.inst.jobs[j]
+        job = self.jobs[j]
         g = self.job_gpus[j]
         if len(g) == 0:
             return zero_job(job)
@@ -227,14 +251,21 @@ class Scorer:
         return self._jobs_total + float(sum(self.lease_revenue))
 
     # ---------------------------------------------------------------- batch
-    def batch_values(self, j: int, candidates: np.ndarray) -> np.ndarray:
+    def job_under(self, j: int, plan: int | None) -> Any:
+        """Job j under its plan `plan` (v3; None: the plan it is scored under now)."""
+        if plan is None:
+            return self.jobs[j]
+        return self.inst.jobs[j].under(plan)
+
+    def batch_values(self, j: int, candidates: np.ndarray, plan: int | None = None) -> np.ndarray:
         """Net value (value - migration) of job j for each candidate GPU array.
 
         ``candidates`` int (C, units*tp*pp). WAN sharing counts the other jobs as placed
         now plus this job; the effect of the candidate on other jobs' sharing is left out
-        (use :meth:`delta` for the exact change of one candidate).
+        (use :meth:`delta` for the exact change of one candidate). `plan` (v3): the
+        candidates' plan (default: the job's plan now).
         """
-        job = self.inst.jobs[j]
+        job = self.job_under(j, plan)
         cand = np.asarray(candidates, np.int64)
         if cand.shape[1] == 0:
             s = zero_job(job)
@@ -249,24 +280,32 @@ class Scorer:
         return s.value - s.migration
 
     # ---------------------------------------------------------------- delta
-    def delta(self, changes: dict[int, np.ndarray], commit: bool = False) -> float:
+    def delta(
+        self,
+        changes: dict[int, np.ndarray],
+        commit: bool = False,
+        plans: dict[int, int | None] | None = None,
+    ) -> float:
         """Change in objective if jobs in `changes` got the given GPU arrays (moves, swaps).
 
         Only the changed jobs and the jobs sharing a WAN link whose sharer count changes
-        are re-evaluated. With ``commit`` the change is applied.
+        are re-evaluated. With ``commit`` the change is applied. `plans` (v3): the plan of
+        a changed job (index into its `plans`), where it changes.
         """
         new_ana = dict()
         users = self.users.copy()
+        new_jobs = {}
         for j, g in changes.items():
             g = np.asarray(g, np.int64)
             old = self.ana[j]
             if old is not None:
                 users -= old.links[0]
-            a = (
-                analyse_job(self.index, self.inst.jobs[j], as_batch(g, self.inst.jobs[j]))
-                if len(g)
-                else None
-            )
+            job = self.jobs[j]
+            if plans is not None and j in plans:
+                k = plans[j]
+                job = self.inst.jobs[j].under(self.inst.jobs[j].default_plan if k is None else k)
+                new_jobs[j] = (k, job)
+            a = analyse_job(self.index, job, as_batch(g, job)) if len(g) else None
             new_ana[j] = (g, a)
             if a is not None:
                 users += a.links[0]
@@ -277,8 +316,11 @@ class Scorer:
                 if a is not None and (a.links[0] & changed_links).any():
                     affected.add(j)
         saved = {j: (self.job_gpus[j], self.ana[j]) for j in changes}
+        saved_jobs = {j: (self.plans[j], self.jobs[j]) for j in new_jobs}
         for j, (g, a) in new_ana.items():
             self.job_gpus[j], self.ana[j] = g, a
+        for j, (k, job) in new_jobs.items():
+            self.plans[j], self.jobs[j] = k, job
         new_scores = {j: self._eval(j, users) for j in affected}
         d = sum(
             float(new_scores[j].value[0] - new_scores[j].migration[0])
@@ -294,6 +336,8 @@ class Scorer:
         else:
             for j, (g, a) in saved.items():
                 self.job_gpus[j], self.ana[j] = g, a
+            for j, (k, job) in saved_jobs.items():
+                self.plans[j], self.jobs[j] = k, job
         return d
 
     # ---------------------------------------------------------------- report
@@ -302,10 +346,10 @@ class Scorer:
         jobs = []
         tot_value = tot_mig = 0.0
         used = 0
-        for job, g, s in zip(inst.jobs, self.job_gpus, self.scores):
+        for job, g, s in zip(self.jobs, self.job_gpus, self.scores):
             n = len(g)
             units = n // job.unit_size
-            row = {"name": job.name, "units": units, "gpus": n}
+            row = {"name": job.name, "units": units, "gpus": n, "plan": job.plan if n else None}
             for d in DIM_KEYS:
                 row[f"T_{d}_ms"] = _clean(s.T[d][0]) if n else 0.0
             if n == 0:
@@ -356,6 +400,7 @@ def score_compiled(
     inst: Instance,
     job_gpus: list[np.ndarray],
     offer_blocks: list[list[tuple[int, int]]] | None = None,
+    job_plans: list[int | None] | None = None,
 ) -> Score:
-    """Score a compiled placement (SPEC 4)."""
-    return Scorer(inst, job_gpus, offer_blocks).result()
+    """Score a compiled placement (SPEC 4); `job_plans` (v3) chooses each job's plan."""
+    return Scorer(inst, job_gpus, offer_blocks, job_plans).result()

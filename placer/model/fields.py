@@ -63,17 +63,37 @@ def _string(v: Any) -> str:
     return v
 
 
-PosInt = Annotated[int, BeforeValidator(_check(lambda x: x >= 1, "a positive integer", _integer))]
+# each type's JSON schema states its limits, so that a schema-valid value is a valid value
+_INT_MAX = {"maximum": INT_LIMIT}
+PosInt = Annotated[
+    int,
+    BeforeValidator(_check(lambda x: x >= 1, "a positive integer", _integer)),
+    WithJsonSchema({"type": "integer", "minimum": 1, **_INT_MAX}),
+]
 NonNegInt = Annotated[
-    int, BeforeValidator(_check(lambda x: x >= 0, "a non-negative integer", _integer))
+    int,
+    BeforeValidator(_check(lambda x: x >= 0, "a non-negative integer", _integer)),
+    WithJsonSchema({"type": "integer", "minimum": 0, **_INT_MAX}),
 ]
-PosFloat = Annotated[float, BeforeValidator(_check(lambda x: x > 0, "a positive number", _number))]
+PosFloat = Annotated[
+    float,
+    BeforeValidator(_check(lambda x: x > 0, "a positive number", _number)),
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0}),
+]
 NonNegFloat = Annotated[
-    float, BeforeValidator(_check(lambda x: x >= 0, "a non-negative number", _number))
+    float,
+    BeforeValidator(_check(lambda x: x >= 0, "a non-negative number", _number)),
+    WithJsonSchema({"type": "number", "minimum": 0}),
 ]
-AtLeastOne = Annotated[float, BeforeValidator(_check(lambda x: x >= 1, "at least 1", _number))]
+AtLeastOne = Annotated[
+    float,
+    BeforeValidator(_check(lambda x: x >= 1, "at least 1", _number)),
+    WithJsonSchema({"type": "number", "minimum": 1}),
+]
 Fraction = Annotated[
-    float, BeforeValidator(_check(lambda x: 0 <= x <= 1, "a number in [0, 1]", _number))
+    float,
+    BeforeValidator(_check(lambda x: 0 <= x <= 1, "a number in [0, 1]", _number)),
+    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1}),
 ]
 
 
@@ -105,6 +125,10 @@ MixTypes = Annotated[
 Force = Annotated[
     str | None, BeforeValidator(_force), WithJsonSchema({"enum": ["accept", "decline", None]})
 ]
-Name = Annotated[str, BeforeValidator(_name)]
+Name = Annotated[
+    str,
+    BeforeValidator(_name),
+    WithJsonSchema({"type": "string", "minLength": 1, "pattern": "^[^/]+$"}),
+]
 Str = Annotated[str, BeforeValidator(_string)]
 Bool = StrictBool

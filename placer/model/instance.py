@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from placer.model.fields import (
     AtLeastOne,
@@ -130,6 +130,11 @@ class GpuType(_Open):
 
     power_kW: PosFloat | None = Field(None, description="Power per GPU, kW (for power caps).")
     speed: PosFloat = Field(1.0, description="Work per hour relative to the reference GPU.")
+    memory_GB: PosFloat | None = Field(
+        None,
+        description="Extension (not SPEC): HBM per GPU, GB (10^9 bytes), for plans derived "
+        "from a model description; the bundled catalogue is used where it is not given.",
+    )
 
 
 # --------------------------------------------------------------------------- jobs
@@ -182,6 +187,72 @@ class Spread(_Closed):
     min: PosInt = Field(description="Least number of distinct domains (>= 1).")
 
 
+# the keys a plan may give (SPEC 1.2, v3); each replaces the job's own value wholesale
+PLAN_KEYS = (
+    "tp",
+    "pp",
+    "dp",
+    "min_dp",
+    "ep",
+    "replicas",
+    "min_replicas",
+    "microbatches",
+    "scope",
+    "max_latency_us",
+    "comm",
+    "overlap",
+    "compute_ms",
+    "cross_site_every",
+    "gpu_types",
+    "mix_types",
+    "value",
+)
+# keys whose value may not be null in a plan (the job's field has no null)
+_NOT_NULL = ("tp", "pp", "ep", "scope", "max_latency_us", "comm", "overlap", "cross_site_every")
+
+
+class Plan(_Closed):
+    """v3: one way to run a job. Each key it gives replaces the job's own value of that key
+    wholesale (a plan's `comm` replaces the job's whole `comm`); unknown keys are refused:
+    a plan changes how a job runs, never what it is."""
+
+    name: Name = Field(description="Plan name, unique within the job.")
+    tp: PosInt | None = Field(None, description="Tensor-parallel degree under this plan.")
+    pp: PosInt | None = Field(None, description="Pipeline stages under this plan.")
+    dp: PosInt | None = Field(None, description="Training: most units under this plan.")
+    min_dp: NonNegInt | None = Field(None, description="Training: least units under this plan.")
+    ep: PosInt | None = Field(None, description="Expert-parallel group size in units.")
+    replicas: PosInt | None = Field(None, description="Inference: most units.")
+    min_replicas: NonNegInt | None = Field(None, description="Inference: least units.")
+    microbatches: PosInt | None = Field(
+        None, description="Microbatches per step (the 1F1B bubble with pp > 1)."
+    )
+    scope: Scope | None = Field(None, description="Widest domain per dimension.")
+    max_latency_us: MaxLatency | None = Field(
+        None, description="Pairwise latency bound per dimension, us."
+    )
+    comm: Comm | None = Field(None, description="Message sizes and counts per step.")
+    overlap: Overlap | None = Field(None, description="Hidden share per dimension.")
+    compute_ms: PosFloat | None = Field(None, description="Step time with free communication.")
+    cross_site_every: AtLeastOne | None = Field(
+        None, description="The WAN phase of cross-site collectives runs once every this many steps."
+    )
+    gpu_types: list[Name] | None = Field(None, description="Allowed GPU types.")
+    mix_types: MixTypes = Field(False, description="v2 mix_types under this plan.")
+    value: NonNegFloat | None = Field(None, description="vu per GPU-hour of goodput.")
+
+    @field_validator(*_NOT_NULL, mode="before")
+    @classmethod
+    def _no_null(cls, v: Any) -> Any:
+        if v is None:
+            raise ValueError("must not be null in a plan (leave the key out to keep the job's)")
+        return v
+
+    def given(self) -> dict[str, Any]:
+        """The keys this plan gives (those written in the file), with their values."""
+        return {k: getattr(self, k) for k in PLAN_KEYS if k in self.model_fields_set}
+
+
 class Job(_Open):
     """A training or inference job: k units of tp*pp GPUs."""
 
@@ -211,7 +282,9 @@ class Job(_Open):
     )
     compute_ms: PosFloat | None = Field(None, description="Step time with free communication.")
     overlap: Overlap = Field(default_factory=Overlap, description="Hidden share per dimension.")
-    value: NonNegFloat = Field(description="vu per GPU-hour of goodput.")
+    value: NonNegFloat | None = Field(
+        None, description="vu per GPU-hour of goodput (required; with plans, from each plan)."
+    )
     restart_min: NonNegFloat = Field(0.0, description="Minutes lost per interruption.")
     checkpoint_interval_min: NonNegFloat = Field(0.0, description="Checkpoint interval, min.")
     remaining_hours: PosFloat | None = Field(None, description="Hours of work left.")
@@ -220,6 +293,69 @@ class Job(_Open):
     preemptible: Bool = Field(True, description="False: a running job must stay placed.")
     migration_cost: NonNegFloat = Field(0.0, description="vu charged if moved or stopped.")
     spread: Spread | None = Field(None, description="Inference: least domains touched.")
+    microbatches: PosInt | None = Field(
+        None,
+        description="v3, training: microbatches per step of a pipelined job; with pp > 1 the "
+        "1F1B pipeline bubble (pp - 1)/microbatches of the compute time is charged.",
+    )
+    plans: list[Plan] | None = Field(
+        None, description="v3: alternative parallelisations; a placed job runs exactly one."
+    )
+    current_plan: Name | None = Field(
+        None, description="v3: the plan a running job with plans runs now."
+    )
+
+    # set on the job under a plan (:meth:`under`): the plan's name
+    _plan: str | None = PrivateAttr(default=None)
+
+    # ------------------------------------------------------------------ plans (v3)
+    @property
+    def plan(self) -> str | None:
+        """The plan this job object runs under (None for a job without plans, or for a job
+        with plans not yet put under one)."""
+        return self._plan
+
+    def plan_index(self, name: str | None) -> int | None:
+        """Index of the plan called `name` among the job's plans (None if there is none)."""
+        for k, p in enumerate(self.plans or []):
+            if p.name == name:
+                return k
+        return None
+
+    @property
+    def default_plan(self) -> int | None:
+        """The plan a job with plans is taken under when none is chosen: its `current_plan`
+        when running, else its first plan (None for a job without plans)."""
+        if not self.plans:
+            return None
+        if self.current and self.current_plan is not None:
+            k = self.plan_index(self.current_plan)
+            if k is not None:
+                return k
+        return 0
+
+    def under(self, k: int | None) -> Job:
+        """The job under its plan k (SPEC 1.2, v3): each key the plan gives replaces the
+        job's own value wholesale, then the defaults apply. A job without plans (or
+        k None) is returned as is. The result has no `plans` and reports its plan's name as
+        :attr:`plan`; `current`, `current_plan` and every other key stay the job's."""
+        if k is None or not self.plans:
+            return self
+        p = self.plans[k]
+        out = self.model_copy(update={**p.given(), "plans": None})
+        out._plan = p.name
+        return out
+
+    def variants(self) -> list[Job]:
+        """The job under each of its plans (the job itself when it has none)."""
+        if not self.plans:
+            return [self]
+        return [self.under(k) for k in range(len(self.plans))]
+
+    @property
+    def plan_changed(self) -> bool:
+        """True for a running job under a plan other than its `current_plan` (a move)."""
+        return bool(self.current) and self._plan is not None and self._plan != self.current_plan
 
     @property
     def units_max(self) -> int:
@@ -310,6 +446,9 @@ class Instance(_Open):
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
     _index: Any = PrivateAttr(default=None)
+    # the solvers' virtual instance of one job per plan (v3) keeps its groups here
+    # (:mod:`placer.solvers.plans`); None for an instance read from a file
+    _plan_groups: Any = PrivateAttr(default=None)
 
     @property
     def warnings(self) -> list[str]:

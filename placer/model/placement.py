@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from placer.model.fields import NonNegInt, Number, Str
 
@@ -38,8 +38,19 @@ class PlacedJob(BaseModel):
 
     name: Str = Field(description="Job name.")
     units: NonNegInt = Field(description="Units placed (0 = not placed).")
+    plan: Str | None = Field(
+        None, description="v3: the chosen plan of a placed job that has plans (else none)."
+    )
     gpus: list[Str] = Field(default_factory=list, description="GPU ids in rank order.")
     reason: Str | None = Field(None, description="Why the job has 0 (or fewer) units.")
+
+    @model_serializer(mode="wrap")
+    def _drop_null_plan(self, handler: Any) -> Any:
+        # a job without plans carries no `plan` key (a v1/v2 file's output is unchanged)
+        out = handler(self)
+        if isinstance(out, dict) and out.get("plan", 0) is None:
+            del out["plan"]
+        return out
 
 
 class LeaseGrant(BaseModel):

@@ -9,7 +9,7 @@ Imports neither numpy nor any solver.
 
 from __future__ import annotations
 
-from placer.model.instance import CLUSTER, DIMS, DomainEntry, Instance
+from placer.model.instance import CLUSTER, DIMS, DomainEntry, Instance, Job
 
 MAX_GPUS = 4_000_000
 MAX_NODES = 1_000_000
@@ -295,6 +295,58 @@ def check_wan(inst: Instance, f: Findings) -> None:
         pairs[key] = wi
 
 
+def _check_shape(job: Job, loc, levels: list[str], all_types: set[str], f: Findings) -> None:
+    """The rules of one job's shape keys (sizes, scopes, spread, types, value). `loc(key)` is
+    where a problem of `key` is reported: the job's own key, or, for the job under a plan
+    (v3), the plan's (SPEC 6: ``jobs[i].plans[k].<key>``)."""
+    fields_set = job.model_fields_set
+    if job.value is None:
+        f.error(loc("value"), "is required")
+    if job.kind == "training":
+        if job.dp is None:
+            f.error(loc("dp"), "is required for a training job")
+        if job.compute_ms is None:
+            f.error(loc("compute_ms"), "is required for a training job")
+        if job.dp is not None:
+            if job.min_dp is not None and job.min_dp > job.dp:
+                f.error(loc("min_dp"), f"must be at most dp ({job.dp}), not {job.min_dp}")
+            if job.dp % job.ep:
+                f.error(loc("dp"), f"must be a multiple of ep ({job.ep}), not {job.dp}")
+        if job.replicas is not None or job.min_replicas is not None:
+            f.warn(loc("replicas"), "replicas/min_replicas are ignored on a training job")
+        if job.spread is not None:
+            f.warn(loc("spread"), "spread is ignored on a training job")
+    else:
+        if job.replicas is None:
+            f.error(loc("replicas"), "is required for an inference job")
+        elif job.min_replicas is not None and job.min_replicas > job.replicas:
+            f.error(
+                loc("min_replicas"),
+                f"must be at most replicas ({job.replicas}), not {job.min_replicas}",
+            )
+        if "ep" in fields_set:
+            f.warn(loc("ep"), "ep is ignored on an inference job")
+        if job.dp is not None or job.min_dp is not None:
+            f.warn(loc("dp"), "dp/min_dp are ignored on an inference job")
+        if job.microbatches is not None:
+            f.warn(loc("microbatches"), "microbatches is ignored on an inference job")
+    for d in DIMS:
+        sc = getattr(job.scope, d)
+        if sc is not None and sc != CLUSTER and sc not in levels:
+            f.error(f"{loc('scope')}.{d}", f"unknown level {sc!r} (levels: {levels} or 'cluster')")
+    if job.spread is not None and job.spread.level not in levels:
+        f.error(f"{loc('spread')}.level", f"unknown level {job.spread.level!r} (levels: {levels})")
+    if job.gpu_types is not None:
+        if not job.gpu_types:
+            f.error(loc("gpu_types"), "must not be empty (omit it to allow any type)")
+        elif not set(job.gpu_types) & all_types:
+            f.warn(
+                loc("gpu_types"),
+                f"no site has any of the types {job.gpu_types}; job {job.name!r} gets 0 units"
+                + (f" under plan {job.plan!r}" if job.plan is not None else ""),
+            )
+
+
 def check_jobs(inst: Instance, types_of: dict[str, set[str]], f: Findings) -> None:
     levels = inst.topology.levels
     all_types = set().union(*types_of.values()) if types_of else set()
@@ -304,51 +356,47 @@ def check_jobs(inst: Instance, types_of: dict[str, set[str]], f: Findings) -> No
         if j.name in seen:
             f.error(f"{loc}.name", f"duplicate job name {j.name!r} (also jobs[{seen[j.name]}])")
         seen[j.name] = ji
-        fields_set = j.model_fields_set
-        if j.kind == "training":
-            if j.dp is None:
-                f.error(f"{loc}.dp", "is required for a training job")
-            if j.compute_ms is None:
-                f.error(f"{loc}.compute_ms", "is required for a training job")
-            if j.dp is not None:
-                if j.min_dp is not None and j.min_dp > j.dp:
-                    f.error(f"{loc}.min_dp", f"must be at most dp ({j.dp}), not {j.min_dp}")
-                if j.dp % j.ep:
-                    f.error(f"{loc}.dp", f"must be a multiple of ep ({j.ep}), not {j.dp}")
-            if j.replicas is not None or j.min_replicas is not None:
-                f.warn(f"{loc}.replicas", "replicas/min_replicas are ignored on a training job")
-            if j.spread is not None:
-                f.warn(f"{loc}.spread", "spread is ignored on a training job")
+        if j.plans is None:
+            _check_shape(j, lambda key, loc=loc: f"{loc}.{key}", levels, all_types, f)
+            if j.current_plan is not None:
+                f.error(f"{loc}.current_plan", "the job has no plans (current_plan needs plans)")
         else:
-            if j.replicas is None:
-                f.error(f"{loc}.replicas", "is required for an inference job")
-            elif j.min_replicas is not None and j.min_replicas > j.replicas:
-                f.error(
-                    f"{loc}.min_replicas",
-                    f"must be at most replicas ({j.replicas}), not {j.min_replicas}",
-                )
-            if "ep" in fields_set:
-                f.warn(f"{loc}.ep", "ep is ignored on an inference job")
-            if j.dp is not None or j.min_dp is not None:
-                f.warn(f"{loc}.dp", "dp/min_dp are ignored on an inference job")
-        for d in DIMS:
-            s = getattr(j.scope, d)
-            if s is not None and s != CLUSTER and s not in levels:
-                f.error(f"{loc}.scope.{d}", f"unknown level {s!r} (levels: {levels} or 'cluster')")
-        if j.spread is not None and j.spread.level not in levels:
-            f.error(f"{loc}.spread.level", f"unknown level {j.spread.level!r} (levels: {levels})")
-        if j.gpu_types is not None:
-            if not j.gpu_types:
-                f.error(f"{loc}.gpu_types", "must not be empty (omit it to allow any type)")
-            elif not set(j.gpu_types) & all_types:
-                f.warn(
-                    f"{loc}.gpu_types",
-                    f"no site has any of the types {j.gpu_types}; job {j.name!r} gets 0 units",
-                )
+            _check_plans(j, loc, levels, all_types, f)
         if j.preemptible is False and not j.current:
             f.warn(f"{loc}.preemptible", "preemptible: false without `current` has no effect")
         if j.pinned and not j.current:
             f.warn(f"{loc}.pinned", "pinned without `current` has no effect")
+
+
+def _check_plans(job: Job, loc: str, levels: list[str], all_types: set[str], f: Findings) -> None:
+    """v3 (SPEC 6): a non-empty list of uniquely named plans, each of which, completed by the
+    job's keys and the defaults, is a valid job; `current_plan` names one of them when the
+    job runs."""
+    if not job.plans:
+        f.error(f"{loc}.plans", "must not be empty (leave `plans` out for a job without plans)")
+        return
+    names: dict[str, int] = {}
+    for k, p in enumerate(job.plans):
+        if p.name in names:
+            f.error(
+                f"{loc}.plans[{k}].name",
+                f"duplicate plan name {p.name!r} (also plans[{names[p.name]}])",
+            )
+        names.setdefault(p.name, k)
+        _check_shape(job.under(k), lambda key, k=k: f"{loc}.plans[{k}].{key}", levels, all_types, f)
+    if job.current:
+        if job.current_plan is None:
+            f.error(
+                f"{loc}.current_plan",
+                "is required for a running job with plans (the plan it runs now)",
+            )
+        elif job.current_plan not in names:
+            f.error(
+                f"{loc}.current_plan",
+                f"unknown plan {job.current_plan!r} (plans: {', '.join(names)})",
+            )
+    elif job.current_plan is not None:
+        f.warn(f"{loc}.current_plan", "current_plan without `current` is ignored")
 
 
 def check_leases(inst: Instance, f: Findings) -> None:

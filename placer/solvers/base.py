@@ -22,9 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from placer.check import check_compiled
 from placer.errors import ArgumentTypeError, SolverError, UsageError
-from placer.kernel.compiled import Compiled
+from placer.kernel.compiled import Compiled, jobs_under
 from placer.kernel.score import Score, score_compiled
 from placer.model import Instance, Placement, Status
+from placer.solvers import plans as plans_mod
 
 OPTIMAL, FEASIBLE, INFEASIBLE, NO_SOLUTION = (
     Status.OPTIMAL,
@@ -125,6 +126,8 @@ class Result:
     score: Score | None = None
     reason: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    # the placement as arrays (set by finalize; what the plans layer maps back)
+    compiled: Compiled | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return self.placement.model_dump(exclude_none=False)
@@ -146,13 +149,22 @@ def finalize(
     started: float,
     proven_optimal: bool = False,
     stats: dict[str, Any] | None = None,
+    job_plans: list[int | None] | None = None,
 ) -> Result:
-    """Check, score and package a placement; raise SolverError on any violation."""
+    """Check, score and package a placement; raise SolverError on any violation.
+    `job_plans` (v3): each job's chosen plan (index into its `plans`)."""
     ix = inst.index
+    plans = [
+        (k if k is not None else job.default_plan) if job.plans else None
+        for job, k in zip(inst.jobs, job_plans or [None] * len(inst.jobs))
+    ]
+    jobs = jobs_under(inst, plans)
     cp = Compiled(
         [np.asarray(g, np.int64) for g in job_gpus],
         offer_blocks,
-        [len(g) // j.unit_size for g, j in zip(job_gpus, inst.jobs)],
+        [len(g) // j.unit_size for g, j in zip(job_gpus, jobs)],
+        job_plans=plans,
+        declared_plans=[j.plan for j in jobs],
     )
     violations = check_compiled(inst, cp)
     if violations:
@@ -160,7 +172,7 @@ def finalize(
             f"backend {solver!r} produced an infeasible placement (a bug): "
             + "; ".join(str(v) for v in violations[:5])
         )
-    sc = score_compiled(inst, cp.job_gpus, cp.offer_blocks)
+    sc = score_compiled(inst, cp.job_gpus, cp.offer_blocks, plans)
     obj = sc.objective
     if bound is not None and bound < obj:
         # a bound below a feasible placement's score is a bug in the bound, never hidden
@@ -173,16 +185,15 @@ def finalize(
     gap = gap_of(obj, bound)
     status = OPTIMAL if (proven_optimal or (gap is not None and gap <= 1e-9)) else FEASIBLE
     seconds = time.perf_counter() - started
-    jobs = []
-    for job, g in zip(inst.jobs, cp.job_gpus):
-        row: dict[str, Any] = {
-            "name": job.name,
-            "units": len(g) // job.unit_size,
-            "gpus": ix.gpu_ids(g),
-        }
+    rows = []
+    for job, g in zip(jobs, cp.job_gpus):
+        row: dict[str, Any] = {"name": job.name, "units": len(g) // job.unit_size}
+        if len(g) and job.plan is not None:
+            row["plan"] = job.plan
+        row["gpus"] = ix.gpu_ids(g)
         if job.name in reasons and len(g) // job.unit_size < job.units_max:
             row["reason"] = reasons[job.name]
-        jobs.append(row)
+        rows.append(row)
     leases = []
     for o, bl in zip(inst.offers, offer_blocks):
         if bl:
@@ -202,12 +213,14 @@ def finalize(
             "bound": bound,
             "gap": gap,
             "seconds": round(seconds, 3),
-            "jobs": jobs,
+            "jobs": rows,
             "leases": leases,
             "score": sc.to_dict(),
         }
     )
-    return Result(status, solver, placement, obj, bound, gap, seconds, sc, stats=stats or {})
+    return Result(
+        status, solver, placement, obj, bound, gap, seconds, sc, stats=stats or {}, compiled=cp
+    )
 
 
 def no_placement(
@@ -238,7 +251,12 @@ def no_placement(
 
 
 class Solver:
-    """A backend: ``solve(instance, time_limit, seed, threads) -> Result``."""
+    """A backend: ``solve(instance, time_limit, seed, threads) -> Result``.
+
+    Backends implement :meth:`_solve`; :meth:`solve` handles SPEC v3 plans around it
+    (:mod:`placer.solvers.plans`): an instance with plans is solved as its virtual instance of
+    one job per plan, and the result mapped back, checked and re-scored on the real one.
+    """
 
     name: ClassVar[str] = ""
     exact: ClassVar[bool] = False  # proves bounds
@@ -256,6 +274,45 @@ class Solver:
         time_limit: float | None = 60.0,
         seed: int = 0,
         threads: int = 1,
+        **options: Any,
+    ) -> Result:
+        """Solve `inst` within `time_limit` seconds (SPEC 2.2)."""
+        if not plans_mod.has_plans(inst):
+            return self._solve(inst, time_limit, seed, threads, **options)
+        started = time.perf_counter()
+        vinst, groups = plans_mod.expand(inst, first_only=self.peer)
+        left = time_limit
+        if time_limit is not None:
+            # the mapping back checks and scores once more: keep a share of the limit for it
+            left = max(0.05, 0.97 * time_limit - (time.perf_counter() - started))
+        res = self._solve(vinst, left, seed, threads, **options)
+        if not res.status.has_placement or res.compiled is None:
+            out = no_placement(inst, self.name, res.status, res.reason or "", started, res.bound)
+            out.stats = res.stats
+            return out
+        vreasons = {row.name: row.reason for row in res.placement.jobs if row.reason}
+        job_gpus, job_plans, reasons = plans_mod.collapse(
+            inst, groups, res.compiled.job_gpus, vreasons
+        )
+        return finalize(
+            inst,
+            self.name,
+            job_gpus,
+            res.compiled.offer_blocks,
+            reasons,
+            res.bound,
+            started,
+            proven_optimal=res.status == OPTIMAL,
+            stats={**res.stats, "plan_variants": len(groups.owner)},
+            job_plans=job_plans,
+        )
+
+    def _solve(
+        self,
+        inst: Instance,
+        time_limit: float | None,
+        seed: int,
+        threads: int,
         **options: Any,
     ) -> Result:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -22,7 +22,7 @@ class GreedySolver(Solver):
     exact = False
     description = "kernel-scored greedy, jobs-first and offers-first, better of the two"
 
-    def solve(
+    def _solve(
         self, inst, time_limit: float | None = 60.0, seed: int = 0, threads: int = 1, **options: Any
     ) -> Result:
         started = time.perf_counter()
@@ -39,8 +39,4 @@ class GreedySolver(Solver):
                 "any placement can)",
                 started,
             )
-        reasons = {}
-        for j, job in enumerate(inst.jobs):
-            if len(st.job_gpus[j]) == 0:
-                reasons[job.name] = st.reason(j)
-        return finalize(inst, self.name, st.job_gpus, st.offer_blocks, reasons, None, started)
+        return finalize(inst, self.name, st.job_gpus, st.offer_blocks, st.reasons(), None, started)

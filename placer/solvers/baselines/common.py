@@ -380,7 +380,7 @@ class Baseline(Solver):
         return True
 
     # ---- solve ---------------------------------------------------------------------------
-    def solve(
+    def _solve(
         self,
         inst: Instance,
         time_limit: float | None = 60.0,

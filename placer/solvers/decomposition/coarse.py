@@ -32,10 +32,11 @@ import numpy as np
 
 from placer.kernel.capacity import allowed_types, dimension_level, smallest_units
 from placer.kernel.cost import all_reduce_ms, analyse_job, as_batch, reduce_scatter_ms
-from placer.kernel.score import evaluate_job, job_hours
+from placer.kernel.score import bubble, evaluate_job, job_hours
 from placer.model import Instance, Job
 from placer.solvers.decomposition.construct import scope_ok
 from placer.solvers.decomposition.linmodel import LinModel
+from placer.solvers.plans import must_place, siblings
 
 
 @dataclass
@@ -264,7 +265,8 @@ class Bounds:
         else:
             comp = job.compute_ms / speed
             comm = sum((1 - getattr(job.overlap, d)) * v for d, v in T.items())
-            eff = comp / (comp + comm) if np.isfinite(comm) else 0.0
+            # SPEC v3: the 1F1B bubble stretches the compute part of the step
+            eff = comp / (comp * bubble(job) + comm) if np.isfinite(comm) else 0.0
         if job.kind == "inference":
             return eff, 0.0, 0.0
         # interruptions: at least units * tp*pp / (largest node) nodes, and the WAN links
@@ -568,6 +570,7 @@ def build(inst: Instance) -> Coarse:
         bw_max=ix.link_bw_GBps.copy(),
     )
     c.power_rows = {s: {} for s in range(ix.n_sites)}
+    group_opts: dict[int, list[Option]] = {}  # SPEC v3: the options of all of a job's plans
     for j, job in enumerate(inst.jobs):
         if j in pinned:
             _add_pinned(c, job)
@@ -584,6 +587,9 @@ def build(inst: Instance) -> Coarse:
             _add_mixed_option(c, j, job, job_opts)
         _add_stay_option(c, j, job, job_opts)
         _add_job_rows(c, job, job_opts)
+        group_opts.setdefault(siblings(inst, j)[0], []).extend(job_opts)
+    for j, opts in group_opts.items():
+        _add_group_rows(c, j, opts)
     _add_leases(c)
     _add_spread_rows(c)
     _add_lease_group_rows(c)
@@ -770,7 +776,7 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
             eff = 1.0
             if job.compute_ms is not None:
                 c_max = job.compute_ms / s_min
-                eff = c_max / (c_max + comm)
+                eff = c_max / (c_max * bubble(job) + comm)
             g = eff * (1.0 - lo)  # at the slowest type's compute time: the largest
             label = f"{job.name},mixed,{'+'.join(ix.site_names[s] for s in sites)},{lo:.4f}"
             op = Option(j, "mixed", -1, tuple(sites), g, step=step)
@@ -842,14 +848,18 @@ def _mixed_value(
     ``balanced``), its compute time ``compute / speed`` and its efficiency at most
     ``c / (c + comm)``. f is concave and 1-homogeneous, so its tangent planes at mean speeds
     r between the slowest and fastest type are upper bounds through 0, exact at r: a value
-    variable below each of them. Without `compute_ms` the efficiency is 1: ``W`` itself."""
+    variable below each of them. Without `compute_ms` the efficiency is 1: ``W`` itself.
+    With the 1F1B bubble beta (SPEC v3) the efficiency is ``c / (beta c + comm)``, so f is
+    ``(1 / beta) f`` of the compute time ``beta * compute``."""
     us = job.unit_size * op.step
     K = scale * job.value
     if job.compute_ms is None:
         for (_s, t), v in op.parts.items():
             lm.maximize(v, K * float(ix.type_speed[t]) * us)
         return
-    a, b = job.compute_ms, comm
+    beta = bubble(job)
+    K /= beta
+    a, b = job.compute_ms * beta, comm
     V = lm.var(
         f"value[{label}]",
         0,
@@ -995,15 +1005,22 @@ def _add_stay_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None:
     job_opts.append(op)
 
 
+def _add_group_rows(c: _Ctx, j: int, opts: list[Option]) -> None:
+    """One option per job, over the options of all its plans (SPEC v3), and exactly one for
+    a running, non-preemptible job."""
+    if not opts:
+        return
+    name = c.inst.jobs[j].name
+    c.lm.add({op.b: 1.0 for op in opts}, "<=", 1, f"one option {name}")
+    if must_place(c.inst, j):
+        c.lm.add({op.b: 1.0 for op in opts}, ">=", 1, f"placed {name}")
+
+
 def _add_job_rows(c: _Ctx, job: Job, job_opts: list[Option]) -> None:
-    """One option per job (exactly one for running, non-preemptible jobs); each option's
-    GPUs in the capacity, power and whole-node rows."""
+    """Each option's GPUs in the capacity, power and whole-node rows."""
     if not job_opts:
         return
-    ix, lm = c.ix, c.lm
-    lm.add({op.b: 1.0 for op in job_opts}, "<=", 1, f"one option {job.name}")
-    if job.current and not job.preemptible:
-        lm.add({op.b: 1.0 for op in job_opts}, ">=", 1, f"placed {job.name}")
+    ix = c.ix
     node_tp = job.effective_scope()["tp"] == ix.levels[-1] and job.tp > 1
     for op in job_opts:
         per = job.unit_size * op.step

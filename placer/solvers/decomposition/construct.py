@@ -36,6 +36,7 @@ from placer.kernel.compiled import Compiled
 from placer.kernel.score import Scorer, offer_gpus
 from placer.model import Instance, Job
 from placer.solvers.decomposition.pack import Packer, layout
+from placer.solvers.plans import group_heads, must_place, siblings
 
 
 class State:
@@ -49,7 +50,6 @@ class State:
         self.offer_blocks: list[list[tuple[int, int]]] = [[] for _ in inst.offers]
         self.gpu_power = np.nan_to_num(ix.type_power_kW[ix.gpu_type], nan=0.0)
         self.power_left = ix.power_cap_kW.copy()
-        self.reasons: dict[str, str] = {}
         self.packer = Packer(inst, self.free)
         self.scorer = Scorer(inst, self.job_gpus, self.offer_blocks)
         for j, job in enumerate(inst.jobs):
@@ -306,32 +306,51 @@ class State:
         return best, best_d
 
     def place_best(self, j: int, **kw) -> bool:
-        job = self.inst.jobs[j]
-        old = self.job_gpus[j]
+        """Place job j at its best candidate (re-placing it if it has GPUs); with SPEC v3
+        plans, j's group at the best candidate of any of its variants (a plan switch)."""
+        sib = siblings(self.inst, j)
+        held = [s for s in sib if len(self.job_gpus[s])]
+        old_j = held[0] if held else j
+        old = self.job_gpus[old_j]
         if len(old):
-            self.set_job(j, np.zeros(0, np.int64))
-        cands = self.candidates(j, **kw)
-        g, d = self.best_candidate(j, cands)
-        must = bool(job.current) and not job.preemptible
-        if g is not None and (d > 0 or must or len(old)):
-            self.set_job(j, g)
+            self.set_job(old_j, np.zeros(0, np.int64))
+        best_s, g, d = j, None, -np.inf
+        for s in sib:
+            gs, ds = self.best_candidate(s, self.candidates(s, **kw))
+            if gs is not None and ds > d + 1e-9:
+                best_s, g, d = s, gs, ds
+        if g is not None and (d > 0 or must_place(self.inst, j) or len(old)):
+            self.set_job(best_s, g)
             return True
         if len(old):
-            self.set_job(j, old)
+            self.set_job(old_j, old)
         return False
+
+    def placed_variant(self, j: int) -> int | None:
+        """The variant of j's group that has GPUs (j itself outside plans), or None."""
+        return next((s for s in siblings(self.inst, j) if len(self.job_gpus[s])), None)
 
     def unplaced_musts(self) -> list[str]:
         """Running, non-preemptible jobs this state leaves out, and offers with ``force:
         accept`` it does not accept (a state with any is not a valid placement)."""
         return [
-            job.name
-            for job, g in zip(self.inst.jobs, self.job_gpus)
-            if job.current and not job.preemptible and len(g) == 0
+            self.inst.jobs[j].name
+            for j in group_heads(self.inst, list(range(len(self.inst.jobs))))
+            if must_place(self.inst, j) and self.placed_variant(j) is None
         ] + [
             f"offer {o.name!r}"
             for o, bl in zip(self.inst.offers, self.offer_blocks)
             if o.force == "accept" and not bl
         ]
+
+    def reasons(self) -> dict[str, str]:
+        """A reason for every job this state leaves out (for every variant of a SPEC v3
+        group that has none placed: :func:`~placer.solvers.plans.collapse` joins them)."""
+        return {
+            self.inst.jobs[j].name: self.reason(j)
+            for j in range(len(self.inst.jobs))
+            if self.placed_variant(j) is None
+        }
 
     def reason(self, j: int) -> str:
         """Why job j has no units in this state: a true sentence a person can act on.
@@ -548,10 +567,15 @@ def job_order(inst: Instance) -> list[int]:
         job = inst.jobs[j]
         types = allowed_types(inst, ix, job)
         speed = max((ix.type_speed[t] for t in types), default=1.0)
-        must = bool(job.current) and not job.preemptible
-        return (not must, -job.value * speed, -job.units_max * job.unit_size, job.name)
+        return (
+            not must_place(inst, j),
+            -job.value * speed,
+            -job.units_max * job.unit_size,
+            job.name,
+        )
 
-    return sorted(range(len(inst.jobs)), key=key)
+    # SPEC v3: a group of variants is placed as a whole, at its first variant's turn
+    return group_heads(inst, sorted(range(len(inst.jobs)), key=key))
 
 
 def offer_order(inst: Instance) -> list[int]:
@@ -584,7 +608,7 @@ def greedy_policy(inst: Instance, leases_first: bool, deadline: float | None = N
         job = inst.jobs[j]
         if job.pinned and job.current:
             continue
-        if _late(deadline) and not (job.current and not job.preemptible):
+        if _late(deadline) and not must_place(inst, j):
             continue
         st.place_best(j)
     if not leases_first:
@@ -603,8 +627,11 @@ def grow(st: State, deadline: float | None = None) -> None:
         job = inst.jobs[j]
         if job.pinned and job.current:
             continue
-        units = len(st.job_gpus[j]) // job.unit_size
-        if units >= job.units_max:
+        v = st.placed_variant(j)
+        if (
+            v is not None
+            and len(st.job_gpus[v]) // inst.jobs[v].unit_size >= inst.jobs[v].units_max
+        ):
             continue
         before = st.objective
         old = st.job_gpus[j]

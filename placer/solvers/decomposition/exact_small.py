@@ -10,7 +10,8 @@ Algorithm overview
    in one batch with every WAN link unshared (optimistic). Per job, maps with the same
    node counts and WAN links keep only the best. A running job's maps onto its current
    nodes use its current GPUs, so "moved" and migration cost are exact.
-2. Model: one column per job at most (exactly one for running non-preemptible jobs); per
+2. Model: one column per job at most (exactly one for running non-preemptible jobs; SPEC
+   v3: one over all the variants of a job with plans, see :mod:`placer.solvers.plans`); per
    node, GPUs of chosen columns and leased blocks within its free GPUs; offers whole, with
    min/max GPUs, single_site, committed blocks; power per site; objective = column values
    + lease revenue - migration of stopped jobs - delta.
@@ -40,6 +41,7 @@ from placer.kernel.score import evaluate_job, score_compiled
 from placer.model import Instance, Status
 from placer.model.instance import DIMS
 from placer.solvers.decomposition.linmodel import LinModel
+from placer.solvers.plans import must_place, siblings
 
 SMALL_GPUS = 64  # free GPUs up to which the exhaustive column model is tried
 MAX_COLUMNS = 20_000
@@ -242,6 +244,7 @@ class SmallExact:
                 s = int(ix.dom[0][ix.first_gpu[-1][nd]])
                 p = float(gpu_power[ix.node_type[nd]]) * k
                 power.setdefault(s, {})[self.x[c]] = power.get(s, {}).get(self.x[c], 0.0) + p
+        by_group: dict[int, list[int]] = {}  # SPEC v3: the columns of all of a job's plans
         for j, job in enumerate(inst.jobs):
             cs = by_job.get(j, [])
             if job.pinned and job.current:
@@ -250,9 +253,11 @@ class SmallExact:
                 const -= job.migration_cost  # stopped unless a column is chosen
                 for c in cs:
                     lm.maximize(self.x[c], job.migration_cost)
+            by_group.setdefault(siblings(inst, j)[0], []).extend(cs)
+        for j, cs in by_group.items():
             if cs:
                 lm.add({self.x[c]: 1.0 for c in cs}, "<=", 1)
-            if job.current and not job.preemptible:
+            if must_place(inst, j):
                 lm.add({self.x[c]: 1.0 for c in cs}, ">=", 1)
         self.blocks = _blocks(inst, free, pinned_mask)
         self.y = [lm.var(f"y{b}", 0, 1) for b in range(len(self.blocks))]

@@ -48,21 +48,23 @@ from placer.solvers.decomposition.construct import (
 )
 from placer.solvers.decomposition.exact_small import SMALL_GPUS, SmallExact, build_columns
 from placer.solvers.decomposition.linmodel import LinModel
+from placer.solvers.plans import must_place, siblings
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
 
 
-def round_plan(co: coarse_mod.Coarse, x: list[float]) -> list[float]:
+def round_plan(inst: Instance, co: coarse_mod.Coarse, x: list[float]) -> list[float]:
     """An integral plan from the LP relaxation's values: per job the option with the largest
     weight, its units scaled up by that weight and rounded down; offers accepted at >= 1/2
     with their block counts likewise (the packer and its fallbacks absorb what does not
     fit)."""
     vals = [0.0] * len(x)
-    best: dict[int, coarse_mod.Option] = {}
+    best: dict[int, coarse_mod.Option] = {}  # per group (SPEC v3: one variant of a job)
     for op in co.options:
         w = x[op.b]
-        if w > 1e-6 and (op.job not in best or w > x[best[op.job].b] + 1e-12):
-            best[op.job] = op
+        key = siblings(inst, op.job)[0]
+        if w > 1e-6 and (key not in best or w > x[best[key].b] + 1e-12):
+            best[key] = op
     for op in best.values():
         w = x[op.b]
         vals[op.b] = 1.0
@@ -234,11 +236,7 @@ def primal_from_coarse(
     for op in chosen:
         j = op.job
         job = inst.jobs[j]
-        if (
-            deadline is not None
-            and time.perf_counter() > deadline
-            and not (job.current and not job.preemptible)
-        ):
+        if deadline is not None and time.perf_counter() > deadline and not must_place(inst, j):
             continue
         if op.kind == "stay":
             # `current` may break rules (only pinned jobs are guaranteed valid): keep it only
@@ -391,9 +389,7 @@ class DecompositionSolver(Solver):
         for j, g in enumerate(gpus):
             if len(g) and not (inst.jobs[j].pinned and inst.jobs[j].current):
                 st.set_job(j, g)
-        reasons = {
-            inst.jobs[j].name: st.reason(j) for j in range(len(inst.jobs)) if len(gpus[j]) == 0
-        }
+        reasons = st.reasons()
         return finalize(
             inst,
             self.name,
@@ -406,7 +402,7 @@ class DecompositionSolver(Solver):
             stats=stats,
         )
 
-    def solve(
+    def _solve(
         self,
         inst: Instance,
         time_limit: float | None = 60.0,
@@ -445,7 +441,10 @@ class DecompositionSolver(Solver):
             )
             if lp.status == Status.OPTIMAL:
                 sol = CoarseSolution(
-                    Status.FEASIBLE, round_plan(co, lp.values), lp.bound, f"{lp.native} + rounding"
+                    Status.FEASIBLE,
+                    round_plan(inst, co, lp.values),
+                    lp.bound,
+                    f"{lp.native} + rounding",
                 )
             else:
                 sol = lp
@@ -560,11 +559,7 @@ class DecompositionSolver(Solver):
             incumbent=st.objective,
             elapsed=time.perf_counter() - started,
         )
-        reasons = {
-            inst.jobs[j].name: st.reason(j)
-            for j in range(len(inst.jobs))
-            if len(st.job_gpus[j]) == 0
-        }
+        reasons = st.reasons()
         bound = (
             sol.bound
             if sol.status in (Status.OPTIMAL, Status.FEASIBLE, Status.NO_SOLUTION)

@@ -1,0 +1,405 @@
+"""The live service behind the HTTP routes: one :class:`~placer.cluster.Cluster`, its durable
+store, the revision, and the replan and solve workers.
+
+Concurrency: one short lock around the cluster and the store. A mutation takes it, checks
+``If-Match``, changes the cluster, commits the changed rows and the event, and answers only
+after the commit. A replan takes it twice, briefly: to take the instance to solve (and the
+revision), and to adopt the plan (:meth:`Cluster.adopt`: checked against the state that moved
+meanwhile); the solve itself runs in a worker process without it, so submits, releases and
+failures go on during a replan.
+
+If a commit fails after the cluster changed in memory (disk, connection, or another writer
+took over), the in-memory cluster is dropped and rebuilt from the store (on PostgreSQL this
+waits as a standby if another service became the writer): memory never runs ahead of disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from placer.cluster import Change, Cluster
+from placer.errors import PlacementError, PlacerError, UsageError
+from placer.model import Instance
+from placer.service.store import Commit, FencedError, Store, StoreError
+from placer.service.worker import DeadlineExceeded, SolveWorker, WorkerBusy, WorkerFailed
+
+log = logging.getLogger("placer.serve")
+
+
+@dataclass
+class Limits:
+    """Caps of the service (each has a ``placer serve`` flag)."""
+
+    max_body_bytes: int = 1 << 20  # 1 MiB: 413 beyond, chunked bodies included
+    max_gpus: int = 1_000_000  # GPUs of a posted instance (/solve, /score, /check)
+    max_jobs: int = 5_000  # jobs of a posted instance, and pending jobs of a replan
+    max_solve_seconds: float = 60.0  # time_limit of /solve and /replan
+    solve_grace_seconds: float = 30.0  # deadline = time_limit + this (loading, answering)
+    max_concurrent: int = 64  # requests in flight: 503 beyond
+
+
+class ServiceError(PlacerError):
+    """An answer other than 200 decided by the service (status, location, message)."""
+
+    def __init__(self, status: int, msg: str, loc: list[str] | None = None, **headers: str):
+        super().__init__(msg)
+        self.status = status
+        self.loc = loc or []
+        self.headers = headers
+
+
+class Service:
+    """See the module docs. ``store=None`` keeps the state in memory only (tests and
+    embedding; ``placer serve`` always has a store)."""
+
+    def __init__(
+        self,
+        instance: Instance,
+        *,
+        placement: Any = None,
+        store: Store | None = None,
+        limits: Limits | None = None,
+        verify: str = "changed",
+        cluster: Cluster | None = None,
+    ) -> None:
+        self.instance = instance
+        self.instance_doc = instance.model_dump(mode="json", exclude_none=True)
+        self.placement = placement
+        self.store = store
+        self.limits = limits or Limits()
+        self.verify = verify
+        self.lock = threading.Lock()
+        self.cluster: Cluster | None = cluster
+        self.revision = 0
+        self.status = "starting"
+        self.error: str | None = None
+        self.ready_seconds: float | None = None
+        self.replan_worker = SolveWorker("replan")
+        self.solve_worker = SolveWorker("solve")
+        self._replanning: int | None = None  # revision the running replan started from
+        self._state: dict[str, Any] | None = None
+        self._seqs: dict[str, int] = {}
+        self._memory_keys: dict[str, tuple[int, str, dict]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if cluster is not None and store is None:
+            self._state = cluster.state(jobs=False)
+            self.revision = 1
+            self.status = "ready"
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self, background: bool = True) -> None:
+        """Become the writer and rebuild (or create) the cluster; /health is 503 until then."""
+        if self.status == "ready":
+            return
+        if background:
+            self._thread = threading.Thread(target=self._boot, name="placer-boot", daemon=True)
+            self._thread.start()
+        else:
+            self._boot()
+            if self.status != "ready":
+                raise StoreError(self.error or "the service did not start")
+
+    def _boot(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            store = self.store
+            if store is None:
+                c = Cluster(self.instance, self.placement, verify=self.verify)
+                with self.lock:
+                    self.cluster, self._state, self.revision = c, c.state(jobs=False), 1
+            else:
+                self.status = "standby"
+                if getattr(store, "_conn", None) is None:
+                    store.open()
+                store.acquire(self._stop)
+                self.status = "starting"
+                stored = store.load()
+                if stored is None:
+                    c = Cluster(self.instance, self.placement, verify=self.verify)
+                    state = c.state()
+                    rev = store.initialise(
+                        self.instance_doc, state, {"jobs": len(c.jobs), "objective": c.objective}
+                    )
+                    seqs = {jd["name"]: k for k, jd in enumerate(state["jobs"])}
+                else:
+                    check_same_instance(stored.instance, self.instance_doc)
+                    c = Cluster.resume(self.instance, stored.state, verify=self.verify)
+                    rev, seqs = stored.revision, stored.seqs
+                with self.lock:
+                    self.cluster, self._state, self._seqs = c, c.state(jobs=False), seqs
+                    self.revision = rev
+            self.ready_seconds = time.perf_counter() - t0
+            self.status = "ready"
+            self.replan_worker.start()  # warm for the first replan (after ready: no delay)
+            log.info("ready at revision %d in %.2f s", self.revision, self.ready_seconds)
+        except Exception as e:  # noqa: BLE001 - reported by /health and the CLI
+            if self._stop.is_set():
+                return
+            self.error = str(e) if isinstance(e, PlacerError) else f"{type(e).__name__}: {e}"
+            self.status = "failed"
+            log.error("the service cannot start: %s", self.error)
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.status in ("ready", "failed"):
+                return self.status == "ready"
+            time.sleep(0.01)
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        self.replan_worker.stop()
+        self.solve_worker.stop()
+        if self.store is not None:
+            self.store.close()
+
+    def _lost(self, e: Exception) -> None:
+        """A commit failed after the cluster changed: forget memory, rebuild from disk."""
+        log.error("commit failed (%s): rebuilding from the store", e)
+        self.cluster = None
+        self.status = "starting"
+        store = self.store
+        if store is not None:
+            store.close()
+        self._thread = threading.Thread(target=self._boot, name="placer-reboot", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ helpers
+    def ready_cluster(self) -> Cluster:
+        if self.status != "ready" or self.cluster is None:
+            raise ServiceError(
+                503, f"the service is {self.status}: not ready", ["service"], **{"Retry-After": "1"}
+            )
+        return self.cluster
+
+    def check_if_match(self, if_match: str | None) -> None:
+        if if_match is None:
+            return
+        tags = [t.strip() for t in if_match.split(",")]
+        if "*" in tags:
+            return
+        mine = f'"{self.revision}"'
+        if not any(t in (mine, f"W/{mine}", str(self.revision)) for t in tags):
+            raise ServiceError(
+                412,
+                f"stale revision {if_match}: the state is at revision {self.revision} "
+                "(read it again, then retry)",
+                ["header", "if-match"],
+            )
+
+    def replayed(self, key: str | None) -> dict[str, Any] | None:
+        if not key:
+            return None
+        hit = self.store.replayed(key) if self.store is not None else self._memory_keys.get(key)
+        return None if hit is None else {**hit[2], "revision": hit[0], "replayed": True}
+
+    def _commit(
+        self, op: str, request: dict[str, Any], result: Change, key: str | None
+    ) -> dict[str, Any]:
+        """Persist what `result` changed (lock held); the answer with its revision."""
+        c = self.cluster
+        assert c is not None
+        d = result.to_dict()
+        names = {a.job for a in result.actions if a.job}
+        running = c.jobs  # in start order: new jobs get their sequence numbers in it
+        upsert = {n: c.job_document(n) for n in running if n in names}
+        delete = [n for n in names if n not in running]
+        state = c.state(jobs=False)
+        changed_state = state if state != self._state else None
+        if self.store is None:
+            self.revision += 1
+            for n in delete:
+                self._seqs.pop(n, None)
+            if key:
+                self._memory_keys[key] = (self.revision, op, d)
+        else:
+            try:
+                self.revision = self.store.commit(
+                    Commit(op, request, d, upsert, delete, changed_state, key), self._seqs
+                )
+            except Exception as e:  # noqa: BLE001 - any failure: memory is ahead of disk
+                self._lost(e)
+                msg = (
+                    "this service is no longer the writer"
+                    if isinstance(e, FencedError)
+                    else f"the state could not be written ({e})"
+                )
+                raise ServiceError(
+                    503, f"{msg}; nothing was committed", ["service"], **{"Retry-After": "1"}
+                ) from None
+        self._state = state
+        d["revision"] = self.revision
+        return d
+
+    # ------------------------------------------------------------------ mutations
+    def mutate(
+        self,
+        op: str,
+        request: dict[str, Any],
+        fn: Any,
+        if_match: str | None = None,
+        key: str | None = None,
+    ) -> dict[str, Any]:
+        """Run ``fn(cluster)`` (a Decision or Change) as one durable operation."""
+        with self.lock:
+            c = self.ready_cluster()
+            hit = self.replayed(key)
+            if hit is not None:
+                return hit
+            self.check_if_match(if_match)
+            result = fn(c)
+            changed = bool(result.actions) or op in ("fail", "restore")
+            if getattr(result, "placed", True) is False or not changed:
+                d = result.to_dict()
+                d["revision"] = self.revision
+                return d
+            return self._commit(op, request, result, key)
+
+    def replan(
+        self,
+        request: dict[str, Any],
+        if_match: str | None = None,
+        key: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /replan`` (see the module docs)."""
+        started = time.perf_counter()
+        pending = request.get("pending") or []
+        with self.lock:
+            c = self.ready_cluster()
+            hit = self.replayed(key)
+            if hit is not None:
+                return hit
+            self.check_if_match(if_match)
+            if self._replanning is not None:
+                raise ServiceError(
+                    409,
+                    f"a replan is already running (from revision {self._replanning})",
+                    ["replan"],
+                )
+            doc = c.replan_instance(pending)
+            rev0 = self.revision
+            before = c.objective
+            self._replanning = rev0
+        try:
+            task = {
+                "instance": doc,
+                "solver": request["solver"],
+                "time_limit": request["time_limit"],
+                "seed": request["seed"],
+            }
+            deadline = request["time_limit"] + self.limits.solve_grace_seconds
+            try:
+                res = self.replan_worker.run(task, deadline)
+            except DeadlineExceeded:
+                return self._not_applied(
+                    f"the solve did not finish by its deadline ({deadline:g} s: time_limit + "
+                    f"{self.limits.solve_grace_seconds:g} s grace); its process was killed and "
+                    "nothing changed",
+                    started,
+                )
+            except WorkerFailed as e:
+                if e.kind == "usage":
+                    raise UsageError(str(e)) from None
+                raise ServiceError(500, f"the replan worker failed: {e}", ["replan"]) from None
+            if not res["has_placement"]:
+                return self._not_applied(f"the solve found no placement: {res['reason']}", started)
+            if res["objective"] <= before + 1e-6 * max(1.0, abs(before)):
+                return self._not_applied(
+                    f"kept the live plan: the solve's {res['objective']:,.1f} vu does not beat "
+                    f"{before:,.1f} vu",
+                    started,
+                )
+            with self.lock:
+                c = self.ready_cluster()
+                moved = self.revision != rev0
+                try:
+                    change = c.adopt(res["placement"], pending=pending)
+                except PlacementError as e:
+                    why = "; ".join(f"{loc}: {msg}" for loc, msg in e.problems[:5])
+                    return self._not_applied(
+                        f"the state moved (revision {rev0} -> {self.revision}) and the plan no "
+                        f"longer passes the checker against it: {why}",
+                        started,
+                        locked=True,
+                    )
+                if change.reason:
+                    return self._not_applied(change.reason, started, locked=True)
+                change.seconds = time.perf_counter() - started
+                d = self._commit("replan", request, change, key)
+                d["applied"] = True
+                d["moved"] = moved
+                d["from_revision"] = rev0
+                return d
+        finally:
+            self._replanning = None
+
+    def _not_applied(self, reason: str, started: float, locked: bool = False) -> dict[str, Any]:
+        d = Change(reason=reason, seconds=time.perf_counter() - started).to_dict()
+        d.update(applied=False, revision=self.revision)
+        return d
+
+    # ------------------------------------------------------------------ posted solves
+    def solve(self, doc: dict[str, Any], solver: str, time_limit: float, seed: int) -> dict:
+        deadline = time_limit + self.limits.solve_grace_seconds
+        task = {"instance": doc, "solver": solver, "time_limit": time_limit, "seed": seed}
+        try:
+            res = self.solve_worker.run(task, deadline)
+        except WorkerBusy:
+            raise ServiceError(
+                503,
+                "a posted solve is already running; retry later",
+                ["solve"],
+                **{"Retry-After": "5"},
+            ) from None
+        except DeadlineExceeded:
+            raise ServiceError(
+                503,
+                f"the solve did not finish by its deadline ({deadline:g} s); it was killed",
+                ["solve"],
+            ) from None
+        except WorkerFailed as e:
+            if e.kind == "usage":
+                raise UsageError(str(e)) from None
+            raise ServiceError(500, f"the solve worker failed: {e}", ["solve"]) from None
+        if res["placement"] is None:
+            raise ServiceError(400, f"the solve found no placement: {res['reason']}", ["instance"])
+        return res["placement"]
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if k not in a or k not in b:
+                return f"{path}{'.' if path else ''}{k}"
+            d = _first_difference(a[k], b[k], f"{path}{'.' if path else ''}{k}")
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path} ({len(a)} entries in the state, {len(b)} in INSTANCE)"
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = _first_difference(x, y, f"{path}[{i}]")
+            if d:
+                return d
+        return None
+    return None if a == b else f"{path} ({a!r} in the state, {b!r} in INSTANCE)"
+
+
+def check_same_instance(stored: dict[str, Any], given: dict[str, Any]) -> None:
+    """Refuse to resume a state over a different instance (its jobs may differ: the running
+    jobs come from the state)."""
+    a = {k: v for k, v in stored.items() if k != "jobs"}
+    b = {k: v for k, v in given.items() if k != "jobs"}
+    d = _first_difference(a, b)
+    if d is not None:
+        raise UsageError(
+            f"INSTANCE: the state holds a cluster of a different instance: {d} differs. "
+            "Resume with the instance the state was made on, or start a new state file"
+        )

@@ -1,0 +1,181 @@
+"""SPEC v3 plans in the solvers: a job with plans becomes one *variant* job per plan.
+
+Algorithm overview
+1. :func:`expand` builds a virtual instance (sharing the topology index) with one job per
+   (job, plan): the job under that plan (SPEC 1.2), named ``<job>/<plan>`` (``/`` cannot
+   occur in a real job name). Only the variant of a running job's `current_plan` keeps
+   `current`, so it alone can "stay" or "move"; placing another variant means the job
+   moved (a plan change), and the kernel charges that through the running variant being
+   stopped: the migration cost is charged exactly once either way. A pinned job keeps one
+   variant (its current plan). The variants of one job form a *group*.
+2. The backends solve the virtual instance with two extra rules, read through
+   :func:`siblings` and :func:`must_place`: at most one variant of a group is placed (one
+   coarse / column row per group; the greedy and the local search place a group's best
+   variant, so they switch plans), and a group whose job is running and not preemptible has
+   one placed. Every feasible placement of the real instance is a feasible placement of the
+   virtual one with the same kernel objective, so bounds proven on it hold for the real one.
+3. :func:`collapse` maps the result back (each job's GPUs, chosen plan and reason), and
+   :meth:`~placer.solvers.base.Solver.solve` passes it through
+   :func:`~placer.solvers.base.finalize` on the real instance: the checker (rule 8
+   included) and the kernel's re-score.
+
+The peer baselines have no plan choice: ``expand(inst, first_only=True)`` gives each job its
+first plan (a running job keeps its current plan), and the virtual instance is then a plain
+v2 instance. An instance without plans is solved as it is.
+
+Imports numpy and the model; never a solver library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from placer.errors import SolverError
+from placer.model import Instance
+
+
+@dataclass
+class PlanGroups:
+    """Variants of the virtual instance and the jobs they stand for."""
+
+    owner: list[int]  # variant -> its job in the real instance
+    plan: list[int | None]  # variant -> its plan (index into the job's plans), or None
+    members: list[list[int]]  # real job -> its variants
+    must: list[bool]  # real job -> running and not preemptible: one variant must be placed
+
+
+def has_plans(inst: Instance) -> bool:
+    """True when any job of the instance has plans (v3)."""
+    return any(job.plans for job in inst.jobs)
+
+
+def expand(inst: Instance, first_only: bool = False) -> tuple[Instance, PlanGroups]:
+    """The virtual instance of one job per (job, plan) and its groups (step 1)."""
+    vjobs = []
+    owner: list[int] = []
+    plan: list[int | None] = []
+    members: list[list[int]] = []
+    must: list[bool] = []
+    for j, job in enumerate(inst.jobs):
+        must.append(bool(job.current) and not job.preemptible)
+        members.append([])
+        if not job.plans:
+            members[j].append(len(vjobs))
+            vjobs.append(job)
+            owner.append(j)
+            plan.append(None)
+            continue
+        run = job.default_plan if job.current else None
+        if (job.pinned and job.current) or first_only:
+            ks = [job.default_plan]
+        else:
+            ks = list(range(len(job.plans)))
+        for k in ks:
+            v = job.under(k)
+            update: dict = {"name": f"{job.name}/{v.plan}"}
+            if k != run:
+                update.update(current=None, pinned=False, preemptible=True)
+            elif len(ks) > 1:
+                update["preemptible"] = True  # the group keeps the must (step 2)
+            vj = v.model_copy(update=update)
+            vj._plan = None  # a plain job of the virtual instance (its plan is in `plan`)
+            members[j].append(len(vjobs))
+            vjobs.append(vj)
+            owner.append(j)
+            plan.append(k)
+    vinst = inst.model_copy(update={"jobs": vjobs})
+    vinst._warnings = []
+    vinst._plan_groups = PlanGroups(owner, plan, members, must)
+    return vinst, vinst._plan_groups
+
+
+def first_plans(inst: Instance) -> Instance:
+    """The instance with each job held to one plan: its first (a running job its current
+    plan). A baseline for what choosing plans is worth; it is still a v3 instance."""
+    jobs = []
+    for job in inst.jobs:
+        if job.plans and len(job.plans) > 1:
+            job = job.model_copy(update={"plans": [job.plans[job.default_plan]]})
+        jobs.append(job)
+    out = inst.model_copy(update={"jobs": jobs})
+    out._warnings = list(inst.warnings)
+    return out
+
+
+def siblings(inst: Instance, j: int) -> list[int]:
+    """Job j and the other variants of its job (step 2); ``[j]`` outside a virtual
+    instance."""
+    g = inst._plan_groups
+    return [j] if g is None else g.members[g.owner[j]]
+
+
+def must_place(inst: Instance, j: int) -> bool:
+    """Whether job j's group must have a variant placed (its job runs, not preemptible)."""
+    g = inst._plan_groups
+    if g is None:
+        job = inst.jobs[j]
+        return bool(job.current) and not job.preemptible
+    return g.must[g.owner[j]]
+
+
+def group_heads(inst: Instance, order: list[int]) -> list[int]:
+    """`order` with only the first variant of each group (a group is placed as a whole)."""
+    g = inst._plan_groups
+    if g is None:
+        return order
+    seen: set[int] = set()
+    out = []
+    for j in order:
+        o = g.owner[j]
+        if o not in seen:
+            seen.add(o)
+            out.append(j)
+    return out
+
+
+def combine_reasons(inst: Instance, groups: PlanGroups, j: int, reasons: dict[str, str]) -> str:
+    """One reason for real job j from its variants' reasons (each a sentence of its own)."""
+    parts = []
+    for v in groups.members[j]:
+        why = reasons.get(_vname(inst, groups, v))
+        if why:
+            parts.append((groups.plan[v], why))
+    if not parts:
+        return ""
+    if len(parts) == 1 or len({w for _, w in parts}) == 1:
+        return parts[0][1] if len(groups.members[j]) == 1 else f"under every plan: {parts[0][1]}"
+    names = inst.jobs[j].plans or []
+    return "no plan fits: " + "; ".join(f"plan {names[k].name!r}: {w}" for k, w in parts)
+
+
+def _vname(inst: Instance, groups: PlanGroups, v: int) -> str:
+    job = inst.jobs[groups.owner[v]]
+    k = groups.plan[v]
+    return job.name if k is None or not job.plans else f"{job.name}/{job.plans[k].name}"
+
+
+def collapse(
+    inst: Instance, groups: PlanGroups, job_gpus: list[np.ndarray], vreasons: dict[str, str]
+) -> tuple[list[np.ndarray], list[int | None], dict[str, str]]:
+    """Each real job's GPUs, chosen plan and reason from the virtual placement (step 3);
+    two variants of one job placed is a bug (:class:`SolverError`)."""
+    n = len(inst.jobs)
+    out = [np.zeros(0, np.int64) for _ in range(n)]
+    plans: list[int | None] = [None] * n
+    for v, g in enumerate(job_gpus):
+        if not len(g):
+            continue
+        j = groups.owner[v]
+        if len(out[j]):
+            raise SolverError(f"job {inst.jobs[j].name!r} was placed under two plans (a bug)")
+        out[j] = np.asarray(g, np.int64)
+        plans[j] = groups.plan[v]
+    reasons = {}
+    for j, job in enumerate(inst.jobs):
+        if not len(out[j]):
+            why = combine_reasons(inst, groups, j, vreasons)
+            if why:
+                reasons[job.name] = why
+    return out, plans, reasons

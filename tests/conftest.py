@@ -1,0 +1,42 @@
+"""Fixtures shared by the service tests: a real PostgreSQL server (started once per session from
+the installed binaries; PLACER_TEST_POSTGRES=URL uses a running one instead)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    pytest.importorskip("psycopg")
+    url = os.environ.get("PLACER_TEST_POSTGRES")
+    if url:
+        yield None, url
+        return
+    from servers import PostgresServer
+
+    try:
+        srv = PostgresServer()
+    except RuntimeError as e:
+        pytest.skip(f"no PostgreSQL server can be started here: {e}")
+    yield srv, srv.url
+    srv.stop()
+
+
+@pytest.fixture()
+def postgres_url(postgres_server):
+    """A fresh, empty database on the session's server."""
+    srv, url = postgres_server
+    if srv is None:
+        import psycopg
+
+        name = f"placer_t{os.getpid()}_{next(_counter)}"
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        return url.rsplit("/", 1)[0] + "/" + name
+    return srv.database(f"placer_t{next(_counter)}")

@@ -1,0 +1,197 @@
+"""Durable state of `placer serve`, the same tests on SQLite and on a real PostgreSQL server:
+a restart rebuilds the committed state exactly (canonical snapshot), revisions only grow,
+If-Match and Idempotency-Key hold, a different instance is refused, one writer at a time
+(fencing epoch; a PostgreSQL standby takes over when the writer dies)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from builders import one_site, training
+from servers import free_port, spawn_serve, stop, uvicorn_thread, wait_health
+
+import placer
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+from placer.service import Service, create_app, open_store  # noqa: E402
+from placer.service.store import FencedError, StoreError  # noqa: E402
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "state.db")
+    return request.getfixturevalue("postgres_url")
+
+
+def instance(nodes: int = 4) -> placer.Instance:
+    d = one_site(nodes=nodes, gpus_per_node=2)
+    d["leases"] = {
+        "level": "node",
+        "offers": [{"name": "o", "price_per_gpu_hour": 0.5, "min_gpus": 2, "max_gpus": 4}],
+    }
+    return placer.load_instance(d)
+
+
+def started(url: str, inst=None) -> Service:
+    store = open_store(url)
+    store.open()
+    svc = Service(inst or instance(), store=store)
+    svc.start(background=False)
+    return svc
+
+
+def canonical(svc: Service) -> str:
+    return json.dumps(svc.cluster.snapshot(), sort_keys=True)
+
+
+def test_restart_rebuilds_the_committed_state_exactly(state_url):
+    svc = started(state_url)
+    assert svc.revision == 1
+    with uvicorn_thread(create_app(svc)) as url:
+        c = httpx.Client(base_url=url, timeout=30)
+        r = c.post("/jobs", json={"job": training("a", 2, tp=2)})
+        assert r.status_code == 200 and r.headers["etag"] == '"2"' and r.json()["revision"] == 2
+        c.post("/jobs", json={"job": training("b", 1, preemptible=False)})
+        c.post("/bind", json={"job": training("c", 1), "gpus": ["a/node3/gpu1"]})
+        node = c.get("/snapshot").json()["placement"]["jobs"][0]["gpus"][0].rsplit("/", 1)[0]
+        assert c.post("/fail", json={"items": [node]}).status_code == 200
+        assert c.delete("/jobs/c").status_code == 200
+        r = c.post("/replan", json={"time_limit": 5, "solver": "greedy"})
+        assert r.status_code == 200, r.text
+        before, rev = canonical(svc), svc.revision
+        evs = c.get("/events").json()["events"]
+        assert [e["revision"] for e in evs] == list(range(1, rev + 1))
+        assert [e["op"] for e in evs][:6] == ["init", "submit", "submit", "bind", "fail", "release"]
+    svc.close()
+    again = started(state_url)
+    assert again.revision == rev and canonical(again) == before
+    assert again.cluster.failed == [node] and again.cluster.check() == []
+    # the next mutation continues the revisions
+    assert again.mutate("release", {"name": "b"}, lambda c: c.release("b"))["revision"] == rev + 1
+    again.close()
+
+
+def test_if_match_and_idempotency_keys(state_url):
+    svc = started(state_url)
+    with uvicorn_thread(create_app(svc)) as url:
+        c = httpx.Client(base_url=url, timeout=30)
+        etag = c.get("/jobs").headers["etag"]
+        r = c.post("/jobs", json={"job": training("a", 1)}, headers={"If-Match": etag})
+        assert r.status_code == 200
+        stale = c.post("/jobs", json={"job": training("b", 1)}, headers={"If-Match": etag})
+        assert stale.status_code == 412 and stale.json()["detail"][0]["loc"] == [
+            "header",
+            "if-match",
+        ]
+        assert "b" not in c.get("/jobs").json()["jobs"]  # nothing changed
+        k = {"Idempotency-Key": "release-a-1"}
+        r1 = c.delete("/jobs/a", headers=k)
+        r2 = c.delete("/jobs/a", headers=k)  # a retry after a lost answer: the same answer
+        assert r1.status_code == r2.status_code == 200 and r2.json()["replayed"] is True
+        assert r2.json()["revision"] == r1.json()["revision"]
+        assert c.delete("/jobs/a").status_code == 404  # without the key: a new request
+    svc.close()
+    again = started(state_url)  # the key survives a restart
+    assert again.replayed("release-a-1")["revision"] == r1.json()["revision"]
+    again.close()
+
+
+def test_a_different_instance_is_refused_and_the_same_one_resumes(state_url):
+    svc = started(state_url)
+    svc.mutate("submit", {}, lambda c: c.submit(training("a", 1)))
+    svc.close()
+    other = instance(nodes=5)
+    store = open_store(state_url)
+    store.open()
+    s2 = Service(other, store=store)
+    s2.start()
+    assert not s2.wait_ready(30) and s2.status == "failed"
+    assert "different instance" in s2.error and "topology.sites[0].domains[0].count" in s2.error
+    s2.close()
+    again = started(state_url)
+    assert again.cluster.jobs == {"a": 1}
+    again.close()
+
+
+def test_one_writer_the_other_is_fenced(state_url):
+    a = started(state_url)
+    if a.store.kind == "sqlite":
+        b = open_store(state_url)
+        b.open()
+        with pytest.raises(StoreError, match="in use by another placer serve"):
+            b.acquire()
+        b.close()
+        a.close()
+        return
+    # PostgreSQL: b waits as a standby while a holds the lock ...
+    import threading
+
+    b = open_store(state_url)
+    b.open()
+    got = threading.Event()
+    th = threading.Thread(target=lambda: (b.acquire(), got.set()), daemon=True)
+    th.start()
+    assert not got.wait(1.5)
+    # ... and takes over when a's connection drops; a's next write is fenced
+    a.store._conn.close()
+    assert got.wait(10) and b.epoch == a.store.epoch + 1
+    c2 = open_store(state_url)
+    c2.open()
+    c2.epoch, c2.revision = a.store.epoch, a.revision  # a writer that missed the takeover
+    from placer.service.store import Commit
+
+    with pytest.raises(FencedError):
+        c2.commit(Commit("release", {}, {}), {})
+    c2.close()
+    b.close()
+    a.close()
+
+
+def test_postgresql_standby_takes_over_when_the_writer_is_killed(postgres_url, tmp_path):
+    path = tmp_path / "inst.json"
+    path.write_text(json.dumps(one_site(nodes=4, gpus_per_node=2)))
+    p1, p2 = free_port(), free_port()
+    w = spawn_serve(path, postgres_url, p1)
+    s = None
+    try:
+        wait_health(f"http://127.0.0.1:{p1}", w)
+        c = httpx.Client(base_url=f"http://127.0.0.1:{p1}", timeout=30)
+        assert c.post("/jobs", json={"job": training("a", 2)}).status_code == 200
+        snap = c.get("/snapshot").json()
+        s = spawn_serve(path, postgres_url, p2)
+        wait_health(f"http://127.0.0.1:{p2}", s, want=503)
+        h = httpx.get(f"http://127.0.0.1:{p2}/health").json()
+        assert h["status"] == "standby"
+        stop(w, sig_kill=True)
+        wait_health(f"http://127.0.0.1:{p2}", s, timeout=60)
+        c2 = httpx.Client(base_url=f"http://127.0.0.1:{p2}", timeout=30)
+        snap2 = c2.get("/snapshot").json()
+        assert snap2["instance"] == snap["instance"] and snap2["placement"] == snap["placement"]
+        assert snap2["revision"] == snap["revision"]
+        r = c2.post("/jobs", json={"job": training("b", 1)})
+        assert r.status_code == 200 and r.json()["revision"] == snap["revision"] + 1
+    finally:
+        stop(w, sig_kill=True)
+        if s is not None:
+            stop(s)
+
+
+def test_schema_version_is_checked(tmp_path):
+    import sqlite3
+
+    svc = started(str(tmp_path / "s.db"))
+    svc.close()
+    con = sqlite3.connect(tmp_path / "s.db")
+    con.execute("UPDATE placer_meta SET value = '99' WHERE key = 'schema'")
+    con.commit()
+    con.close()
+    store = open_store(str(tmp_path / "s.db"))
+    with pytest.raises(StoreError, match="schema version 99"):
+        store.open()
+    (tmp_path / "junk.db").write_text("not a database, just text " * 100)
+    with pytest.raises(StoreError, match="not a placer state database"):
+        open_store(str(tmp_path / "junk.db")).open()
