@@ -753,3 +753,64 @@ def test_builders_instance_takes_an_overlay():
     doc = builders.one_site(nodes=2)
     d2 = cal.apply(doc, {"topology": {"fabric": {"node": {"bandwidth_GBps": 100}}}})
     assert d2["topology"]["fabric"]["node"] == {"latency_us": 2, "bandwidth_GBps": 100}
+
+
+def test_steps_of_a_job_with_plans_fit_each_plan_and_overlay_its_plan():
+    doc = copy.deepcopy(STEPS_DOC)
+    job = doc["jobs"][0]
+    job["plans"] = [
+        {"name": "wide", "dp": 32, "min_dp": 1, "comm": {"dp_MB": 400, "dp_messages": 2}},
+        {
+            "name": "pipe",
+            "pp": 2,
+            "dp": 16,
+            "min_dp": 1,
+            "microbatches": 8,
+            "comm": {"dp_MB": 200, "pp_MB": 50},
+        },
+    ]
+    truth = placer.load_instance(copy.deepcopy(doc))
+    ix = truth.index
+    nodes = [ix.node_path(n) for n in range(ix.n_domains(2))]
+    rows = []
+    rng = np.random.default_rng(3)
+    for rep in range(12):
+        for plan, units in (("wide", 2 + 2 * (rep % 3)), ("pipe", 1 + rep % 4)):
+            n = units * (2 if plan == "pipe" else 1)
+            perm = rng.permutation(len(nodes))
+            gpus = [f"{nodes[perm[i // 4]]}/gpu{i % 4}" for i in range(n)]
+            pl = {
+                "instance": "steps",
+                "jobs": [{"name": "ddp", "units": units, "gpus": gpus, "plan": plan}],
+            }
+            step = placer.score(truth, pl).jobs[0]["step_ms"]
+            rows.append({"job": "ddp", "plan": plan, "gpus": " ".join(gpus), "step_ms": step})
+    c = cal.steps(truth, rows, k=3, fit=("compute", "overlap"))
+    names = {j.job: j for j in c.jobs}
+    assert set(names) == {"ddp/wide", "ddp/pipe"}
+    for j in names.values():  # exact data: the kernel's own step times are fitted exactly
+        assert j.fit.compute_ms == pytest.approx(100, rel=1e-4) and j.mdape < 1e-4
+    (entry,) = [e for e in c.overlay["jobs"] if e["name"] == "ddp"]
+    assert [p["name"] for p in entry["plans"]] == ["wide", "pipe"]
+    applied = cal.apply(
+        doc,
+        {
+            "jobs": [
+                {
+                    "name": "ddp",
+                    "plans": [{"name": "pipe", "compute_ms": 90, "comm": {"dp_messages": 3}}],
+                }
+            ]
+        },
+    )
+    pipe = applied["jobs"][0]["plans"][1]
+    assert pipe["compute_ms"] == 90 and pipe["comm"] == {
+        "dp_MB": 200,
+        "pp_MB": 50,
+        "dp_messages": 3,
+    }
+    with pytest.raises(CalibrationError, match="unknown plan 'deep'"):
+        cal.apply(doc, {"jobs": [{"name": "ddp", "plans": [{"name": "deep", "compute_ms": 1}]}]})
+    bad = [dict(rows[0], plan="deep")]
+    with pytest.raises(CalibrationError, match="has no plan 'deep'"):
+        cal.steps(truth, bad)

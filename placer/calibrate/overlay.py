@@ -7,12 +7,15 @@ measured values; nothing else is allowed, so a typo cannot change a plan silentl
 topology:
   fabric: {rack: {latency_us: 4.1, bandwidth_GBps: 48.2}}         # the topology default
   sites: [{name: east, fabric: {site: {bandwidth_GBps: 21.5}}}]   # one site's override
-jobs: [{name: train-13b, compute_ms: 812, overlap: {dp: 0.74}, comm: {dp_messages: 3}}]
+jobs: [{name: train-13b, compute_ms: 812, overlap: {dp: 0.74}, comm: {dp_messages: 3}},
+       {name: frontier, plans: [{name: sync-dp, compute_ms: 6100}]}]           # v3: a plan's
 ```
 
-Levels, sites and jobs must exist in the instance. Values merge field by field into the
-instance (a fabric entry giving only the latency keeps the bandwidth; ``overlap`` and
-``comm`` merge key by key), and the result is validated like any instance.
+Levels, sites, jobs and plans must exist in the instance. Values merge field by field into
+the instance (a fabric entry giving only the latency keeps the bandwidth; ``overlap`` and
+``comm`` merge key by key; a plan's merge over the values the plan runs with, its own or the
+job's, since a plan's ``comm`` replaces the job's wholesale), and the result is validated
+like any instance.
 
 Imports io and validate; no scipy (``--fabric`` works without the ``calibrate`` extra).
 """
@@ -73,6 +76,31 @@ def _check_fabric(loc: str, fab: Any, levels: list[str], problems: list[tuple[st
                 )
             else:
                 _check_value(f"{here}.{k}", k, v, problems)
+
+
+def _check_job_keys(here: str, j: dict, p: list[tuple[str, str]], plans_ok: bool) -> None:
+    for k, v in j.items():
+        if k == "name" or (k == "plans" and plans_ok):
+            continue
+        if k == "compute_ms":
+            _check_value(f"{here}.compute_ms", "compute_ms", v, p)
+        elif k in ("overlap", "comm"):
+            allowed = DIMS if k == "overlap" else COMM_KEYS
+            if not isinstance(v, dict):
+                p.append((f"{here}.{k}", "must be a mapping"))
+                continue
+            for kk, vv in v.items():
+                if kk not in allowed:
+                    p.append((f"{here}.{k}.{kk}", f"unknown key (allowed: {', '.join(allowed)})"))
+                else:
+                    key = f"overlap.{kk}" if k == "overlap" else kk
+                    _check_value(f"{here}.{k}.{kk}", key, vv, p)
+        else:
+            what = "a job" if plans_ok else "a plan"
+            also = ", overlap, comm and plans" if plans_ok else ", overlap and comm"
+            p.append(
+                (f"{here}.{k}", f"unknown key: {what} of an overlay sets only compute_ms{also}")
+            )
 
 
 def check_overlay(
@@ -148,8 +176,9 @@ def check_overlay(
     js = overlay.get("jobs")
     if js is not None:
         if not isinstance(js, list):
-            p.append((f"{pre}jobs", "must be a list of {name, compute_ms, overlap, comm}"))
+            p.append((f"{pre}jobs", "must be a list of {name, compute_ms, overlap, comm, plans}"))
             js = []
+        base_jobs = {j.get("name"): j for j in (base.get("jobs") or []) if isinstance(j, dict)}
         for i, j in enumerate(js):
             here = f"{pre}jobs[{i}]"
             if not isinstance(j, dict):
@@ -157,32 +186,32 @@ def check_overlay(
                 continue
             if j.get("name") not in jobs:
                 p.append((f"{here}.name", f"unknown job {j.get('name')!r}"))
-            for k, v in j.items():
-                if k == "name":
+            _check_job_keys(here, j, p, plans_ok=True)
+            ps = j.get("plans")
+            if ps is None:
+                continue
+            if not isinstance(ps, list):
+                p.append((f"{here}.plans", "must be a list of {name, compute_ms, overlap, comm}"))
+                continue
+            known = [
+                q.get("name")
+                for q in (base_jobs.get(j.get("name"), {}).get("plans") or [])
+                if isinstance(q, dict)
+            ]
+            for k, q in enumerate(ps):
+                qh = f"{here}.plans[{k}]"
+                if not isinstance(q, dict):
+                    p.append((qh, "must be a mapping"))
                     continue
-                if k == "compute_ms":
-                    _check_value(f"{here}.compute_ms", "compute_ms", v, p)
-                elif k in ("overlap", "comm"):
-                    allowed = DIMS if k == "overlap" else COMM_KEYS
-                    if not isinstance(v, dict):
-                        p.append((f"{here}.{k}", "must be a mapping"))
-                        continue
-                    for kk, vv in v.items():
-                        if kk not in allowed:
-                            p.append(
-                                (f"{here}.{k}.{kk}", f"unknown key (allowed: {', '.join(allowed)})")
-                            )
-                        else:
-                            key = f"overlap.{kk}" if k == "overlap" else kk
-                            _check_value(f"{here}.{k}.{kk}", key, vv, p)
-                else:
+                if q.get("name") not in known:
                     p.append(
                         (
-                            f"{here}.{k}",
-                            "unknown key: a job of an overlay sets only "
-                            "compute_ms, overlap and comm",
+                            f"{qh}.name",
+                            f"unknown plan {q.get('name')!r} of job "
+                            f"{j.get('name')!r} (plans: {', '.join(map(str, known)) or 'none'})",
                         )
                     )
+                _check_job_keys(qh, q, p, plans_ok=False)
     return p
 
 
@@ -211,8 +240,19 @@ def apply_overlay(base: dict[str, Any], overlay: dict[str, Any], where: str = "o
         for k, v in j.items():
             if k in ("overlap", "comm"):
                 job[k] = {**(job.get(k) or {}), **v}
-            elif k != "name":
+            elif k not in ("name", "plans"):
                 job[k] = v
+        for q in j.get("plans") or []:
+            plan = next(
+                x for x in job["plans"] if isinstance(x, dict) and x.get("name") == q["name"]
+            )
+            for k, v in q.items():
+                if k in ("overlap", "comm"):
+                    # a plan's overlap / comm replaces the job's wholesale (SPEC 1.2, v3): the
+                    # measured keys go over the values the plan runs with now
+                    plan[k] = {**(plan.get(k) or job.get(k) or {}), **v}
+                elif k != "name":
+                    plan[k] = v
     return doc
 
 

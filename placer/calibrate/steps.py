@@ -53,12 +53,14 @@ PARAMS = ("compute", "overlap", "messages")
 
 @dataclass
 class Measurement:
-    """One measured step: job index, GPU indices in rank order, step time."""
+    """One measured step: job index, GPU indices in rank order, step time, and (v3) the
+    index of the plan it ran under (None: the job's default plan)."""
 
     job: int
     gpus: np.ndarray
     step_ms: float
     where: str
+    plan: int | None = None
 
     @property
     def key(self) -> tuple[int, bytes]:
@@ -141,6 +143,17 @@ def read_measurements(
             problems.append((f"{loc}.job", f"unknown job {jname!r}"))
             continue
         job = inst.jobs[names[jname]]
+        plan: int | None = None
+        pname = str(r.get("plan") or "").strip()
+        if pname:
+            plan = job.plan_index(pname)
+            if plan is None:
+                have = ", ".join(p.name for p in job.plans or []) or "none"
+                problems.append(
+                    (f"{loc}.plan", f"job {jname!r} has no plan {pname!r} (plans: {have})")
+                )
+                continue
+        job = job.under(job.default_plan if plan is None else plan)
         try:
             step = float(str(r.get("step_ms")).strip())
         except ValueError:
@@ -201,7 +214,7 @@ def read_measurements(
         if len(set(gpus)) != len(gpus):
             problems.append((f"{loc}.{col}", "a GPU appears twice"))
             continue
-        out.append(Measurement(names[jname], np.asarray(gpus, np.int64), step, loc))
+        out.append(Measurement(names[jname], np.asarray(gpus, np.int64), step, loc, plan))
     if problems:
         raise CalibrationError(problems)
     if not out:
@@ -533,17 +546,22 @@ def calibrate_steps(
             raise UsageError(f"fit: unknown parameter {f!r} (choose from {', '.join(PARAMS)})")
     if not isinstance(k, int) or isinstance(k, bool) or k < 2:
         raise UsageError(f"k: must be an integer >= 2, got {k!r}")
+    kfold = k
     lo, hi = messages
     if not (0 < lo <= hi and math.isfinite(hi)):
         raise UsageError(f"messages: expected bounds 0 < lo <= hi, got {messages!r}")
     rows = read_measurements(inst, measured, hosts) if not _is_rows(measured) else measured
     reports: list[JobReport] = []
     overlay_jobs: list[dict[str, Any]] = []
-    by_job: dict[int, list[Measurement]] = {}
+    by_job: dict[tuple[int, int], list[Measurement]] = {}
     for r in rows:
-        by_job.setdefault(r.job, []).append(r)
-    for ji, rs in sorted(by_job.items()):
-        job = inst.jobs[ji]
+        base = inst.jobs[r.job]
+        k = base.default_plan if r.plan is None else r.plan
+        by_job.setdefault((r.job, -1 if k is None else k), []).append(r)
+    plan_entries: dict[int, list[dict[str, Any]]] = {}
+    for (ji, k), rs in sorted(by_job.items()):
+        base = inst.jobs[ji]
+        job = base.under(None if k < 0 else k)
         P = decompose(inst, job, rs)
         y = np.array([r.step_ms for r in rs])
         keys = [r.gpus.tobytes() for r in rs]
@@ -551,7 +569,7 @@ def calibrate_steps(
         all_rows = np.arange(len(rs))
         full = fit_job(job, P, y, all_rows, fit, messages)
         train = full.predict(P) / y - 1.0
-        kk = min(k, n_pl)
+        kk = min(kfold, n_pl)
         pred = np.full(len(rs), np.nan)
         fold = np.zeros(len(rs), np.int64)
         note = ""
@@ -572,7 +590,7 @@ def calibrate_steps(
         )
         reports.append(
             JobReport(
-                job.name,
+                job.name if job.plan is None else f"{job.name}/{job.plan}",
                 len(rs),
                 n_pl,
                 full,
@@ -587,7 +605,7 @@ def calibrate_steps(
                 note,
             )
         )
-        entry: dict[str, Any] = {"name": job.name}
+        entry: dict[str, Any] = {"name": job.name if job.plan is None else job.plan}
         if "compute" in fit:
             entry["compute_ms"] = sig(full.compute_ms)
         if "overlap" in fit and full.dims:
@@ -596,8 +614,14 @@ def calibrate_steps(
             msgs = {f"{d}_messages": sig(full.messages[d]) for d in full.dims if np.any(P.L[d] > 0)}
             if msgs:
                 entry["comm"] = msgs
-        overlay_jobs.append(entry)
-    return StepsCalibration(inst.name, reports, k, {"jobs": overlay_jobs})
+        if job.plan is None:
+            overlay_jobs.append(entry)
+        else:  # v3: the values belong to the plan the rows ran under
+            if ji not in plan_entries:
+                plan_entries[ji] = []
+                overlay_jobs.append({"name": base.name, "plans": plan_entries[ji]})
+            plan_entries[ji].append(entry)
+    return StepsCalibration(inst.name, reports, kfold, {"jobs": overlay_jobs})
 
 
 def _is_rows(x: Any) -> bool:
