@@ -593,6 +593,7 @@ def main(argv=None) -> None:
     ap.add_argument("--clusters", default=",".join(CLUSTERS))
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--name", default="fidelity", help="results file bench/results/NAME.json")
+    ap.add_argument("--models", default="", help="--example: only these models (comma-separated)")
     ap.add_argument(
         "--variants",
         default=",".join(VARIANTS),
@@ -609,7 +610,8 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     rows, grad = load_rows()
     if args.example is not None:
-        write_example(args.example, args.clusters.split(",")[0], rows, grad)
+        models = set(args.models.split(",")) if args.models else None
+        write_example(args.example, args.clusters.split(",")[0], rows, grad, models)
         return
     wanted = args.clusters.split(",")
     clusters = {c: Cluster(c, [r for r in rows if r.cluster == c], grad) for c in wanted}
@@ -693,13 +695,16 @@ def main(argv=None) -> None:
         print(f"wrote {p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}")
 
 
-def write_example(out: Path, cluster: str, rows: list[Row], grad: dict[str, float]) -> None:
+def write_example(
+    out: Path, cluster: str, rows: list[Row], grad: dict[str, float], models: set[str] | None
+) -> None:
     """A cluster's instance (fabric fitted to all its placements) and its measured steps."""
     import yaml
 
     from placer.calibrate import apply_overlay
 
-    cl = Cluster(cluster, [r for r in rows if r.cluster == cluster], grad)
+    keep = [r for r in rows if r.cluster == cluster and (models is None or r.model in models)]
+    cl = Cluster(cluster, keep, grad)
     train = [r for r in cl.rows if r.source == "placements"]
     fab, _ = cl.fabric(train, "spec")
     rnd = {lv: {k: float(f"{v:.4g}") for k, v in e.items()} for lv, e in fab.items()}
