@@ -814,3 +814,18 @@ def test_steps_of_a_job_with_plans_fit_each_plan_and_overlay_its_plan():
     bad = [dict(rows[0], plan="deep")]
     with pytest.raises(CalibrationError, match="has no plan 'deep'"):
         cal.steps(truth, bad)
+
+
+@pytest.mark.slow
+def test_the_fidelity_benchmark_runs_end_to_end_on_one_cluster(tmp_path):
+    """bench.fidelity on the one-node cluster (quad): every protocol, held-out figures."""
+    from bench import common, fidelity
+
+    fidelity.main(["--clusters", "quad", "--no-plots", "--name", "fidelity-test"])
+    d = json.loads((common.results_dir() / "fidelity-test.json").read_text())
+    a = d["variants"]["spec"]["unseen_placements"]["sync"]
+    assert a["rows"] > 0 and 0 <= a["mdape"] < 1
+    fidelity.main(["--example", str(tmp_path), "--clusters", "aws", "--models", "ncf"])
+    inst = placer.load_instance(tmp_path / "pollux-aws.yaml")
+    c = cal.steps(inst, tmp_path / "pollux-aws-steps.csv", k=3)
+    assert {j.job for j in c.jobs} == {"ncf-b32", "ncf-b257", "ncf-b2051"}
