@@ -104,13 +104,24 @@ def _fail(e: PlacerError) -> None:
     raise typer.Exit(2)
 
 
-def _load(path: Path):
+def _load(path: Path, fabric: Path | None = None):
+    """Load an instance; with `fabric`, a calibration overlay applied first (--fabric)."""
     from placer import load_instance
 
     try:
-        return load_instance(path)
+        if fabric is None:
+            return load_instance(path)
+        from placer.calibrate.overlay import load_instance_with
+
+        return load_instance_with(path, fabric)
     except PlacerError as e:
         _fail(e)
+
+
+FABRIC = (
+    "Apply this calibration overlay first (`placer calibrate nccl|steps -o`): measured "
+    "latency_us / bandwidth_GBps per level and site, jobs' compute_ms / overlap / messages."
+)
 
 
 def _warn(inst) -> None:
@@ -272,10 +283,10 @@ def schema(
     )
 
 
-def _load_pair(instance: Path, placement: Path, strict: bool):
+def _load_pair(instance: Path, placement: Path, strict: bool, fabric: Path | None = None):
     from placer import load_placement
 
-    inst = _load(instance)
+    inst = _load(instance, fabric)
     try:
         return inst, load_placement(placement, inst if strict else None)
     except PlacerError as e:
@@ -287,11 +298,12 @@ def score(
     instance: Path = typer.Argument(..., help="Instance file."),
     placement: Path = typer.Argument(..., help="Placement file (SPEC 2 JSON)."),
     as_json: bool = typer.Option(False, "--json", help="SPEC 2.1 JSON on stdout."),
+    fabric: Path | None = typer.Option(None, "--fabric", help=FABRIC),
 ) -> None:
     """Score a placement with the kernel: per-job times, goodput, value, and totals."""
     from placer.api import score as score_fn
 
-    inst, pl = _load_pair(instance, placement, strict=True)
+    inst, pl = _load_pair(instance, placement, strict=True, fabric=fabric)
     try:
         s = score_fn(inst, pl)
     except PlacerError as e:
@@ -406,12 +418,13 @@ def solve(
         help="Backend option KEY=VALUE (e.g. policy=leases-first, "
         "exact_small=false, mip_solver=cbc); repeatable.",
     ),
+    fabric: Path | None = typer.Option(None, "--fabric", help=FABRIC),
 ) -> None:
     """Place jobs and leases to maximise the score; exit 1 when there is no placement."""
     from placer.api import solve as solve_fn
     from placer.io import write_json_atomic
 
-    inst = _load(instance)
+    inst = _load(instance, fabric)
     if first_plans:
         from placer.solvers.plans import first_plans as hold
 
@@ -667,6 +680,7 @@ def decide(
         "without plan choice (SPEC v3).",
     ),
     option: list[str] = typer.Option([], "--option", "-O", help="Backend option KEY=VALUE."),
+    fabric: Path | None = typer.Option(None, "--fabric", help=FABRIC),
 ) -> None:
     """Keep or lease: each offer forced accepted and forced declined, the worth of accepting
     and the break-even price with proven intervals, and sweeps of the parameters."""
@@ -675,7 +689,7 @@ def decide(
     from placer.decision import decide as decide_fn
     from placer.decision import plot, sweeps_arg
 
-    inst = _load(instance)
+    inst = _load(instance, fabric)
     if first_plans:
         from placer.solvers.plans import first_plans as hold
 
@@ -1060,6 +1074,7 @@ def serve(
         30.0, "--solve-grace", help="A solve is killed at time_limit + this many seconds."
     ),
     max_concurrent: int = typer.Option(64, "--max-concurrent", help="Requests in flight (503)."),
+    fabric: Path | None = typer.Option(None, "--fabric", help=FABRIC),
 ) -> None:
     """Serve a live cluster over HTTP/JSON (OpenAPI at /docs) with its state in SQLite or
     PostgreSQL: the same command restarts it with nothing lost (docs/scheduler.md)."""
@@ -1074,7 +1089,7 @@ def serve(
     from placer import load_placement
     from placer.errors import UsageError
 
-    inst = _load(instance)
+    inst = _load(instance, fabric)
     _warn(inst)
     try:
         tokens = []
@@ -1327,6 +1342,11 @@ def plans_cmd(
             t.add_row(*R.row(jp, p))
         out.print(t)
         out.print(R.footer(jp), soft_wrap=True)
+
+
+from placer.cli_calibrate import calibrate_app  # noqa: E402 (it uses the helpers above)
+
+app.add_typer(calibrate_app, name="calibrate")
 
 
 def main() -> None:

@@ -49,6 +49,12 @@ class ArgumentTypeError(UsageError, TypeError):
     """An argument of the wrong type (``instance: expected a placer.Instance, got str``)."""
 
 
+class CalibrationError(LocatedError):
+    """A measurement file (nccl-tests log, step-time CSV) or a fabric overlay that cannot be
+    used; each problem names its place (``run.log:42``, ``steps.csv:7``, ``fabric.yaml:
+    topology.fabric.rack.latency_us``)."""
+
+
 class UnknownJobError(UsageError, LookupError):
     """A job name that no running job has (``name: no running job 'x'``); the service answers
     404."""

@@ -72,6 +72,11 @@ SKIP = [
         "integrator runs them on a quiet machine; tests/test_bench_output.py checks where "
         "they write",
     ),
+    (
+        "docs/calibrate.md",
+        "./build/all_reduce_perf",
+        "nvidia nccl-tests on a GPU cluster (GPUs, CUDA, MPI); tests/data/nccl holds such runs",
+    ),
 ]
 # (page or "*", piece of the snippet, reason): run by `python -m pytest -m slow` only
 SLOW = [
