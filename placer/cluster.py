@@ -75,7 +75,7 @@ from placer.errors import (
 from placer.io import _pydantic_problems
 from placer.kernel.capacity import allowed_types, wan_components
 from placer.kernel.compiled import Compiled, compile_placement
-from placer.kernel.score import Score, Scorer, zero_job
+from placer.kernel.score import Score, Scorer, job_hours, zero_job
 from placer.model import Instance, Job, Placement
 from placer.model.semantic import check_structure
 from placer.solvers.decomposition.construct import State, scope_ok
@@ -985,6 +985,12 @@ class Cluster:
         best: _Option | None = None
         for k in _plan_choices(model):
             self._set_plan(j, k)
+            if (
+                not allow_moves
+                and best is not None
+                and self._value_bound(self._slots[j]) <= best[0] + 1e-9
+            ):
+                continue  # this plan cannot beat the best option so far (exact)
             sites = self._useful_sites(self._slots[j])
             g, d = st.best_candidate(j, st.candidates(j, sites=sites))
             if g is not None and d > 0 and (best is None or d > best[0] + 1e-9):
@@ -1042,6 +1048,17 @@ class Cluster:
             seconds=time.perf_counter() - started,
         )
         return dec
+
+    def _value_bound(self, job: Job) -> float:
+        """An upper bound on the objective change of placing `job` (under its plan) where
+        nothing else moves: its value at goodput 1, all units, the fastest allowed type
+        (adding a job never raises the others' values: WAN sharing only grows). A plan
+        whose bound does not beat the best option found needs no search."""
+        ix = self._st.ix
+        types = allowed_types(self._inst, ix, job)
+        speed = max((float(ix.type_speed[t]) for t in types), default=0.0)
+        gpus = job.units_max * job.unit_size
+        return job_hours(self._inst, job) * (job.value or 0.0) * speed * gpus
 
     def _useful_sites(self, job: Job) -> list[int]:
         """Sites with at least one unit's worth of free GPUs of one allowed type (the

@@ -447,3 +447,45 @@ def test_a_cluster_keeps_the_plans_of_its_placement_and_of_current():
     assert_feasible(c)
     with pytest.raises(PlacementError, match="names none"):
         Cluster(inst, {**pl, "jobs": [{**pl["jobs"][0], "plan": None}]})
+
+
+def test_a_running_job_whose_current_breaks_a_rule_is_placed_afresh_under_any_plan():
+    # its current plan's TP group (4 GPUs, scope node) cannot lie in a 2-GPU node
+    job = with_plans(
+        "r",
+        [{"name": "tp4", "tp": 4, "dp": 1}, {"name": "tp2", "tp": 2, "dp": 2}],
+        current=["a/node0/gpu0", "a/node0/gpu1", "a/node1/gpu0", "a/node1/gpu1"],
+        current_plan="tp4",
+    )
+    c = Cluster(placer.load_instance(one_site(nodes=2, gpus_per_node=2, jobs=[job])))
+    assert c.jobs == {"r": 2} and c.job_plan("r") == "tp2"
+    inst_d, _ = assert_feasible(c)
+    assert inst_d["jobs"][0]["current_plan"] == "tp2"
+
+
+@pytest.mark.parametrize(
+    "plans",
+    [
+        TP2_TP1,
+        [{"name": "cheap", "dp": 2, "value": 0.1}, {"name": "dear", "tp": 2, "dp": 3}],
+        [{"name": "dear", "tp": 2, "dp": 3}, {"name": "cheap", "dp": 2, "value": 0.1}],
+        [
+            {"name": "pp2", "pp": 2, "dp": 2, "microbatches": 4, "comm": {"pp_MB": 50}},
+            {"name": "tp2", "tp": 2, "dp": 2, "comm": {"tp_MB": 50}},
+            {"name": "dp4", "dp": 4, "comm": {"dp_MB": 50}},
+        ],
+    ],
+)
+def test_submit_takes_the_best_plan_as_each_plan_alone_would_score_it(plans):
+    half = training("half", 2, current=["a/node0/gpu0", "a/node1/gpu0"])
+    inst_d = one_site(nodes=4, gpus_per_node=2, jobs=[half])
+    alone = []
+    for p in plans:
+        c = Cluster(placer.load_instance(inst_d))
+        d = c.submit(with_plans("p", [p]))
+        alone.append(d.delta if d.placed else -np.inf)
+    c = Cluster(placer.load_instance(inst_d))
+    d = c.submit(with_plans("p", plans))
+    best = int(np.argmax(alone))  # the first of equal bests, as submit keeps
+    assert d.placed and d.plan == plans[best]["name"]
+    assert d.delta == pytest.approx(alone[best], rel=1e-12)
