@@ -13,14 +13,13 @@
    ``placer serve`` started on it: seconds from the process start to /health 200 (goal
    <= 5 s).
 
-Writes bench/results/service.json.
+Writes bench/out/service.json (bench/results/service.json with --record).
 
     python -m bench.service [--trials 200] [--rate 50] [--seconds 60] [--jobs 10000]
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import statistics
@@ -29,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, ROOT, machine
+from bench.common import ROOT, machine, parser, write
 
 
 def _tests_module(name: str):
@@ -106,7 +105,7 @@ def paced_submits(url: str, rate: float, seconds: float, start: int = 0) -> tupl
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser("placer serve under crashes and load (issue 18)")
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--rate", type=float, default=50.0)
     ap.add_argument("--seconds", type=float, default=60.0)
@@ -247,9 +246,7 @@ def main(argv=None) -> None:
         servers.stop(proc)
     out["restart"] = {"running_jobs": n_jobs, "ready_s": ready, "jobs_after": h["jobs"]}
     print("restart:", out["restart"], flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "service.json").write_text(json.dumps(out, indent=1))
-    print(f"wrote {RESULTS / 'service.json'}")
+    write("service", out)
 
 
 if __name__ == "__main__":

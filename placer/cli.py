@@ -393,6 +393,12 @@ def solve(
     out_file: Path | None = typer.Option(None, "--out", "-o", help="Write SPEC 2 JSON here."),
     as_json: bool = typer.Option(False, "--json", help="Print the placement JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view or tables."),
+    first_plans: bool = typer.Option(
+        False,
+        "--first-plans",
+        help="Hold each job to its first plan (a running job to its current one): what a "
+        "scheduler without plan choice would run (SPEC v3).",
+    ),
     option: list[str] = typer.Option(
         [],
         "--option",
@@ -406,6 +412,10 @@ def solve(
     from placer.io import write_json_atomic
 
     inst = _load(instance)
+    if first_plans:
+        from placer.solvers.plans import first_plans as hold
+
+        inst = hold(inst)
     if not quiet and not as_json:
         _warn(inst)
     opts: dict[str, Any] = {"work_limit": work_limit} if work_limit is not None else {}
@@ -650,6 +660,12 @@ def decide(
     tolerance: float = typer.Option(0.05, "--tolerance", help="Bisection: stop at hi/lo <= 1+tol."),
     plot_dir: Path | None = typer.Option(None, "--plot", help="Write sweep plots here (PNG)."),
     as_json: bool = typer.Option(False, "--json", help="The decision as JSON on stdout."),
+    first_plans: bool = typer.Option(
+        False,
+        "--first-plans",
+        help="Hold each job to its first plan (a running job to its current one): the answer "
+        "without plan choice (SPEC v3).",
+    ),
     option: list[str] = typer.Option([], "--option", "-O", help="Backend option KEY=VALUE."),
 ) -> None:
     """Keep or lease: each offer forced accepted and forced declined, the worth of accepting
@@ -660,6 +676,10 @@ def decide(
     from placer.decision import plot, sweeps_arg
 
     inst = _load(instance)
+    if first_plans:
+        from placer.solvers.plans import first_plans as hold
+
+        inst = hold(inst)
     if not as_json:
         _warn(inst)
     opts = _key_values(option, "--option")

@@ -16,7 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_serializer,
+)
 
 from placer.model.fields import (
     AtLeastOne,
@@ -251,6 +258,17 @@ class Plan(_Closed):
     def given(self) -> dict[str, Any]:
         """The keys this plan gives (those written in the file), with their values."""
         return {k: getattr(self, k) for k in PLAN_KEYS if k in self.model_fields_set}
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler: Any) -> Any:
+        # a plan's meaning is the keys it gives: a dump (whatever its options) writes those
+        # alone, so that reading it back gives the same plan (a default such as
+        # `mix_types: false` written out would replace the job's own value)
+        out = handler(self)
+        if isinstance(out, dict):
+            keep = self.model_fields_set | {"name"}
+            out = {k: v for k, v in out.items() if k in keep}
+        return out
 
 
 class Job(_Open):
