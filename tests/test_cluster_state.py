@@ -212,7 +212,7 @@ def _apply(c: Cluster, op: tuple) -> object:
 
 
 @settings(max_examples=30, **HYP)
-@given(case=feasible_case(plans=False), data=st.data())
+@given(case=feasible_case(), data=st.data())
 def test_resume_equals_the_live_cluster_after_any_operations(case, data):
     inst_d, pl_d = case
     inst = placer.load_instance(copy.deepcopy(inst_d))
