@@ -36,8 +36,8 @@ Algorithm overview
   re-placed under its best other plan; (d) a job that must stay (pinned or not
   preemptible) may stop preemptible jobs, lowest value first (it and they may then run
   any of their plans), which are then re-placed when they fit; a preemptible job that fits
-  nowhere is stopped. Leases keep their blocks; an offer left
-  under its min_gpus leases another whole free block, or records the shortfall.
+  nowhere is stopped. Leases keep their blocks; an offer left under its min_gpus leases
+  another whole free block, or records the shortfall.
 - :meth:`Cluster.replan`: a full solve of :meth:`snapshot` (running jobs are `current` and
   `current_plan`, so the solve is warm-started from them and charges migration, a plan
   change included); adopted only when it beats the live objective.
