@@ -1001,7 +1001,12 @@ def export_slurm_cmd(
         if not j["nodes"]:
             out.print(f"# {j['name']}: not placed ({j.get('note', '')})", soft_wrap=True)
             continue
-        out.print(f"# {j['name']}: {j['nodes']} nodes x {j['gpus_per_node']} GPUs", soft_wrap=True)
+        plan = f", plan {j['plan']}" if j.get("plan") else ""
+        out.print(
+            f"# {j['name']}: {j['nodes']} nodes x {j['gpus_per_node']} GPUs{plan}",
+            soft_wrap=True,
+            markup=False,
+        )
         out.print(j["sbatch"], soft_wrap=True, markup=False)
         out.print(f"#   inside: {j['srun']} ...; {j['rank_note']}", soft_wrap=True, markup=False)
         order = ", ".join(f"{r['node']}:{r['ranks']}" for r in j["rank_order"][:8])
@@ -1045,7 +1050,9 @@ def export_kubernetes_cmd(
         ranks = "; ".join(
             f"pod {i} on {r['node']}: ranks {r['ranks']}" for i, r in enumerate(j["rank_order"])
         )
-        parts.append(f"# {j['name']}: {ranks}\n" + yaml.safe_dump(j["manifest"], sort_keys=False))
+        plan = f" (plan {j['plan']})" if j.get("plan") else ""
+        head = f"# {j['name']}{plan}: {ranks}\n"
+        parts.append(head + yaml.safe_dump(j["manifest"], sort_keys=False))
     sys.stdout.write("---\n".join(parts))
 
 

@@ -11,27 +11,36 @@ State model
   jobs whose GPUs change or that share a WAN link whose sharer count changes.
 - The running jobs are the live state's jobs; a job that is not running is not part of it
   (submit it). A running job's spec keeps its flags (pinned, preemptible, migration_cost).
+- SPEC v3 plans: each running job's live slot is the job *under the plan it runs* (a plain
+  job: its tp, pp, dp, comm, ... are the plan's), so the packer, the checker's rules and the
+  scorer see the plan's shape; the spec keeps its `plans`. A snapshot writes the plan as
+  `current_plan` (and `plan` in the placement). A slot changes plan only while it holds no
+  GPUs (``_set_plan``), so the scorer never mixes shapes.
 
 Algorithm overview
 - :meth:`Cluster.submit`: candidates for the one job around what runs (the greedy's packer:
   per GPU type, site and layout the most units one allowed domain holds, within power),
   each scored exactly with ``Scorer.delta``; the best is taken when it raises the objective.
-  With ``allow_moves=K``, the K lowest-value preemptible jobs holding the job's GPU types
-  are tried as victims (1, 2, .. K of them): removed, the job placed, each victim put back
-  at its best candidate (a move) or left out (a stop); a plan is kept when its objective
-  change less the victims' migration costs beats placing without moves and its migration
-  cost is within ``max_migration_cost``.
+  A job with plans gets the candidates of every plan, scored alike: the plan is chosen with
+  the GPUs (ties keep the earlier plan). With ``allow_moves=K``, the K lowest-value
+  preemptible jobs holding the job's GPU types are tried as victims (1, 2, .. K of them):
+  removed, the job placed, each victim put back at its best candidate under any of its
+  plans (a move) or left out (a stop); an option is kept when its objective change less
+  the victims' migration costs beats placing without moves and its migration cost is
+  within ``max_migration_cost``.
 - :meth:`Cluster.fail`: the failed GPUs (or WAN links) leave the index; the jobs they break
   are repaired in priority order (pinned, then not preemptible, then value): (a) inside the
   job's own domain, replace only the broken units by free units nearest the job, or drop
   them when the job is elastic; (b) re-place the whole job inside the same domain (Kueue's
-  rule); (c) anywhere; (d) a job that must stay (pinned or not preemptible) may stop
-  preemptible jobs, lowest value first, which are then re-placed when they fit; a
-  preemptible job that fits nowhere is stopped. Leases keep their blocks; an offer left
-  under its min_gpus leases another whole free block, or records the shortfall.
-- :meth:`Cluster.replan`: a full solve of :meth:`snapshot` (running jobs are `current`, so
-  the solve is warm-started from them and charges migration); adopted only when it beats
-  the live objective.
+  rule); (c) anywhere; (c') a job with plans that fits nowhere under its plan is
+  re-placed under its best other plan; (d) a job that must stay (pinned or not
+  preemptible) may stop preemptible jobs, lowest value first (it and they may then run
+  any of their plans), which are then re-placed when they fit; a preemptible job that fits
+  nowhere is stopped. Leases keep their blocks; an offer left under its min_gpus leases
+  another whole free block, or records the shortfall.
+- :meth:`Cluster.replan`: a full solve of :meth:`snapshot` (running jobs are `current` and
+  `current_plan`, so the solve is warm-started from them and charges migration, a plan
+  change included); adopted only when it beats the live objective.
 
 Guarantee: every operation validates the changed state before committing it (rules 1-5 for
 every job it changes; disjointness, availability, leases and power over the whole state; or
@@ -66,7 +75,7 @@ from placer.errors import (
 from placer.io import _pydantic_problems
 from placer.kernel.capacity import allowed_types, wan_components
 from placer.kernel.compiled import Compiled, compile_placement
-from placer.kernel.score import Score, Scorer
+from placer.kernel.score import Score, Scorer, job_hours, zero_job
 from placer.model import Instance, Job, Placement
 from placer.model.semantic import check_structure
 from placer.solvers.decomposition.construct import State, scope_ok
@@ -75,6 +84,8 @@ from placer.solvers.decomposition.pack import Packer
 __all__ = ["Action", "ActionCause", "Change", "Cluster", "Decision", "unavailable_paths"]
 
 _EMPTY = np.zeros(0, np.int64)
+# a submit's option: (objective change less migration, [(slot, gpus, plan)], displacements)
+_Option = tuple[float, list[tuple[int, np.ndarray, "int | None"]], list["Action"]]
 
 
 # --------------------------------------------------------------------------- results
@@ -99,6 +110,9 @@ class Action:
     out), ``lease`` (an offer's blocks or leased GPUs change: ``blocks`` after, ``gpus``
     empty). ``cost`` is the migration cost charged (vu); ``revenue_change`` the change of
     the offer's lease revenue over the horizon (vu); ``cause`` an :class:`ActionCause`.
+    SPEC v3: for a job with plans, ``plan`` is the plan it runs after the action (start,
+    move) and ``plan_before`` the one it ran before (move, stop); a move may change only the
+    plan (the same GPUs, another plan: a move, charged as SPEC 4 says).
     """
 
     kind: str
@@ -112,6 +126,8 @@ class Action:
     revenue_change: float = 0.0
     reason: str = ""
     cause: ActionCause | None = None
+    plan: str | None = None
+    plan_before: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -148,12 +164,14 @@ class Change:
 class Decision(Change):
     """The answer to :meth:`Cluster.submit`: ``placed``, the job's ``gpus`` in rank order,
     its ``units``, the change in objective ``delta`` (the displaced jobs' migration costs
-    included) and, when not placed, a true ``reason``."""
+    included) and, when not placed, a true ``reason``. SPEC v3: ``plan`` names the plan the
+    job runs when it has plans (chosen with its GPUs), else None."""
 
     job: str = ""
     placed: bool = False
     gpus: list[str] = field(default_factory=list)
     units: int = 0
+    plan: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +179,7 @@ class Decision(Change):
             "placed": self.placed,
             "units": self.units,
             "gpus": list(self.gpus),
+            "plan": self.plan,
             **super().to_dict(),
         }
 
@@ -238,10 +257,44 @@ def _instance_of(instance: Any) -> Instance:
 
 
 def _density(inst: Instance, job: Job) -> float:
+    """Value per GPU-hour at the fastest allowed type (job: under its plan)."""
     ix = inst.index
     types = allowed_types(inst, ix, job)
     speed = max((float(ix.type_speed[t]) for t in types), default=1.0)
-    return job.value * speed
+    return (job.value or 0.0) * speed
+
+
+def _job_doc(job: Job) -> dict[str, Any]:
+    """A job as a SPEC 1.2 document that loads back to the same job: each plan written with
+    the keys it gives only (a plan's defaults, e.g. ``mix_types: false``, would replace the
+    job's own value when read back)."""
+    d = job.model_dump(mode="json", exclude_none=True)
+    if job.plans:
+        d["plans"] = [p.model_dump(mode="json", exclude_unset=True) for p in job.plans]
+    return d
+
+
+def _under(spec: Job, k: int | None) -> Job:
+    """The live slot of a job: the job under its plan k (SPEC 1.2, v3; k None: its default
+    plan), not running (its GPUs are the live state's)."""
+    if spec.plans:
+        spec = spec.under(spec.default_plan if k is None else k)
+    return spec.model_copy(update={"current": None})
+
+
+def _plan_choices(spec: Job) -> list[int | None]:
+    """The plans a job may run: each of its plans (v3), or [None] without plans."""
+    return list(range(len(spec.plans))) if spec.plans else [None]
+
+
+def _join_reasons(spec: Job, reasons: list[str]) -> str:
+    """One reason for a job with plans from each plan's (as a solve words it)."""
+    if len(reasons) == 1:
+        return reasons[0]
+    if len(set(reasons)) == 1:
+        return f"under every plan: {reasons[0]}"
+    names = [p.name for p in spec.plans or []]
+    return "no plan fits: " + "; ".join(f"plan {n!r}: {w}" for n, w in zip(names, reasons))
 
 
 # --------------------------------------------------------------------------- the cluster
@@ -253,10 +306,11 @@ class Cluster:
     ----------
     instance : a loaded :class:`~placer.Instance` (or a path / dict, loaded here).
     placement : optional :class:`~placer.Placement`, SPEC 2 dict or solve
-        :class:`~placer.Result`: its placed jobs run where it puts them and its leases hold.
-        It must pass the checker. Without it the jobs with `current` run there (a job whose
-        `current` breaks a rule now is placed afresh) and committed or forced offers are
-        leased. Jobs with no GPUs are not part of the live state: submit them.
+        :class:`~placer.Result`: its placed jobs run where it puts them (under the `plan`
+        it names, SPEC v3) and its leases hold. It must pass the checker. Without it the
+        jobs with `current` run there under their `current_plan` (a job whose `current`
+        breaks a rule now is placed afresh, under any of its plans) and committed or forced
+        offers are leased. Jobs with no GPUs are not part of the live state: submit them.
     verify : ``"changed"`` (default: every operation checks what it changed, plus the
         whole state's disjointness, leases and power) or ``"full"`` (the whole checker after
         every operation; slower on large clusters).
@@ -341,9 +395,9 @@ class Cluster:
             if bad:
                 raise PlacementError([("placement", str(v)) for v in bad])
         gpus = []
-        for job, g in zip(base.jobs, cp.job_gpus):
+        for j, (job, g) in enumerate(zip(base.jobs, cp.job_gpus)):
             if len(g):
-                self._register(job)
+                self._register(job, cp.job_plans[j] if cp.job_plans is not None else None)
                 gpus.append(np.asarray(g, np.int64))
         if failures:
             # an offer the failures left short keeps what it has (as after `fail`)
@@ -369,7 +423,7 @@ class Cluster:
             key=lambda j: (
                 not base.jobs[j].pinned,
                 base.jobs[j].preemptible,
-                -_density(base, base.jobs[j]),
+                -_density(base, _under(base.jobs[j], None)),
                 base.jobs[j].name,
             ),
         )
@@ -394,8 +448,9 @@ class Cluster:
             ):
                 st.set_job(k, cur)
                 continue
-            g, _ = st.best_candidate(k, st.candidates(k))
+            g, _, plan = self._best_any_plan(k)
             if g is not None:
+                self._set_plan(k, plan)
                 st.set_job(k, g)
             elif job.pinned or not job.preemptible:
                 raise InstanceError(
@@ -406,10 +461,10 @@ class Cluster:
         # compact: the offers' blocks as leased now
         self._rebuild(list(st.job_gpus), st.offer_blocks)
 
-    def _register(self, job: Job) -> None:
+    def _register(self, job: Job, plan: int | None = None) -> None:
         self._spec[job.name] = job
         self._slot[job.name] = len(self._slots)
-        self._slots.append(job.model_copy(update={"current": None}))
+        self._slots.append(_under(job, plan))
 
     def _live_offers(self, blocks: list[list[tuple[int, int]]]) -> Any:
         """The instance's leases with every accepted offer's blocks committed (min_gpus
@@ -457,13 +512,55 @@ class Cluster:
         self._inst = inst
         self._st = _LiveState(inst, job_gpus, offer_blocks)
 
-    def _add_slot(self, job: Job) -> int:
+    def _add_slot(self, job: Job, plan: int | None = None) -> int:
         self._spec[job.name] = job
         self._slot[job.name] = len(self._slots)
-        self._slots.append(job.model_copy(update={"current": None}))
+        self._slots.append(_under(job, plan))
         st = self._st
         st.job_gpus.append(_EMPTY)
         return st.scorer.add_job()
+
+    # ------------------------------------------------------------------ plans (v3)
+    def _plan_index(self, j: int) -> int | None:
+        """The index of slot j's plan among its job's plans (None: a job without plans)."""
+        return self._spec[self._slots[j].name].plan_index(self._slots[j].plan)
+
+    def _set_plan(self, j: int, k: int | None) -> None:
+        """Put slot j (which holds no GPUs) under its job's plan k: the live instance, the
+        state's candidates and the scorer see the job under that plan from now on."""
+        name = self._slots[j].name
+        spec = self._spec[name]
+        if not spec.plans or k == self._plan_index(j):
+            return
+        st = self._st
+        if len(st.job_gpus[j]):
+            raise SolverError(f"job {name!r} changes plan while holding GPUs (a bug)")
+        job = _under(spec, k)
+        self._slots[j] = job  # the live instance's job list is this list
+        st.scorer.jobs[j] = job
+        st.scorer.scores[j] = zero_job(job)
+
+    def _best_any_plan(
+        self, j: int, sites: bool = False
+    ) -> tuple[np.ndarray | None, float, int | None]:
+        """The best candidate of slot j (holding no GPUs) under any of its job's plans, by
+        the kernel's exact delta: ``(gpus, delta, plan)``; the slot is left under its plan
+        as it was. Ties keep the earlier plan (the current one first)."""
+        st = self._st
+        k0 = self._plan_index(j)
+        order = _plan_choices(self._spec[self._slots[j].name])
+        if k0 is not None:
+            order = [k0] + [k for k in order if k != k0]
+        best: tuple[np.ndarray | None, float, int | None] = (None, -math.inf, k0)
+        for k in order:
+            self._set_plan(j, k)
+            job = self._slots[j]
+            cands = st.candidates(j, sites=self._useful_sites(job) if sites else None)
+            g, d = st.best_candidate(j, cands)
+            if g is not None and d > best[1] + 1e-9:
+                best = (g, d, k)
+        self._set_plan(j, k0)
+        return best
 
     def _drop_slot(self, j: int) -> None:
         """Forget the job of slot j (its GPUs must be released): popped when last, else a
@@ -629,12 +726,20 @@ class Cluster:
         self._slot_of(name)
         return self._spec[name]
 
+    def job_plan(self, name: str) -> str | None:
+        """The plan (SPEC v3) the running job `name` runs now; None for a job without
+        plans. Raises :class:`~placer.errors.UnknownJobError`."""
+        return self._slots[self._slot_of(name)].plan
+
     def job_document(self, name: str) -> dict[str, Any]:
         """The running job `name` as a SPEC 1.2 document with `current` (its GPUs now, in
-        rank order): its entry in :meth:`snapshot`'s instance."""
+        rank order) and, for a job with plans, `current_plan` (the plan it runs now): its
+        entry in :meth:`snapshot`'s instance."""
         j = self._slot_of(name)
-        jd = self._spec[name].model_dump(mode="json", exclude_none=True)
+        jd = _job_doc(self._spec[name])
         jd["current"] = self._st.ix.gpu_ids(self._st.job_gpus[j])
+        if self._slots[j].plan is not None:
+            jd["current_plan"] = self._slots[j].plan
         return jd
 
     @property
@@ -706,10 +811,20 @@ class Cluster:
             if not m.current:
                 problems.append((f"state.jobs[{i}].current", "a running job needs its GPUs"))
                 continue
+            if m.plans and m.plan_index(m.current_plan) is None:
+                problems.append(
+                    (
+                        f"state.jobs[{i}].current_plan",
+                        "a running job with plans names the one it runs",
+                    )
+                )
+                continue
+            shape = m.under(m.default_plan)  # v3: its current plan
             models.append(m.model_copy(update={"current": None}))
-            placed.append(
-                {"name": m.name, "units": len(m.current) // m.unit_size, "gpus": list(m.current)}
-            )
+            entry = {"name": m.name, "units": len(m.current) // shape.unit_size}
+            if shape.plan is not None:
+                entry["plan"] = shape.plan
+            placed.append({**entry, "gpus": list(m.current)})
         cover: dict[str, list[str]] = {}
         leases = []
         for i, lease in enumerate(state["leases"]):
@@ -767,9 +882,10 @@ class Cluster:
 
     def snapshot(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The live state as plain SPEC documents ``(instance, placement)``: running jobs
-        with `current` (their GPUs now), failed hardware under ``topology.unavailable``, a
-        failed WAN link left out of ``topology.wan``, accepted offers with their blocks as
-        ``committed_blocks``."""
+        with `current` (their GPUs now) and, with plans, `current_plan` (the plan they run
+        now; their placement entries name it as `plan`), failed hardware under
+        ``topology.unavailable``, a failed WAN link left out of ``topology.wan``, accepted
+        offers with their blocks as ``committed_blocks``."""
         base, st = self._base, self._st
         ix = st.ix
         d = base.model_dump(mode="json", exclude_none=True)
@@ -783,12 +899,12 @@ class Cluster:
         for j, slot_job in enumerate(self._slots):
             if self._slot.get(slot_job.name) != j:
                 continue
-            spec = self._spec[slot_job.name]
-            ids = ix.gpu_ids(st.job_gpus[j])
-            jd = spec.model_dump(mode="json", exclude_none=True)
-            jd["current"] = ids
+            jd = self.job_document(slot_job.name)
             jobs.append(jd)
-            placed.append({"name": spec.name, "units": len(ids) // spec.unit_size, "gpus": ids})
+            entry = {"name": slot_job.name, "units": len(jd["current"]) // slot_job.unit_size}
+            if slot_job.plan is not None:
+                entry["plan"] = slot_job.plan
+            placed.append({**entry, "gpus": jd["current"]})
         d["jobs"] = jobs
         leases = []
         if base.leases is not None:
@@ -849,8 +965,10 @@ class Cluster:
 
         ``allow_moves=K`` lets it displace up to K preemptible running jobs (moved where
         they fit, else stopped), their migration costs charged; ``max_migration_cost`` caps
-        what a plan may charge. Returns a :class:`Decision`; a job that is not placed is
-        data (``placed=False`` and a true ``reason``), not an error.
+        what a plan may charge. A job with plans (SPEC v3) runs the plan whose best
+        candidate scores highest: the plan is chosen together with the GPUs
+        (``Decision.plan``). Returns a :class:`Decision`; a job that is not placed is data
+        (``placed=False`` and a true ``reason``), not an error.
         """
         started = time.perf_counter()
         model = self._parse_job(job)
@@ -864,33 +982,52 @@ class Cluster:
         saved = self._save()
         st = self._st
         j = self._add_slot(model)
-        best: tuple[float, list[tuple[int, np.ndarray]], list[Action]] | None = None
-        g, d = st.best_candidate(j, st.candidates(j, sites=self._useful_sites(model)))
-        if g is not None and d > 0:
-            best = (d, [(j, g)], [])
-        if allow_moves:
-            plan = self._displacement(j, allow_moves, cap)
-            if plan is not None and (best is None or plan[0] > best[0] + 1e-9):
-                best = plan
+        best: _Option | None = None
+        for k in _plan_choices(model):
+            self._set_plan(j, k)
+            if (
+                not allow_moves
+                and best is not None
+                and self._value_bound(self._slots[j]) <= best[0] + 1e-9
+            ):
+                continue  # this plan cannot beat the best option so far (exact)
+            sites = self._useful_sites(self._slots[j])
+            g, d = st.best_candidate(j, st.candidates(j, sites=sites))
+            if g is not None and d > 0 and (best is None or d > best[0] + 1e-9):
+                best = (d, [(j, g, k)], [])
+            if allow_moves:
+                option = self._displacement(j, allow_moves, cap)
+                if option is not None and (best is None or option[0] > best[0] + 1e-9):
+                    best = option
         if best is None:
-            reason = st.reason(j)
+            reasons = []
+            for k in _plan_choices(model):
+                self._set_plan(j, k)
+                reasons.append(st.reason(j))
             self._drop_slot(j)
             return Decision(
-                job=model.name, placed=False, reason=reason, seconds=time.perf_counter() - started
+                job=model.name,
+                placed=False,
+                reason=_join_reasons(model, reasons),
+                seconds=time.perf_counter() - started,
             )
         delta, changes, moved = best
         before = st.objective
-        for k, _ in changes[1:]:  # the victims let go first (the plan was built that way)
-            st.set_job(k, _EMPTY)
-        for k, gk in changes:
-            st.set_job(k, gk)
+        for v, _, _ in changes[1:]:  # the victims let go first (the option was built so)
+            st.set_job(v, _EMPTY)
+        for v, gv, kv in changes:
+            if len(gv):
+                self._set_plan(v, kv)
+            st.set_job(v, gv)
+        slot = self._slots[j]
         actions = [
             Action(
                 "start",
                 job=model.name,
-                units=len(st.job_gpus[j]) // model.unit_size,
+                units=len(st.job_gpus[j]) // slot.unit_size,
                 gpus=st.ix.gpu_ids(st.job_gpus[j]),
                 cause=ActionCause.SUBMIT,
+                plan=slot.plan,
             ),
             *moved,
         ]
@@ -898,18 +1035,30 @@ class Cluster:
         for a in moved:
             if a.kind == "stop":
                 self._drop_slot(self._slot[a.job])
-        self._commit(saved, {k for k, _ in changes}, leases=False)
+        self._commit(saved, {v for v, _, _ in changes}, leases=False)
         dec = Decision(
             job=model.name,
             placed=True,
             gpus=actions[0].gpus,
             units=actions[0].units,
+            plan=slot.plan,
             actions=actions,
             delta=st.objective - before - cost,
             cost=cost,
             seconds=time.perf_counter() - started,
         )
         return dec
+
+    def _value_bound(self, job: Job) -> float:
+        """An upper bound on the objective change of placing `job` (under its plan) where
+        nothing else moves: its value at goodput 1, all units, the fastest allowed type
+        (adding a job never raises the others' values: WAN sharing only grows). A plan
+        whose bound does not beat the best option found needs no search."""
+        ix = self._st.ix
+        types = allowed_types(self._inst, ix, job)
+        speed = max((float(ix.type_speed[t]) for t in types), default=0.0)
+        gpus = job.units_max * job.unit_size
+        return job_hours(self._inst, job) * (job.value or 0.0) * speed * gpus
 
     def _useful_sites(self, job: Job) -> list[int]:
         """Sites with at least one unit's worth of free GPUs of one allowed type (the
@@ -923,42 +1072,77 @@ class Cluster:
             )
         return [int(s) for s in np.flatnonzero(per >= job.unit_size)]
 
-    def start(self, job: Any, gpus: list[str]) -> Decision:
+    def start(self, job: Any, gpus: list[str], plan: str | None = None) -> Decision:
         """Start a job on GPUs chosen elsewhere (another scheduler's binding, a peer
         policy in a replay): validated like a submit's choice (free, available, rules 1-5,
-        power). Raises :class:`~placer.errors.UsageError` naming what is wrong."""
+        power). A job with plans (SPEC v3) runs the `plan` named (it may be left out when
+        the job has one plan only); a job without plans takes none. Raises
+        :class:`~placer.errors.UsageError` naming what is wrong."""
         started = time.perf_counter()
         model = self._parse_job(job)
         st = self._st
         if not isinstance(gpus, (list, tuple)) or not all(isinstance(x, str) for x in gpus):
             raise ArgumentTypeError("gpus: expected a list of GPU ids in rank order")
+        k = self._plan_arg(model, plan)
         g = st.ix.gpu_indices(list(gpus))
         if (g < 0).any():
             raise UsageError(f"gpus[{int(np.argmax(g < 0))}]: unknown GPU id")
         saved = self._save()
-        j = self._add_slot(model)
+        j = self._add_slot(model, k)
         if not len(g) or not self._fits(j, g):
             self._drop_slot(j)
+            under = f" under plan {plan!r}" if model.plans else ""
             raise UsageError(
-                f"gpus: not a valid placement of {model.name!r} now (taken, unavailable, "
-                "wrong size or type, a scope or a power cap broken)"
+                f"gpus: not a valid placement of {model.name!r}{under} now (taken, "
+                "unavailable, wrong size or type, a scope or a power cap broken)"
             )
         before = st.objective
         st.set_job(j, g)
         self._commit(saved, {j}, leases=False)
         ids = list(gpus)
-        units = len(g) // model.unit_size
+        slot = self._slots[j]
+        units = len(g) // slot.unit_size
         return Decision(
             job=model.name,
             placed=True,
             gpus=ids,
             units=units,
+            plan=slot.plan,
             actions=[
-                Action("start", job=model.name, units=units, gpus=ids, cause=ActionCause.BIND)
+                Action(
+                    "start",
+                    job=model.name,
+                    units=units,
+                    gpus=ids,
+                    cause=ActionCause.BIND,
+                    plan=slot.plan,
+                )
             ],
             delta=self.objective - before,
             seconds=time.perf_counter() - started,
         )
+
+    @staticmethod
+    def _plan_arg(model: Job, plan: Any) -> int | None:
+        """The index of the plan named by :meth:`start`'s `plan` argument (v3)."""
+        if plan is not None and not isinstance(plan, str):
+            raise ArgumentTypeError(f"plan: expected a plan name, got {type(plan).__name__}")
+        names = [p.name for p in model.plans or []]
+        if not names:
+            if plan is not None:
+                raise UsageError(f"plan: job {model.name!r} has no plans (SPEC v3), so none")
+            return None
+        if plan is None:
+            if len(names) == 1:
+                return 0
+            raise UsageError(
+                f"plan: job {model.name!r} has plans ({', '.join(names)}): name the one it runs"
+            )
+        if plan not in names:
+            raise UsageError(
+                f"plan: job {model.name!r} has no plan {plan!r} (plans: {', '.join(names)})"
+            )
+        return names.index(plan)
 
     def _victims(self, job: Job, exclude: set[int]) -> list[int]:
         """Running preemptible, unpinned jobs holding GPUs of the job's types, lowest value
@@ -978,16 +1162,16 @@ class Cluster:
         return sorted(
             out,
             key=lambda j: (
-                _density(inst, self._spec[self._slots[j].name]),
+                _density(inst, self._slots[j]),
                 self._spec[self._slots[j].name].migration_cost,
                 self._slots[j].name,
             ),
         )
 
-    def _displacement(
-        self, j: int, K: int, cap: float
-    ) -> tuple[float, list[tuple[int, np.ndarray]], list[Action]] | None:
-        """The best plan placing job j by displacing 1..K victims (see the overview)."""
+    def _displacement(self, j: int, K: int, cap: float) -> _Option | None:
+        """The best option placing job j (under its slot's plan now) by displacing 1..K
+        victims (see the overview); a victim with plans may be put back under another plan
+        (it moves either way)."""
         st = self._st
         job = self._slots[j]
         victims = self._victims(job, {j})
@@ -998,35 +1182,39 @@ class Cluster:
             if cost > cap:
                 break
             before = st.objective
-            old = {v: st.job_gpus[v] for v in group}
+            old = {v: (st.job_gpus[v], self._plan_index(v), self._slots[v]) for v in group}
             for v in group:
                 st.set_job(v, _EMPTY)
             g, _ = st.best_candidate(j, st.candidates(j))
             if g is not None:
                 st.set_job(j, g)
-                changes: list[tuple[int, np.ndarray]] = [(j, g)]
+                changes: list[tuple[int, np.ndarray, int | None]] = [(j, g, self._plan_index(j))]
                 actions = []
                 for v in sorted(group, key=lambda v: -_density(self._inst, self._slots[v])):
                     spec = self._spec[self._slots[v].name]
-                    gv, dv = st.best_candidate(v, st.candidates(v))
-                    n0 = len(old[v]) // spec.unit_size
+                    gv, dv, kv = self._best_any_plan(v)
+                    was = old[v][2]
+                    n0 = len(old[v][0]) // was.unit_size
                     if gv is not None and dv > 0:
+                        self._set_plan(v, kv)
                         st.set_job(v, gv)
-                        changes.append((v, gv))
+                        changes.append((v, gv, kv))
                         actions.append(
                             Action(
                                 "move",
                                 job=spec.name,
-                                units=len(gv) // spec.unit_size,
+                                units=len(gv) // self._slots[v].unit_size,
                                 units_before=n0,
                                 gpus=st.ix.gpu_ids(gv),
                                 cost=spec.migration_cost,
                                 reason=f"displaced by {job.name!r}",
                                 cause=ActionCause.DISPLACED,
+                                plan=self._slots[v].plan,
+                                plan_before=was.plan,
                             )
                         )
                     else:
-                        changes.append((v, _EMPTY))
+                        changes.append((v, _EMPTY, old[v][1]))
                         actions.append(
                             Action(
                                 "stop",
@@ -1035,16 +1223,18 @@ class Cluster:
                                 cost=spec.migration_cost,
                                 reason=f"displaced by {job.name!r}; no room left for it",
                                 cause=ActionCause.DISPLACED,
+                                plan_before=was.plan,
                             )
                         )
                 net = st.objective - before - cost
                 if net > 0 and (best is None or net > best[0] + 1e-9):
                     best = (net, changes, actions)
-                for v, _ in changes[1:]:
+                for v, _, _ in changes[1:]:
                     st.set_job(v, _EMPTY)
                 st.set_job(j, _EMPTY)
             for v in group:
-                st.set_job(v, old[v])
+                self._set_plan(v, old[v][1])
+                st.set_job(v, old[v][0])
         return best
 
     # ------------------------------------------------------------------ release
@@ -1056,6 +1246,7 @@ class Cluster:
         saved = self._save()
         before = st.objective
         units = len(st.job_gpus[j]) // self._slots[j].unit_size
+        plan = self._slots[j].plan
         st.set_job(j, _EMPTY)
         self._drop_slot(j)
         self._commit(saved, set(), leases=False)
@@ -1067,6 +1258,7 @@ class Cluster:
                     units_before=units,
                     reason="released",
                     cause=ActionCause.RELEASED,
+                    plan_before=plan,
                 )
             ],
             delta=self.objective - before,
@@ -1131,7 +1323,9 @@ class Cluster:
         saved = self._save()
         st = self._st
         before = st.objective
-        old_gpus = {self._slots[j].name: st.job_gpus[j] for j in self._slot.values()}
+        old_gpus = {
+            self._slots[j].name: (st.job_gpus[j], self._slots[j]) for j in self._slot.values()
+        }
         old_lease = [self._lease_info(o) for o in range(len(self._base.offers))]
         newly = mask & self._avail
         avail = self._avail & ~mask
@@ -1238,7 +1432,9 @@ class Cluster:
         spec = self._spec[self._slots[j].name]
         return spec.pinned or not spec.preemptible
 
-    def _repair(self, affected: list[int], old_gpus: dict[str, np.ndarray]) -> Change:
+    def _repair(self, affected: list[int], old_gpus: dict[str, tuple[np.ndarray, Job]]) -> Change:
+        """Repair the broken jobs (see the overview); `old_gpus`: each running job's GPUs
+        and slot (its plan) before the failure."""
         st = self._st
         order = sorted(
             affected,
@@ -1259,6 +1455,17 @@ class Cluster:
                 st.set_job(j, g)
                 touched[j] = why
                 continue
+            if self._spec[self._slots[j].name].plans:
+                # v3: no room under its plan; another plan may keep it running (a move)
+                old = st.job_gpus[j]
+                st.set_job(j, _EMPTY)
+                g, _, k = self._best_any_plan(j)
+                if g is not None and k != self._plan_index(j):
+                    self._set_plan(j, k)
+                    st.set_job(j, g)
+                    touched[j] = f"re-placed under plan {self._slots[j].plan!r}"
+                    continue
+                st.set_job(j, old)
             if not self._must(j):
                 st.set_job(j, _EMPTY)
                 touched[j] = "no room left for it after the failure"
@@ -1270,8 +1477,9 @@ class Cluster:
             for v in self._victims(self._slots[j], set(touched) | {j}):
                 stopped.append((v, st.job_gpus[v]))
                 st.set_job(v, _EMPTY)
-                gj, _ = st.best_candidate(j, st.candidates(j))
+                gj, _, kj = self._best_any_plan(j)
                 if gj is not None:
+                    self._set_plan(j, kj)
                     st.set_job(j, gj)
                     placed = True
                     break
@@ -1283,8 +1491,9 @@ class Cluster:
                 continue
             touched[j] = "re-placed after stopping preemptible work"
             for v, _ in stopped:  # put the stopped ones back where they fit
-                gv, dv = st.best_candidate(v, st.candidates(v))
+                gv, dv, kv = self._best_any_plan(v)
                 if gv is not None and dv > 0:
+                    self._set_plan(v, kv)
                     st.set_job(v, gv)
                     touched[v] = f"moved to make room for {self._slots[j].name!r}"
                 else:
@@ -1293,18 +1502,21 @@ class Cluster:
             name = self._slots[j].name
             spec = self._spec[name]
             g = st.job_gpus[j]
-            n0 = len(old_gpus[name]) // spec.unit_size
+            was = old_gpus[name][1]
+            n0 = len(old_gpus[name][0]) // was.unit_size
             if len(g):
                 change.actions.append(
                     Action(
                         "move",
                         job=name,
-                        units=len(g) // spec.unit_size,
+                        units=len(g) // self._slots[j].unit_size,
                         units_before=n0,
                         gpus=st.ix.gpu_ids(g),
                         cost=spec.migration_cost,
                         reason=why,
                         cause=ActionCause.REPAIR,
+                        plan=self._slots[j].plan,
+                        plan_before=was.plan,
                     )
                 )
             else:
@@ -1316,6 +1528,7 @@ class Cluster:
                         cost=spec.migration_cost,
                         reason=why,
                         cause=ActionCause.REPAIR,
+                        plan_before=was.plan,
                     )
                 )
                 self._drop_slot(j)
@@ -1508,7 +1721,7 @@ class Cluster:
             if m.name in names:
                 raise ConflictError(f"pending[{i}].name: {m.name!r} is already running or pending")
             names.add(m.name)
-            extra.append(m.model_dump(mode="json", exclude_none=True))
+            extra.append(_job_doc(m))
         inst_d["jobs"] = inst_d["jobs"] + extra
         return inst_d
 
@@ -1523,7 +1736,9 @@ class Cluster:
         """A full solve from the live state: the running jobs are `current` (the solve's
         warm start; moving them is charged), `pending` jobs may start, offers not yet
         accepted may be. The new plan is adopted (:meth:`adopt`) only when its objective
-        (migration costs included) beats the live one; the actions reach it.
+        (migration costs included) beats the live one; the actions reach it. A running job
+        with plans (SPEC v3) may change its plan unless pinned (a move, charged: the solve
+        sees its `current_plan`); a pending job runs the plan the solve chooses.
         """
         from placer.api import load_instance, solve
 
@@ -1553,10 +1768,11 @@ class Cluster:
         solved in another process from :meth:`replan_instance` while this cluster went on.
 
         `placement` (SPEC 2, dict or model) gives each job it names its GPUs (0 units: the
-        job stops); it may name running jobs and the `pending` jobs (SPEC jobs that start
-        where it places them). Running jobs it does not name keep their GPUs (they arrived
-        after the plan's state); names that are neither running nor pending are ignored
-        (released meanwhile). Its ``leases`` replace the live leases.
+        job stops) and, for a job with plans, its `plan` (SPEC v3: a running job whose plan
+        changes moved, even on the same GPUs); it may name running jobs and the `pending`
+        jobs (SPEC jobs that start where it places them). Running jobs it does not name keep
+        their GPUs (they arrived after the plan's state); names that are neither running nor
+        pending are ignored (released meanwhile). Its ``leases`` replace the live leases.
 
         The merged state must pass the checker against the live state (hardware failed
         meanwhile included), keep every pinned job on its GPUs and every non-preemptible
@@ -1587,10 +1803,31 @@ class Cluster:
         ix = st.ix
         problems: list[tuple[str, str]] = []
         plan: dict[str, np.ndarray] = {}
+        plan_of: dict[str, int | None] = {}  # v3: the plan each named job runs
         for i, pj in enumerate(pl.jobs):
             if pj.name not in self._slot and pj.name not in pend:
                 continue  # released meanwhile (or never known): nothing to do
             job = self._spec[pj.name] if pj.name in self._slot else pend[pj.name]
+            k = None
+            if job.plans and pj.units > 0:
+                k = job.plan_index(pj.plan)
+                if k is None:
+                    names = ", ".join(p.name for p in job.plans)
+                    problems.append(
+                        (
+                            f"placement.jobs[{i}].plan",
+                            f"job {pj.name!r} has plans ({names}): "
+                            + ("it names none" if pj.plan is None else f"no plan {pj.plan!r}"),
+                        )
+                    )
+                    continue
+                job = job.under(k)
+            elif not job.plans and pj.plan is not None and pj.units > 0:
+                problems.append(
+                    (f"placement.jobs[{i}].plan", f"job {pj.name!r} has no plans (SPEC v3)")
+                )
+                continue
+            plan_of[pj.name] = k
             g = ix.gpu_indices(list(pj.gpus)) if pj.gpus else _EMPTY
             if (g < 0).any():
                 problems.append(
@@ -1620,10 +1857,12 @@ class Cluster:
                 else:
                     blocks[o].append(r)
         old = {name: st.job_gpus[j] for name, j in self._slot.items()}
+        old_plan = {name: self._plan_index(j) for name, j in self._slot.items()}
         for name, prev in old.items():
             spec = self._spec[name]
             g = plan.get(name, prev)
-            if spec.pinned and (len(g) != len(prev) or (g != prev).any()):
+            k = plan_of.get(name, old_plan[name]) if len(g) else old_plan[name]
+            if spec.pinned and (len(g) != len(prev) or (g != prev).any() or k != old_plan[name]):
                 problems.append(("placement", f"job {name!r} is pinned: it cannot move"))
             elif not spec.preemptible and not len(g):
                 problems.append(("placement", f"job {name!r} is not preemptible: it must stay"))
@@ -1641,36 +1880,43 @@ class Cluster:
             orig = self._spec.get(name) or pend[name]
             prev = old.get(name)
             g = plan.get(name, prev if prev is not None else _EMPTY)
-            u = orig.unit_size
-            if prev is not None and (len(prev) != len(g) or (prev != g).any()):
-                kind = "move" if len(g) else "stop"
-                change.actions.append(
-                    Action(
-                        kind,
-                        job=name,
-                        units=len(g) // u,
-                        units_before=len(prev) // u,
-                        gpus=ix.gpu_ids(g) if len(g) else [],
-                        cost=orig.migration_cost,
-                        reason="replan",
-                        cause=ActionCause.REPLAN,
+            k = plan_of.get(name, old_plan.get(name))
+            slot = _under(orig, k)  # v3: the job under the plan it runs after the replan
+            if prev is not None:
+                was = self._slots[self._slot[name]]
+                changed = len(prev) != len(g) or (prev != g).any()
+                if changed or (len(g) and slot.plan != was.plan):
+                    kind = "move" if len(g) else "stop"
+                    change.actions.append(
+                        Action(
+                            kind,
+                            job=name,
+                            units=len(g) // slot.unit_size,
+                            units_before=len(prev) // was.unit_size,
+                            gpus=ix.gpu_ids(g) if len(g) else [],
+                            cost=orig.migration_cost,
+                            reason="replan",
+                            cause=ActionCause.REPLAN,
+                            plan=slot.plan if len(g) else None,
+                            plan_before=was.plan,
+                        )
                     )
-                )
-                change.cost += orig.migration_cost
-            elif prev is None and len(g):
+                    change.cost += orig.migration_cost
+            elif len(g):
                 change.actions.append(
                     Action(
                         "start",
                         job=name,
-                        units=len(g) // u,
+                        units=len(g) // slot.unit_size,
                         gpus=ix.gpu_ids(g),
                         reason="replan",
                         cause=ActionCause.REPLAN,
+                        plan=slot.plan,
                     )
                 )
             if len(g):
                 spec_of[name] = orig
-                slots.append(orig.model_copy(update={"current": None}))
+                slots.append(slot)
                 gpus.append(g)
         self._slots = slots
         self._spec = spec_of

@@ -13,7 +13,10 @@ Semantics (docs/scheduler.md has the full text)
 3. A training job with ``remaining_hours: H`` completes when its progress reaches H;
    progress runs at goodput x speed x units/dp per hour (kernel figures of the live state),
    so better placements finish sooner. Without ``remaining_hours`` it runs until its
-   ``finish`` event; so does inference. A ``finish`` of a queued job removes it.
+   ``finish`` event; so does inference. A ``finish`` of a queued job removes it. A job with
+   plans (SPEC v3) progresses under the plan it runs: units/dp of that plan, times
+   compute_ms of its first plan / compute_ms of that plan (a step is a step of the job
+   whichever plan runs it: H counts hours at its first plan's full-size compute time).
 4. ``fail`` / ``restore``: :meth:`Cluster.fail` / :meth:`Cluster.restore` (the same repair
    for every policy: the comparison is about where arrivals go).
 5. Delivered value: the objective's rate (per job its kernel value per hour, plus lease
@@ -24,8 +27,9 @@ Policies: ``placer`` (``Cluster.submit`` for arrivals, and ``Cluster.replan`` ev
 (``placer.solvers.names(peer=True)``), which places arrivals *its own way*: its backend is
 run on the live state's instance (:meth:`Cluster.snapshot`) with every running job pinned
 at its GPUs and the queued jobs added; the queued jobs it places start there
-(:meth:`Cluster.start`). Nothing running ever moves under a peer policy (as in Kueue and
-Slurm), except to repair failures.
+(:meth:`Cluster.start`), under their first plan (the peers have no plan choice: a solve
+with a peer backend holds each job to its first plan). Nothing running ever moves under a
+peer policy (as in Kueue and Slurm), except to repair failures.
 
 Imports numpy, the model, the cluster and the solvers; never the CLI.
 """
@@ -42,7 +46,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from placer.cluster import ActionCause, Cluster
+from placer.cluster import ActionCause, Cluster, _job_doc
 from placer.errors import InstanceError, UsageError
 from placer.generators.events import generate_trace
 from placer.io import _pydantic_problems, parse_text, read_text
@@ -187,9 +191,20 @@ def _rates(run: _Run) -> tuple[float, dict[str, float], float]:
         used += row["gpus"]
         if spec.kind == "training" and row["units"]:
             speed = row.get("speed") or 1.0
-            prog[row["name"]] = row["goodput"] * speed * row["units"] / spec.units_max
+            prog[row["name"]] = row["goodput"] * speed * row["units"] * _work(spec, row["plan"])
     avail = c.available_gpus
     return rate, prog, used / avail if avail else 0.0
+
+
+def _work(spec: Job, plan: str | None) -> float:
+    """Progress per unit-hour of goodput x speed: 1/dp; for a job with plans (v3) the 1/dp
+    of the plan it runs times compute_ms of its first plan / compute_ms of that plan (see
+    the module overview, 3)."""
+    if not spec.plans:
+        return 1.0 / spec.units_max
+    job = spec.under(spec.plan_index(plan) or 0)
+    ref = spec.under(0).compute_ms or 1.0
+    return ref / (job.compute_ms or ref) / job.units_max
 
 
 def _account(run: _Run, change) -> None:
@@ -232,11 +247,12 @@ def _serve_queue(run: _Run, t: float, peer_time_limit: float) -> None:
     res = solve(inst, solver=run.policy, time_limit=peer_time_limit)
     placed = {}
     if res.status.has_placement:
-        placed = {pj.name: pj.gpus for pj in res.placement.jobs if pj.units}
+        placed = {pj.name: (pj.gpus, pj.plan) for pj in res.placement.jobs if pj.units}
     left = []
     for name in run.queue:
         if name in placed:
-            d = c.start(_arrival(run, name), placed[name])
+            gpus, plan = placed[name]
+            d = c.start(_arrival(run, name), gpus, plan=plan)
             _started(run, name, t)
             _account(run, d)
         else:
@@ -321,9 +337,9 @@ def _replay_one(
 ) -> dict[str, Any]:
     run = _Run(policy, Cluster(instance))
     for name in run.cluster.jobs:  # running at the start
-        spec = run.cluster.job_spec(name)
-        run.info[name] = _JobInfo(spec.model_dump(mode="json", exclude_none=True), 0.0, 0.0)
+        run.info[name] = _JobInfo(_job_doc(run.cluster.job_spec(name)), 0.0, 0.0)
         run.info[name].job.pop("current", None)
+        run.info[name].job.pop("current_plan", None)
     k = 0
     t = 0.0
     next_replan = replan_every if replan_every else math.inf
@@ -356,7 +372,7 @@ def _replay_one(
             e = events[k]
             k += 1
             if e.kind == "submit":
-                job = e.submit.model_dump(mode="json", exclude_none=True)
+                job = _job_doc(e.submit)
                 run.info[job["name"]] = _JobInfo(job, t)
                 run.queue.append(job["name"])
             elif e.kind == "finish":

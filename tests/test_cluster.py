@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import placer
 from placer import Cluster
-from placer.errors import InstanceError, UsageError
+from placer.errors import ArgumentTypeError, InstanceError, PlacementError, UsageError
 
 if __package__:
     from .reference import reference_check
@@ -250,7 +250,7 @@ def _items_of(inst_d: dict) -> list:
 
 
 @settings(max_examples=40, **HYP)
-@given(case=feasible_case(plans=False), data=st.data())
+@given(case=feasible_case(), data=st.data())
 def test_any_sequence_of_operations_keeps_the_state_feasible(case, data):
     inst_d, pl_d = case
     inst = placer.load_instance(copy.deepcopy(inst_d))
@@ -258,7 +258,7 @@ def test_any_sequence_of_operations_keeps_the_state_feasible(case, data):
     assert_feasible(c)
     arrivals = [copy.deepcopy(j) for j in inst_d["jobs"]]
     for j in arrivals:
-        for k in ("current", "pinned"):
+        for k in ("current", "current_plan", "pinned"):
             j.pop(k, None)
     items = _items_of(inst_d)
     failed: list = []
@@ -287,3 +287,205 @@ def test_any_sequence_of_operations_keeps_the_state_feasible(case, data):
             assert name in {j["name"] for j in inst_s["jobs"]}
     # non-preemptible running jobs are never silently dropped: they run or were reported lost
     assert np.isfinite(c.objective)
+
+
+# ------------------------------------------------------------------ plans (SPEC v3)
+def with_plans(name: str, plans: list[dict], **kw) -> dict:
+    """A training job whose shape comes from its plans."""
+    return {"name": name, "kind": "training", "compute_ms": 100, "value": 1, "plans": plans, **kw}
+
+
+TP2_TP1 = [{"name": "tp2", "tp": 2, "dp": 2, "value": 3}, {"name": "tp1", "tp": 1, "dp": 4}]
+
+
+def test_submit_chooses_the_plan_with_the_gpus_and_the_decision_reports_it():
+    # one GPU taken on every node: the better plan (tp 2 inside a node) fits nowhere now
+    half = training("half", 4, current=[f"a/node{n}/gpu0" for n in range(4)])
+    c = Cluster(
+        placer.load_instance(one_site(nodes=4, gpus_per_node=2, jobs=[half])), verify="full"
+    )
+    d = c.submit(with_plans("p", TP2_TP1))
+    assert d.placed and d.plan == "tp1" and d.units == 4
+    assert d.gpus == [f"a/node{n}/gpu1" for n in range(4)]
+    assert d.to_dict()["plan"] == "tp1" and d.actions[0].to_dict()["plan"] == "tp1"
+    assert c.job_plan("p") == "tp1" and c.job_plan("half") is None
+    inst_d, pl_d = assert_feasible(c)
+    (doc,) = [j for j in inst_d["jobs"] if j["name"] == "p"]
+    assert doc["current_plan"] == "tp1" and doc["plans"] == TP2_TP1  # plans as given
+    (entry,) = [e for e in pl_d["jobs"] if e["name"] == "p"]
+    assert entry["plan"] == "tp1" and "plan" not in pl_d["jobs"][0]
+    assert c.score().jobs[1]["plan"] == "tp1"
+    # with room for both, the plan worth more: tp2 (value 3)
+    c.release("half")
+    c.release("p")
+    d = c.submit(with_plans("q", TP2_TP1))
+    assert d.placed and d.plan == "tp2" and d.units == 2 and c.jobs["q"] == 2
+    assert_feasible(c)
+
+
+def test_a_job_with_plans_that_does_not_fit_gets_each_plans_reason():
+    c = Cluster(placer.load_instance(one_site(nodes=2, gpus_per_node=2)))
+    assert c.submit(training("a", 4)).placed
+    plans = [{"name": "z9", "dp": 1, "gpu_types": ["Z9"]}, {"name": "h100", "dp": 2}]
+    d = c.submit(with_plans("b", plans))
+    assert not d.placed and d.plan is None and d.to_dict()["plan"] is None
+    assert d.reason.startswith("no plan fits: plan 'z9': ")
+    assert "no site has a GPU of type Z9" in d.reason
+    assert "plan 'h100': " in d.reason and "held by job 'a'" in d.reason
+    # the same sentence under every plan is said once
+    same = c.submit(with_plans("c", [{"name": "x", "dp": 2}, {"name": "y", "dp": 2, "value": 2}]))
+    assert same.reason.startswith("under every plan: needs 2 H100 GPUs")
+
+
+def test_allow_moves_may_put_a_victim_back_under_another_plan():
+    victim = with_plans(
+        "v", [{"name": "wide", "dp": 4}, {"name": "narrow", "dp": 2}], migration_cost=1
+    )
+    inst = placer.load_instance(one_site(nodes=3, gpus_per_node=2))
+    c = Cluster(inst, verify="full")
+    assert c.submit(victim).plan == "wide"  # 4 of the 6 GPUs
+    d = c.submit(training("big", 4, value=5), allow_moves=1)
+    assert d.placed and d.cost == 1
+    (move,) = d.actions[1:]
+    assert (move.kind, move.plan_before, move.plan, move.units) == ("move", "wide", "narrow", 2)
+    assert c.job_plan("v") == "narrow"
+    assert_feasible(c)
+
+
+def test_start_binds_under_the_named_plan():
+    c = Cluster(placer.load_instance(one_site(nodes=3, gpus_per_node=2)), verify="full")
+    job = with_plans("p", TP2_TP1)
+    two_nodes = ["a/node0/gpu0", "a/node0/gpu1", "a/node1/gpu0", "a/node1/gpu1"]
+    with pytest.raises(UsageError, match=r"plan: job 'p' has plans \(tp2, tp1\): name the one"):
+        c.start(job, two_nodes)
+    with pytest.raises(UsageError, match="plan: job 'p' has no plan 'tp8'"):
+        c.start(job, two_nodes, plan="tp8")
+    with pytest.raises(UsageError, match="has no plans"):
+        c.start(training("x", 1), two_nodes[:1], plan="tp1")
+    with pytest.raises(ArgumentTypeError, match="plan: expected a plan name"):
+        c.start(job, two_nodes, plan=2)
+    with pytest.raises(UsageError, match="under plan 'tp2'"):  # 3 GPUs: no whole tp2 units
+        c.start(job, two_nodes[:3], plan="tp2")
+    d = c.start(job, two_nodes, plan="tp2")
+    assert d.placed and d.plan == "tp2" and d.units == 2 and c.job_plan("p") == "tp2"
+    one = c.start(with_plans("one", [{"name": "only", "dp": 1}]), ["a/node2/gpu0"])
+    assert one.plan == "only"  # a single plan need not be named
+    assert_feasible(c)
+
+
+def running_with_plans(pinned: bool = False) -> dict:
+    """A job running its slow plan on all 4 GPUs; its fast plan is worth twice as much."""
+    job = with_plans(
+        "r",
+        [{"name": "slow", "tp": 1, "dp": 4}, {"name": "fast", "tp": 2, "dp": 2, "value": 2}],
+        current=["a/node0/gpu0", "a/node0/gpu1", "a/node1/gpu0", "a/node1/gpu1"],
+        current_plan="slow",
+        migration_cost=1,
+        pinned=pinned,
+    )
+    return one_site(nodes=2, gpus_per_node=2, jobs=[job])
+
+
+def test_replan_may_change_a_running_jobs_plan_and_charges_the_move():
+    c = Cluster(placer.load_instance(running_with_plans()), verify="full")
+    assert c.job_plan("r") == "slow"
+    before = c.objective
+    ch = c.replan(time_limit=5, solver="greedy")
+    (move,) = ch.actions
+    assert (move.kind, move.plan_before, move.plan, move.cost) == ("move", "slow", "fast", 1.0)
+    assert sorted(move.gpus) == sorted(running_with_plans()["jobs"][0]["current"])
+    assert ch.cost == 1 and ch.delta == pytest.approx(c.objective - before - 1)
+    assert c.job_plan("r") == "fast" and c.jobs == {"r": 2}
+    inst_d, pl_d = assert_feasible(c)
+    assert inst_d["jobs"][0]["current_plan"] == "fast" and pl_d["jobs"][0]["plan"] == "fast"
+    # pinned: it keeps its plan as well as its GPUs (SPEC 3 rule 8)
+    p = Cluster(placer.load_instance(running_with_plans(pinned=True)), verify="full")
+    ch = p.replan(time_limit=5, solver="greedy")
+    assert ch.actions == [] and p.job_plan("r") == "slow"
+
+
+def test_a_repair_switches_plan_when_that_keeps_the_job_running():
+    d = two_sites()
+    d["topology"]["sites"] = d["topology"]["sites"][:1]
+    d["topology"]["wan"] = []
+    rack = [f"a/rack{r}/node{n}/gpu{g}" for r in (0, 1) for n in (0, 1) for g in (0, 1)]
+    d["jobs"] = [
+        training("filler", 4, current=rack[4:], preemptible=False),
+        with_plans(
+            "j",
+            [
+                {"name": "big", "tp": 2, "dp": 2, "scope": {"dp": "rack"}},
+                {"name": "small", "tp": 2, "dp": 1},
+            ],
+            current=rack[:4],
+            current_plan="big",
+            migration_cost=5,
+        ),
+    ]
+    c = Cluster(placer.load_instance(d), verify="full")
+    ch = c.fail(["a/rack0/node1"])
+    (move,) = ch.actions
+    assert (move.kind, move.job, move.plan_before, move.plan) == ("move", "j", "big", "small")
+    assert (move.units_before, move.units, move.cost) == (2, 1, 5.0)
+    assert move.gpus == rack[:2] and "under plan 'small'" in move.reason
+    assert c.job_plan("j") == "small" and ch.lost == []
+    assert_feasible(c)
+
+
+def test_a_cluster_keeps_the_plans_of_its_placement_and_of_current():
+    inst_d = running_with_plans()
+    inst_d["jobs"].append(with_plans("new", TP2_TP1))
+    inst = placer.load_instance(inst_d)
+    c = Cluster(inst)  # from `current`: the running job under its current_plan
+    assert c.jobs == {"r": 4} and c.job_plan("r") == "slow"
+    pl = {
+        "instance": inst.name,
+        "jobs": [{"name": "r", "units": 2, "plan": "fast", "gpus": inst_d["jobs"][0]["current"]}],
+    }
+    c = Cluster(inst, pl, verify="full")
+    assert c.jobs == {"r": 2} and c.job_plan("r") == "fast"
+    assert_feasible(c)
+    with pytest.raises(PlacementError, match="names none"):
+        Cluster(inst, {**pl, "jobs": [{**pl["jobs"][0], "plan": None}]})
+
+
+def test_a_running_job_whose_current_breaks_a_rule_is_placed_afresh_under_any_plan():
+    # its current plan's TP group (4 GPUs, scope node) cannot lie in a 2-GPU node
+    job = with_plans(
+        "r",
+        [{"name": "tp4", "tp": 4, "dp": 1}, {"name": "tp2", "tp": 2, "dp": 2}],
+        current=["a/node0/gpu0", "a/node0/gpu1", "a/node1/gpu0", "a/node1/gpu1"],
+        current_plan="tp4",
+    )
+    c = Cluster(placer.load_instance(one_site(nodes=2, gpus_per_node=2, jobs=[job])))
+    assert c.jobs == {"r": 2} and c.job_plan("r") == "tp2"
+    inst_d, _ = assert_feasible(c)
+    assert inst_d["jobs"][0]["current_plan"] == "tp2"
+
+
+@pytest.mark.parametrize(
+    "plans",
+    [
+        TP2_TP1,
+        [{"name": "cheap", "dp": 2, "value": 0.1}, {"name": "dear", "tp": 2, "dp": 3}],
+        [{"name": "dear", "tp": 2, "dp": 3}, {"name": "cheap", "dp": 2, "value": 0.1}],
+        [
+            {"name": "pp2", "pp": 2, "dp": 2, "microbatches": 4, "comm": {"pp_MB": 50}},
+            {"name": "tp2", "tp": 2, "dp": 2, "comm": {"tp_MB": 50}},
+            {"name": "dp4", "dp": 4, "comm": {"dp_MB": 50}},
+        ],
+    ],
+)
+def test_submit_takes_the_best_plan_as_each_plan_alone_would_score_it(plans):
+    half = training("half", 2, current=["a/node0/gpu0", "a/node1/gpu0"])
+    inst_d = one_site(nodes=4, gpus_per_node=2, jobs=[half])
+    alone = []
+    for p in plans:
+        c = Cluster(placer.load_instance(inst_d))
+        d = c.submit(with_plans("p", [p]))
+        alone.append(d.delta if d.placed else -np.inf)
+    c = Cluster(placer.load_instance(inst_d))
+    d = c.submit(with_plans("p", plans))
+    best = int(np.argmax(alone))  # the first of equal bests, as submit keeps
+    assert d.placed and d.plan == plans[best]["name"]
+    assert d.delta == pytest.approx(alone[best], rel=1e-12)

@@ -212,7 +212,7 @@ def _apply(c: Cluster, op: tuple) -> object:
 
 
 @settings(max_examples=30, **HYP)
-@given(case=feasible_case(plans=False), data=st.data())
+@given(case=feasible_case(), data=st.data())
 def test_resume_equals_the_live_cluster_after_any_operations(case, data):
     inst_d, pl_d = case
     inst = placer.load_instance(copy.deepcopy(inst_d))
@@ -244,3 +244,33 @@ def test_resume_equals_the_live_cluster_after_any_operations(case, data):
         op = draw_op(step)
         assert _apply(r, op) == _apply(c, op)
         assert canonical(r) == canonical(c)
+
+
+def test_state_and_resume_keep_each_jobs_plan():
+    plans = [{"name": "slow", "tp": 1, "dp": 4}, {"name": "fast", "tp": 2, "dp": 2, "value": 2}]
+    job = {"name": "p", "kind": "training", "compute_ms": 100, "value": 1, "plans": plans}
+    inst = placer.load_instance(one_site(nodes=4, gpus_per_node=2))
+    c = Cluster(inst, verify="full")
+    assert c.submit(job).plan == "fast"
+    doc = c.job_document("p")
+    assert doc["current_plan"] == "fast" and doc["plans"] == plans
+    state = json.loads(json.dumps(c.state()))
+    r = Cluster.resume(inst, state, verify="full")
+    assert r.job_plan("p") == "fast" and canonical(r) == canonical(c)
+    bad = copy.deepcopy(state)
+    bad["jobs"][0]["current_plan"] = "nope"
+    with pytest.raises(PlacementError, match=r"state\.jobs\[0\]\.current_plan"):
+        Cluster.resume(inst, bad)
+    gpus = c.job_gpus("p")
+    with pytest.raises(PlacementError, match=r"placement\.jobs\[0\]\.plan.*no plan 'zzz'"):
+        c.adopt(
+            {
+                "instance": inst.name,
+                "jobs": [{"name": "p", "units": 2, "plan": "zzz", "gpus": gpus}],
+            }
+        )
+    # the same GPUs under the other plan: a move (charged), and worth less here: not adopted
+    ch = c.adopt(
+        {"instance": inst.name, "jobs": [{"name": "p", "units": 4, "plan": "slow", "gpus": gpus}]}
+    )
+    assert ch.actions == [] and "kept the live plan" in ch.reason and c.job_plan("p") == "fast"

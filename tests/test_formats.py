@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import hostlist
@@ -456,3 +457,148 @@ def test_block_warnings_cite_their_own_line_after_a_block_that_lost_its_nodes(tm
     q.write_text("NodeName=m[1-2] Gres=gpu:h100:8\n")
     with pytest.raises(InstanceError, match="no block has any node"):
         import_slurm([(p, "s")], nodes=q)
+
+
+# ---------------------------------------------------------------- SPEC v3 plans (issue 15)
+NODE0 = [f"east/block-0/rack-0-0/gpu-node-00/gpu{k}" for k in range(8)]
+
+
+def _plans_jobs(plan_name: str = "tp4pp2") -> dict:
+    """A partial instance for the k8s fixture: a running job with plans, and one without."""
+    return {
+        "jobs": [
+            {
+                "name": "train-p",
+                "kind": "training",
+                "compute_ms": 2000,
+                "value": 2.0,
+                "current": list(NODE0),
+                "current_plan": "tp8",
+                "plans": [
+                    {
+                        "name": "tp8",
+                        "tp": 8,
+                        "dp": 4,
+                        "min_dp": 1,
+                        "scope": {"tp": "node", "dp": "rack"},
+                        "comm": {"tp_MB": 100, "dp_MB": 400},
+                    },
+                    {
+                        "name": plan_name,
+                        "tp": 4,
+                        "pp": 2,
+                        "dp": 4,
+                        "min_dp": 1,
+                        "microbatches": 8,
+                        "scope": {"tp": "node", "pp": "node", "dp": "rack"},
+                        "comm": {"tp_MB": 50, "pp_MB": 20, "dp_MB": 200},
+                    },
+                ],
+            },
+            {"name": "serve-b", "kind": "inference", "tp": 8, "replicas": 3, "value": 1.0},
+        ]
+    }
+
+
+def test_import_jobs_passes_plans_current_plan_and_microbatches_through(tmp_path):
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(yaml.safe_dump(_plans_jobs(), sort_keys=False))
+    inst_path = tmp_path / "k.yaml"
+    res = CliRunner().invoke(
+        app,
+        [
+            *("import", "kubernetes", "--topology", str(D / "kueue_topology.yaml")),
+            *("--nodes", str(D / "k8s_nodes.json"), "--site", "east"),
+            *("--jobs", str(jobs), "-o", str(inst_path)),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    written = yaml.safe_load(inst_path.read_text())
+    assert written["jobs"] == _plans_jobs()["jobs"]  # unchanged, key for key
+    inst = placer.load_instance(inst_path)
+    assert [p.name for p in inst.job("train-p").plans] == ["tp8", "tp4pp2"]
+    # the library function too (Slurm's importer shares the partial-file reader)
+    doc, _ = import_kubernetes(
+        D / "kueue_topology.yaml", [D / "k8s_nodes.json"], sites=["east"], jobs=jobs
+    )
+    assert doc["jobs"] == _plans_jobs()["jobs"]
+
+
+def test_export_carries_the_chosen_plan_to_the_launcher():
+    kv = pytest.importorskip("kubernetes_validate")
+    doc, _ = import_kubernetes(D / "kueue_topology.yaml", [D / "k8s_nodes.json"], sites=["east"])
+    doc.update(_plans_jobs())
+    inst = placer.load_instance(doc)
+    serve = [
+        f"east/block-1/rack-1-1/gpu-node-{n:02d}/gpu{k}" for n in (12, 13, 14) for k in range(8)
+    ]
+    pl = {
+        "instance": inst.name,
+        "jobs": [
+            {"name": "train-p", "units": 1, "plan": "tp4pp2", "gpus": NODE0},
+            {"name": "serve-b", "units": 3, "gpus": serve},
+        ],
+    }
+    assert placer.check(inst, pl) == []
+    env = {
+        "PLACER_PLAN": "tp4pp2",
+        "PLACER_TP": "4",
+        "PLACER_PP": "2",
+        "PLACER_DP": "1",
+        "PLACER_MICROBATCHES": "8",
+        "PLACER_RANK_ORDER": "tp-pp-dp",
+    }
+    train, srv = export_slurm(inst, pl)["jobs"]
+    assert train["plan"] == "tp4pp2" and train["env"] == env
+    export = "--export=ALL," + ",".join(f"{k}={v}" for k, v in env.items())
+    assert export in train["sbatch"].split()
+    # a job without plans: its shape, no plan; DP is the units placed (replicas here)
+    assert srv["plan"] is None and "PLACER_PLAN" not in srv["env"]
+    assert srv["env"] == {"PLACER_TP": "8", "PLACER_PP": "1", "PLACER_DP": "3"} | {
+        "PLACER_RANK_ORDER": "tp-pp-dp"
+    }
+    k8s = export_kubernetes(inst, pl)["jobs"]
+    assert [j["plan"] for j in k8s] == ["tp4pp2", None]
+    for j in k8s:
+        kv.validate(j["manifest"], "1.30", strict=True)
+        (container,) = j["manifest"]["spec"]["template"]["spec"]["containers"]
+        assert {e["name"]: e["value"] for e in container["env"]} == j["env"]
+    assert k8s[0]["env"] == env
+
+
+def test_exported_ranks_follow_the_env_rank_order_after_a_solve():
+    doc, _ = import_kubernetes(D / "kueue_topology.yaml", [D / "k8s_nodes.json"], sites=["east"])
+    doc.update(_plans_jobs())
+    inst, pl = _solve(doc)
+    out = export_slurm(inst, pl)
+    for pj, j in zip(pl.jobs, out["jobs"], strict=True):
+        if not pj.gpus:
+            continue
+        tp, pp = int(j["env"]["PLACER_TP"]), int(j["env"]["PLACER_PP"])
+        assert j["env"].get("PLACER_PLAN") == pj.plan
+        assert int(j["env"]["PLACER_DP"]) * tp * pp == len(pj.gpus)
+        node_of = {}
+        for r in j["rank_order"]:
+            for part in r["ranks"].split(","):
+                a, _, b = part.partition("-")
+                node_of.update({k: r["node"] for k in range(int(a), int(b or a) + 1)})
+        for rank, gpu in enumerate(pj.gpus):
+            assert node_of[rank] == gpu.rsplit("/", 2)[-2]
+        # rank r = t + tp*(p + pp*u): each TP group (tp consecutive ranks) on one node
+        for first in range(0, len(pj.gpus), tp):
+            assert len({node_of[r] for r in range(first, first + tp)}) == 1
+
+
+def test_a_plan_name_sbatch_cannot_carry_is_left_to_the_script():
+    doc, _ = import_kubernetes(D / "kueue_topology.yaml", [D / "k8s_nodes.json"], sites=["east"])
+    doc.update(_plans_jobs(plan_name="tp 4, pp 2"))
+    inst = placer.load_instance(doc)
+    pl = {"jobs": [{"name": "train-p", "units": 1, "plan": "tp 4, pp 2", "gpus": NODE0}]}
+    (j,) = export_slurm(inst, pl)["jobs"][:1]
+    assert j["env"]["PLACER_PLAN"] == "tp 4, pp 2"
+    args = shlex.split(j["sbatch"])
+    (export,) = [a for a in args if a.startswith("--export=")]
+    assert "PLACER_PLAN" not in export and "PLACER_TP=4" in export
+    assert "PLACER_PLAN hold a comma" in j["note"]
+    j = export_slurm(inst, {"jobs": [{**pl["jobs"][0], "plan": "tp8"}]})["jobs"][0]
+    assert "PLACER_PLAN=tp8" in j["sbatch"] and "note" not in j

@@ -178,3 +178,42 @@ def test_a_submitted_job_the_cluster_would_refuse_is_refused_at_its_event(tmp_pa
     res = runner.invoke(app, ["replay", str(p), str(q)])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "error: events[3].submit.compute_ms: is required for a training job" in res.stderr
+
+
+# ------------------------------------------------------------------ plans (SPEC v3)
+def planned(name: str, **kw) -> dict:
+    """8 GPUs either way: 'dp8' (its first plan) or 'tp2' at half the compute time per step
+    and 1.5x the value: the better plan finishes its work in half the time."""
+    plans = [
+        {"name": "dp8", "tp": 1, "dp": 8},
+        {"name": "tp2", "tp": 2, "dp": 4, "compute_ms": 50, "value": 1.5},
+    ]
+    return {"name": name, "kind": "training", "compute_ms": 100, "value": 1, "plans": plans, **kw}
+
+
+def test_replay_runs_jobs_with_plans_under_the_chosen_plan(tmp_path):
+    inst = small()
+    events = ev([{"at_hours": 0, "submit": planned("p", remaining_hours=2)}])
+    res = replay(inst, events, policy_names=["placer", "firstfit"], until=4, snapshots=tmp_path)
+    # placer runs tp2: 4 units of 4 x (100/50) work each: 2 hours of work in 1 hour
+    assert res["placer"]["completed"] == 1
+    assert res["placer"]["completion_mean_h"] == pytest.approx(1.0, rel=1e-2)
+    assert res["placer"]["value"] == pytest.approx(8 * 1.5 * 1.0, rel=1e-2)
+    # a peer has no plan choice: its first plan, dp8, which needs the full 2 hours
+    assert res["firstfit"]["completion_mean_h"] == pytest.approx(2.0, rel=1e-2)
+    assert res["firstfit"]["value"] == pytest.approx(8 * 1.0 * 2.0, rel=1e-2)
+    for policy, plan in (("placer", "tp2"), ("firstfit", "dp8")):
+        f = tmp_path / policy / "00000.instance.json"
+        i_d = json.loads(f.read_text())
+        p_d = json.loads(f.with_name("00000.placement.json").read_text())
+        (job,) = i_d["jobs"]
+        assert job["current_plan"] == plan and p_d["jobs"][0]["plan"] == plan
+        assert job["plans"] == planned("p")["plans"]  # as submitted (no defaults added)
+        assert placer.check(placer.load_instance(i_d), p_d) == []
+
+
+def test_a_bad_plan_in_an_event_is_refused_at_its_place():
+    bad = planned("p")
+    bad["plans"][1]["tp"] = 0
+    with pytest.raises(InstanceError, match=r"events\[0\]\.submit\.plans\[1\]\.tp"):
+        load_events({"events": [{"at_hours": 0, "submit": bad}]}, small())

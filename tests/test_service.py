@@ -195,3 +195,38 @@ def test_booleans_are_not_numbers(server):
         assert r.status_code == 422, body
     r = client.post("/jobs", json={"job": training("a", 1), "allow_moves": True})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "allow_moves"]
+
+
+def test_jobs_with_plans_over_http(server):
+    client, cluster = server
+    plans = [{"name": "tp2", "tp": 2, "dp": 2, "value": 3}, {"name": "tp1", "tp": 1, "dp": 4}]
+    job = {"name": "p", "kind": "training", "compute_ms": 100, "value": 1, "plans": plans}
+    r = client.post("/jobs", json={"job": job})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["placed"] and d["plan"] == "tp2" and d["units"] == 2
+    assert d["actions"][0]["plan"] == "tp2"
+    snap = client.get("/snapshot").json()
+    assert snap["instance"]["jobs"][0]["current_plan"] == "tp2"
+    assert snap["instance"]["jobs"][0]["plans"] == plans
+    assert snap["placement"]["jobs"][0]["plan"] == "tp2"
+    docs = {"instance": snap["instance"], "placement": snap["placement"]}
+    assert client.post("/check", json=docs).json() == {"feasible": True, "violations": []}
+    # a binding names the plan the job runs
+    gpus = ["a/node2/gpu0", "a/node2/gpu1", "a/node3/gpu0", "a/node3/gpu1"]
+    r = client.post("/bind", json={"job": {**job, "name": "b"}, "gpus": gpus})
+    assert r.status_code == 400 and r.json()["detail"][0]["loc"] == ["plan"]
+    assert "name the one it runs" in r.json()["detail"][0]["msg"]
+    r = client.post("/bind", json={"job": {**job, "name": "b"}, "gpus": gpus, "plan": "tp1"})
+    assert r.status_code == 200, r.text
+    assert r.json()["plan"] == "tp1" and r.json()["units"] == 4
+    assert cluster.job_plan("b") == "tp1" and cluster.check() == []
+    # a replan may start pending jobs with plans under the plan the solve chooses
+    client.delete("/jobs/b")
+    r = client.post(
+        "/replan",
+        json={"time_limit": 5, "solver": "greedy", "pending": [{**job, "name": "q"}]},
+    )
+    assert r.status_code == 200, r.text
+    (start,) = [a for a in r.json()["actions"] if a["job"] == "q"]
+    assert start["kind"] == "start" and start["plan"] == cluster.job_plan("q") == "tp2"

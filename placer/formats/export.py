@@ -5,11 +5,16 @@
 command. `export_kubernetes` gives per job a `batch/v1` Job whose pod template carries the
 scheduling part (required nodeAffinity on `kubernetes.io/hostname`, and Kueue's
 `podset-required-topology` annotation when the job lies in one domain of a labelled level).
+
+Both carry how each job runs to its launcher as environment variables (:func:`launch_env`:
+the chosen plan of SPEC v3, tp, pp, the units placed, microbatches and the rank order), in
+the sbatch line's ``--export`` and in the container's ``env``.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,42 @@ def _args(instance: Any, placement: Any):
     if vs:
         raise PlacementError([("placement", f"not feasible, not exported: {v}") for v in vs])
     return inst, pl
+
+
+RANK_ORDER = "tp-pp-dp"  # SPEC 1.2: rank r has t = r mod tp, p = (r div tp) mod pp, u = r div tp*pp
+
+
+def launch_env(inst: Instance, pj: Any) -> dict[str, str]:
+    """How placed job `pj` (a placement entry) runs, for its launcher: ``PLACER_PLAN`` (the
+    plan it runs, SPEC v3; only for a job with plans), ``PLACER_TP``, ``PLACER_PP``,
+    ``PLACER_DP`` (the units placed: the data-parallel degree of a training job, the
+    replicas of an inference job), ``PLACER_EP`` (training with ep > 1),
+    ``PLACER_MICROBATCHES`` (when the job under its plan gives microbatches) and
+    ``PLACER_RANK_ORDER`` (``tp-pp-dp``: TP fastest, then pipeline stage, then unit, the
+    order of the exported ranks). Values of the job under its chosen plan."""
+    job = inst.job(pj.name)
+    if job.plans:
+        job = job.under(job.plan_index(pj.plan))
+    env: dict[str, str] = {}
+    if job.plan is not None:
+        env["PLACER_PLAN"] = job.plan
+    env["PLACER_TP"] = str(job.tp)
+    env["PLACER_PP"] = str(job.pp)
+    env["PLACER_DP"] = str(pj.units)
+    if job.kind == "training" and job.ep > 1:
+        env["PLACER_EP"] = str(job.ep)
+    if job.kind == "training" and job.microbatches is not None:
+        env["PLACER_MICROBATCHES"] = str(job.microbatches)
+    env["PLACER_RANK_ORDER"] = RANK_ORDER
+    return env
+
+
+def _sbatch_export(env: dict[str, str]) -> tuple[str, list[str]]:
+    """sbatch's ``--export=ALL,K=V,...`` (shell-quoted), and the variables it cannot carry
+    (sbatch splits the list at commas)."""
+    ok = {k: v for k, v in env.items() if "," not in v}
+    left = [k for k in env if k not in ok]
+    return shlex.quote("--export=" + ",".join(["ALL", *(f"{k}={v}" for k, v in ok.items())])), left
 
 
 def _ranges(xs: list[int]) -> str:
@@ -76,7 +117,8 @@ def _rank_order(paths, hosts, ranks) -> tuple[list[dict], str, bool]:
 
 
 def export_slurm(instance: Any, placement: Any, script: str = "job.sh") -> dict[str, Any]:
-    """Per job: nodelist, nodes, gpus_per_node, sbatch, srun, rank order; leases: reservations.
+    """Per job: nodelist, nodes, gpus_per_node, sbatch (with ``--export`` of
+    :func:`launch_env`), srun, rank order, plan and env; leases: reservations.
 
     Raises PlacementError when the placement is not feasible for the instance.
     """
@@ -123,12 +165,20 @@ def export_slurm(instance: Any, placement: Any, script: str = "job.sh") -> dict[
             if len(per_block) > 1 and len(sizes) == 1:
                 seg = sizes.pop()
         order, rank_note, arbitrary = _rank_order(paths, hosts, ranks)
+        env = launch_env(inst, pj)
+        export, left = _sbatch_export(env)
+        if left:
+            notes.append(
+                f"{', '.join(left)} hold a comma, which sbatch --export cannot carry: set "
+                "them in the script (the JSON's env)"
+            )
         opts = [
             f"--job-name={pj.name}",
             f"--nodes={len(hosts)}",
             f"--nodelist={nodelist}",
             f"--gpus-per-node={gpn}",
             f"--ntasks-per-node={gpn}",
+            export,
         ]
         if seg is not None:
             opts.append(f"--segment={seg}")
@@ -143,6 +193,8 @@ def export_slurm(instance: Any, placement: Any, script: str = "job.sh") -> dict[
             "segment": seg,
             "rank_order": order,
             "rank_note": rank_note,
+            "plan": env.get("PLACER_PLAN"),
+            "env": env,
         }
         if arbitrary:
             entry["hostfile"] = [g.rsplit("/", 2)[-2] for g in pj.gpus]
@@ -188,8 +240,9 @@ def export_kubernetes(
     """Per placed job a `batch/v1` Job manifest holding the scheduling part.
 
     One pod per node (Indexed completion; pod i runs on the i-th node of `nodes`, whose
-    ranks the rank order lists), each asking its node's GPUs; a required nodeAffinity on
-    `kubernetes.io/hostname` pins the node set. `level_labels` maps placer levels to node
+    ranks the rank order lists), each asking its node's GPUs, its container's env carrying
+    :func:`launch_env`; a required nodeAffinity on `kubernetes.io/hostname` pins the node
+    set. `level_labels` maps placer levels to node
     labels (as from a Kueue Topology); where a job lies in one domain of such a level, the
     narrowest one is written as `kueue.x-k8s.io/podset-required-topology`.
     """
@@ -203,6 +256,7 @@ def export_kubernetes(
         paths, hosts, ranks = _job_nodes(list(pj.gpus))
         gpn = max(len(r) for r in ranks.values())
         order, _, _ = _rank_order(paths, hosts, ranks)
+        env = launch_env(inst, pj)
         ann: dict[str, str] = {}
         for li in range(len(levels) - 2, 0, -1):
             lbl = labels.get(levels[li])
@@ -246,7 +300,11 @@ def export_kubernetes(
                             }
                         },
                         "containers": [
-                            {"name": name, "resources": {"limits": {"nvidia.com/gpu": gpn}}}
+                            {
+                                "name": name,
+                                "env": [{"name": k, "value": v} for k, v in env.items()],
+                                "resources": {"limits": {"nvidia.com/gpu": gpn}},
+                            }
                         ],
                     },
                 },
@@ -258,6 +316,8 @@ def export_kubernetes(
                 "nodes": hosts,
                 "gpus_per_node": gpn,
                 "rank_order": order,
+                "plan": env.get("PLACER_PLAN"),
+                "env": env,
                 "manifest": manifest,
             }
         )

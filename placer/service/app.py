@@ -51,6 +51,8 @@ class ActionOut(BaseModel):
     cause: (
         Literal["submit", "bind", "displaced", "released", "repair", "restore", "replan"] | None
     ) = None
+    plan: str | None = Field(None, description="SPEC v3: the plan the job runs after it.")
+    plan_before: str | None = Field(None, description="SPEC v3: the plan it ran before.")
 
 
 class ChangeOut(BaseModel):
@@ -69,6 +71,7 @@ class DecisionOut(ChangeOut):
     placed: bool
     units: int
     gpus: list[str]
+    plan: str | None = Field(None, description="SPEC v3: the plan it runs (a job with plans).")
 
 
 class ReplanOut(ChangeOut):
@@ -192,6 +195,11 @@ def create_app(
         model_config = ConfigDict(extra="forbid")
         job: Job = Field(description="A job started by the scheduler itself (SPEC 1.2).")
         gpus: list[Where] = Field(min_length=1, description="Its GPU ids in rank order.")
+        plan: Name | None = Field(
+            None,
+            description="SPEC v3: the plan it runs, one of the job's plans (may be left out "
+            "when it has one plan); none for a job without plans.",
+        )
 
     class ItemsBody(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -380,12 +388,13 @@ def create_app(
         """A job the scheduler started itself on given GPUs (validated as a submit's choice)."""
         job = body.job.model_dump(mode="json", exclude_unset=True)
         req = {"job": job, "gpus": body.gpus}
-        return tag(
-            response,
-            svc.mutate(
-                "bind", req, lambda c: c.start(job, list(body.gpus)), if_match, idempotency_key
-            ),
-        )
+        if body.plan is not None:
+            req["plan"] = body.plan
+
+        def run(c: Any) -> Any:
+            return c.start(job, list(body.gpus), plan=body.plan)
+
+        return tag(response, svc.mutate("bind", req, run, if_match, idempotency_key))
 
     @app.delete("/jobs/{name}", response_model=ChangeOut, responses=_responses(404, 412))
     def release(
