@@ -390,8 +390,10 @@ def test_a_plan_placement_round_trips_through_a_file(tmp_path):
 def test_a_dumped_instance_reads_back_with_the_same_plans(opts):
     # a plan is the keys it gives: a dump must not write defaults (`mix_types: false`) that
     # would replace the job's own values when read back (placer decide re-loads dumps)
-    d = _inst([_job(mix_types="balanced", plans=[{"name": "x", "dp": 1}, {"name": "y", "dp": 2}])])
+    plans = [{"name": "x", "dp": 1}, {"name": "y", "dp": 4, "min_dp": None}]
+    d = _inst([_job(mix_types="balanced", min_dp=1, plans=plans)])
     inst = instance_from_dict(d)
     back = instance_from_dict(json.loads(json.dumps(inst.model_dump(mode="json", **opts))))
     for a, b in zip(inst.jobs[0].variants(), back.jobs[0].variants(), strict=True):
         assert a.model_dump() == b.model_dump() and a.mix_types == "balanced"
+    assert [v.units_min for v in back.jobs[0].variants()] == [1, 4]

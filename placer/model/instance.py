@@ -268,6 +268,11 @@ class Plan(_Closed):
         if isinstance(out, dict):
             keep = self.model_fields_set | {"name"}
             out = {k: v for k, v in out.items() if k in keep}
+            # an explicit null is a key the plan gives (`min_dp: null` = the plan's dp): it
+            # stays, also in a dump that leaves out None values
+            for k in self.model_fields_set - out.keys():
+                if getattr(self, k) is None:
+                    out[k] = None
         return out
 
 
