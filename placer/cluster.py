@@ -79,7 +79,6 @@ from placer.kernel.score import Score, Scorer, job_hours, zero_job
 from placer.model import Instance, Job, Placement
 from placer.model.semantic import check_structure
 from placer.solvers.decomposition.construct import State, scope_ok
-from placer.solvers.decomposition.pack import Packer
 
 __all__ = ["Action", "ActionCause", "Change", "Cluster", "Decision", "unavailable_paths"]
 
@@ -203,45 +202,6 @@ def unavailable_paths(index, unavailable: np.ndarray) -> list[str]:
     rest = unavailable & ~covered_prev[index.gpu_node]
     out.extend(index.gpu_ids(np.flatnonzero(rest)))
     return out
-
-
-class _LiveState(State):
-    """The greedy's mutable state over the live instance (no recomputation from the jobs'
-    `current`): candidates, reasons and leasing are inherited unchanged."""
-
-    def __init__(
-        self,
-        inst: Instance,
-        job_gpus: list[np.ndarray],
-        offer_blocks: list[list[tuple[int, int]]],
-    ) -> None:
-        self.inst = inst
-        self.ix = ix = inst.index
-        self.gpu_power = np.nan_to_num(ix.type_power_kW[ix.gpu_type], nan=0.0)
-        self.job_gpus = [np.asarray(g, np.int64) for g in job_gpus]
-        self.offer_blocks = [list(b) for b in offer_blocks]
-        self.free = ix.available.copy()
-        held = np.zeros(ix.n_gpus, bool)
-        for g in self.job_gpus:
-            held[g] = True
-        self.free &= ~held
-        on = held.copy()
-        for blocks in self.offer_blocks:
-            for level, d in blocks:
-                a, b = ix.gpu_range(level, d)
-                self.free[a:b] = False
-                on[a:b] |= ix.available[a:b]
-        self.power_left = ix.power_cap_kW - np.bincount(
-            ix.dom[0][on], weights=self.gpu_power[on], minlength=ix.n_sites
-        )
-        self.packer = Packer(inst, self.free)
-        self.scorer = Scorer(inst, self.job_gpus, self.offer_blocks)
-
-    def set_job(self, j: int, gpus: np.ndarray) -> None:
-        old = self.job_gpus[j]
-        super().set_job(j, gpus)
-        if len(old):  # failed GPUs a job held never come back free
-            self.free[old] &= self.ix.available[old]
 
 
 def _instance_of(instance: Any) -> Instance:
@@ -440,18 +400,13 @@ class Cluster:
             job = base.jobs[j]
             cur = ix.cached_indices(job.current)
             k = self._add_slot(job)
-            room = st.power_left + 1e-9
-            if (
-                st.free[cur].all()
-                and scope_ok(self._inst, k, cur)
-                and (st._power(cur) <= room).all()
-            ):
-                st.set_job(k, cur)
+            if st.fits(k, cur):
+                self._set_job(k, cur)
                 continue
             g, _, plan = self._best_any_plan(k)
             if g is not None:
                 self._set_plan(k, plan)
-                st.set_job(k, g)
+                self._set_job(k, g)
             elif job.pinned or not job.preemptible:
                 raise InstanceError(
                     [(f"jobs[{j}]", "running and not preemptible, but no room is left for it")]
@@ -510,7 +465,7 @@ class Cluster:
         )
         inst._index = index
         self._inst = inst
-        self._st = _LiveState(inst, job_gpus, offer_blocks)
+        self._st = State(inst, (job_gpus, offer_blocks))
 
     def _add_slot(self, job: Job, plan: int | None = None) -> int:
         self._spec[job.name] = job
@@ -561,6 +516,14 @@ class Cluster:
                 best = (g, d, k)
         self._set_plan(j, k0)
         return best
+
+    def _set_job(self, j: int, gpus: np.ndarray) -> None:
+        """Slot j holds `gpus` now; a failed GPU it held never comes back free."""
+        st = self._st
+        old = st.job_gpus[j]
+        st.set_job(j, gpus)
+        if len(old):
+            st.free[old] &= st.ix.available[old]
 
     def _drop_slot(self, j: int) -> None:
         """Forget the job of slot j (its GPUs must be released): popped when last, else a
@@ -1014,11 +977,11 @@ class Cluster:
         delta, changes, moved = best
         before = st.objective
         for v, _, _ in changes[1:]:  # the victims let go first (the option was built so)
-            st.set_job(v, _EMPTY)
+            self._set_job(v, _EMPTY)
         for v, gv, kv in changes:
             if len(gv):
                 self._set_plan(v, kv)
-            st.set_job(v, gv)
+            self._set_job(v, gv)
         slot = self._slots[j]
         actions = [
             Action(
@@ -1089,7 +1052,7 @@ class Cluster:
             raise UsageError(f"gpus[{int(np.argmax(g < 0))}]: unknown GPU id")
         saved = self._save()
         j = self._add_slot(model, k)
-        if not len(g) or not self._fits(j, g):
+        if not len(g) or not self._st.fits(j, g):
             self._drop_slot(j)
             under = f" under plan {plan!r}" if model.plans else ""
             raise UsageError(
@@ -1097,7 +1060,7 @@ class Cluster:
                 "unavailable, wrong size or type, a scope or a power cap broken)"
             )
         before = st.objective
-        st.set_job(j, g)
+        self._set_job(j, g)
         self._commit(saved, {j}, leases=False)
         ids = list(gpus)
         slot = self._slots[j]
@@ -1184,10 +1147,10 @@ class Cluster:
             before = st.objective
             old = {v: (st.job_gpus[v], self._plan_index(v), self._slots[v]) for v in group}
             for v in group:
-                st.set_job(v, _EMPTY)
+                self._set_job(v, _EMPTY)
             g, _ = st.best_candidate(j, st.candidates(j))
             if g is not None:
-                st.set_job(j, g)
+                self._set_job(j, g)
                 changes: list[tuple[int, np.ndarray, int | None]] = [(j, g, self._plan_index(j))]
                 actions = []
                 for v in sorted(group, key=lambda v: -_density(self._inst, self._slots[v])):
@@ -1197,7 +1160,7 @@ class Cluster:
                     n0 = len(old[v][0]) // was.unit_size
                     if gv is not None and dv > 0:
                         self._set_plan(v, kv)
-                        st.set_job(v, gv)
+                        self._set_job(v, gv)
                         changes.append((v, gv, kv))
                         actions.append(
                             Action(
@@ -1230,11 +1193,11 @@ class Cluster:
                 if net > 0 and (best is None or net > best[0] + 1e-9):
                     best = (net, changes, actions)
                 for v, _, _ in changes[1:]:
-                    st.set_job(v, _EMPTY)
-                st.set_job(j, _EMPTY)
+                    self._set_job(v, _EMPTY)
+                self._set_job(j, _EMPTY)
             for v in group:
                 self._set_plan(v, old[v][1])
-                st.set_job(v, old[v][0])
+                self._set_job(v, old[v][0])
         return best
 
     # ------------------------------------------------------------------ release
@@ -1247,7 +1210,7 @@ class Cluster:
         before = st.objective
         units = len(st.job_gpus[j]) // self._slots[j].unit_size
         plan = self._slots[j].plan
-        st.set_job(j, _EMPTY)
+        self._set_job(j, _EMPTY)
         self._drop_slot(j)
         self._commit(saved, set(), leases=False)
         return Change(
@@ -1452,40 +1415,40 @@ class Cluster:
                 continue  # already stopped or re-placed to make room for a must job
             g, why = self._repair_one(j)
             if g is not None:
-                st.set_job(j, g)
+                self._set_job(j, g)
                 touched[j] = why
                 continue
             if self._spec[self._slots[j].name].plans:
                 # v3: no room under its plan; another plan may keep it running (a move)
                 old = st.job_gpus[j]
-                st.set_job(j, _EMPTY)
+                self._set_job(j, _EMPTY)
                 g, _, k = self._best_any_plan(j)
                 if g is not None and k != self._plan_index(j):
                     self._set_plan(j, k)
-                    st.set_job(j, g)
+                    self._set_job(j, g)
                     touched[j] = f"re-placed under plan {self._slots[j].plan!r}"
                     continue
-                st.set_job(j, old)
+                self._set_job(j, old)
             if not self._must(j):
-                st.set_job(j, _EMPTY)
+                self._set_job(j, _EMPTY)
                 touched[j] = "no room left for it after the failure"
                 continue
             # a must job: stop preemptible work, lowest value first, until it fits
-            st.set_job(j, _EMPTY)
+            self._set_job(j, _EMPTY)
             stopped = []
             placed = False
             for v in self._victims(self._slots[j], set(touched) | {j}):
                 stopped.append((v, st.job_gpus[v]))
-                st.set_job(v, _EMPTY)
+                self._set_job(v, _EMPTY)
                 gj, _, kj = self._best_any_plan(j)
                 if gj is not None:
                     self._set_plan(j, kj)
-                    st.set_job(j, gj)
+                    self._set_job(j, gj)
                     placed = True
                     break
             if not placed:
                 for v, gv in stopped:
-                    st.set_job(v, gv)
+                    self._set_job(v, gv)
                 touched[j] = "lost: no room even after stopping every preemptible job"
                 change.lost.append(self._slots[j].name)
                 continue
@@ -1494,7 +1457,7 @@ class Cluster:
                 gv, dv, kv = self._best_any_plan(v)
                 if gv is not None and dv > 0:
                     self._set_plan(v, kv)
-                    st.set_job(v, gv)
+                    self._set_job(v, gv)
                     touched[v] = f"moved to make room for {self._slots[j].name!r}"
                 else:
                     touched[v] = f"stopped to make room for {self._slots[j].name!r}"
@@ -1570,7 +1533,7 @@ class Cluster:
                     new = U.copy()
                     new[bad] = u.gpus[pick]
                     g = new.reshape(-1)
-                    if self._fits(j, g):
+                    if self._st.fits(j, g):
                         tier_a.append(g)
                         found = True
                         break
@@ -1585,20 +1548,20 @@ class Cluster:
         kept = int(keep.sum())
         if 0 < kept < n and kept >= max(job.units_min, 1) and kept % job.unit_step == 0:
             g = U[keep].reshape(-1)
-            if self._fits(j, g):
+            if self._st.fits(j, g):
                 tier_a.append(g)
         if tier_a:
             g, _ = self._best_of(j, tier_a)
             return g, "replaced the broken units inside its domain"
         # (b) the whole job inside its domain, (c) anywhere
-        st.set_job(j, _EMPTY)
+        self._set_job(j, _EMPTY)
         try:
             if lc >= 0:
                 site = int(ix.dom[0][old[0]])
                 if lc == 0:
                     cands = st.candidates(j, sites=[site])
                 else:
-                    cands = self._region_candidates(j, ix.gpu_range(lc, int(ix.dom[lc][old[0]])))
+                    cands = st.region_candidates(j, ix.gpu_range(lc, int(ix.dom[lc][old[0]])))
                 if cands:
                     g, _ = st.best_candidate(j, cands)
                     if g is not None:
@@ -1608,38 +1571,11 @@ class Cluster:
                 return g, "re-placed"
             return None, ""
         finally:
-            st.set_job(j, old)
-
-    def _fits(self, j: int, g: np.ndarray) -> bool:
-        st = self._st
-        room = st.power_left + st._power(st.job_gpus[j]) + 1e-9
-        own = np.zeros(st.ix.n_gpus, bool)
-        own[st.job_gpus[j]] = True
-        return (
-            bool((st.free[g] | (own[g] & st.ix.available[g])).all())
-            and bool((st._power(g) <= room).all())
-            and scope_ok(self._inst, j, g)
-        )
+            self._set_job(j, old)
 
     def _best_of(self, j: int, cands: list[np.ndarray]) -> tuple[np.ndarray, float]:
         g, d = self._st.best_candidate(j, cands)
         return (cands[0], 0.0) if g is None else (g, d)
-
-    def _region_candidates(self, j: int, region: tuple[int, int]) -> list[np.ndarray]:
-        """Packed candidates of job j inside one domain (GPU range), per type and layout."""
-        st, ix = self._st, self._st.ix
-        job = self._slots[j]
-        site = int(ix.dom[0][region[0]])
-        out = []
-        for t in allowed_types(self._inst, ix, job):
-            for B in st.packer.layouts(job):
-                n = min(st.packer.max_fit(job, t, region, B), st.power_units(job, t, site))
-                n = st._round(job, n, B)
-                if n:
-                    g = st.packer.place(job, t, n, region, B)
-                    if g is not None and self._fits(j, g):
-                        out.append(g)
-        return out
 
     def restore(self, items: list[Any]) -> Change:
         """Hardware is back (the same item forms as :meth:`fail`). Nothing moves; leases

@@ -42,7 +42,14 @@ from placer.solvers.plans import group_heads, must_place, siblings
 class State:
     """Mutable placement state: free GPUs, jobs' GPUs, leases, power left, scorer."""
 
-    def __init__(self, inst: Instance) -> None:
+    def __init__(
+        self,
+        inst: Instance,
+        holdings: tuple[list[np.ndarray], list[list[tuple[int, int]]]] | None = None,
+    ) -> None:
+        """A state over `inst` where pinned jobs keep `current` and committed blocks are
+        leased; or, with `holdings` ``(job_gpus, offer_blocks)``, the state holding exactly
+        those (the live cluster's: no job's `current` is read)."""
         self.inst = inst
         self.ix = ix = inst.index
         self.free = ix.available.copy()
@@ -50,8 +57,12 @@ class State:
         self.offer_blocks: list[list[tuple[int, int]]] = [[] for _ in inst.offers]
         self.gpu_power = np.nan_to_num(ix.type_power_kW[ix.gpu_type], nan=0.0)
         self.power_left = ix.power_cap_kW.copy()
+        if holdings is not None:
+            self._hold(*holdings)
         self.packer = Packer(inst, self.free)
         self.scorer = Scorer(inst, self.job_gpus, self.offer_blocks)
+        if holdings is not None:
+            return
         for j, job in enumerate(inst.jobs):
             if job.pinned and job.current:
                 self.set_job(j, ix.cached_indices(job.current))
@@ -59,6 +70,24 @@ class State:
             for path in offer.committed_blocks or []:
                 r = ix.resolve(path)
                 self.add_block(o, r)
+
+    def _hold(self, job_gpus: list[np.ndarray], offer_blocks: list[list[tuple[int, int]]]) -> None:
+        """Take the given holdings at once (one power count, no per-job scoring)."""
+        ix = self.ix
+        self.job_gpus = [np.asarray(g, np.int64) for g in job_gpus]
+        self.offer_blocks = [list(b) for b in offer_blocks]
+        on = np.zeros(ix.n_gpus, bool)
+        for g in self.job_gpus:
+            on[g] = True
+        self.free &= ~on
+        for blocks in self.offer_blocks:
+            for level, d in blocks:
+                a, b = ix.gpu_range(level, d)
+                self.free[a:b] = False
+                on[a:b] |= ix.available[a:b]
+        self.power_left -= np.bincount(
+            ix.dom[0][on], weights=self.gpu_power[on], minlength=ix.n_sites
+        )
 
     # ------------------------------------------------------------------ mutation
     def _power(self, gpus: np.ndarray) -> np.ndarray:
@@ -155,6 +184,35 @@ class State:
         # power: what the job would draw per site, beyond what it draws now
         room = self.power_left + self._power(self.job_gpus[j]) + 1e-9
         return [g for g in out if (self._power(g) <= room).all() and scope_ok(self.inst, j, g)]
+
+    def fits(self, j: int, g: np.ndarray) -> bool:
+        """Job j may hold GPUs `g` now: each free or j's own (and available), every site
+        within its power cap (what j draws now counted as free), rules 1-5 for j alone."""
+        ix = self.ix
+        own = np.zeros(ix.n_gpus, bool)
+        own[self.job_gpus[j]] = True
+        room = self.power_left + self._power(self.job_gpus[j]) + 1e-9
+        return (
+            bool((self.free[g] | (own[g] & ix.available[g])).all())
+            and bool((self._power(g) <= room).all())
+            and scope_ok(self.inst, j, g)
+        )
+
+    def region_candidates(self, j: int, region: tuple[int, int]) -> list[np.ndarray]:
+        """Packed candidates of job j inside one domain (a GPU range within one site): per
+        allowed type and layout, the most units the domain holds within power."""
+        ix, job = self.ix, self.inst.jobs[j]
+        site = int(ix.dom[0][region[0]])
+        out = []
+        for t in allowed_types(self.inst, ix, job):
+            for B in self.packer.layouts(job):
+                n = min(self.packer.max_fit(job, t, region, B), self.power_units(job, t, site))
+                n = self._round(job, n, B)
+                if n:
+                    g = self.packer.place(job, t, n, region, B)
+                    if g is not None and self.fits(j, g):
+                        out.append(g)
+        return out
 
     def _packed(self, job: Job, cap: int, site_list: list[int]) -> list[np.ndarray]:
         """Packed candidates per type and site (and over sites), TP innermost."""
