@@ -54,8 +54,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +74,7 @@ from placer.io import _pydantic_problems
 from placer.kernel.capacity import allowed_types, wan_components
 from placer.kernel.compiled import Compiled, compile_placement
 from placer.kernel.score import Score, Scorer, job_hours, zero_job
+from placer.live.results import Action, ActionCause, Change, Decision
 from placer.model import Instance, Job, Placement
 from placer.model.semantic import check_structure
 from placer.solvers.decomposition.construct import State, scope_ok
@@ -88,101 +87,6 @@ _Option = tuple[float, list[tuple[int, np.ndarray, "int | None"]], list["Action"
 
 
 # --------------------------------------------------------------------------- results
-class ActionCause(StrEnum):
-    """Why an action happened (its ``reason`` is the sentence; this is for programs)."""
-
-    SUBMIT = "submit"  # the submitted job starts
-    BIND = "bind"  # a job the scheduler started itself (Cluster.start)
-    DISPLACED = "displaced"  # moved or stopped to make room for a submitted job
-    RELEASED = "released"  # the job finished or was cancelled
-    REPAIR = "repair"  # moved, stopped or leased again after failed hardware
-    RESTORE = "restore"  # a lease gives back blocks when hardware is back
-    REPLAN = "replan"  # a full re-plan (Cluster.replan or Cluster.adopt)
-
-
-@dataclass
-class Action:
-    """One change a scheduler must carry out.
-
-    ``kind``: ``start`` (a job begins on ``gpus``), ``move`` (a running job's GPU set
-    changes: new ``gpus``, ``units_before`` -> ``units``), ``stop`` (a running job is left
-    out), ``lease`` (an offer's blocks or leased GPUs change: ``blocks`` after, ``gpus``
-    empty). ``cost`` is the migration cost charged (vu); ``revenue_change`` the change of
-    the offer's lease revenue over the horizon (vu); ``cause`` an :class:`ActionCause`.
-    SPEC v3: for a job with plans, ``plan`` is the plan it runs after the action (start,
-    move) and ``plan_before`` the one it ran before (move, stop); a move may change only the
-    plan (the same GPUs, another plan: a move, charged as SPEC 4 says).
-    """
-
-    kind: str
-    job: str | None = None
-    offer: str | None = None
-    units: int = 0
-    units_before: int = 0
-    gpus: list[str] = field(default_factory=list)
-    blocks: list[str] = field(default_factory=list)
-    cost: float = 0.0
-    revenue_change: float = 0.0
-    reason: str = ""
-    cause: ActionCause | None = None
-    plan: str | None = None
-    plan_before: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if self.cause is not None:
-            d["cause"] = ActionCause(self.cause).value
-        keep = {"kind", "cost"} | ({"units", "units_before"} if self.job else set())
-        return {k: v for k, v in d.items() if k in keep or v not in (None, "", [], 0, 0.0)}
-
-
-@dataclass
-class Change:
-    """What an operation did: its actions, the change in objective (migration costs
-    included), the migration cost charged, and the must jobs it could not keep."""
-
-    actions: list[Action] = field(default_factory=list)
-    delta: float = 0.0
-    cost: float = 0.0
-    lost: list[str] = field(default_factory=list)
-    reason: str | None = None
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "actions": [a.to_dict() for a in self.actions],
-            "delta": self.delta,
-            "cost": self.cost,
-            "lost": list(self.lost),
-            "reason": self.reason,
-            "seconds": self.seconds,
-        }
-
-
-@dataclass
-class Decision(Change):
-    """The answer to :meth:`Cluster.submit`: ``placed``, the job's ``gpus`` in rank order,
-    its ``units``, the change in objective ``delta`` (the displaced jobs' migration costs
-    included) and, when not placed, a true ``reason``. SPEC v3: ``plan`` names the plan the
-    job runs when it has plans (chosen with its GPUs), else None."""
-
-    job: str = ""
-    placed: bool = False
-    gpus: list[str] = field(default_factory=list)
-    units: int = 0
-    plan: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "job": self.job,
-            "placed": self.placed,
-            "units": self.units,
-            "gpus": list(self.gpus),
-            "plan": self.plan,
-            **super().to_dict(),
-        }
-
-
 # --------------------------------------------------------------------------- helpers
 def unavailable_paths(index, unavailable: np.ndarray) -> list[str]:
     """The fewest domain paths and GPU ids that name exactly the GPUs in `unavailable`
