@@ -46,11 +46,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from placer.cluster import ActionCause, Cluster, _job_doc
-from placer.errors import InstanceError, UsageError
+from placer.cluster import ActionCause, Cluster
+from placer.errors import ConflictError, InstanceError, UsageError
 from placer.generators.events import generate_trace
 from placer.io import _pydantic_problems, parse_text, read_text
 from placer.kernel.score import job_hours
+from placer.live.documents import job_dict
 from placer.model import Instance, Job
 from placer.model.semantic import check_structure
 
@@ -337,7 +338,7 @@ def _replay_one(
 ) -> dict[str, Any]:
     run = _Run(policy, Cluster(instance))
     for name in run.cluster.jobs:  # running at the start
-        run.info[name] = _JobInfo(_job_doc(run.cluster.job_spec(name)), 0.0, 0.0)
+        run.info[name] = _JobInfo(job_dict(run.cluster.job_spec(name)), 0.0, 0.0)
         run.info[name].job.pop("current", None)
         run.info[name].job.pop("current_plan", None)
     k = 0
@@ -372,7 +373,7 @@ def _replay_one(
             e = events[k]
             k += 1
             if e.kind == "submit":
-                job = _job_doc(e.submit)
+                job = job_dict(e.submit)
                 run.info[job["name"]] = _JobInfo(job, t)
                 run.queue.append(job["name"])
             elif e.kind == "finish":
@@ -382,7 +383,7 @@ def _replay_one(
             else:
                 try:
                     run.cluster.restore(e.restore)
-                except UsageError:
+                except ConflictError:
                     pass  # restored already (an overlapping item)
         else:  # a periodic replan
             next_replan += replan_every

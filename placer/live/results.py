@@ -105,6 +105,23 @@ class Decision(Change):
     units: int = 0
     plan: str | None = None
 
+    @classmethod
+    def started(
+        cls, start: Action, delta: float, moved: list[Action] | None = None, cost: float = 0.0
+    ) -> Decision:
+        """The Decision of a job placed by its `start` action (and the moves and stops of
+        the jobs it displaced, `moved`, charged `cost`)."""
+        return cls(
+            job=start.job or "",
+            placed=True,
+            gpus=start.gpus,
+            units=start.units,
+            plan=start.plan,
+            actions=[start, *(moved or [])],
+            delta=delta,
+            cost=cost,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "job": self.job,
