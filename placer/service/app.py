@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from placer.errors import ConflictError, LocatedError, PlacerError, UnknownJobError
+from placer.live.results import ActionCause
 from placer.model import Instance, Job, Placement
 from placer.model.fields import Name
 from placer.service.guard import Guard, Token
@@ -48,9 +49,7 @@ class ActionOut(BaseModel):
     cost: float = Field(description="Migration cost charged (vu).")
     revenue_change: float = 0.0
     reason: str = ""
-    cause: (
-        Literal["submit", "bind", "displaced", "released", "repair", "restore", "replan"] | None
-    ) = None
+    cause: ActionCause | None = None
     plan: str | None = Field(None, description="SPEC v3: the plan the job runs after it.")
     plan_before: str | None = Field(None, description="SPEC v3: the plan it ran before.")
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from placer.cluster import Change, Cluster
 from placer.errors import PlacementError, PlacerError, UsageError
+from placer.live.replan import verdict
 from placer.model import Instance
 from placer.service.store import Commit, FencedError, Store, StoreError
 from placer.service.worker import DeadlineExceeded, SolveWorker, WorkerBusy, WorkerFailed
@@ -307,14 +308,9 @@ class Service:
                 if e.kind == "usage":
                     raise UsageError(str(e)) from None
                 raise ServiceError(500, f"the replan worker failed: {e}", ["replan"]) from None
-            if not res["has_placement"]:
-                return self._not_applied(f"the solve found no placement: {res['reason']}", started)
-            if res["objective"] <= before + 1e-6 * max(1.0, abs(before)):
-                return self._not_applied(
-                    f"kept the live plan: the solve's {res['objective']:,.1f} vu does not beat "
-                    f"{before:,.1f} vu",
-                    started,
-                )
+            why = verdict(res["has_placement"], res["reason"], res["objective"], before)
+            if why:
+                return self._not_applied(why, started)
             with self.lock:
                 c = self.ready_cluster()
                 moved = self.revision != rev0
