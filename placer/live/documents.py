@@ -14,6 +14,7 @@ Imports the model, the kernel, the checker and the live state; no policy module.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,22 +101,20 @@ def parse_job(live: LiveState, job: Any, running_ok: bool = False) -> Job:
     return model
 
 
-def parse_pending(live: LiveState, pending: Any) -> list[Job]:
+def parse_pending(live: LiveState, pending: Any) -> Iterator[Job]:
     """The `pending` jobs of a replan (a list of SPEC jobs, or None), each checked as
-    :func:`parse_job` does, problems located at ``pending[i]``."""
+    :func:`parse_job` does when it is reached, problems located at ``pending[i]``."""
     if pending is not None and not isinstance(pending, (list, tuple)):
         raise ArgumentTypeError(
             f"pending: expected a list of SPEC jobs, got {type(pending).__name__}"
         )
-    out = []
     for i, pj in enumerate(pending or []):
         try:
-            out.append(parse_job(live, pj, running_ok=True))
+            yield parse_job(live, pj, running_ok=True)
         except InstanceError as e:
             raise InstanceError(
                 [(loc.replace("job", f"pending[{i}]", 1), msg) for loc, msg in e.problems]
             ) from None
-    return out
 
 
 def slot_of(live: LiveState, name: Any) -> int:
