@@ -42,6 +42,7 @@ __all__ = [
     "job_dict",
     "job_document",
     "lease_cover",
+    "load_cover",
     "load_placement",
     "parse_items",
     "parse_job",

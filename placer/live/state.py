@@ -197,12 +197,8 @@ class LiveState:
     # ------------------------------------------------------------------ holdings
     def set_job(self, j: int, gpus: np.ndarray) -> None:
         """Slot j holds `gpus` now (EMPTY: none); a failed GPU it held never comes back
-        free."""
-        st = self.st
-        old = st.job_gpus[j]
-        st.set_job(j, gpus)
-        if len(old):
-            st.free[old] &= st.ix.available[old]
+        free (the greedy's State frees only available GPUs)."""
+        self.st.set_job(j, gpus)
         self.changes += 1
 
     def add_block(self, o: int, block: tuple[int, int]) -> None:

@@ -98,7 +98,8 @@ class State:
     def set_job(self, j: int, gpus: np.ndarray) -> None:
         old = self.job_gpus[j]
         if len(old):
-            self.free[old] = True
+            # a GPU that failed while the job held it never comes back free
+            self.free[old[self.ix.available[old]]] = True
             self.power_left += self._power(old)
         gpus = np.asarray(gpus, np.int64)
         self.free[gpus] = False
