@@ -165,6 +165,16 @@ def test_a_replan_blocks_no_submit_and_its_deadline_kills_it():
         time.sleep(3)  # the worker is warm
         out: dict = {}
         pending = [training(f"p{i}", 8, value=5) for i in range(20)]
+        # hold the replan in flight until the busy check is done, so that the 409 does not
+        # depend on how fast the real solve behind it proves optimality
+        solve, inflight, go_on = svc.replan_worker.run, threading.Event(), threading.Event()
+
+        def held_run(task, deadline):
+            inflight.set()
+            go_on.wait(30)
+            return solve(task, deadline)
+
+        svc.replan_worker.run = held_run
 
         def replan():
             out["r"] = httpx.post(
@@ -175,7 +185,7 @@ def test_a_replan_blocks_no_submit_and_its_deadline_kills_it():
 
         t = threading.Thread(target=replan)
         t.start()
-        time.sleep(0.5)
+        assert inflight.wait(30)
         lat = []
         while t.is_alive() and len(lat) < 200:
             t0 = time.perf_counter()
@@ -185,7 +195,10 @@ def test_a_replan_blocks_no_submit_and_its_deadline_kills_it():
             if len(lat) == 3:
                 busy = httpx.post(url + "/replan", json={"time_limit": 1}, timeout=30)
                 assert busy.status_code == 409 and "already running" in busy.text
+                go_on.set()
+        go_on.set()
         t.join()
+        svc.replan_worker.run = solve
         assert len(lat) >= 5 and max(lat) < 2.0  # submits went on during the solve
         d = out["r"].json()
         assert out["r"].status_code == 200 and d["from_revision"] is not None or not d["applied"]
