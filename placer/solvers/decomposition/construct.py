@@ -101,8 +101,10 @@ class State:
             # a GPU that failed while the job held it never comes back free
             self.free[old[self.ix.available[old]]] = True
             self.power_left += self._power(old)
+            self.packer.touch(old)
         gpus = np.asarray(gpus, np.int64)
         self.free[gpus] = False
+        self.packer.touch(gpus)
         self.power_left -= self._power(gpus)
         self.scorer.delta({j: gpus}, commit=True)
         self.job_gpus[j] = gpus
@@ -116,6 +118,7 @@ class State:
         self.free[g] = False
         a, b = self.ix.gpu_range(*block)
         self.free[a:b] = False
+        self.packer.touch((a, b))
         self.power_left -= self._power(g)
         self.offer_blocks[o].append(block)
         self._sync_leases()
@@ -124,6 +127,7 @@ class State:
         for block in self.offer_blocks[o]:
             g = self.block_gpus(block)
             self.free[g] = True
+            self.packer.touch(g)
             self.power_left += self._power(g)
         self.offer_blocks[o] = []
         self._sync_leases()

@@ -67,8 +67,24 @@ class Packer:
     def __init__(self, inst: Instance, free: np.ndarray) -> None:
         self.inst = inst
         self.ix = inst.index
-        self.free = free  # bool (G,), mutated by take()
+        self.free = free  # bool (G,), mutated by take() (and by its owner, who calls touch())
         self._cap_cache: dict[int, list[int]] = {}
+        # counted search: per (type, region) the running count of free GPUs of the type,
+        # valid while no site it covers was touched (see :meth:`touch`)
+        self._site_gen = np.zeros(self.ix.n_sites, np.int64)
+        self._cum_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def touch(self, gpus: np.ndarray | tuple[int, int] | None = None) -> None:
+        """Say that `free` changed at `gpus` (an index array, a (start, stop) range, or None
+        for anywhere): the counts cached for their sites are recomputed when next asked."""
+        if gpus is None:
+            self._site_gen += 1
+        elif isinstance(gpus, tuple):
+            a, b = gpus
+            if b > a:
+                self._site_gen[self.ix.dom[0][a] : self.ix.dom[0][b - 1] + 1] += 1
+        elif len(gpus):
+            self._site_gen[np.unique(self.ix.dom[0][gpus])] += 1
 
     # ------------------------------------------------------------------ levels
     def _caps(self, t: int) -> list[int]:
@@ -207,6 +223,87 @@ class Packer:
             return empty
         return Units(units.astype(np.int64), units.min(axis=1).astype(np.int64))
 
+    # ------------------------------------------------------------------ counted search
+    def _span(self, region) -> tuple[int, int, np.ndarray | None]:
+        """(start, stop, mask or None) of a region given as for :meth:`_free_of_type`."""
+        if region is None:
+            return 0, self.ix.n_gpus, None
+        if isinstance(region, tuple):
+            return int(region[0]), int(region[1]), None
+        return 0, self.ix.n_gpus, region
+
+    def _cum(self, t: int, region) -> np.ndarray:
+        """Running count (length stop-start+1) of the free GPUs of type t in the region."""
+        a, b, mask = self._span(region)
+        if mask is not None:
+            f = self.free & (self.ix.gpu_type == t) & mask
+            return np.concatenate([[0], np.cumsum(f, dtype=np.int64)])
+        key = (t, a, b)
+        sites = slice(int(self.ix.dom[0][a]), int(self.ix.dom[0][b - 1]) + 1) if b > a else None
+        gen = self._site_gen[sites].copy() if sites is not None else np.zeros(0, np.int64)
+        hit = self._cum_cache.get(key)
+        if hit is not None and np.array_equal(hit[0], gen):
+            return hit[1]
+        f = self.free[a:b] & (self.ix.gpu_type[a:b] == t)
+        cs = np.concatenate([[0], np.cumsum(f, dtype=np.int64)])
+        self._cum_cache[key] = (gen, cs)
+        return cs
+
+    def _doms(self, level: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, starts, stops) of the domains of `level` meeting [a, b), clipped to it
+        (positions relative to a)."""
+        ix = self.ix
+        fg = ix.first_gpu[level]
+        d0, d1 = int(ix.dom[level][a]), int(ix.dom[level][b - 1])
+        st = np.clip(fg[d0 : d1 + 1], a, b) - a
+        en = np.clip(fg[d0 + 1 : d1 + 2], a, b) - a
+        return np.arange(d0, d1 + 1), st, en
+
+    def unit_counts(
+        self, job: Job, t: int, region, B, lv: tuple[int, int, int, int, int], level: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, starts, stops, units) per domain of `level` (at most as narrow as the EP
+        level of `lv`) inside region: the number of whole units :meth:`units` forms there,
+        counted from free-GPU counts per domain without building the units (so a search
+        over a million GPUs costs a few array reductions per level)."""
+        a, b, _ = self._span(region)
+        if b <= a:
+            z = np.zeros(0, np.int64)
+            return z, z, z, z
+        cs = self._cum(t, region)
+        slot, group, chain, ep_level, _ = lv
+        Bn = layout(B)[0]
+        ids, st, en = self._doms(slot, a, b)
+        vals = (cs[en] - cs[st]) // job.tp  # TP slots per slot domain
+
+        def up(vals, st, to):
+            ids2, st2, en2 = self._doms(to, a, b)
+            cv = np.concatenate([[0], np.cumsum(vals)])
+            lo = np.searchsorted(st, st2, "left")
+            hi = np.searchsorted(st, en2, "left")
+            return ids2, st2, en2, cv[hi] - cv[lo]
+
+        if Bn > 1:
+            ids, st, en, vals = up(vals, st, group)
+            vals = (vals // Bn) * Bn
+        ids, st, en, vals = up(vals, st, chain)
+        vals = (vals // (Bn * job.pp)) * Bn  # units per chain domain
+        if Bn == 1 and job.kind == "training" and job.ep > 1:
+            ids, st, en, vals = up(vals, st, ep_level)
+            vals = (vals // job.ep) * job.ep
+        if level != ep_level or (Bn > 1 or job.kind != "training" or job.ep <= 1):
+            ids, st, en, vals = up(vals, st, level)
+        return ids, st + a, en + a, vals
+
+    def _domain_region(self, region, lo: int, hi: int):
+        """The part of region inside GPU range [lo, hi)."""
+        _, _, mask = self._span(region)
+        if mask is None:
+            return (lo, hi)
+        sub = np.zeros(self.ix.n_gpus, bool)
+        sub[lo:hi] = mask[lo:hi]
+        return sub
+
     def _step(self, job: Job, B) -> int:
         step = job.ep if (job.kind == "training" and job.ep > 1) else 1
         return max(step, layout(B)[0])
@@ -229,6 +326,19 @@ class Packer:
             return None
         lv = self.levels_for(job, t, B)
         if lv is None:
+            return None
+        if not (job.kind == "inference" and job.spread is not None):
+            # best fit from counts, then the units of the chosen domain only
+            narrow, wide = (lv[2], 0) if job.kind == "inference" else (lv[3], lv[4])
+            step = self._step(job, B)
+            for level in range(narrow, wide - 1, -1):
+                ids, st, en, cnt = self.unit_counts(job, t, region, B, lv, level)
+                cnt = (cnt // step) * step
+                ok = np.flatnonzero(cnt >= n)
+                if len(ok):
+                    k = ok[np.argmin(cnt[ok])]  # fewest spare units; ties: lowest id
+                    u = self.units(job, t, self._domain_region(region, st[k], en[k]), B, lv)
+                    return u.gpus[:n].reshape(-1)
             return None
         u = self.units(job, t, region, B, lv)
         if len(u) < n:
@@ -262,16 +372,16 @@ class Packer:
         lv = self.levels_for(job, t, B)
         if lv is None:
             return 0
-        u = self.units(job, t, region, B, lv)
-        if len(u) == 0:
-            return 0
         if job.kind == "inference":
-            return len(u)
-        _, counts = self.max_units_in_domain(job, u, lv[4], B)
-        return int(counts.max(initial=0))
+            return int(self.unit_counts(job, t, region, B, lv, lv[2])[3].sum())
+        cnt = self.unit_counts(job, t, region, B, lv, lv[4])[3]
+        step = self._step(job, B)
+        return int(((cnt // step) * step).max(initial=0))
 
     def take(self, gpus: np.ndarray) -> None:
         self.free[gpus] = False
+        self.touch(gpus)
 
     def give(self, gpus: np.ndarray) -> None:
         self.free[gpus] = True
+        self.touch(gpus)
