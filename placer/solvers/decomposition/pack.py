@@ -73,6 +73,8 @@ class Packer:
         # valid while no site it covers was touched (see :meth:`touch`)
         self._site_gen = np.zeros(self.ix.n_sites, np.int64)
         self._cum_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._count_cache: dict[tuple, tuple[np.ndarray, tuple]] = {}
+        self._anc: dict[tuple[int, int], np.ndarray] = {}
 
     def touch(self, gpus: np.ndarray | tuple[int, int] | None = None) -> None:
         """Say that `free` changed at `gpus` (an index array, a (start, stop) range, or None
@@ -249,51 +251,74 @@ class Packer:
         self._cum_cache[key] = (gen, cs)
         return cs
 
-    def _doms(self, level: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ids, starts, stops) of the domains of `level` meeting [a, b), clipped to it
-        (positions relative to a)."""
-        ix = self.ix
-        fg = ix.first_gpu[level]
-        d0, d1 = int(ix.dom[level][a]), int(ix.dom[level][b - 1])
-        st = np.clip(fg[d0 : d1 + 1], a, b) - a
-        en = np.clip(fg[d0 + 1 : d1 + 2], a, b) - a
-        return np.arange(d0, d1 + 1), st, en
+    def _ids(self, level: int, a: int, b: int) -> np.ndarray:
+        """Ids of the domains of `level` that meet the GPU range [a, b) (contiguous)."""
+        return np.arange(int(self.ix.dom[level][a]), int(self.ix.dom[level][b - 1]) + 1)
+
+    def _parent_of(self, m: int, level: int) -> np.ndarray:
+        """The domain of `level` holding each domain of level m (m at least as narrow)."""
+        key = (m, level)
+        got = self._anc.get(key)
+        if got is None:
+            ix = self.ix
+            first = np.minimum(ix.first_gpu[m][:-1], ix.n_gpus - 1)
+            got = self._anc[key] = ix.dom[level][first].astype(np.int64)
+        return got
 
     def unit_counts(
         self, job: Job, t: int, region, B, lv: tuple[int, int, int, int, int], level: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(ids, starts, stops, units) per domain of `level` (at most as narrow as the EP
-        level of `lv`) inside region: the number of whole units :meth:`units` forms there,
-        counted from free-GPU counts per domain without building the units (so a search
-        over a million GPUs costs a few array reductions per level)."""
-        a, b, _ = self._span(region)
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, units) per domain of `level` (at most as narrow as the EP level of `lv`)
+        inside region: the number of whole units :meth:`units` forms there, counted from
+        free-GPU counts per domain without building the units, so a search over a million
+        GPUs costs a few array reductions per level. Cached per job shape until a site of
+        the region is touched (jobs of one shape share it)."""
+        a, b, mask = self._span(region)
         if b <= a:
             z = np.zeros(0, np.int64)
-            return z, z, z, z
+            return z, z
+        Bn = layout(B)[0]
+        epc = Bn == 1 and job.kind == "training" and job.ep > 1
+        key = None
+        if mask is None:
+            key = (t, a, b, job.tp, job.pp, Bn, job.ep if epc else 0, lv, level)
+            gen = self._site_gen[int(self.ix.dom[0][a]) : int(self.ix.dom[0][b - 1]) + 1]
+            hit = self._count_cache.get(key)
+            if hit is not None and np.array_equal(hit[0], gen):
+                return hit[1]
+            gen = gen.copy()
         cs = self._cum(t, region)
         slot, group, chain, ep_level, _ = lv
-        Bn = layout(B)[0]
-        ids, st, en = self._doms(slot, a, b)
+        fg = self.ix.first_gpu[slot]
+        ids = self._ids(slot, a, b)
+        st = np.clip(fg[ids], a, b) - a
+        en = np.clip(fg[ids + 1], a, b) - a
         vals = (cs[en] - cs[st]) // job.tp  # TP slots per slot domain
 
-        def up(vals, st, to):
-            ids2, st2, en2 = self._doms(to, a, b)
-            cv = np.concatenate([[0], np.cumsum(vals)])
-            lo = np.searchsorted(st, st2, "left")
-            hi = np.searchsorted(st, en2, "left")
-            return ids2, st2, en2, cv[hi] - cv[lo]
+        def up(ids, vals, m, to):
+            if to == m:
+                return ids, vals
+            par = self._parent_of(m, to)[ids]
+            p0 = int(par[0])
+            sums = np.bincount(par - p0, weights=vals, minlength=int(par[-1]) - p0 + 1)
+            return np.arange(p0, p0 + len(sums)), np.rint(sums).astype(np.int64)
 
+        cur = slot
         if Bn > 1:
-            ids, st, en, vals = up(vals, st, group)
+            ids, vals = up(ids, vals, cur, group)
+            cur = group
             vals = (vals // Bn) * Bn
-        ids, st, en, vals = up(vals, st, chain)
+        ids, vals = up(ids, vals, cur, chain)
+        cur = chain
         vals = (vals // (Bn * job.pp)) * Bn  # units per chain domain
-        if Bn == 1 and job.kind == "training" and job.ep > 1:
-            ids, st, en, vals = up(vals, st, ep_level)
+        if epc:
+            ids, vals = up(ids, vals, cur, ep_level)
+            cur = ep_level
             vals = (vals // job.ep) * job.ep
-        if level != ep_level or (Bn > 1 or job.kind != "training" or job.ep <= 1):
-            ids, st, en, vals = up(vals, st, level)
-        return ids, st + a, en + a, vals
+        out = up(ids, vals, cur, level)
+        if key is not None:
+            self._count_cache[key] = (gen, out)
+        return out
 
     def _domain_region(self, region, lo: int, hi: int):
         """The part of region inside GPU range [lo, hi)."""
@@ -332,12 +357,16 @@ class Packer:
             narrow, wide = (lv[2], 0) if job.kind == "inference" else (lv[3], lv[4])
             step = self._step(job, B)
             for level in range(narrow, wide - 1, -1):
-                ids, st, en, cnt = self.unit_counts(job, t, region, B, lv, level)
+                ids, cnt = self.unit_counts(job, t, region, B, lv, level)
                 cnt = (cnt // step) * step
                 ok = np.flatnonzero(cnt >= n)
                 if len(ok):
                     k = ok[np.argmin(cnt[ok])]  # fewest spare units; ties: lowest id
-                    u = self.units(job, t, self._domain_region(region, st[k], en[k]), B, lv)
+                    a, b, _ = self._span(region)
+                    fg = self.ix.first_gpu[level]
+                    lo = min(max(int(fg[ids[k]]), a), b)
+                    hi = min(max(int(fg[ids[k] + 1]), a), b)
+                    u = self.units(job, t, self._domain_region(region, lo, hi), B, lv)
                     return u.gpus[:n].reshape(-1)
             return None
         u = self.units(job, t, region, B, lv)
@@ -373,8 +402,8 @@ class Packer:
         if lv is None:
             return 0
         if job.kind == "inference":
-            return int(self.unit_counts(job, t, region, B, lv, lv[2])[3].sum())
-        cnt = self.unit_counts(job, t, region, B, lv, lv[4])[3]
+            return int(self.unit_counts(job, t, region, B, lv, lv[2])[1].sum())
+        cnt = self.unit_counts(job, t, region, B, lv, lv[4])[1]
         step = self._step(job, B)
         return int(((cnt // step) * step).max(initial=0))
 
