@@ -57,6 +57,12 @@ class State:
         self.offer_blocks: list[list[tuple[int, int]]] = [[] for _ in inst.offers]
         self.gpu_power = np.nan_to_num(ix.type_power_kW[ix.gpu_type], nan=0.0)
         self.power_left = ix.power_cap_kW.copy()
+        # changes so far (a cheap key for what is computed once per state, e.g. free counts)
+        self.version = 0
+        # jobs a deadline stopped the solve from trying (their reason says so), and whether
+        # any stage of the solve was cut short by its deadline
+        self.unreached: set[int] = set()
+        self.timed_out = False
         if holdings is not None:
             self._hold(*holdings)
         self.packer = Packer(inst, self.free)
@@ -105,6 +111,9 @@ class State:
         gpus = np.asarray(gpus, np.int64)
         self.free[gpus] = False
         self.packer.touch(gpus)
+        self.version += 1
+        if len(gpus):
+            self.unreached.discard(j)
         self.power_left -= self._power(gpus)
         self.scorer.delta({j: gpus}, commit=True)
         self.job_gpus[j] = gpus
@@ -119,6 +128,7 @@ class State:
         a, b = self.ix.gpu_range(*block)
         self.free[a:b] = False
         self.packer.touch((a, b))
+        self.version += 1
         self.power_left -= self._power(g)
         self.offer_blocks[o].append(block)
         self._sync_leases()
@@ -129,6 +139,7 @@ class State:
             self.free[g] = True
             self.packer.touch(g)
             self.power_left += self._power(g)
+        self.version += 1
         self.offer_blocks[o] = []
         self._sync_leases()
 
@@ -336,13 +347,12 @@ class State:
 
     def _inference(self, job: Job, t: int, cap: int, sites: list[int]) -> list[np.ndarray]:
         """Inference units over the sites (power-checked), one candidate per layout."""
-        region = np.zeros(self.ix.n_gpus, bool)
+        region = []  # whole sites, as ranges: the packer's counts per site serve them
         limit = 0
-        for s in sites:
+        for s in sorted(sites):
             pu = self.power_units(job, t, s)
             if pu > 0:
-                a, b = self.site_region(s)
-                region[a:b] = True
+                region.append(self.site_region(s))
                 limit += pu
         out = []
         for B in self.packer.layouts(job):
@@ -406,9 +416,17 @@ class State:
             if o.force == "accept" and not bl
         ]
 
-    def reasons(self) -> dict[str, str]:
+    def mark_unreached(self, j: int) -> None:
+        """Job j was not tried because the solve's deadline had passed."""
+        self.unreached.add(j)
+        self.timed_out = True
+
+    def reasons(self, deadline: float | None = None) -> dict[str, str]:
         """A reason for every job this state leaves out (for every variant of a SPEC v3
-        group that has none placed: :func:`~placer.solvers.plans.collapse` joins them)."""
+        group that has none placed: :func:`~placer.solvers.plans.collapse` joins them).
+        Past `deadline` no more candidate searches are run for them (the reasons stay true,
+        with less detail), so a solve that keeps its limit also keeps it here."""
+        self._reason_deadline = deadline
         return {
             self.inst.jobs[j].name: self.reason(j)
             for j in range(len(self.inst.jobs))
@@ -442,7 +460,7 @@ class State:
         if alone:
             return alone
         # one count of the free GPUs serves every job asked about in the same state
-        key = (int(self.free.sum()), float(self.objective))
+        key = self.version
         if getattr(self, "_counts_key", None) != key:
             self._counts = FreeCounts(ix, self.free.copy(), self.power_left.copy())
             self._counts_key = key
@@ -451,20 +469,42 @@ class State:
         units = f"{k} unit" if k == 1 else f"{k} units"
         if now:
             return f"{now} now; {self._holders(job)}"
+        if any(v in self.unreached for v in siblings(inst, j)):
+            return (
+                "not reached before the time limit: the solve stopped at its deadline "
+                f"before trying it (the free GPUs hold its {k * job.unit_size:,} GPUs, "
+                f"{units}, by count)"
+            )
         self._reason_searches = getattr(self, "_reason_searches", 0) + 1
-        if self._reason_searches > 64:  # thousands of jobs left out: no search for each
+        late = _late(getattr(self, "_reason_deadline", None))
+        if self._reason_searches > 64 or late:  # thousands left out, or no time: no search
+            why = (
+                "the time limit was reached before the search placed it, " if self.timed_out else ""
+            )
             return (
                 f"the free GPUs could hold its {k * job.unit_size:,} GPUs ({units}) by count, "
-                "but the solve placed none: they are fragmented across its scope's domains, "
-                "or placing it would not raise the objective"
+                f"but the solve placed none: {why}they are fragmented across its scope's "
+                "domains, or placing it would not raise the objective"
             )
         cands = self.candidates(j, max_units=k)
         if cands:
             _, val = self.best_candidate(j, cands)
+            fit = f"{k * job.unit_size:,} GPUs ({units}) fit in the free GPUs"
+            if val > 0:
+                # an improving placement is never described as a loss: the solve did not
+                # get to it (a deadline), or did not try this size
+                why = (
+                    "the solve's time limit was reached before its search came back to it"
+                    if self.timed_out
+                    else "the solve tried it only at its turn and at the most units one "
+                    "domain held, which did not fit or did not raise the objective"
+                )
+                return f"{fit} and placing them would raise the objective by {val:+,.1f} vu; {why}"
+            if val == 0:
+                return f"{fit}, but placing them does not raise the objective"
             return (
-                f"{k * job.unit_size:,} GPUs ({units}) fit in the free GPUs, but placing them "
-                f"changes the objective by {val:+,.1f} vu (WAN sharing, power or migration "
-                f"costs outweigh its value)"
+                f"{fit}, but placing them changes the objective by {val:+,.1f} vu (WAN "
+                f"sharing, power or migration costs outweigh its value)"
             )
         return (
             f"the free GPUs hold no placement of {units} ({k * job.unit_size:,} GPUs) that "
@@ -686,6 +726,8 @@ def greedy_policy(inst: Instance, leases_first: bool, deadline: float | None = N
         if job.pinned and job.current:
             continue
         if _late(deadline) and not must_place(inst, j):
+            if st.placed_variant(j) is None:
+                st.mark_unreached(j)
             continue
         st.place_best(j)
     if not leases_first:
@@ -700,6 +742,7 @@ def grow(st: State, deadline: float | None = None) -> None:
     inst = st.inst
     for j in job_order(inst):
         if _late(deadline):
+            st.timed_out = True
             return
         job = inst.jobs[j]
         if job.pinned and job.current:

@@ -163,13 +163,18 @@ class Packer:
 
     def _free_of_type(self, t: int, region) -> np.ndarray:
         """Free GPUs of type t inside `region`: None (everywhere), a (start, stop) range of
-        GPU indices (a site or any domain: contiguous in tree order) or a bool mask."""
+        GPU indices (a site or any domain: contiguous in tree order), a sorted list of such
+        ranges (whole sites: the counted search keeps its per-site counts) or a bool mask."""
         ix = self.ix
         if region is None:
             return np.flatnonzero(self.free & (ix.gpu_type == t))
         if isinstance(region, tuple):
             a, b = region
             return a + np.flatnonzero(self.free[a:b] & (ix.gpu_type[a:b] == t))
+        if isinstance(region, list):  # sorted, disjoint (start, stop) ranges
+            return np.concatenate(
+                [np.zeros(0, np.int64)] + [self._free_of_type(t, r) for r in region]
+            )
         return np.flatnonzero(self.free & (ix.gpu_type == t) & region)
 
     def layouts(self, job: Job) -> list[tuple]:
@@ -273,6 +278,12 @@ class Packer:
         free-GPU counts per domain without building the units, so a search over a million
         GPUs costs a few array reductions per level. Cached per job shape until a site of
         the region is touched (jobs of one shape share it)."""
+        if isinstance(region, list):
+            parts = [self.unit_counts(job, t, r, B, lv, level) for r in region]
+            if not parts:
+                z = np.zeros(0, np.int64)
+                return z, z
+            return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
         a, b, mask = self._span(region)
         if b <= a:
             z = np.zeros(0, np.int64)
@@ -322,6 +333,9 @@ class Packer:
 
     def _domain_region(self, region, lo: int, hi: int):
         """The part of region inside GPU range [lo, hi)."""
+        if isinstance(region, list):
+            r = next(r for r in region if r[0] <= lo < r[1])
+            return (max(lo, r[0]), min(hi, r[1]))
         _, _, mask = self._span(region)
         if mask is None:
             return (lo, hi)
@@ -362,7 +376,9 @@ class Packer:
                 ok = np.flatnonzero(cnt >= n)
                 if len(ok):
                     k = ok[np.argmin(cnt[ok])]  # fewest spare units; ties: lowest id
-                    a, b, _ = self._span(region)
+                    a, b, _ = self._span(region) if not isinstance(region, list) else (0, 0, 0)
+                    if isinstance(region, list):
+                        a, b = region[0][0], region[-1][1]
                     fg = self.ix.first_gpu[level]
                     lo = min(max(int(fg[ids[k]]), a), b)
                     hi = min(max(int(fg[ids[k] + 1]), a), b)
