@@ -319,7 +319,8 @@ def build_columns(
     inst: Instance, free: np.ndarray, give_up_at: float | None = None, info: dict | None = None
 ) -> list[Column] | None:
     """All columns, or None when there would be too many (`info["why"] = "size"`) or
-    `give_up_at` passes first (`"time"`: more time may build them).
+    `give_up_at` passes first (`"time"`: more time may build them; the jobs whose columns
+    are done are kept in `info["done"]`, and a call with the same `info` resumes).
 
     Maps are enumerated once per orbit of the job's interchangeable subtrees
     (:class:`_Symmetry`); the best map of each node-count vector is then carried to every
@@ -335,9 +336,14 @@ def build_columns(
     bw_max = ix.link_bw_GBps.copy()
     node_free = np.bincount(ix.gpu_node[free], minlength=len(ix.node_gpus))
     cols: list[Column] = []
+    done: dict[int, list[Column]] = {} if info is None else info.setdefault("done", {})
     for j, job in enumerate(inst.jobs):
         if job.pinned and job.current:
             continue
+        if j in done:
+            cols += done[j]
+            continue
+        first_col = len(cols)
         cur = ix.cached_indices(job.current) if job.current else None
         cur_counts = None
         if cur is not None:
@@ -409,6 +415,7 @@ def build_columns(
                     )
                 if len(cols) > MAX_COLUMNS:
                     return why("size")
+        done[j] = cols[first_col:]
     return cols
 
 

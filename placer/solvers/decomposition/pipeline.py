@@ -516,9 +516,9 @@ class DecompositionSolver(Solver):
         if left is not None and left < 0.5:
             return res
         budget = 60.0 if left is None else 0.6 * left
-        again: dict = {}
-        ex = self._small(inst, deadline, seed, threads, started, budget, again, **options)
-        small["why"] = again.get("why", "proven")
+        small.pop("why", None)  # the columns built so far are kept in `small` and reused
+        ex = self._small(inst, deadline, seed, threads, started, budget, small, **options)
+        small.setdefault("why", "proven")
         if ex is None or ex.objective is None:
             return res
         bounds = [b for b in (res.bound, ex.bound) if b is not None]
