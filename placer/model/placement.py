@@ -76,6 +76,11 @@ class Placement(BaseModel):
     gap: Number | None = Field(None, description="(bound - objective) / max(|bound|, 1).")
     seconds: Number | None = Field(None, description="Wall-clock solve time.")
     reason: Str | None = Field(None, description="Why there is no placement.")
+    stopped: Str | None = Field(
+        None,
+        description="Why the solve returned with a gap (bound above objective) while its "
+        "time limit had time left (what more time would not change).",
+    )
     jobs: list[PlacedJob] = Field(default_factory=list, description="Placed jobs.")
     leases: list[LeaseGrant] = Field(default_factory=list, description="Accepted offers.")
     score: dict[str, Any] | None = Field(None, description="Score breakdown (SPEC 2.1).")

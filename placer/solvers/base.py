@@ -126,6 +126,9 @@ class Result:
     score: Score | None = None
     reason: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    # why it returned with a gap while its time limit had time left (None: no gap, or the
+    # limit was reached)
+    stopped: str | None = None
     # the placement as arrays (set by finalize; what the plans layer maps back)
     compiled: Compiled | None = field(default=None, repr=False, compare=False)
 
@@ -160,9 +163,11 @@ def finalize(
     proven_optimal: bool = False,
     stats: dict[str, Any] | None = None,
     job_plans: list[int | None] | None = None,
+    stopped: str | None = None,
 ) -> Result:
     """Check, score and package a placement; raise SolverError on any violation.
-    `job_plans` (v3): each job's chosen plan (index into its `plans`)."""
+    `job_plans` (v3): each job's chosen plan (index into its `plans`); `stopped`: why the
+    solve returned with a gap before its limit (kept only while there is a gap)."""
     ix = inst.index
     plans = [
         (k if k is not None else job.default_plan) if job.plans else None
@@ -194,6 +199,8 @@ def finalize(
         bound = obj
     gap = gap_of(obj, bound)
     status = OPTIMAL if (proven_optimal or (gap is not None and gap <= 1e-9)) else FEASIBLE
+    if status == OPTIMAL or gap is None:
+        stopped = None
     seconds = time.perf_counter() - started
     rows = []
     for job, g in zip(jobs, cp.job_gpus):
@@ -223,13 +230,24 @@ def finalize(
             "bound": bound,
             "gap": gap,
             "seconds": round(seconds, 3),
+            "stopped": stopped,
             "jobs": rows,
             "leases": leases,
             "score": sc.to_dict(),
         }
     )
     return Result(
-        status, solver, placement, obj, bound, gap, seconds, sc, stats=stats or {}, compiled=cp
+        status,
+        solver,
+        placement,
+        obj,
+        bound,
+        gap,
+        seconds,
+        sc,
+        stats=stats or {},
+        compiled=cp,
+        stopped=stopped,
     )
 
 
@@ -315,6 +333,7 @@ class Solver:
             proven_optimal=res.status == OPTIMAL,
             stats={**res.stats, "plan_variants": len(groups.owner)},
             job_plans=job_plans,
+            stopped=res.stopped,
         )
 
     def _solve(

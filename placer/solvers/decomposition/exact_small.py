@@ -27,14 +27,13 @@ Imports numpy and the kernel; solver libraries only through the LinModel backend
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from placer.kernel.blocks import offer_block_problem
-from placer.kernel.capacity import allowed_types
+from placer.kernel.capacity import allowed_types, dimension_level
 from placer.kernel.cost import analyse_job, as_batch
 from placer.kernel.groups import job_group_sets, rank_array
 from placer.kernel.score import evaluate_job, score_compiled
@@ -103,17 +102,248 @@ def _family_ok(ix, job, scope, d: str, M: np.ndarray) -> np.ndarray:
     return ok
 
 
-def build_columns(
-    inst: Instance, free: np.ndarray, give_up_at: float | None = None
-) -> list[Column] | None:
-    """All columns, or None when there would be too many (or `give_up_at` passes)."""
+class _Symmetry:
+    """Interchangeable subtrees of one job's candidate nodes (step 1 of the overview).
+
+    Two sibling domains inside a site are interchangeable when their candidate nodes, in
+    tree order, have the same (type, capacity, GPUs of the job's current placement): the
+    kernel sees a placement's domains, never their names, and fabric, failures and power
+    are per site, so mapping one subtree onto the other position by position keeps every
+    score. `prev[k]` lists, per level, the previous interchangeable sibling of local node
+    k's domain (-1: none); `swaps` are the permutations of local node indices exchanging two
+    such neighbours (together they generate the whole group)."""
+
+    def __init__(self, ix, nodes: np.ndarray, sig: list[tuple]) -> None:
+        L = ix.n_levels
+        first = ix.first_gpu[-1][nodes]
+        self.path = [
+            [int(ix.dom[lv][g]) for lv in range(L - 1)] + [int(nd)]
+            for g, nd in zip(first.tolist(), nodes.tolist())
+        ]
+        # members (local node indices, tree order) and signature of each domain per level
+        members: list[dict[int, list[int]]] = [{} for _ in range(L)]
+        for k, p in enumerate(self.path):
+            for lv in range(L):
+                members[lv].setdefault(p[lv], []).append(k)
+        signature: list[dict[int, tuple]] = [{} for _ in range(L)]
+        for d, ks in members[L - 1].items():
+            signature[L - 1][d] = sig[ks[0]]
+        for lv in range(L - 2, -1, -1):
+            for d, ks in members[lv].items():
+                kids = []
+                for k in ks:
+                    c = self.path[k][lv + 1]
+                    if not kids or kids[-1] != c:
+                        kids.append(c)
+                signature[lv][d] = tuple(signature[lv + 1][c] for c in kids)
+        self.prev: list[dict[int, int]] = [{} for _ in range(L)]
+        self.swaps: list[np.ndarray] = []
+        for lv in range(1, L):
+            last: dict[tuple, int] = {}  # (parent, signature) -> last sibling seen
+            for d, ks in members[lv].items():  # dicts keep tree order
+                key = (self.path[ks[0]][lv - 1], signature[lv][d])
+                p = last.get(key, -1)
+                self.prev[lv][d] = p
+                last[key] = d
+                if p >= 0:
+                    perm = np.arange(len(nodes))
+                    a, b = members[lv][p], ks
+                    perm[a], perm[b] = b, a
+                    self.swaps.append(perm)
+        self.L = L
+
+    def maps(
+        self, cap: np.ndarray, m: int, gran: int, same: list, give_up_at, limit: int
+    ) -> np.ndarray | None:
+        """One map of m positions (gran GPUs each) to local nodes per orbit of the group
+        (used domains of each class in first-use order), within `cap`, position by
+        position for all partial maps at once; `same[i]`: (level, j) pairs, position i in
+        the same domain of that level as the earlier position j (a scope: the group
+        permutes domains of a level among themselves, so this prunes no orbit). None past
+        `limit` maps or `give_up_at`."""
+        L, K = self.L, len(self.path)
+        path = np.array(self.path, np.int64).reshape(K, L)
+        local, prev = [], []  # per level >= 1: local domain id per node, previous sibling
+        for lv in range(1, L):
+            ids = {d: i for i, d in enumerate(dict.fromkeys(path[:, lv].tolist()))}
+            local.append(np.array([ids[d] for d in path[:, lv].tolist()], np.int64))
+            pv = np.full(len(ids), -1, np.int64)
+            for d, i in ids.items():
+                q = self.prev[lv].get(d, -1)
+                pv[i] = ids[q] if q >= 0 else -1
+            prev.append(pv)
+        maps = np.zeros((1, 0), np.int64)
+        counts = np.zeros((1, K), np.int64)
+        used = [np.zeros((1, len(pv)), bool) for pv in prev]
+        for i in range(m):
+            if give_up_at is not None and time.perf_counter() > give_up_at:
+                return None
+            parts = []
+            for k in range(K):
+                ok = counts[:, k] + gran <= cap[k]
+                for lv, j in same[i]:
+                    ok &= path[maps[:, j], lv] == path[k, lv]
+                for x in range(L - 1):
+                    d = local[x][k]
+                    p = prev[x][d]
+                    if p >= 0:
+                        ok &= used[x][:, d] | used[x][:, p]
+                rows = np.flatnonzero(ok)
+                if len(rows):
+                    parts.append((k, rows))
+            if not parts:
+                return np.zeros((0, m), np.int64)
+            rows = np.concatenate([r for _, r in parts])
+            if len(rows) > limit:
+                return None
+            ks = np.concatenate([np.full(len(r), k, np.int64) for k, r in parts])
+            maps = np.concatenate([maps[rows], ks[:, None]], axis=1)
+            counts = counts[rows]
+            counts[np.arange(len(rows)), ks] += gran
+            used = [u[rows] for u in used]
+            for x in range(L - 1):
+                used[x][np.arange(len(rows)), local[x][ks]] = True
+        return maps
+
+    def orbit(self, cmap: np.ndarray, limit: int) -> list[np.ndarray] | None:
+        """Every image of a map under the group with a distinct node-count vector."""
+        K = len(self.path)
+        seen = {np.bincount(cmap, minlength=K).tobytes(): cmap}
+        todo = [cmap]
+        while todo:
+            x = todo.pop()
+            for perm in self.swaps:
+                y = perm[x]
+                key = np.bincount(y, minlength=K).tobytes()
+                if key not in seen:
+                    seen[key] = y
+                    todo.append(y)
+                    if len(seen) > limit:
+                        return None
+        return list(seen.values())
+
+
+class _JobMaps:
+    """Scoring of one job's maps onto its candidate nodes of one type (or "mixed")."""
+
+    def __init__(self, inst, job, t, nodes, cap, table, gran, bw_max) -> None:
+        self.inst, self.job, self.t, self.nodes, self.cap = inst, job, t, nodes, cap
+        self.table, self.gran, self.bw_max = table, gran, bw_max
+
+    def score(self, maps: np.ndarray, n: int, units: int):
+        """The feasible ones of `maps` (positions of gran GPUs -> local nodes), realised
+        and kernel-scored: (maps, gpus, counts, net value, links, moved), or None."""
+        inst, job, nodes, gran = self.inst, self.job, self.nodes, self.gran
+        ix = inst.index
+        maps = np.repeat(maps, gran, axis=1)
+        onehot = np.zeros((len(maps), n, len(nodes)), np.int64)
+        onehot[np.arange(len(maps))[:, None], np.arange(n)[None, :], maps] = 1
+        counts = onehot.sum(axis=1)
+        fit = (counts <= self.cap[None, :]).all(axis=1)
+        if self.t == "mixed":
+            ut = ix.node_type[nodes[maps]].reshape(len(maps), units, job.unit_size)
+            fit &= (ut == ut[:, :, :1]).all(axis=(1, 2))
+        maps, onehot, counts = maps[fit], onehot[fit], counts[fit]
+        if len(maps) == 0:
+            return None
+        occ = (np.cumsum(onehot, axis=1) - onehot)[
+            np.arange(len(maps))[:, None], np.arange(n)[None, :], maps
+        ]
+        node_ids = nodes[maps]
+        gpus = np.empty_like(maps)
+        for nd, arr in self.table.items():
+            sel = node_ids == nd
+            if sel.any():
+                gpus[sel] = arr[np.minimum(occ[sel], len(arr) - 1)]
+        ok = _feasible_mask(inst, job, gpus)
+        if not ok.any():
+            return None
+        maps, gpus, counts = maps[ok][:, ::gran], gpus[ok], counts[ok]
+        ana = analyse_job(ix, job, as_batch(gpus, job))
+        sc = evaluate_job(inst, ix, job, gpus, ana, self.bw_max)
+        return maps, gpus, counts, sc.value - sc.migration, ana.links, sc.moved
+
+
+def _scope_pairs(inst: Instance, job, units: int, gran: int) -> list[list[tuple[int, int]]]:
+    """Per map position (gran ranks): (level, earlier position) pairs it must share a
+    domain of that level with -- each rank with the first member of each of its groups
+    whose dimension's scope (or latency bound) is narrower than the cluster."""
     ix = inst.index
+    tp, pp = job.tp, job.pp
+    usz = tp * pp
+    training = job.kind == "training"
+    dims = [d for d in ("tp", "pp", "dp", "ep") if _groups(job, d, units)]
+    lv = {d: dimension_level(inst, ix, job, d) for d in dims}
+    out: list[list[tuple[int, int]]] = []
+    for i in range(units * usz // gran):
+        pairs = set()
+        for r in range(i * gran, (i + 1) * gran):
+            u, p, t = r // usz, (r // tp) % pp, r % tp
+            first = {
+                "tp": r - t,
+                "pp": r - p * tp,
+                "dp": p * tp + t,
+                "ep": (u - u % job.ep) * usz + p * tp + t if training else r,
+            }
+            for d in dims:
+                f = first[d]
+                if lv[d] is not None and f // gran < i:
+                    pairs.add((lv[d], f // gran))
+        out.append(sorted(pairs))
+    return out
+
+
+def _groups(job, dim: str, units: int) -> bool:
+    """Whether `units` units of `job` form a group of `dim` with two or more members."""
+    if dim == "tp":
+        return job.tp > 1
+    if dim == "pp":
+        return job.pp > 1
+    if job.kind != "training":
+        return False
+    return (job.ep > 1) if dim == "ep" else units > 1
+
+
+def _best_per_key(got) -> dict[tuple, int]:
+    """Per (node counts, WAN links): the index of the best-valued map."""
+    _, _, counts, net, links, _ = got
+    best: dict[tuple, int] = {}
+    for c in range(len(counts)):
+        key = (counts[c].tobytes(), links[c].tobytes())
+        if key not in best or net[c] > net[best[key]] + 1e-12:
+            best[key] = c
+    return best
+
+
+def build_columns(
+    inst: Instance, free: np.ndarray, give_up_at: float | None = None, info: dict | None = None
+) -> list[Column] | None:
+    """All columns, or None when there would be too many (`info["why"] = "size"`) or
+    `give_up_at` passes first (`"time"`: more time may build them; the jobs whose columns
+    are done are kept in `info["done"]`, and a call with the same `info` resumes).
+
+    Maps are enumerated once per orbit of the job's interchangeable subtrees
+    (:class:`_Symmetry`); the best map of each node-count vector is then carried to every
+    image of the orbit, and the images are scored by the kernel again (so a column's value
+    is the kernel's, whatever the symmetry argument)."""
+    ix = inst.index
+
+    def why(reason: str) -> None:
+        if info is not None:
+            info["why"] = reason
+        return None
+
     bw_max = ix.link_bw_GBps.copy()
     node_free = np.bincount(ix.gpu_node[free], minlength=len(ix.node_gpus))
     cols: list[Column] = []
+    done: dict[int, list[Column]] = {} if info is None else info.setdefault("done", {})
     for j, job in enumerate(inst.jobs):
         if job.pinned and job.current:
             continue
+        if j in done:
+            cols += done[j]
+            continue
+        first_col = len(cols)
         cur = ix.cached_indices(job.current) if job.current else None
         cur_counts = None
         if cur is not None:
@@ -130,73 +360,62 @@ def build_columns(
             cap = node_free[nodes].copy()
             if cur is not None:
                 cap = np.maximum(cap, cur_counts[nodes])
+            own = np.zeros(len(nodes), np.int64) if cur is None else cur_counts[nodes]
+            sym = _Symmetry(
+                ix,
+                nodes,
+                [(int(ix.node_type[nd]), int(c), int(o)) for nd, c, o in zip(nodes, cap, own)],
+            )
+            # realise: current GPUs first on current nodes, then free GPUs
+            table = {}
+            for nd in nodes.tolist():
+                a = int(ix.first_gpu[-1][nd])
+                mine = [] if cur is None else [g for g in cur.tolist() if ix.gpu_node[g] == nd]
+                rest = [g for g in range(a, a + int(ix.node_gpus[nd])) if free[g] and g not in mine]
+                table[nd] = np.array(mine + rest, np.int64)
             # a TP group whose scope is the node sits on one node: map TP groups, not GPUs
             gran = job.tp if job.effective_scope()["tp"] == ix.levels[-1] else 1
+            jm = _JobMaps(inst, job, t, nodes, cap, table, gran, bw_max)
+
             for units in _valid_units(job):
                 if give_up_at is not None and time.perf_counter() > give_up_at:
-                    return None
+                    return why("time")
                 n = units * job.unit_size
-                if len(nodes) ** (n // gran) > MAX_MAPS:
-                    return None
-                maps = np.array(
-                    list(itertools.product(range(len(nodes)), repeat=n // gran)), dtype=np.int64
-                ).reshape(-1, n // gran)
-                maps = np.repeat(maps, gran, axis=1)
-                onehot = np.zeros((len(maps), n, len(nodes)), np.int64)
-                onehot[np.arange(len(maps))[:, None], np.arange(n)[None, :], maps] = 1
-                counts = onehot.sum(axis=1)
-                fit = (counts <= cap[None, :]).all(axis=1)
-                if t == "mixed":
-                    ut = ix.node_type[nodes[maps]].reshape(len(maps), units, job.unit_size)
-                    fit &= (ut == ut[:, :, :1]).all(axis=(1, 2))
-                maps, onehot, counts = maps[fit], onehot[fit], counts[fit]
-                if len(maps) == 0:
+                same = _scope_pairs(inst, job, units, gran)
+                reps = sym.maps(cap, n // gran, gran, same, give_up_at, MAX_MAPS)
+                if reps is None:
+                    timed_out = give_up_at is not None and time.perf_counter() > give_up_at
+                    return why("time" if timed_out else "size")
+                if len(reps) == 0:
                     continue
-                occ = (np.cumsum(onehot, axis=1) - onehot)[
-                    np.arange(len(maps))[:, None], np.arange(n)[None, :], maps
-                ]
-                # realise: current GPUs first on current nodes, then free GPUs
-                node_ids = nodes[maps]
-                gpus = np.empty_like(maps)
-                table = {}
-                for nd in nodes.tolist():
-                    a = int(ix.first_gpu[-1][nd])
-                    own = [] if cur is None else [g for g in cur.tolist() if ix.gpu_node[g] == nd]
-                    rest = [
-                        g for g in range(a, a + int(ix.node_gpus[nd])) if free[g] and g not in own
-                    ]
-                    table[nd] = np.array(own + rest, np.int64)
-                for nd, arr in table.items():
-                    sel = node_ids == nd
-                    if sel.any():
-                        gpus[sel] = arr[np.minimum(occ[sel], len(arr) - 1)]
-                ok = _feasible_mask(inst, job, gpus)
-                gpus, counts = gpus[ok], counts[ok]
-                if len(gpus) == 0:
+                got = jm.score(reps, n, units)
+                if got is None:
                     continue
-                ana = analyse_job(ix, job, as_batch(gpus, job))
-                sc = evaluate_job(inst, ix, job, gpus, ana, bw_max)
-                net = sc.value - sc.migration
-                best: dict[tuple, int] = {}
-                for c in range(len(gpus)):
-                    key = (counts[c].tobytes(), ana.links[c].tobytes())
-                    if key not in best or net[c] > net[best[key]] + 1e-12:
-                        best[key] = c
-                for c in best.values():
+                images = []
+                for c in _best_per_key(got).values():
+                    orb = sym.orbit(got[0][c], MAX_COLUMNS)
+                    if orb is None or len(images) + len(orb) > MAX_MAPS:
+                        return why("size")
+                    images += orb
+                got = jm.score(np.array(images, np.int64), n, units)
+                if got is None:
+                    continue
+                _, gpus, counts, net, links, moved = got
+                for c in _best_per_key(got).values():
                     cnt = {int(nodes[k]): int(counts[c, k]) for k in np.flatnonzero(counts[c])}
-                    on_cur = cur is not None and not bool(sc.moved[c])
                     cols.append(
                         Column(
                             j,
                             cnt,
                             gpus[c].copy(),
                             float(net[c]),
-                            frozenset(np.flatnonzero(ana.links[c]).tolist()),
-                            on_cur,
+                            frozenset(np.flatnonzero(links[c]).tolist()),
+                            cur is not None and not bool(moved[c]),
                         )
                     )
                 if len(cols) > MAX_COLUMNS:
-                    return None
+                    return why("size")
+        done[j] = cols[first_col:]
     return cols
 
 

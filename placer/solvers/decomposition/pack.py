@@ -50,6 +50,20 @@ def _runs_cumcount(keys: np.ndarray) -> np.ndarray:
     return np.arange(n) - first
 
 
+def _has_groups(job: Job, dim: str) -> bool:
+    """Whether some placement of `job` has a group of `dim` with two or more members (only
+    those are bound by the dimension's scope and latency bound)."""
+    if dim == "tp":
+        return job.tp > 1
+    if dim == "pp":
+        return job.pp > 1
+    if job.kind != "training":
+        return False  # an inference job's replicas share no DP or EP collective
+    if dim == "ep":
+        return job.ep > 1
+    return job.units_max > 1
+
+
 @dataclass
 class Units:
     """Candidate units of a job on the free GPUs: ``gpus`` int64 (U, pp*tp) in rank order."""
@@ -116,8 +130,13 @@ class Packer:
         ix = self.ix
         L = ix.n_levels
         B, wide, wide_slots = layout(B)
-        sc = {d: dimension_level(self.inst, ix, job, d) for d in ("tp", "pp", "dp", "ep")}
-        lim = {d: (v if v is not None else 0) for d, v in sc.items()}
+        # a scope binds only groups of two or more members (SPEC 3 rule 4; the kernel's
+        # check skips singleton groups): with pp = 1 a `pp: node` scope must not hold a
+        # 4-GPU TP group of 2-GPU nodes inside one node (issue 16 part 6)
+        lim = {
+            d: (dimension_level(self.inst, ix, job, d) or 0) if _has_groups(job, d) else 0
+            for d in ("tp", "pp", "dp", "ep")
+        }
         cap = self._caps(t)
         tp, pp = job.tp, job.pp
         if wide_slots:

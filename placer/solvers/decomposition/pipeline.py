@@ -46,7 +46,12 @@ from placer.solvers.decomposition.construct import (
     scope_ok,
     stage_major,
 )
-from placer.solvers.decomposition.exact_small import SMALL_GPUS, SmallExact, build_columns
+from placer.solvers.decomposition.exact_small import (
+    MAX_COLUMNS,
+    SMALL_GPUS,
+    SmallExact,
+    build_columns,
+)
 from placer.solvers.decomposition.linmodel import LinModel
 from placer.solvers.plans import must_place, siblings
 
@@ -363,6 +368,26 @@ def local_search(st: State, deadline: float | None, passes: int = 2) -> int:
     return improved
 
 
+def stop_reason(why: str | None, res: Result) -> str:
+    """Why a decomposition result with a gap came back before its limit: which model
+    proved the bound and why more time does not close the gap."""
+    exact = {
+        "gpus": f"more than {SMALL_GPUS} GPUs are free, so the exhaustive model is not used",
+        "size": f"the exhaustive model would need more than {MAX_COLUMNS:,} columns",
+        "off": "the exhaustive model is off (exact_small=false)",
+        None: "the exhaustive model was not tried",
+    }.get(why, "the exhaustive model did not prove it")
+    if res.stats.get("coarse_native", "").endswith("rounding"):
+        src = "the LP relaxation of the coarse model (proven optimum)"
+    else:
+        src = "the coarse model's proven optimum"
+    return (
+        f"{exact}; the bound is {src}, whose figures are optimistic (each collective at "
+        "the fastest level that could hold it), and more time does not tighten it; the "
+        "local search ended with no improving move"
+    )
+
+
 class DecompositionSolver(Solver):
     """build coarse -> solve coarse (backend) -> primal -> local search -> finalize."""
 
@@ -380,9 +405,13 @@ class DecompositionSolver(Solver):
         seed: int,
         threads: int,
         started: float,
+        budget: float,
+        info: dict,
         **options: Any,
     ) -> Result | None:
-        """Exact column model when the instance is small enough (else None)."""
+        """Exact column model when the instance is small enough (else None, with
+        `info["why"]`: "gpus" too many free GPUs, "size" too many columns, "time" the
+        columns took longer than `budget` seconds, "unproven" solved but not proven)."""
         ix = inst.index
         pinned_mask = np.zeros(ix.n_gpus, bool)
         base = [np.zeros(0, np.int64) for _ in inst.jobs]
@@ -392,10 +421,9 @@ class DecompositionSolver(Solver):
                 pinned_mask[base[j]] = True
         free = ix.available & ~pinned_mask
         if int(free.sum()) > SMALL_GPUS:
+            info["why"] = "gpus"
             return None
-        # the exhaustive model may spend at most a fifth of the limit (and 5 s) on columns
-        budget = 5.0 if deadline is None else min(5.0, 0.2 * (deadline - started))
-        cols = build_columns(inst, free, time.perf_counter() + budget)
+        cols = build_columns(inst, free, time.perf_counter() + budget, info)
         if cols is None:
             return None
         model = SmallExact(inst, cols, free, pinned_mask)
@@ -416,7 +444,10 @@ class DecompositionSolver(Solver):
                 started,
             )
         if gpus is None:
+            info["why"] = "time"
             return None
+        if not proven:
+            info["why"] = "unproven"
         st = State(inst)
         for j, g in enumerate(gpus):
             if len(g) and not (inst.jobs[j].pinned and inst.jobs[j].current):
@@ -445,11 +476,84 @@ class DecompositionSolver(Solver):
         started = time.perf_counter()
         deadline = None if time_limit is None else started + time_limit
         progress = options.pop("progress", None) or (lambda **_: None)
+        small: dict = {}
         if options.get("exact_small", True):
             progress(stage="exhaustive model (small instance)", elapsed=0.0)
-            res = self._small(inst, deadline, seed, threads, started, **options)
+            # first at most a fifth of the limit (and 5 s) on columns; when that is not
+            # enough, the time the decomposition leaves goes to it (_close_gap)
+            budget = 5.0 if deadline is None else min(5.0, 0.2 * (deadline - started))
+            res = self._small(inst, deadline, seed, threads, started, budget, small, **options)
             if res is not None:
                 return res
+        else:
+            small["why"] = "off"
+        res = self._decompose(inst, deadline, started, seed, threads, progress, **options)
+        if res.status.has_placement and small.get("why") == "time":
+            res = self._close_gap(inst, res, deadline, seed, threads, started, small, **options)
+        if res.status.has_placement and res.status != Status.OPTIMAL and res.gap is not None:
+            left = None if deadline is None else deadline - time.perf_counter()
+            if left is None or left > 0.1 + 0.05 * (deadline - started):
+                res.stopped = res.placement.stopped = stop_reason(small.get("why"), res)
+        return res
+
+    def _close_gap(
+        self,
+        inst: Instance,
+        res: Result,
+        deadline: float | None,
+        seed: int,
+        threads: int,
+        started: float,
+        small: dict,
+        **options: Any,
+    ) -> Result:
+        """The decomposition left a gap on a small instance whose exhaustive model ran out
+        of its first share of time: give it what is left of the limit. Its bound and the
+        coarse one are both proven, so the lower is kept; the better placement wins."""
+        if res.gap is None or res.gap <= 1e-9:
+            return res
+        left = None if deadline is None else deadline - time.perf_counter()
+        if left is not None and left < 0.5:
+            return res
+        budget = 60.0 if left is None else 0.6 * left
+        small.pop("why", None)  # the columns built so far are kept in `small` and reused
+        ex = self._small(inst, deadline, seed, threads, started, budget, small, **options)
+        small.setdefault("why", "proven")
+        if ex is None or ex.objective is None:
+            return res
+        bounds = [b for b in (res.bound, ex.bound) if b is not None]
+        bound = min(bounds) if bounds else None
+        best = ex if ex.objective >= res.objective else res
+        cp = best.compiled
+        reasons = {row.name: row.reason for row in best.placement.jobs if row.reason}
+        stats = {
+            **res.stats,
+            "exact_small": ex.stats,
+            "primal_from": "exact-small" if best is ex else res.stats.get("primal_from"),
+        }
+        return finalize(
+            inst,
+            self.name,
+            cp.job_gpus,
+            cp.offer_blocks,
+            reasons,
+            bound,
+            started,
+            proven_optimal=best is ex and ex.status == Status.OPTIMAL,
+            stats=stats,
+        )
+
+    def _decompose(
+        self,
+        inst: Instance,
+        deadline: float | None,
+        started: float,
+        seed: int,
+        threads: int,
+        progress,
+        **options: Any,
+    ) -> Result:
+        """Steps 1-6 of the overview."""
         progress(stage="coarse model", elapsed=time.perf_counter() - started)
         co = coarse_mod.build(inst)
         left = None if deadline is None else (deadline - time.perf_counter()) * 0.5
@@ -608,7 +712,8 @@ class DecompositionSolver(Solver):
         )
         # keep a margin for the final check and re-score
         ls_deadline = None if deadline is None else deadline - 0.1 - 0.05 * (deadline - started)
-        stats["improvements"] = local_search(st, ls_deadline)
+        # while passes improve, more passes (the time is the limit's, not a fixed count)
+        stats["improvements"] = local_search(st, ls_deadline, passes=2 if deadline is None else 50)
         progress(
             stage="checking and scoring",
             bound=sol.bound,
