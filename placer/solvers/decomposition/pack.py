@@ -404,6 +404,9 @@ class Packer:
                     u = self.units(job, t, self._domain_region(region, lo, hi), B, lv)
                     return u.gpus[:n].reshape(-1)
             return None
+        sl = self.ix.level_index(job.spread.level)
+        if sl <= lv[2] and (region is None or isinstance(region, (tuple, list))):
+            return self._spread_counted(job, t, n, region, B, lv, sl)
         u = self.units(job, t, region, B, lv)
         if len(u) < n:
             return None
@@ -417,6 +420,55 @@ class Packer:
                 return u.gpus[chosen].reshape(-1)
             return self._best_fit(job, u, n, lv[2], 0, B)
         return self._best_fit(job, u, n, lv[3], lv[4], B)
+
+    def _spread_counted(
+        self, job: Job, t: int, n: int, region, B, lv, sl: int
+    ) -> np.ndarray | None:
+        """Spread placement (round-robin over the domains of level sl, as in :meth:`place`)
+        from unit counts: r whole rounds take min(count, r) units of each domain, the next
+        round one more unit of the first domains (by id) that have one; only the chosen
+        domains' units are built."""
+        ids, c = self.unit_counts(job, t, region, B, lv, sl)
+        if int(c.sum()) < n:
+            return None
+        lo, hi = 0, int(c.max(initial=0))
+        while lo < hi:  # the most whole rounds r with sum(min(c, r)) <= n
+            mid = (lo + hi + 1) // 2
+            if int(np.minimum(c, mid).sum()) <= n:
+                lo = mid
+            else:
+                hi = mid - 1
+        taken = np.minimum(c, lo)
+        rest = n - int(taken.sum())
+        if rest:
+            more = np.flatnonzero(c > lo)[:rest]
+            taken[more] += 1
+        pick = np.flatnonzero(taken)
+        fg = self.ix.first_gpu[sl]
+        if isinstance(region, list):
+            spans = region
+        else:
+            a, b, _ = self._span(region)
+            spans = [(a, b)]
+        if len(pick) <= 256:
+            ranges = []
+            for d in ids[pick]:
+                x, y = int(fg[d]), int(fg[d + 1])
+                r = next(r for r in spans if r[0] < y and x < r[1])
+                ranges.append((max(x, r[0]), min(y, r[1])))
+            where = ranges
+        else:
+            where = region
+        u = self.units(job, t, where, B, lv)
+        d = self.ix.dom[sl][u.first]
+        want = np.zeros(len(d), np.int64)
+        pos = np.searchsorted(ids, d)
+        inside = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == d)
+        want[inside] = taken[pos[inside]]
+        sel = np.flatnonzero(_runs_cumcount(d) < want)
+        if len(sel) != n:  # pragma: no cover - the counts and the units disagree (a bug)
+            raise RuntimeError(f"spread packing: counted {n} units, built {len(sel)}")
+        return u.gpus[sel].reshape(-1)
 
     def _best_fit(
         self, job: Job, u: Units, n: int, narrowest: int, widest: int, B
