@@ -444,21 +444,26 @@ class Packer:
             more = np.flatnonzero(c > lo)[:rest]
             taken[more] += 1
         pick = np.flatnonzero(taken)
-        fg = self.ix.first_gpu[sl]
+        # build units only where they are taken: per chosen domain, from its start to the
+        # end of the chain domain holding its last taken unit (units run in tree order)
+        ch = lv[2]
+        ids_c, c_c = self.unit_counts(job, t, region, B, lv, ch)
+        par = self._parent_of(ch, sl)[ids_c]
+        cum = np.cumsum(c_c)
+        first = np.searchsorted(par, ids[pick], "left")
+        base = np.where(first > 0, cum[np.maximum(first - 1, 0)], 0)
+        last = np.searchsorted(cum, base + taken[pick], "left")
+        fg_s, fg_c = self.ix.first_gpu[sl], self.ix.first_gpu[ch]
         if isinstance(region, list):
             spans = region
         else:
             a, b, _ = self._span(region)
             spans = [(a, b)]
-        if len(pick) <= 256:
-            ranges = []
-            for d in ids[pick]:
-                x, y = int(fg[d]), int(fg[d + 1])
-                r = next(r for r in spans if r[0] < y and x < r[1])
-                ranges.append((max(x, r[0]), min(y, r[1])))
-            where = ranges
-        else:
-            where = region
+        where = []
+        for d, e in zip(ids[pick].tolist(), ids_c[last].tolist()):
+            x, y = int(fg_s[d]), int(fg_c[e + 1])
+            r = next(r for r in spans if r[0] < y and x < r[1])
+            where.append((max(x, r[0]), min(y, r[1])))
         u = self.units(job, t, where, B, lv)
         d = self.ix.dom[sl][u.first]
         want = np.zeros(len(d), np.int64)
