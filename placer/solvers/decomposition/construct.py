@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from placer.check import rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread
+from placer.check import rule2_types, rule3_sizes, rule4_scope, rule5_spread
 from placer.kernel.capacity import (
     FreeCounts,
     allowed_types,
@@ -669,7 +669,18 @@ def scope_ok(inst: Instance, j: int, g: np.ndarray) -> bool:
     one = _OneJob(inst, inst.jobs[j])
     cp = Compiled([g], [], [0])
     name = inst.jobs[j].name
-    for rule in (rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread):
+    # rule 1 for one job (ids exist, available, none twice) without the checker's
+    # GPU-owner table, which costs a million-entry array per candidate at 1M GPUs
+    ix = inst.index
+    g = np.asarray(g, np.int64)
+    if len(g) and (
+        g.min() < 0
+        or g.max() >= ix.n_gpus
+        or not ix.available[g].all()
+        or len(np.unique(g)) != len(g)
+    ):
+        return False
+    for rule in (rule2_types, rule3_sizes, rule4_scope, rule5_spread):
         for v in rule(one, cp):
             if v.job == name and not (v.rule == 3 and "not placed" in v.what):
                 return False
