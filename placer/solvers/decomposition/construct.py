@@ -512,9 +512,19 @@ class State:
         )
 
     def _holders(self, job: Job) -> str:
-        """Who holds the GPUs of the job's allowed types: the largest holders, by GPUs."""
+        """Who holds the GPUs of the job's allowed types: the largest holders, by GPUs
+        (once per state and set of types: thousands of jobs left out ask the same)."""
+        types = tuple(allowed_types(self.inst, self.ix, job))
+        cache = getattr(self, "_holders_cache", None)
+        if cache is None or cache[0] != self.version:
+            cache = self._holders_cache = (self.version, {})
+        if types not in cache[1]:
+            cache[1][types] = self._holders_of(types)
+        return cache[1][types]
+
+    def _holders_of(self, types: tuple[int, ...]) -> str:
         ix = self.ix
-        ok = np.isin(ix.gpu_type, allowed_types(self.inst, ix, job))
+        ok = np.isin(ix.gpu_type, types)
         held = []
         for jj, g in enumerate(self.job_gpus):
             n = int(ok[g].sum()) if len(g) else 0
