@@ -471,7 +471,6 @@ def solve(
 
 def _solve_live(inst, solver, time_limit, seed, threads, opts, solve_fn):
     """Solve with a live line on stderr: stage, incumbent, bound, gap, elapsed."""
-
     from rich.live import Live
 
     state: dict[str, Any] = {"stage": "starting"}
