@@ -1100,6 +1100,13 @@ def _add_leases(c: _Ctx) -> None:
             lm.add({a: 1.0}, "<=", 0)
 
 
+def _inside_memo(c: _Ctx, level: int, d: int, sl: int, t: int) -> int:
+    key = ("inside", level, d, sl, t)
+    if key not in c.memo:
+        c.memo[key] = _domains_inside(c.ix, level, d, sl, t, c.free)
+    return c.memo[key]
+
+
 def _add_spread_rows(c: _Ctx) -> None:
     """Spread over a level below the site: the usable domains less those inside leases."""
     for z, s, t, sl, n_dom in c.spread_rows:
@@ -1107,9 +1114,7 @@ def _add_spread_rows(c: _Ctx) -> None:
         for (_, g), y in c.lease_vars.items():
             grp = c.groups[g]
             if grp["site"] == s and grp["level"] <= sl:
-                inside = min(
-                    _domains_inside(c.ix, grp["level"], d, sl, t, c.free) for d in grp["members"]
-                )
+                inside = min(_inside_memo(c, grp["level"], d, sl, t) for d in grp["members"])
                 if inside:
                     row[y] = float(inside)
         if len(row) > 1:
