@@ -221,7 +221,7 @@ class State:
         site = int(ix.dom[0][region[0]])
         out = []
         for t in allowed_types(self.inst, ix, job):
-            for B in self.packer.layouts(job):
+            for B in self.packer.distinct_layouts(job, t):
                 n = min(self.packer.max_fit(job, t, region, B), self.power_units(job, t, site))
                 n = self._round(job, n, B)
                 if n:
@@ -238,7 +238,7 @@ class State:
             if job.kind == "inference":
                 out.extend(self._inference(job, t, cap, site_list))
                 continue
-            for B in self.packer.layouts(job):
+            for B in self.packer.distinct_layouts(job, t):
                 per_site = {}
                 for s in site_list:
                     region = self.site_region(s)
@@ -355,7 +355,7 @@ class State:
                 region.append(self.site_region(s))
                 limit += pu
         out = []
-        for B in self.packer.layouts(job):
+        for B in self.packer.distinct_layouts(job, t):
             n = self._round(job, min(cap, self.packer.max_fit(job, t, region, B), limit))
             while n > 0:
                 g = self.packer.place(job, t, n, region, B)

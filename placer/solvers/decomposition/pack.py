@@ -209,6 +209,18 @@ class Packer:
             out += [(job.ep, False), (job.ep, True)]
         return out
 
+    def distinct_layouts(self, job: Job, t: int) -> list:
+        """:meth:`layouts` less those that pack exactly as an earlier one on type t (same
+        levels and block size: e.g. TP groups of a node-scoped job are node-wide either
+        way), so a candidate search does not build and score the same placement twice."""
+        out, seen = [], set()
+        for B in self.layouts(job):
+            key = (self.levels_for(job, t, B), layout(B)[0])
+            if key not in seen:
+                seen.add(key)
+                out.append(B)
+        return out
+
     def units(
         self,
         job: Job,
