@@ -1,6 +1,9 @@
 """The decomposition shared by the exact backends (`cpsat`, `mip`).
 
 Algorithm overview
+0. The greedy backend's placement first (at most 35% of the limit): whatever the deadline,
+   the result is at least as good as it. The limit keeps a reserve, growing with the GPUs
+   and jobs, for the reasons, the check and the re-score (base.finish_reserve).
 1. Build the coarse model (:mod:`.coarse`): job -> GPU type and sites with
    optimistic kernel coefficients, offers -> counts of identical blocks.
 2. Solve it with the backend (about half the time limit). Its proven optimum (or best
@@ -12,7 +15,7 @@ Algorithm overview
    Elastic jobs grow into what is left; leftover whole blocks go to offers not accepted.
    Mixed-type (SPEC v2) jobs: the plan is solved a second time with their options valued
    at the goodput the first packing realised, and packed too (a plan, not a bound).
-4. Compare with the greedy backend's placement; keep the better.
+4. Compare with the greedy's placement of step 0; keep the better.
 5. Local search until the deadline (or a fixed number of passes): remove each job and
    put it back at its best kernel-scored candidate when that raises the objective.
 6. :func:`~placer.solvers.base.finalize` checks and re-scores the result.
@@ -57,7 +60,6 @@ from placer.solvers.decomposition.linmodel import LinModel
 from placer.solvers.plans import must_place, siblings
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
-GREEDY_FIRST_JOBS = 500  # jobs above which the greedy runs first, as the incumbent to beat
 GREEDY_SHARE = 0.35  # of the limit, at most, for that first greedy
 MAX_PLAN_ROUNDS = 4  # re-pricing rounds over a mixed job's plans (SPEC v3)
 
@@ -564,24 +566,18 @@ class DecompositionSolver(Solver):
         if deadline is not None:
             # what follows the search (reasons, check, re-score) grows with the instance
             deadline -= finish_reserve(inst, deadline - started)
-        first: State | None = None
-        if len(inst.jobs) > GREEDY_FIRST_JOBS:
-            # thousands of jobs: the greedy first, so that any deadline returns at least its
-            # placement (the coarse model, its solve and its packing may not finish)
-            progress(stage="greedy", elapsed=time.perf_counter() - started)
-            g_end = None if deadline is None else started + GREEDY_SHARE * (deadline - started)
-            first = best_greedy(inst, g_end)
-            progress(
-                stage="coarse model",
-                incumbent=first.objective,
-                elapsed=time.perf_counter() - started,
-            )
-        else:
-            progress(stage="coarse model", elapsed=time.perf_counter() - started)
+        # the greedy first, so that any deadline returns at least its placement (at scale
+        # the coarse model, its solve and its packing may not finish in the limit)
+        progress(stage="greedy", elapsed=time.perf_counter() - started)
+        g_end = None if deadline is None else started + GREEDY_SHARE * (deadline - started)
+        first = best_greedy(inst, g_end)
+        progress(
+            stage="coarse model", incumbent=first.objective, elapsed=time.perf_counter() - started
+        )
         co = coarse_mod.build(inst)
         left = None if deadline is None else (deadline - time.perf_counter()) * 0.5
         if left is not None and left <= 0:
-            if first is not None and not first.unplaced_musts():
+            if not first.unplaced_musts():
                 return self._finish(inst, first, None, hard, started, {"primal_from": "greedy"})
             return no_placement(
                 inst,
@@ -704,14 +700,8 @@ class DecompositionSolver(Solver):
                 incumbent=candidates[-1].objective,
                 elapsed=time.perf_counter() - started,
             )
-        # the greedy is a second opinion; with thousands of jobs and a plan in hand its time
-        # is better left to the local search
-        huge_with_plan = candidates and len(inst.jobs) > 500
-        if first is not None:
-            candidates.append(first)
-        elif not huge_with_plan and (deadline is None or time.perf_counter() < deadline):
-            g_deadline = None if deadline is None else deadline - 0.1 * (deadline - started)
-            candidates.append(best_greedy(inst, g_deadline))
+        # the greedy's placement, made first, is the incumbent every plan must beat
+        candidates.append(first)
         candidates = [c for c in candidates if not c.unplaced_musts()]
         if not candidates:
             return no_placement(
