@@ -321,14 +321,39 @@ class Packer:
             return z, z
         Bn = layout(B)[0]
         epc = Bn == 1 and job.kind == "training" and job.ep > 1
-        key = None
+        key = gen = None
         if mask is None:
-            key = (t, a, b, job.tp, job.pp, Bn, job.ep if epc else 0, lv, level)
+            key = (t, a, b, job.tp, job.pp, Bn, job.ep if epc else 0, lv)
             gen = self._site_gen[int(self.ix.dom[0][a]) : int(self.ix.dom[0][b - 1]) + 1]
-            hit = self._count_cache.get(key)
+            hit = self._count_cache.get((*key, level))
             if hit is not None and np.array_equal(hit[0], gen):
                 return hit[1]
             gen = gen.copy()
+        # the units per domain of the EP level (a job shape's base): once per touch, then
+        # summed up to each level a best fit asks for
+        base = self._count_cache.get(key) if key is not None else None
+        if base is not None and np.array_equal(base[0], gen):
+            ids, vals, cur = base[1]
+        else:
+            ids, vals, cur = self._base_counts(job, t, region, a, b, Bn, epc, lv)
+            if key is not None:
+                self._count_cache[key] = (gen, (ids, vals, cur))
+        out = self._up(ids, vals, cur, level)
+        if key is not None:
+            self._count_cache[(*key, level)] = (gen, out)
+        return out
+
+    def _up(self, ids: np.ndarray, vals: np.ndarray, m: int, to: int):
+        """Values per domain of level m (ids) summed per domain of level `to` (as wide)."""
+        if to == m or len(ids) == 0:
+            return ids, vals
+        par = self._parent_of(m, to)[ids]
+        p0 = int(par[0])
+        sums = np.bincount(par - p0, weights=vals, minlength=int(par[-1]) - p0 + 1)
+        return np.arange(p0, p0 + len(sums)), np.rint(sums).astype(np.int64)
+
+    def _base_counts(self, job: Job, t: int, region, a: int, b: int, Bn: int, epc: bool, lv):
+        """(ids, units, level) per domain of the EP level (the chain level without EP)."""
         cs = self._cum(t, region)
         slot, group, chain, ep_level, _ = lv
         fg = self.ix.first_gpu[slot]
@@ -336,31 +361,19 @@ class Packer:
         st = np.clip(fg[ids], a, b) - a
         en = np.clip(fg[ids + 1], a, b) - a
         vals = (cs[en] - cs[st]) // job.tp  # TP slots per slot domain
-
-        def up(ids, vals, m, to):
-            if to == m:
-                return ids, vals
-            par = self._parent_of(m, to)[ids]
-            p0 = int(par[0])
-            sums = np.bincount(par - p0, weights=vals, minlength=int(par[-1]) - p0 + 1)
-            return np.arange(p0, p0 + len(sums)), np.rint(sums).astype(np.int64)
-
         cur = slot
         if Bn > 1:
-            ids, vals = up(ids, vals, cur, group)
+            ids, vals = self._up(ids, vals, cur, group)
             cur = group
             vals = (vals // Bn) * Bn
-        ids, vals = up(ids, vals, cur, chain)
+        ids, vals = self._up(ids, vals, cur, chain)
         cur = chain
         vals = (vals // (Bn * job.pp)) * Bn  # units per chain domain
         if epc:
-            ids, vals = up(ids, vals, cur, ep_level)
+            ids, vals = self._up(ids, vals, cur, ep_level)
             cur = ep_level
             vals = (vals // job.ep) * job.ep
-        out = up(ids, vals, cur, level)
-        if key is not None:
-            self._count_cache[key] = (gen, out)
-        return out
+        return ids, vals, cur
 
     def _domain_region(self, region, lo: int, hi: int):
         """The part of region inside GPU range [lo, hi)."""
