@@ -89,18 +89,47 @@ class Packer:
         self._cum_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._count_cache: dict[tuple, tuple[np.ndarray, tuple]] = {}
         self._anc: dict[tuple[int, int], np.ndarray] = {}
+        self._node_free: dict[int, np.ndarray] = {}
 
     def touch(self, gpus: np.ndarray | tuple[int, int] | None = None) -> None:
         """Say that `free` changed at `gpus` (an index array, a (start, stop) range, or None
         for anywhere): the counts cached for their sites are recomputed when next asked."""
+        ix = self.ix
         if gpus is None:
             self._site_gen += 1
-        elif isinstance(gpus, tuple):
+            self._node_free.clear()
+            return
+        if isinstance(gpus, tuple):
             a, b = gpus
-            if b > a:
-                self._site_gen[self.ix.dom[0][a] : self.ix.dom[0][b - 1] + 1] += 1
-        elif len(gpus):
-            self._site_gen[np.unique(self.ix.dom[0][gpus])] += 1
+            if b <= a:
+                return
+            self._site_gen[ix.dom[0][a] : ix.dom[0][b - 1] + 1] += 1
+            nodes = np.arange(int(ix.gpu_node[a]), int(ix.gpu_node[b - 1]) + 1)
+        else:
+            if not len(gpus):
+                return
+            self._site_gen[np.unique(ix.dom[0][gpus])] += 1
+            nodes = np.unique(ix.gpu_node[gpus])
+        if self._node_free:
+            # recount the free GPUs of each type in the touched nodes only
+            fg = ix.first_gpu[ix.n_levels - 1]
+            starts, lens = fg[nodes], fg[nodes + 1] - fg[nodes]
+            offs = np.concatenate([[0], np.cumsum(lens)[:-1]])
+            idx = np.repeat(starts - offs, lens) + np.arange(int(lens.sum()))
+            f = self.free[idx]
+            for t, counts in self._node_free.items():
+                m = (f & (ix.gpu_type[idx] == t)).astype(np.int64)
+                counts[nodes] = np.add.reduceat(m, offs) if len(m) else 0
+
+    def _nodes_free(self, t: int) -> np.ndarray:
+        """Free GPUs of type t per node: int64 (N,), kept current by :meth:`touch`."""
+        got = self._node_free.get(t)
+        if got is None:
+            ix = self.ix
+            got = self._node_free[t] = np.bincount(
+                ix.gpu_node[self.free & (ix.gpu_type == t)], minlength=len(ix.node_gpus)
+            ).astype(np.int64)
+        return got
 
     # ------------------------------------------------------------------ levels
     def _caps(self, t: int) -> list[int]:
@@ -354,13 +383,22 @@ class Packer:
 
     def _base_counts(self, job: Job, t: int, region, a: int, b: int, Bn: int, epc: bool, lv):
         """(ids, units, level) per domain of the EP level (the chain level without EP)."""
-        cs = self._cum(t, region)
+        ix = self.ix
         slot, group, chain, ep_level, _ = lv
-        fg = self.ix.first_gpu[slot]
-        ids = self._ids(slot, a, b)
-        st = np.clip(fg[ids], a, b) - a
-        en = np.clip(fg[ids + 1], a, b) - a
-        vals = (cs[en] - cs[st]) // job.tp  # TP slots per slot domain
+        nl = ix.n_levels - 1
+        fgn = ix.first_gpu[nl]
+        n0, n1 = int(ix.gpu_node[a]), int(ix.gpu_node[b - 1])
+        if fgn[n0] == a and fgn[n1 + 1] == b:
+            # whole nodes: free GPUs per slot domain from the per-node counts
+            ids, free = self._up(np.arange(n0, n1 + 1), self._nodes_free(t)[n0 : n1 + 1], nl, slot)
+            vals = free // job.tp
+        else:
+            cs = self._cum(t, region)
+            fg = ix.first_gpu[slot]
+            ids = self._ids(slot, a, b)
+            st = np.clip(fg[ids], a, b) - a
+            en = np.clip(fg[ids + 1], a, b) - a
+            vals = (cs[en] - cs[st]) // job.tp  # TP slots per slot domain
         cur = slot
         if Bn > 1:
             ids, vals = self._up(ids, vals, cur, group)
