@@ -464,7 +464,18 @@ class Packer:
                     fg = self.ix.first_gpu[level]
                     lo = min(max(int(fg[ids[k]]), a), b)
                     hi = min(max(int(fg[ids[k] + 1]), a), b)
-                    u = self.units(job, t, self._domain_region(region, lo, hi), B, lv)
+                    sub = self._domain_region(region, lo, hi)
+                    if isinstance(sub, tuple):
+                        # the first n units lie in the first EP-level domains that hold n:
+                        # build units there only (a site-wide domain has 250k GPUs at 1M)
+                        lo, hi = sub
+                        Bn = layout(B)[0]
+                        epc = Bn == 1 and job.kind == "training" and job.ep > 1
+                        bid, bval, cur = self._base_counts(job, t, sub, lo, hi, Bn, epc, lv)
+                        e = int(np.searchsorted(np.cumsum(bval), n, "left"))
+                        if e < len(bid):
+                            sub = (lo, min(hi, int(self.ix.first_gpu[cur][bid[e] + 1])))
+                    u = self.units(job, t, sub, B, lv)
                     return u.gpus[:n].reshape(-1)
             return None
         sl = self.ix.level_index(job.spread.level)
