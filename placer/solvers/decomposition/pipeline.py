@@ -47,6 +47,7 @@ from placer.solvers.decomposition.construct import (
     grow,
     job_order,
     offer_order,
+    resume,
     scope_ok,
     stage_major,
 )
@@ -61,6 +62,12 @@ from placer.solvers.plans import must_place, siblings
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
 GREEDY_SHARE = 0.35  # of the limit, at most, for that first greedy
+# below these, the time left goes to the local search (it goes on placing the jobs the
+# greedy did not reach) instead of a coarse model that cannot be built or solved in it
+# (measured at 1M GPUs / 5,000 jobs, docs/solver.md: 1.6 ms a job to build, and a model
+# of 60,000 variables not solved in 15 s)
+BUILD_PER_JOB = 2e-3
+SOLVE_PER_VAR = 2e-4
 MAX_PLAN_ROUNDS = 4  # re-pricing rounds over a mixed job's plans (SPEC v3)
 
 
@@ -574,11 +581,20 @@ class DecompositionSolver(Solver):
         progress(
             stage="coarse model", incumbent=first.objective, elapsed=time.perf_counter() - started
         )
-        co = coarse_mod.build(inst)
+        co = None
+        if deadline is None or deadline - time.perf_counter() > BUILD_PER_JOB * len(inst.jobs):
+            co = coarse_mod.build(inst)
         left = None if deadline is None else (deadline - time.perf_counter()) * 0.5
-        if left is not None and left <= 0:
+        if co is not None and left is not None and left < SOLVE_PER_VAR * co.model.n_vars:
+            co = None  # no time to build the model's solver, let alone solve: skip it
+        if co is None or (left is not None and left <= 0):
             if not first.unplaced_musts():
-                return self._finish(inst, first, None, hard, started, {"primal_from": "greedy"})
+                # the local search goes on placing the jobs the greedy did not reach
+                ls_deadline = deadline - 0.1 - 0.05 * (deadline - started)
+                stats = {"primal_from": "greedy", "coarse": "skipped: no time to build or solve it"}
+                stats["resumed"] = resume(first, ls_deadline)
+                stats["improvements"] = local_search(first, ls_deadline, passes=50)
+                return self._finish(inst, first, None, hard, started, stats)
             return no_placement(
                 inst,
                 self.name,
@@ -729,6 +745,8 @@ class DecompositionSolver(Solver):
         )
         # keep a margin for the final check and re-score
         ls_deadline = None if deadline is None else deadline - 0.1 - 0.05 * (deadline - started)
+        if st.unreached:  # the greedy's placement, cut by its share of the limit
+            stats["resumed"] = resume(st, ls_deadline)
         # while passes improve, more passes (the time is the limit's, not a fixed count)
         stats["improvements"] = local_search(st, ls_deadline, passes=2 if deadline is None else 50)
         progress(
