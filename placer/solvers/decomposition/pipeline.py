@@ -68,6 +68,7 @@ GREEDY_SHARE = 0.35  # of the limit, at most, for that first greedy
 # of 60,000 variables not solved in 15 s)
 BUILD_PER_JOB = 2e-3
 SOLVE_PER_VAR = 2e-4
+VARS_PER_JOB = 12  # coarse variables per job, for the estimate before building
 MAX_PLAN_ROUNDS = 4  # re-pricing rounds over a mixed job's plans (SPEC v3)
 
 
@@ -582,7 +583,8 @@ class DecompositionSolver(Solver):
             stage="coarse model", incumbent=first.objective, elapsed=time.perf_counter() - started
         )
         co = None
-        if deadline is None or deadline - time.perf_counter() > BUILD_PER_JOB * len(inst.jobs):
+        need = len(inst.jobs) * (BUILD_PER_JOB + 2 * SOLVE_PER_VAR * VARS_PER_JOB)
+        if deadline is None or deadline - time.perf_counter() > need:
             co = coarse_mod.build(inst)
         left = None if deadline is None else (deadline - time.perf_counter()) * 0.5
         if co is not None and left is not None and left < SOLVE_PER_VAR * co.model.n_vars:
