@@ -466,15 +466,7 @@ class Packer:
                     hi = min(max(int(fg[ids[k] + 1]), a), b)
                     sub = self._domain_region(region, lo, hi)
                     if isinstance(sub, tuple):
-                        # the first n units lie in the first EP-level domains that hold n:
-                        # build units there only (a site-wide domain has 250k GPUs at 1M)
-                        lo, hi = sub
-                        Bn = layout(B)[0]
-                        epc = Bn == 1 and job.kind == "training" and job.ep > 1
-                        bid, bval, cur = self._base_counts(job, t, sub, lo, hi, Bn, epc, lv)
-                        e = int(np.searchsorted(np.cumsum(bval), n, "left"))
-                        if e < len(bid):
-                            sub = (lo, min(hi, int(self.ix.first_gpu[cur][bid[e] + 1])))
+                        sub = self._prefix(job, t, sub, B, lv, n)
                     u = self.units(job, t, sub, B, lv)
                     return u.gpus[:n].reshape(-1)
             return None
@@ -494,6 +486,32 @@ class Packer:
                 return u.gpus[chosen].reshape(-1)
             return self._best_fit(job, u, n, lv[2], 0, B)
         return self._best_fit(job, u, n, lv[3], lv[4], B)
+
+    def _prefix(self, job: Job, t: int, region: tuple[int, int], B, lv, n: int):
+        """The shortest run of whole nodes from the start of `region` (one domain) whose
+        units number at least n. The units a prefix forms are a prefix of the units the whole
+        region forms (each flooring step keeps the first items of each domain), so the first n
+        units are built there alone: a site-wide domain has 250k GPUs at 1M."""
+        lo, hi = region
+        ix = self.ix
+        nl = ix.n_levels - 1
+        fgn = ix.first_gpu[nl]
+        n0, n1 = int(ix.gpu_node[lo]), int(ix.gpu_node[hi - 1])
+        if fgn[n0] != lo or fgn[n1 + 1] != hi:
+            return region
+        Bn = layout(B)[0]
+        epc = Bn == 1 and job.kind == "training" and job.ep > 1
+        # slots needed, as a first guess of where the n units end; doubled until they do
+        cum = np.cumsum(self._nodes_free(t)[n0 : n1 + 1] // job.tp)
+        need = n * job.pp * Bn * (job.ep if epc else 1)
+        e = int(np.searchsorted(cum, need, "left"))
+        while e < n1 - n0:
+            cut = int(fgn[n0 + e + 1])
+            got = int(self._base_counts(job, t, (lo, cut), lo, cut, Bn, epc, lv)[1].sum())
+            if (got // self._step(job, B)) * self._step(job, B) >= n:
+                return (lo, cut)
+            e = 2 * e + 1
+        return region
 
     def _spread_counted(
         self, job: Job, t: int, n: int, region, B, lv, sl: int
