@@ -61,14 +61,26 @@ from placer.solvers.decomposition.linmodel import LinModel
 from placer.solvers.plans import must_place, siblings
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
-GREEDY_SHARE = 0.35  # of the limit, at most, for that first greedy
-# below these, the time left goes to the local search (it goes on placing the jobs the
-# greedy did not reach) instead of a coarse model that cannot be built or solved in it
-# (measured at 1M GPUs / 5,000 jobs, docs/solver.md: 1.6 ms a job to build, and a model
-# of 60,000 variables not solved in 15 s)
+GREEDY_SHARE = 0.2  # of the limit, at most, for that first greedy when a plan can follow
+# a coarse model is built only when the time left can build and solve it; else the time goes
+# to the greedy and then to placing the jobs it did not reach (measured at 1M GPUs / 5,000
+# jobs, docs/solver.md: 1.6-2 ms a job to build, about 12 variables a job, and GLOP's LP of
+# 60,000 variables in about 80 s alone on this machine)
 BUILD_PER_JOB = 2e-3
-SOLVE_PER_VAR = 2e-4
+SOLVE_PER_VAR = 2e-4  # CP-SAT on the integer model (up to LARGE_MODEL variables)
+LP_PER_VAR = 1.5e-3  # the LP relaxation of a larger model
 VARS_PER_JOB = 12  # coarse variables per job, for the estimate before building
+
+
+def coarse_need(inst: Instance, n_vars: int | None = None) -> float:
+    """Seconds to build the coarse model and solve it (twice the estimate: the plan's
+    packing and the local search take the other half), from the job count or the size."""
+    n = VARS_PER_JOB * len(inst.jobs) if n_vars is None else n_vars
+    per_var = LP_PER_VAR if n > LARGE_MODEL else SOLVE_PER_VAR
+    build = BUILD_PER_JOB * len(inst.jobs) if n_vars is None else 0.0
+    return build + 2 * per_var * n
+
+
 MAX_PLAN_ROUNDS = 4  # re-pricing rounds over a mixed job's plans (SPEC v3)
 
 
@@ -577,18 +589,22 @@ class DecompositionSolver(Solver):
         # the greedy first, so that any deadline returns at least its placement (at scale
         # the coarse model, its solve and its packing may not finish in the limit)
         progress(stage="greedy", elapsed=time.perf_counter() - started)
-        g_end = None if deadline is None else started + GREEDY_SHARE * (deadline - started)
-        first = best_greedy(inst, g_end)
+        g_end = None
+        if deadline is not None:
+            avail = deadline - started
+            # when no plan can follow in the time, the greedy has it all
+            plan = avail * (1 - GREEDY_SHARE) > coarse_need(inst)
+            g_end = started + (GREEDY_SHARE if plan else 1.0) * avail
+        first = best_greedy(inst, g_end, final=False)
         progress(
             stage="coarse model", incumbent=first.objective, elapsed=time.perf_counter() - started
         )
         co = None
-        need = len(inst.jobs) * (BUILD_PER_JOB + 2 * SOLVE_PER_VAR * VARS_PER_JOB)
-        if deadline is None or deadline - time.perf_counter() > need:
+        if deadline is None or deadline - time.perf_counter() > coarse_need(inst):
             co = coarse_mod.build(inst)
         left = None if deadline is None else (deadline - time.perf_counter()) * 0.5
-        if co is not None and left is not None and left < SOLVE_PER_VAR * co.model.n_vars:
-            co = None  # no time to build the model's solver, let alone solve: skip it
+        if co is not None and left is not None and 2 * left < coarse_need(inst, co.model.n_vars):
+            co = None  # no time to solve it: skip it
         if co is None or (left is not None and left <= 0):
             if not first.unplaced_musts():
                 # the local search goes on placing the jobs the greedy did not reach
@@ -718,7 +734,14 @@ class DecompositionSolver(Solver):
                 incumbent=candidates[-1].objective,
                 elapsed=time.perf_counter() - started,
             )
-        # the greedy's placement, made first, is the incumbent every plan must beat
+        # the greedy's placement, made first, is the incumbent every plan must beat; cut by
+        # its share of the limit, it first goes on with the jobs it did not reach (half the
+        # time left), so that a weak plan does not win over an unfinished greedy
+        if first.unreached and deadline is not None:
+            now = time.perf_counter()
+            stats["resumed"] = resume(
+                first, now + 0.5 * (deadline - now - 0.05 * (deadline - started))
+            )
         candidates.append(first)
         candidates = [c for c in candidates if not c.unplaced_musts()]
         if not candidates:
