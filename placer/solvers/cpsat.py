@@ -10,6 +10,7 @@ best objective bound, and CP-SAT's status mapped into placer's vocabulary.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from pydantic import Field
@@ -17,7 +18,11 @@ from pydantic import Field
 from placer.model import Status
 from placer.solvers.base import DecompositionOptions
 from placer.solvers.decomposition.linmodel import LinModel, int_row
-from placer.solvers.decomposition.pipeline import CoarseSolution, DecompositionSolver
+from placer.solvers.decomposition.pipeline import (
+    LARGE_MODEL,
+    CoarseSolution,
+    DecompositionSolver,
+)
 
 
 def solve_cpsat(
@@ -149,4 +154,18 @@ class CpSatSolver(DecompositionSolver):
     def solve_relaxation(
         self, lm: LinModel, time_limit: float | None, **options: Any
     ) -> CoarseSolution:
+        if lm.n_vars > LARGE_MODEL:
+            # GLOP does not solve the LP of 1M GPUs / 5,000 jobs (60,000 variables) in
+            # 180 s on this machine (its dual simplex stops ABNORMAL); CBC through PuLP, a
+            # core dependency, solves it in about 17 s, building included (docs/solver.md)
+            from placer.solvers.mip import solve_lp
+
+            t0 = time.perf_counter()
+            sol = solve_lp(lm, time_limit, "auto")
+            if sol.status != Status.NO_SOLUTION:
+                return sol
+            if time_limit is not None:
+                time_limit -= time.perf_counter() - t0
+                if time_limit <= 0.05:
+                    return sol
         return solve_lp_glop(lm, time_limit)

@@ -64,11 +64,11 @@ LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounde
 GREEDY_SHARE = 0.2  # of the limit, at most, for that first greedy when a plan can follow
 # a coarse model is built only when the time left can build and solve it; else the time goes
 # to the greedy and then to placing the jobs it did not reach (measured at 1M GPUs / 5,000
-# jobs, docs/solver.md: 1.6-2 ms a job to build, about 12 variables a job, and GLOP's LP of
-# 60,000 variables in about 80 s alone on this machine)
+# jobs, docs/solver.md: 1-2 ms a job to build, about 12 variables a job, and the LP of
+# 60,000 variables in about 17 s with CBC, building its PuLP problem included)
 BUILD_PER_JOB = 2e-3
 SOLVE_PER_VAR = 2e-4  # CP-SAT on the integer model (up to LARGE_MODEL variables)
-LP_PER_VAR = 1.5e-3  # the LP relaxation of a larger model
+LP_PER_VAR = 4e-4  # the LP relaxation of a larger model
 VARS_PER_JOB = 12  # coarse variables per job, for the estimate before building
 
 
