@@ -290,23 +290,21 @@ def primal_from_coarse(
             continue
         variants = []
         if op.kind == "mixed":  # SPEC v2: units per (site, type) as planned, packed in turn
-            parts = []
-            for (s, t), v in sorted(op.parts.items()):
-                n = int(round(vals[v])) * op.step
-                g = st.packer.place(job, t, n, st.site_region(s)) if n > 0 else None
-                if g is not None:
-                    parts.append(g)
-                    st.packer.take(g)
+            parts = _mixed_parts(st, job, op, vals)
             for g in parts:
                 st.packer.give(g)
             if parts:
-                g = np.concatenate(parts)
-                if (
-                    len(g) // job.unit_size >= max(job.units_min, 1)
-                    and scope_ok(inst, j, g)
-                    and (st._power(g) <= st.power_left + 1e-9).all()
-                ):
-                    variants.append(g)
+                # also each part stage-major (a unit stays in its part: one type, one site),
+                # so that every DP group meets narrower in each part
+                sm = [stage_major(job, g) for g in parts]
+                sm = [a if a is not None else g for a, g in zip(sm, parts)]
+                for g in (np.concatenate(parts), np.concatenate(sm)):
+                    if (
+                        len(g) // job.unit_size >= max(job.units_min, 1)
+                        and scope_ok(inst, j, g)
+                        and (st._power(g) <= st.power_left + 1e-9).all()
+                    ):
+                        variants.append(g)
         for B in st.packer.layouts(job) if op.kind != "mixed" else []:
             parts = []
             ok = True
@@ -341,6 +339,45 @@ def primal_from_coarse(
     for o in offer_order(inst):
         st.lease_greedy(o)
     return st
+
+
+def _mixed_parts(st: State, job, op: coarse_mod.Option, vals: list[float]) -> list[np.ndarray]:
+    """A mixed option's parts packed (and taken) in turn, units per (site, type) as planned.
+    The plan counts free GPUs, not the units their fragments form: a part that does not fit
+    takes the most units its cell holds, and the units it lacks go to the other cells in
+    turn (up to the plan's total), so that one part short of room does not drop the job."""
+    step = op.step
+    cells = sorted(op.parts.items())
+    want = {c: int(round(vals[v])) * step for c, v in cells}
+    got: dict[tuple[int, int], np.ndarray] = {}
+    short = 0
+    for (s, t), _v in cells:
+        n = want[(s, t)]
+        if n <= 0:
+            continue
+        g = st.packer.place(job, t, n, st.site_region(s))
+        if g is None:
+            k = min(n, st.packer.max_fit(job, t, st.site_region(s)))
+            k -= k % step
+            g = st.packer.place(job, t, k, st.site_region(s)) if k > 0 else None
+        k = 0 if g is None else len(g) // job.unit_size
+        short += n - k
+        if g is not None and k:
+            got[(s, t)] = g
+            st.packer.take(g)
+    for (s, t), _v in cells:
+        if short <= 0:
+            break
+        if want[(s, t)] <= 0:  # only the cells the plan uses (its sites hold units)
+            continue
+        more = min(short, st.packer.max_fit(job, t, st.site_region(s)))
+        more -= more % step
+        g = st.packer.place(job, t, more, st.site_region(s)) if more > 0 else None
+        if g is not None and len(g):
+            st.packer.take(g)
+            got[(s, t)] = np.concatenate([got[(s, t)], g]) if (s, t) in got else g
+            short -= len(g) // job.unit_size
+    return [got[c] for c, _v in cells if c in got]
 
 
 def local_search(st: State, deadline: float | None, passes: int = 2) -> int:
