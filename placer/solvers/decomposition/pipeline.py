@@ -294,17 +294,13 @@ def primal_from_coarse(
             for g in parts:
                 st.packer.give(g)
             if parts:
-                # also each part stage-major (a unit stays in its part: one type, one site),
-                # so that every DP group meets narrower in each part
-                sm = [stage_major(job, g) for g in parts]
-                sm = [a if a is not None else g for a, g in zip(sm, parts)]
-                for g in (np.concatenate(parts), np.concatenate(sm)):
-                    if (
-                        len(g) // job.unit_size >= max(job.units_min, 1)
-                        and scope_ok(inst, j, g)
-                        and (st._power(g) <= st.power_left + 1e-9).all()
-                    ):
-                        variants.append(g)
+                g = np.concatenate(parts)
+                if (
+                    len(g) // job.unit_size >= max(job.units_min, 1)
+                    and scope_ok(inst, j, g)
+                    and (st._power(g) <= st.power_left + 1e-9).all()
+                ):
+                    variants.append(g)
         for B in st.packer.layouts(job) if op.kind != "mixed" else []:
             parts = []
             ok = True
