@@ -89,6 +89,59 @@ class Bounds:
         np.maximum.at(self.gpn, (ix.dom[0][ix.first_gpu[-1][:-1]], ix.node_type), ix.node_gpus)
         self.avail = np.zeros((S, T), np.int64)
         np.add.at(self.avail, (ix.dom[0][free], ix.gpu_type[free]), 1)
+        self._gpus = np.flatnonzero(free)
+        self._dcaps: dict[tuple, np.ndarray] = {}
+
+    def domain_caps(self, s: int, types: tuple[int, ...], lvl: int) -> np.ndarray:
+        """Free GPUs of `types` in each domain of level `lvl` of site s (nonzero ones)."""
+        key = (s, types, lvl)
+        out = self._dcaps.get(key)
+        if out is None:
+            ix, g = self.ix, self._gpus
+            g = g[(ix.dom[0][g] == s) & np.isin(ix.gpu_type[g], types)]
+            cnt = np.unique(ix.dom[lvl][g], return_counts=True)[1]
+            out = self._dcaps[key] = cnt.astype(np.int64)
+        return out
+
+    def _granule(self, job: Job, lvl: int) -> int:
+        """GPUs of one unit that lie in the domain a DP group meets in, at level lvl: its
+        TP group when the TP scope lies inside lvl, its PP chain likewise, both: the unit."""
+        i_tp = dimension_level(self.inst, self.ix, job, "tp")
+        i_pp = dimension_level(self.inst, self.ix, job, "pp")
+        gr = 1
+        if job.tp > 1 and i_tp is not None and i_tp >= lvl:
+            gr *= job.tp
+        if job.pp > 1 and i_pp is not None and i_pp >= lvl:
+            gr *= job.pp
+        return gr
+
+    def dp_fits(self, job: Job, s: int, types: tuple[int, ...], lvl: int, n: int) -> bool:
+        """Whether every DP group of n members (its in-site part in site s) can meet inside
+        a domain of level lvl at once. The groups of one stage (and of one TP position) share
+        a domain whenever their TP groups (PP chains) lie inside it: each domain holds
+        whole slabs of n * granule GPUs, and a unit's `unit_size / granule` slabs are
+        disjoint. A single group fitting the largest domain (the weaker test) ignores that
+        the job's other DP groups need their own room."""
+        if n <= 1:
+            return True
+        gr = self._granule(job, lvl)
+        slabs = job.unit_size // gr
+        caps = self.domain_caps(s, types, lvl)
+        return int((caps // (n * gr)).sum()) >= slabs
+
+    def dp_most(self, job: Job, s: int, types: tuple[int, ...], lvl: int, hi: int) -> int:
+        """The most members (up to hi) a DP group's part in site s can have with every
+        group meeting inside a domain of level lvl (:meth:`dp_fits`; monotone in n)."""
+        if hi <= 1 or self.dp_fits(job, s, types, lvl, hi):
+            return max(hi, 0)
+        lo = 1
+        while lo < hi - 1:
+            mid = (lo + hi) // 2
+            if self.dp_fits(job, s, types, lvl, mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
 
     @classmethod
     def of_gpus(cls, inst: Instance, gpus: np.ndarray) -> Bounds:
@@ -113,6 +166,8 @@ class Bounds:
         )
         b.avail = np.zeros((S, T), np.int64)
         np.add.at(b.avail, (ix.dom[0][gpus], types), 1)
+        b._gpus = np.unique(gpus)
+        b._dcaps = {}
         return b
 
     def _levels(self, job: Job, dim: str, s: int) -> list[int]:
@@ -146,7 +201,11 @@ class Bounds:
                     need *= job.tp
                 if i_pp is not None and i_pp >= lvl:
                     need *= job.pp
-            if self.cap[s, t, lvl] >= need:
+            if dim == "dp":
+                ok = self.dp_fits(job, s, (t,), lvl, n)
+            else:
+                ok = self.cap[s, t, lvl] >= need
+            if ok:
                 best = min(best, fn(n, m, S, self.ix.lat_us[s, lvl], self.ix.bw_GBps[s, lvl]))
         return best
 
@@ -164,7 +223,7 @@ class Bounds:
                 mult *= job.tp
             if i_pp is not None and i_pp >= lvl:
                 mult *= job.pp
-            n_fit = int(self.cap[s, t, lvl]) // mult
+            n_fit = self.dp_most(job, s, (t,), lvl, int(self.cap[s, t, lvl]) // mult)
             n_fit -= n_fit % step
             if n_min <= n_fit < n_max:
                 cuts.add(n_fit)
@@ -963,7 +1022,9 @@ def _mixed_part_ms(c: _Ctx, job: Job, sites, types, n: int, fn, m: float, S: flo
                 need *= job.tp
             if i_pp is not None and i_pp >= lvl:
                 need *= job.pp
-            if sum(int(bounds.cap[s, t, lvl]) for t in types) >= need:
+            if sum(int(bounds.cap[s, t, lvl]) for t in types) >= need and bounds.dp_fits(
+                job, s, tuple(types), lvl, n
+            ):
                 best = min(best, float(fn(n, m, S, ix.lat_us[s, lvl], ix.bw_GBps[s, lvl])))
     return best
 
