@@ -14,7 +14,7 @@ from placer.model.instance import DIMS
 
 def allowed_types(inst: Instance, index, job: Job) -> list[int]:
     """Type codes a job may use that exist in the topology."""
-    present = set(np.unique(index.node_type).tolist())
+    present = index.present_types
     if job.gpu_types is None:
         return sorted(present)
     return sorted(

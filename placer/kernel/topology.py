@@ -102,6 +102,7 @@ class TopologyIndex:
     _ids_cache: dict[int, tuple[list[str], np.ndarray]] = field(default_factory=dict, repr=False)
     _id_list: list[str] | None = field(default=None, repr=False)
     _id_map: dict[str, int] | None = field(default=None, repr=False)
+    _present_types: frozenset[int] | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -125,6 +126,14 @@ class TopologyIndex:
     @property
     def gpu_site(self) -> np.ndarray:
         return self.dom[0]
+
+    @property
+    def present_types(self) -> frozenset[int]:
+        """Type codes that some node has (computed once: asked per job, per candidate, and
+        an np.unique over a million nodes' types costs milliseconds)."""
+        if self._present_types is None:
+            self._present_types = frozenset(np.unique(self.node_type).tolist())
+        return self._present_types
 
     # ------------------------------------------------------------------ names
     def domain_name(self, level: int, d: int) -> str:

@@ -74,7 +74,14 @@ class Placement(BaseModel):
     objective: Number | None = Field(None, description="Kernel score (SPEC 4).")
     bound: Number | None = Field(None, description="Proven upper bound, or null.")
     gap: Number | None = Field(None, description="(bound - objective) / max(|bound|, 1).")
-    seconds: Number | None = Field(None, description="Wall-clock solve time.")
+    seconds: Number | None = Field(
+        None, description="Wall-clock solve time (loading the instance not included)."
+    )
+    load_seconds: Number | None = Field(
+        None,
+        description="Wall-clock time to read, validate and expand the instance (the CLI "
+        "measures it apart from the solve; null from the library).",
+    )
     reason: Str | None = Field(None, description="Why there is no placement.")
     stopped: Str | None = Field(
         None,

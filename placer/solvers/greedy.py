@@ -13,7 +13,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from placer.solvers.base import NO_SOLUTION, Result, Solver, finalize, no_placement
+from placer.solvers.base import (
+    NO_SOLUTION,
+    Result,
+    Solver,
+    finalize,
+    finish_reserve,
+    no_placement,
+)
 from placer.solvers.decomposition.construct import best_greedy
 
 
@@ -26,7 +33,9 @@ class GreedySolver(Solver):
         self, inst, time_limit: float | None = 60.0, seed: int = 0, threads: int = 1, **options: Any
     ) -> Result:
         started = time.perf_counter()
-        deadline = None if time_limit is None else started + 0.9 * time_limit
+        deadline = None
+        if time_limit is not None:
+            deadline = started + time_limit - finish_reserve(inst, time_limit)
         st = best_greedy(inst, deadline)
         if st.unplaced_musts():
             return no_placement(
@@ -39,4 +48,10 @@ class GreedySolver(Solver):
                 "any placement can)",
                 started,
             )
-        return finalize(inst, self.name, st.job_gpus, st.offer_blocks, st.reasons(), None, started)
+        r_deadline = None
+        if deadline is not None:
+            # a fifth of the reserve for the reasons' searches, the rest for the reasons'
+            # counts, the check and the re-score
+            r_deadline = deadline + 0.2 * (started + time_limit - deadline)
+        reasons = st.reasons(deadline=r_deadline)
+        return finalize(inst, self.name, st.job_gpus, st.offer_blocks, reasons, None, started)

@@ -352,11 +352,25 @@ def set_wan(ix, sites) -> tuple[float, float, float]:
     return alpha, W, sum(float(ix.link_fail_per_day[x]) for x in links)
 
 
-def _domains_with_type(ix, level: int, s: int, t: int, free: np.ndarray) -> int:
-    """Domains of `level` in site s holding a free GPU of type t."""
+def _distinct_runs(d: np.ndarray) -> int:
+    """Distinct values of a sorted array (domain ids in tree order): no sort needed."""
+    return int(len(d) and 1 + np.count_nonzero(d[1:] != d[:-1]))
+
+
+def _domains_with_type(
+    ix, level: int, s: int, t: int, free: np.ndarray, memo: dict | None = None
+) -> int:
+    """Domains of `level` in site s holding a free GPU of type t (`memo`: the build's
+    cache, asked once per spread job and site, 6,000 times at 1M GPUs / 5,000 jobs)."""
+    key = (level, s, t)
+    if memo is not None and key in memo:
+        return memo[key]
     a, b = ix.gpu_range(0, s)
     m = free[a:b] & (ix.gpu_type[a:b] == t)
-    return int(len(np.unique(ix.dom[level][a:b][m])))
+    n = _distinct_runs(ix.dom[level][a:b][m])
+    if memo is not None:
+        memo[key] = n
+    return n
 
 
 def _domains_inside(ix, level: int, d: int, sub: int, t: int, free: np.ndarray) -> int:
@@ -364,7 +378,7 @@ def _domains_inside(ix, level: int, d: int, sub: int, t: int, free: np.ndarray) 
     (counted as in :func:`_domains_with_type`, so a leased block removes exactly these)."""
     a, b = ix.gpu_range(level, d)
     m = (ix.gpu_type[a:b] == t) & free[a:b]
-    return int(len(np.unique(ix.dom[sub][a:b][m])))
+    return _distinct_runs(ix.dom[sub][a:b][m])
 
 
 def _site_sets(ix, t_sites: list[int], max_k: int = 3) -> list[tuple[int, ...]]:
@@ -605,6 +619,7 @@ class _Ctx:
     offer_vars: dict[int, int] = field(default_factory=dict)
     lease_vars: dict[tuple[int, int], int] = field(default_factory=dict)
     group_users: dict[int, dict[int, float]] = field(default_factory=dict)
+    memo: dict = field(default_factory=dict)  # counts over `free`, fixed while building
 
 
 def build(inst: Instance) -> Coarse:
@@ -699,7 +714,7 @@ def _add_inference_option(c: _Ctx, j: int, job: Job, t: int, job_opts: list[Opti
         sl = ix.level_index(job.spread.level)
         zs = {}
         for s in t_sites:
-            n_dom = _domains_with_type(ix, sl, s, t, c.free)
+            n_dom = _domains_with_type(ix, sl, s, t, c.free, c.memo)
             z = lm.var(f"z[{job.name},{ix.site_names[s]}]", 0, n_dom)
             lm.add({z: 1.0, op.n[s]: -1.0}, "<=", 0)
             c.spread_rows.append((z, s, t, sl, n_dom))
@@ -1146,6 +1161,13 @@ def _add_leases(c: _Ctx) -> None:
             lm.add({a: 1.0}, "<=", 0)
 
 
+def _inside_memo(c: _Ctx, level: int, d: int, sl: int, t: int) -> int:
+    key = ("inside", level, d, sl, t)
+    if key not in c.memo:
+        c.memo[key] = _domains_inside(c.ix, level, d, sl, t, c.free)
+    return c.memo[key]
+
+
 def _add_spread_rows(c: _Ctx) -> None:
     """Spread over a level below the site: the usable domains less those inside leases."""
     for z, s, t, sl, n_dom in c.spread_rows:
@@ -1153,9 +1175,7 @@ def _add_spread_rows(c: _Ctx) -> None:
         for (_, g), y in c.lease_vars.items():
             grp = c.groups[g]
             if grp["site"] == s and grp["level"] <= sl:
-                inside = min(
-                    _domains_inside(c.ix, grp["level"], d, sl, t, c.free) for d in grp["members"]
-                )
+                inside = min(_inside_memo(c, grp["level"], d, sl, t) for d in grp["members"])
                 if inside:
                     row[y] = float(inside)
         if len(row) > 1:

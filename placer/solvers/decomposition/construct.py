@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from placer.check import rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread
+from placer.check import rule2_types, rule3_sizes, rule4_scope, rule5_spread
 from placer.kernel.capacity import (
     FreeCounts,
     allowed_types,
@@ -57,6 +57,12 @@ class State:
         self.offer_blocks: list[list[tuple[int, int]]] = [[] for _ in inst.offers]
         self.gpu_power = np.nan_to_num(ix.type_power_kW[ix.gpu_type], nan=0.0)
         self.power_left = ix.power_cap_kW.copy()
+        # changes so far (a cheap key for what is computed once per state, e.g. free counts)
+        self.version = 0
+        # jobs a deadline stopped the solve from trying (their reason says so), and whether
+        # any stage of the solve was cut short by its deadline
+        self.unreached: set[int] = set()
+        self.timed_out = False
         if holdings is not None:
             self._hold(*holdings)
         self.packer = Packer(inst, self.free)
@@ -101,8 +107,13 @@ class State:
             # a GPU that failed while the job held it never comes back free
             self.free[old[self.ix.available[old]]] = True
             self.power_left += self._power(old)
+            self.packer.touch(old)
         gpus = np.asarray(gpus, np.int64)
         self.free[gpus] = False
+        self.packer.touch(gpus)
+        self.version += 1
+        if len(gpus):
+            self.unreached.discard(j)
         self.power_left -= self._power(gpus)
         self.scorer.delta({j: gpus}, commit=True)
         self.job_gpus[j] = gpus
@@ -116,6 +127,8 @@ class State:
         self.free[g] = False
         a, b = self.ix.gpu_range(*block)
         self.free[a:b] = False
+        self.packer.touch((a, b))
+        self.version += 1
         self.power_left -= self._power(g)
         self.offer_blocks[o].append(block)
         self._sync_leases()
@@ -124,7 +137,9 @@ class State:
         for block in self.offer_blocks[o]:
             g = self.block_gpus(block)
             self.free[g] = True
+            self.packer.touch(g)
             self.power_left += self._power(g)
+        self.version += 1
         self.offer_blocks[o] = []
         self._sync_leases()
 
@@ -206,7 +221,7 @@ class State:
         site = int(ix.dom[0][region[0]])
         out = []
         for t in allowed_types(self.inst, ix, job):
-            for B in self.packer.layouts(job):
+            for B in self.packer.distinct_layouts(job, t):
                 n = min(self.packer.max_fit(job, t, region, B), self.power_units(job, t, site))
                 n = self._round(job, n, B)
                 if n:
@@ -223,7 +238,7 @@ class State:
             if job.kind == "inference":
                 out.extend(self._inference(job, t, cap, site_list))
                 continue
-            for B in self.packer.layouts(job):
+            for B in self.packer.distinct_layouts(job, t):
                 per_site = {}
                 for s in site_list:
                     region = self.site_region(s)
@@ -332,16 +347,15 @@ class State:
 
     def _inference(self, job: Job, t: int, cap: int, sites: list[int]) -> list[np.ndarray]:
         """Inference units over the sites (power-checked), one candidate per layout."""
-        region = np.zeros(self.ix.n_gpus, bool)
+        region = []  # whole sites, as ranges: the packer's counts per site serve them
         limit = 0
-        for s in sites:
+        for s in sorted(sites):
             pu = self.power_units(job, t, s)
             if pu > 0:
-                a, b = self.site_region(s)
-                region[a:b] = True
+                region.append(self.site_region(s))
                 limit += pu
         out = []
-        for B in self.packer.layouts(job):
+        for B in self.packer.distinct_layouts(job, t):
             n = self._round(job, min(cap, self.packer.max_fit(job, t, region, B), limit))
             while n > 0:
                 g = self.packer.place(job, t, n, region, B)
@@ -402,9 +416,17 @@ class State:
             if o.force == "accept" and not bl
         ]
 
-    def reasons(self) -> dict[str, str]:
+    def mark_unreached(self, j: int) -> None:
+        """Job j was not tried because the solve's deadline had passed."""
+        self.unreached.add(j)
+        self.timed_out = True
+
+    def reasons(self, deadline: float | None = None) -> dict[str, str]:
         """A reason for every job this state leaves out (for every variant of a SPEC v3
-        group that has none placed: :func:`~placer.solvers.plans.collapse` joins them)."""
+        group that has none placed: :func:`~placer.solvers.plans.collapse` joins them).
+        Past `deadline` no more candidate searches are run for them (the reasons stay true,
+        with less detail), so a solve that keeps its limit also keeps it here."""
+        self._reason_deadline = deadline
         return {
             self.inst.jobs[j].name: self.reason(j)
             for j in range(len(self.inst.jobs))
@@ -438,7 +460,7 @@ class State:
         if alone:
             return alone
         # one count of the free GPUs serves every job asked about in the same state
-        key = (int(self.free.sum()), float(self.objective))
+        key = self.version
         if getattr(self, "_counts_key", None) != key:
             self._counts = FreeCounts(ix, self.free.copy(), self.power_left.copy())
             self._counts_key = key
@@ -447,20 +469,42 @@ class State:
         units = f"{k} unit" if k == 1 else f"{k} units"
         if now:
             return f"{now} now; {self._holders(job)}"
+        if any(v in self.unreached for v in siblings(inst, j)):
+            return (
+                "not reached before the time limit: the solve stopped at its deadline "
+                f"before trying it (the free GPUs hold its {k * job.unit_size:,} GPUs, "
+                f"{units}, by count)"
+            )
         self._reason_searches = getattr(self, "_reason_searches", 0) + 1
-        if self._reason_searches > 64:  # thousands of jobs left out: no search for each
+        late = _late(getattr(self, "_reason_deadline", None))
+        if self._reason_searches > 64 or late:  # thousands left out, or no time: no search
+            why = (
+                "the time limit was reached before the search placed it, " if self.timed_out else ""
+            )
             return (
                 f"the free GPUs could hold its {k * job.unit_size:,} GPUs ({units}) by count, "
-                "but the solve placed none: they are fragmented across its scope's domains, "
-                "or placing it would not raise the objective"
+                f"but the solve placed none: {why}they are fragmented across its scope's "
+                "domains, or placing it would not raise the objective"
             )
         cands = self.candidates(j, max_units=k)
         if cands:
             _, val = self.best_candidate(j, cands)
+            fit = f"{k * job.unit_size:,} GPUs ({units}) fit in the free GPUs"
+            if val > 0:
+                # an improving placement is never described as a loss: the solve did not
+                # get to it (a deadline), or did not try this size
+                why = (
+                    "the solve's time limit was reached before its search came back to it"
+                    if self.timed_out
+                    else "the solve tried it only at its turn and at the most units one "
+                    "domain held, which did not fit or did not raise the objective"
+                )
+                return f"{fit} and placing them would raise the objective by {val:+,.1f} vu; {why}"
+            if val == 0:
+                return f"{fit}, but placing them does not raise the objective"
             return (
-                f"{k * job.unit_size:,} GPUs ({units}) fit in the free GPUs, but placing them "
-                f"changes the objective by {val:+,.1f} vu (WAN sharing, power or migration "
-                f"costs outweigh its value)"
+                f"{fit}, but placing them changes the objective by {val:+,.1f} vu (WAN "
+                f"sharing, power or migration costs outweigh its value)"
             )
         return (
             f"the free GPUs hold no placement of {units} ({k * job.unit_size:,} GPUs) that "
@@ -468,9 +512,19 @@ class State:
         )
 
     def _holders(self, job: Job) -> str:
-        """Who holds the GPUs of the job's allowed types: the largest holders, by GPUs."""
+        """Who holds the GPUs of the job's allowed types: the largest holders, by GPUs
+        (once per state and set of types: thousands of jobs left out ask the same)."""
+        types = tuple(allowed_types(self.inst, self.ix, job))
+        cache = getattr(self, "_holders_cache", None)
+        if cache is None or cache[0] != self.version:
+            cache = self._holders_cache = (self.version, {})
+        if types not in cache[1]:
+            cache[1][types] = self._holders_of(types)
+        return cache[1][types]
+
+    def _holders_of(self, types: tuple[int, ...]) -> str:
         ix = self.ix
-        ok = np.isin(ix.gpu_type, allowed_types(self.inst, ix, job))
+        ok = np.isin(ix.gpu_type, types)
         held = []
         for jj, g in enumerate(self.job_gpus):
             n = int(ok[g].sum()) if len(g) else 0
@@ -604,15 +658,40 @@ def stage_major(job: Job, g: np.ndarray) -> np.ndarray | None:
     return np.ascontiguousarray(R).reshape(-1)
 
 
+class _OneJob:
+    """An instance seen with one job only (its index, topology and offers are the
+    instance's): what the per-job rules need to check one candidate."""
+
+    def __init__(self, inst: Instance, job: Job) -> None:
+        self._inst = inst
+        self.jobs = [job]
+        self.offers = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._inst, name)
+
+
 def scope_ok(inst: Instance, j: int, g: np.ndarray) -> bool:
     """Rules 1-5 hold for job j alone on GPUs g (available, one allowed type, sizes,
     scopes, spread); a running job's `current` may break any of them."""
-    gpus = [np.zeros(0, np.int64) for _ in inst.jobs]
-    gpus[j] = g
-    cp = Compiled(gpus, [[] for _ in inst.offers], [0] * len(inst.jobs))
+    # the rules see an instance of job j alone: checking one candidate costs the same at
+    # 5,000 jobs as at 5 (with the whole job list it was most of a large greedy's time)
+    one = _OneJob(inst, inst.jobs[j])
+    cp = Compiled([g], [], [0])
     name = inst.jobs[j].name
-    for rule in (rule1_ids, rule2_types, rule3_sizes, rule4_scope, rule5_spread):
-        for v in rule(inst, cp):
+    # rule 1 for one job (ids exist, available, none twice) without the checker's
+    # GPU-owner table, which costs a million-entry array per candidate at 1M GPUs
+    ix = inst.index
+    g = np.asarray(g, np.int64)
+    if len(g) and (
+        g.min() < 0
+        or g.max() >= ix.n_gpus
+        or not ix.available[g].all()
+        or len(np.unique(g)) != len(g)
+    ):
+        return False
+    for rule in (rule2_types, rule3_sizes, rule4_scope, rule5_spread):
+        for v in rule(one, cp):
             if v.job == name and not (v.rule == 3 and "not placed" in v.what):
                 return False
     return True
@@ -668,6 +747,8 @@ def greedy_policy(inst: Instance, leases_first: bool, deadline: float | None = N
         if job.pinned and job.current:
             continue
         if _late(deadline) and not must_place(inst, j):
+            if st.placed_variant(j) is None:
+                st.mark_unreached(j)
             continue
         st.place_best(j)
     if not leases_first:
@@ -682,6 +763,7 @@ def grow(st: State, deadline: float | None = None) -> None:
     inst = st.inst
     for j in job_order(inst):
         if _late(deadline):
+            st.timed_out = True
             return
         job = inst.jobs[j]
         if job.pinned and job.current:

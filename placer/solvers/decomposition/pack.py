@@ -81,8 +81,26 @@ class Packer:
     def __init__(self, inst: Instance, free: np.ndarray) -> None:
         self.inst = inst
         self.ix = inst.index
-        self.free = free  # bool (G,), mutated by take()
+        self.free = free  # bool (G,), mutated by take() (and by its owner, who calls touch())
         self._cap_cache: dict[int, list[int]] = {}
+        # counted search: per (type, region) the running count of free GPUs of the type,
+        # valid while no site it covers was touched (see :meth:`touch`)
+        self._site_gen = np.zeros(self.ix.n_sites, np.int64)
+        self._cum_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._count_cache: dict[tuple, tuple[np.ndarray, tuple]] = {}
+        self._anc: dict[tuple[int, int], np.ndarray] = {}
+
+    def touch(self, gpus: np.ndarray | tuple[int, int] | None = None) -> None:
+        """Say that `free` changed at `gpus` (an index array, a (start, stop) range, or None
+        for anywhere): the counts cached for their sites are recomputed when next asked."""
+        if gpus is None:
+            self._site_gen += 1
+        elif isinstance(gpus, tuple):
+            a, b = gpus
+            if b > a:
+                self._site_gen[self.ix.dom[0][a] : self.ix.dom[0][b - 1] + 1] += 1
+        elif len(gpus):
+            self._site_gen[np.unique(self.ix.dom[0][gpus])] += 1
 
     # ------------------------------------------------------------------ levels
     def _caps(self, t: int) -> list[int]:
@@ -164,13 +182,18 @@ class Packer:
 
     def _free_of_type(self, t: int, region) -> np.ndarray:
         """Free GPUs of type t inside `region`: None (everywhere), a (start, stop) range of
-        GPU indices (a site or any domain: contiguous in tree order) or a bool mask."""
+        GPU indices (a site or any domain: contiguous in tree order), a sorted list of such
+        ranges (whole sites: the counted search keeps its per-site counts) or a bool mask."""
         ix = self.ix
         if region is None:
             return np.flatnonzero(self.free & (ix.gpu_type == t))
         if isinstance(region, tuple):
             a, b = region
             return a + np.flatnonzero(self.free[a:b] & (ix.gpu_type[a:b] == t))
+        if isinstance(region, list):  # sorted, disjoint (start, stop) ranges
+            return np.concatenate(
+                [np.zeros(0, np.int64)] + [self._free_of_type(t, r) for r in region]
+            )
         return np.flatnonzero(self.free & (ix.gpu_type == t) & region)
 
     def layouts(self, job: Job) -> list[tuple]:
@@ -184,6 +207,18 @@ class Packer:
             out.append((1, job.pp > 1, True))
         if job.kind == "training" and job.ep > 1 and job.pp > 1:
             out += [(job.ep, False), (job.ep, True)]
+        return out
+
+    def distinct_layouts(self, job: Job, t: int) -> list:
+        """:meth:`layouts` less those that pack exactly as an earlier one on type t (same
+        levels and block size: e.g. TP groups of a node-scoped job are node-wide either
+        way), so a candidate search does not build and score the same placement twice."""
+        out, seen = [], set()
+        for B in self.layouts(job):
+            key = (self.levels_for(job, t, B), layout(B)[0])
+            if key not in seen:
+                seen.add(key)
+                out.append(B)
         return out
 
     def units(
@@ -226,6 +261,119 @@ class Packer:
             return empty
         return Units(units.astype(np.int64), units.min(axis=1).astype(np.int64))
 
+    # ------------------------------------------------------------------ counted search
+    def _span(self, region) -> tuple[int, int, np.ndarray | None]:
+        """(start, stop, mask or None) of a region given as for :meth:`_free_of_type`."""
+        if region is None:
+            return 0, self.ix.n_gpus, None
+        if isinstance(region, tuple):
+            return int(region[0]), int(region[1]), None
+        return 0, self.ix.n_gpus, region
+
+    def _cum(self, t: int, region) -> np.ndarray:
+        """Running count (length stop-start+1) of the free GPUs of type t in the region."""
+        a, b, mask = self._span(region)
+        if mask is not None:
+            f = self.free & (self.ix.gpu_type == t) & mask
+            return np.concatenate([[0], np.cumsum(f, dtype=np.int64)])
+        key = (t, a, b)
+        sites = slice(int(self.ix.dom[0][a]), int(self.ix.dom[0][b - 1]) + 1) if b > a else None
+        gen = self._site_gen[sites].copy() if sites is not None else np.zeros(0, np.int64)
+        hit = self._cum_cache.get(key)
+        if hit is not None and np.array_equal(hit[0], gen):
+            return hit[1]
+        f = self.free[a:b] & (self.ix.gpu_type[a:b] == t)
+        cs = np.concatenate([[0], np.cumsum(f, dtype=np.int64)])
+        self._cum_cache[key] = (gen, cs)
+        return cs
+
+    def _ids(self, level: int, a: int, b: int) -> np.ndarray:
+        """Ids of the domains of `level` that meet the GPU range [a, b) (contiguous)."""
+        return np.arange(int(self.ix.dom[level][a]), int(self.ix.dom[level][b - 1]) + 1)
+
+    def _parent_of(self, m: int, level: int) -> np.ndarray:
+        """The domain of `level` holding each domain of level m (m at least as narrow)."""
+        key = (m, level)
+        got = self._anc.get(key)
+        if got is None:
+            ix = self.ix
+            first = np.minimum(ix.first_gpu[m][:-1], ix.n_gpus - 1)
+            got = self._anc[key] = ix.dom[level][first].astype(np.int64)
+        return got
+
+    def unit_counts(
+        self, job: Job, t: int, region, B, lv: tuple[int, int, int, int, int], level: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, units) per domain of `level` (at most as narrow as the EP level of `lv`)
+        inside region: the number of whole units :meth:`units` forms there, counted from
+        free-GPU counts per domain without building the units, so a search over a million
+        GPUs costs a few array reductions per level. Cached per job shape until a site of
+        the region is touched (jobs of one shape share it)."""
+        if isinstance(region, list):
+            parts = [self.unit_counts(job, t, r, B, lv, level) for r in region]
+            if not parts:
+                z = np.zeros(0, np.int64)
+                return z, z
+            return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        a, b, mask = self._span(region)
+        if b <= a:
+            z = np.zeros(0, np.int64)
+            return z, z
+        Bn = layout(B)[0]
+        epc = Bn == 1 and job.kind == "training" and job.ep > 1
+        key = None
+        if mask is None:
+            key = (t, a, b, job.tp, job.pp, Bn, job.ep if epc else 0, lv, level)
+            gen = self._site_gen[int(self.ix.dom[0][a]) : int(self.ix.dom[0][b - 1]) + 1]
+            hit = self._count_cache.get(key)
+            if hit is not None and np.array_equal(hit[0], gen):
+                return hit[1]
+            gen = gen.copy()
+        cs = self._cum(t, region)
+        slot, group, chain, ep_level, _ = lv
+        fg = self.ix.first_gpu[slot]
+        ids = self._ids(slot, a, b)
+        st = np.clip(fg[ids], a, b) - a
+        en = np.clip(fg[ids + 1], a, b) - a
+        vals = (cs[en] - cs[st]) // job.tp  # TP slots per slot domain
+
+        def up(ids, vals, m, to):
+            if to == m:
+                return ids, vals
+            par = self._parent_of(m, to)[ids]
+            p0 = int(par[0])
+            sums = np.bincount(par - p0, weights=vals, minlength=int(par[-1]) - p0 + 1)
+            return np.arange(p0, p0 + len(sums)), np.rint(sums).astype(np.int64)
+
+        cur = slot
+        if Bn > 1:
+            ids, vals = up(ids, vals, cur, group)
+            cur = group
+            vals = (vals // Bn) * Bn
+        ids, vals = up(ids, vals, cur, chain)
+        cur = chain
+        vals = (vals // (Bn * job.pp)) * Bn  # units per chain domain
+        if epc:
+            ids, vals = up(ids, vals, cur, ep_level)
+            cur = ep_level
+            vals = (vals // job.ep) * job.ep
+        out = up(ids, vals, cur, level)
+        if key is not None:
+            self._count_cache[key] = (gen, out)
+        return out
+
+    def _domain_region(self, region, lo: int, hi: int):
+        """The part of region inside GPU range [lo, hi)."""
+        if isinstance(region, list):
+            r = next(r for r in region if r[0] <= lo < r[1])
+            return (max(lo, r[0]), min(hi, r[1]))
+        _, _, mask = self._span(region)
+        if mask is None:
+            return (lo, hi)
+        sub = np.zeros(self.ix.n_gpus, bool)
+        sub[lo:hi] = mask[lo:hi]
+        return sub
+
     def _step(self, job: Job, B) -> int:
         step = job.ep if (job.kind == "training" and job.ep > 1) else 1
         return max(step, layout(B)[0])
@@ -249,6 +397,28 @@ class Packer:
         lv = self.levels_for(job, t, B)
         if lv is None:
             return None
+        if not (job.kind == "inference" and job.spread is not None):
+            # best fit from counts, then the units of the chosen domain only
+            narrow, wide = (lv[2], 0) if job.kind == "inference" else (lv[3], lv[4])
+            step = self._step(job, B)
+            for level in range(narrow, wide - 1, -1):
+                ids, cnt = self.unit_counts(job, t, region, B, lv, level)
+                cnt = (cnt // step) * step
+                ok = np.flatnonzero(cnt >= n)
+                if len(ok):
+                    k = ok[np.argmin(cnt[ok])]  # fewest spare units; ties: lowest id
+                    a, b, _ = self._span(region) if not isinstance(region, list) else (0, 0, 0)
+                    if isinstance(region, list):
+                        a, b = region[0][0], region[-1][1]
+                    fg = self.ix.first_gpu[level]
+                    lo = min(max(int(fg[ids[k]]), a), b)
+                    hi = min(max(int(fg[ids[k] + 1]), a), b)
+                    u = self.units(job, t, self._domain_region(region, lo, hi), B, lv)
+                    return u.gpus[:n].reshape(-1)
+            return None
+        sl = self.ix.level_index(job.spread.level)
+        if sl <= lv[2] and (region is None or isinstance(region, (tuple, list))):
+            return self._spread_counted(job, t, n, region, B, lv, sl)
         u = self.units(job, t, region, B, lv)
         if len(u) < n:
             return None
@@ -262,6 +432,60 @@ class Packer:
                 return u.gpus[chosen].reshape(-1)
             return self._best_fit(job, u, n, lv[2], 0, B)
         return self._best_fit(job, u, n, lv[3], lv[4], B)
+
+    def _spread_counted(
+        self, job: Job, t: int, n: int, region, B, lv, sl: int
+    ) -> np.ndarray | None:
+        """Spread placement (round-robin over the domains of level sl, as in :meth:`place`)
+        from unit counts: r whole rounds take min(count, r) units of each domain, the next
+        round one more unit of the first domains (by id) that have one; only the chosen
+        domains' units are built."""
+        ids, c = self.unit_counts(job, t, region, B, lv, sl)
+        if int(c.sum()) < n:
+            return None
+        lo, hi = 0, int(c.max(initial=0))
+        while lo < hi:  # the most whole rounds r with sum(min(c, r)) <= n
+            mid = (lo + hi + 1) // 2
+            if int(np.minimum(c, mid).sum()) <= n:
+                lo = mid
+            else:
+                hi = mid - 1
+        taken = np.minimum(c, lo)
+        rest = n - int(taken.sum())
+        if rest:
+            more = np.flatnonzero(c > lo)[:rest]
+            taken[more] += 1
+        pick = np.flatnonzero(taken)
+        # build units only where they are taken: per chosen domain, from its start to the
+        # end of the chain domain holding its last taken unit (units run in tree order)
+        ch = lv[2]
+        ids_c, c_c = self.unit_counts(job, t, region, B, lv, ch)
+        par = self._parent_of(ch, sl)[ids_c]
+        cum = np.cumsum(c_c)
+        first = np.searchsorted(par, ids[pick], "left")
+        base = np.where(first > 0, cum[np.maximum(first - 1, 0)], 0)
+        last = np.searchsorted(cum, base + taken[pick], "left")
+        fg_s, fg_c = self.ix.first_gpu[sl], self.ix.first_gpu[ch]
+        if isinstance(region, list):
+            spans = region
+        else:
+            a, b, _ = self._span(region)
+            spans = [(a, b)]
+        where = []
+        for d, e in zip(ids[pick].tolist(), ids_c[last].tolist()):
+            x, y = int(fg_s[d]), int(fg_c[e + 1])
+            r = next(r for r in spans if r[0] < y and x < r[1])
+            where.append((max(x, r[0]), min(y, r[1])))
+        u = self.units(job, t, where, B, lv)
+        d = self.ix.dom[sl][u.first]
+        want = np.zeros(len(d), np.int64)
+        pos = np.searchsorted(ids, d)
+        inside = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == d)
+        want[inside] = taken[pos[inside]]
+        sel = np.flatnonzero(_runs_cumcount(d) < want)
+        if len(sel) != n:  # pragma: no cover - the counts and the units disagree (a bug)
+            raise RuntimeError(f"spread packing: counted {n} units, built {len(sel)}")
+        return u.gpus[sel].reshape(-1)
 
     def _best_fit(
         self, job: Job, u: Units, n: int, narrowest: int, widest: int, B
@@ -281,16 +505,16 @@ class Packer:
         lv = self.levels_for(job, t, B)
         if lv is None:
             return 0
-        u = self.units(job, t, region, B, lv)
-        if len(u) == 0:
-            return 0
         if job.kind == "inference":
-            return len(u)
-        _, counts = self.max_units_in_domain(job, u, lv[4], B)
-        return int(counts.max(initial=0))
+            return int(self.unit_counts(job, t, region, B, lv, lv[2])[1].sum())
+        cnt = self.unit_counts(job, t, region, B, lv, lv[4])[1]
+        step = self._step(job, B)
+        return int(((cnt // step) * step).max(initial=0))
 
     def take(self, gpus: np.ndarray) -> None:
         self.free[gpus] = False
+        self.touch(gpus)
 
     def give(self, gpus: np.ndarray) -> None:
         self.free[gpus] = True
+        self.touch(gpus)

@@ -34,6 +34,7 @@ from placer.solvers.base import (
     Result,
     Solver,
     finalize,
+    finish_reserve,
     no_placement,
 )
 from placer.solvers.decomposition import coarse as coarse_mod
@@ -56,6 +57,8 @@ from placer.solvers.decomposition.linmodel import LinModel
 from placer.solvers.plans import must_place, siblings
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
+GREEDY_FIRST_JOBS = 500  # jobs above which the greedy runs first, as the incumbent to beat
+GREEDY_SHARE = 0.35  # of the limit, at most, for that first greedy
 MAX_PLAN_ROUNDS = 4  # re-pricing rounds over a mixed job's plans (SPEC v3)
 
 
@@ -274,6 +277,7 @@ def primal_from_coarse(
         j = op.job
         job = inst.jobs[j]
         if deadline is not None and time.perf_counter() > deadline and not must_place(inst, j):
+            st.mark_unreached(j)
             continue
         if op.kind == "stay":
             # `current` may break rules (only pinned jobs are guaranteed valid): keep it only
@@ -387,9 +391,11 @@ def local_search(st: State, deadline: float | None, passes: int = 2) -> int:
             if job.pinned and job.current:
                 continue
             if deadline is not None and time.perf_counter() > deadline:
+                st.timed_out = True
                 return improved
             before = st.objective
             old = st.job_gpus[j]
+            st.unreached.discard(j)  # tried now: its reason is no longer the deadline
             st.place_best(j)
             if st.objective > before + 1e-9 * max(1.0, abs(before)):
                 improved += 1
@@ -587,10 +593,29 @@ class DecompositionSolver(Solver):
         **options: Any,
     ) -> Result:
         """Steps 1-6 of the overview."""
-        progress(stage="coarse model", elapsed=time.perf_counter() - started)
+        hard = deadline
+        if deadline is not None:
+            # what follows the search (reasons, check, re-score) grows with the instance
+            deadline -= finish_reserve(inst, deadline - started)
+        first: State | None = None
+        if len(inst.jobs) > GREEDY_FIRST_JOBS:
+            # thousands of jobs: the greedy first, so that any deadline returns at least its
+            # placement (the coarse model, its solve and its packing may not finish)
+            progress(stage="greedy", elapsed=time.perf_counter() - started)
+            g_end = None if deadline is None else started + GREEDY_SHARE * (deadline - started)
+            first = best_greedy(inst, g_end)
+            progress(
+                stage="coarse model",
+                incumbent=first.objective,
+                elapsed=time.perf_counter() - started,
+            )
+        else:
+            progress(stage="coarse model", elapsed=time.perf_counter() - started)
         co = coarse_mod.build(inst)
         left = None if deadline is None else (deadline - time.perf_counter()) * 0.5
         if left is not None and left <= 0:
+            if first is not None and not first.unplaced_musts():
+                return self._finish(inst, first, None, hard, started, {"primal_from": "greedy"})
             return no_placement(
                 inst,
                 self.name,
@@ -715,7 +740,9 @@ class DecompositionSolver(Solver):
         # the greedy is a second opinion; with thousands of jobs and a plan in hand its time
         # is better left to the local search
         huge_with_plan = candidates and len(inst.jobs) > 500
-        if not huge_with_plan and (deadline is None or time.perf_counter() < deadline):
+        if first is not None:
+            candidates.append(first)
+        elif not huge_with_plan and (deadline is None or time.perf_counter() < deadline):
             g_deadline = None if deadline is None else deadline - 0.1 * (deadline - started)
             candidates.append(best_greedy(inst, g_deadline))
         candidates = [c for c in candidates if not c.unplaced_musts()]
@@ -753,13 +780,28 @@ class DecompositionSolver(Solver):
             incumbent=st.objective,
             elapsed=time.perf_counter() - started,
         )
-        reasons = st.reasons()
         bound = (
             sol.bound
             if sol.status in (Status.OPTIMAL, Status.FEASIBLE, Status.NO_SOLUTION)
             else None
         )
-        res = finalize(
+        return self._finish(inst, st, bound, hard, started, stats)
+
+    def _finish(
+        self,
+        inst: Instance,
+        st: State,
+        bound: float | None,
+        hard: float | None,
+        started: float,
+        stats: dict,
+    ) -> Result:
+        """Reasons, check and re-score of the chosen state; the reasons' searches stop a
+        share of the reserve before the limit (see :func:`~placer.solvers.base.finish_reserve`)."""
+        r_deadline = None
+        if hard is not None:
+            r_deadline = hard - 0.8 * finish_reserve(inst, hard - started)
+        reasons = st.reasons(deadline=r_deadline)
+        return finalize(
             inst, self.name, st.job_gpus, st.offer_blocks, reasons, bound, started, stats=stats
         )
-        return res
