@@ -258,6 +258,7 @@ class _JobMaps:
         ok = _feasible_mask(inst, job, gpus)
         if not ok.any():
             return None
+        self.kept = np.flatnonzero(fit)[ok]  # rows of the input that are returned
         maps, gpus, counts = maps[ok][:, ::gran], gpus[ok], counts[ok]
         ana = analyse_job(ix, job, as_batch(gpus, job))
         sc = evaluate_job(inst, ix, job, gpus, ana, self.bw_max)
@@ -400,8 +401,23 @@ def build_columns(
                 got = jm.score(np.array(images, np.int64), n, units)
                 if got is None:
                     continue
-                _, gpus, counts, net, links, moved = got
-                for c in _best_per_key(got).values():
+                maps, gpus, counts, net, links, moved = got
+                best = list(_best_per_key(got).values())
+                # a column's map as a plain product of maps would find it first: the ranks
+                # on its nodes in tree order, when that scores as well (ties then break as
+                # they always did); columns in that order too
+                flat = np.sort(maps[best], axis=1)
+                alt = jm.score(flat, n, units)
+                if alt is not None:
+                    for i, r in enumerate(jm.kept.tolist()):
+                        c = best[r]
+                        if alt[3][i] >= net[c] - 1e-9 * max(1.0, abs(net[c])) and np.array_equal(
+                            alt[4][i], links[c]
+                        ):
+                            gpus[c], net[c], moved[c] = alt[1][i], alt[3][i], alt[5][i]
+                            maps[c] = flat[r]
+                best.sort(key=lambda c: tuple(np.sort(maps[c]).tolist()))
+                for c in best:
                     cnt = {int(nodes[k]): int(counts[c, k]) for k in np.flatnonzero(counts[c])}
                     cols.append(
                         Column(
