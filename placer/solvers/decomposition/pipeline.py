@@ -529,7 +529,8 @@ class DecompositionSolver(Solver):
         res = self._decompose(inst, deadline, started, seed, threads, progress, **options)
         if res.status.has_placement and small.get("why") == "time":
             res = self._close_gap(inst, res, deadline, seed, threads, started, small, **options)
-        if res.status.has_placement and res.status != Status.OPTIMAL and res.gap is not None:
+        # (a gap within the solvers' relative tolerance is no gap)
+        if res.status.has_placement and res.status != Status.OPTIMAL and (res.gap or 0) > 1e-6:
             left = None if deadline is None else deadline - time.perf_counter()
             if left is None or left > 0.1 + 0.05 * (deadline - started):
                 res.stopped = res.placement.stopped = stop_reason(small.get("why"), res)
