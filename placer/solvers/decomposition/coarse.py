@@ -297,28 +297,34 @@ class Bounds:
             if self._may_cross(job, dim):
                 best = min(best, self._cross_lb(job, dim, m, S, "pp" if dim == "pp" else "ar"))
             T[dim] = best
+        crossing = crossing_dims(self.inst, ix, job)
         if job.kind == "training":
             m, S = c.dp_messages, c.dp_MB
             n = n_min
+            # the whole DP group inside one site
+            in_site = min(self._best(job, "dp", s, t, n, _ring, m, S) for s in sites)
             if k == 1 and not any_multi:
-                s = sites[0]
-                T["dp"] = self._best(job, "dp", s, t, n, _ring, m, S)
+                T["dp"] = in_site
             else:
-                kk = max(k, 2)
-                part = math.inf
-                share = -(-n // kk)
-                for s in sites:
-                    part = min(part, self._best(job, "dp", s, t, share, _rs, m, S))
-                if any_multi:
-                    off = ~np.eye(ix.n_sites, dtype=bool)
-                    alpha = float(ix.wan_lat_us[off].min())
-                    W = float(ix.wan_bw_GBps[off].max())
-                else:
-                    alpha, W, _ = set_wan(ix, sites)
-                if not np.isfinite(alpha) or W <= 0:
-                    return 0.0
-                wan = all_reduce_ms(kk, m, S * job.unit_size, alpha, W)
-                T["dp"] = 2 * part + wan / job.cross_site_every
+                cross = math.inf
+                if "dp" in crossing:
+                    kk = max(k, 2)
+                    part = math.inf
+                    share = -(-n // kk)
+                    for s in sites:
+                        part = min(part, self._best(job, "dp", s, t, share, _rs, m, S))
+                    if any_multi:
+                        off = ~np.eye(ix.n_sites, dtype=bool)
+                        alpha = float(ix.wan_lat_us[off].min())
+                        W = float(ix.wan_bw_GBps[off].max())
+                    else:
+                        alpha, W, _ = set_wan(ix, sites)
+                    if np.isfinite(alpha) and W > 0:
+                        wan = all_reduce_ms(kk, m, S * job.unit_size, alpha, W)
+                        cross = 2 * part + wan / job.cross_site_every
+                # a job over several sites whose TP groups, PP chains or EP groups may cross
+                # the WAN may keep every DP group inside one site
+                T["dp"] = cross if crossing == {"dp"} else min(cross, in_site)
         if job.compute_ms is None:
             eff = 1.0 if all(np.isfinite(v) for v in T.values()) else 0.0
         else:
@@ -335,8 +341,44 @@ class Bounds:
         per_unit = min(float(ix.node_fail_per_day[s]) for s in sites) * job.unit_size / gpn
         link_fail = 0.0
         if k > 1 and not any_multi:
-            link_fail = set_wan(ix, sites)[2]
+            link_fail = span_fail(ix, sites, crossing)
         return eff, link_fail * hours_lost, per_unit * hours_lost
+
+
+def crossing_dims(inst: Instance, ix, job: Job) -> set[str]:
+    """The dimensions whose groups (of two or more members) may cross sites: scope
+    `cluster` (or none) and a latency bound some WAN path meets. A job spans sites only
+    through such groups."""
+    out = set()
+    sizes = {"tp": job.tp, "pp": job.pp}
+    if job.kind == "training":
+        sizes.update(dp=job.units_max, ep=job.ep)
+    for d, k in sizes.items():
+        if k > 1 and dimension_level(inst, ix, job, d) is None:
+            out.add(d)
+    return out
+
+
+def span_fail(ix, sites, crossing: set[str]) -> float:
+    """Fewest WAN-link failures per day of a job over all these sites. When only DP groups
+    may cross, each joins every site (one member per unit): the links of every pair's path.
+    Otherwise the crossing groups need only connect the sites: the cheapest tree of paths
+    (two sites: their path; three: the best two of the three paths; more: none counted)."""
+    sites = list(sites)
+    if len(sites) < 2:
+        return 0.0
+    if crossing == {"dp"} or len(sites) == 2:
+        return set_wan(ix, sites)[2]
+    if len(sites) > 3:
+        return 0.0
+    best = math.inf
+    for skip in itertools.combinations(sites, 2):
+        pairs = [p for p in itertools.combinations(sites, 2) if p != skip]
+        links: set[int] = set()
+        for a, b in pairs:
+            links.update(ix.wan_path_links.get((a, b), ()))
+        best = min(best, sum(float(ix.link_fail_per_day[x]) for x in links))
+    return best
 
 
 def set_wan(ix, sites) -> tuple[float, float, float]:
@@ -733,7 +775,7 @@ def _add_training_options(c: _Ctx, j: int, job: Job, t: int, job_opts: list[Opti
     per_unit_value = job_hours(inst, job) * job.value * float(ix.type_speed[t]) * job.unit_size
     t_sites = [s for s in range(S) if bounds.avail[s, t] >= job.unit_size]
     configs: list[tuple[str, tuple[int, ...]]] = [("site", (s,)) for s in t_sites]
-    may_span = dimension_level(inst, ix, job, "dp") is None and S > 1
+    may_span = bool(crossing_dims(inst, ix, job)) and S > 1
     if may_span and len(t_sites) > 1:
         if c.huge:
             # thousands of jobs: one catch-all multi-site option (the loosest coefficient of
@@ -806,7 +848,7 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
     if len({t for _, t in keys}) < 2:
         return
     sites_all = sorted({s for s, _ in keys})
-    may_span = job.kind == "training" and dimension_level(inst, ix, job, "dp") is None
+    may_span = job.kind == "training" and bool(crossing_dims(inst, ix, job))
     # inference replicas share no collective: one option over every site, units anywhere
     site_sets = [tuple(sites_all)] if job.kind == "inference" else [(s,) for s in sites_all]
     if may_span and len(sites_all) > 1:
@@ -830,7 +872,7 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
                 * step
                 for s, t in sk
             }
-            lost0 = set_wan(ix, sites)[2] * per_event if len(sites) > 1 else 0.0
+            lost0 = span_fail(ix, sites, crossing_dims(inst, ix, job)) * per_event
             lo_l = lost0 + min(a_st.values()) * -(-n_min // step)
             hi_l = lost0 + max(a_st.values()) * (job.units_max // step)
             edges = _lost_brackets(lo_l, min(hi_l, 1.0), ratio)
@@ -1010,14 +1052,18 @@ def _mixed_comm(c: _Ctx, job: Job, sites: tuple[int, ...], sk, n: int, every_sit
         fn = all_reduce_ms if k == 1 else reduce_scatter_ms
         types = sorted({t for _, t in sk})
         part = _mixed_part_ms(c, job, sites, types, share, fn, m, S) if share > 1 else 0.0
+        crossing = crossing_dims(c.inst, ix, job)
         if k == 1:
             t_dp = part
         else:
+            t_dp = math.inf
             alpha, W, _ = set_wan(ix, sites)
-            if not np.isfinite(alpha) or W <= 0:
-                return math.inf
-            wan = all_reduce_ms(k, m, S * job.unit_size, alpha, W) / job.cross_site_every
-            t_dp = 2 * part + wan
+            if "dp" in crossing and np.isfinite(alpha) and W > 0:
+                wan = all_reduce_ms(k, m, S * job.unit_size, alpha, W) / job.cross_site_every
+                t_dp = 2 * part + wan
+            if crossing != {"dp"}:
+                # the job may span the sites through other groups, each DP group in a site
+                t_dp = min(t_dp, _mixed_part_ms(c, job, sites, types, n, all_reduce_ms, m, S))
         if not np.isfinite(t_dp):
             return math.inf
         comm += (1.0 - job.overlap.dp) * t_dp
