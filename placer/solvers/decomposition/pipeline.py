@@ -557,7 +557,9 @@ class DecompositionSolver(Solver):
             return res
         budget = 60.0 if left is None else 0.6 * left
         small.pop("why", None)  # the columns built so far are kept in `small` and reused
-        ex = self._small(inst, deadline, seed, threads, started, budget, small, **options)
+        # a margin for realising, checking and scoring its placement once more
+        end = None if deadline is None else deadline - 0.05 - 0.02 * (deadline - started)
+        ex = self._small(inst, end, seed, threads, started, budget, small, **options)
         small.setdefault("why", "proven")
         if ex is None or ex.objective is None:
             return res
