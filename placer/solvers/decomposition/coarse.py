@@ -129,6 +129,17 @@ class Bounds:
         caps = self.domain_caps(s, types, lvl)
         return int((caps // (n * gr)).sum()) >= slabs
 
+    def mixes(self, s: int, types: tuple[int, ...], lvl: int) -> bool:
+        """Whether some domain of level lvl in site s has free GPUs of two of `types`."""
+        key = ("mix", s, types, lvl)
+        out = self._dcaps.get(key)
+        if out is None:
+            ix, g = self.ix, self._gpus
+            g = g[(ix.dom[0][g] == s) & np.isin(ix.gpu_type[g], types)]
+            pairs = np.unique(np.stack([ix.dom[lvl][g], ix.gpu_type[g]]), axis=1)
+            out = self._dcaps[key] = bool(len(pairs[0]) > len(np.unique(pairs[0])))
+        return out
+
     def dp_most(self, job: Job, s: int, types: tuple[int, ...], lvl: int, hi: int) -> int:
         """The most members (up to hi) a DP group's part in site s can have with every
         group meeting inside a domain of level lvl (:meth:`dp_fits`; monotone in n)."""
@@ -838,7 +849,7 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
       option holds ``lo <= L(n) < hi`` (linear rows) and is valued at ``1 - lo``.
 
     docs/solver.md ("SPEC v2") has the argument in full."""
-    ix, lm, bounds, inst = c.ix, c.lm, c.bounds, c.inst
+    ix, bounds, inst = c.ix, c.bounds, c.inst
     types = allowed_types(inst, ix, job)
     if len(types) < 2:
         return
@@ -884,45 +895,114 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
             if a_st and lo > lost0:
                 n_lo = max(n_min, math.ceil((lo - lost0) / max(a_st.values()) - 1e-9) * step)
             spans = job.kind == "training" and len(sites) > 1
-            comm = _mixed_comm(c, job, sites, sk, n_lo, job.kind == "training")
-            if not np.isfinite(comm) or lo >= 1.0:
-                continue
-            s_min = float(min(ix.type_speed[t] for t in set_types))
-            s_max = float(max(ix.type_speed[t] for t in set_types))
-            eff = 1.0
-            if job.compute_ms is not None:
-                c_max = job.compute_ms / s_min
-                eff = c_max / (c_max * bubble(job) + comm)
-            g = eff * (1.0 - lo)  # at the slowest type's compute time: the largest
-            label = f"{job.name},mixed,{'+'.join(ix.site_names[s] for s in sites)},{lo:.4f}"
-            op = Option(j, "mixed", -1, tuple(sites), g, step=step)
-            op.b = lm.var(f"b[{label}]", 0, 1)
-            tot, lrow, per_site = {}, {}, {}
-            for s, t in sk:
-                ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), job.units_max // step)
-                if ub <= 0:
-                    continue
-                v = lm.var(f"n[{label},{ix.site_names[s]},{ix.type_names[t]}]", 0, ub)
-                op.parts[(s, t)] = v
-                tot[v] = 1.0
-                per_site.setdefault(s, {})[v] = 1.0
-                if a_st:
-                    lrow[v] = a_st[(s, t)]
-                lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
-            if spans and len(per_site) < len(sites):
-                continue  # (the unused binary and variables stay at 0)
-            lm.add({**tot, op.b: -float(job.units_max // step)}, "<=", 0)
-            lm.add({**tot, op.b: -float(-(-n_min // step))}, ">=", 0)
-            if spans:
-                for row in per_site.values():  # every site of the set holds units
-                    lm.add({**row, op.b: -1.0}, ">=", 0)
-            if lrow:
-                # lo <= lost0 + sum a n < hi while the option is chosen
-                lm.add({**lrow, op.b: lost0 - lo}, ">=", 0)
-                if hi is not None:
-                    lm.add({**lrow, op.b: lost0 - hi}, "<=", 0)
-            _mixed_value(lm, ix, job, op, hours * (1.0 - lo), comm, s_min, s_max, label)
-            job_opts.append(op)
+            fixed = dict(
+                step=step,
+                n_min=n_min,
+                a_st=a_st,
+                lost0=lost0,
+                hours=hours,
+                spans=spans,
+                set_types=set_types,
+            )
+            for variant in _part_variants(c, job, sites, sk, n_lo):
+                _mixed_one(c, j, job, job_opts, sites, sk, (lo, hi), variant, fixed)
+
+
+def _part_variants(c: _Ctx, job: Job, sites: tuple[int, ...], sk, n_lo: int) -> list:
+    """(tau, comm, most members per site) for the options of one site set and bracket.
+
+    A training job whose groups other than DP stay in a site has each unit in one site, so
+    a site's DP part has one member per unit there, and the slowest part is at least
+    ``max_s h_s(n_s)`` with h_s the step function of :func:`_part_steps`. One option per
+    value tau of that maximum: its units per site within what keeps ``h_s <= tau``, its
+    communication with the slowest part at least tau. Every placement is in the option of
+    its own tau, so the bound stays valid, and a plan that puts many units in one site pays
+    for the level their DP parts must meet at (one group fitting a hall is not enough when
+    all of them must). Options whose communication is that of a larger tau are dropped (the
+    larger one allows more). Else: one option, no per-site limit."""
+    training = job.kind == "training"
+    base = _mixed_comm(c, job, sites, sk, n_lo, training)
+    if not (training and n_lo > 1 and crossing_dims(c.inst, c.ix, job) <= {"dp"}):
+        return [(0.0, base, {})]
+    steps = {}
+    for s in sites:
+        types = tuple(sorted(t for ss, t in sk if ss == s))
+        steps[s] = _part_steps(c, job, s, types)
+    taus = sorted({v for st in steps.values() for _, v in st})
+    out: dict[float, tuple[float, float, dict]] = {}
+    for tau in taus:
+        comm = _mixed_comm(c, job, sites, sk, n_lo, training, part_lb=tau)
+        if not np.isfinite(comm):
+            continue
+        most = {s: max(u for u, v in st if v <= tau) for s, st in steps.items()}
+        key = round(comm, 9)
+        if key not in out or out[key][0] < tau:
+            out[key] = (tau, comm, most)
+    return sorted(out.values(), key=lambda x: x[0])
+
+
+def _mixed_one(
+    c: _Ctx,
+    j: int,
+    job: Job,
+    job_opts: list[Option],
+    sites: tuple[int, ...],
+    sk,
+    bracket: tuple[float, float | None],
+    variant: tuple[float, float, dict],
+    fixed: dict,
+) -> None:
+    """One mixed option of :func:`_add_mixed_option`: a site set, an interruption bracket
+    (lo, hi), a (tau, comm, most units per site) of :func:`_part_variants`, and the figures
+    the set's options share (`fixed`: step, n_min, a_st, lost0, hours, spans, set_types)."""
+    ix, lm, bounds = c.ix, c.lm, c.bounds
+    lo, hi = bracket
+    tau, comm, most = variant
+    step, n_min, a_st = fixed["step"], fixed["n_min"], fixed["a_st"]
+    lost0, spans, set_types = fixed["lost0"], fixed["spans"], fixed["set_types"]
+    if not np.isfinite(comm) or lo >= 1.0:
+        return
+    s_min = float(min(ix.type_speed[t] for t in set_types))
+    s_max = float(max(ix.type_speed[t] for t in set_types))
+    eff = 1.0
+    if job.compute_ms is not None:
+        c_max = job.compute_ms / s_min
+        eff = c_max / (c_max * bubble(job) + comm)
+    g = eff * (1.0 - lo)  # at the slowest type's compute time: the largest
+    label = f"{job.name},mixed,{'+'.join(ix.site_names[s] for s in sites)},{lo:.4f}"
+    if most:
+        label += f",dp{tau:.4g}"
+    op = Option(j, "mixed", -1, tuple(sites), g, step=step)
+    op.b = lm.var(f"b[{label}]", 0, 1)
+    tot, lrow, per_site = {}, {}, {}
+    for s, t in sk:
+        ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), job.units_max // step)
+        if ub <= 0:
+            continue
+        v = lm.var(f"n[{label},{ix.site_names[s]},{ix.type_names[t]}]", 0, ub)
+        op.parts[(s, t)] = v
+        tot[v] = 1.0
+        per_site.setdefault(s, {})[v] = 1.0
+        if a_st:
+            lrow[v] = a_st[(s, t)]
+        lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
+    if spans and len(per_site) < len(sites):
+        return  # (the unused binary and variables stay at 0)
+    for s, row in per_site.items():
+        if s in most:  # units per site within what keeps its DP part's time <= tau
+            lm.add({**{v: float(step) for v in row}, op.b: -float(most[s])}, "<=", 0)
+    lm.add({**tot, op.b: -float(job.units_max // step)}, "<=", 0)
+    lm.add({**tot, op.b: -float(-(-n_min // step))}, ">=", 0)
+    if spans:
+        for row in per_site.values():  # every site of the set holds units
+            lm.add({**row, op.b: -1.0}, ">=", 0)
+    if lrow:
+        # lo <= lost0 + sum a n < hi while the option is chosen
+        lm.add({**lrow, op.b: lost0 - lo}, ">=", 0)
+        if hi is not None:
+            lm.add({**lrow, op.b: lost0 - hi}, "<=", 0)
+    _mixed_value(lm, ix, job, op, fixed["hours"] * (1.0 - lo), comm, s_min, s_max, label)
+    job_opts.append(op)
 
 
 _MIXED_RATIO = 1.04  # (1 - lo) / (1 - hi) of an interruption bracket of a mixed option
@@ -995,7 +1075,9 @@ def _mixed_value(
 _MIXED_TANGENTS = 6
 
 
-def _mixed_comm(c: _Ctx, job: Job, sites: tuple[int, ...], sk, n: int, every_site: bool) -> float:
+def _mixed_comm(
+    c: _Ctx, job: Job, sites: tuple[int, ...], sk, n: int, every_site: bool, part_lb: float = 0.0
+) -> float:
     """Fewest exposed ms of communication per step of a mixed job with at least n units on
     these (site, type) cells (see :func:`_add_mixed_option`); inf if none fits.
 
@@ -1008,7 +1090,8 @@ def _mixed_comm(c: _Ctx, job: Job, sites: tuple[int, ...], sk, n: int, every_sit
       and meets at a level whose largest domain can hold them (with their whole TP groups /
       PP chains when those scopes lie inside it), all the set's types counted together; for
       k > 1 sites, plus the WAN phase over the set's largest path latency and smallest link
-      bandwidth, divided by `cross_site_every`."""
+      bandwidth, divided by `cross_site_every`. `part_lb`: a lower bound on the slowest
+      in-site part's reduce-scatter known otherwise (:func:`_part_steps`)."""
     ix, bounds = c.ix, c.bounds
     site_list = list(sites)
     lat, bw = ix.lat_us[site_list], ix.bw_GBps[site_list]
@@ -1054,8 +1137,9 @@ def _mixed_comm(c: _Ctx, job: Job, sites: tuple[int, ...], sk, n: int, every_sit
         part = _mixed_part_ms(c, job, sites, types, share, fn, m, S) if share > 1 else 0.0
         crossing = crossing_dims(c.inst, ix, job)
         if k == 1:
-            t_dp = part
+            t_dp = max(part, 2.0 * part_lb)  # an all-reduce: two reduce-scatters
         else:
+            part = max(part, part_lb)
             t_dp = math.inf
             alpha, W, _ = set_wan(ix, sites)
             if "dp" in crossing and np.isfinite(alpha) and W > 0:
@@ -1068,6 +1152,38 @@ def _mixed_comm(c: _Ctx, job: Job, sites: tuple[int, ...], sk, n: int, every_sit
             return math.inf
         comm += (1.0 - job.overlap.dp) * t_dp
     return comm
+
+
+def _part_steps(c: _Ctx, job: Job, s: int, types: tuple[int, ...]) -> list[tuple[int, float]]:
+    """Site s's in-site part of a DP group as a step function of its members m (one per unit
+    in s): [(U, v)], m up to U members take at least v ms (a reduce-scatter), U increasing.
+    m members can all meet at level l only if every DP group's part fits there at once
+    (:meth:`Bounds.dp_fits`); past the most that fit at a level, the part meets wider, so
+    takes at least the reduce-scatter of one more member at the fastest level not narrower.
+    Up to 1 member: 0 ms. A part of several types counts a level's domains together only
+    where one of them holds two of the types."""
+    ix, bounds = c.ix, c.bounds
+    m, S = job.comm.dp_messages, job.comm.dp_MB
+    levels = sorted(bounds._levels(job, "dp", s), reverse=True)  # narrowest first
+    hi = sum(int(bounds.avail[s, t]) for t in types) // job.unit_size
+    out = [(1, 0.0)]
+    lo = 2
+    for i, lvl in enumerate(levels):
+        # units are of one type each: a part of one type fits that type's domains; a part
+        # of several types needs domains holding several (types often sit in separate halls)
+        most = max(
+            bounds.dp_most(job, s, (t,), lvl, int(bounds.avail[s, t]) // job.unit_size)
+            for t in types
+        )
+        if len(types) > 1 and bounds.mixes(s, types, lvl):
+            most = max(most, bounds.dp_most(job, s, types, lvl, hi))
+        if most < lo:
+            continue
+        # at this level or wider (levels[i:]), with at least lo members
+        v = min(float(_rs(lo, m, S, ix.lat_us[s, w], ix.bw_GBps[s, w])) for w in levels[i:])
+        out.append((most, v))
+        lo = most + 1
+    return out
 
 
 def _mixed_part_ms(c: _Ctx, job: Job, sites, types, n: int, fn, m: float, S: float) -> float:
