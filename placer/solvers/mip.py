@@ -88,6 +88,8 @@ def solve_mip(
     which = backend(which) or "cbc"
     t0 = time.perf_counter()
     prob, xs = _problem(lm, relax=False)
+    if time_limit is not None:
+        time_limit = max(0.5, time_limit - (time.perf_counter() - t0))
     prob.solve(_solver(which, time_limit, threads, seed))
     st = prob.sol_status
     status = {
@@ -131,7 +133,11 @@ def solve_lp(lm: LinModel, time_limit: float | None, which: str = "auto") -> Coa
     import pulp
 
     which = backend(which) or "cbc"
+    t0 = time.perf_counter()
     rp, xs = _problem(lm, relax=True)
+    if time_limit is not None:
+        # building the PuLP problem of a large model takes seconds: it is part of the limit
+        time_limit = max(0.5, time_limit - (time.perf_counter() - t0))
     rp.solve(_solver(which, time_limit, 1, 0))
     if rp.sol_status == pulp.LpSolutionOptimal:
         vals = [float(x.value() or 0.0) for x in xs]

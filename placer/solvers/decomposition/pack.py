@@ -95,18 +95,47 @@ class Packer:
         self._cum_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._count_cache: dict[tuple, tuple[np.ndarray, tuple]] = {}
         self._anc: dict[tuple[int, int], np.ndarray] = {}
+        self._node_free: dict[int, np.ndarray] = {}
 
     def touch(self, gpus: np.ndarray | tuple[int, int] | None = None) -> None:
         """Say that `free` changed at `gpus` (an index array, a (start, stop) range, or None
         for anywhere): the counts cached for their sites are recomputed when next asked."""
+        ix = self.ix
         if gpus is None:
             self._site_gen += 1
-        elif isinstance(gpus, tuple):
+            self._node_free.clear()
+            return
+        if isinstance(gpus, tuple):
             a, b = gpus
-            if b > a:
-                self._site_gen[self.ix.dom[0][a] : self.ix.dom[0][b - 1] + 1] += 1
-        elif len(gpus):
-            self._site_gen[np.unique(self.ix.dom[0][gpus])] += 1
+            if b <= a:
+                return
+            self._site_gen[ix.dom[0][a] : ix.dom[0][b - 1] + 1] += 1
+            nodes = np.arange(int(ix.gpu_node[a]), int(ix.gpu_node[b - 1]) + 1)
+        else:
+            if not len(gpus):
+                return
+            self._site_gen[np.unique(ix.dom[0][gpus])] += 1
+            nodes = np.unique(ix.gpu_node[gpus])
+        if self._node_free:
+            # recount the free GPUs of each type in the touched nodes only
+            fg = ix.first_gpu[ix.n_levels - 1]
+            starts, lens = fg[nodes], fg[nodes + 1] - fg[nodes]
+            offs = np.concatenate([[0], np.cumsum(lens)[:-1]])
+            idx = np.repeat(starts - offs, lens) + np.arange(int(lens.sum()))
+            f = self.free[idx]
+            for t, counts in self._node_free.items():
+                m = (f & (ix.gpu_type[idx] == t)).astype(np.int64)
+                counts[nodes] = np.add.reduceat(m, offs) if len(m) else 0
+
+    def _nodes_free(self, t: int) -> np.ndarray:
+        """Free GPUs of type t per node: int64 (N,), kept current by :meth:`touch`."""
+        got = self._node_free.get(t)
+        if got is None:
+            ix = self.ix
+            got = self._node_free[t] = np.bincount(
+                ix.gpu_node[self.free & (ix.gpu_type == t)], minlength=len(ix.node_gpus)
+            ).astype(np.int64)
+        return got
 
     # ------------------------------------------------------------------ levels
     def _caps(self, t: int) -> list[int]:
@@ -331,46 +360,68 @@ class Packer:
             return z, z
         Bn = layout(B)[0]
         epc = Bn == 1 and job.kind == "training" and job.ep > 1
-        key = None
+        key = gen = None
         if mask is None:
-            key = (t, a, b, job.tp, job.pp, Bn, job.ep if epc else 0, lv, level)
+            key = (t, a, b, job.tp, job.pp, Bn, job.ep if epc else 0, lv)
             gen = self._site_gen[int(self.ix.dom[0][a]) : int(self.ix.dom[0][b - 1]) + 1]
-            hit = self._count_cache.get(key)
+            hit = self._count_cache.get((*key, level))
             if hit is not None and np.array_equal(hit[0], gen):
                 return hit[1]
             gen = gen.copy()
-        cs = self._cum(t, region)
+        # the units per domain of the EP level (a job shape's base): once per touch, then
+        # summed up to each level a best fit asks for
+        base = self._count_cache.get(key) if key is not None else None
+        if base is not None and np.array_equal(base[0], gen):
+            ids, vals, cur = base[1]
+        else:
+            ids, vals, cur = self._base_counts(job, t, region, a, b, Bn, epc, lv)
+            if key is not None:
+                self._count_cache[key] = (gen, (ids, vals, cur))
+        out = self._up(ids, vals, cur, level)
+        if key is not None:
+            self._count_cache[(*key, level)] = (gen, out)
+        return out
+
+    def _up(self, ids: np.ndarray, vals: np.ndarray, m: int, to: int):
+        """Values per domain of level m (ids) summed per domain of level `to` (as wide)."""
+        if to == m or len(ids) == 0:
+            return ids, vals
+        par = self._parent_of(m, to)[ids]
+        p0 = int(par[0])
+        sums = np.bincount(par - p0, weights=vals, minlength=int(par[-1]) - p0 + 1)
+        return np.arange(p0, p0 + len(sums)), np.rint(sums).astype(np.int64)
+
+    def _base_counts(self, job: Job, t: int, region, a: int, b: int, Bn: int, epc: bool, lv):
+        """(ids, units, level) per domain of the EP level (the chain level without EP)."""
+        ix = self.ix
         slot, group, chain, ep_level, _ = lv
-        fg = self.ix.first_gpu[slot]
-        ids = self._ids(slot, a, b)
-        st = np.clip(fg[ids], a, b) - a
-        en = np.clip(fg[ids + 1], a, b) - a
-        vals = (cs[en] - cs[st]) // job.tp  # TP slots per slot domain
-
-        def up(ids, vals, m, to):
-            if to == m:
-                return ids, vals
-            par = self._parent_of(m, to)[ids]
-            p0 = int(par[0])
-            sums = np.bincount(par - p0, weights=vals, minlength=int(par[-1]) - p0 + 1)
-            return np.arange(p0, p0 + len(sums)), np.rint(sums).astype(np.int64)
-
+        nl = ix.n_levels - 1
+        fgn = ix.first_gpu[nl]
+        n0, n1 = int(ix.gpu_node[a]), int(ix.gpu_node[b - 1])
+        if fgn[n0] == a and fgn[n1 + 1] == b:
+            # whole nodes: free GPUs per slot domain from the per-node counts
+            ids, free = self._up(np.arange(n0, n1 + 1), self._nodes_free(t)[n0 : n1 + 1], nl, slot)
+            vals = free // job.tp
+        else:
+            cs = self._cum(t, region)
+            fg = ix.first_gpu[slot]
+            ids = self._ids(slot, a, b)
+            st = np.clip(fg[ids], a, b) - a
+            en = np.clip(fg[ids + 1], a, b) - a
+            vals = (cs[en] - cs[st]) // job.tp  # TP slots per slot domain
         cur = slot
         if Bn > 1:
-            ids, vals = up(ids, vals, cur, group)
+            ids, vals = self._up(ids, vals, cur, group)
             cur = group
             vals = (vals // Bn) * Bn
-        ids, vals = up(ids, vals, cur, chain)
+        ids, vals = self._up(ids, vals, cur, chain)
         cur = chain
         vals = (vals // (Bn * job.pp)) * Bn  # units per chain domain
         if epc:
-            ids, vals = up(ids, vals, cur, ep_level)
+            ids, vals = self._up(ids, vals, cur, ep_level)
             cur = ep_level
             vals = (vals // job.ep) * job.ep
-        out = up(ids, vals, cur, level)
-        if key is not None:
-            self._count_cache[key] = (gen, out)
-        return out
+        return ids, vals, cur
 
     def _domain_region(self, region, lo: int, hi: int):
         """The part of region inside GPU range [lo, hi)."""
@@ -451,7 +502,10 @@ class Packer:
                     fg = self.ix.first_gpu[level]
                     lo = min(max(int(fg[ids[k]]), a), b)
                     hi = min(max(int(fg[ids[k] + 1]), a), b)
-                    u = self.units(job, t, self._domain_region(region, lo, hi), B, lv)
+                    sub = self._domain_region(region, lo, hi)
+                    if isinstance(sub, tuple):
+                        sub = self._prefix(job, t, sub, B, lv, n)
+                    u = self.units(job, t, sub, B, lv)
                     return u.gpus[:n].reshape(-1)
             return None
         sl = self.ix.level_index(job.spread.level)
@@ -470,6 +524,32 @@ class Packer:
                 return u.gpus[chosen].reshape(-1)
             return self._best_fit(job, u, n, lv[2], 0, B)
         return self._best_fit(job, u, n, lv[3], lv[4], B)
+
+    def _prefix(self, job: Job, t: int, region: tuple[int, int], B, lv, n: int):
+        """The shortest run of whole nodes from the start of `region` (one domain) whose
+        units number at least n. The units a prefix forms are a prefix of the units the whole
+        region forms (each flooring step keeps the first items of each domain), so the first n
+        units are built there alone: a site-wide domain has 250k GPUs at 1M."""
+        lo, hi = region
+        ix = self.ix
+        nl = ix.n_levels - 1
+        fgn = ix.first_gpu[nl]
+        n0, n1 = int(ix.gpu_node[lo]), int(ix.gpu_node[hi - 1])
+        if fgn[n0] != lo or fgn[n1 + 1] != hi:
+            return region
+        Bn = layout(B)[0]
+        epc = Bn == 1 and job.kind == "training" and job.ep > 1
+        # slots needed, as a first guess of where the n units end; doubled until they do
+        cum = np.cumsum(self._nodes_free(t)[n0 : n1 + 1] // job.tp)
+        need = n * job.pp * Bn * (job.ep if epc else 1)
+        e = int(np.searchsorted(cum, need, "left"))
+        while e < n1 - n0:
+            cut = int(fgn[n0 + e + 1])
+            got = int(self._base_counts(job, t, (lo, cut), lo, cut, Bn, epc, lv)[1].sum())
+            if (got // self._step(job, B)) * self._step(job, B) >= n:
+                return (lo, cut)
+            e = 2 * e + 1
+        return region
 
     def _spread_counted(
         self, job: Job, t: int, n: int, region, B, lv, sl: int

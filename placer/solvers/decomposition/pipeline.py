@@ -1,6 +1,9 @@
 """The decomposition shared by the exact backends (`cpsat`, `mip`).
 
 Algorithm overview
+0. The greedy backend's placement first (at most 35% of the limit): whatever the deadline,
+   the result is at least as good as it. The limit keeps a reserve, growing with the GPUs
+   and jobs, for the reasons, the check and the re-score (base.finish_reserve).
 1. Build the coarse model (:mod:`.coarse`): job -> GPU type and sites with
    optimistic kernel coefficients, offers -> counts of identical blocks.
 2. Solve it with the backend (about half the time limit). Its proven optimum (or best
@@ -12,7 +15,7 @@ Algorithm overview
    Elastic jobs grow into what is left; leftover whole blocks go to offers not accepted.
    Mixed-type (SPEC v2) jobs: the plan is solved a second time with their options valued
    at the goodput the first packing realised, and packed too (a plan, not a bound).
-4. Compare with the greedy backend's placement; keep the better.
+4. Compare with the greedy's placement of step 0; keep the better.
 5. Local search until the deadline (or a fixed number of passes): remove each job and
    put it back at its best kernel-scored candidate when that raises the objective.
 6. :func:`~placer.solvers.base.finalize` checks and re-scores the result.
@@ -44,6 +47,7 @@ from placer.solvers.decomposition.construct import (
     grow,
     job_order,
     offer_order,
+    resume,
     scope_ok,
     stage_major,
 )
@@ -57,8 +61,26 @@ from placer.solvers.decomposition.linmodel import LinModel
 from placer.solvers.plans import must_place, siblings
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
-GREEDY_FIRST_JOBS = 500  # jobs above which the greedy runs first, as the incumbent to beat
-GREEDY_SHARE = 0.35  # of the limit, at most, for that first greedy
+GREEDY_SHARE = 0.2  # of the limit, at most, for that first greedy when a plan can follow
+# a coarse model is built only when the time left can build and solve it; else the time goes
+# to the greedy and then to placing the jobs it did not reach (measured at 1M GPUs / 5,000
+# jobs, docs/solver.md: 1.6-2 ms a job to build, about 12 variables a job, and GLOP's LP of
+# 60,000 variables in about 80 s alone on this machine)
+BUILD_PER_JOB = 2e-3
+SOLVE_PER_VAR = 2e-4  # CP-SAT on the integer model (up to LARGE_MODEL variables)
+LP_PER_VAR = 1.5e-3  # the LP relaxation of a larger model
+VARS_PER_JOB = 12  # coarse variables per job, for the estimate before building
+
+
+def coarse_need(inst: Instance, n_vars: int | None = None) -> float:
+    """Seconds to build the coarse model and solve it (twice the estimate: the plan's
+    packing and the local search take the other half), from the job count or the size."""
+    n = VARS_PER_JOB * len(inst.jobs) if n_vars is None else n_vars
+    per_var = LP_PER_VAR if n > LARGE_MODEL else SOLVE_PER_VAR
+    build = BUILD_PER_JOB * len(inst.jobs) if n_vars is None else 0.0
+    return build + 2 * per_var * n
+
+
 MAX_PLAN_ROUNDS = 4  # re-pricing rounds over a mixed job's plans (SPEC v3)
 
 
@@ -637,25 +659,33 @@ class DecompositionSolver(Solver):
         if deadline is not None:
             # what follows the search (reasons, check, re-score) grows with the instance
             deadline -= finish_reserve(inst, deadline - started)
-        first: State | None = None
-        if len(inst.jobs) > GREEDY_FIRST_JOBS:
-            # thousands of jobs: the greedy first, so that any deadline returns at least its
-            # placement (the coarse model, its solve and its packing may not finish)
-            progress(stage="greedy", elapsed=time.perf_counter() - started)
-            g_end = None if deadline is None else started + GREEDY_SHARE * (deadline - started)
-            first = best_greedy(inst, g_end)
-            progress(
-                stage="coarse model",
-                incumbent=first.objective,
-                elapsed=time.perf_counter() - started,
-            )
-        else:
-            progress(stage="coarse model", elapsed=time.perf_counter() - started)
-        co = coarse_mod.build(inst)
+        # the greedy first, so that any deadline returns at least its placement (at scale
+        # the coarse model, its solve and its packing may not finish in the limit)
+        progress(stage="greedy", elapsed=time.perf_counter() - started)
+        g_end = None
+        if deadline is not None:
+            avail = deadline - started
+            # when no plan can follow in the time, the greedy has it all
+            plan = avail * (1 - GREEDY_SHARE) > coarse_need(inst)
+            g_end = started + (GREEDY_SHARE if plan else 1.0) * avail
+        first = best_greedy(inst, g_end, final=False)
+        progress(
+            stage="coarse model", incumbent=first.objective, elapsed=time.perf_counter() - started
+        )
+        co = None
+        if deadline is None or deadline - time.perf_counter() > coarse_need(inst):
+            co = coarse_mod.build(inst)
         left = None if deadline is None else (deadline - time.perf_counter()) * 0.5
-        if left is not None and left <= 0:
-            if first is not None and not first.unplaced_musts():
-                return self._finish(inst, first, None, hard, started, {"primal_from": "greedy"})
+        if co is not None and left is not None and 2 * left < coarse_need(inst, co.model.n_vars):
+            co = None  # no time to solve it: skip it
+        if co is None or (left is not None and left <= 0):
+            if not first.unplaced_musts():
+                # the local search goes on placing the jobs the greedy did not reach
+                ls_deadline = deadline - 0.1 - 0.05 * (deadline - started)
+                stats = {"primal_from": "greedy", "coarse": "skipped: no time to build or solve it"}
+                stats["resumed"] = resume(first, ls_deadline)
+                stats["improvements"] = local_search(first, ls_deadline, passes=50)
+                return self._finish(inst, first, None, hard, started, stats)
             return no_placement(
                 inst,
                 self.name,
@@ -777,14 +807,15 @@ class DecompositionSolver(Solver):
                 incumbent=candidates[-1].objective,
                 elapsed=time.perf_counter() - started,
             )
-        # the greedy is a second opinion; with thousands of jobs and a plan in hand its time
-        # is better left to the local search
-        huge_with_plan = candidates and len(inst.jobs) > 500
-        if first is not None:
-            candidates.append(first)
-        elif not huge_with_plan and (deadline is None or time.perf_counter() < deadline):
-            g_deadline = None if deadline is None else deadline - 0.1 * (deadline - started)
-            candidates.append(best_greedy(inst, g_deadline))
+        # the greedy's placement, made first, is the incumbent every plan must beat; cut by
+        # its share of the limit, it first goes on with the jobs it did not reach (half the
+        # time left), so that a weak plan does not win over an unfinished greedy
+        if first.unreached and deadline is not None:
+            now = time.perf_counter()
+            stats["resumed"] = resume(
+                first, now + 0.5 * (deadline - now - 0.05 * (deadline - started))
+            )
+        candidates.append(first)
         candidates = [c for c in candidates if not c.unplaced_musts()]
         if not candidates:
             return no_placement(
@@ -812,6 +843,8 @@ class DecompositionSolver(Solver):
         )
         # keep a margin for the final check and re-score
         ls_deadline = None if deadline is None else deadline - 0.1 - 0.05 * (deadline - started)
+        if st.unreached:  # the greedy's placement, cut by its share of the limit
+            stats["resumed"] = resume(st, ls_deadline)
         # while passes improve, more passes (the time is the limit's, not a fixed count)
         stats["improvements"] = local_search(st, ls_deadline, passes=2 if deadline is None else 50)
         progress(
