@@ -102,3 +102,35 @@ def test_the_coarse_bound_counts_jobs_that_span_sites_through_tp_groups():
     coarse = placer.solve(inst, solver="cpsat", time_limit=LIMIT, exact_small=False)
     assert coarse.bound >= res.objective - 1e-6
     assert coarse.stopped  # its gap is explained
+
+
+def test_undoing_a_replacement_restores_the_plan_variant_that_was_placed():
+    """place_best on a job with plans may move the group to another plan; grow and the
+    local search undo it when the objective fell, which must put back the variant that was
+    placed (undoing only the job's own GPUs once dropped the frontier run's better layout
+    on colossus-v2: 350.9 M -> 344.6 M)."""
+    from placer.solvers.decomposition.construct import State
+    from placer.solvers.plans import expand
+
+    inst = placer.load_instance(Path(__file__).parent / "data/examples/case-v3-plans.instance.yaml")
+    vinst, groups = expand(inst)
+    st = State(vinst)
+    members = groups.members[0]
+    assert len(members) > 1
+    first, other = members[0], members[1]
+    st.place_best(first)
+    placed = st.placed_variant(first)
+    assert placed is not None
+    gpus = st.job_gpus[placed].copy()
+    before = st.objective
+    snap = st.group_placement(other)
+    # another plan's best candidate, whatever it scores
+    st.set_job(placed, np.zeros(0, np.int64))
+    cands = st.candidates(other)
+    if cands:
+        st.set_job(other, cands[-1])
+    st.restore_group(other, snap)
+    assert st.placed_variant(first) == placed
+    assert np.array_equal(st.job_gpus[placed], gpus)
+    assert all(len(st.job_gpus[s]) == 0 for s in members if s != placed)
+    assert st.objective == pytest.approx(before)
