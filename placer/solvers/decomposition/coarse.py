@@ -89,6 +89,70 @@ class Bounds:
         np.maximum.at(self.gpn, (ix.dom[0][ix.first_gpu[-1][:-1]], ix.node_type), ix.node_gpus)
         self.avail = np.zeros((S, T), np.int64)
         np.add.at(self.avail, (ix.dom[0][free], ix.gpu_type[free]), 1)
+        self._gpus = np.flatnonzero(free)
+        self._dcaps: dict[tuple, np.ndarray] = {}
+
+    def domain_caps(self, s: int, types: tuple[int, ...], lvl: int) -> np.ndarray:
+        """Free GPUs of `types` in each domain of level `lvl` of site s (nonzero ones)."""
+        key = (s, types, lvl)
+        out = self._dcaps.get(key)
+        if out is None:
+            ix, g = self.ix, self._gpus
+            g = g[(ix.dom[0][g] == s) & np.isin(ix.gpu_type[g], types)]
+            cnt = np.unique(ix.dom[lvl][g], return_counts=True)[1]
+            out = self._dcaps[key] = cnt.astype(np.int64)
+        return out
+
+    def _granule(self, job: Job, lvl: int) -> int:
+        """GPUs of one unit that lie in the domain a DP group meets in, at level lvl: its
+        TP group when the TP scope lies inside lvl, its PP chain likewise, both: the unit."""
+        i_tp = dimension_level(self.inst, self.ix, job, "tp")
+        i_pp = dimension_level(self.inst, self.ix, job, "pp")
+        gr = 1
+        if job.tp > 1 and i_tp is not None and i_tp >= lvl:
+            gr *= job.tp
+        if job.pp > 1 and i_pp is not None and i_pp >= lvl:
+            gr *= job.pp
+        return gr
+
+    def dp_fits(self, job: Job, s: int, types: tuple[int, ...], lvl: int, n: int) -> bool:
+        """Whether every DP group of n members (its in-site part in site s) can meet inside
+        a domain of level lvl at once. The groups of one stage (and of one TP position) share
+        a domain whenever their TP groups (PP chains) lie inside it: each domain holds
+        whole slabs of n * granule GPUs, and a unit's `unit_size / granule` slabs are
+        disjoint. A single group fitting the largest domain (the weaker test) ignores that
+        the job's other DP groups need their own room."""
+        if n <= 1:
+            return True
+        gr = self._granule(job, lvl)
+        slabs = job.unit_size // gr
+        caps = self.domain_caps(s, types, lvl)
+        return int((caps // (n * gr)).sum()) >= slabs
+
+    def mixes(self, s: int, types: tuple[int, ...], lvl: int) -> bool:
+        """Whether some domain of level lvl in site s has free GPUs of two of `types`."""
+        key = ("mix", s, types, lvl)
+        out = self._dcaps.get(key)
+        if out is None:
+            ix, g = self.ix, self._gpus
+            g = g[(ix.dom[0][g] == s) & np.isin(ix.gpu_type[g], types)]
+            pairs = np.unique(np.stack([ix.dom[lvl][g], ix.gpu_type[g]]), axis=1)
+            out = self._dcaps[key] = bool(len(pairs[0]) > len(np.unique(pairs[0])))
+        return out
+
+    def dp_most(self, job: Job, s: int, types: tuple[int, ...], lvl: int, hi: int) -> int:
+        """The most members (up to hi) a DP group's part in site s can have with every
+        group meeting inside a domain of level lvl (:meth:`dp_fits`; monotone in n)."""
+        if hi <= 1 or self.dp_fits(job, s, types, lvl, hi):
+            return max(hi, 0)
+        lo = 1
+        while lo < hi - 1:
+            mid = (lo + hi) // 2
+            if self.dp_fits(job, s, types, lvl, mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
 
     @classmethod
     def of_gpus(cls, inst: Instance, gpus: np.ndarray) -> Bounds:
@@ -113,6 +177,8 @@ class Bounds:
         )
         b.avail = np.zeros((S, T), np.int64)
         np.add.at(b.avail, (ix.dom[0][gpus], types), 1)
+        b._gpus = np.unique(gpus)
+        b._dcaps = {}
         return b
 
     def _levels(self, job: Job, dim: str, s: int) -> list[int]:
@@ -146,7 +212,11 @@ class Bounds:
                     need *= job.tp
                 if i_pp is not None and i_pp >= lvl:
                     need *= job.pp
-            if self.cap[s, t, lvl] >= need:
+            if dim == "dp":
+                ok = self.dp_fits(job, s, (t,), lvl, n)
+            else:
+                ok = self.cap[s, t, lvl] >= need
+            if ok:
                 best = min(best, fn(n, m, S, self.ix.lat_us[s, lvl], self.ix.bw_GBps[s, lvl]))
         return best
 
@@ -164,7 +234,7 @@ class Bounds:
                 mult *= job.tp
             if i_pp is not None and i_pp >= lvl:
                 mult *= job.pp
-            n_fit = int(self.cap[s, t, lvl]) // mult
+            n_fit = self.dp_most(job, s, (t,), lvl, int(self.cap[s, t, lvl]) // mult)
             n_fit -= n_fit % step
             if n_min <= n_fit < n_max:
                 cuts.add(n_fit)
@@ -238,28 +308,34 @@ class Bounds:
             if self._may_cross(job, dim):
                 best = min(best, self._cross_lb(job, dim, m, S, "pp" if dim == "pp" else "ar"))
             T[dim] = best
+        crossing = crossing_dims(self.inst, ix, job)
         if job.kind == "training":
             m, S = c.dp_messages, c.dp_MB
             n = n_min
+            # the whole DP group inside one site
+            in_site = min(self._best(job, "dp", s, t, n, _ring, m, S) for s in sites)
             if k == 1 and not any_multi:
-                s = sites[0]
-                T["dp"] = self._best(job, "dp", s, t, n, _ring, m, S)
+                T["dp"] = in_site
             else:
-                kk = max(k, 2)
-                part = math.inf
-                share = -(-n // kk)
-                for s in sites:
-                    part = min(part, self._best(job, "dp", s, t, share, _rs, m, S))
-                if any_multi:
-                    off = ~np.eye(ix.n_sites, dtype=bool)
-                    alpha = float(ix.wan_lat_us[off].min())
-                    W = float(ix.wan_bw_GBps[off].max())
-                else:
-                    alpha, W, _ = set_wan(ix, sites)
-                if not np.isfinite(alpha) or W <= 0:
-                    return 0.0
-                wan = all_reduce_ms(kk, m, S * job.unit_size, alpha, W)
-                T["dp"] = 2 * part + wan / job.cross_site_every
+                cross = math.inf
+                if "dp" in crossing:
+                    kk = max(k, 2)
+                    part = math.inf
+                    share = -(-n // kk)
+                    for s in sites:
+                        part = min(part, self._best(job, "dp", s, t, share, _rs, m, S))
+                    if any_multi:
+                        off = ~np.eye(ix.n_sites, dtype=bool)
+                        alpha = float(ix.wan_lat_us[off].min())
+                        W = float(ix.wan_bw_GBps[off].max())
+                    else:
+                        alpha, W, _ = set_wan(ix, sites)
+                    if np.isfinite(alpha) and W > 0:
+                        wan = all_reduce_ms(kk, m, S * job.unit_size, alpha, W)
+                        cross = 2 * part + wan / job.cross_site_every
+                # a job over several sites whose TP groups, PP chains or EP groups may cross
+                # the WAN may keep every DP group inside one site
+                T["dp"] = cross if crossing == {"dp"} else min(cross, in_site)
         if job.compute_ms is None:
             eff = 1.0 if all(np.isfinite(v) for v in T.values()) else 0.0
         else:
@@ -276,8 +352,44 @@ class Bounds:
         per_unit = min(float(ix.node_fail_per_day[s]) for s in sites) * job.unit_size / gpn
         link_fail = 0.0
         if k > 1 and not any_multi:
-            link_fail = set_wan(ix, sites)[2]
+            link_fail = span_fail(ix, sites, crossing)
         return eff, link_fail * hours_lost, per_unit * hours_lost
+
+
+def crossing_dims(inst: Instance, ix, job: Job) -> set[str]:
+    """The dimensions whose groups (of two or more members) may cross sites: scope
+    `cluster` (or none) and a latency bound some WAN path meets. A job spans sites only
+    through such groups."""
+    out = set()
+    sizes = {"tp": job.tp, "pp": job.pp}
+    if job.kind == "training":
+        sizes.update(dp=job.units_max, ep=job.ep)
+    for d, k in sizes.items():
+        if k > 1 and dimension_level(inst, ix, job, d) is None:
+            out.add(d)
+    return out
+
+
+def span_fail(ix, sites, crossing: set[str]) -> float:
+    """Fewest WAN-link failures per day of a job over all these sites. When only DP groups
+    may cross, each joins every site (one member per unit): the links of every pair's path.
+    Otherwise the crossing groups need only connect the sites: the cheapest tree of paths
+    (two sites: their path; three: the best two of the three paths; more: none counted)."""
+    sites = list(sites)
+    if len(sites) < 2:
+        return 0.0
+    if crossing == {"dp"} or len(sites) == 2:
+        return set_wan(ix, sites)[2]
+    if len(sites) > 3:
+        return 0.0
+    best = math.inf
+    for skip in itertools.combinations(sites, 2):
+        pairs = [p for p in itertools.combinations(sites, 2) if p != skip]
+        links: set[int] = set()
+        for a, b in pairs:
+            links.update(ix.wan_path_links.get((a, b), ()))
+        best = min(best, sum(float(ix.link_fail_per_day[x]) for x in links))
+    return best
 
 
 def set_wan(ix, sites) -> tuple[float, float, float]:
@@ -674,7 +786,7 @@ def _add_training_options(c: _Ctx, j: int, job: Job, t: int, job_opts: list[Opti
     per_unit_value = job_hours(inst, job) * job.value * float(ix.type_speed[t]) * job.unit_size
     t_sites = [s for s in range(S) if bounds.avail[s, t] >= job.unit_size]
     configs: list[tuple[str, tuple[int, ...]]] = [("site", (s,)) for s in t_sites]
-    may_span = dimension_level(inst, ix, job, "dp") is None and S > 1
+    may_span = bool(crossing_dims(inst, ix, job)) and S > 1
     if may_span and len(t_sites) > 1:
         if c.huge:
             # thousands of jobs: one catch-all multi-site option (the loosest coefficient of
@@ -737,7 +849,7 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
       option holds ``lo <= L(n) < hi`` (linear rows) and is valued at ``1 - lo``.
 
     docs/solver.md ("SPEC v2") has the argument in full."""
-    ix, lm, bounds, inst = c.ix, c.lm, c.bounds, c.inst
+    ix, bounds, inst = c.ix, c.bounds, c.inst
     types = allowed_types(inst, ix, job)
     if len(types) < 2:
         return
@@ -747,7 +859,7 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
     if len({t for _, t in keys}) < 2:
         return
     sites_all = sorted({s for s, _ in keys})
-    may_span = job.kind == "training" and dimension_level(inst, ix, job, "dp") is None
+    may_span = job.kind == "training" and bool(crossing_dims(inst, ix, job))
     # inference replicas share no collective: one option over every site, units anywhere
     site_sets = [tuple(sites_all)] if job.kind == "inference" else [(s,) for s in sites_all]
     if may_span and len(sites_all) > 1:
@@ -771,7 +883,7 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
                 * step
                 for s, t in sk
             }
-            lost0 = set_wan(ix, sites)[2] * per_event if len(sites) > 1 else 0.0
+            lost0 = span_fail(ix, sites, crossing_dims(inst, ix, job)) * per_event
             lo_l = lost0 + min(a_st.values()) * -(-n_min // step)
             hi_l = lost0 + max(a_st.values()) * (job.units_max // step)
             edges = _lost_brackets(lo_l, min(hi_l, 1.0), ratio)
@@ -783,45 +895,114 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
             if a_st and lo > lost0:
                 n_lo = max(n_min, math.ceil((lo - lost0) / max(a_st.values()) - 1e-9) * step)
             spans = job.kind == "training" and len(sites) > 1
-            comm = _mixed_comm(c, job, sites, sk, n_lo, job.kind == "training")
-            if not np.isfinite(comm) or lo >= 1.0:
-                continue
-            s_min = float(min(ix.type_speed[t] for t in set_types))
-            s_max = float(max(ix.type_speed[t] for t in set_types))
-            eff = 1.0
-            if job.compute_ms is not None:
-                c_max = job.compute_ms / s_min
-                eff = c_max / (c_max * bubble(job) + comm)
-            g = eff * (1.0 - lo)  # at the slowest type's compute time: the largest
-            label = f"{job.name},mixed,{'+'.join(ix.site_names[s] for s in sites)},{lo:.4f}"
-            op = Option(j, "mixed", -1, tuple(sites), g, step=step)
-            op.b = lm.var(f"b[{label}]", 0, 1)
-            tot, lrow, per_site = {}, {}, {}
-            for s, t in sk:
-                ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), job.units_max // step)
-                if ub <= 0:
-                    continue
-                v = lm.var(f"n[{label},{ix.site_names[s]},{ix.type_names[t]}]", 0, ub)
-                op.parts[(s, t)] = v
-                tot[v] = 1.0
-                per_site.setdefault(s, {})[v] = 1.0
-                if a_st:
-                    lrow[v] = a_st[(s, t)]
-                lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
-            if spans and len(per_site) < len(sites):
-                continue  # (the unused binary and variables stay at 0)
-            lm.add({**tot, op.b: -float(job.units_max // step)}, "<=", 0)
-            lm.add({**tot, op.b: -float(-(-n_min // step))}, ">=", 0)
-            if spans:
-                for row in per_site.values():  # every site of the set holds units
-                    lm.add({**row, op.b: -1.0}, ">=", 0)
-            if lrow:
-                # lo <= lost0 + sum a n < hi while the option is chosen
-                lm.add({**lrow, op.b: lost0 - lo}, ">=", 0)
-                if hi is not None:
-                    lm.add({**lrow, op.b: lost0 - hi}, "<=", 0)
-            _mixed_value(lm, ix, job, op, hours * (1.0 - lo), comm, s_min, s_max, label)
-            job_opts.append(op)
+            fixed = dict(
+                step=step,
+                n_min=n_min,
+                a_st=a_st,
+                lost0=lost0,
+                hours=hours,
+                spans=spans,
+                set_types=set_types,
+            )
+            for variant in _part_variants(c, job, sites, sk, n_lo):
+                _mixed_one(c, j, job, job_opts, sites, sk, (lo, hi), variant, fixed)
+
+
+def _part_variants(c: _Ctx, job: Job, sites: tuple[int, ...], sk, n_lo: int) -> list:
+    """(tau, comm, most members per site) for the options of one site set and bracket.
+
+    A training job whose groups other than DP stay in a site has each unit in one site, so
+    a site's DP part has one member per unit there, and the slowest part is at least
+    ``max_s h_s(n_s)`` with h_s the step function of :func:`_part_steps`. One option per
+    value tau of that maximum: its units per site within what keeps ``h_s <= tau``, its
+    communication with the slowest part at least tau. Every placement is in the option of
+    its own tau, so the bound stays valid, and a plan that puts many units in one site pays
+    for the level their DP parts must meet at (one group fitting a hall is not enough when
+    all of them must). Options whose communication is that of a larger tau are dropped (the
+    larger one allows more). Else: one option, no per-site limit."""
+    training = job.kind == "training"
+    base = _mixed_comm(c, job, sites, sk, n_lo, training)
+    if not (training and n_lo > 1 and crossing_dims(c.inst, c.ix, job) <= {"dp"}):
+        return [(0.0, base, {})]
+    steps = {}
+    for s in sites:
+        types = tuple(sorted(t for ss, t in sk if ss == s))
+        steps[s] = _part_steps(c, job, s, types)
+    taus = sorted({v for st in steps.values() for _, v in st})
+    out: dict[float, tuple[float, float, dict]] = {}
+    for tau in taus:
+        comm = _mixed_comm(c, job, sites, sk, n_lo, training, part_lb=tau)
+        if not np.isfinite(comm):
+            continue
+        most = {s: max(u for u, v in st if v <= tau) for s, st in steps.items()}
+        key = round(comm, 9)
+        if key not in out or out[key][0] < tau:
+            out[key] = (tau, comm, most)
+    return sorted(out.values(), key=lambda x: x[0])
+
+
+def _mixed_one(
+    c: _Ctx,
+    j: int,
+    job: Job,
+    job_opts: list[Option],
+    sites: tuple[int, ...],
+    sk,
+    bracket: tuple[float, float | None],
+    variant: tuple[float, float, dict],
+    fixed: dict,
+) -> None:
+    """One mixed option of :func:`_add_mixed_option`: a site set, an interruption bracket
+    (lo, hi), a (tau, comm, most units per site) of :func:`_part_variants`, and the figures
+    the set's options share (`fixed`: step, n_min, a_st, lost0, hours, spans, set_types)."""
+    ix, lm, bounds = c.ix, c.lm, c.bounds
+    lo, hi = bracket
+    tau, comm, most = variant
+    step, n_min, a_st = fixed["step"], fixed["n_min"], fixed["a_st"]
+    lost0, spans, set_types = fixed["lost0"], fixed["spans"], fixed["set_types"]
+    if not np.isfinite(comm) or lo >= 1.0:
+        return
+    s_min = float(min(ix.type_speed[t] for t in set_types))
+    s_max = float(max(ix.type_speed[t] for t in set_types))
+    eff = 1.0
+    if job.compute_ms is not None:
+        c_max = job.compute_ms / s_min
+        eff = c_max / (c_max * bubble(job) + comm)
+    g = eff * (1.0 - lo)  # at the slowest type's compute time: the largest
+    label = f"{job.name},mixed,{'+'.join(ix.site_names[s] for s in sites)},{lo:.4f}"
+    if most:
+        label += f",dp{tau:.4g}"
+    op = Option(j, "mixed", -1, tuple(sites), g, step=step)
+    op.b = lm.var(f"b[{label}]", 0, 1)
+    tot, lrow, per_site = {}, {}, {}
+    for s, t in sk:
+        ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), job.units_max // step)
+        if ub <= 0:
+            continue
+        v = lm.var(f"n[{label},{ix.site_names[s]},{ix.type_names[t]}]", 0, ub)
+        op.parts[(s, t)] = v
+        tot[v] = 1.0
+        per_site.setdefault(s, {})[v] = 1.0
+        if a_st:
+            lrow[v] = a_st[(s, t)]
+        lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
+    if spans and len(per_site) < len(sites):
+        return  # (the unused binary and variables stay at 0)
+    for s, row in per_site.items():
+        if s in most:  # units per site within what keeps its DP part's time <= tau
+            lm.add({**{v: float(step) for v in row}, op.b: -float(most[s])}, "<=", 0)
+    lm.add({**tot, op.b: -float(job.units_max // step)}, "<=", 0)
+    lm.add({**tot, op.b: -float(-(-n_min // step))}, ">=", 0)
+    if spans:
+        for row in per_site.values():  # every site of the set holds units
+            lm.add({**row, op.b: -1.0}, ">=", 0)
+    if lrow:
+        # lo <= lost0 + sum a n < hi while the option is chosen
+        lm.add({**lrow, op.b: lost0 - lo}, ">=", 0)
+        if hi is not None:
+            lm.add({**lrow, op.b: lost0 - hi}, "<=", 0)
+    _mixed_value(lm, ix, job, op, fixed["hours"] * (1.0 - lo), comm, s_min, s_max, label)
+    job_opts.append(op)
 
 
 _MIXED_RATIO = 1.04  # (1 - lo) / (1 - hi) of an interruption bracket of a mixed option
@@ -894,7 +1075,9 @@ def _mixed_value(
 _MIXED_TANGENTS = 6
 
 
-def _mixed_comm(c: _Ctx, job: Job, sites: tuple[int, ...], sk, n: int, every_site: bool) -> float:
+def _mixed_comm(
+    c: _Ctx, job: Job, sites: tuple[int, ...], sk, n: int, every_site: bool, part_lb: float = 0.0
+) -> float:
     """Fewest exposed ms of communication per step of a mixed job with at least n units on
     these (site, type) cells (see :func:`_add_mixed_option`); inf if none fits.
 
@@ -907,7 +1090,8 @@ def _mixed_comm(c: _Ctx, job: Job, sites: tuple[int, ...], sk, n: int, every_sit
       and meets at a level whose largest domain can hold them (with their whole TP groups /
       PP chains when those scopes lie inside it), all the set's types counted together; for
       k > 1 sites, plus the WAN phase over the set's largest path latency and smallest link
-      bandwidth, divided by `cross_site_every`."""
+      bandwidth, divided by `cross_site_every`. `part_lb`: a lower bound on the slowest
+      in-site part's reduce-scatter known otherwise (:func:`_part_steps`)."""
     ix, bounds = c.ix, c.bounds
     site_list = list(sites)
     lat, bw = ix.lat_us[site_list], ix.bw_GBps[site_list]
@@ -951,18 +1135,55 @@ def _mixed_comm(c: _Ctx, job: Job, sites: tuple[int, ...], sk, n: int, every_sit
         fn = all_reduce_ms if k == 1 else reduce_scatter_ms
         types = sorted({t for _, t in sk})
         part = _mixed_part_ms(c, job, sites, types, share, fn, m, S) if share > 1 else 0.0
+        crossing = crossing_dims(c.inst, ix, job)
         if k == 1:
-            t_dp = part
+            t_dp = max(part, 2.0 * part_lb)  # an all-reduce: two reduce-scatters
         else:
+            part = max(part, part_lb)
+            t_dp = math.inf
             alpha, W, _ = set_wan(ix, sites)
-            if not np.isfinite(alpha) or W <= 0:
-                return math.inf
-            wan = all_reduce_ms(k, m, S * job.unit_size, alpha, W) / job.cross_site_every
-            t_dp = 2 * part + wan
+            if "dp" in crossing and np.isfinite(alpha) and W > 0:
+                wan = all_reduce_ms(k, m, S * job.unit_size, alpha, W) / job.cross_site_every
+                t_dp = 2 * part + wan
+            if crossing != {"dp"}:
+                # the job may span the sites through other groups, each DP group in a site
+                t_dp = min(t_dp, _mixed_part_ms(c, job, sites, types, n, all_reduce_ms, m, S))
         if not np.isfinite(t_dp):
             return math.inf
         comm += (1.0 - job.overlap.dp) * t_dp
     return comm
+
+
+def _part_steps(c: _Ctx, job: Job, s: int, types: tuple[int, ...]) -> list[tuple[int, float]]:
+    """Site s's in-site part of a DP group as a step function of its members m (one per unit
+    in s): [(U, v)], m up to U members take at least v ms (a reduce-scatter), U increasing.
+    m members can all meet at level l only if every DP group's part fits there at once
+    (:meth:`Bounds.dp_fits`); past the most that fit at a level, the part meets wider, so
+    takes at least the reduce-scatter of one more member at the fastest level not narrower.
+    Up to 1 member: 0 ms. A part of several types counts a level's domains together only
+    where one of them holds two of the types."""
+    ix, bounds = c.ix, c.bounds
+    m, S = job.comm.dp_messages, job.comm.dp_MB
+    levels = sorted(bounds._levels(job, "dp", s), reverse=True)  # narrowest first
+    hi = sum(int(bounds.avail[s, t]) for t in types) // job.unit_size
+    out = [(1, 0.0)]
+    lo = 2
+    for i, lvl in enumerate(levels):
+        # units are of one type each: a part of one type fits that type's domains; a part
+        # of several types needs domains holding several (types often sit in separate halls)
+        most = max(
+            bounds.dp_most(job, s, (t,), lvl, int(bounds.avail[s, t]) // job.unit_size)
+            for t in types
+        )
+        if len(types) > 1 and bounds.mixes(s, types, lvl):
+            most = max(most, bounds.dp_most(job, s, types, lvl, hi))
+        if most < lo:
+            continue
+        # at this level or wider (levels[i:]), with at least lo members
+        v = min(float(_rs(lo, m, S, ix.lat_us[s, w], ix.bw_GBps[s, w])) for w in levels[i:])
+        out.append((most, v))
+        lo = most + 1
+    return out
 
 
 def _mixed_part_ms(c: _Ctx, job: Job, sites, types, n: int, fn, m: float, S: float) -> float:
@@ -978,7 +1199,9 @@ def _mixed_part_ms(c: _Ctx, job: Job, sites, types, n: int, fn, m: float, S: flo
                 need *= job.tp
             if i_pp is not None and i_pp >= lvl:
                 need *= job.pp
-            if sum(int(bounds.cap[s, t, lvl]) for t in types) >= need:
+            if sum(int(bounds.cap[s, t, lvl]) for t in types) >= need and bounds.dp_fits(
+                job, s, tuple(types), lvl, n
+            ):
                 best = min(best, float(fn(n, m, S, ix.lat_us[s, lvl], ix.bw_GBps[s, lvl])))
     return best
 

@@ -236,19 +236,24 @@ class _JobMaps:
         inst, job, nodes, gran = self.inst, self.job, self.nodes, self.gran
         ix = inst.index
         maps = np.repeat(maps, gran, axis=1)
-        onehot = np.zeros((len(maps), n, len(nodes)), np.int64)
-        onehot[np.arange(len(maps))[:, None], np.arange(n)[None, :], maps] = 1
-        counts = onehot.sum(axis=1)
+        K = len(nodes)
+        cell = np.arange(len(maps))[:, None] * K + maps  # (row, node) of each rank
+        counts = np.bincount(cell.ravel(), minlength=len(maps) * K).reshape(len(maps), K)
+        del cell
         fit = (counts <= self.cap[None, :]).all(axis=1)
         if self.t == "mixed":
             ut = ix.node_type[nodes[maps]].reshape(len(maps), units, job.unit_size)
             fit &= (ut == ut[:, :, :1]).all(axis=(1, 2))
-        maps, onehot, counts = maps[fit], onehot[fit], counts[fit]
+        maps, counts = maps[fit], counts[fit]
         if len(maps) == 0:
             return None
-        occ = (np.cumsum(onehot, axis=1) - onehot)[
-            np.arange(len(maps))[:, None], np.arange(n)[None, :], maps
-        ]
+        # occ: how many earlier ranks of the row share the rank's node (its GPU on the node)
+        occ = np.empty_like(maps)
+        run = np.zeros((len(maps), K), np.int64)
+        rows = np.arange(len(maps))
+        for i in range(n):
+            occ[:, i] = run[rows, maps[:, i]]
+            run[rows, maps[:, i]] += 1
         node_ids = nodes[maps]
         gpus = np.empty_like(maps)
         for nd, arr in self.table.items():
@@ -258,6 +263,7 @@ class _JobMaps:
         ok = _feasible_mask(inst, job, gpus)
         if not ok.any():
             return None
+        self.kept = np.flatnonzero(fit)[ok]  # rows of the input that are returned
         maps, gpus, counts = maps[ok][:, ::gran], gpus[ok], counts[ok]
         ana = analyse_job(ix, job, as_batch(gpus, job))
         sc = evaluate_job(inst, ix, job, gpus, ana, self.bw_max)
@@ -305,14 +311,20 @@ def _groups(job, dim: str, units: int) -> bool:
 
 
 def _best_per_key(got) -> dict[tuple, int]:
-    """Per (node counts, WAN links): the index of the best-valued map."""
+    """Per (node counts, WAN links): the index of the best-valued map (the first of equals),
+    keys in order of first appearance."""
     _, _, counts, net, links, _ = got
-    best: dict[tuple, int] = {}
-    for c in range(len(counts)):
-        key = (counts[c].tobytes(), links[c].tobytes())
-        if key not in best or net[c] > net[best[key]] + 1e-12:
-            best[key] = c
-    return best
+    key = np.ascontiguousarray(np.concatenate([counts, links.astype(np.int64)], axis=1))
+    rows = key.view(np.dtype((np.void, key.shape[1] * key.itemsize))).reshape(-1)
+    _, first, inv = np.unique(rows, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    # per key the best net value, then the first row reaching it (within 1e-12)
+    top = np.full(len(first), -np.inf)
+    np.maximum.at(top, inv, net)
+    rows = np.flatnonzero(net >= top[inv] - 1e-12)
+    pick = np.full(len(first), len(net), np.int64)
+    np.minimum.at(pick, inv[rows], rows)
+    return {int(k): int(pick[k]) for k in np.argsort(first, kind="stable")}
 
 
 def build_columns(
@@ -400,8 +412,24 @@ def build_columns(
                 got = jm.score(np.array(images, np.int64), n, units)
                 if got is None:
                     continue
-                _, gpus, counts, net, links, moved = got
-                for c in _best_per_key(got).values():
+                maps, gpus, counts, net, links, moved = got
+                best = list(_best_per_key(got).values())
+                # a column's map as a plain product of maps would find it first: the ranks
+                # on its nodes in tree order, when that scores as well (ties then break as
+                # they always did); columns in that order too
+                flat = np.sort(maps[best], axis=1)
+                alt = jm.score(flat, n, units)
+                if alt is not None:
+                    for i, r in enumerate(jm.kept.tolist()):
+                        c = best[r]
+                        if alt[3][i] >= net[c] - 1e-9 * max(1.0, abs(net[c])) and np.array_equal(
+                            alt[4][i], links[c]
+                        ):
+                            gpus[c], net[c], moved[c] = alt[1][i], alt[3][i], alt[5][i]
+                            maps[c] = flat[r]
+                srt = np.sort(maps[best], axis=1)
+                best = [best[i] for i in np.lexsort(srt.T[::-1])]
+                for c in best:
                     cnt = {int(nodes[k]): int(counts[c, k]) for k in np.flatnonzero(counts[c])}
                     cols.append(
                         Column(

@@ -31,12 +31,18 @@ from placer.kernel.capacity import dimension_level
 from placer.model import Instance, Job
 
 
-def layout(B) -> tuple[int, bool, bool]:
-    """(block size, wide chains, wide slots) from a layout given as B, (B, wide) or
-    (B, wide, wide_slots)."""
+def layout(B) -> tuple[int, bool, bool, bool]:
+    """(block size, wide chains, wide slots, DP block) from a layout given as B, (B, wide),
+    (B, wide, wide_slots) or (B, wide, wide_slots, dp_block). A DP block is one block of
+    all n units (:meth:`Packer.place_block`): its stage groups lie inside the DP scope."""
     if isinstance(B, tuple):
-        return (int(B[0]), bool(B[1]), bool(B[2]) if len(B) > 2 else False)
-    return (int(B), False, False)
+        return (
+            int(B[0]),
+            bool(B[1]),
+            bool(B[2]) if len(B) > 2 else False,
+            bool(B[3]) if len(B) > 3 else False,
+        )
+    return (int(B), False, False, False)
 
 
 def _runs_cumcount(keys: np.ndarray) -> np.ndarray:
@@ -158,7 +164,7 @@ class Packer:
         """
         ix = self.ix
         L = ix.n_levels
-        B, wide, wide_slots = layout(B)
+        B, wide, wide_slots, dp_block = layout(B)
         # a scope binds only groups of two or more members (SPEC 3 rule 4; the kernel's
         # check skips singleton groups): with pp = 1 a `pp: node` scope must not hold a
         # 4-GPU TP group of 2-GPU nodes inside one node (issue 16 part 6)
@@ -178,7 +184,11 @@ class Packer:
         if slot is None:
             return None
         training = job.kind == "training"
-        g_lim = lim["ep"] if (training and B > 1) else 0
+        if dp_block:
+            # a DP block's stage group holds one member of every DP (and EP) group
+            g_lim = max(lim["dp"], lim["ep"])
+        else:
+            g_lim = lim["ep"] if (training and B > 1) else 0
         group = next((lv for lv in range(slot, g_lim - 1, -1) if cap[lv] >= B * tp), None)
         if group is None:
             return None
@@ -437,6 +447,34 @@ class Packer:
         ids, counts = np.unique(d, return_counts=True)
         step = self._step(job, B)
         return ids, (counts // step) * step
+
+    def place_block(self, job: Job, t: int, n: int, region=None) -> np.ndarray | None:
+        """n units of a training job as one stage-major block (R[u, p] = slot p*n + u):
+        each stage's n TP groups inside one domain, the narrowest the DP and EP scopes allow
+        that holds them, so that every DP group meets there; PP chains run through the
+        stages' domains (as wide as the PP scope allows). None when it does not fit (or
+        there is no PP to lay out)."""
+        if job.kind != "training" or job.pp <= 1 or n <= 1 or n % max(job.unit_step, 1):
+            return None
+        return self.place(job, t, n, region, (n, True, False, True))
+
+    def place_block_most(self, job: Job, t: int, n: int, region=None) -> np.ndarray | None:
+        """:meth:`place_block` of the most units up to n that fit as one block: a domain
+        holds whole stages only, so fragments can keep n itself from fitting."""
+        g = self.place_block(job, t, n, region)
+        if g is not None:
+            return g
+        step = max(job.unit_step, 1)
+        lo, hi = 0, n // step - 1  # in steps: the largest count that fits, by bisection
+        best = None
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            g = self.place_block(job, t, mid * step, region)
+            if g is not None:
+                best, lo = g, mid
+            else:
+                hi = mid - 1
+        return best if best is not None and len(best) // job.unit_size == lo * step else None
 
     def place(self, job: Job, t: int, n: int, region=None, B=1) -> np.ndarray | None:
         """GPUs (rank order) of n units of job on type t inside region, or None if no

@@ -316,23 +316,7 @@ def primal_from_coarse(
             continue
         variants = []
         if op.kind == "mixed":  # SPEC v2: units per (site, type) as planned, packed in turn
-            parts = []
-            for (s, t), v in sorted(op.parts.items()):
-                n = int(round(vals[v])) * op.step
-                g = st.packer.place(job, t, n, st.site_region(s)) if n > 0 else None
-                if g is not None:
-                    parts.append(g)
-                    st.packer.take(g)
-            for g in parts:
-                st.packer.give(g)
-            if parts:
-                g = np.concatenate(parts)
-                if (
-                    len(g) // job.unit_size >= max(job.units_min, 1)
-                    and scope_ok(inst, j, g)
-                    and (st._power(g) <= st.power_left + 1e-9).all()
-                ):
-                    variants.append(g)
+            variants = _mixed_variants(st, j, op, vals)
         for B in st.packer.layouts(job) if op.kind != "mixed" else []:
             parts = []
             ok = True
@@ -369,6 +353,92 @@ def primal_from_coarse(
     return st
 
 
+def _mixed_variants(st: State, j: int, op: coarse_mod.Option, vals: list[float]) -> list:
+    """GPU arrays realising a mixed plan for job j: its parts unit-major; and, for training
+    with PP, its largest part as one DP block (:meth:`~.pack.Packer.place_block_most`)
+    without the plan's other types in that site. A DP group's part in a site meets in the
+    narrowest domain holding all its members: unit-major parts put a stage's members in
+    every hall, and a site's types often sit in separate halls, so only a one-type block
+    lets the largest part meet in a hall. The kernel decides."""
+    inst, job = st.inst, st.inst.jobs[j]
+    kinds: list[tuple] = [(None, frozenset())]
+    planned = {c: int(round(vals[v])) for c, v in op.parts.items() if vals[v] >= 0.5}
+    if job.kind == "training" and job.pp > 1 and planned:
+        big = max(planned, key=lambda c: (planned[c], c))
+        kinds.append((big, frozenset(c for c in planned if c[0] == big[0] and c != big)))
+    out = []
+    for block, drop in kinds:
+        parts = _mixed_parts(st, job, op, vals, block=block, drop=drop)
+        for g in parts:  # each realisation from the same free GPUs
+            st.packer.give(g)
+        if not parts:
+            continue
+        g = np.concatenate(parts)
+        if (
+            len(g) // job.unit_size >= max(job.units_min, 1)
+            and scope_ok(inst, j, g)
+            and (st._power(g) <= st.power_left + 1e-9).all()
+        ):
+            out.append(g)
+    return out
+
+
+def _mixed_parts(
+    st: State,
+    job,
+    op: coarse_mod.Option,
+    vals: list[float],
+    block: tuple[int, int] | None = None,
+    drop: frozenset = frozenset(),
+) -> list[np.ndarray]:
+    """A mixed option's parts packed (and taken) in turn, units per (site, type) as planned.
+    The plan counts free GPUs, not the units their fragments form: a part that does not fit
+    takes the most units its cell holds, and the units it lacks go to the other cells in
+    turn (up to the plan's total), so that one part short of room does not drop the job.
+    `block`: that cell as one DP block; the cells in `drop` get no units. The units these
+    two cost go elsewhere only as far as the job's fewest units need (they would take GPUs
+    the plan gives to other jobs)."""
+    step = op.step
+    cells = sorted(op.parts.items())
+    want = {c: int(round(vals[v])) * step for c, v in cells}
+    got: dict[tuple[int, int], np.ndarray] = {}
+    for c in drop:
+        want[c] = 0
+    short = 0
+    for (s, t), _v in cells:
+        n = want[(s, t)]
+        if n <= 0:
+            continue
+        g = st.packer.place_block_most(job, t, n, st.site_region(s)) if block == (s, t) else None
+        if g is None:
+            g = st.packer.place(job, t, n, st.site_region(s))
+        if g is None:
+            k = min(n, st.packer.max_fit(job, t, st.site_region(s)))
+            k -= k % step
+            g = st.packer.place(job, t, k, st.site_region(s)) if k > 0 else None
+        k = 0 if g is None else len(g) // job.unit_size
+        short += want[(s, t)] - k
+        if g is not None and k:
+            got[(s, t)] = g
+            st.packer.take(g)
+    if block is not None or drop:
+        placed = sum(len(g) // job.unit_size for g in got.values())
+        short = max(0, max(job.units_min, 1) - placed)
+    for (s, t), _v in cells:
+        if short <= 0:
+            break
+        if want[(s, t)] <= 0 or (s, t) == block:  # the plan's cells; a block stays whole
+            continue
+        more = min(short, st.packer.max_fit(job, t, st.site_region(s)))
+        more -= more % step
+        g = st.packer.place(job, t, more, st.site_region(s)) if more > 0 else None
+        if g is not None and len(g):
+            st.packer.take(g)
+            got[(s, t)] = np.concatenate([got[(s, t)], g]) if (s, t) in got else g
+            short -= len(g) // job.unit_size
+    return [got[c] for c, _v in cells if c in got]
+
+
 def local_search(st: State, deadline: float | None, passes: int = 2) -> int:
     """Re-place jobs one at a time while the objective rises; returns improvements."""
     inst = st.inst
@@ -383,14 +453,14 @@ def local_search(st: State, deadline: float | None, passes: int = 2) -> int:
                 st.timed_out = True
                 return improved
             before = st.objective
-            old = st.job_gpus[j]
+            old = st.group_placement(j)  # (SPEC v3: place_best may switch the plan)
             st.unreached.discard(j)  # tried now: its reason is no longer the deadline
             st.place_best(j)
             if st.objective > before + 1e-9 * max(1.0, abs(before)):
                 improved += 1
                 changed = True
             elif st.objective < before:
-                st.set_job(j, old)
+                st.restore_group(j, old)
         if not changed:
             break
     return improved
@@ -518,7 +588,8 @@ class DecompositionSolver(Solver):
         res = self._decompose(inst, deadline, started, seed, threads, progress, **options)
         if res.status.has_placement and small.get("why") == "time":
             res = self._close_gap(inst, res, deadline, seed, threads, started, small, **options)
-        if res.status.has_placement and res.status != Status.OPTIMAL and res.gap is not None:
+        # (a gap within the solvers' relative tolerance is no gap)
+        if res.status.has_placement and res.status != Status.OPTIMAL and (res.gap or 0) > 1e-6:
             left = None if deadline is None else deadline - time.perf_counter()
             if left is None or left > 0.1 + 0.05 * (deadline - started):
                 res.stopped = res.placement.stopped = stop_reason(small.get("why"), res)
@@ -545,7 +616,9 @@ class DecompositionSolver(Solver):
             return res
         budget = 60.0 if left is None else 0.6 * left
         small.pop("why", None)  # the columns built so far are kept in `small` and reused
-        ex = self._small(inst, deadline, seed, threads, started, budget, small, **options)
+        # a margin for realising, checking and scoring its placement once more
+        end = None if deadline is None else deadline - 0.05 - 0.02 * (deadline - started)
+        ex = self._small(inst, end, seed, threads, started, budget, small, **options)
         small.setdefault("why", "proven")
         if ex is None or ex.objective is None:
             return res
