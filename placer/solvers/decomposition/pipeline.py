@@ -591,7 +591,10 @@ class DecompositionSolver(Solver):
         # (a gap within the solvers' relative tolerance is no gap)
         if res.status.has_placement and res.status != Status.OPTIMAL and (res.gap or 0) > 1e-6:
             left = None if deadline is None else deadline - time.perf_counter()
-            if left is None or left > 0.1 + 0.05 * (deadline - started):
+            # (a search the deadline cut did not stop early: its reserve for the check is
+            # the time left, base.finish_reserve)
+            cut = res.stats.get("deadline_cut", False)
+            if not cut and (left is None or left > 0.1 + 0.05 * (deadline - started)):
                 res.stopped = res.placement.stopped = stop_reason(small.get("why"), res)
         return res
 
@@ -875,6 +878,7 @@ class DecompositionSolver(Solver):
         if hard is not None:
             r_deadline = hard - 0.8 * finish_reserve(inst, hard - started)
         reasons = st.reasons(deadline=r_deadline)
+        stats["deadline_cut"] = st.timed_out
         return finalize(
             inst, self.name, st.job_gpus, st.offer_blocks, reasons, bound, started, stats=stats
         )
