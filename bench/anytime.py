@@ -151,12 +151,15 @@ def report(data: dict) -> str:
     def f(x, fmt):
         return "-" if x is None else format(x, fmt)
 
+    def mv(x):
+        return "-" if x is None else f"{x / 1e6:,.2f} M"
+
     for r in sorted(rows, key=lambda r: (r["scale"], r["solver"], r["limit"])):
         over = r["seconds"] / r["limit"] - 1
         lines.append(
             f"| {r['scale']} | {r['solver']} | {r['limit']} | {r['seconds']:.1f} | {over:+.0%} "
-            f"| {r['load_seconds']:.1f} | {f(r['objective'] and r['objective'] / 1e6, ',.2f')} M "
-            f"| {f(r['bound'] and r['bound'] / 1e6, ',.2f')} M | {f(r['gap'], '.2%')} "
+            f"| {r['load_seconds']:.1f} | {mv(r['objective'])} | {mv(r['bound'])} "
+            f"| {f(r['gap'], '.2%')} "
             f"| {r['jobs_placed']:,} of {r['jobs']:,} | {r['peak_rss_GB']:.2f} |"
         )
     lines.append("")
