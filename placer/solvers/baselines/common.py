@@ -54,7 +54,15 @@ from pydantic import Field
 from placer.errors import SolverError
 from placer.kernel.capacity import allowed_types, fit_nowhere_reason, smallest_units
 from placer.model import Instance, Job
-from placer.solvers.base import NO_SOLUTION, Options, Result, Solver, finalize, no_placement
+from placer.solvers.base import (
+    NO_SOLUTION,
+    Options,
+    Result,
+    Solver,
+    finalize,
+    finish_reserve,
+    no_placement,
+)
 from placer.solvers.decomposition.construct import State, offer_order, scope_ok
 
 POLICIES = ("both", "jobs-first", "leases-first")
@@ -394,10 +402,16 @@ class Baseline(Solver):
             raise SolverError(
                 f"{self.name}: unknown policy {policy!r}; valid: " + ", ".join(POLICIES)
             )
+        # the limit (SPEC 2.2): jobs not reached by the deadline are left out and say so; a
+        # reserve grows with the instance for the reasons, check and re-score (as placer's)
+        self._deadline = None
+        if time_limit is not None:
+            self._deadline = started + time_limit - finish_reserve(inst, time_limit)
         runs: dict[str, Run | None] = {}
         if policy in ("both", "jobs-first") or not inst.offers:
             runs["jobs-first"] = self._timed(inst, False)
-        if inst.offers and policy in ("both", "leases-first"):
+        late = self._deadline is not None and time.perf_counter() > self._deadline
+        if inst.offers and policy in ("both", "leases-first") and not (late and runs):
             runs["leases-first"] = self._timed(inst, True)
         ok = {k: r for k, r in runs.items() if r is not None}
         if not ok:
@@ -464,9 +478,16 @@ class Baseline(Solver):
 
     def place_jobs(self, run: Run, topo: Topo) -> bool:
         st = run.st
+        deadline = getattr(self, "_deadline", None)
         for j in job_order(st.inst):
             job = st.inst.jobs[j]
             if job.pinned and job.current:
+                continue
+            if deadline is not None and time.perf_counter() > deadline and not must_place(job):
+                run.reasons[job.name] = (
+                    f"not reached before the time limit: {self.name} stopped at its deadline "
+                    "before trying it"
+                )
                 continue
             placed = self.place_job(run, topo, j)
             if not placed and must_place(job):
