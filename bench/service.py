@@ -54,23 +54,27 @@ def arrival(i: int) -> dict:
         "dp": 1 + i % 4,
         "compute_ms": 1000,
         "value": 1.0 + (i % 3) / 2,
-        "gpu_types": ["H100"],
     }
 
 
-def paced_submits(url: str, rate: float, seconds: float, start: int = 0) -> tuple[list, int]:
-    """Open-loop submits at `rate`/s (each in its own thread at its scheduled time), with a
-    release of the oldest placed arrival when 40 run; returns (latencies, errors)."""
+def paced_submits(
+    url: str, rate: float, seconds: float, start: int = 0, until: threading.Event | None = None
+) -> tuple[list, int, int]:
+    """Open-loop submits at `rate`/s (each in its own thread at its scheduled time) for
+    `seconds` or until `until` is set, with a release of the oldest placed arrival when 40
+    run (steady churn: every placed submit is a durable commit, and so is its release);
+    returns (submit latencies, errors, placed submits)."""
     import httpx
 
     lat: list[float] = []
     errors = 0
     placed: list[str] = []
+    n_placed = 0
     lock = threading.Lock()
     client = httpx.Client(base_url=url, timeout=60, limits=httpx.Limits(max_connections=200))
 
     def one(i: int) -> None:
-        nonlocal errors
+        nonlocal errors, n_placed
         t0 = time.perf_counter()
         try:
             r = client.post("/jobs", json={"job": arrival(i)})
@@ -84,6 +88,7 @@ def paced_submits(url: str, rate: float, seconds: float, start: int = 0) -> tupl
                 errors += 1
                 return
             if r.json()["placed"]:
+                n_placed += 1
                 placed.append(arrival(i)["name"])
             victim = placed.pop(0) if len(placed) > 40 else None
         if victim:
@@ -93,6 +98,8 @@ def paced_submits(url: str, rate: float, seconds: float, start: int = 0) -> tupl
     t_start = time.perf_counter()
     n = int(rate * seconds)
     for k in range(n):
+        if until is not None and until.is_set():
+            break
         wait = t_start + k / rate - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
@@ -101,7 +108,8 @@ def paced_submits(url: str, rate: float, seconds: float, start: int = 0) -> tupl
         ts.append(t)
     for t in ts:
         t.join()
-    return lat, errors
+    client.close()
+    return lat, errors, n_placed
 
 
 def main(argv=None) -> None:
@@ -161,53 +169,79 @@ def main(argv=None) -> None:
     )
     try:
         servers.wait_health(url, proc, timeout=300)
-        running = len(httpx.get(url + "/jobs").json()["jobs"])
-        lat, err = paced_submits(url, args.rate, args.seconds)
+        jobs0 = httpx.get(url + "/jobs").json()
+        load0 = {
+            "running_at_start": len(jobs0["jobs"]),
+            "gpus": int(inst.index.n_gpus),
+            "free_gpus_at_start": jobs0["free_gpus"],
+        }
+        lat, err, n_placed = paced_submits(url, args.rate, args.seconds)
         out["load"] = {
-            "running_at_start": running,
+            **load0,
             "rate": args.rate,
             "seconds": args.seconds,
             "submits": len(lat),
+            "placed": n_placed,
             "errors": err,
             "p50_ms": 1000 * pct(lat, 50),
             "p99_ms": 1000 * pct(lat, 99),
             "max_ms": 1000 * max(lat),
         }
         print("load:", out["load"], flush=True)
+
+        # 3. the same submits for as long as a 10 s replan is in flight (from its POST to
+        # its answer: taking the snapshot, the solve, and adopting the plan included)
         box: dict = {}
+        done = threading.Event()
 
         def replan() -> None:
             t0 = time.perf_counter()
-            box["r"] = httpx.post(
-                url + "/replan", json={"time_limit": 10, "solver": "cpsat"}, timeout=300
-            ).json()
-            box["s"] = time.perf_counter() - t0
+            try:
+                box["r"] = httpx.post(
+                    url + "/replan", json={"time_limit": 10, "solver": "cpsat"}, timeout=300
+                ).json()
+            finally:
+                box["s"] = time.perf_counter() - t0
+                done.set()
 
         th = threading.Thread(target=replan)
         th.start()
-        time.sleep(1.0)  # the replan has taken its snapshot and is solving
-        lat2, err2 = paced_submits(url, args.rate, 9.0, start=1_000_000)
+        lat2, err2, placed2 = paced_submits(url, args.rate, 300.0, start=1_000_000, until=done)
         th.join()
         out["during_replan"] = {
             "submits": len(lat2),
+            "placed": placed2,
             "errors": err2,
             "p50_ms": 1000 * pct(lat2, 50),
             "p99_ms": 1000 * pct(lat2, 99),
+            "max_ms": 1000 * max(lat2),
             "replan_s": box.get("s"),
             "replan_applied": box.get("r", {}).get("applied"),
+            "replan_moved": box.get("r", {}).get("moved"),
             "replan_reason": box.get("r", {}).get("reason"),
         }
         print("during replan:", out["during_replan"], flush=True)
+
+        # 4. durable mutations per second: one client, back to back, each answered after
+        # its commit (only placed submits and releases are counted: both commit)
         c = httpx.Client(base_url=url, timeout=60)
-        n = 0
+        n = refused = 0
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < 10:
             name = f"dur-{n}"
-            c.post("/jobs", json={"job": {**arrival(n), "name": name, "dp": 1}})
-            c.delete(f"/jobs/{name}")
+            r = c.post("/jobs", json={"job": {**arrival(n), "name": name, "dp": 1}})
+            if r.status_code != 200 or not r.json()["placed"]:
+                refused += 1
+                continue
+            c.delete(f"/jobs/{name}").raise_for_status()
             n += 2
-        out["durable_mutations_per_s"] = n / (time.perf_counter() - t0)
-        print("durable mutations/s:", out["durable_mutations_per_s"], flush=True)
+        out["durable"] = {
+            "mutations_per_s": n / (time.perf_counter() - t0),
+            "mutations": n,
+            "refused": refused,
+        }
+        print("durable:", out["durable"], flush=True)
+        c.close()
     finally:
         servers.stop(proc)
 
@@ -217,14 +251,13 @@ def main(argv=None) -> None:
     ix = inst.index
     nodes = [n for n in range(len(ix.node_gpus)) if ix.node_gpus[n] == 8]
     jobs = []
-    for k, node in enumerate(nodes[: args.jobs]):
+    for k, node in enumerate(nodes):
+        if len(jobs) == args.jobs:
+            break
         ids = [f"{ix.node_path(node)}/gpu{g}" for g in range(8)]
         if not all(ix.available[ix.gpu_indices(ids)]):
             continue
-        jobs.append(
-            {**arrival(k), "name": f"run-{k:05d}", "dp": 1, "gpu_types": None, "current": ids}
-        )
-    jobs = jobs[: args.jobs]
+        jobs.append({**arrival(k), "name": f"run-{k:05d}", "dp": 1, "current": ids})
     d = inst.model_dump(mode="json", exclude_none=True)
     d["jobs"] = jobs
     big = placer.load_instance(d)
@@ -235,16 +268,26 @@ def main(argv=None) -> None:
     n_jobs = len(svc.cluster.jobs)
     svc.close()
     (work / "big.json").write_text(json.dumps(d))
-    port = servers.free_port()
-    t0 = time.perf_counter()
-    proc = servers.spawn_serve(work / "big.json", str(work / "big.db"), port)
-    try:
-        servers.wait_health(f"http://127.0.0.1:{port}", proc, timeout=300)
-        ready = time.perf_counter() - t0
-        h = httpx.get(f"http://127.0.0.1:{port}/health").json()
-    finally:
-        servers.stop(proc)
-    out["restart"] = {"running_jobs": n_jobs, "ready_s": ready, "jobs_after": h["jobs"]}
+    # the same command as the first start, after a kill -9, three times
+    ready_s = []
+    for _ in range(3):
+        port = servers.free_port()
+        t0 = time.perf_counter()
+        proc = servers.spawn_serve(work / "big.json", str(work / "big.db"), port)
+        try:
+            servers.wait_health(f"http://127.0.0.1:{port}", proc, timeout=300)
+            ready_s.append(time.perf_counter() - t0)
+            h = httpx.get(f"http://127.0.0.1:{port}/health").json()
+        finally:
+            servers.stop(proc, sig_kill=True)
+        assert h["jobs"] == n_jobs, (h, n_jobs)
+    out["restart"] = {
+        "running_jobs": n_jobs,
+        "ready_s_median": statistics.median(ready_s),
+        "ready_s_max": max(ready_s),
+        "ready_s": ready_s,
+        "jobs_after": h["jobs"],
+    }
     print("restart:", out["restart"], flush=True)
     write("service", out)
 

@@ -293,6 +293,9 @@ class Service:
                 "solver": request["solver"],
                 "time_limit": request["time_limit"],
                 "seed": request["seed"],
+                # the Placement model itself: validating its document here would hold the
+                # GIL (every request thread) for a quarter of a second on colossus
+                "as_model": True,
             }
             deadline = request["time_limit"] + self.limits.solve_grace_seconds
             try:

@@ -38,7 +38,9 @@ def _solve_task(task: dict[str, Any]) -> dict[str, Any]:
     res = solve(
         inst, solver=task["solver"], time_limit=task["time_limit"], seed=task.get("seed", 0)
     )
-    pl = res.placement.model_dump(mode="json", exclude_none=True) if res.placement else None
+    pl = res.placement
+    if pl is not None and not task.get("as_model"):
+        pl = pl.model_dump(mode="json", exclude_none=True)
     return {
         "status": res.status.value if hasattr(res.status, "value") else str(res.status),
         "has_placement": bool(res.status.has_placement),
