@@ -1,7 +1,9 @@
 """A solve in another process with a hard deadline: a Python thread cannot be killed, a
 process can. One warm worker process (placer imported) waits for tasks on a pipe; a task that
 is not answered by its deadline gets the process killed (SIGKILL) and a fresh one started, so
-nothing of it survives. Used by ``POST /replan`` and ``POST /solve``.
+nothing of it survives. The process runs at a lower CPU priority (``nice`` 10 by default): a
+solve is background work, and the service's request threads keep the CPU first. Used by
+``POST /replan`` and ``POST /solve``.
 
 Imports the standard library; the worker process imports placer.
 """
@@ -50,8 +52,14 @@ def _solve_task(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _main(conn: Any) -> None:  # pragma: no cover - runs in the worker process
+def _main(conn: Any, niceness: int = 0) -> None:  # pragma: no cover - the worker process
+    import os
+
     import placer  # noqa: F401 - warm: the first task pays no imports
+
+    if niceness:
+        # a solve is background work: the service's request threads keep the CPU first
+        os.nice(niceness)
     from placer.errors import PlacerError
 
     while True:
@@ -71,8 +79,9 @@ def _main(conn: Any) -> None:  # pragma: no cover - runs in the worker process
 class SolveWorker:
     """One worker process; :meth:`run` sends a task and waits at most `deadline` s."""
 
-    def __init__(self, name: str = "solve") -> None:
+    def __init__(self, name: str = "solve", niceness: int = 10) -> None:
         self.name = name
+        self.niceness = niceness
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._conn: Any = None
@@ -87,7 +96,10 @@ class SolveWorker:
                 return
             parent, child = self._ctx.Pipe()
             p = self._ctx.Process(
-                target=_main, args=(child,), daemon=True, name=f"placer-{self.name}"
+                target=_main,
+                args=(child, self.niceness),
+                daemon=True,
+                name=f"placer-{self.name}",
             )
             p.start()
             child.close()
