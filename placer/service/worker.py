@@ -55,11 +55,10 @@ def _solve_task(task: dict[str, Any]) -> dict[str, Any]:
 def _main(conn: Any, niceness: int = 0) -> None:  # pragma: no cover - the worker process
     import os
 
-    import placer  # noqa: F401 - warm: the first task pays no imports
-
     if niceness:
-        # a solve is background work: the service's request threads keep the CPU first
+        # a solve (and this warm-up) is background work: the service's requests keep the CPU
         os.nice(niceness)
+    import placer  # noqa: F401 - warm: the first task pays no imports
     from placer.errors import PlacerError
 
     while True:
