@@ -37,7 +37,14 @@ from placer.generators.catalogue import (
     _r,
     _sig,
 )
-from placer.generators.jobs import FAMILY_MIX, MIX_DEFAULTS, _draw_jobs, _finish, _training_comm
+from placer.generators.jobs import (
+    FAMILY_MIX,
+    MIX_DEFAULTS,
+    _draw_jobs,
+    _finish,
+    _residents,
+    _training_comm,
+)
 from placer.generators.topology import _check_limits, _Cluster, _Entry, _hall_entries, _wan
 from placer.generators.traces import (
     cluster_summaries,
@@ -99,6 +106,60 @@ def superpod(
     jobs = _draw_jobs(rng, cl, m, m["n_jobs"])
     return _finish(
         rng, f"superpod-{sus}su-s{seed}", cl, fabric, extra, [], m, jobs, False, power_cap_factor
+    )
+
+
+def fragmented(
+    seed: int = 0,
+    *,
+    sus: int = 4,
+    racks_per_su: int = 8,
+    nodes_per_rack: int = 4,
+    frag_share: float = 0.5,
+    power_cap_factor: float | None = 1.05,
+    **mix: Any,
+) -> dict:
+    """A busy DGX SuperPOD (the `superpod` topology and fabric) whose nodes are fragmented:
+    small pinned inference fleets hold 1-4 GPUs in a `frag_share` of the nodes, so a TP-8
+    group fits only the remaining whole nodes while TP 4 or TP 2 fits the fragments. Every
+    TP-8 training job has 2-4 plans by default (``plan_share=1``; docs/generators.md,
+    "Plans"); no lease offers by default (``n_offers=0``): the question is how jobs run.
+    """
+    if not 0.0 <= frag_share <= 1.0:
+        raise ValueError("frag_share must be between 0 and 1")
+    m = _mix(mix, "fragmented")
+    rng = np.random.default_rng(seed)
+    levels = ["site", "su", "rack", "node"]
+    cl = _Cluster(
+        levels,
+        [
+            _Entry(
+                "superpod", "su", sus, (racks_per_su, nodes_per_rack), "H100", 8, ("rack", "node")
+            )
+        ],
+        ["superpod"],
+    )
+    _check_limits(cl)
+    cl.mark_unavailable(rng, m["unavailable_nodes"], m["unavailable_racks"], m["unavailable_gpus"])
+    site_lat = 4.5 if sus <= 8 else 5.0
+    fabric = _fabric(
+        {"node": (1.0, 370.0), "rack": (4.0, 48.5), "su": (4.0, 48.5), "site": (site_lat, 45.0)},
+        levels,
+    )
+    extra = {"superpod": {"node_failures_per_day": NODE_FAILURES_PER_DAY["H100"]}}
+    residents = _residents(rng, cl, frag_share)
+    jobs = _draw_jobs(rng, cl, m, m["n_jobs"])
+    return _finish(
+        rng,
+        f"fragmented-{sus}su-s{seed}",
+        cl,
+        fabric,
+        extra,
+        [],
+        m,
+        residents + jobs,
+        False,
+        power_cap_factor,
     )
 
 
@@ -490,6 +551,7 @@ FAMILIES: dict[str, Callable[..., dict]] = {
     "hetero": hetero,
     "frontier": frontier,
     "scale": scale,
+    "fragmented": fragmented,
 }
 
 
@@ -596,6 +658,7 @@ __all__ = [
     "MIX_DEFAULTS",
     "cluster_summaries",
     "duration_quantiles",
+    "fragmented",
     "frontier",
     "generate",
     "hetero",
