@@ -35,8 +35,17 @@ from bench.common import ROOT, docs_dir, machine, parser, write
 # 2-4 plans, and an unfragmented SuperPOD as a control (plan choice should gain little there
 # and never lose)
 FAMILIES = {
+    # a busy SuperPOD: half the nodes hold a small pinned job (1,024 GPUs, 12 drawn jobs)
     "fragmented": ("fragmented", {}),
+    # three campuses of 4,096 GPUs, a frontier run larger than any one of them (sync-dp,
+    # diloco-100, pp-sites) and drawn jobs with shape plans; no lease offer
     "multisite": (
+        "frontier",
+        dict(sites=3, gpus_per_site=4096, n_jobs=6, plan_share=1.0, n_offers=0),
+    ),
+    # controls: trace-drawn jobs that each fit one campus (suite `full`'s multicampus with
+    # plans), and an unfragmented SuperPOD
+    "multicampus": (
         "multicampus",
         dict(sites=3, gpus_per_site=8192, n_jobs=24, plan_share=1.0, cross_site_share=0.5),
     ),
@@ -228,9 +237,7 @@ def plot(rows: list[dict], path) -> None:
     ax.axhline(1.05, color="grey", lw=0.8, ls="--", label="goal vs first: 1.05")
     ax.set_xticks(xs, fams)
     ax.set_ylabel("placer choosing plans / contender\n(geometric mean of the scores)")
-    lo = min(
-        0.95, min((r[f"ratio_{k}"] or 1) for r in rows for k, _ in kinds if r[f"ratio_{k}"])
-    )
+    lo = min(0.95, min((r[f"ratio_{k}"] or 1) for r in rows for k, _ in kinds if r[f"ratio_{k}"]))
     ax.set_ylim(lo, None)
     ax.legend(fontsize=8)
     ax.set_title("What choosing plans is worth (bench.plans)")

@@ -426,7 +426,9 @@ def frontier(
     DiLoCo-style outer step every 100 steps when there are several sites), a 1T MoE
     (TP 8 x PP 8, EP 8) and an RL / long-context job (10-25% of the cluster each). None of
     the public traces holds jobs this large (the largest is 2,048 GPUs), so their sizes
-    are set as shares of the cluster, not drawn. One offer leases a whole site.
+    are set as shares of the cluster, not drawn. One offer leases a whole site. With
+    ``plan_share`` > 0 the cross-site flagship gets three plans (sync-dp first, diloco-100,
+    pp-sites) and drawn TP-8 training jobs their shape plans.
     """
     m = _mix(mix, "frontier")
     rng = np.random.default_rng(seed)
@@ -473,11 +475,32 @@ def frontier(
         }
         job["value"] = _r(rng.uniform(2.6, 3.0) if k == 0 else rng.uniform(2.0, 2.6))
         job["restart_min"], job["checkpoint_interval_min"] = (5.0, 6.0) if k == 0 else (8.0, 15.0)
+        if multi and k == 0 and m["plan_share"] > 0:
+            job["plans"] = _flagship_plans(job)
         jobs.append(job)
     jobs += _draw_jobs(rng, cl, m, m["n_jobs"], first_index=n_frontier)
     return _finish(
         rng, f"frontier-{sites}x-s{seed}", cl, fabric, extra, wan, m, jobs, True, power_cap_factor
     )
+
+
+def _flagship_plans(job: dict) -> list[dict]:
+    """The three ways to run a cross-site frontier run (as colossus-v2's; docs/generators.md,
+    "Plans"): synchronous DP over the WAN (first: the run as its engineers describe it
+    today), DiLoCo-style outer synchronisation every 100 steps at a 10% value discount for
+    convergence (instances/README.md section 6), and PP across sites with DP inside each
+    (Sailor's rule, Atlas)."""
+    scope = job["scope"]
+    return [
+        {"name": "sync-dp", "scope": dict(scope), "cross_site_every": 1},
+        {
+            "name": "diloco-100",
+            "scope": dict(scope),
+            "cross_site_every": 100,
+            "value": _r(0.9 * job["value"]),
+        },
+        {"name": "pp-sites", "scope": {"pp": "cluster", "dp": "site"}},
+    ]
 
 
 def scale(

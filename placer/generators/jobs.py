@@ -327,10 +327,11 @@ def _shape_plans(rng: np.random.Generator, job: dict, shape: tuple, moe: bool) -
     Then tp 4 · 2pp, and with probability 0.7 tp 2 · 4pp: same GPUs per unit and compute,
     their TP groups fit half or a quarter of a node, at the price of more PP messages and a
     larger 1F1B bubble (the model's microbatches). A job whose DP may cross sites
-    (`scope: {dp: cluster}`) with an even dp also gets ``pp-sites``: tp 8 · 2pp, half the
-    units, PP across sites and DP inside one (Sailor's rule, Atlas).
+    (`scope: {dp: cluster}`) also gets ``pp-sites``: PP across sites and DP inside one
+    (Sailor's rule, Atlas), with the job's own shape, or tp 8 · pp 2 and half the units
+    when the job has one stage (and an even dp).
     """
-    tp, pp, dp = job["tp"], job["pp"], job["dp"]
+    pp, dp = job["pp"], job["dp"]
     shapes = [(8, pp), (4, 2 * pp)]
     if rng.random() < 0.7:
         shapes.append((2, 4 * pp))
@@ -338,11 +339,14 @@ def _shape_plans(rng: np.random.Generator, job: dict, shape: tuple, moe: bool) -
         _plan(job, f"tp{t}" if p == 1 else f"tp{t}-pp{p}", t, p, dp, shape, moe) for t, p in shapes
     ]
     ep = job.get("ep", 1)
-    if job.get("scope", {}).get("dp") == "cluster" and dp % (2 * ep) == 0:
-        half = dp // 2
-        pl = _plan(job, "pp-sites", 8, 2 * pp, half, shape, moe)
-        if "min_dp" in job:
-            pl["min_dp"] = min(half, max(ep, -(-job["min_dp"] // 2 // ep) * ep))
+    if job.get("scope", {}).get("dp") == "cluster" and (pp > 1 or dp % (2 * ep) == 0):
+        if pp > 1:  # the job's own shape, its pipeline across sites
+            pl = {"name": "pp-sites", **{k: v for k, v in plans[0].items() if k != "name"}}
+        else:  # two stages: half the units
+            half = dp // 2
+            pl = _plan(job, "pp-sites", 8, 2, half, shape, moe)
+            if "min_dp" in job:
+                pl["min_dp"] = min(half, max(ep, -(-job["min_dp"] // 2 // ep) * ep))
         pl["scope"] = {"pp": "cluster", "dp": "site"}
         plans.append(pl)
     return plans

@@ -385,6 +385,21 @@ class State:
             self.set_job(old_j, old)
         return False
 
+    def snapshot(self, j: int) -> tuple[int | None, np.ndarray]:
+        """Which variant of j's group holds GPUs, and which (for :meth:`restore`)."""
+        v = self.placed_variant(j)
+        return v, (self.job_gpus[v] if v is not None else np.zeros(0, np.int64))
+
+    def restore(self, j: int, snap: tuple[int | None, np.ndarray]) -> None:
+        """Put j's group back as :meth:`snapshot` saw it. With SPEC v3 plans, re-placing j
+        may have moved its group to another variant: restoring j itself would leave that
+        variant placed and drop the one that was (a plan change that lowers the score)."""
+        for s in siblings(self.inst, j):
+            if len(self.job_gpus[s]) and s != snap[0]:
+                self.set_job(s, np.zeros(0, np.int64))
+        if snap[0] is not None:
+            self.set_job(snap[0], snap[1])
+
     def placed_variant(self, j: int) -> int | None:
         """The variant of j's group that has GPUs (j itself outside plans), or None."""
         return next((s for s in siblings(self.inst, j) if len(self.job_gpus[s])), None)
@@ -693,10 +708,10 @@ def grow(st: State, deadline: float | None = None) -> None:
         ):
             continue
         before = st.objective
-        old = st.job_gpus[j]
+        snap = st.snapshot(j)
         st.place_best(j)
         if st.objective < before - 1e-9:
-            st.set_job(j, old)
+            st.restore(j, snap)
 
 
 def best_greedy(inst, deadline: float | None = None):

@@ -351,13 +351,13 @@ def local_search(st: State, deadline: float | None, passes: int = 2) -> int:
             if deadline is not None and time.perf_counter() > deadline:
                 return improved
             before = st.objective
-            old = st.job_gpus[j]
+            snap = st.snapshot(j)
             st.place_best(j)
             if st.objective > before + 1e-9 * max(1.0, abs(before)):
                 improved += 1
                 changed = True
             elif st.objective < before:
-                st.set_job(j, old)
+                st.restore(j, snap)
         if not changed:
             break
     return improved
