@@ -41,6 +41,7 @@ SMALL = {
     "hetero": dict(h100_gpus=1024, h200_gpus=512, gb200_gpus=576),
     "frontier": dict(sites=2, gpus_per_site=4096),
     "scale": dict(gpus=2048, n_jobs=20),
+    "fragmented": dict(sus=1, n_jobs=6),
 }
 
 # parameters away from the defaults, one set per line
