@@ -166,3 +166,49 @@ def test_sailor_rule_picks_pp_across_sites_where_dp_would_cross():
                 assert h.plans[0].name == job.plans[0].name  # the rule says nothing more
     first = hold(inst, lambda job: 0)
     assert all(len(j.plans) == 1 for j in first.jobs if j.plans)
+
+
+@pytest.mark.parametrize(
+    ("family", "params"),
+    [
+        ("fragmented", dict(sus=2, n_jobs=8)),
+        ("frontier", dict(sites=3, gpus_per_site=2048, n_jobs=4, plan_share=1.0, n_offers=0)),
+    ],
+)
+def test_a_variants_value_bound_is_above_what_any_of_its_candidates_adds(family, params):
+    from placer.solvers.decomposition.construct import State
+    from placer.solvers.plans import expand, value_bound
+
+    inst = instance_from_dict(generate(family, 0, **params))
+    vinst, groups = expand(inst)
+    st = State(vinst)
+    checked = 0
+    # from the empty cluster and again with half the groups placed (WAN sharing, fragments)
+    for rnd in range(2):
+        for j, vs in enumerate(groups.members):
+            for v in vs:
+                if st.placed_variant(v) is not None:
+                    continue
+                for g in st.candidates(v)[:4]:
+                    assert st.scorer.delta({v: g}) <= value_bound(vinst, v), vinst.jobs[v].name
+                    checked += 1
+            if rnd == 0 and j % 2 == 0:
+                st.place_best(vs[0])
+    assert checked >= 10
+
+
+def test_first_plan_rows_hold_every_group_to_its_default_variant():
+    from placer.solvers.decomposition import coarse as coarse_mod
+    from placer.solvers.plans import expand, first_plan_rows
+
+    inst = instance_from_dict(generate("fragmented", 0, sus=2, n_jobs=8))
+    vinst, groups = expand(inst)
+    co = coarse_mod.build(vinst)
+    [(row, sense, rhs, _)] = first_plan_rows(vinst, co.options)
+    assert sense == "<=" and rhs == 0.0
+    held = {op.job for op in co.options if op.b in row}
+    for vs in groups.members:
+        default = next((v for v in vs if vinst.jobs[v].current), vs[0])
+        assert default not in held
+        assert all(v in held for v in vs if v != default and any(o.job == v for o in co.options))
+    assert first_plan_rows(inst, co.options) == []  # not a virtual instance
