@@ -340,7 +340,7 @@ def test_offers_are_priced_like_jobs_and_reachable():
         inst = validated(d)
         values = [j["value"] for j in d["jobs"]]
         speeds = [t["speed"] for t in d["gpu_types"].values()]
-        for o in d["leases"]["offers"]:
+        for o in d.get("leases", {}).get("offers", []):  # fragmented: none by default
             assert 0.1 * min(values) <= o["price_per_gpu_hour"] <= 1.3 * max(values) * max(speeds)
             assert o["min_gpus"] <= o["max_gpus"] <= inst.index.n_gpus
 

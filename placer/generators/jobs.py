@@ -379,6 +379,9 @@ def _residents(rng: np.random.Generator, cl: _Cluster, share: float) -> list[dic
         job["value"] = _r(rng.uniform(1.4, 3.0), 2)
         job["current"] = ids
         job["pinned"] = True
+        # as every running job has one (two hours of its value; no draw, so the rest of the
+        # instance is unchanged); a pinned fleet never pays it
+        job["migration_cost"] = _r(job["value"] * len(ids) * 2.0, 0)
         fleets.append(job)
     return fleets
 
