@@ -137,13 +137,13 @@ def test_restoring_a_re_placed_group_puts_back_the_variant_that_was_placed():
     )
     st.set_job(a, cand[0])
     before = st.objective
-    snap = st.snapshot(b)  # any variant of the group names the group
+    snap = st.group_placement(b)  # any variant of the group names the group
     assert snap[0] == a
     # a re-placement moved the group to variant b ...
     st.set_job(a, np.zeros(0, np.int64))
     st.set_job(b, other[0])
     # ... restoring through b (the group's head in the loops) puts a back, b off
-    st.restore(b, snap)
+    st.restore_group(b, snap)
     assert len(st.job_gpus[b]) == 0
     assert np.array_equal(st.job_gpus[a], cand[0])
     assert st.objective == pytest.approx(before)

@@ -387,20 +387,20 @@ class State:
             self.set_job(old_j, old)
         return False
 
-    def snapshot(self, j: int) -> tuple[int | None, np.ndarray]:
-        """Which variant of j's group holds GPUs, and which (for :meth:`restore`)."""
+    def group_placement(self, j: int) -> tuple[int | None, np.ndarray]:
+        """(the placed variant of j's group, its GPUs): what :meth:`restore_group` puts
+        back after a :meth:`place_best` that did not pay (which may move the group to
+        another variant, so j's own GPUs are not enough to undo it)."""
         v = self.placed_variant(j)
-        return v, (self.job_gpus[v] if v is not None else np.zeros(0, np.int64))
+        return v, (self.job_gpus[v].copy() if v is not None else np.zeros(0, np.int64))
 
-    def restore(self, j: int, snap: tuple[int | None, np.ndarray]) -> None:
-        """Put j's group back as :meth:`snapshot` saw it. With SPEC v3 plans, re-placing j
-        may have moved its group to another variant: restoring j itself would leave that
-        variant placed and drop the one that was (a plan change that lowers the score)."""
+    def restore_group(self, j: int, snap: tuple[int | None, np.ndarray]) -> None:
+        v, g = snap
         for s in siblings(self.inst, j):
-            if len(self.job_gpus[s]) and s != snap[0]:
+            if s != v and len(self.job_gpus[s]):
                 self.set_job(s, np.zeros(0, np.int64))
-        if snap[0] is not None:
-            self.set_job(snap[0], snap[1])
+        if v is not None:
+            self.set_job(v, g)
 
     def placed_variant(self, j: int) -> int | None:
         """The variant of j's group that has GPUs (j itself outside plans), or None."""
@@ -710,10 +710,10 @@ def grow(st: State, deadline: float | None = None) -> None:
         ):
             continue
         before = st.objective
-        snap = st.snapshot(j)
+        old = st.group_placement(j)
         st.place_best(j)
         if st.objective < before - 1e-9:
-            st.restore(j, snap)
+            st.restore_group(j, old)
 
 
 def best_greedy(inst, deadline: float | None = None):

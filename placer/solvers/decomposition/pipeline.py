@@ -351,13 +351,13 @@ def local_search(st: State, deadline: float | None, passes: int = 2) -> int:
             if deadline is not None and time.perf_counter() > deadline:
                 return improved
             before = st.objective
-            snap = st.snapshot(j)
+            old = st.group_placement(j)  # (SPEC v3: place_best may switch the plan)
             st.place_best(j)
             if st.objective > before + 1e-9 * max(1.0, abs(before)):
                 improved += 1
                 changed = True
             elif st.objective < before:
-                st.restore(j, snap)
+                st.restore_group(j, old)
         if not changed:
             break
     return improved
