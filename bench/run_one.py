@@ -18,10 +18,16 @@ def instance_from_spec(spec: dict):
     from placer.validate import instance_from_dict
 
     if "file" in spec:
-        return placer.load_instance(spec["file"])
-    return instance_from_dict(
-        generate(spec["family"], seed=spec.get("seed", 0), **spec.get("params", {}))
-    )
+        inst = placer.load_instance(spec["file"])
+    else:
+        inst = instance_from_dict(
+            generate(spec["family"], seed=spec.get("seed", 0), **spec.get("params", {}))
+        )
+    if spec.get("first_plans"):  # each job held to its first plan (bench.plans)
+        from placer.solvers.plans import first_plans
+
+        inst = first_plans(inst)
+    return inst
 
 
 def metrics(inst, res) -> dict:

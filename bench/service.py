@@ -2,20 +2,26 @@
 
 1. Crash trials: ``--trials`` kill -9 trials (tests/crash.py: acknowledged operations kept,
    state equal to the replay of the committed events, checker clean, revision monotonic).
-2. Load on a loaded colossus (instances/colossus.yaml solved by greedy, then served):
-   submits at ``--rate`` requests/s for ``--seconds`` s, each followed by the release of the
-   oldest arrival once 40 run (steady churn): p50 / p99 latency (goal p99 <= 250 ms).
-3. The same submits during a 10 s ``POST /replan`` (cpsat, time_limit 10): p99 (goal
-   <= 100 ms).
-4. Durable mutations per second: one client, submit and release back to back (each
-   answered after its commit, synchronous=FULL) (goal >= 100).
+2. Load on a loaded colossus (instances/colossus.yaml solved by greedy, its 43 jobs then
+   served): open-loop submits at ``--rate`` requests/s for ``--seconds`` s (each sent at its
+   time whatever the answers before it), each followed by the release of the oldest arrival
+   once 40 run (steady churn): p50 / p99 latency (goal p99 <= 250 ms).
+3. The same submits for as long as a 10 s ``POST /replan`` (cpsat, time_limit 10) is in
+   flight: p99 (goal <= 100 ms); and side by side at ``--steady-rate``, a rate the server
+   sustains, without a replan and then during one (the replan's own effect).
+4. Durable mutations per second: one client, back to back, each answered after its commit
+   (synchronous=FULL): submit + release, and bind + release (no placement search)
+   (goal >= 100).
 5. Restart-to-ready with 10,000 running jobs: a state holding 10,000 jobs on colossus, then
-   ``placer serve`` started on it: seconds from the process start to /health 200 (goal
-   <= 5 s).
+   ``placer serve`` started on it after a kill -9 (three times): seconds from the process
+   start to /health 200 (goal <= 5 s).
+
+The machine is shared: latencies include whatever else runs (the report says so).
 
 Writes bench/out/service.json (bench/results/service.json with --record).
 
-    python -m bench.service [--trials 200] [--rate 50] [--seconds 60] [--jobs 10000]
+    python -m bench.service [--trials 200] [--rate 50] [--seconds 60] [--steady-rate 10]
+        [--jobs 10000] [--skip-crash] [--record]
 """
 
 from __future__ import annotations
@@ -54,36 +60,43 @@ def arrival(i: int) -> dict:
         "dp": 1 + i % 4,
         "compute_ms": 1000,
         "value": 1.0 + (i % 3) / 2,
-        "gpu_types": ["H100"],
     }
 
 
-def paced_submits(url: str, rate: float, seconds: float, start: int = 0) -> tuple[list, int]:
-    """Open-loop submits at `rate`/s (each in its own thread at its scheduled time), with a
-    release of the oldest placed arrival when 40 run; returns (latencies, errors)."""
+def paced_submits(
+    url: str, rate: float, seconds: float, start: int = 0, until: threading.Event | None = None
+) -> dict:
+    """Open-loop submits at `rate`/s (each in its own thread at its scheduled time, whatever
+    the answers before it) for `seconds` or until `until` is set, with a release of the
+    oldest placed arrival when 40 run (steady churn: every placed submit is a durable commit,
+    and so is its release). The arrivals still running at the end are released (untimed).
+    Returns the submits' latency percentiles, how many were placed, and the statuses other
+    than 200 (503: over the in-flight cap)."""
     import httpx
 
     lat: list[float] = []
-    errors = 0
+    statuses: dict[str, int] = {}
     placed: list[str] = []
+    n_placed = 0
     lock = threading.Lock()
-    client = httpx.Client(base_url=url, timeout=60, limits=httpx.Limits(max_connections=200))
+    client = httpx.Client(base_url=url, timeout=120, limits=httpx.Limits(max_connections=400))
 
     def one(i: int) -> None:
-        nonlocal errors
+        nonlocal n_placed
         t0 = time.perf_counter()
         try:
             r = client.post("/jobs", json={"job": arrival(i)})
-            ok = r.status_code == 200
-        except httpx.HTTPError:
-            ok = False
+            status = str(r.status_code)
+        except httpx.HTTPError as e:
+            status = type(e).__name__
         dt = time.perf_counter() - t0
         with lock:
             lat.append(dt)
-            if not ok:
-                errors += 1
+            if status != "200":
+                statuses[status] = statuses.get(status, 0) + 1
                 return
             if r.json()["placed"]:
+                n_placed += 1
                 placed.append(arrival(i)["name"])
             victim = placed.pop(0) if len(placed) > 40 else None
         if victim:
@@ -93,15 +106,136 @@ def paced_submits(url: str, rate: float, seconds: float, start: int = 0) -> tupl
     t_start = time.perf_counter()
     n = int(rate * seconds)
     for k in range(n):
+        if until is not None and until.is_set():
+            break
         wait = t_start + k / rate - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
         t = threading.Thread(target=one, args=(start + k,))
         t.start()
         ts.append(t)
+    sent_s = time.perf_counter() - t_start
     for t in ts:
         t.join()
-    return lat, errors
+    for name in placed:
+        client.delete(f"/jobs/{name}")
+    client.close()
+    return {
+        "rate": rate,
+        "submits": len(lat),
+        "sent_per_s": len(lat) / sent_s if sent_s > 0 else None,
+        "placed": n_placed,
+        "not_200": statuses,
+        "p50_ms": 1000 * pct(lat, 50),
+        "p99_ms": 1000 * pct(lat, 99),
+        "max_ms": 1000 * max(lat) if lat else None,
+    }
+
+
+def during_replan(url: str, rate: float, start: int) -> dict:
+    """Paced submits for as long as a 10 s replan (cpsat, time_limit 10) is in flight, from
+    its POST to its answer (taking the snapshot, the solve and adopting the plan included)."""
+    import httpx
+
+    box: dict = {}
+    done = threading.Event()
+
+    def replan() -> None:
+        t0 = time.perf_counter()
+        try:
+            box["r"] = httpx.post(
+                url + "/replan", json={"time_limit": 10, "solver": "cpsat"}, timeout=300
+            ).json()
+        finally:
+            box["s"] = time.perf_counter() - t0
+            done.set()
+
+    th = threading.Thread(target=replan)
+    th.start()
+    d = paced_submits(url, rate, 300.0, start=start, until=done)
+    th.join()
+    r = box.get("r", {})
+    d.update(
+        replan_s=box.get("s"),
+        replan_applied=r.get("applied"),
+        replan_moved=r.get("moved"),
+        replan_actions=len(r.get("actions") or []),
+        replan_reason=r.get("reason"),
+    )
+    return d
+
+
+def load(args, inst, out: dict, work: Path, servers) -> None:
+    """2-4: load on a loaded colossus (see the module docs)."""
+    import httpx
+
+    import placer
+
+    res = placer.solve(inst, solver="greedy", time_limit=20)
+    pl = work / "colossus-placement.json"
+    pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
+    port = servers.free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = servers.spawn_serve(
+        ROOT / "instances" / "colossus.yaml",
+        str(work / "colossus.db"),
+        port,
+        "--placement",
+        str(pl),
+    )
+    try:
+        servers.wait_health(url, proc, timeout=300)
+        jobs0 = httpx.get(url + "/jobs").json()
+        load0 = {
+            "running_at_start": len(jobs0["jobs"]),
+            "gpus": int(inst.index.n_gpus),
+            "free_gpus_at_start": jobs0["free_gpus"],
+        }
+        out["load"] = {**load0, "seconds": args.seconds}
+        out["load"].update(paced_submits(url, args.rate, args.seconds))
+        print("load:", out["load"], flush=True)
+
+        # 3. submits during a 10 s replan: at the issue's rate, and side by side at a rate the
+        # server sustains, without a replan then during one (the replan's own effect)
+        out["during_replan"] = during_replan(url, args.rate, 1_000_000)
+        print("during replan:", out["during_replan"], flush=True)
+        out["steady"] = paced_submits(url, args.steady_rate, 20.0, start=2_000_000)
+        print("steady, no replan:", out["steady"], flush=True)
+        out["steady_during_replan"] = during_replan(url, args.steady_rate, 3_000_000)
+        print("steady, during replan:", out["steady_during_replan"], flush=True)
+
+        # 4. durable mutations per second: one client, back to back, each answered after
+        # its commit (synchronous=FULL). Submit + release: the placement search on colossus
+        # included. Bind + release (a job the scheduler started on given GPUs: validated, no
+        # search): the durable path itself.
+        c = httpx.Client(base_url=url, timeout=60)
+        job = {**arrival(0), "name": "dur-probe", "dp": 1}
+        gpus = c.post("/jobs", json={"job": job}).json()["gpus"]
+        c.delete("/jobs/dur-probe").raise_for_status()
+        out["durable"] = {}
+        for kind in ("submit_release", "bind_release"):
+            n = refused = 0
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 10:
+                name = f"dur-{kind}-{n}"
+                body = {"job": {**job, "name": name}}
+                if kind == "bind_release":
+                    body["gpus"] = gpus
+                r = c.post("/jobs" if kind == "submit_release" else "/bind", json=body)
+                if r.status_code != 200 or not r.json()["placed"]:
+                    refused += 1
+                    continue
+                c.delete(f"/jobs/{name}").raise_for_status()
+                n += 2
+            out["durable"][kind] = {
+                "mutations_per_s": n / (time.perf_counter() - t0),
+                "mutations": n,
+                "refused": refused,
+            }
+            print("durable:", kind, out["durable"][kind], flush=True)
+        c.close()
+    finally:
+        servers.stop(proc)
 
 
 def main(argv=None) -> None:
@@ -109,8 +243,15 @@ def main(argv=None) -> None:
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--rate", type=float, default=50.0)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument(
+        "--steady-rate",
+        type=float,
+        default=10.0,
+        help="a rate the server sustains: submits with and without a replan side by side",
+    )
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--skip-crash", action="store_true")
+    ap.add_argument("--skip-load", action="store_true", help="crash trials and restart only")
     args = ap.parse_args(argv)
     import httpx
 
@@ -141,110 +282,65 @@ def main(argv=None) -> None:
             "refused": s["refused"],
             "lost": 0,
             "restart_s_median": statistics.median(s["restart_s"]),
+            "restart_s_max": max(s["restart_s"]),
             "wall_s": time.perf_counter() - t0,
         }
         print("crash:", out["crash"], flush=True)
 
-    # 2-4. load on a loaded colossus
     inst = placer.load_instance(ROOT / "instances" / "colossus.yaml")
-    res = placer.solve(inst, solver="greedy", time_limit=20)
-    pl = work / "colossus-placement.json"
-    pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
-    port = servers.free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = servers.spawn_serve(
-        ROOT / "instances" / "colossus.yaml",
-        str(work / "colossus.db"),
-        port,
-        "--placement",
-        str(pl),
-    )
-    try:
-        servers.wait_health(url, proc, timeout=300)
-        running = len(httpx.get(url + "/jobs").json()["jobs"])
-        lat, err = paced_submits(url, args.rate, args.seconds)
-        out["load"] = {
-            "running_at_start": running,
-            "rate": args.rate,
-            "seconds": args.seconds,
-            "submits": len(lat),
-            "errors": err,
-            "p50_ms": 1000 * pct(lat, 50),
-            "p99_ms": 1000 * pct(lat, 99),
-            "max_ms": 1000 * max(lat),
-        }
-        print("load:", out["load"], flush=True)
-        box: dict = {}
+    if not args.skip_load:
+        load(args, inst, out, work, servers)
 
-        def replan() -> None:
-            t0 = time.perf_counter()
-            box["r"] = httpx.post(
-                url + "/replan", json={"time_limit": 10, "solver": "cpsat"}, timeout=300
-            ).json()
-            box["s"] = time.perf_counter() - t0
-
-        th = threading.Thread(target=replan)
-        th.start()
-        time.sleep(1.0)  # the replan has taken its snapshot and is solving
-        lat2, err2 = paced_submits(url, args.rate, 9.0, start=1_000_000)
-        th.join()
-        out["during_replan"] = {
-            "submits": len(lat2),
-            "errors": err2,
-            "p50_ms": 1000 * pct(lat2, 50),
-            "p99_ms": 1000 * pct(lat2, 99),
-            "replan_s": box.get("s"),
-            "replan_applied": box.get("r", {}).get("applied"),
-            "replan_reason": box.get("r", {}).get("reason"),
-        }
-        print("during replan:", out["during_replan"], flush=True)
-        c = httpx.Client(base_url=url, timeout=60)
-        n = 0
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < 10:
-            name = f"dur-{n}"
-            c.post("/jobs", json={"job": {**arrival(n), "name": name, "dp": 1}})
-            c.delete(f"/jobs/{name}")
-            n += 2
-        out["durable_mutations_per_s"] = n / (time.perf_counter() - t0)
-        print("durable mutations/s:", out["durable_mutations_per_s"], flush=True)
-    finally:
-        servers.stop(proc)
-
-    # 5. restart-to-ready with N running jobs
-    from placer.service import Service, open_store
+    # 5. restart-to-ready with N running jobs: a state holding N one-node jobs on colossus, as
+    # the scheduler's submits and binds would leave it (written through the store's first
+    # start, from Cluster.resume of that state: linear; a first start from an INSTANCE whose
+    # N jobs all have `current` checks each against all, quadratic: see docs/benchmarks.md)
+    from placer import Cluster
+    from placer.service import open_store
 
     ix = inst.index
     nodes = [n for n in range(len(ix.node_gpus)) if ix.node_gpus[n] == 8]
     jobs = []
-    for k, node in enumerate(nodes[: args.jobs]):
+    for k, node in enumerate(nodes):
+        if len(jobs) == args.jobs:
+            break
         ids = [f"{ix.node_path(node)}/gpu{g}" for g in range(8)]
-        if not all(ix.available[ix.gpu_indices(ids)]):
+        if not ix.available[ix.gpu_indices(ids)].all():
             continue
-        jobs.append(
-            {**arrival(k), "name": f"run-{k:05d}", "dp": 1, "gpu_types": None, "current": ids}
-        )
-    jobs = jobs[: args.jobs]
-    d = inst.model_dump(mode="json", exclude_none=True)
-    d["jobs"] = jobs
-    big = placer.load_instance(d)
+        jobs.append({**arrival(k), "name": f"run-{k:05d}", "dp": 1, "current": ids})
+    state = {"version": 1, "instance": inst.name, "failed": [], "restored": []}
+    big = Cluster.resume(inst, {**state, "leases": [], "jobs": jobs})
+    n_jobs = len(big.jobs)
     store = open_store(str(work / "big.db"))
     store.open()
-    svc = Service(big, store=store)
-    svc.start(background=False)
-    n_jobs = len(svc.cluster.jobs)
-    svc.close()
-    (work / "big.json").write_text(json.dumps(d))
-    port = servers.free_port()
-    t0 = time.perf_counter()
-    proc = servers.spawn_serve(work / "big.json", str(work / "big.db"), port)
-    try:
-        servers.wait_health(f"http://127.0.0.1:{port}", proc, timeout=300)
-        ready = time.perf_counter() - t0
-        h = httpx.get(f"http://127.0.0.1:{port}/health").json()
-    finally:
-        servers.stop(proc)
-    out["restart"] = {"running_jobs": n_jobs, "ready_s": ready, "jobs_after": h["jobs"]}
+    store.acquire()
+    store.initialise(
+        inst.model_dump(mode="json", exclude_none=True),
+        big.state(),
+        {"jobs": n_jobs, "objective": big.objective},
+    )
+    store.close()
+    del big
+    # `placer serve instances/colossus.yaml --state big.db` after a kill -9, three times
+    ready_s = []
+    for _ in range(3):
+        port = servers.free_port()
+        t0 = time.perf_counter()
+        proc = servers.spawn_serve(ROOT / "instances" / "colossus.yaml", str(work / "big.db"), port)
+        try:
+            servers.wait_health(f"http://127.0.0.1:{port}", proc, timeout=300)
+            ready_s.append(time.perf_counter() - t0)
+            h = httpx.get(f"http://127.0.0.1:{port}/health").json()
+        finally:
+            servers.stop(proc, sig_kill=True)
+        assert h["jobs"] == n_jobs, (h, n_jobs)
+    out["restart"] = {
+        "running_jobs": n_jobs,
+        "ready_s_median": statistics.median(ready_s),
+        "ready_s_max": max(ready_s),
+        "ready_s": ready_s,
+        "jobs_after": h["jobs"],
+    }
     print("restart:", out["restart"], flush=True)
     write("service", out)
 

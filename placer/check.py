@@ -47,10 +47,14 @@ class Violation:
 
 
 def _placed(inst: Instance, cp: Compiled):
-    """(index, job under its chosen plan, GPUs) of every job with GPUs."""
-    for j, (job, g) in enumerate(zip(cp.jobs(inst), cp.job_gpus)):
+    """(index, job under its chosen plan, GPUs) of every job with GPUs: only those are taken
+    under their plans (a live submit checks one candidate job among thousands this way)."""
+    plans = cp.job_plans
+    for j, g in enumerate(cp.job_gpus):
         if len(g):
-            yield j, job, g
+            job = inst.jobs[j]
+            k = plans[j] if plans is not None and j < len(plans) else None
+            yield j, job.under(job.default_plan if k is None else k), g
 
 
 # ------------------------------------------------------------------ rule 1

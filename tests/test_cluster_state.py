@@ -274,3 +274,23 @@ def test_state_and_resume_keep_each_jobs_plan():
         {"instance": inst.name, "jobs": [{"name": "p", "units": 4, "plan": "slow", "gpus": gpus}]}
     )
     assert ch.actions == [] and "kept the live plan" in ch.reason and c.job_plan("p") == "fast"
+
+
+def test_a_placement_is_checked_whole_once_and_refused_with_its_rule():
+    # a cluster built from a placement is checked by the checker once (not again after), with
+    # and without failed hardware: a GPU held twice is refused either way
+    inst = placer.load_instance(one_site(nodes=2, jobs=[training("a", 1), training("b", 1)]))
+    pl = {
+        "instance": inst.name,
+        "jobs": [
+            {"name": "a", "units": 1, "gpus": ["a/node0/gpu0"]},
+            {"name": "b", "units": 1, "gpus": ["a/node0/gpu0"]},
+        ],
+    }
+    with pytest.raises(PlacementError, match="rule 1"):
+        Cluster(inst, pl)
+    with pytest.raises(PlacementError, match="rule 1"):
+        Cluster(inst, pl, failed=["a/node1"])
+    pl["jobs"][1]["gpus"] = ["a/node0/gpu1"]
+    c = Cluster(inst, pl, failed=["a/node1"])
+    assert c.jobs == {"a": 1, "b": 1} and c.check() == []

@@ -41,6 +41,7 @@ from placer.generators.catalogue import (
 from placer.generators.families import (
     FAMILIES,
     FRONTIER_MODELS,
+    fragmented,
     frontier,
     generate,
     hetero,
@@ -70,6 +71,7 @@ __all__ = [
     "NODE_FAILURES_PER_DAY",
     "cluster_summaries",
     "duration_quantiles",
+    "fragmented",
     "frontier",
     "generate",
     "hetero",

@@ -37,7 +37,14 @@ from placer.generators.catalogue import (
     _r,
     _sig,
 )
-from placer.generators.jobs import FAMILY_MIX, MIX_DEFAULTS, _draw_jobs, _finish, _training_comm
+from placer.generators.jobs import (
+    FAMILY_MIX,
+    MIX_DEFAULTS,
+    _draw_jobs,
+    _finish,
+    _residents,
+    _training_comm,
+)
 from placer.generators.topology import _check_limits, _Cluster, _Entry, _hall_entries, _wan
 from placer.generators.traces import (
     cluster_summaries,
@@ -99,6 +106,60 @@ def superpod(
     jobs = _draw_jobs(rng, cl, m, m["n_jobs"])
     return _finish(
         rng, f"superpod-{sus}su-s{seed}", cl, fabric, extra, [], m, jobs, False, power_cap_factor
+    )
+
+
+def fragmented(
+    seed: int = 0,
+    *,
+    sus: int = 4,
+    racks_per_su: int = 8,
+    nodes_per_rack: int = 4,
+    frag_share: float = 0.5,
+    power_cap_factor: float | None = 1.05,
+    **mix: Any,
+) -> dict:
+    """A busy DGX SuperPOD (the `superpod` topology and fabric) whose nodes are fragmented:
+    small pinned inference fleets hold 1-4 GPUs in a `frag_share` of the nodes, so a TP-8
+    group fits only the remaining whole nodes while TP 4 or TP 2 fits the fragments. Every
+    TP-8 training job has 2-4 plans by default (``plan_share=1``; docs/generators.md,
+    "Plans"); no lease offers by default (``n_offers=0``): the question is how jobs run.
+    """
+    if not 0.0 <= frag_share <= 1.0:
+        raise ValueError("frag_share must be between 0 and 1")
+    m = _mix(mix, "fragmented")
+    rng = np.random.default_rng(seed)
+    levels = ["site", "su", "rack", "node"]
+    cl = _Cluster(
+        levels,
+        [
+            _Entry(
+                "superpod", "su", sus, (racks_per_su, nodes_per_rack), "H100", 8, ("rack", "node")
+            )
+        ],
+        ["superpod"],
+    )
+    _check_limits(cl)
+    cl.mark_unavailable(rng, m["unavailable_nodes"], m["unavailable_racks"], m["unavailable_gpus"])
+    site_lat = 4.5 if sus <= 8 else 5.0
+    fabric = _fabric(
+        {"node": (1.0, 370.0), "rack": (4.0, 48.5), "su": (4.0, 48.5), "site": (site_lat, 45.0)},
+        levels,
+    )
+    extra = {"superpod": {"node_failures_per_day": NODE_FAILURES_PER_DAY["H100"]}}
+    residents = _residents(rng, cl, frag_share)
+    jobs = _draw_jobs(rng, cl, m, m["n_jobs"])
+    return _finish(
+        rng,
+        f"fragmented-{sus}su-s{seed}",
+        cl,
+        fabric,
+        extra,
+        [],
+        m,
+        residents + jobs,
+        False,
+        power_cap_factor,
     )
 
 
@@ -365,7 +426,9 @@ def frontier(
     DiLoCo-style outer step every 100 steps when there are several sites), a 1T MoE
     (TP 8 x PP 8, EP 8) and an RL / long-context job (10-25% of the cluster each). None of
     the public traces holds jobs this large (the largest is 2,048 GPUs), so their sizes
-    are set as shares of the cluster, not drawn. One offer leases a whole site.
+    are set as shares of the cluster, not drawn. One offer leases a whole site. With
+    ``plan_share`` > 0 the cross-site flagship gets three plans (sync-dp first, diloco-100,
+    pp-sites) and drawn TP-8 training jobs their shape plans.
     """
     m = _mix(mix, "frontier")
     rng = np.random.default_rng(seed)
@@ -412,11 +475,32 @@ def frontier(
         }
         job["value"] = _r(rng.uniform(2.6, 3.0) if k == 0 else rng.uniform(2.0, 2.6))
         job["restart_min"], job["checkpoint_interval_min"] = (5.0, 6.0) if k == 0 else (8.0, 15.0)
+        if multi and k == 0 and m["plan_share"] > 0:
+            job["plans"] = _flagship_plans(job)
         jobs.append(job)
     jobs += _draw_jobs(rng, cl, m, m["n_jobs"], first_index=n_frontier)
     return _finish(
         rng, f"frontier-{sites}x-s{seed}", cl, fabric, extra, wan, m, jobs, True, power_cap_factor
     )
+
+
+def _flagship_plans(job: dict) -> list[dict]:
+    """The three ways to run a cross-site frontier run (as colossus-v2's; docs/generators.md,
+    "Plans"): synchronous DP over the WAN (first: the run as its engineers describe it
+    today), DiLoCo-style outer synchronisation every 100 steps at a 10% value discount for
+    convergence (instances/README.md section 6), and PP across sites with DP inside each
+    (Sailor's rule, Atlas)."""
+    scope = job["scope"]
+    return [
+        {"name": "sync-dp", "scope": dict(scope), "cross_site_every": 1},
+        {
+            "name": "diloco-100",
+            "scope": dict(scope),
+            "cross_site_every": 100,
+            "value": _r(0.9 * job["value"]),
+        },
+        {"name": "pp-sites", "scope": {"pp": "cluster", "dp": "site"}},
+    ]
 
 
 def scale(
@@ -490,6 +574,7 @@ FAMILIES: dict[str, Callable[..., dict]] = {
     "hetero": hetero,
     "frontier": frontier,
     "scale": scale,
+    "fragmented": fragmented,
 }
 
 
@@ -596,6 +681,7 @@ __all__ = [
     "MIX_DEFAULTS",
     "cluster_summaries",
     "duration_quantiles",
+    "fragmented",
     "frontier",
     "generate",
     "hetero",

@@ -53,6 +53,7 @@ MIX_DEFAULTS: dict[str, Any] = {
     "elastic_share": 0.6,  # share of training jobs with min_dp < dp
     "spread_share": 0.3,  # share of inference fleets with a spread constraint
     "cross_site_share": 0.3,  # multi-site: share of large training jobs with dp: cluster
+    "plan_share": 0.0,  # share of TP-8 training jobs given 2-4 plans (SPEC v3)
     "running_share": 0.15,  # share of jobs already running (with `current`)
     "running_max_gpus": 256,  # only jobs of at most this many GPUs are running
     "pinned_share": 0.2,  # share of running jobs that are pinned
@@ -78,6 +79,7 @@ FAMILY_MIX: dict[str, dict[str, Any]] = {
         "running_max_gpus": 1024,
         "horizon_hours": 720.0,
     },
+    "fragmented": {"n_jobs": 12, "n_offers": 0, "plan_share": 1.0},
     "scale": {
         "n_jobs": 200,
         "running_share": 0.02,
@@ -292,7 +294,96 @@ def _training_job(
     rem = _remaining(rng, m, s0)
     if rem is not None:
         job["remaining_hours"] = rem
+    if m["plan_share"] > 0 and tp == 8 and not rack_tp and rng.random() < m["plan_share"]:
+        job["plans"] = _shape_plans(rng, job, (P, L, h, seq, mb), moe)
     return job
+
+
+def _plan(job: dict, name: str, tp: int, pp: int, dp: int, shape: tuple, moe: bool) -> dict:
+    """One plan of `job`: its tp / pp / dp with the message sizes, overlaps and (pp > 1) the
+    1F1B microbatches of that shape; `compute_ms` only where tp·pp differs from the job's."""
+    P, L, h, seq, mb = shape
+    ep = job.get("ep", 1)
+    comm, compute_ms, _ = _training_comm(P, L, h, seq, mb, tp, pp, ep, moe)
+    plan: dict[str, Any] = {"name": name, "tp": tp, "pp": pp, "dp": dp}
+    if pp > 1:
+        plan["microbatches"] = mb
+    plan["comm"] = comm
+    plan["overlap"] = {
+        d: OVERLAP[d]
+        for d in ("tp", "pp", "dp", "ep")
+        if (d == "tp" and tp > 1) or (d == "pp" and pp > 1) or d == "dp" or (d == "ep" and moe)
+    }
+    if tp * pp != job["tp"] * job["pp"]:
+        plan["compute_ms"] = compute_ms
+    return plan
+
+
+def _shape_plans(rng: np.random.Generator, job: dict, shape: tuple, moe: bool) -> list[dict]:
+    """2-4 plans of a TP-8 training job (docs/generators.md, "Plans").
+
+    The job's own shape (tp 8 · pp) comes first: on an empty HGX cluster it is the fastest
+    (TP on NVLink, the least pipeline bubble), so a scheduler without plan choice runs it.
+    Then tp 4 · 2pp, and with probability 0.7 tp 2 · 4pp: same GPUs per unit and compute,
+    their TP groups fit half or a quarter of a node, at the price of more PP messages and a
+    larger 1F1B bubble (the model's microbatches). A job whose DP may cross sites
+    (`scope: {dp: cluster}`) also gets ``pp-sites``: PP across sites and DP inside one
+    (Sailor's rule, Atlas), with the job's own shape, or tp 8 · pp 2 and half the units
+    when the job has one stage (and an even dp).
+    """
+    pp, dp = job["pp"], job["dp"]
+    shapes = [(8, pp), (4, 2 * pp)]
+    if rng.random() < 0.7:
+        shapes.append((2, 4 * pp))
+    plans = [
+        _plan(job, f"tp{t}" if p == 1 else f"tp{t}-pp{p}", t, p, dp, shape, moe) for t, p in shapes
+    ]
+    ep = job.get("ep", 1)
+    if job.get("scope", {}).get("dp") == "cluster" and (pp > 1 or dp % (2 * ep) == 0):
+        if pp > 1:  # the job's own shape, its pipeline across sites
+            pl = {"name": "pp-sites", **{k: v for k, v in plans[0].items() if k != "name"}}
+        else:  # two stages: half the units
+            half = dp // 2
+            pl = _plan(job, "pp-sites", 8, 2, half, shape, moe)
+            if "min_dp" in job:
+                pl["min_dp"] = min(half, max(ep, -(-job["min_dp"] // 2 // ep) * ep))
+        pl["scope"] = {"pp": "cluster", "dp": "site"}
+        plans.append(pl)
+    return plans
+
+
+def _residents(rng: np.random.Generator, cl: _Cluster, share: float) -> list[dict]:
+    """Small pinned inference fleets holding 1-4 GPUs in a `share` of the nodes, the
+    fragments a busy cluster leaves (57% of running ITP jobs use one GPU; docs/generators.md
+    "fragmented"): a TP-1 fleet takes 1 or 3 GPUs of a node, a TP-2 fleet 2 or 4. Their
+    nodes are then skipped by the running jobs drawn later."""
+    ones: list[str] = []
+    twos: list[str] = []
+    for ei, e in enumerate(cl.entries):
+        blocked = cl.blocked.setdefault(ei, set())
+        for node in range(e.nodes):
+            if node in blocked or rng.random() >= share:
+                continue
+            k = int(rng.choice([1, 2, 3, 4], p=[0.35, 0.3, 0.1, 0.25]))
+            ids = [f"{e.path(node)}/gpu{i}" for i in range(k)]
+            (ones if k % 2 else twos).extend(ids)
+            blocked.add(node)
+    fleets = []
+    for ids, tp, model in ((ones, 1, "embed"), (twos, 2, "34b-fp8")):
+        if not ids:
+            continue
+        job: dict[str, Any] = {"name": f"resident-{model}", "kind": "inference"}
+        if tp > 1:
+            job["tp"] = tp
+        job["replicas"] = len(ids) // tp
+        job["value"] = _r(rng.uniform(1.4, 3.0), 2)
+        job["current"] = ids
+        job["pinned"] = True
+        # as every running job has one (two hours of its value; no draw, so the rest of the
+        # instance is unchanged); a pinned fleet never pays it
+        job["migration_cost"] = _r(job["value"] * len(ids) * 2.0, 0)
+        fleets.append(job)
+    return fleets
 
 
 def _inference_job(
@@ -371,6 +462,8 @@ def _make_running(rng: np.random.Generator, cl: _Cluster, m: dict, jobs: list[di
         if ids is None:
             continue
         job["current"] = ids
+        if "plans" in job:  # it runs its first plan (the shape it was allocated with)
+            job["current_plan"] = job["plans"][0]["name"]
         r = rng.random()
         if "spread" in job:  # its current lies in one level-1 domain: it may have to move
             pass

@@ -68,6 +68,10 @@ def compile_placement(inst: Instance, placement: Placement) -> Compiled:
     declared: list[str | None] = [None for _ in inst.jobs]
     seen: dict[str, int] = {}
     problems: list[Problem] = []
+    if sum(len(pj.gpus) for pj in placement.jobs) > 256:
+        # many ids in all (thousands of small jobs too): one dict look-up per id, not a walk
+        # down the tree per job
+        index.id_table()
     for k, pj in enumerate(placement.jobs):
         loc = f"jobs[{k}]"
         if pj.name not in pos:

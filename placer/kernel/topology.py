@@ -16,7 +16,7 @@ Arrays (G = GPUs, N = nodes, L = levels, S = sites):
   bandwidth (inf / 0 when there is no path, 0 / inf on the diagonal); ``wan_path_links``:
   the link indices of each pair's path; ``pair_links``: bool (S*S, W).
 
-Imports numpy and networkx only (no solver).
+Imports numpy, and networkx when an instance has WAN links (no solver).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 
 from placer.errors import InstanceError
@@ -498,14 +497,6 @@ def _wan(inst: Instance, site_index: dict[str, int]):
     topo = inst.topology
     S = len(topo.sites)
     W = len(topo.wan)
-    g = nx.Graph()
-    g.add_nodes_from(range(S))
-    link_of: dict[frozenset, int] = {}
-    for wi, w in enumerate(topo.wan):
-        a, b = (site_index[x] for x in w.between)
-        # exact decimals, so that ties SPEC breaks (0.1 + 0.2 vs 0.3) are ties here too
-        g.add_edge(a, b, latency=Fraction(repr(w.latency_us)))
-        link_of[frozenset((a, b))] = wi
     lbw = np.array([w.bandwidth_GBps for w in topo.wan], float)
     lfail = np.array([w.failures_per_day for w in topo.wan], float)
     lat = np.full((S, S), np.inf)
@@ -514,6 +505,26 @@ def _wan(inst: Instance, site_index: dict[str, int]):
     np.fill_diagonal(bw, np.inf)
     paths: dict[tuple[int, int], tuple[int, ...]] = {}
     pl = np.zeros((S * S, W), bool)
+    out = {
+        "wan_lat_us": lat,
+        "wan_bw_GBps": bw,
+        "wan_path_links": paths,
+        "pair_links": pl,
+        "link_bw_GBps": lbw,
+        "link_fail_per_day": lfail,
+    }
+    if not W:
+        return out  # no path between sites (networkx, a third of a second to import, unused)
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_nodes_from(range(S))
+    link_of: dict[frozenset, int] = {}
+    for wi, w in enumerate(topo.wan):
+        a, b = (site_index[x] for x in w.between)
+        # exact decimals, so that ties SPEC breaks (0.1 + 0.2 vs 0.3) are ties here too
+        g.add_edge(a, b, latency=Fraction(repr(w.latency_us)))
+        link_of[frozenset((a, b))] = wi
     names = [s.name for s in topo.sites]
     for a, b in itertools.combinations(range(S), 2):
         if not nx.has_path(g, a, b):
@@ -538,14 +549,7 @@ def _wan(inst: Instance, site_index: dict[str, int]):
             bw[x, y] = min(lbw[list(links)])
             paths[(x, y)] = links
             pl[x * S + y, list(links)] = True
-    return {
-        "wan_lat_us": lat,
-        "wan_bw_GBps": bw,
-        "wan_path_links": paths,
-        "pair_links": pl,
-        "link_bw_GBps": lbw,
-        "link_fail_per_day": lfail,
-    }
+    return out
 
 
 set_index_builder(TopologyIndex.build)

@@ -211,7 +211,14 @@ class Service:
         running = c.jobs  # in start order: new jobs get their sequence numbers in it
         upsert = {n: c.job_document(n) for n in running if n in names}
         delete = [n for n in names if n not in running]
-        state = c.state(jobs=False)
+        # failed and restored hardware, leases and their cover blocks: only fail, restore and
+        # replan change them, or an operation with lease actions (every lease change is one);
+        # reading them scans every GPU (about 10 ms on colossus), so jobs-only commits skip it
+        jobs_only = op in ("submit", "bind", "release") and self._state is not None
+        if jobs_only and not any(a.kind == "lease" for a in result.actions):
+            state = self._state
+        else:
+            state = c.state(jobs=False)
         changed_state = state if state != self._state else None
         if self.store is None:
             self.revision += 1
@@ -293,6 +300,9 @@ class Service:
                 "solver": request["solver"],
                 "time_limit": request["time_limit"],
                 "seed": request["seed"],
+                # the Placement model itself: validating its document here would hold the
+                # GIL (every request thread) for a quarter of a second on colossus
+                "as_model": True,
             }
             deadline = request["time_limit"] + self.limits.solve_grace_seconds
             try:

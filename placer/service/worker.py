@@ -1,7 +1,9 @@
 """A solve in another process with a hard deadline: a Python thread cannot be killed, a
 process can. One warm worker process (placer imported) waits for tasks on a pipe; a task that
 is not answered by its deadline gets the process killed (SIGKILL) and a fresh one started, so
-nothing of it survives. Used by ``POST /replan`` and ``POST /solve``.
+nothing of it survives. The process runs at a lower CPU priority (``nice`` 10 by default): a
+solve is background work, and the service's request threads keep the CPU first. Used by
+``POST /replan`` and ``POST /solve``.
 
 Imports the standard library; the worker process imports placer.
 """
@@ -38,7 +40,9 @@ def _solve_task(task: dict[str, Any]) -> dict[str, Any]:
     res = solve(
         inst, solver=task["solver"], time_limit=task["time_limit"], seed=task.get("seed", 0)
     )
-    pl = res.placement.model_dump(mode="json", exclude_none=True) if res.placement else None
+    pl = res.placement
+    if pl is not None and not task.get("as_model"):
+        pl = pl.model_dump(mode="json", exclude_none=True)
     return {
         "status": res.status.value if hasattr(res.status, "value") else str(res.status),
         "has_placement": bool(res.status.has_placement),
@@ -48,7 +52,12 @@ def _solve_task(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _main(conn: Any) -> None:  # pragma: no cover - runs in the worker process
+def _main(conn: Any, niceness: int = 0) -> None:  # pragma: no cover - the worker process
+    import os
+
+    if niceness:
+        # a solve (and this warm-up) is background work: the service's requests keep the CPU
+        os.nice(niceness)
     import placer  # noqa: F401 - warm: the first task pays no imports
     from placer.errors import PlacerError
 
@@ -69,8 +78,9 @@ def _main(conn: Any) -> None:  # pragma: no cover - runs in the worker process
 class SolveWorker:
     """One worker process; :meth:`run` sends a task and waits at most `deadline` s."""
 
-    def __init__(self, name: str = "solve") -> None:
+    def __init__(self, name: str = "solve", niceness: int = 10) -> None:
         self.name = name
+        self.niceness = niceness
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._conn: Any = None
@@ -85,7 +95,10 @@ class SolveWorker:
                 return
             parent, child = self._ctx.Pipe()
             p = self._ctx.Process(
-                target=_main, args=(child,), daemon=True, name=f"placer-{self.name}"
+                target=_main,
+                args=(child, self.niceness),
+                daemon=True,
+                name=f"placer-{self.name}",
             )
             p.start()
             child.close()

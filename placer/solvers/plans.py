@@ -28,11 +28,14 @@ Imports numpy and the model; never a solver library.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from placer.errors import SolverError
+from placer.kernel.capacity import allowed_types
+from placer.kernel.cost import all_reduce_ms
+from placer.kernel.score import bubble, job_hours
 from placer.model import Instance
 
 
@@ -44,6 +47,7 @@ class PlanGroups:
     plan: list[int | None]  # variant -> its plan (index into the job's plans), or None
     members: list[list[int]]  # real job -> its variants
     must: list[bool]  # real job -> running and not preemptible: one variant must be placed
+    bounds: dict[int, float] = field(default_factory=dict)  # variant -> value_bound (cache)
 
 
 def has_plans(inst: Instance) -> bool:
@@ -118,6 +122,76 @@ def must_place(inst: Instance, j: int) -> bool:
         job = inst.jobs[j]
         return bool(job.current) and not job.preemptible
     return g.must[g.owner[j]]
+
+
+def first_plan_rows(inst: Instance, options: list) -> list:
+    """Rows holding every group of a virtual instance to its default plan (its first; a
+    running job's current plan): the coarse options (``op.job``, binary ``op.b``) of every
+    other variant at 0; [] outside plans or when no job has a second plan.
+
+    Why: the coarse model is solved to a relative gap (1e-6), and with more options it may
+    stop at another plan of the same worth within it, whose packing realises a little less
+    than the first-plan solve's (0.004% on a generated multi-site instance). Solved under
+    these rows it is the first-plan solve's own coarse model; its plan, packed as one more
+    candidate, keeps plan choice from ending below the first-plan placement."""
+    g = inst._plan_groups
+    if g is None:
+        return []
+    first = {_default_variant(inst, g, j) for j in range(len(g.members))}
+    others = {op.b: 1.0 for op in options if op.job not in first and op.b >= 0}
+    return [(others, "<=", 0.0, "first plans")] if others else []
+
+
+def _default_variant(inst: Instance, g: PlanGroups, j: int) -> int:
+    """The variant of real job j that runs its default plan: the one that keeps `current`
+    (a running job's current plan), else the first listed (its first plan)."""
+    vs = g.members[j]
+    return next((v for v in vs if inst.jobs[v].current), vs[0])
+
+
+def value_bound(inst: Instance, j: int) -> float:
+    """An upper bound on what placing variant j can add to the objective, from a state where
+    its group holds no GPUs (inf outside a virtual instance).
+
+    Why: a job's variants are tried in turn wherever a job is placed (the greedy, its growth,
+    the local search), and most of a solve with plans went into packing variants that could
+    not beat the best one already found. A variant whose bound is at most that best is
+    skipped: the result is the same, only sooner. The bound is SPEC 4's value at its most
+    units and the fastest allowed type, with no failures and a step of at least the compute
+    with its 1F1B bubble plus, for TP groups inside a site, the ring at the fastest latency and
+    bandwidth of any level; plus the migration cost a running variant saves by staying. Other
+    jobs only lose when a job is added (it shares WAN links with them)."""
+    g = inst._plan_groups
+    if g is None:
+        return float("inf")
+    got = g.bounds.get(j)
+    if got is not None:
+        return got
+    job = inst.jobs[j]
+    ix = inst.index
+    speed = max((float(ix.type_speed[t]) for t in allowed_types(inst, ix, job)), default=0.0)
+    eff = 1.0
+    if job.compute_ms is not None and speed > 0:
+        c = job.compute_ms / speed  # the fastest type: speed x efficiency is largest there
+        comm = 0.0
+        if job.tp > 1 and job.effective_scope()["tp"] not in (None, "cluster"):
+            # a TP group inside one site is a flat ring: at least the fastest latency and
+            # bandwidth of any level of any site (SPEC 4)
+            ring = all_reduce_ms(
+                job.tp,
+                job.comm.tp_messages,
+                job.comm.tp_MB,
+                float(ix.lat_us.min()),
+                float(ix.bw_GBps.max()),
+            )
+            comm = (1.0 - job.overlap.tp) * float(ring)
+        eff = c / (c * bubble(job) + comm)
+    ub = job_hours(inst, job) * job.value * speed * job.units_max * job.unit_size * eff
+    if job.current:
+        ub += job.migration_cost
+    ub = ub * (1.0 + 1e-7) + 1e-6  # above the kernel's own rounding of the same product
+    g.bounds[j] = ub
+    return ub
 
 
 def group_heads(inst: Instance, order: list[int]) -> list[int]:

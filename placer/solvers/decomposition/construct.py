@@ -36,7 +36,7 @@ from placer.kernel.compiled import Compiled
 from placer.kernel.score import Scorer, offer_gpus
 from placer.model import Instance, Job
 from placer.solvers.decomposition.pack import Packer, layout
-from placer.solvers.plans import group_heads, must_place, siblings
+from placer.solvers.plans import group_heads, must_place, siblings, value_bound
 
 
 class State:
@@ -389,6 +389,8 @@ class State:
             self.set_job(old_j, np.zeros(0, np.int64))
         best_s, g, d = j, None, -np.inf
         for s in sib:
+            if g is not None and value_bound(self.inst, s) <= d + 1e-9:
+                continue  # it cannot beat the best variant so far (plans.value_bound)
             gs, ds = self.best_candidate(s, self.candidates(s, **kw))
             if gs is not None and ds > d + 1e-9:
                 best_s, g, d = s, gs, ds

@@ -58,7 +58,7 @@ from placer.solvers.decomposition.exact_small import (
     build_columns,
 )
 from placer.solvers.decomposition.linmodel import LinModel
-from placer.solvers.plans import must_place, siblings
+from placer.solvers.plans import first_plan_rows, must_place, siblings
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
 GREEDY_SHARE = 0.2  # of the limit, at most, for that first greedy when a plan can follow
@@ -785,6 +785,10 @@ class DecompositionSolver(Solver):
                 stats[key] = True
                 return sol_x.values, states
 
+            # SPEC v3: the plan held to each job's first plan, packed too (first_plan_rows)
+            held = first_plan_rows(inst, co.options)
+            if held and mode != "always" and co.model.n_vars <= LARGE_MODEL:
+                solve_x(_with_rows(co.model, held), "first_plans", 0.5, 0.25)
             while rounds <= MAX_PLAN_ROUNDS:
                 got = solve_x(repriced(co, factors), "repriced", 0.5, 0.25)
                 if got is None:

@@ -1,0 +1,214 @@
+"""Generated families whose jobs have plans (issue 15 part 6; docs/generators.md, "Plans").
+
+What is tested here:
+1. `plan_share` gives TP-8 training jobs 2-4 plans that differ in shape (tp, pp and the
+   1F1B microbatches of their bubble), each valid SPEC v3 without a warning; with the
+   default 0 every family is as before (no plans, and the same draws).
+2. On a multi-site cluster a job whose DP may cross sites also gets `pp-sites` (PP across
+   sites, DP inside one), and the frontier run gets sync-dp, diloco-100 and pp-sites.
+3. The `fragmented` family leaves nodes partly held by small pinned fleets.
+4. The plan groups of the solvers: restoring a re-placed group puts back the variant that
+   was placed (the cause of plan choice ending below the first-plan solve).
+5. bench.plans' fixed choices: Sailor's rule picks pp-sites where DP would cross sites.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+
+from placer.generators import generate
+from placer.validate import instance_from_dict
+
+
+def shape(inst, job, k):
+    v = job.under(k)
+    return (v.tp, v.pp, v.microbatches)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize(
+    ("family", "params"),
+    [
+        ("fragmented", dict(sus=2)),
+        ("superpod", dict(sus=2, plan_share=1.0)),
+        ("multicampus", dict(sites=2, gpus_per_site=2048, plan_share=1.0, cross_site_share=1.0)),
+        ("frontier", dict(sites=3, gpus_per_site=2048, n_jobs=4, plan_share=1.0, n_offers=0)),
+        ("scale", dict(gpus=4096, n_jobs=40, plan_share=1.0)),
+    ],
+)
+def test_plan_families_validate_and_plans_differ_in_shape(family, params, seed):
+    d = generate(family, seed, **params)
+    assert d == generate(family, seed, **params)
+    inst = instance_from_dict(d)
+    assert inst.warnings == []
+    with_plans = [j for j in inst.jobs if j.plans]
+    assert with_plans
+    for job in with_plans:
+        assert 2 <= len(job.plans) <= 4, job.name
+        names = [p.name for p in job.plans]
+        assert len(set(names)) == len(names)
+        under = [job.under(k) for k in range(len(job.plans))]
+        # each plan differs from every other in shape or in where its groups may lie
+        keys = [(v.tp, v.pp, v.dp, v.scope, v.cross_site_every) for v in under]
+        assert len(set(map(repr, keys))) == len(keys), job.name
+        for v in under:
+            if v.kind == "training" and v.pp > 1 and not v.name.startswith("flagship"):
+                assert v.microbatches, (job.name, v.plan)  # the bubble is charged
+        if job.current:
+            assert job.current_plan == job.plans[0].name
+
+
+def test_shape_plans_trade_tp_for_pipeline_stages_at_the_same_gpus():
+    d = generate("fragmented", 0)
+    inst = instance_from_dict(d)
+    seen = collections.Counter()
+    for job in inst.jobs:
+        if not job.plans:
+            continue
+        shapes = [shape(inst, job, k) for k in range(len(job.plans))]
+        tp0, pp0, _ = shapes[0]
+        assert tp0 == 8
+        for tp, pp, m in shapes:
+            assert tp * pp == tp0 * pp0
+            seen[tp] += 1
+            if pp > 1:
+                # the bubble grows with the stages: c (m + pp - 1) / m
+                assert m >= 1
+        # the first plan is the fastest on an empty cluster: least TP traffic off NVLink
+        # does not matter there, the least bubble does
+        bubbles = [(m + pp - 1) / m if pp > 1 else 1.0 for _, pp, m in shapes]
+        assert bubbles[0] == min(bubbles)
+    assert seen[8] and seen[4] and seen[2]
+
+
+def test_default_families_have_no_plans_and_unchanged_draws():
+    for family in ("superpod", "multicampus", "frontier", "scale"):
+        d = generate(family, 3, **({"gpus": 4096, "n_jobs": 30} if family == "scale" else {}))
+        assert not any("plans" in j for j in d["jobs"]), family
+    # plan_share=0 given explicitly is the default: the same instance
+    assert generate("superpod", 5) == generate("superpod", 5, plan_share=0.0)
+
+
+def test_cross_site_jobs_get_pp_sites_and_the_frontier_run_three_plans():
+    d = generate(
+        "multicampus", 1, sites=2, gpus_per_site=4096, plan_share=1.0, cross_site_share=1.0
+    )
+    cross = [j for j in d["jobs"] if j.get("scope", {}).get("dp") == "cluster" and "plans" in j]
+    assert cross
+    for j in cross:
+        pl = {p["name"]: p for p in j["plans"]}
+        assert "pp-sites" in pl, j["name"]
+        assert pl["pp-sites"]["scope"] == {"pp": "cluster", "dp": "site"}
+        assert pl["pp-sites"]["pp"] >= 2
+    f = generate("frontier", 0, sites=3, gpus_per_site=4096, n_jobs=4, plan_share=1.0)
+    flag = f["jobs"][0]
+    assert [p["name"] for p in flag["plans"]] == ["sync-dp", "diloco-100", "pp-sites"]
+    assert flag["plans"][0]["cross_site_every"] == 1
+    assert flag["plans"][1]["value"] == pytest.approx(0.9 * flag["value"], abs=0.01)
+
+
+def test_fragmented_nodes_are_partly_held_by_small_pinned_fleets():
+    d = generate("fragmented", 2, sus=2, frag_share=0.5)
+    inst = instance_from_dict(d)
+    res = [j for j in inst.jobs if j.name.startswith("resident-")]
+    assert res and all(j.pinned and j.current for j in res)
+    per_node = collections.Counter(g.rsplit("/", 1)[0] for j in res for g in j.current)
+    assert per_node and max(per_node.values()) <= 4
+    nodes = inst.index.n_gpus // 8
+    assert 0.3 * nodes <= len(per_node) <= 0.7 * nodes
+    with pytest.raises(ValueError, match="frag_share"):
+        generate("fragmented", 0, frag_share=1.5)
+
+
+def test_restoring_a_re_placed_group_puts_back_the_variant_that_was_placed():
+    from placer.solvers.decomposition.construct import State
+    from placer.solvers.plans import expand
+
+    inst = instance_from_dict(generate("fragmented", 0, sus=2, n_jobs=6))
+    vinst, groups = expand(inst)
+    st = State(vinst)
+    a, b, cand, other = next(
+        (vs[0], vs[1], st.candidates(vs[0]), st.candidates(vs[1]))
+        for vs in groups.members
+        if len(vs) >= 2 and st.candidates(vs[0]) and st.candidates(vs[1])
+    )
+    st.set_job(a, cand[0])
+    before = st.objective
+    snap = st.group_placement(b)  # any variant of the group names the group
+    assert snap[0] == a
+    # a re-placement moved the group to variant b ...
+    st.set_job(a, np.zeros(0, np.int64))
+    st.set_job(b, other[0])
+    # ... restoring through b (the group's head in the loops) puts a back, b off
+    st.restore_group(b, snap)
+    assert len(st.job_gpus[b]) == 0
+    assert np.array_equal(st.job_gpus[a], cand[0])
+    assert st.objective == pytest.approx(before)
+
+
+def test_sailor_rule_picks_pp_across_sites_where_dp_would_cross():
+    from bench.plans import hold, sailor_choice, sailor_plans
+
+    inst = instance_from_dict(
+        generate("frontier", 0, sites=3, gpus_per_site=2048, n_jobs=4, plan_share=1.0, n_offers=0)
+    )
+    flag = inst.jobs[0]
+    assert flag.plans[sailor_choice(flag)].name == "pp-sites"
+    held = sailor_plans(inst)
+    assert [p.name for p in held.jobs[0].plans] == ["pp-sites"]
+    for job, h in zip(inst.jobs, held.jobs):
+        if job.plans and job.name != flag.name:
+            dp_cross = job.scope and job.scope.dp == "cluster"
+            if not dp_cross:
+                assert h.plans[0].name == job.plans[0].name  # the rule says nothing more
+    first = hold(inst, lambda job: 0)
+    assert all(len(j.plans) == 1 for j in first.jobs if j.plans)
+
+
+@pytest.mark.parametrize(
+    ("family", "params"),
+    [
+        ("fragmented", dict(sus=2, n_jobs=8)),
+        ("frontier", dict(sites=3, gpus_per_site=2048, n_jobs=4, plan_share=1.0, n_offers=0)),
+    ],
+)
+def test_a_variants_value_bound_is_above_what_any_of_its_candidates_adds(family, params):
+    from placer.solvers.decomposition.construct import State
+    from placer.solvers.plans import expand, value_bound
+
+    inst = instance_from_dict(generate(family, 0, **params))
+    vinst, groups = expand(inst)
+    st = State(vinst)
+    checked = 0
+    # from the empty cluster and again with half the groups placed (WAN sharing, fragments)
+    for rnd in range(2):
+        for j, vs in enumerate(groups.members):
+            for v in vs:
+                if st.placed_variant(v) is not None:
+                    continue
+                for g in st.candidates(v)[:4]:
+                    assert st.scorer.delta({v: g}) <= value_bound(vinst, v), vinst.jobs[v].name
+                    checked += 1
+            if rnd == 0 and j % 2 == 0:
+                st.place_best(vs[0])
+    assert checked >= 10
+
+
+def test_first_plan_rows_hold_every_group_to_its_default_variant():
+    from placer.solvers.decomposition import coarse as coarse_mod
+    from placer.solvers.plans import expand, first_plan_rows
+
+    inst = instance_from_dict(generate("fragmented", 0, sus=2, n_jobs=8))
+    vinst, groups = expand(inst)
+    co = coarse_mod.build(vinst)
+    [(row, sense, rhs, _)] = first_plan_rows(vinst, co.options)
+    assert sense == "<=" and rhs == 0.0
+    held = {op.job for op in co.options if op.b in row}
+    for vs in groups.members:
+        default = next((v for v in vs if vinst.jobs[v].current), vs[0])
+        assert default not in held
+        assert all(v in held for v in vs if v != default and any(o.job == v for o in co.options))
+    assert first_plan_rows(inst, co.options) == []  # not a virtual instance
