@@ -42,7 +42,7 @@ from placer.solvers.plans import must_place, siblings
 @dataclass
 class Option:
     job: int
-    kind: str  # "site" | "multi" | "any" | "inference" | "stay"
+    kind: str  # "site" | "multi" | "any" | "split" | "inference" | "stay" | "mixed"
     type: int
     sites: tuple[int, ...]
     goodput: float
@@ -52,6 +52,25 @@ class Option:
     # kind "mixed" (SPEC v2 mix_types): (site, type) -> units var (in unit steps)
     parts: dict[tuple[int, int], int] = field(default_factory=dict)
     value: int = -1  # a mixed option's value variable (its objective term), if it has one
+    # kind "split" (a unit's TP groups or PP stages may lie in different sites): site ->
+    # pieces var, each piece `piece` GPUs (a site holds part of a unit, not whole units)
+    pieces: dict[int, int] = field(default_factory=dict)
+    piece: int = 0
+
+    def site_units(self, vals: list[float], unit_size: int) -> dict[int, int]:
+        """Units (in steps) per site that a solution `vals` plans, for the packer: a split
+        option's pieces rounded to whole units (largest parts first, the total kept)."""
+        if not self.pieces:
+            return {s: int(round(vals[v])) for s, v in self.n.items()}
+        per = unit_size * self.step
+        gpus = {s: vals[v] * self.piece for s, v in self.pieces.items()}
+        total = int(round(sum(gpus.values()) / per))
+        out = {s: int(g // per) for s, g in gpus.items()}
+        for s in sorted(gpus, key=lambda s: (-(gpus[s] - out[s] * per), s)):
+            if sum(out.values()) >= total:
+                break
+            out[s] += 1
+        return out
 
 
 @dataclass
@@ -370,6 +389,19 @@ def crossing_dims(inst: Instance, ix, job: Job) -> set[str]:
     return out
 
 
+def split_piece(inst: Instance, ix, job: Job) -> int:
+    """GPUs of the smallest part of a unit one site can hold when the job's TP groups or PP
+    chains may cross sites (0 when they may not: units lie whole in one site). A TP group
+    that may not cross lies whole in a site, so a site's part is a multiple of tp; else any
+    count (1: looser, still a bound)."""
+    if job.kind != "training":
+        return 0
+    crossing = crossing_dims(inst, ix, job)
+    if not crossing & {"tp", "pp"}:
+        return 0
+    return 1 if "tp" in crossing else job.tp
+
+
 def span_fail(ix, sites, crossing: set[str]) -> float:
     """Fewest WAN-link failures per day of a job over all these sites. When only DP groups
     may cross, each joins every site (one member per unit): the links of every pair's path.
@@ -566,9 +598,32 @@ def _training_option(
     if hi_steps < lo_steps:
         return None
     label = f"{job.name},{ix.type_names[t]},{kind}{sites},{lo}-{hi}"
-    op = Option(j, kind, t, sites, g, step=step)
+    piece = split_piece(inst, ix, job) if kind != "site" else 0
+    op = Option(j, "split" if piece else kind, t, sites, g, step=step)
     op.b = lm.var(f"b[{label}]", 0, 1)
     tot = {}
+    if piece:
+        # a unit may lie in several sites: each site holds pieces of `piece` GPUs, which
+        # together make whole units (capacity counted per site, the unit count integral)
+        u = lm.var(f"u[{label}]", 0, hi_steps)
+        op.piece = piece
+        row = {u: -float(job.unit_size * step // piece)}
+        for s in sites:
+            ub = int(bounds.avail[s, t]) // piece
+            v = lm.var(f"p[{label},{s}]", 0, ub)
+            op.pieces[s] = v
+            row[v] = 1.0
+            if kind == "multi":
+                lm.add({v: 1.0, op.b: -1.0}, ">=", 0)  # every site holds part of the job
+            lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
+        lm.add(row, "==", 0)
+        tot = {u: 1.0}
+        lm.add({u: 1.0, op.b: -float(hi_steps)}, "<=", 0)
+        lm.add({u: 1.0, op.b: -float(lo_steps)}, ">=", 0)
+        _value_var(
+            lm, op, tot, per_unit_value, eff, lost0, a_unit, lo, hi_steps * step, label, tangents
+        )
+        return op
     for s in sites:
         ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), hi_steps)
         if cap_gpus is not None:
@@ -787,6 +842,10 @@ def _add_training_options(c: _Ctx, j: int, job: Job, t: int, job_opts: list[Opti
     t_sites = [s for s in range(S) if bounds.avail[s, t] >= job.unit_size]
     configs: list[tuple[str, tuple[int, ...]]] = [("site", (s,)) for s in t_sites]
     may_span = bool(crossing_dims(inst, ix, job)) and S > 1
+    piece = split_piece(inst, ix, job)
+    if piece:
+        # units may lie in several sites: a site with room for a piece can take part
+        t_sites = [s for s in range(S) if bounds.avail[s, t] >= piece]
     if may_span and len(t_sites) > 1:
         if c.huge:
             # thousands of jobs: one catch-all multi-site option (the loosest coefficient of
@@ -1262,12 +1321,14 @@ def _add_job_rows(c: _Ctx, job: Job, job_opts: list[Option]) -> None:
     node_tp = job.effective_scope()["tp"] == ix.levels[-1] and job.tp > 1
     for op in job_opts:
         per = job.unit_size * op.step
-        cells = [((s, op.type), v) for s, v in op.n.items()] + list(op.parts.items())
-        for (s, t), v in cells:
-            c.use.setdefault((s, t), {})[v] = float(per)
-            c.power_rows[s][v] = c.power_rows[s].get(v, 0.0) + per * c.gpu_power[t]
+        cells = [((s, op.type), v, per) for s, v in op.n.items()]
+        cells += [(k, v, per) for k, v in op.parts.items()]
+        cells += [((s, op.type), v, op.piece) for s, v in op.pieces.items()]
+        for (s, t), v, gpus in cells:
+            c.use.setdefault((s, t), {})[v] = float(gpus)
+            c.power_rows[s][v] = c.power_rows[s].get(v, 0.0) + gpus * c.gpu_power[t]
             if node_tp:
-                c.big_tp.append((s, t, job.tp, v, float(job.pp * op.step)))
+                c.big_tp.append((s, t, job.tp, v, float(gpus // job.tp)))
         if op.kind == "stay":
             # its nodes are charged in the whole-node rows (its own TP groups included)
             c.stays.append((op.b, ix.cached_indices(job.current)))

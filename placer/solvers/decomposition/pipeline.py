@@ -99,7 +99,7 @@ def round_plan(inst: Instance, co: coarse_mod.Coarse, x: list[float]) -> list[fl
     for op in best.values():
         w = x[op.b]
         vals[op.b] = 1.0
-        for v in [*op.n.values(), *op.parts.values()]:
+        for v in [*op.n.values(), *op.parts.values(), *op.pieces.values()]:
             vals[v] = float(int(x[v] / w + 1e-9))
     for o, a in co.offer_vars.items():
         if x[a] >= 0.5:
@@ -276,7 +276,9 @@ def primal_from_coarse(
 
     def size(op):
         units = sum(vals[v] for v in [*op.n.values(), *op.parts.values()])
-        return units * op.step * inst.jobs[op.job].unit_size
+        return units * op.step * inst.jobs[op.job].unit_size + op.piece * sum(
+            vals[v] for v in op.pieces.values()
+        )
 
     if order == "size":
         # running jobs that stay first, then jobs with a spread (the most constrained),
@@ -320,8 +322,8 @@ def primal_from_coarse(
         for B in st.packer.layouts(job) if op.kind != "mixed" else []:
             parts = []
             ok = True
-            for s, v in sorted(op.n.items()):
-                n = int(round(vals[v])) * op.step
+            for s, k in sorted(op.site_units(vals, job.unit_size).items()):
+                n = k * op.step
                 if n <= 0:
                     continue
                 g = st.packer.place(job, op.type, n, st.site_region(s), B)
