@@ -134,19 +134,24 @@ class Bounds:
             gr *= job.pp
         return gr
 
-    def dp_fits(self, job: Job, s: int, types: tuple[int, ...], lvl: int, n: int) -> bool:
+    def dp_fits(
+        self, job: Job, s: int, types: tuple[int, ...], lvl: int, n: int, pool=None
+    ) -> bool:
         """Whether every DP group of n members (its in-site part in site s) can meet inside
         a domain of level lvl at once. The groups of one stage (and of one TP position) share
         a domain whenever their TP groups (PP chains) lie inside it: each domain holds
         whole slabs of n * granule GPUs, and a unit's `unit_size / granule` slabs are
         disjoint. A single group fitting the largest domain (the weaker test) ignores that
-        the job's other DP groups need their own room."""
+        the job's other DP groups need their own room. `pool`: sites whose domains the slabs
+        may use too (a unit whose stages lie in several sites has its DP groups there)."""
         if n <= 1:
             return True
         gr = self._granule(job, lvl)
         slabs = job.unit_size // gr
-        caps = self.domain_caps(s, types, lvl)
-        return int((caps // (n * gr)).sum()) >= slabs
+        room = 0
+        for ss in pool or (s,):
+            room += int((self.domain_caps(ss, types, lvl) // (n * gr)).sum())
+        return room >= slabs
 
     def mixes(self, s: int, types: tuple[int, ...], lvl: int) -> bool:
         """Whether some domain of level lvl in site s has free GPUs of two of `types`."""
@@ -212,12 +217,15 @@ class Bounds:
             out.append(lvl)
         return out
 
-    def _best(self, job: Job, dim: str, s: int, t: int, n: int, fn, m: float, S: float) -> float:
+    def _best(
+        self, job: Job, dim: str, s: int, t: int, n: int, fn, m: float, S: float, pool=None
+    ) -> float:
         """Fastest in-site time of a group of n (fn = _ring / _rs); inf if none fits.
 
         A DP or EP group has one member per unit. If the group meets in a domain D of level
         l and the TP scope lies inside l, D also holds each member's whole TP group (n*tp
-        GPUs); likewise PP chains (n*pp), and both together whole units (n*tp*pp)."""
+        GPUs); likewise PP chains (n*pp), and both together whole units (n*tp*pp).
+        `pool`: the option's sites when a unit may lie in several (:meth:`dp_fits`)."""
         if n <= 1:
             return 0.0
         best = math.inf
@@ -232,7 +240,7 @@ class Bounds:
                 if i_pp is not None and i_pp >= lvl:
                     need *= job.pp
             if dim == "dp":
-                ok = self.dp_fits(job, s, (t,), lvl, n)
+                ok = self.dp_fits(job, s, (t,), lvl, n, pool)
             else:
                 ok = self.cap[s, t, lvl] >= need
             if ok:
@@ -331,8 +339,11 @@ class Bounds:
         if job.kind == "training":
             m, S = c.dp_messages, c.dp_MB
             n = n_min
+            # a unit whose TP groups or PP chains may cross sites has its stages' DP groups
+            # in several sites: their room is that of all the option's sites
+            pool = sites if k > 1 and crossing & {"tp", "pp"} else None
             # the whole DP group inside one site
-            in_site = min(self._best(job, "dp", s, t, n, _ring, m, S) for s in sites)
+            in_site = min(self._best(job, "dp", s, t, n, _ring, m, S, pool) for s in sites)
             if k == 1 and not any_multi:
                 T["dp"] = in_site
             else:
@@ -342,7 +353,7 @@ class Bounds:
                     part = math.inf
                     share = -(-n // kk)
                     for s in sites:
-                        part = min(part, self._best(job, "dp", s, t, share, _rs, m, S))
+                        part = min(part, self._best(job, "dp", s, t, share, _rs, m, S, pool))
                     if any_multi:
                         off = ~np.eye(ix.n_sites, dtype=bool)
                         alpha = float(ix.wan_lat_us[off].min())
