@@ -70,14 +70,19 @@ def _solve(d: dict, **kw):
 def test_the_bound_covers_a_job_that_fits_only_with_its_stages_split_between_sites():
     """Eight stages, two sites of four GPUs: the job fits only split. The coarse model gave
     it no option at all (units counted whole per site), so its bound was 0 and the
-    decomposition called 0 optimal; the exhaustive model proves 79.29."""
+    decomposition called 0 optimal; the exhaustive model proves 79.29. The packer now lays
+    the chain out over both sites (four stages each) and reaches that optimum."""
     d = sites_instance([pp_job()])
     inst, exact = _solve(d)
     assert exact.status == "optimal"
     assert exact.objective == pytest.approx(79.2864, abs=1e-3)
     _, co = _solve(d, exact_small=False)
     assert co.bound >= exact.objective - 1e-6
-    assert co.status != "optimal" or co.objective >= exact.objective - 1e-6
+    assert co.objective == pytest.approx(exact.objective, rel=1e-9)
+    assert placer.check(inst, co.placement) == []
+    (pj,) = co.placement.jobs
+    first, last = ({g.split("/")[0] for g in half} for half in (pj.gpus[:4], pj.gpus[4:]))
+    assert len(first) == len(last) == 1 and first != last  # stages 0-3 and 4-7 apart
 
 
 def test_the_decomposition_places_a_pipeline_split_between_sites_at_the_optimum():
@@ -135,6 +140,9 @@ def test_the_coarse_bound_is_never_below_the_exact_optimum_with_pipelines_across
     assert co.bound >= exact.objective - 1e-6 * max(1.0, abs(exact.objective)), (
         co.bound,
         exact.objective,
+        d["jobs"],
+        [(x["domains"], x["gpus_per_node"]) for x in d["topology"]["sites"]],
     )
     if co.placement is not None:
         assert placer.check(inst, co.placement) == []
+        assert co.objective <= exact.objective + 1e-6 * max(1.0, abs(exact.objective))
