@@ -349,19 +349,22 @@ class Bounds:
             else:
                 cross = math.inf
                 if "dp" in crossing:
-                    kk = max(k, 2)
+                    # whole units in every site: each DP group spans all k sites, and all
+                    # unit_size groups cross; units split between sites (pool): as few as
+                    # one group may cross, between two sites only
+                    kk = 2 if pool else max(k, 2)
                     part = math.inf
                     share = -(-n // kk)
                     for s in sites:
                         part = min(part, self._best(job, "dp", s, t, share, _rs, m, S, pool))
-                    if any_multi:
+                    if any_multi or pool:
                         off = ~np.eye(ix.n_sites, dtype=bool)
                         alpha = float(ix.wan_lat_us[off].min())
                         W = float(ix.wan_bw_GBps[off].max())
                     else:
                         alpha, W, _ = set_wan(ix, sites)
                     if np.isfinite(alpha) and W > 0:
-                        wan = all_reduce_ms(kk, m, S * job.unit_size, alpha, W)
+                        wan = all_reduce_ms(kk, m, S * (1 if pool else job.unit_size), alpha, W)
                         cross = 2 * part + wan / job.cross_site_every
                 # a job over several sites whose TP groups, PP chains or EP groups may cross
                 # the WAN may keep every DP group inside one site
