@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import placer
+from placer.io import placement_from_data
 from placer.validate import instance_from_dict
 
 HYP = dict(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
@@ -146,3 +147,29 @@ def test_the_coarse_bound_is_never_below_the_exact_optimum_with_pipelines_across
     if co.placement is not None:
         assert placer.check(inst, co.placement) == []
         assert co.objective <= exact.objective + 1e-6 * max(1.0, abs(exact.objective))
+
+
+def test_the_bound_covers_a_mixed_type_job_whose_units_are_split_between_sites():
+    """SPEC v2 `mix_types`: each unit one type, and each unit's eight stages split between
+    two sites that hold four GPUs of each type. The mixed options counted whole units per
+    (site, type), so the bound (79.29) was below this valid placement's 137.42."""
+    d = sites_instance([pp_job(dp=2, min_dp=1, mix_types="slowest")])
+    d["gpu_types"] = {"A": {"power_kW": 1.0}, "B": {"power_kW": 1.0, "speed": 0.9}}
+    for s in d["topology"]["sites"]:
+        s.pop("gpu_type")
+        s["domains"] = [
+            {"name": "x", "gpu_type": "A", "count": 2},
+            {"name": "y", "gpu_type": "B", "count": 2},
+        ]
+    inst = instance_from_dict(copy.deepcopy(d))
+    ids = [
+        f"{site}/{dom}{k}/gpu{g}" for dom in "xy" for site in "ab" for k in (0, 1) for g in (0, 1)
+    ]
+    pl = placement_from_data(
+        {"instance": inst.name, "jobs": [{"name": "j", "units": 2, "gpus": ids}]}
+    )
+    assert placer.check(inst, pl) == []
+    value = placer.score(inst, pl).objective
+    assert value == pytest.approx(137.42, abs=0.01)
+    res = placer.solve(inst, solver="cpsat", time_limit=LIMIT, seed=0, exact_small=False)
+    assert res.bound >= value - 1e-6

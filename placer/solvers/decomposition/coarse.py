@@ -57,6 +57,11 @@ class Option:
     pieces: dict[int, int] = field(default_factory=dict)
     piece: int = 0
 
+    def steps_of(self, x: float, unit_size: int) -> float:
+        """Unit steps that a value x of one of the option's part variables stands for (a
+        part in pieces: x * piece / (unit_size * step), a fraction)."""
+        return x * self.piece / (unit_size * self.step) if self.piece else x
+
     def site_units(self, vals: list[float], unit_size: int) -> dict[int, int]:
         """Units (in steps) per site that a solution `vals` plans, for the packer: a split
         option's pieces rounded to whole units (largest parts first, the total kept)."""
@@ -354,7 +359,7 @@ class Bounds:
                     # one group may cross, between two sites only
                     kk = 2 if pool else max(k, 2)
                     part = math.inf
-                    share = -(-n // kk)
+                    share = -(-n // max(k, 2))
                     for s in sites:
                         part = min(part, self._best(job, "dp", s, t, share, _rs, m, S, pool))
                     if any_multi or pool:
@@ -928,7 +933,10 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
         return
     step = job.unit_step
     n_min = max(smallest_units(job), 1)
-    keys = [(s, t) for s in range(ix.n_sites) for t in types if bounds.avail[s, t] >= job.unit_size]
+    # units split between sites (TP or PP across the WAN): a cell may hold part of a unit
+    piece = split_piece(inst, ix, job)
+    room = piece or job.unit_size
+    keys = [(s, t) for s in range(ix.n_sites) for t in types if bounds.avail[s, t] >= room]
     if len({t for _, t in keys}) < 2:
         return
     sites_all = sorted({s for s, _ in keys})
@@ -944,7 +952,10 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
         sk = [(s, t) for s, t in keys if s in sites]
         if len({t for _, t in sk}) < 2:
             continue  # one type only: the single-type options cover it
-        cap_units = sum(int(bounds.avail[s, t]) // (job.unit_size * step) for s, t in sk)
+        if piece:
+            cap_units = sum(int(bounds.avail[s, t]) for s, t in sk) // (job.unit_size * step)
+        else:
+            cap_units = sum(int(bounds.avail[s, t]) // (job.unit_size * step) for s, t in sk)
         if cap_units * step < n_min:
             continue
         set_types = sorted({t for _, t in sk})
@@ -976,6 +987,7 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
                 hours=hours,
                 spans=spans,
                 set_types=set_types,
+                piece=piece if len(sites) > 1 else 0,
             )
             for variant in _part_variants(c, job, sites, sk, n_lo):
                 _mixed_one(c, j, job, job_opts, sites, sk, (lo, hi), variant, fixed)
@@ -1047,25 +1059,38 @@ def _mixed_one(
         label += f",dp{tau:.4g}"
     op = Option(j, "mixed", -1, tuple(sites), g, step=step)
     op.b = lm.var(f"b[{label}]", 0, 1)
+    # a part counts units (in steps), or with units split between sites pieces of
+    # `piece` GPUs (a fraction `frac` of a unit step each; unit counts then hold in GPUs)
+    op.piece = fixed.get("piece", 0)
+    frac = op.piece / (job.unit_size * step) if op.piece else 1.0
     tot, lrow, per_site = {}, {}, {}
     for s, t in sk:
-        ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), job.units_max // step)
+        if op.piece:
+            ub = min(int(bounds.avail[s, t]) // op.piece, int(job.units_max // step / frac))
+        else:
+            ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), job.units_max // step)
         if ub <= 0:
             continue
         v = lm.var(f"n[{label},{ix.site_names[s]},{ix.type_names[t]}]", 0, ub)
         op.parts[(s, t)] = v
-        tot[v] = 1.0
+        tot[v] = frac
         per_site.setdefault(s, {})[v] = 1.0
         if a_st:
-            lrow[v] = a_st[(s, t)]
+            lrow[v] = a_st[(s, t)] * frac
         lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
     if spans and len(per_site) < len(sites):
         return  # (the unused binary and variables stay at 0)
     for s, row in per_site.items():
         if s in most:  # units per site within what keeps its DP part's time <= tau
             lm.add({**{v: float(step) for v in row}, op.b: -float(most[s])}, "<=", 0)
-    lm.add({**tot, op.b: -float(job.units_max // step)}, "<=", 0)
-    lm.add({**tot, op.b: -float(-(-n_min // step))}, ">=", 0)
+    if op.piece:  # in pieces: integral coefficients (GPUs / piece)
+        per_step = job.unit_size * step // op.piece
+        ptot = {v: 1.0 for v in tot}
+        lm.add({**ptot, op.b: -float(job.units_max // step * per_step)}, "<=", 0)
+        lm.add({**ptot, op.b: -float(-(-n_min // step) * per_step)}, ">=", 0)
+    else:
+        lm.add({**tot, op.b: -float(job.units_max // step)}, "<=", 0)
+        lm.add({**tot, op.b: -float(-(-n_min // step))}, ">=", 0)
     if spans:
         for row in per_site.values():  # every site of the set holds units
             lm.add({**row, op.b: -1.0}, ">=", 0)
@@ -1120,7 +1145,7 @@ def _mixed_value(
     variable below each of them. Without `compute_ms` the efficiency is 1: ``W`` itself.
     With the 1F1B bubble beta (SPEC v3) the efficiency is ``c / (beta c + comm)``, so f is
     ``(1 / beta) f`` of the compute time ``beta * compute``."""
-    us = job.unit_size * op.step
+    us = op.piece or job.unit_size * op.step  # GPUs per unit of a part variable
     K = scale * job.value
     if job.compute_ms is None:
         for (_s, t), v in op.parts.items():
@@ -1207,7 +1232,11 @@ def _mixed_comm(
         share = -(-n // k)
         fn = all_reduce_ms if k == 1 else reduce_scatter_ms
         types = sorted({t for _, t in sk})
-        part = _mixed_part_ms(c, job, sites, types, share, fn, m, S) if share > 1 else 0.0
+        # units split between sites (TP or PP across the WAN): the DP groups of one stage
+        # may lie in another site than the next stage's, sharing the set's room, and as
+        # few as one group may cross, between two sites
+        pool = sites if k > 1 and split_piece(c.inst, ix, job) else None
+        part = _mixed_part_ms(c, job, sites, types, share, fn, m, S, pool) if share > 1 else 0.0
         crossing = crossing_dims(c.inst, ix, job)
         if k == 1:
             t_dp = max(part, 2.0 * part_lb)  # an all-reduce: two reduce-scatters
@@ -1215,12 +1244,18 @@ def _mixed_comm(
             part = max(part, part_lb)
             t_dp = math.inf
             alpha, W, _ = set_wan(ix, sites)
+            kk, S_job = k, S * job.unit_size
+            if pool:
+                off = ~np.eye(ix.n_sites, dtype=bool)
+                alpha = float(ix.wan_lat_us[off].min())
+                W = float(ix.wan_bw_GBps[off].max())
+                kk, S_job = 2, S
             if "dp" in crossing and np.isfinite(alpha) and W > 0:
-                wan = all_reduce_ms(k, m, S * job.unit_size, alpha, W) / job.cross_site_every
+                wan = all_reduce_ms(kk, m, S_job, alpha, W) / job.cross_site_every
                 t_dp = 2 * part + wan
             if crossing != {"dp"}:
                 # the job may span the sites through other groups, each DP group in a site
-                t_dp = min(t_dp, _mixed_part_ms(c, job, sites, types, n, all_reduce_ms, m, S))
+                t_dp = min(t_dp, _mixed_part_ms(c, job, sites, types, n, all_reduce_ms, m, S, pool))
         if not np.isfinite(t_dp):
             return math.inf
         comm += (1.0 - job.overlap.dp) * t_dp
@@ -1259,8 +1294,11 @@ def _part_steps(c: _Ctx, job: Job, s: int, types: tuple[int, ...]) -> list[tuple
     return out
 
 
-def _mixed_part_ms(c: _Ctx, job: Job, sites, types, n: int, fn, m: float, S: float) -> float:
-    """Fewest ms of a DP group's part of n members inside one site of `sites`."""
+def _mixed_part_ms(
+    c: _Ctx, job: Job, sites, types, n: int, fn, m: float, S: float, pool=None
+) -> float:
+    """Fewest ms of a DP group's part of n members inside one site of `sites` (`pool`: the
+    sites whose room the job's DP groups share, :meth:`Bounds.dp_fits`)."""
     ix, bounds = c.ix, c.bounds
     i_tp = dimension_level(c.inst, ix, job, "tp")
     i_pp = dimension_level(c.inst, ix, job, "pp")
@@ -1273,7 +1311,7 @@ def _mixed_part_ms(c: _Ctx, job: Job, sites, types, n: int, fn, m: float, S: flo
             if i_pp is not None and i_pp >= lvl:
                 need *= job.pp
             if sum(int(bounds.cap[s, t, lvl]) for t in types) >= need and bounds.dp_fits(
-                job, s, tuple(types), lvl, n
+                job, s, tuple(types), lvl, n, pool
             ):
                 best = min(best, float(fn(n, m, S, ix.lat_us[s, lvl], ix.bw_GBps[s, lvl])))
     return best
@@ -1336,7 +1374,7 @@ def _add_job_rows(c: _Ctx, job: Job, job_opts: list[Option]) -> None:
     for op in job_opts:
         per = job.unit_size * op.step
         cells = [((s, op.type), v, per) for s, v in op.n.items()]
-        cells += [(k, v, per) for k, v in op.parts.items()]
+        cells += [(k, v, op.piece or per) for k, v in op.parts.items()]
         cells += [((s, op.type), v, op.piece) for s, v in op.pieces.items()]
         for (s, t), v, gpus in cells:
             c.use.setdefault((s, t), {})[v] = float(gpus)
