@@ -102,7 +102,8 @@ def test_the_decomposition_places_a_pipeline_split_between_sites_at_the_optimum(
 @st.composite
 def split_cases(draw):
     """Two or three small sites and one or two jobs with PP across sites (DP in a site or
-    across), some with a second plan that keeps the pipeline in one site."""
+    across), some with a second plan that keeps the pipeline in one site; some with two GPU
+    types that the jobs may mix."""
     n_sites = draw(st.integers(2, 3))
     nodes = tuple(draw(st.integers(1, 3)) for _ in range(n_sites))
     gpn = draw(st.sampled_from([1, 2, 4]))
@@ -127,7 +128,19 @@ def split_cases(draw):
                 {"name": "inside", "tp": 1, "pp": 2, "dp": 1, "scope": {"pp": "site"}},
             ]
         jobs.append(job)
-    return sites_instance(jobs, nodes=nodes, gpus_per_node=gpn)
+    d = sites_instance(jobs, nodes=nodes, gpus_per_node=gpn)
+    if draw(st.booleans()):
+        # two GPU types in every site; jobs may mix them (SPEC v2, each unit one type)
+        d["gpu_types"] = {"A": {"power_kW": 1.0}, "B": {"power_kW": 1.0, "speed": 0.8}}
+        for site, k in zip(d["topology"]["sites"], nodes):
+            site.pop("gpu_type")
+            site["domains"] = [
+                {"name": "x", "gpu_type": "A", "count": k},
+                {"name": "y", "gpu_type": "B", "count": draw(st.integers(1, 2))},
+            ]
+        for job in jobs:
+            job["mix_types"] = draw(st.sampled_from([False, "slowest", "balanced"]))
+    return d
 
 
 @settings(max_examples=25, **HYP)
