@@ -199,7 +199,7 @@ def at_fewest_units(inst: Instance, co: coarse_mod.Coarse, lm: LinModel) -> LinM
         n_min = max(job.units_min, 1)
         row: dict[int, float] = {}
         for op in ops:
-            for v in [*op.n.values(), *op.parts.values()]:
+            for v in [*op.n.values(), *op.parts.values(), *op.pieces.values()]:
                 row[v] = row.get(v, 0.0) + float(op.step) * op.steps_of(1.0, job.unit_size)
         step = max((op.step for op in ops), default=1)
         rows.append((row, "<=", float(-(-n_min // step) * step), f"fewest units {job.name}"))
