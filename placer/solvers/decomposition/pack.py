@@ -640,14 +640,20 @@ class Packer:
         site, extended to the nearest connected site while stages are left), the most units
         up to `cap` whose stages fit the sites' free TP slots (and their power room); in a
         site, slots in tree order either stage-major (DP groups compact) or unit-major
-        (chains compact). Only layouts that use two sites or more: the other layouts cover
-        one site. The kernel scores them, the rules check them."""
+        (chains compact). Only layouts that use two sites or more, and only when no site's
+        free GPUs could hold the whole job: the other layouts cover one site. The kernel
+        scores them, the rules check them."""
         ix = self.ix
         if job.kind != "training" or job.pp <= 1 or cap <= 0 or len(sites) < 2:
             return []
         if dimension_level(self.inst, ix, job, "pp") is not None:
             return []  # the PP scope keeps chains inside a site
         tp, pp = job.tp, job.pp
+        want = min(cap, job.units_max) * job.unit_size
+        if max(int(self._cum(t, ix.gpu_range(0, s))[-1]) for s in sites) >= want:
+            # one site's free GPUs could hold the whole job: the one-site layouts cover it
+            # (cached counts, so that jobs with such plans on large clusters cost little)
+            return []
         lim_tp = (dimension_level(self.inst, ix, job, "tp") or 0) if tp > 1 else 0
         caps = self._caps(t)
         slot = next((lv for lv in range(ix.n_levels - 1, lim_tp - 1, -1) if caps[lv] >= tp), None)
