@@ -648,7 +648,7 @@ class Packer:
             return []
         if dimension_level(self.inst, ix, job, "pp") is not None:
             return []  # the PP scope keeps chains inside a site
-        tp, pp = job.tp, job.pp
+        tp = job.tp
         want = min(cap, job.units_max) * job.unit_size
         if max(int(self._cum(t, ix.gpu_range(0, s))[-1]) for s in sites) >= want:
             # one site's free GPUs could hold the whole job: the one-site layouts cover it
@@ -689,22 +689,33 @@ class Packer:
                 if not nxt:
                     break
                 path.append(min(nxt, key=lambda s: (ix.wan_lat_us[last, s], -len(slots[s]), s)))
-            plan = self._stage_split(job, path, slots, cap, step)
-            if plan is None or len(plan[1]) < 2 or (plan[0], tuple(plan[1])) in seen:
-                continue
-            seen.add((plan[0], tuple(plan[1])))
-            n, parts = plan
-            for stage_major in (True, False):
-                R = np.empty((n, pp, tp), np.int64)
-                p0 = 0
-                for s, k in parts:
-                    take = slots[s][: n * k]
-                    if stage_major:
-                        R[:, p0 : p0 + k] = take.reshape(k, n, tp).transpose(1, 0, 2)
-                    else:
-                        R[:, p0 : p0 + k] = take.reshape(n, k, tp)
-                    p0 += k
-                out.append(R.reshape(-1))
+            # every prefix of two sites or more: fewer sites, fewer WAN boundaries per chain
+            # (the kernel weighs them against the units a longer path holds)
+            for ell in range(2, len(path) + 1):
+                plan = self._stage_split(job, path[:ell], slots, cap, step)
+                if plan is None or len(plan[1]) < 2 or (plan[0], tuple(plan[1])) in seen:
+                    continue
+                seen.add((plan[0], tuple(plan[1])))
+                out.extend(self._chain_layouts(job, slots, *plan))
+        return out
+
+    @staticmethod
+    def _chain_layouts(job: Job, slots: dict, n: int, parts: list) -> list[np.ndarray]:
+        """The GPUs (rank order) of n units whose stages fill `parts` [(site, stages)] in
+        order, a site's slots stage-major (DP groups compact) or unit-major (chains)."""
+        tp, pp = job.tp, job.pp
+        out = []
+        for stage_major in (True, False):
+            R = np.empty((n, pp, tp), np.int64)
+            p0 = 0
+            for s, k in parts:
+                take = slots[s][: n * k]
+                if stage_major:
+                    R[:, p0 : p0 + k] = take.reshape(k, n, tp).transpose(1, 0, 2)
+                else:
+                    R[:, p0 : p0 + k] = take.reshape(n, k, tp)
+                p0 += k
+            out.append(R.reshape(-1))
         return out
 
     @staticmethod
