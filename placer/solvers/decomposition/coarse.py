@@ -42,7 +42,7 @@ from placer.solvers.plans import must_place, siblings
 @dataclass
 class Option:
     job: int
-    kind: str  # "site" | "multi" | "any" | "inference" | "stay"
+    kind: str  # "site" | "multi" | "any" | "split" | "inference" | "stay" | "mixed"
     type: int
     sites: tuple[int, ...]
     goodput: float
@@ -52,6 +52,30 @@ class Option:
     # kind "mixed" (SPEC v2 mix_types): (site, type) -> units var (in unit steps)
     parts: dict[tuple[int, int], int] = field(default_factory=dict)
     value: int = -1  # a mixed option's value variable (its objective term), if it has one
+    # kind "split" (a unit's TP groups or PP stages may lie in different sites): site ->
+    # pieces var, each piece `piece` GPUs (a site holds part of a unit, not whole units)
+    pieces: dict[int, int] = field(default_factory=dict)
+    piece: int = 0
+
+    def steps_of(self, x: float, unit_size: int) -> float:
+        """Unit steps that a value x of one of the option's part variables stands for (a
+        part in pieces: x * piece / (unit_size * step), a fraction)."""
+        return x * self.piece / (unit_size * self.step) if self.piece else x
+
+    def site_units(self, vals: list[float], unit_size: int) -> dict[int, int]:
+        """Units (in steps) per site that a solution `vals` plans, for the packer: a split
+        option's pieces rounded to whole units (largest parts first, the total kept)."""
+        if not self.pieces:
+            return {s: int(round(vals[v])) for s, v in self.n.items()}
+        per = unit_size * self.step
+        gpus = {s: vals[v] * self.piece for s, v in self.pieces.items()}
+        total = int(round(sum(gpus.values()) / per))
+        out = {s: int(g // per) for s, g in gpus.items()}
+        for s in sorted(gpus, key=lambda s: (-(gpus[s] - out[s] * per), s)):
+            if sum(out.values()) >= total:
+                break
+            out[s] += 1
+        return out
 
 
 @dataclass
@@ -115,19 +139,24 @@ class Bounds:
             gr *= job.pp
         return gr
 
-    def dp_fits(self, job: Job, s: int, types: tuple[int, ...], lvl: int, n: int) -> bool:
+    def dp_fits(
+        self, job: Job, s: int, types: tuple[int, ...], lvl: int, n: int, pool=None
+    ) -> bool:
         """Whether every DP group of n members (its in-site part in site s) can meet inside
         a domain of level lvl at once. The groups of one stage (and of one TP position) share
         a domain whenever their TP groups (PP chains) lie inside it: each domain holds
         whole slabs of n * granule GPUs, and a unit's `unit_size / granule` slabs are
         disjoint. A single group fitting the largest domain (the weaker test) ignores that
-        the job's other DP groups need their own room."""
+        the job's other DP groups need their own room. `pool`: sites whose domains the slabs
+        may use too (a unit whose stages lie in several sites has its DP groups there)."""
         if n <= 1:
             return True
         gr = self._granule(job, lvl)
         slabs = job.unit_size // gr
-        caps = self.domain_caps(s, types, lvl)
-        return int((caps // (n * gr)).sum()) >= slabs
+        room = 0
+        for ss in pool or (s,):
+            room += int((self.domain_caps(ss, types, lvl) // (n * gr)).sum())
+        return room >= slabs
 
     def mixes(self, s: int, types: tuple[int, ...], lvl: int) -> bool:
         """Whether some domain of level lvl in site s has free GPUs of two of `types`."""
@@ -193,12 +222,15 @@ class Bounds:
             out.append(lvl)
         return out
 
-    def _best(self, job: Job, dim: str, s: int, t: int, n: int, fn, m: float, S: float) -> float:
+    def _best(
+        self, job: Job, dim: str, s: int, t: int, n: int, fn, m: float, S: float, pool=None
+    ) -> float:
         """Fastest in-site time of a group of n (fn = _ring / _rs); inf if none fits.
 
         A DP or EP group has one member per unit. If the group meets in a domain D of level
         l and the TP scope lies inside l, D also holds each member's whole TP group (n*tp
-        GPUs); likewise PP chains (n*pp), and both together whole units (n*tp*pp)."""
+        GPUs); likewise PP chains (n*pp), and both together whole units (n*tp*pp).
+        `pool`: the option's sites when a unit may lie in several (:meth:`dp_fits`)."""
         if n <= 1:
             return 0.0
         best = math.inf
@@ -213,7 +245,7 @@ class Bounds:
                 if i_pp is not None and i_pp >= lvl:
                     need *= job.pp
             if dim == "dp":
-                ok = self.dp_fits(job, s, (t,), lvl, n)
+                ok = self.dp_fits(job, s, (t,), lvl, n, pool)
             else:
                 ok = self.cap[s, t, lvl] >= need
             if ok:
@@ -312,26 +344,32 @@ class Bounds:
         if job.kind == "training":
             m, S = c.dp_messages, c.dp_MB
             n = n_min
+            # a unit whose TP groups or PP chains may cross sites has its stages' DP groups
+            # in several sites: their room is that of all the option's sites
+            pool = sites if k > 1 and crossing & {"tp", "pp"} else None
             # the whole DP group inside one site
-            in_site = min(self._best(job, "dp", s, t, n, _ring, m, S) for s in sites)
+            in_site = min(self._best(job, "dp", s, t, n, _ring, m, S, pool) for s in sites)
             if k == 1 and not any_multi:
                 T["dp"] = in_site
             else:
                 cross = math.inf
                 if "dp" in crossing:
-                    kk = max(k, 2)
+                    # whole units in every site: each DP group spans all k sites, and all
+                    # unit_size groups cross; units split between sites (pool): as few as
+                    # one group may cross, between two sites only
+                    kk = 2 if pool else max(k, 2)
                     part = math.inf
-                    share = -(-n // kk)
+                    share = -(-n // max(k, 2))
                     for s in sites:
-                        part = min(part, self._best(job, "dp", s, t, share, _rs, m, S))
-                    if any_multi:
+                        part = min(part, self._best(job, "dp", s, t, share, _rs, m, S, pool))
+                    if any_multi or pool:
                         off = ~np.eye(ix.n_sites, dtype=bool)
                         alpha = float(ix.wan_lat_us[off].min())
                         W = float(ix.wan_bw_GBps[off].max())
                     else:
                         alpha, W, _ = set_wan(ix, sites)
                     if np.isfinite(alpha) and W > 0:
-                        wan = all_reduce_ms(kk, m, S * job.unit_size, alpha, W)
+                        wan = all_reduce_ms(kk, m, S * (1 if pool else job.unit_size), alpha, W)
                         cross = 2 * part + wan / job.cross_site_every
                 # a job over several sites whose TP groups, PP chains or EP groups may cross
                 # the WAN may keep every DP group inside one site
@@ -368,6 +406,19 @@ def crossing_dims(inst: Instance, ix, job: Job) -> set[str]:
         if k > 1 and dimension_level(inst, ix, job, d) is None:
             out.add(d)
     return out
+
+
+def split_piece(inst: Instance, ix, job: Job) -> int:
+    """GPUs of the smallest part of a unit one site can hold when the job's TP groups or PP
+    chains may cross sites (0 when they may not: units lie whole in one site). A TP group
+    that may not cross lies whole in a site, so a site's part is a multiple of tp; else any
+    count (1: looser, still a bound)."""
+    if job.kind != "training":
+        return 0
+    crossing = crossing_dims(inst, ix, job)
+    if not crossing & {"tp", "pp"}:
+        return 0
+    return 1 if "tp" in crossing else job.tp
 
 
 def span_fail(ix, sites, crossing: set[str]) -> float:
@@ -566,9 +617,32 @@ def _training_option(
     if hi_steps < lo_steps:
         return None
     label = f"{job.name},{ix.type_names[t]},{kind}{sites},{lo}-{hi}"
-    op = Option(j, kind, t, sites, g, step=step)
+    piece = split_piece(inst, ix, job) if kind != "site" else 0
+    op = Option(j, "split" if piece else kind, t, sites, g, step=step)
     op.b = lm.var(f"b[{label}]", 0, 1)
     tot = {}
+    if piece:
+        # a unit may lie in several sites: each site holds pieces of `piece` GPUs, which
+        # together make whole units (capacity counted per site, the unit count integral)
+        u = lm.var(f"u[{label}]", 0, hi_steps)
+        op.piece = piece
+        row = {u: -float(job.unit_size * step // piece)}
+        for s in sites:
+            ub = int(bounds.avail[s, t]) // piece
+            v = lm.var(f"p[{label},{s}]", 0, ub)
+            op.pieces[s] = v
+            row[v] = 1.0
+            if kind == "multi":
+                lm.add({v: 1.0, op.b: -1.0}, ">=", 0)  # every site holds part of the job
+            lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
+        lm.add(row, "==", 0)
+        tot = {u: 1.0}
+        lm.add({u: 1.0, op.b: -float(hi_steps)}, "<=", 0)
+        lm.add({u: 1.0, op.b: -float(lo_steps)}, ">=", 0)
+        _value_var(
+            lm, op, tot, per_unit_value, eff, lost0, a_unit, lo, hi_steps * step, label, tangents
+        )
+        return op
     for s in sites:
         ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), hi_steps)
         if cap_gpus is not None:
@@ -787,6 +861,10 @@ def _add_training_options(c: _Ctx, j: int, job: Job, t: int, job_opts: list[Opti
     t_sites = [s for s in range(S) if bounds.avail[s, t] >= job.unit_size]
     configs: list[tuple[str, tuple[int, ...]]] = [("site", (s,)) for s in t_sites]
     may_span = bool(crossing_dims(inst, ix, job)) and S > 1
+    piece = split_piece(inst, ix, job)
+    if piece:
+        # units may lie in several sites: a site with room for a piece can take part
+        t_sites = [s for s in range(S) if bounds.avail[s, t] >= piece]
     if may_span and len(t_sites) > 1:
         if c.huge:
             # thousands of jobs: one catch-all multi-site option (the loosest coefficient of
@@ -855,7 +933,10 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
         return
     step = job.unit_step
     n_min = max(smallest_units(job), 1)
-    keys = [(s, t) for s in range(ix.n_sites) for t in types if bounds.avail[s, t] >= job.unit_size]
+    # units split between sites (TP or PP across the WAN): a cell may hold part of a unit
+    piece = split_piece(inst, ix, job)
+    room = piece or job.unit_size
+    keys = [(s, t) for s in range(ix.n_sites) for t in types if bounds.avail[s, t] >= room]
     if len({t for _, t in keys}) < 2:
         return
     sites_all = sorted({s for s, _ in keys})
@@ -871,7 +952,10 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
         sk = [(s, t) for s, t in keys if s in sites]
         if len({t for _, t in sk}) < 2:
             continue  # one type only: the single-type options cover it
-        cap_units = sum(int(bounds.avail[s, t]) // (job.unit_size * step) for s, t in sk)
+        if piece:
+            cap_units = sum(int(bounds.avail[s, t]) for s, t in sk) // (job.unit_size * step)
+        else:
+            cap_units = sum(int(bounds.avail[s, t]) // (job.unit_size * step) for s, t in sk)
         if cap_units * step < n_min:
             continue
         set_types = sorted({t for _, t in sk})
@@ -903,6 +987,7 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
                 hours=hours,
                 spans=spans,
                 set_types=set_types,
+                piece=piece if len(sites) > 1 else 0,
             )
             for variant in _part_variants(c, job, sites, sk, n_lo):
                 _mixed_one(c, j, job, job_opts, sites, sk, (lo, hi), variant, fixed)
@@ -974,25 +1059,38 @@ def _mixed_one(
         label += f",dp{tau:.4g}"
     op = Option(j, "mixed", -1, tuple(sites), g, step=step)
     op.b = lm.var(f"b[{label}]", 0, 1)
+    # a part counts units (in steps), or with units split between sites pieces of
+    # `piece` GPUs (a fraction `frac` of a unit step each; unit counts then hold in GPUs)
+    op.piece = fixed.get("piece", 0)
+    frac = op.piece / (job.unit_size * step) if op.piece else 1.0
     tot, lrow, per_site = {}, {}, {}
     for s, t in sk:
-        ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), job.units_max // step)
+        if op.piece:
+            ub = min(int(bounds.avail[s, t]) // op.piece, int(job.units_max // step / frac))
+        else:
+            ub = min(int(bounds.avail[s, t]) // (job.unit_size * step), job.units_max // step)
         if ub <= 0:
             continue
         v = lm.var(f"n[{label},{ix.site_names[s]},{ix.type_names[t]}]", 0, ub)
         op.parts[(s, t)] = v
-        tot[v] = 1.0
+        tot[v] = frac
         per_site.setdefault(s, {})[v] = 1.0
         if a_st:
-            lrow[v] = a_st[(s, t)]
+            lrow[v] = a_st[(s, t)] * frac
         lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
     if spans and len(per_site) < len(sites):
         return  # (the unused binary and variables stay at 0)
     for s, row in per_site.items():
         if s in most:  # units per site within what keeps its DP part's time <= tau
             lm.add({**{v: float(step) for v in row}, op.b: -float(most[s])}, "<=", 0)
-    lm.add({**tot, op.b: -float(job.units_max // step)}, "<=", 0)
-    lm.add({**tot, op.b: -float(-(-n_min // step))}, ">=", 0)
+    if op.piece:  # in pieces: integral coefficients (GPUs / piece)
+        per_step = job.unit_size * step // op.piece
+        ptot = {v: 1.0 for v in tot}
+        lm.add({**ptot, op.b: -float(job.units_max // step * per_step)}, "<=", 0)
+        lm.add({**ptot, op.b: -float(-(-n_min // step) * per_step)}, ">=", 0)
+    else:
+        lm.add({**tot, op.b: -float(job.units_max // step)}, "<=", 0)
+        lm.add({**tot, op.b: -float(-(-n_min // step))}, ">=", 0)
     if spans:
         for row in per_site.values():  # every site of the set holds units
             lm.add({**row, op.b: -1.0}, ">=", 0)
@@ -1047,7 +1145,7 @@ def _mixed_value(
     variable below each of them. Without `compute_ms` the efficiency is 1: ``W`` itself.
     With the 1F1B bubble beta (SPEC v3) the efficiency is ``c / (beta c + comm)``, so f is
     ``(1 / beta) f`` of the compute time ``beta * compute``."""
-    us = job.unit_size * op.step
+    us = op.piece or job.unit_size * op.step  # GPUs per unit of a part variable
     K = scale * job.value
     if job.compute_ms is None:
         for (_s, t), v in op.parts.items():
@@ -1134,7 +1232,11 @@ def _mixed_comm(
         share = -(-n // k)
         fn = all_reduce_ms if k == 1 else reduce_scatter_ms
         types = sorted({t for _, t in sk})
-        part = _mixed_part_ms(c, job, sites, types, share, fn, m, S) if share > 1 else 0.0
+        # units split between sites (TP or PP across the WAN): the DP groups of one stage
+        # may lie in another site than the next stage's, sharing the set's room, and as
+        # few as one group may cross, between two sites
+        pool = sites if k > 1 and split_piece(c.inst, ix, job) else None
+        part = _mixed_part_ms(c, job, sites, types, share, fn, m, S, pool) if share > 1 else 0.0
         crossing = crossing_dims(c.inst, ix, job)
         if k == 1:
             t_dp = max(part, 2.0 * part_lb)  # an all-reduce: two reduce-scatters
@@ -1142,12 +1244,18 @@ def _mixed_comm(
             part = max(part, part_lb)
             t_dp = math.inf
             alpha, W, _ = set_wan(ix, sites)
+            kk, S_job = k, S * job.unit_size
+            if pool:
+                off = ~np.eye(ix.n_sites, dtype=bool)
+                alpha = float(ix.wan_lat_us[off].min())
+                W = float(ix.wan_bw_GBps[off].max())
+                kk, S_job = 2, S
             if "dp" in crossing and np.isfinite(alpha) and W > 0:
-                wan = all_reduce_ms(k, m, S * job.unit_size, alpha, W) / job.cross_site_every
+                wan = all_reduce_ms(kk, m, S_job, alpha, W) / job.cross_site_every
                 t_dp = 2 * part + wan
             if crossing != {"dp"}:
                 # the job may span the sites through other groups, each DP group in a site
-                t_dp = min(t_dp, _mixed_part_ms(c, job, sites, types, n, all_reduce_ms, m, S))
+                t_dp = min(t_dp, _mixed_part_ms(c, job, sites, types, n, all_reduce_ms, m, S, pool))
         if not np.isfinite(t_dp):
             return math.inf
         comm += (1.0 - job.overlap.dp) * t_dp
@@ -1186,8 +1294,11 @@ def _part_steps(c: _Ctx, job: Job, s: int, types: tuple[int, ...]) -> list[tuple
     return out
 
 
-def _mixed_part_ms(c: _Ctx, job: Job, sites, types, n: int, fn, m: float, S: float) -> float:
-    """Fewest ms of a DP group's part of n members inside one site of `sites`."""
+def _mixed_part_ms(
+    c: _Ctx, job: Job, sites, types, n: int, fn, m: float, S: float, pool=None
+) -> float:
+    """Fewest ms of a DP group's part of n members inside one site of `sites` (`pool`: the
+    sites whose room the job's DP groups share, :meth:`Bounds.dp_fits`)."""
     ix, bounds = c.ix, c.bounds
     i_tp = dimension_level(c.inst, ix, job, "tp")
     i_pp = dimension_level(c.inst, ix, job, "pp")
@@ -1200,7 +1311,7 @@ def _mixed_part_ms(c: _Ctx, job: Job, sites, types, n: int, fn, m: float, S: flo
             if i_pp is not None and i_pp >= lvl:
                 need *= job.pp
             if sum(int(bounds.cap[s, t, lvl]) for t in types) >= need and bounds.dp_fits(
-                job, s, tuple(types), lvl, n
+                job, s, tuple(types), lvl, n, pool
             ):
                 best = min(best, float(fn(n, m, S, ix.lat_us[s, lvl], ix.bw_GBps[s, lvl])))
     return best
@@ -1262,12 +1373,14 @@ def _add_job_rows(c: _Ctx, job: Job, job_opts: list[Option]) -> None:
     node_tp = job.effective_scope()["tp"] == ix.levels[-1] and job.tp > 1
     for op in job_opts:
         per = job.unit_size * op.step
-        cells = [((s, op.type), v) for s, v in op.n.items()] + list(op.parts.items())
-        for (s, t), v in cells:
-            c.use.setdefault((s, t), {})[v] = float(per)
-            c.power_rows[s][v] = c.power_rows[s].get(v, 0.0) + per * c.gpu_power[t]
+        cells = [((s, op.type), v, per) for s, v in op.n.items()]
+        cells += [(k, v, op.piece or per) for k, v in op.parts.items()]
+        cells += [((s, op.type), v, op.piece) for s, v in op.pieces.items()]
+        for (s, t), v, gpus in cells:
+            c.use.setdefault((s, t), {})[v] = float(gpus)
+            c.power_rows[s][v] = c.power_rows[s].get(v, 0.0) + gpus * c.gpu_power[t]
             if node_tp:
-                c.big_tp.append((s, t, job.tp, v, float(job.pp * op.step)))
+                c.big_tp.append((s, t, job.tp, v, float(gpus // job.tp)))
         if op.kind == "stay":
             # its nodes are charged in the whole-node rows (its own TP groups included)
             c.stays.append((op.b, ix.cached_indices(job.current)))

@@ -257,6 +257,8 @@ class State:
             out.extend(self._mixed(job, cap, site_list))
         if job.kind == "training" and job.pp > 1:
             out.extend(v for v in (stage_major(job, g) for g in list(out)) if v is not None)
+            for t in allowed_types(inst, ix, job):  # PP chains split between sites
+                out.extend(self.packer.split_chains(job, t, cap, site_list, self.power_left))
         return out
 
     def _mixed(self, job: Job, cap: int, site_list: list[int]) -> list[np.ndarray]:

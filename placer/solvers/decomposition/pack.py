@@ -629,6 +629,126 @@ class Packer:
         step = self._step(job, B)
         return int(((cnt // step) * step).max(initial=0))
 
+    # ------------------------------------------------------------------ PP across sites
+    def split_chains(
+        self, job: Job, t: int, cap: int, sites: list[int], power_left: np.ndarray | None = None
+    ) -> list[np.ndarray]:
+        """Layouts of a training job whose PP chains may cross sites (PP scope `cluster`,
+        Sailor's and Atlas's rule): every unit's stages split between consecutive sites of
+        a WAN path, stages [p_i, p_i+1) of all n units in the path's i-th site, so each
+        stage's DP group (and EP group) lies in one site. Per path (one from each start
+        site, extended to the nearest connected site while stages are left), the most units
+        up to `cap` whose stages fit the sites' free TP slots (and their power room); in a
+        site, slots in tree order either stage-major (DP groups compact) or unit-major
+        (chains compact). Only layouts that use two sites or more, and only when no site's
+        free GPUs could hold the whole job: the other layouts cover one site. The kernel
+        scores them, the rules check them."""
+        ix = self.ix
+        if job.kind != "training" or job.pp <= 1 or cap <= 0 or len(sites) < 2:
+            return []
+        if dimension_level(self.inst, ix, job, "pp") is not None:
+            return []  # the PP scope keeps chains inside a site
+        tp = job.tp
+        want = min(cap, job.units_max) * job.unit_size
+        if max(int(self._cum(t, ix.gpu_range(0, s))[-1]) for s in sites) >= want:
+            # one site's free GPUs could hold the whole job: the one-site layouts cover it
+            # (cached counts, so that jobs with such plans on large clusters cost little)
+            return []
+        lim_tp = (dimension_level(self.inst, ix, job, "tp") or 0) if tp > 1 else 0
+        caps = self._caps(t)
+        slot = next((lv for lv in range(ix.n_levels - 1, lim_tp - 1, -1) if caps[lv] >= tp), None)
+        if slot is None:
+            return []
+        power = ix.type_power_kW[t]
+        slots: dict[int, np.ndarray] = {}
+        for s in sites:
+            idx = self._free_of_type(t, ix.gpu_range(0, s))
+            d = ix.dom[slot][idx]
+            pos = _runs_cumcount(d)
+            cnt = np.bincount(d, minlength=ix.n_domains(slot))[d]
+            sl = idx[pos < (cnt // tp) * tp].reshape(-1, tp)
+            if power_left is not None and np.isfinite(power_left[s]) and power > 0:
+                sl = sl[: int(max(0.0, power_left[s] + 1e-9) // (power * tp))]
+            if len(sl):
+                slots[s] = sl
+        bound = job.max_latency_us.pp
+        step = max(job.unit_step, 1)
+        out: list[np.ndarray] = []
+        seen: set = set()
+        for start in sorted(slots):
+            path = [start]
+            while True:
+                last = path[-1]
+                nxt = [
+                    s
+                    for s in slots
+                    if s not in path
+                    and np.isfinite(ix.wan_lat_us[last, s])
+                    and (bound is None or ix.wan_lat_us[last, s] <= bound)
+                ]
+                if not nxt:
+                    break
+                path.append(min(nxt, key=lambda s: (ix.wan_lat_us[last, s], -len(slots[s]), s)))
+            # every prefix of two sites or more: fewer sites, fewer WAN boundaries per chain
+            # (the kernel weighs them against the units a longer path holds)
+            for ell in range(2, len(path) + 1):
+                plan = self._stage_split(job, path[:ell], slots, cap, step)
+                if plan is None or len(plan[1]) < 2 or (plan[0], tuple(plan[1])) in seen:
+                    continue
+                seen.add((plan[0], tuple(plan[1])))
+                out.extend(self._chain_layouts(job, slots, *plan))
+        return out
+
+    @staticmethod
+    def _chain_layouts(job: Job, slots: dict, n: int, parts: list) -> list[np.ndarray]:
+        """The GPUs (rank order) of n units whose stages fill `parts` [(site, stages)] in
+        order, a site's slots stage-major (DP groups compact) or unit-major (chains)."""
+        tp, pp = job.tp, job.pp
+        out = []
+        for stage_major in (True, False):
+            R = np.empty((n, pp, tp), np.int64)
+            p0 = 0
+            for s, k in parts:
+                take = slots[s][: n * k]
+                if stage_major:
+                    R[:, p0 : p0 + k] = take.reshape(k, n, tp).transpose(1, 0, 2)
+                else:
+                    R[:, p0 : p0 + k] = take.reshape(n, k, tp)
+                p0 += k
+            out.append(R.reshape(-1))
+        return out
+
+    @staticmethod
+    def _stage_split(job: Job, path: list[int], slots: dict, cap: int, step: int):
+        """(n, [(site, stages), ...]): the most units n (a multiple of step, at least the
+        job's fewest, at most cap) whose pp stages fill the path's sites in order, each
+        site taking as many whole stages of n slots as it holds; None if none fits."""
+        lo = max(job.units_min, 1)
+        lo = -(-lo // step) * step
+
+        def parts(n: int):
+            left, out = job.pp, []
+            for s in path:
+                k = min(left, len(slots[s]) // n)
+                if k:
+                    out.append((s, k))
+                    left -= k
+                if not left:
+                    return out
+            return None
+
+        hi = min(cap, job.units_max) // step * step
+        if hi < lo or parts(lo) is None:
+            return None
+        a, b = lo // step, hi // step  # bisection: fitting is monotone in n
+        while a < b:
+            mid = (a + b + 1) // 2
+            if parts(mid * step) is not None:
+                a = mid
+            else:
+                b = mid - 1
+        return a * step, parts(a * step)
+
     def take(self, gpus: np.ndarray) -> None:
         self.free[gpus] = False
         self.touch(gpus)

@@ -99,7 +99,7 @@ def round_plan(inst: Instance, co: coarse_mod.Coarse, x: list[float]) -> list[fl
     for op in best.values():
         w = x[op.b]
         vals[op.b] = 1.0
-        for v in [*op.n.values(), *op.parts.values()]:
+        for v in [*op.n.values(), *op.parts.values(), *op.pieces.values()]:
             vals[v] = float(int(x[v] / w + 1e-9))
     for o, a in co.offer_vars.items():
         if x[a] >= 0.5:
@@ -126,7 +126,7 @@ def mixed_factors(
         terms = [op.value] if op.value >= 0 else list(op.parts.values())
         planned = sum(lm.obj.get(v, 0.0) * vals[v] for v in terms)
         w_plan = sum(
-            float(ix.type_speed[t]) * job.unit_size * op.step * vals[v]
+            float(ix.type_speed[t]) * job.unit_size * op.step * op.steps_of(vals[v], job.unit_size)
             for (_s, t), v in op.parts.items()
         )
         g = st.job_gpus[op.job]
@@ -199,8 +199,8 @@ def at_fewest_units(inst: Instance, co: coarse_mod.Coarse, lm: LinModel) -> LinM
         n_min = max(job.units_min, 1)
         row: dict[int, float] = {}
         for op in ops:
-            for v in [*op.n.values(), *op.parts.values()]:
-                row[v] = row.get(v, 0.0) + float(op.step)
+            for v in [*op.n.values(), *op.parts.values(), *op.pieces.values()]:
+                row[v] = row.get(v, 0.0) + float(op.step) * op.steps_of(1.0, job.unit_size)
         step = max((op.step for op in ops), default=1)
         rows.append((row, "<=", float(-(-n_min // step) * step), f"fewest units {job.name}"))
     if len(rows) == len(lm.rows):
@@ -276,7 +276,9 @@ def primal_from_coarse(
 
     def size(op):
         units = sum(vals[v] for v in [*op.n.values(), *op.parts.values()])
-        return units * op.step * inst.jobs[op.job].unit_size
+        return units * op.step * inst.jobs[op.job].unit_size + op.piece * sum(
+            vals[v] for v in op.pieces.values()
+        )
 
     if order == "size":
         # running jobs that stay first, then jobs with a spread (the most constrained),
@@ -320,8 +322,8 @@ def primal_from_coarse(
         for B in st.packer.layouts(job) if op.kind != "mixed" else []:
             parts = []
             ok = True
-            for s, v in sorted(op.n.items()):
-                n = int(round(vals[v])) * op.step
+            for s, k in sorted(op.site_units(vals, job.unit_size).items()):
+                n = k * op.step
                 if n <= 0:
                     continue
                 g = st.packer.place(job, op.type, n, st.site_region(s), B)
@@ -362,7 +364,11 @@ def _mixed_variants(st: State, j: int, op: coarse_mod.Option, vals: list[float])
     lets the largest part meet in a hall. The kernel decides."""
     inst, job = st.inst, st.inst.jobs[j]
     kinds: list[tuple] = [(None, frozenset())]
-    planned = {c: int(round(vals[v])) for c, v in op.parts.items() if vals[v] >= 0.5}
+    planned = {
+        c: int(round(op.steps_of(vals[v], job.unit_size)))
+        for c, v in op.parts.items()
+        if op.steps_of(vals[v], job.unit_size) >= 0.5
+    }
     if job.kind == "training" and job.pp > 1 and planned:
         big = max(planned, key=lambda c: (planned[c], c))
         kinds.append((big, frozenset(c for c in planned if c[0] == big[0] and c != big)))
@@ -400,7 +406,7 @@ def _mixed_parts(
     the plan gives to other jobs)."""
     step = op.step
     cells = sorted(op.parts.items())
-    want = {c: int(round(vals[v])) * step for c, v in cells}
+    want = {c: int(round(op.steps_of(vals[v], job.unit_size))) * step for c, v in cells}
     got: dict[tuple[int, int], np.ndarray] = {}
     for c in drop:
         want[c] = 0
