@@ -65,10 +65,11 @@ GREEDY_SHARE = 0.2  # of the limit, at most, for that first greedy when a plan c
 # a coarse model is built only when the time left can build and solve it; else the time goes
 # to the greedy and then to placing the jobs it did not reach (measured at 1M GPUs / 5,000
 # jobs, docs/solver.md: 1-2 ms a job to build, about 12 variables a job, and the LP of
-# 60,000 variables in about 17 s with CBC, building its PuLP problem included)
+# 60,000 variables in 10-19 s with CBC, building its PuLP problem included, its packing in
+# 11-21 s: the factor 2 of coarse_need)
 BUILD_PER_JOB = 2e-3
 SOLVE_PER_VAR = 2e-4  # CP-SAT on the integer model (up to LARGE_MODEL variables)
-LP_PER_VAR = 4e-4  # the LP relaxation of a larger model
+LP_PER_VAR = 2.5e-4  # the LP relaxation of a larger model (CBC: 15 s for 60,000 variables)
 VARS_PER_JOB = 12  # coarse variables per job, for the estimate before building
 
 
@@ -766,12 +767,16 @@ class DecompositionSolver(Solver):
         candidates: list[State] = []
         if sol.values is not None:
             p_deadline = None if deadline is None else deadline - 0.25 * (deadline - started)
+            # a rounded LP plan (thousands of jobs) is packed, and dived, until the local
+            # search's margin: at that scale the search finds little to do, and a packing cut
+            # short leaves its jobs to the greedy (1M GPUs at 60 s: 29.2 M with 461 jobs cut)
+            d_end = None if deadline is None else deadline - 0.1 - 0.05 * (deadline - started)
             t_pack = time.perf_counter()
-            candidates.append(primal_from_coarse(inst, co, sol.values, p_deadline))
+            candidates.append(
+                primal_from_coarse(inst, co, sol.values, p_deadline if lp_x is None else d_end)
+            )
             t_pack = time.perf_counter() - t_pack
             if lp_x is not None:
-                # (until the local search's margin: at this scale it finds little to do)
-                d_end = None if deadline is None else deadline - 0.1 - 0.05 * (deadline - started)
                 dive = self._dive(inst, co, lp_x, t_lp, t_pack, d_end, started, progress, **options)
                 if dive[0] is not None:
                     candidates.append(dive[0])
