@@ -65,7 +65,7 @@ GREEDY_SHARE = 0.2  # of the limit, at most, for that first greedy when a plan c
 # a coarse model is built only when the time left can build and solve it; else the time goes
 # to the greedy and then to placing the jobs it did not reach (measured at 1M GPUs / 5,000
 # jobs, docs/solver.md: 1-2 ms a job to build, about 12 variables a job, and the LP of
-# 60,000 variables in 10-19 s with CBC, building its PuLP problem included, its packing in
+# 60,000 variables in 10-21 s with CBC, building its PuLP problem included, its packing in
 # 11-21 s: the factor 2 of coarse_need)
 BUILD_PER_JOB = 2e-3
 SOLVE_PER_VAR = 2e-4  # CP-SAT on the integer model (up to LARGE_MODEL variables)
