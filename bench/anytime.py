@@ -99,6 +99,8 @@ def run_one(path: str, solver: str, limit: float) -> dict:
         "objective": res.objective,
         "bound": res.bound,
         "gap": res.gap,
+        # SPEC 2.2: why a result with a gap came back before its limit (None: it did not)
+        "stopped": res.stopped,
         "jobs_placed": placed,
         "jobs": len(inst.jobs),
         "not_reached": sum(r.startswith("not reached before the time limit") for r in reasons),

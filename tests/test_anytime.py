@@ -181,3 +181,31 @@ def test_the_cli_reports_load_seconds_apart_from_the_solve(tmp_path):
     assert doc["load_seconds"] > 0 and doc["seconds"] > 0
     (tmp_path / "p.json").write_text(out.stdout)
     assert placer.load_placement(tmp_path / "p.json").load_seconds == doc["load_seconds"]
+
+
+def test_the_lp_dive_fixes_only_what_the_rounding_decides_against_the_lp():
+    from placer.solvers.decomposition import coarse as coarse_mod
+    from placer.solvers.decomposition.pipeline import lp_fractional
+
+    inst = _instance("scale", 1, dict(gpus=4096, n_jobs=40))
+    co = coarse_mod.build(inst)
+    x = [0.0] * co.model.n_vars
+    assert lp_fractional(inst, co, x) == []
+    by_job: dict[int, list[int]] = {}
+    for op in co.options:
+        by_job.setdefault(op.job, []).append(op.b)
+    b, twin = next(v[:2] for v in by_job.values() if len(v) > 1)
+    a = co.offer_vars[0]
+    x[a], x[b], x[twin] = 0.4, 0.6, 0.4
+    assert sorted(lp_fractional(inst, co, x)) == sorted([a, b])  # the largest weight only
+    x[a], x[b], x[twin] = 1.0, 1.0, 0.0
+    assert lp_fractional(inst, co, x) == []
+
+
+def test_a_rounded_lp_plan_says_what_its_dive_did_and_never_loses_to_it():
+    inst = _instance("scale", 1, dict(gpus=4096, n_jobs=40))
+    res = placer.solve(inst, "cpsat", time_limit=None, lp_rounding="always", exact_small=False)
+    assert res.stats["coarse_native"].endswith("rounding")
+    assert res.stats["dive"]
+    if "dive_objective" in res.stats:
+        assert res.objective >= res.stats["dive_objective"] - 1e-6
