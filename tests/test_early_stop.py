@@ -68,7 +68,9 @@ def test_the_exhaustive_model_keeps_one_column_per_node_count_and_wan_links():
     assert len(np.unique(inst.index.dom[0][best.gpus])) == 1
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+)
 @given(instances(plans=False))
 def test_cpsat_is_never_below_a_peer_and_never_stops_early_with_an_unexplained_gap(data):
     try:
@@ -86,6 +88,20 @@ def test_cpsat_is_never_below_a_peer_and_never_stops_early_with_an_unexplained_g
     if res.status == "feasible" and (res.gap or 0) > 1e-6 and res.seconds < 0.8 * LIMIT:
         assert res.stopped, (res.gap, res.seconds)
         assert res.placement.stopped == res.stopped
+
+
+LOCAL_SEARCH_MISS = Path(__file__).parent / "data" / "local-search-miss.yaml"
+
+
+@pytest.mark.xfail(strict=True, reason="known: the local search has no move that swaps two jobs")
+def test_cpsat_is_not_below_firstfit_where_spreading_over_nodes_is_faster():
+    """A random instance found by the property above (derandomized since, so that CI runs the
+    same examples): its node latency (5 us) exceeds its site latency (1 us), so firstfit's
+    spread of j0 over three nodes beats cpsat's one node by 0.012%."""
+    inst = placer.load_instance(LOCAL_SEARCH_MISS)
+    res = placer.solve(inst, solver="cpsat", time_limit=LIMIT)
+    ff = placer.solve(inst, solver="firstfit", time_limit=LIMIT)
+    assert res.objective >= ff.objective - 1e-9
 
 
 TP_ACROSS = Path(__file__).parent / "data" / "tp-across-sites.yaml"
