@@ -68,9 +68,7 @@ def test_the_exhaustive_model_keeps_one_column_per_node_count_and_wan_links():
     assert len(np.unique(inst.index.dom[0][best.gpus])) == 1
 
 
-@settings(
-    max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
-)
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(instances(plans=False))
 def test_cpsat_is_never_below_a_peer_and_never_stops_early_with_an_unexplained_gap(data):
     try:

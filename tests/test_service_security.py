@@ -214,7 +214,14 @@ def test_a_replan_blocks_no_submit_and_its_deadline_kills_it():
         svc.limits.solve_grace_seconds = 0.0
         before = json.dumps(c.snapshot(), sort_keys=True)
         rev = svc.revision
-        r = httpx.post(url + "/replan", json={"time_limit": 0.05, "solver": "cpsat"}, timeout=60)
+        # (1,500 pending jobs: validating, placing and checking them take about 0.3 s, six
+        # times 0.05 s, so the kill does not depend on how fast a tiny limit's answer comes)
+        many = [training(f"k{i}", 8, value=1 + i % 5) for i in range(1500)]
+        r = httpx.post(
+            url + "/replan",
+            json={"time_limit": 0.05, "solver": "cpsat", "pending": many},
+            timeout=60,
+        )
         assert r.status_code == 200 and r.json()["applied"] is False
         assert "killed" in r.json()["reason"] and svc.replan_worker.kills == 1
         assert svc.revision == rev and json.dumps(c.snapshot(), sort_keys=True) == before
