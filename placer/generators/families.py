@@ -57,6 +57,33 @@ from placer.generators.traces import (
 # --------------------------------------------------------------------------- families
 
 
+SUPERPOD_LEVELS = ["site", "su", "rack", "node"]
+
+
+def _superpod_cluster(sus: int, racks_per_su: int, nodes_per_rack: int) -> _Cluster:
+    """The DGX SuperPOD's tree (shared by `superpod` and `fragmented`); draws nothing."""
+    cl = _Cluster(
+        SUPERPOD_LEVELS,
+        [
+            _Entry(
+                "superpod", "su", sus, (racks_per_su, nodes_per_rack), "H100", 8, ("rack", "node")
+            )
+        ],
+        ["superpod"],
+    )
+    _check_limits(cl)
+    return cl
+
+
+def _superpod_fabric(sus: int) -> dict:
+    """The SuperPOD RA's links: a core tier above 8 SUs."""
+    site_lat = 4.5 if sus <= 8 else 5.0
+    return _fabric(
+        {"node": (1.0, 370.0), "rack": (4.0, 48.5), "su": (4.0, 48.5), "site": (site_lat, 45.0)},
+        SUPERPOD_LEVELS,
+    )
+
+
 def superpod(
     seed: int = 0,
     *,
@@ -79,17 +106,7 @@ def superpod(
     """
     m = _mix(mix, "superpod")
     rng = np.random.default_rng(seed)
-    levels = ["site", "su", "rack", "node"]
-    cl = _Cluster(
-        levels,
-        [
-            _Entry(
-                "superpod", "su", sus, (racks_per_su, nodes_per_rack), "H100", 8, ("rack", "node")
-            )
-        ],
-        ["superpod"],
-    )
-    _check_limits(cl)
+    cl = _superpod_cluster(sus, racks_per_su, nodes_per_rack)
     if ufm_slot:
         e = cl.entries[0]
         last = e.nodes - 1
@@ -97,11 +114,7 @@ def superpod(
         cl.blocked.setdefault(0, set()).add(last)
         cl.down_gpus[(0, e.children - 1)] = 8
     cl.mark_unavailable(rng, m["unavailable_nodes"], m["unavailable_racks"], m["unavailable_gpus"])
-    site_lat = 4.5 if sus <= 8 else 5.0
-    fabric = _fabric(
-        {"node": (1.0, 370.0), "rack": (4.0, 48.5), "su": (4.0, 48.5), "site": (site_lat, 45.0)},
-        levels,
-    )
+    fabric = _superpod_fabric(sus)
     extra = {"superpod": {"node_failures_per_day": NODE_FAILURES_PER_DAY["H100"]}}
     jobs = _draw_jobs(rng, cl, m, m["n_jobs"])
     return _finish(
@@ -129,23 +142,9 @@ def fragmented(
         raise ValueError("frag_share must be between 0 and 1")
     m = _mix(mix, "fragmented")
     rng = np.random.default_rng(seed)
-    levels = ["site", "su", "rack", "node"]
-    cl = _Cluster(
-        levels,
-        [
-            _Entry(
-                "superpod", "su", sus, (racks_per_su, nodes_per_rack), "H100", 8, ("rack", "node")
-            )
-        ],
-        ["superpod"],
-    )
-    _check_limits(cl)
+    cl = _superpod_cluster(sus, racks_per_su, nodes_per_rack)
     cl.mark_unavailable(rng, m["unavailable_nodes"], m["unavailable_racks"], m["unavailable_gpus"])
-    site_lat = 4.5 if sus <= 8 else 5.0
-    fabric = _fabric(
-        {"node": (1.0, 370.0), "rack": (4.0, 48.5), "su": (4.0, 48.5), "site": (site_lat, 45.0)},
-        levels,
-    )
+    fabric = _superpod_fabric(sus)
     extra = {"superpod": {"node_failures_per_day": NODE_FAILURES_PER_DAY["H100"]}}
     residents = _residents(rng, cl, frag_share)
     jobs = _draw_jobs(rng, cl, m, m["n_jobs"])
