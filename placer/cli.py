@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -41,7 +40,7 @@ class _Group(TyperGroup):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        todo: list[click.Command] = [self]
+        todo: list = [self]  # click commands (typer's own click: no import of click here)
         while todo:
             cmd = todo.pop()
             cmd.help = _reflow(cmd.help)
