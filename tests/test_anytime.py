@@ -107,6 +107,37 @@ def test_the_counted_search_makes_the_choices_of_building_every_unit(family, par
     assert compared > 20
 
 
+@pytest.mark.parametrize("family,params", CASES)
+def test_batched_candidate_scores_and_lazy_checks_choose_as_the_kernel_one_by_one(family, params):
+    """The greedy scores a job's candidates of one size in one kernel batch and runs rules
+    1-5 only on the best ones: every change equals the kernel's delta of that candidate
+    alone, and the choice is the best candidate among those that pass the rules."""
+    from placer.solvers.decomposition.construct import scope_ok
+
+    inst = _instance(family, 2, params)
+    st = State(inst)
+    rng = np.random.default_rng(1)
+    for j in rng.permutation(len(inst.jobs))[: len(inst.jobs) // 3]:
+        st.place_best(int(j))
+    batched = 0
+    for j in range(len(inst.jobs)):
+        cands = st.candidates(j, checked=False)
+        if not cands:
+            continue
+        got = st.deltas(j, cands)
+        want = [st.scorer.delta({j: g}) for g in cands]
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-9), inst.jobs[j].name
+        batched += len(st.job_gpus[j]) == 0 and len(cands) > 1
+        ok = [(g, d) for g, d in zip(cands, want) if scope_ok(inst, j, g)]
+        g, d = st.best_candidate(j, cands, check=True)
+        if not ok:
+            assert g is None
+            continue
+        assert d == pytest.approx(max(d for _, d in ok), abs=1e-9)
+        assert scope_ok(inst, j, g)
+    assert batched > 0
+
+
 def test_the_counted_search_sees_what_the_state_frees_and_takes():
     """The counts are cached per site until the state touches it: placing, removing and
     leasing are all seen by the next search."""
