@@ -157,6 +157,33 @@ def test_the_counted_search_sees_what_the_state_frees_and_takes():
     assert pk.max_fit(job, t, region) == before
 
 
+def test_a_kept_packing_is_dropped_when_its_site_is_touched():
+    """The packer keeps a site's packing per job shape and size until a placement touches
+    the site: after a job takes those GPUs the same request packs elsewhere (as building
+    every unit does), and once they are freed it packs them again; the kept array is a
+    copy, so a caller that changes it changes nothing kept."""
+    inst = _instance("multicampus", 2, dict(sites=2, gpus_per_site=1024, n_jobs=8))
+    st = State(inst)
+    pk = st.packer
+    j, job = next((j, x) for j, x in enumerate(inst.jobs) if x.kind == "training")
+    t = allowed_types(inst, inst.index, job)[0]
+    region = st.site_region(0)
+    n = job.units_min or job.unit_step
+    first = pk.place(job, t, n, region)
+    assert first is not None
+    first[:] = -1  # the caller's copy
+    again = pk.place(job, t, n, region)
+    assert (again >= 0).all() and np.array_equal(again, _built_place(pk, job, t, n, region, 1))
+    st.set_job(j, again)
+    other = pk.place(job, t, n, region)
+    built = _built_place(pk, job, t, n, region, 1)
+    assert (other is None) == (built is None)
+    if other is not None:
+        assert np.array_equal(other, built) and not np.isin(other, again).any()
+    st.set_job(j, np.zeros(0, np.int64))
+    assert np.array_equal(pk.place(job, t, n, region), again)
+
+
 def test_jobs_a_deadline_stopped_say_they_were_not_reached():
     inst = _instance("scale", 3, dict(gpus=4096, n_jobs=40))
     st = best_greedy(inst, deadline=time.perf_counter() - 1.0)  # past before it starts
