@@ -427,12 +427,67 @@ class Cluster:
             plan = replan.read_plan(live, _placement_arg(placement), pending)
             change, before = replan.adopt(live, plan)
             tx.check = False  # replan.adopt checked the merged state whole (PlacementError)
-            if not change.delta > 1e-6 * max(1.0, abs(before)):
-                after = live.objective - change.cost
+            why = replan.kept_reason(change, before, live.objective)
+            if why:
                 tx.cancelled = True
-                change = Change(
-                    reason=f"kept the live plan: the plan's {after:,.1f} vu (migration charged) "
-                    f"does not beat {before:,.1f} vu"
-                )
+                change = Change(reason=why)
             tx.result = change
+        return change
+
+    # -------------------------------------------- adopting in two steps (placer serve)
+    def adopt_base(self) -> Any:
+        """Step 1 of :meth:`adopt` in two steps (a service adopting a plan while other
+        threads change the cluster): a copy of the live state now (cheap: under the
+        caller's lock), for :meth:`prepare_adopt`."""
+        return self._live.checkpoint()
+
+    def prepare_adopt(
+        self, base: Any, placement: Any, pending: list[Any] | None = None
+    ) -> replan.Prepared:
+        """Step 2: the heavy part of :meth:`adopt` (the plan merged into the state of
+        `base`, the derived state rebuilt, the whole checker) on a copy: it reads nothing
+        of the live state but the instance, so it runs without the caller's lock while
+        other operations go on. A plan that does not pass against `base` gets a
+        :class:`~placer.errors.PlacementError`; ``reason`` says when it is not worth
+        adopting against `base` (:meth:`commit_adopt` decides against the state then)."""
+        from placer.api import _placement_arg
+
+        return replan.prepare(self._live.base, base, _placement_arg(placement), pending)
+
+    def commit_adopt(self, prep: replan.Prepared) -> Change:
+        """Step 3 (under the caller's lock): adopt the prepared plan into the live state as
+        it is now, the same result as :meth:`adopt` now would give. Nothing changed since
+        ``base``: the prepared state is taken as it is. Jobs started, moved or stopped
+        since: only the jobs whose merged holding differs are redone on the prepared state
+        and verified against the whole of it (:func:`placer.live.replan.catch_up`).
+        Hardware failed or restored, or leases changed since (or pending jobs the plan
+        starts after jobs that arrived since): :meth:`adopt` whole. Raises
+        :class:`~placer.errors.PlacementError` when the plan no longer passes; a Change
+        with a ``reason`` when it no longer beats the live plan."""
+        if prep.merged is None:  # committed already, or refused: adopt it whole
+            return self.adopt(prep.placement, prep.pending)
+        live, base = self._live, prep.base
+        same_hw = (
+            (live.avail is base.avail or np.array_equal(live.avail, base.avail))
+            and np.array_equal(live.links_up, base.links_up)
+            and live.min_override == base.min_override
+            and live.cover == base.cover
+            and [list(b) for b in live.st.offer_blocks] == base.offer_blocks
+        )
+        merged = prep.merged
+        try:
+            out = replan.catch_up(live, prep, full=self._verify_mode == "full") if same_hw else None
+        except BaseException:
+            prep.merged = None  # partly redone: not to be taken
+            raise
+        if out is None:
+            return self.adopt(prep.placement, prep.pending)
+        change, before = out
+        why = replan.kept_reason(change, before, merged.objective)
+        if why:
+            prep.merged = None
+            return Change(reason=why)
+        merged.compact()
+        self._live = merged
+        prep.merged = None  # taken: a second commit of the same preparation adopts whole
         return change

@@ -18,14 +18,25 @@ from typing import Any
 import numpy as np
 
 from placer.check import check_compiled
-from placer.errors import ConflictError, PlacementError
+from placer.errors import ConflictError, PlacementError, SolverError
 from placer.live import leases
 from placer.live.documents import job_dict, parse_pending, snapshot
 from placer.live.results import ActionCause, Change, job_action, moved
-from placer.live.state import EMPTY, LiveState, under
+from placer.live.state import EMPTY, Checkpoint, LiveState, under
+from placer.live.verify import verify as verify_state
 from placer.model import Job
 
-__all__ = ["Plan", "adopt", "read_plan", "replan_instance", "verdict"]
+__all__ = [
+    "Plan",
+    "Prepared",
+    "adopt",
+    "catch_up",
+    "kept_reason",
+    "prepare",
+    "read_plan",
+    "replan_instance",
+    "verdict",
+]
 
 
 def replan_instance(live: LiveState, pending: Any) -> dict[str, Any]:
@@ -65,9 +76,13 @@ class Plan:
     blocks: list[list[tuple[int, int]]]
 
 
-def read_plan(live: LiveState, pl: Any, pending: Any) -> Plan:
+def read_plan(
+    live: LiveState, pl: Any, pending: Any, parsed: dict[int, np.ndarray] | None = None
+) -> Plan:
     """Placement `pl` (a :class:`~placer.Placement`) and `pending` jobs read against the
-    live state; every problem in one :class:`~placer.errors.PlacementError`."""
+    live state; every problem in one :class:`~placer.errors.PlacementError`. `parsed`
+    keeps each entry's GPU indices between reads of the same plan (they depend on the
+    topology only: reading 10,000 GPU ids is the costly part of a read)."""
     pend = {m.name: m for m in parse_pending(live, pending) if m.name not in live.slot}
     ix = live.st.ix
     problems: list[tuple[str, str]] = []
@@ -97,7 +112,11 @@ def read_plan(live: LiveState, pl: Any, pending: Any) -> Plan:
             )
             continue
         plan_of[pj.name] = k
-        g = ix.gpu_indices(list(pj.gpus)) if pj.gpus else EMPTY
+        g = parsed.get(i) if parsed is not None else None
+        if g is None:
+            g = ix.gpu_indices(list(pj.gpus)) if pj.gpus else EMPTY
+            if parsed is not None:
+                parsed[i] = g
         if (g < 0).any():
             problems.append(
                 (f"placement.jobs[{i}].gpus[{int(np.argmax(g < 0))}]", "unknown GPU id")
@@ -139,18 +158,12 @@ def read_plan(live: LiveState, pl: Any, pending: Any) -> Plan:
     return Plan(gpus, plan_of, pend, blocks)
 
 
-def adopt(live: LiveState, plan: Plan) -> tuple[Change, float]:
-    """Merge `plan` into the live state (see the module docs): the Change (start, move,
-    stop and lease actions, cause ``replan``; its delta the objective change less the
-    migration costs) and the objective before. A merged state that fails the checker is a
-    :class:`~placer.errors.PlacementError` (the caller rolls back)."""
-    before = live.objective
-    old_lease = leases.infos(live)
-    ix = live.st.ix
-    change = Change()
-    slots: list[Job] = []
-    gpus: list[np.ndarray] = []
-    spec_of: dict[str, Job] = {}
+def _targets(live: LiveState, plan: Plan) -> list[tuple[str, Job, Any, int | None, Any]]:
+    """The merge of `plan` into `live` (see the module docs), job by job in the order the
+    merged state keeps them (running jobs in start order, then the pending ones): name,
+    job as submitted, its holding now (None: not running), its plan index and holding
+    after (GPUs EMPTY: stopped or not started)."""
+    out = []
     order = [live.slots[j].name for j in sorted(live.slot.values())] + list(plan.pending)
     for name in order:
         orig = live.spec.get(name) or plan.pending[name]
@@ -158,19 +171,151 @@ def adopt(live: LiveState, plan: Plan) -> tuple[Change, float]:
         prev = live.holding(j) if j is not None else None
         k = plan.plan_of.get(name, live.plan_index(j) if j is not None else None)
         g = plan.gpus.get(name, prev[0] if prev is not None else EMPTY)
-        after = (g, under(orig, k))  # v3: the job under the plan it runs after the replan
-        if (prev is None and len(g)) or (prev is not None and moved(prev, after)):
+        out.append((name, orig, prev, k, (g, under(orig, k))))  # v3: under the plan it runs
+    return out
+
+
+def _job_actions(live: LiveState, targets: list) -> tuple[Change, float]:
+    """The start, move and stop actions from `live` to the merged `targets`, and their
+    migration cost."""
+    ix = live.st.ix
+    change = Change()
+    for _name, orig, prev, _k, after in targets:
+        if (prev is None and len(after[0])) or (prev is not None and moved(prev, after)):
             action = job_action(orig, ix, prev, after, ActionCause.REPLAN, "replan")
             change.actions.append(action)
             change.cost += action.cost
-        if len(g):
-            spec_of[name] = orig
-            slots.append(after[1])
-            gpus.append(g)
-    live.replace_jobs(spec_of, slots, gpus, plan.blocks)
+    return change, change.cost
+
+
+def adopt(live: LiveState, plan: Plan) -> tuple[Change, float]:
+    """Merge `plan` into the live state (see the module docs): the Change (start, move,
+    stop and lease actions, cause ``replan``; its delta the objective change less the
+    migration costs) and the objective before. A merged state that fails the checker is a
+    :class:`~placer.errors.PlacementError` (the caller rolls back)."""
+    before = live.objective
+    old_lease = leases.infos(live)
+    targets = _targets(live, plan)
+    change, _ = _job_actions(live, targets)
+    kept = [(name, orig, after) for name, orig, _p, _k, after in targets if len(after[0])]
+    live.replace_jobs(
+        {name: orig for name, orig, _ in kept},
+        [after[1] for _, _, after in kept],
+        [after[0] for _, _, after in kept],
+        plan.blocks,
+    )
     bad = check_compiled(live.inst, live.compiled())
     if bad:
         raise PlacementError([("placement", f"against the live state: {v}") for v in bad[:20]])
     change.actions += leases.lease_actions(live, old_lease, ActionCause.REPLAN, "replan")
     change.delta = live.objective - before - change.cost
+    return change, before
+
+
+def kept_reason(change: Change, before: float, after: float) -> str:
+    """Why an adopted plan is not worth it ('' when its objective less the migration costs
+    it charges beats the live `before`; `after` its objective)."""
+    if change.delta > 1e-6 * max(1.0, abs(before)):
+        return ""
+    return (
+        f"kept the live plan: the plan's {after - change.cost:,.1f} vu (migration charged) "
+        f"does not beat {before:,.1f} vu"
+    )
+
+
+@dataclass
+class Prepared:
+    """A plan merged into a copy of the live state taken at one moment (``base``) and
+    checked whole there, away from the live state (:func:`prepare`); :func:`catch_up`
+    brings it to the live state as it is later. ``reason``: why it was not worth adopting
+    against ``base`` (the decision is taken again at the commit, against the live state
+    then)."""
+
+    base: Checkpoint
+    merged: LiveState | None
+    placement: Any
+    pending: Any
+    parsed: dict[int, np.ndarray]
+    change: Change
+    before: float
+    reason: str = ""
+
+
+def prepare(base_inst: Any, base: Checkpoint, pl: Any, pending: Any) -> Prepared:
+    """Merge placement `pl` and the `pending` jobs into a copy of the checkpoint `base`
+    (a state of the live cluster over `base_inst`) and check it whole: the heavy part of
+    adopting a plan (rebuilding the derived state, the checker), done without touching the
+    live state. A plan that does not pass gets a PlacementError."""
+    fork = LiveState.from_checkpoint(base_inst, base)
+    parsed: dict[int, np.ndarray] = {}
+    plan = read_plan(fork, pl, pending, parsed)
+    change, before = adopt(fork, plan)
+    why = kept_reason(change, before, fork.objective)
+    return Prepared(base, fork, pl, pending, parsed, change, before, why)
+
+
+def _same(a: Job, b: Job) -> bool:
+    return a is b or a == b
+
+
+def catch_up(live: LiveState, prep: Prepared, full: bool = False) -> tuple[Change, float] | None:
+    """The prepared merge brought to `live`, the live state as it is now (jobs started,
+    moved or stopped since ``prep.base``; hardware and leases unchanged: the caller sees to
+    it): the same plan merged into `live` (:func:`read_plan` against it: pinned and
+    must-stay jobs included), the prepared state changed only for the jobs whose merged
+    holding differs, those verified against the whole merged state (rules 1-5 for them;
+    disjointness, availability, leases with rule 6, power and must-stay jobs over all;
+    `full`: the whole checker), as every live operation is. Returns the Change against
+    `live` and its objective, the merged state in ``prep.merged``; None when the result
+    would keep its jobs in another order than :func:`adopt` (pending jobs started by the
+    plan after jobs that arrived since): the caller adopts the plan whole. A plan that no
+    longer passes gets a PlacementError (`live` and nothing else is unchanged either way
+    until the caller takes ``prep.merged``)."""
+    fork = prep.merged
+    assert fork is not None
+    plan = read_plan(live, prep.placement, prep.pending, prep.parsed)
+    before = live.objective
+    targets = _targets(live, plan)
+    want = {name: (orig, k, after) for name, orig, _p, k, after in targets if len(after[0])}
+    diff = []
+    for name in list(fork.slot) + [n for n in want if n not in fork.slot]:
+        j = fork.slot.get(name)
+        w = want.get(name)
+        if (
+            j is None
+            or w is None
+            or not _same(fork.spec[name], w[0])
+            or fork.plan_index(j) != w[1]
+            or not np.array_equal(fork.st.job_gpus[j], w[2][0])
+        ):
+            diff.append(name)
+    if plan.pending and any(n not in fork.slot and n not in plan.pending for n in diff):
+        return None
+    changed: set[int] = set()
+    for name in diff:  # free every changed job's GPUs first: one may take another's
+        j = fork.slot.get(name)
+        if j is not None and len(fork.st.job_gpus[j]):
+            fork.set_job(j, EMPTY)
+    for name in diff:
+        j = fork.slot.get(name)
+        w = want.get(name)
+        if j is not None and (w is None or not _same(fork.spec[name], w[0])):
+            fork.drop_slot(j)  # stopped, released, or released and submitted again
+    for name, (orig, k, after) in want.items():  # in the merged order: new slots at the end
+        if name not in diff:
+            continue
+        j = fork.slot.get(name)
+        if j is None:
+            j = fork.add_slot(orig, k)
+        else:
+            fork.set_plan(j, k)
+        fork.set_job(j, after[0])
+        changed.add(j)
+    try:
+        verify_state(fork, changed, full=full, leases=True)
+    except SolverError as e:
+        raise PlacementError([("placement", f"against the live state: {e}")]) from None
+    change, _ = _job_actions(live, targets)
+    change.actions += leases.lease_actions(fork, leases.infos(live), ActionCause.REPLAN, "replan")
+    change.delta = fork.objective - before - change.cost
     return change, before
