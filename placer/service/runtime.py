@@ -3,10 +3,14 @@ store, the revision, and the replan and solve workers.
 
 Concurrency: one short lock around the cluster and the store. A mutation takes it, checks
 ``If-Match``, changes the cluster, commits the changed rows and the event, and answers only
-after the commit. A replan takes it twice, briefly: to take the instance to solve (and the
-revision), and to adopt the plan (:meth:`Cluster.adopt`: checked against the state that moved
-meanwhile); the solve itself runs in a worker process without it, so submits, releases and
-failures go on during a replan.
+after the commit. A replan takes it three times, briefly: to take the instance to solve (and
+the revision); once the solve is back, to take a copy of the state (:meth:`Cluster.adopt_base`),
+into which the plan is merged and checked whole without the lock
+(:meth:`Cluster.prepare_adopt`: the rebuild and the checker, the heavy part); and to commit it
+(:meth:`Cluster.commit_adopt`: only the jobs that changed since the copy are redone and
+verified against the whole merged state, the same result as adopting the plan whole against
+the state as it is then). The solve runs in a worker process, so submits, releases and
+failures go on during a replan and wait at most for those short holds.
 
 If a commit fails after the cluster changed in memory (disk, connection, or another writer
 took over), the in-memory cluster is dropped and rebuilt from the store (on PostgreSQL this
@@ -321,21 +325,37 @@ class Service:
             why = verdict(res["has_placement"], res["reason"], res["objective"], before)
             if why:
                 return self._not_applied(why, started)
+            # the plan merged into a copy of the state now and checked whole, without the
+            # lock (submits go on); under the lock only the jobs that moved since are redone
             with self.lock:
                 c = self.ready_cluster()
+                base, rev1 = c.adopt_base(), self.revision
+            try:
+                prep = c.prepare_adopt(base, res["placement"], pending)
+            except PlacementError as e:
+                state = (
+                    f"the state moved (revision {rev0} -> {rev1}) and the plan no longer passes"
+                    if rev1 != rev0
+                    else f"the plan does not pass (revision {rev0}, the state it was solved from)"
+                )
+                return self._not_applied(f"{state} the checker against it: {_problems(e)}", started)
+            with self.lock:
+                if self.ready_cluster() is not c:  # rebuilt from the store meanwhile
+                    return self._not_applied(
+                        "the service was rebuilt from its store during the replan; nothing changed",
+                        started,
+                    )
                 moved = self.revision != rev0
                 try:
-                    change = c.adopt(res["placement"], pending=pending)
+                    change = c.commit_adopt(prep)
                 except PlacementError as e:
-                    why = "; ".join(f"{loc}: {msg}" for loc, msg in e.problems[:5])
                     return self._not_applied(
                         f"the state moved (revision {rev0} -> {self.revision}) and the plan no "
-                        f"longer passes the checker against it: {why}",
+                        f"longer passes the checker against it: {_problems(e)}",
                         started,
-                        locked=True,
                     )
                 if change.reason:
-                    return self._not_applied(change.reason, started, locked=True)
+                    return self._not_applied(change.reason, started)
                 change.seconds = time.perf_counter() - started
                 d = self._commit("replan", request, change, key)
                 d["applied"] = True
@@ -345,7 +365,7 @@ class Service:
         finally:
             self._replanning = None
 
-    def _not_applied(self, reason: str, started: float, locked: bool = False) -> dict[str, Any]:
+    def _not_applied(self, reason: str, started: float) -> dict[str, Any]:
         d = Change(reason=reason, seconds=time.perf_counter() - started).to_dict()
         d.update(applied=False, revision=self.revision)
         return d
@@ -376,6 +396,10 @@ class Service:
         if res["placement"] is None:
             raise ServiceError(400, f"the solve found no placement: {res['reason']}", ["instance"])
         return res["placement"]
+
+
+def _problems(e: PlacementError) -> str:
+    return "; ".join(f"{loc}: {msg}" for loc, msg in e.problems[:5])
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
