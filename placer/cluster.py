@@ -454,6 +454,13 @@ class Cluster:
 
         return replan.prepare(self._live.base, base, _placement_arg(placement), pending)
 
+    def advance_adopt(self, base: Any, prep: replan.Prepared) -> replan.Prepared:
+        """Optional step 2b (without the lock): `prep` brought to `base`, a newer
+        :meth:`adopt_base`, on a copy (:func:`placer.live.replan.advance`), so that the
+        commit has less to redo when the state moves fast. PlacementError as
+        :meth:`prepare_adopt`."""
+        return replan.advance(self._live.base, prep, base, full=self._verify_mode == "full")
+
     def commit_adopt(self, prep: replan.Prepared) -> Change:
         """Step 3 (under the caller's lock): adopt the prepared plan into the live state as
         it is now, the same result as :meth:`adopt` now would give. Nothing changed since
@@ -466,14 +473,8 @@ class Cluster:
         with a ``reason`` when it no longer beats the live plan."""
         if prep.merged is None:  # committed already, or refused: adopt it whole
             return self.adopt(prep.placement, prep.pending)
-        live, base = self._live, prep.base
-        same_hw = (
-            (live.avail is base.avail or np.array_equal(live.avail, base.avail))
-            and np.array_equal(live.links_up, base.links_up)
-            and live.min_override == base.min_override
-            and live.cover == base.cover
-            and [list(b) for b in live.st.offer_blocks] == base.offer_blocks
-        )
+        live = self._live
+        same_hw = replan.same_hardware(live.checkpoint(), prep.base)
         merged = prep.merged
         try:
             out = replan.catch_up(live, prep, full=self._verify_mode == "full") if same_hw else None

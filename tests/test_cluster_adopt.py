@@ -1,9 +1,10 @@
 """Adopting a plan in two steps (`placer serve`'s replan): `adopt_base()` (a copy of the live
 state), `prepare_adopt()` (the plan merged and checked whole on that copy, with no lock) and
 `commit_adopt()` (the prepared state brought to the live state as it is by then: only the
-jobs that changed meanwhile redone and verified). The result must be the one `adopt()` gives
-on the live state at the commit: the same decision (adopted, refused with a PlacementError,
-or kept as not worth it), the same actions and the same state.
+jobs that changed meanwhile redone and verified), with `advance_adopt()` rounds (the same
+catching up on a newer copy, without the lock) in between. The result must be the one
+`adopt()` gives on the live state at the commit: the same decision (adopted, refused with a
+PlacementError, or kept as not worth it), the same actions and the same state.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def _items_of(inst_d: dict) -> list:
     return out
 
 
-@settings(max_examples=40, **HYP)
+@settings(max_examples=60, **HYP)
 @given(case=feasible_case(), data=st.data())
 def test_two_step_adoption_equals_adopt_at_the_commit_after_any_operations(case, data):
     inst_d, pl_d = case
@@ -177,19 +178,31 @@ def test_two_step_adoption_equals_adopt_at_the_commit_after_any_operations(case,
     except PlacementError:
         return
     items = _items_of(inst_d)
-    for step in range(data.draw(st.integers(0, 5))):
-        kind = data.draw(st.sampled_from(["submit", "release", "fail", "restore"]))
+
+    def operations(first: int) -> None:
+        for step in range(first, first + data.draw(st.integers(0, 4))):
+            kind = data.draw(st.sampled_from(["submit", "release", "fail", "restore"]))
+            try:
+                if kind == "submit" and arrivals:
+                    job = copy.deepcopy(data.draw(st.sampled_from(arrivals)))
+                    job["name"] = f"{job['name']}-{step}"
+                    c.submit(job, allow_moves=data.draw(st.integers(0, 2)))
+                elif kind == "release" and c.jobs:
+                    c.release(data.draw(st.sampled_from(sorted(c.jobs))))
+                elif kind in ("fail", "restore") and items and data.draw(st.booleans()):
+                    getattr(c, kind)([data.draw(st.sampled_from(items))])
+            except UsageError:
+                pass
+
+    operations(0)
+    if data.draw(st.booleans()):  # a round of catching up on a newer copy, then more
         try:
-            if kind == "submit" and arrivals:
-                job = copy.deepcopy(data.draw(st.sampled_from(arrivals)))
-                job["name"] = f"{job['name']}-{step}"
-                c.submit(job, allow_moves=data.draw(st.integers(0, 2)))
-            elif kind == "release" and c.jobs:
-                c.release(data.draw(st.sampled_from(sorted(c.jobs))))
-            elif kind in ("fail", "restore") and items and data.draw(st.booleans()):
-                getattr(c, kind)([data.draw(st.sampled_from(items))])
-        except UsageError:
-            pass
+            prep = c.advance_adopt(c.adopt_base(), prep)
+        except PlacementError:
+            with pytest.raises(PlacementError):
+                twin(c, inst).adopt(plan, pending)
+            return
+        operations(10)
     full = twin(c, inst)
     want = outcome(lambda: full.adopt(plan, pending))
     got = outcome(lambda: c.commit_adopt(prep))

@@ -12,7 +12,7 @@ Imports the checker, the live state, documents, leases and results.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,11 +30,13 @@ __all__ = [
     "Plan",
     "Prepared",
     "adopt",
+    "advance",
     "catch_up",
     "kept_reason",
     "prepare",
     "read_plan",
     "replan_instance",
+    "same_hardware",
     "verdict",
 ]
 
@@ -175,17 +177,28 @@ def _targets(live: LiveState, plan: Plan) -> list[tuple[str, Job, Any, int | Non
     return out
 
 
-def _job_actions(live: LiveState, targets: list) -> tuple[Change, float]:
-    """The start, move and stop actions from `live` to the merged `targets`, and their
-    migration cost."""
+def _job_actions(live: LiveState, targets: list, cache: dict | None = None) -> Change:
+    """The start, move and stop actions from `live` to the merged `targets` (their
+    migration cost summed). `cache` keeps each job's action between rounds of
+    :func:`advance`: a job whose holding and target are the same objects as last time
+    (holdings are replaced, never written) has the same action."""
     ix = live.st.ix
     change = Change()
-    for _name, orig, prev, _k, after in targets:
-        if (prev is None and len(after[0])) or (prev is not None and moved(prev, after)):
+    for name, orig, prev, k, after in targets:
+        key = (orig, after[0], *(prev if prev is not None else (None, None)))
+        hit = cache.get(name) if cache is not None else None
+        if hit is not None and hit[1] == k and all(a is b for a, b in zip(hit[0], key)):
+            action = hit[2]
+        elif (prev is None and len(after[0])) or (prev is not None and moved(prev, after)):
             action = job_action(orig, ix, prev, after, ActionCause.REPLAN, "replan")
+        else:
+            action = None
+        if cache is not None:
+            cache[name] = (key, k, action)
+        if action is not None:
             change.actions.append(action)
             change.cost += action.cost
-    return change, change.cost
+    return change
 
 
 def adopt(live: LiveState, plan: Plan) -> tuple[Change, float]:
@@ -196,7 +209,7 @@ def adopt(live: LiveState, plan: Plan) -> tuple[Change, float]:
     before = live.objective
     old_lease = leases.infos(live)
     targets = _targets(live, plan)
-    change, _ = _job_actions(live, targets)
+    change = _job_actions(live, targets)
     kept = [(name, orig, after) for name, orig, _p, _k, after in targets if len(after[0])]
     live.replace_jobs(
         {name: orig for name, orig, _ in kept},
@@ -239,15 +252,33 @@ class Prepared:
     change: Change
     before: float
     reason: str = ""
+    actions: dict[str, Any] = field(default_factory=dict)  # see _job_actions
 
 
-def prepare(base_inst: Any, base: Checkpoint, pl: Any, pending: Any) -> Prepared:
+def same_hardware(a: Checkpoint, b: Checkpoint) -> bool:
+    """Two states with the same hardware failed and the same leases (blocks, cover)."""
+    return (
+        (a.avail is b.avail or np.array_equal(a.avail, b.avail))
+        and np.array_equal(a.links_up, b.links_up)
+        and a.min_override == b.min_override
+        and a.cover == b.cover
+        and a.offer_blocks == b.offer_blocks
+    )
+
+
+def prepare(
+    base_inst: Any,
+    base: Checkpoint,
+    pl: Any,
+    pending: Any,
+    parsed: dict[int, np.ndarray] | None = None,
+) -> Prepared:
     """Merge placement `pl` and the `pending` jobs into a copy of the checkpoint `base`
     (a state of the live cluster over `base_inst`) and check it whole: the heavy part of
     adopting a plan (rebuilding the derived state, the checker), done without touching the
     live state. A plan that does not pass gets a PlacementError."""
     fork = LiveState.from_checkpoint(base_inst, base)
-    parsed: dict[int, np.ndarray] = {}
+    parsed = {} if parsed is None else parsed
     plan = read_plan(fork, pl, pending, parsed)
     change, before = adopt(fork, plan)
     why = kept_reason(change, before, fork.objective)
@@ -315,7 +346,29 @@ def catch_up(live: LiveState, prep: Prepared, full: bool = False) -> tuple[Chang
         verify_state(fork, changed, full=full, leases=True)
     except SolverError as e:
         raise PlacementError([("placement", f"against the live state: {e}")]) from None
-    change, _ = _job_actions(live, targets)
+    change = _job_actions(live, targets, prep.actions)
     change.actions += leases.lease_actions(fork, leases.infos(live), ActionCause.REPLAN, "replan")
     change.delta = fork.objective - before - change.cost
     return change, before
+
+
+def advance(base_inst: Any, prep: Prepared, base: Checkpoint, full: bool = False) -> Prepared:
+    """`prep` brought to the newer state `base` (a checkpoint of the live state taken
+    since), still away from the live state: :func:`catch_up` against a copy of `base`
+    (only the jobs that changed between the two are redone), or :func:`prepare` again
+    when the hardware or the leases changed. The commit then has only what changed after
+    `base` to redo. A plan that no longer passes against `base` gets a PlacementError."""
+    if prep.merged is None or not same_hardware(prep.base, base):
+        return prepare(base_inst, base, prep.placement, prep.pending, prep.parsed)
+    view = LiveState.from_checkpoint(base_inst, base)
+    try:
+        out = catch_up(view, prep, full)
+    except BaseException:
+        prep.merged = None
+        raise
+    if out is None:
+        return prepare(base_inst, base, prep.placement, prep.pending, prep.parsed)
+    prep.change, prep.before = out
+    prep.base = base
+    prep.reason = kept_reason(prep.change, prep.before, prep.merged.objective)
+    return prep

@@ -47,6 +47,13 @@ class Limits:
     max_concurrent: int = 64  # requests in flight: 503 beyond
 
 
+# a replan's prepared plan is caught up to a newer copy of the state (without the lock)
+# while more than this many commits landed since its copy, at most this many times; then
+# the commit redoes what is left under the lock
+CATCH_UP_REVISIONS = 2
+CATCH_UP_ROUNDS = 3
+
+
 class ServiceError(PlacerError):
     """An answer other than 200 decided by the service (status, location, message)."""
 
@@ -339,31 +346,60 @@ class Service:
                     else f"the plan does not pass (revision {rev0}, the state it was solved from)"
                 )
                 return self._not_applied(f"{state} the checker against it: {_problems(e)}", started)
-            with self.lock:
-                if self.ready_cluster() is not c:  # rebuilt from the store meanwhile
-                    return self._not_applied(
-                        "the service was rebuilt from its store during the replan; nothing changed",
-                        started,
-                    )
-                moved = self.revision != rev0
+            # under churn, catch the prepared plan up to a newer copy without the lock, so
+            # that the commit redoes only what the last short round let through
+            rounds = 0
+            while True:
+                with self.lock:
+                    if self.ready_cluster() is not c:  # rebuilt from the store meanwhile
+                        return self._not_applied(
+                            "the service was rebuilt from its store during the replan; "
+                            "nothing changed",
+                            started,
+                        )
+                    if self.revision - rev1 > CATCH_UP_REVISIONS and rounds < CATCH_UP_ROUNDS:
+                        base, rev1 = c.adopt_base(), self.revision
+                    else:
+                        return self._commit_plan(c, prep, request, key, rev0, started)
+                rounds += 1
                 try:
-                    change = c.commit_adopt(prep)
+                    prep = c.advance_adopt(base, prep)
                 except PlacementError as e:
                     return self._not_applied(
-                        f"the state moved (revision {rev0} -> {self.revision}) and the plan no "
-                        f"longer passes the checker against it: {_problems(e)}",
+                        f"the state moved (revision {rev0} -> {rev1}) and the plan no longer "
+                        f"passes the checker against it: {_problems(e)}",
                         started,
                     )
-                if change.reason:
-                    return self._not_applied(change.reason, started)
-                change.seconds = time.perf_counter() - started
-                d = self._commit("replan", request, change, key)
-                d["applied"] = True
-                d["moved"] = moved
-                d["from_revision"] = rev0
-                return d
         finally:
             self._replanning = None
+
+    def _commit_plan(
+        self,
+        c: Cluster,
+        prep: Any,
+        request: dict[str, Any],
+        key: str | None,
+        rev0: int,
+        started: float,
+    ) -> dict[str, Any]:
+        """Adopt a prepared plan into the cluster as it is now and commit it (lock held)."""
+        moved = self.revision != rev0
+        try:
+            change = c.commit_adopt(prep)
+        except PlacementError as e:
+            return self._not_applied(
+                f"the state moved (revision {rev0} -> {self.revision}) and the plan no "
+                f"longer passes the checker against it: {_problems(e)}",
+                started,
+            )
+        if change.reason:
+            return self._not_applied(change.reason, started)
+        change.seconds = time.perf_counter() - started
+        d = self._commit("replan", request, change, key)
+        d["applied"] = True
+        d["moved"] = moved
+        d["from_revision"] = rev0
+        return d
 
     def _not_applied(self, reason: str, started: float) -> dict[str, Any]:
         d = Change(reason=reason, seconds=time.perf_counter() - started).to_dict()
