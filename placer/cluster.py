@@ -364,13 +364,14 @@ class Cluster:
             tx.result = leases.restore(live, mask, links)
         return tx.result
 
-    def replan_instance(self, pending: list[Any] | None = None) -> dict[str, Any]:
+    def replan_instance(self, pending: list[Any] | None = None, ids: bool = True) -> dict[str, Any]:
         """The instance document a replan solves: :meth:`snapshot`'s instance (running jobs
         with `current`) plus the `pending` jobs (SPEC 1.2 dicts or models; a name already
         running or given twice is a :class:`~placer.errors.ConflictError` naming
         ``pending[i].name``). Solve it anywhere (another process) and hand the result to
-        :meth:`adopt`."""
-        return replan.replan_instance(self._live, pending)
+        :meth:`adopt`. `ids` False: each `current` holds GPU indices, for another process
+        to name (:func:`placer.live.replan.named_document`): cheaper to take and to send."""
+        return replan.replan_instance(self._live, pending, ids)
 
     def replan(
         self,

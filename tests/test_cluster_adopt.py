@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import placer
 from placer import Cluster
 from placer.errors import PlacementError, UsageError
+from placer.live.replan import named_document
 
 if __package__:
     from .strategies import feasible_case
@@ -150,6 +151,7 @@ def _items_of(inst_d: dict) -> list:
     out: list = []
     for lvl in range(1, ix.n_levels):
         out += [ix.domain_path(lvl, d) for d in range(min(ix.n_domains(lvl), 6))]
+    out += [list(w.between) for w in inst.topology.wan]
     return out
 
 
@@ -203,6 +205,8 @@ def test_two_step_adoption_equals_adopt_at_the_commit_after_any_operations(case,
                 twin(c, inst).adopt(plan, pending)
             return
         operations(10)
+    # the document a worker solves, sent with GPU indices and named there, is the same
+    assert named_document(c.replan_instance(ids=False)) == c.replan_instance()
     full = twin(c, inst)
     want = outcome(lambda: full.adopt(plan, pending))
     got = outcome(lambda: c.commit_adopt(prep))

@@ -301,7 +301,7 @@ class Service:
                     f"a replan is already running (from revision {self._replanning})",
                     ["replan"],
                 )
-            doc = c.replan_instance(pending)
+            doc = c.replan_instance(pending, ids=False)  # the worker names the GPUs
             rev0 = self.revision
             before = c.objective
             self._replanning = rev0
