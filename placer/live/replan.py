@@ -7,6 +7,12 @@ running jobs it does not name keep theirs, jobs released meanwhile are ignored, 
 replace the live ones. The merged state must pass the checker against the live hardware,
 keep every pinned job where it is and every non-preemptible job placed.
 
+For a service that adopts a plan while other threads change the state, the same merge in
+steps: :func:`prepare` merges it into a copy (a checkpoint) and checks it whole, away from
+the live state; :func:`advance` and :func:`catch_up` bring the merged copy to a later state
+by redoing only the jobs whose merged holding differs, verified against the whole merged
+state as every live operation is. The result equals :func:`adopt` on the later state.
+
 Imports the checker, the live state, documents, leases and results.
 """
 
