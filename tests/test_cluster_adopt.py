@@ -214,3 +214,24 @@ def test_two_step_adoption_equals_adopt_at_the_commit_after_any_operations(case,
     assert canonical(c) == canonical(full)
     assert c.objective == pytest.approx(full.objective, rel=1e-9, abs=1e-6)
     assert c.check() == []
+
+
+def test_an_actions_dict_is_its_fields_with_empty_ones_left_out_and_lists_copied():
+    from placer.cluster import Action, ActionCause
+
+    gpus = ["a/node0/gpu0", "a/node0/gpu1"]
+    a = Action("move", job="x", units=1, units_before=2, gpus=gpus, cost=3.0)
+    a.cause = ActionCause.REPLAN
+    d = a.to_dict()
+    assert d == {
+        "kind": "move",
+        "job": "x",
+        "units": 1,
+        "units_before": 2,
+        "gpus": gpus,
+        "cost": 3.0,
+        "cause": "replan",
+    }
+    assert d["gpus"] is not gpus
+    lease = Action("lease", offer="o", blocks=["a/node3"]).to_dict()
+    assert lease == {"kind": "lease", "offer": "o", "blocks": ["a/node3"], "cost": 0.0}
