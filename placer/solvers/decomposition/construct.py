@@ -390,6 +390,11 @@ class State:
         if len(old):
             self.set_job(old_j, np.zeros(0, np.int64))
         best_s, g, d = j, None, -np.inf
+        if len(sib) > 1:
+            # the variant held now first, then the others by falling value_bound: the best
+            # found early lets value_bound skip more of the rest (the held one is usually
+            # still the best; ties keep the plans' order)
+            sib = sorted(sib, key=lambda s: (s != old_j or not len(old), -value_bound(self.inst, s)))
         for s in sib:
             if g is not None and value_bound(self.inst, s) <= d + 1e-9:
                 continue  # it cannot beat the best variant so far (plans.value_bound)

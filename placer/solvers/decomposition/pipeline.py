@@ -186,6 +186,22 @@ def _plan_holds(inst: Instance, co: coarse_mod.Coarse, factors: dict[int, float]
     return holds
 
 
+def _first_plans_settled(held: CoarseSolution, sol: CoarseSolution, cands: list) -> str:
+    """SPEC v3: why the coarse plan held to first plans (`held`) need not be packed, or "".
+
+    Packing it costs two packings (a third of a small solve with plans), and it can only
+    matter when it could beat what is in hand: its model bounds every placement held to
+    first plans (the first-plan solve's included), so when a candidate already reaches that
+    bound it cannot; and when it is the very plan `sol` already packed, its packings are
+    those candidates (packing is deterministic in the plan)."""
+    best = max((c.objective for c in cands), default=-np.inf)
+    if held.bound is not None and best >= held.bound - 1e-9 * max(1.0, abs(held.bound)):
+        return f"a candidate ({best:,.1f}) reaches its bound ({held.bound:,.1f})"
+    if sol.values is not None and np.allclose(held.values, sol.values, rtol=0, atol=1e-9):
+        return "it is the coarse plan already packed"
+    return ""
+
+
 def _with_rows(lm: LinModel, rows: list) -> LinModel:
     return LinModel(lm.names, lm.lb, lm.ub, lm.integer, [*lm.rows, *rows], lm.obj, lm.obj_const)
 
@@ -806,7 +822,7 @@ class DecompositionSolver(Solver):
             factors = mixed_factors(inst, co, sol.values, candidates[0])
             rounds = 0
 
-            def solve_x(model, key, until, share):
+            def solve_x(model, key, until, share, skip=None):
                 if model is None or (
                     deadline is not None
                     and time.perf_counter() >= started + until * (deadline - started)
@@ -823,6 +839,10 @@ class DecompositionSolver(Solver):
                 )
                 if sol_x.values is None:
                     return None
+                why = skip(sol_x) if skip is not None else ""
+                if why:
+                    stats[key] = "not packed: " + why
+                    return None
                 states = both_orders(inst, co, sol_x.values, p_deadline)
                 candidates.extend(states)
                 stats[key] = True
@@ -831,7 +851,13 @@ class DecompositionSolver(Solver):
             # SPEC v3: the plan held to each job's first plan, packed too (first_plan_rows)
             held = first_plan_rows(inst, co.options)
             if held and mode != "always" and co.model.n_vars <= LARGE_MODEL:
-                solve_x(_with_rows(co.model, held), "first_plans", 0.5, 0.25)
+                solve_x(
+                    _with_rows(co.model, held),
+                    "first_plans",
+                    0.5,
+                    0.25,
+                    skip=lambda s: _first_plans_settled(s, sol, candidates),
+                )
             while rounds <= MAX_PLAN_ROUNDS:
                 got = solve_x(repriced(co, factors), "repriced", 0.5, 0.25)
                 if got is None:
