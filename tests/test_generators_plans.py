@@ -189,12 +189,35 @@ def test_a_variants_value_bound_is_above_what_any_of_its_candidates_adds(family,
             for v in vs:
                 if st.placed_variant(v) is not None:
                     continue
-                for g in st.candidates(v)[:4]:
-                    assert st.scorer.delta({v: g}) <= value_bound(vinst, v), vinst.jobs[v].name
+                free = int(st.free.sum())
+                cands = st.candidates(v)
+                for g in cands[:4]:
+                    d = st.scorer.delta({v: g})
+                    assert d <= value_bound(vinst, v), vinst.jobs[v].name
+                    # and the bound scaled to what the free GPUs hold
+                    assert d <= value_bound(vinst, v, free), vinst.jobs[v].name
                     checked += 1
+                if value_bound(vinst, v, free) == float("-inf"):
+                    assert not cands  # its fewest units do not fit in the free GPUs
             if rnd == 0 and j % 2 == 0:
                 st.place_best(vs[0])
     assert checked >= 10
+
+
+def test_a_variant_whose_fewest_units_exceed_the_free_gpus_has_no_bound_to_offer():
+    from placer.solvers.plans import expand, value_bound
+
+    inst = instance_from_dict(generate("fragmented", 0, sus=2, n_jobs=8))
+    vinst, groups = expand(inst)
+    v = next(v for vs in groups.members if len(vs) > 1 for v in vs)
+    job = vinst.jobs[v]
+    few = max(job.units_min, 1) * job.unit_size
+    assert value_bound(vinst, v, few - 1) == float("-inf")
+    assert value_bound(vinst, v, few) > 0
+    # linear in the units held, up to the bound at the most units
+    full = job.units_max * job.unit_size
+    assert value_bound(vinst, v, 10 * full) == value_bound(vinst, v)
+    assert value_bound(vinst, v, few) <= value_bound(vinst, v)
 
 
 def test_first_plan_rows_hold_every_group_to_its_default_variant():

@@ -47,7 +47,7 @@ class PlanGroups:
     plan: list[int | None]  # variant -> its plan (index into the job's plans), or None
     members: list[list[int]]  # real job -> its variants
     must: list[bool]  # real job -> running and not preemptible: one variant must be placed
-    bounds: dict[int, float] = field(default_factory=dict)  # variant -> value_bound (cache)
+    bounds: dict[int, tuple] = field(default_factory=dict)  # variant -> _bound (cache)
 
 
 def has_plans(inst: Instance) -> bool:
@@ -149,9 +149,10 @@ def _default_variant(inst: Instance, g: PlanGroups, j: int) -> int:
     return next((v for v in vs if inst.jobs[v].current), vs[0])
 
 
-def value_bound(inst: Instance, j: int) -> float:
+def value_bound(inst: Instance, j: int, free: int | None = None) -> float:
     """An upper bound on what placing variant j can add to the objective, from a state where
-    its group holds no GPUs (inf outside a virtual instance).
+    its group holds no GPUs (inf outside a virtual instance); with `free`, the count of free
+    GPUs in that state, the bound of what fits in them (-inf when its fewest units do not).
 
     Why: a job's variants are tried in turn wherever a job is placed (the greedy, its growth,
     the local search), and most of a solve with plans went into packing variants that could
@@ -160,13 +161,30 @@ def value_bound(inst: Instance, j: int) -> float:
     units and the fastest allowed type, with no failures and a step of at least the compute
     with its 1F1B bubble plus, for TP groups inside a site, the ring at the fastest latency and
     bandwidth of any level; plus the migration cost a running variant saves by staying. Other
-    jobs only lose when a job is added (it shares WAN links with them)."""
+    jobs only lose when a job is added (it shares WAN links with them).
+
+    The value is linear in the units (each adds unit_size GPUs at the same rate), so with
+    `free` GPUs the bound scales to the most units they hold. Why: once the cluster is nearly
+    full, every variant of every job left was packed only to find nothing fits (on a 1,024-GPU
+    SuperPOD, half the greedy's packings), and a job held to fewer units than it wants by the
+    free count alone cannot gain by another plan of lower rate."""
     g = inst._plan_groups
     if g is None:
         return float("inf")
     got = g.bounds.get(j)
-    if got is not None:
-        return got
+    if got is None:
+        got = g.bounds[j] = _bound(inst, j)
+    if free is None:
+        return got[0] + got[1]
+    job = inst.jobs[j]
+    units = min(job.units_max, free // job.unit_size)
+    if units < max(job.units_min, 1):
+        return -float("inf")
+    return got[0] * units / max(job.units_max, 1) + got[1]
+
+
+def _bound(inst: Instance, j: int) -> tuple[float, float]:
+    """(value bound at the most units, migration saved) of variant j (:func:`value_bound`)."""
     job = inst.jobs[j]
     ix = inst.index
     speed = max((float(ix.type_speed[t]) for t in allowed_types(inst, ix, job)), default=0.0)
@@ -187,11 +205,9 @@ def value_bound(inst: Instance, j: int) -> float:
             comm = (1.0 - job.overlap.tp) * float(ring)
         eff = c / (c * bubble(job) + comm)
     ub = job_hours(inst, job) * job.value * speed * job.units_max * job.unit_size * eff
-    if job.current:
-        ub += job.migration_cost
-    ub = ub * (1.0 + 1e-7) + 1e-6  # above the kernel's own rounding of the same product
-    g.bounds[j] = ub
-    return ub
+    mig = job.migration_cost if job.current else 0.0
+    # above the kernel's own rounding of the same products
+    return ub * (1.0 + 1e-7) + 1e-6, mig * (1.0 + 1e-7) + 1e-6
 
 
 def group_heads(inst: Instance, order: list[int]) -> list[int]:

@@ -390,14 +390,19 @@ class State:
         if len(old):
             self.set_job(old_j, np.zeros(0, np.int64))
         best_s, g, d = j, None, -np.inf
+        free = None
         if len(sib) > 1:
             # the variant held now first, then the others by falling value_bound: the best
             # found early lets value_bound skip more of the rest (the held one is usually
             # still the best; ties keep the plans' order)
-            sib = sorted(sib, key=lambda s: (s != old_j or not len(old), -value_bound(self.inst, s)))
+            sib = sorted(
+                sib, key=lambda s: (s != old_j or not len(old), -value_bound(self.inst, s))
+            )
+            free = int(np.count_nonzero(self.free))
         for s in sib:
-            if g is not None and value_bound(self.inst, s) <= d + 1e-9:
-                continue  # it cannot beat the best variant so far (plans.value_bound)
+            ub = value_bound(self.inst, s, free)
+            if ub == -np.inf or (g is not None and ub <= d + 1e-9):
+                continue  # it does not fit, or cannot beat the best variant so far
             gs, ds = self.best_candidate(s, self.candidates(s, **kw))
             if gs is not None and ds > d + 1e-9:
                 best_s, g, d = s, gs, ds
