@@ -177,9 +177,15 @@ class State:
         return n if n >= max(job.units_min, 1) else 0
 
     def candidates(
-        self, j: int, max_units: int | None = None, sites: list[int] | None = None
+        self,
+        j: int,
+        max_units: int | None = None,
+        sites: list[int] | None = None,
+        floor: float | None = None,
     ) -> list[np.ndarray]:
-        """Candidate GPU arrays (rank order) for job j in the current state."""
+        """Candidate GPU arrays (rank order) for job j in the current state; with `floor`
+        (SPEC v3), only those whose size's :func:`~placer.solvers.plans.value_bound` is
+        above it (the others cannot beat a variant already found: not checked or scored)."""
         inst, ix = self.inst, self.ix
         job = inst.jobs[j]
         cap = job.units_max if max_units is None else min(max_units, job.units_max)
@@ -197,6 +203,8 @@ class State:
             # PP chains narrower than TP groups (e.g. pp scope node, tp across nodes): pack
             # the job with the roles of TP and PP exchanged, then restore the rank order
             out.extend(from_pp_inner(job, g) for g in self._packed(swapped, cap, site_list))
+        if floor is not None:
+            out = [g for g in out if value_bound(inst, j, len(g)) > floor + 1e-9]
         # power: what the job would draw per site, beyond what it draws now
         room = self.power_left + self._power(self.job_gpus[j]) + 1e-9
         return [g for g in out if (self._power(g) <= room).all() and scope_ok(self.inst, j, g)]
@@ -403,7 +411,8 @@ class State:
             ub = value_bound(self.inst, s, free)
             if ub == -np.inf or (g is not None and ub <= d + 1e-9):
                 continue  # it does not fit, or cannot beat the best variant so far
-            gs, ds = self.best_candidate(s, self.candidates(s, **kw))
+            floor = d if g is not None else None
+            gs, ds = self.best_candidate(s, self.candidates(s, floor=floor, **kw))
             if gs is not None and ds > d + 1e-9:
                 best_s, g, d = s, gs, ds
         if g is not None and (d > 0 or must_place(self.inst, j) or len(old)):

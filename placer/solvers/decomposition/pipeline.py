@@ -851,13 +851,29 @@ class DecompositionSolver(Solver):
             # SPEC v3: the plan held to each job's first plan, packed too (first_plan_rows)
             held = first_plan_rows(inst, co.options)
             if held and mode != "always" and co.model.n_vars <= LARGE_MODEL:
-                solve_x(
-                    _with_rows(co.model, held),
-                    "first_plans",
-                    0.5,
-                    0.25,
-                    skip=lambda s: _first_plans_settled(s, sol, candidates),
+                held_model = _with_rows(co.model, held)
+                # its LP relaxation bounds it too, in a fraction of the integer solve: when
+                # a candidate already reaches that, the integer model is not solved either
+                lp_held = self.solve_relaxation(
+                    held_model,
+                    None if deadline is None else max(0.05, 0.1 * (deadline - time.perf_counter())),
+                    **options,
                 )
+                why = ""
+                if lp_held.status == Status.OPTIMAL:
+                    why = _first_plans_settled(
+                        lp_held, CoarseSolution(sol.status, None, None, ""), candidates
+                    )
+                if why:
+                    stats["first_plans"] = "not solved: its LP relaxation: " + why
+                else:
+                    solve_x(
+                        held_model,
+                        "first_plans",
+                        0.5,
+                        0.25,
+                        skip=lambda s: _first_plans_settled(s, sol, candidates),
+                    )
             while rounds <= MAX_PLAN_ROUNDS:
                 got = solve_x(repriced(co, factors), "repriced", 0.5, 0.25)
                 if got is None:
