@@ -235,3 +235,41 @@ def test_first_plan_rows_hold_every_group_to_its_default_variant():
         assert default not in held
         assert all(v in held for v in vs if v != default and any(o.job == v for o in co.options))
     assert first_plan_rows(inst, co.options) == []  # not a virtual instance
+
+
+def test_the_first_plan_coarse_plan_is_packed_only_when_it_could_beat_the_candidates():
+    from types import SimpleNamespace
+
+    from placer.model import Status
+    from placer.solvers.decomposition.pipeline import CoarseSolution, _first_plans_settled
+
+    def held(bound, values=(1.0, 0.0)):
+        return CoarseSolution(Status.OPTIMAL, list(values), bound, "")
+
+    main = CoarseSolution(Status.OPTIMAL, [0.0, 1.0], 120.0, "")
+    cands = [SimpleNamespace(objective=100.0), SimpleNamespace(objective=90.0)]
+    # its model bounds every first-plan placement: a candidate at or above it settles it
+    assert "reaches its bound" in _first_plans_settled(held(100.0), main, cands)
+    assert "reaches its bound" in _first_plans_settled(held(99.0), main, cands)
+    # below it, the first-plan plan could still win: packed
+    assert _first_plans_settled(held(100.5), main, cands) == ""
+    # an LP bound is asked for a margin above it
+    assert _first_plans_settled(held(100.0), main, cands, 1e-6) == ""
+    # the very plan already packed: its packings are among the candidates
+    same = held(130.0, main.values)
+    assert "already packed" in _first_plans_settled(same, main, cands)
+
+
+def test_plan_choice_never_ends_below_first_plans_on_the_small_generated_families():
+    import placer
+    from placer.solvers.plans import first_plans
+
+    for family, params in [
+        ("fragmented", dict(sus=2, n_jobs=8)),
+        ("superpod", dict(sus=2, n_jobs=8, plan_share=1.0)),
+        ("frontier", dict(sites=3, gpus_per_site=1024, n_jobs=4, plan_share=1.0, n_offers=0)),
+    ]:
+        inst = instance_from_dict(generate(family, 0, **params))
+        got = placer.solve(inst, solver="cpsat", time_limit=20).objective
+        first = placer.solve(first_plans(inst), solver="cpsat", time_limit=20).objective
+        assert got >= first - 1e-6 * abs(first), family

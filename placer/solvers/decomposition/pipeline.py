@@ -186,16 +186,20 @@ def _plan_holds(inst: Instance, co: coarse_mod.Coarse, factors: dict[int, float]
     return holds
 
 
-def _first_plans_settled(held: CoarseSolution, sol: CoarseSolution, cands: list) -> str:
+def _first_plans_settled(
+    held: CoarseSolution, sol: CoarseSolution, cands: list, slack: float = -1e-9
+) -> str:
     """SPEC v3: why the coarse plan held to first plans (`held`) need not be packed, or "".
 
     Packing it costs two packings (a third of a small solve with plans), and it can only
     matter when it could beat what is in hand: its model bounds every placement held to
     first plans (the first-plan solve's included), so when a candidate already reaches that
     bound it cannot; and when it is the very plan `sol` already packed, its packings are
-    those candidates (packing is deterministic in the plan)."""
+    those candidates (packing is deterministic in the plan). `slack`: the bound's relative
+    tolerance (an LP solver's optimum may lie a little below the true one: pass a positive
+    slack to ask for that much more)."""
     best = max((c.objective for c in cands), default=-np.inf)
-    if held.bound is not None and best >= held.bound - 1e-9 * max(1.0, abs(held.bound)):
+    if held.bound is not None and best >= held.bound + slack * max(1.0, abs(held.bound)):
         return f"a candidate ({best:,.1f}) reaches its bound ({held.bound:,.1f})"
     if sol.values is not None and np.allclose(held.values, sol.values, rtol=0, atol=1e-9):
         return "it is the coarse plan already packed"
@@ -862,7 +866,7 @@ class DecompositionSolver(Solver):
                 why = ""
                 if lp_held.status == Status.OPTIMAL:
                     why = _first_plans_settled(
-                        lp_held, CoarseSolution(sol.status, None, None, ""), candidates
+                        lp_held, CoarseSolution(sol.status, None, None, ""), candidates, 1e-6
                     )
                 if why:
                     stats["first_plans"] = "not solved: its LP relaxation: " + why
