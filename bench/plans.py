@@ -12,7 +12,8 @@ Per generated family and seed, side by side in one process and at the same time 
 
 Goals: plans >= first on every instance, and a geometric mean of plans / first >= 1.05 on
 the fragmented and multi-site families. Solve time: the `plans` solve (2-4 plans per job)
-at most 2x the `first` solve of the same instance at the same limit. With ``--scale`` the
+at most 2x the `first` solve of the same instance at the same limit (a solve under
+QUICK_S seconds timed by the best of REPEAT runs, both sides alike: :func:`_solve`). With ``--scale`` the
 `scale` instances of suite `full` at 100k GPUs (60 s; with plans and held to first plans)
 and 1M GPUs (300 s; with plans) run with ``plan_share=1``, each in its own process, and
 must keep their limits. Writes plans.json (bench/results/ with
@@ -104,12 +105,29 @@ def warm_up() -> None:
     import ortools.sat.python.cp_model  # noqa: F401
 
 
-def _solve(inst, solver: str, limit: float) -> dict:
+# a solve shorter than this is timed as the best of REPEAT runs (its result is the first's)
+QUICK_S = 2.0
+REPEAT = 3
+
+
+def _solve(inst, solver: str, limit: float, best_of: bool = False) -> dict:
+    """One solve, timed. With `best_of`, a solve that took under QUICK_S seconds is run
+    again (REPEAT in all) and timed by its fastest run. Why: the machine is shared, and a
+    0.2 s solve that another process delays by 0.2 s reads as twice as slow; the two sides
+    of the solve-time ratio are timed alike. A solve that ends before its limit does the
+    same work each time (one thread, fixed seed)."""
     import placer
 
     t0 = time.perf_counter()
     res = placer.solve(inst, solver=solver, time_limit=limit, seed=0)
     took = time.perf_counter() - t0
+    runs = [took]
+    if best_of and took < QUICK_S:
+        for _ in range(REPEAT - 1):
+            t0 = time.perf_counter()
+            placer.solve(inst, solver=solver, time_limit=limit, seed=0)
+            runs.append(time.perf_counter() - t0)
+        took = min(runs)
     plans = {}
     for row in res.placement.jobs:
         if row.units and row.plan is not None:
@@ -120,6 +138,7 @@ def _solve(inst, solver: str, limit: float) -> dict:
         "bound": res.bound,
         "gap": res.gap,
         "seconds": took,
+        "runs_s": runs,
         "plans": plans,
     }
 
@@ -147,8 +166,8 @@ def run_instance(label: str, family: str, params: dict, seed: int, limit: float)
         "plans_per_job": max((len(j.plans) for j in with_plans), default=0),
         "time_limit": limit,
     }
-    row["plans"] = _solve(inst, "cpsat", limit)
-    row["first"] = _solve(first_plans(inst), "cpsat", limit)
+    row["plans"] = _solve(inst, "cpsat", limit, best_of=True)
+    row["first"] = _solve(first_plans(inst), "cpsat", limit, best_of=True)
     row["sailor"] = _solve(sailor_plans(inst), "cpsat", limit)
     first = _first_names(inst)
     row["sailor_differs"] = sum(
