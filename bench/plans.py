@@ -13,12 +13,12 @@ Per generated family and seed, side by side in one process and at the same time 
 Goals: plans >= first on every instance, and a geometric mean of plans / first >= 1.05 on
 the fragmented and multi-site families. Solve time: the `plans` solve (2-4 plans per job)
 at most 2x the `first` solve of the same instance at the same limit (a solve under
-QUICK_S seconds timed by the best of REPEAT runs, both sides alike: :func:`_solve`). With ``--scale`` the
-`scale` instances of suite `full` at 100k GPUs (60 s; with plans and held to first plans)
-and 1M GPUs (300 s; with plans) run with ``plan_share=1``, each in its own process, and
-must keep their limits. Writes plans.json (bench/results/ with
---record, else bench/out/) and the plot plans.png (docs/img/ with --record; needs matplotlib,
-the `plot` extra).
+QUICK_S seconds timed by the best of REPEAT runs, both sides alike: :func:`_solve`). With
+``--scale`` the `scale` instances of suite `full` at 100k GPUs (60 s; with plans and held to
+first plans) and 1M GPUs (300 s; with plans) run with ``plan_share=1``, each in its own
+process, and must keep their limits. Writes plans.json (bench/results/ with --record, else
+bench/out/) and the plot plans.png (docs/img/ with --record; needs matplotlib, the `plot`
+extra).
 
     python -m bench.plans [--seeds 0,1,2] [--time-limit 20] [--scale] [--record]
 """
