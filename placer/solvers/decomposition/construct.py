@@ -36,7 +36,7 @@ from placer.kernel.compiled import Compiled
 from placer.kernel.score import Scorer, offer_gpus
 from placer.model import Instance, Job
 from placer.solvers.decomposition.pack import Packer, layout
-from placer.solvers.plans import group_heads, must_place, siblings, value_bound
+from placer.solvers.plans import group_heads, must_place, siblings, site_twins, value_bound
 
 
 class State:
@@ -182,10 +182,13 @@ class State:
         max_units: int | None = None,
         sites: list[int] | None = None,
         floor: float | None = None,
+        cross_only: bool = False,
     ) -> list[np.ndarray]:
         """Candidate GPU arrays (rank order) for job j in the current state; with `floor`
         (SPEC v3), only those whose size's :func:`~placer.solvers.plans.value_bound` is
-        above it (the others cannot beat a variant already found: not checked or scored)."""
+        above it (the others cannot beat a variant already found: not checked or scored);
+        with `cross_only` (a :func:`~placer.solvers.plans.site_twins` variant), only those
+        over two sites or more (its one-site ones are its twin's)."""
         inst, ix = self.inst, self.ix
         job = inst.jobs[j]
         cap = job.units_max if max_units is None else min(max_units, job.units_max)
@@ -205,6 +208,8 @@ class State:
             out.extend(from_pp_inner(job, g) for g in self._packed(swapped, cap, site_list))
         if floor is not None:
             out = [g for g in out if value_bound(inst, j, len(g)) > floor + 1e-9]
+        if cross_only:
+            out = [g for g in out if len(g) and ix.dom[0][g].min() != ix.dom[0][g].max()]
         # power: what the job would draw per site, beyond what it draws now
         room = self.power_left + self._power(self.job_gpus[j]) + 1e-9
         return [g for g in out if (self._power(g) <= room).all() and scope_ok(self.inst, j, g)]
@@ -399,7 +404,11 @@ class State:
             self.set_job(old_j, np.zeros(0, np.int64))
         best_s, g, d = j, None, -np.inf
         free = None
+        twins: set[int] = set()
         if len(sib) > 1:
+            # a variant that places inside one site as a sibling does: only its cross-site
+            # candidates (the sibling's, same value, are tried too, or bounded out alike)
+            twins = site_twins(self.inst)
             # the variant held now first, then the others by falling value_bound: the best
             # found early lets value_bound skip more of the rest (the held one is usually
             # still the best; ties keep the plans' order)
@@ -412,7 +421,8 @@ class State:
             if ub == -np.inf or (g is not None and ub <= d + 1e-9):
                 continue  # it does not fit, or cannot beat the best variant so far
             floor = d if g is not None else None
-            gs, ds = self.best_candidate(s, self.candidates(s, floor=floor, **kw))
+            cands = self.candidates(s, floor=floor, cross_only=s in twins, **kw)
+            gs, ds = self.best_candidate(s, cands)
             if gs is not None and ds > d + 1e-9:
                 best_s, g, d = s, gs, ds
         if g is not None and (d > 0 or must_place(self.inst, j) or len(old)):

@@ -58,7 +58,7 @@ from placer.solvers.decomposition.exact_small import (
     build_columns,
 )
 from placer.solvers.decomposition.linmodel import LinModel
-from placer.solvers.plans import first_plan_rows, must_place, siblings
+from placer.solvers.plans import drop_twin_sites, first_plan_rows, must_place, siblings
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
 GREEDY_SHARE = 0.2  # of the limit, at most, for that first greedy when a plan can follow
@@ -722,8 +722,11 @@ class DecompositionSolver(Solver):
             stage="coarse model", incumbent=first.objective, elapsed=time.perf_counter() - started
         )
         co = None
+        dropped = 0
         if deadline is None or deadline - time.perf_counter() > coarse_need(inst):
             co = coarse_mod.build(inst)
+            # SPEC v3: one-site options duplicated by a sibling plan (plans.site_twins)
+            dropped = drop_twin_sites(inst, co.options, co.model.ub)
         left = None if deadline is None else (deadline - time.perf_counter()) * 0.5
         if co is not None and left is not None and 2 * left < coarse_need(inst, co.model.n_vars):
             co = None  # no time to solve it: skip it
@@ -776,6 +779,8 @@ class DecompositionSolver(Solver):
             "coarse_rows": len(co.model.rows),
             "coarse_bound": sol.bound,
         }
+        if dropped:
+            stats["plan_twin_options"] = dropped
         if sol.status == INFEASIBLE:
             return no_placement(
                 inst,
