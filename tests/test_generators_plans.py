@@ -273,3 +273,31 @@ def test_plan_choice_never_ends_below_first_plans_on_the_small_generated_familie
         got = placer.solve(inst, solver="cpsat", time_limit=20).objective
         first = placer.solve(first_plans(inst), solver="cpsat", time_limit=20).objective
         assert got >= first - 1e-6 * abs(first), family
+
+
+def test_a_plan_that_differs_only_in_site_wide_scopes_keeps_only_its_cross_site_options():
+    from dataclasses import replace
+
+    from placer.solvers.cpsat import solve_cpsat
+    from placer.solvers.decomposition import coarse as coarse_mod
+    from placer.solvers.plans import drop_twin_sites, expand, site_twins
+
+    params = dict(sites=3, gpus_per_site=512, n_jobs=6, plan_share=1.0, cross_site_share=1.0)
+    inst = instance_from_dict(generate("multicampus", 0, **params))
+    vinst, groups = expand(inst)
+    twins = site_twins(vinst)
+    assert twins  # the family's pp-sites plans share their job's first shape
+    for v in twins:
+        job = vinst.jobs[v]
+        first = vinst.jobs[groups.members[groups.owner[v]][0]]
+        assert (job.tp, job.pp, job.unit_size) == (first.tp, first.pp, first.unit_size)
+        assert job.effective_scope() != first.effective_scope()
+    co = coarse_mod.build(vinst)
+    ub = list(co.model.ub)
+    assert drop_twin_sites(vinst, co.options, ub) > 0
+    # the same optimum: every one-site placement they stood for is the sibling's
+    full = solve_cpsat(co.model, 60, 0, 1)
+    held = solve_cpsat(replace(co.model, ub=ub), 60, 0, 1)
+    assert full.status == held.status == "optimal"
+    assert abs(full.bound - held.bound) <= 1e-6 * abs(full.bound)
+    assert site_twins(inst) == set()  # not a virtual instance
