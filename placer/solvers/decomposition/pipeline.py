@@ -859,7 +859,9 @@ class DecompositionSolver(Solver):
 
             # SPEC v3: the plan held to each job's first plan, packed too (first_plan_rows)
             held = first_plan_rows(inst, co.options)
-            if held and mode != "always" and co.model.n_vars <= LARGE_MODEL:
+            # (while half the limit is left, as its solve_x asks: not even its LP after that)
+            in_time = deadline is None or time.perf_counter() < started + 0.5 * (deadline - started)
+            if held and in_time and mode != "always" and co.model.n_vars <= LARGE_MODEL:
                 held_model = _with_rows(co.model, held)
                 # its LP relaxation bounds it too, in a fraction of the integer solve: when
                 # a candidate already reaches that, the integer model is not solved either
