@@ -212,15 +212,15 @@ def test_the_bound_gives_nothing_to_units_whose_dp_groups_would_cross_sites():
 
 
 def test_a_split_option_keeps_a_piece_of_every_unit_in_every_site():
-    """One type, DP inside a site, three units of two stages over sites of four and one
-    GPUs: the units' pieces (six GPUs) fit the two sites together, but a site that holds a
-    stage holds it for all three units, so site b (one GPU) can take none and the job fits
-    nowhere (exact optimum 0). The split option counted pieces per site only; it now keeps
-    at least one piece of each unit in each of its sites, and its bound is 0 too."""
-    d = sites_instance([pp_job(pp=2, dp=3, min_dp=3)], nodes=(2, 1), gpus_per_node=2)
-    d["topology"]["sites"][1]["gpus_per_node"] = 1
+    """One type, DP inside a site, up to three units of two stages over sites of four and
+    two GPUs. Three units' pieces (six GPUs) fit the two sites together, but a site that
+    holds a stage holds it for every unit, so site b (two GPUs) takes a stage of at most
+    two units: the optimum (39.58, proven by the exhaustive model) has two. The split option
+    counted pieces per site only and bounded three units (59.97); it now keeps a piece of
+    each unit in each of its sites, and its bound is within 1% of the optimum."""
+    d = sites_instance([pp_job(pp=2, dp=3, min_dp=1)], nodes=(2, 1), gpus_per_node=2)
     inst, exact = _solve(d)
     assert exact.status == "optimal"
-    assert exact.objective == pytest.approx(0.0, abs=1e-9)
+    assert exact.objective == pytest.approx(39.5789, abs=1e-3)
     _, co = _solve(d, exact_small=False)
-    assert co.bound == pytest.approx(0.0, abs=1e-6)
+    assert exact.objective - 1e-6 <= co.bound <= 1.01 * exact.objective
