@@ -1135,7 +1135,7 @@ def _mixed_one(
     job_opts.append(op)
 
 
-_MIXED_RATIO = 1.04  # (1 - lo) / (1 - hi) of an interruption bracket of a mixed option
+_MIXED_RATIO = 1.01  # (1 - lo) / (1 - hi) of an interruption bracket of a mixed option
 _MIXED_RATIO_HUGE = 1.25  # thousands of jobs: fewer brackets, a looser (valid) bound
 
 
