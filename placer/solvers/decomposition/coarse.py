@@ -963,6 +963,12 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
     hours = job_hours(inst, job)
     per_event = (job.restart_min + job.checkpoint_interval_min / 2.0) / 60.0 / 24.0
     ratio = _MIXED_RATIO_HUGE if c.huge else _MIXED_RATIO
+    if not c.huge:
+        n_mixed = c.memo.get("mixed jobs")
+        if n_mixed is None:
+            n_mixed = c.memo["mixed jobs"] = sum(1 for jb in inst.jobs if jb.mix_types)
+        if n_mixed > _MIXED_FEW:
+            ratio = _MIXED_RATIO_MANY
     whole = unit_in_every_site(inst, ix, job)
     for sites in site_sets:
         sk = [(s, t) for s, t in keys if s in sites]
@@ -1136,6 +1142,10 @@ def _mixed_one(
 
 
 _MIXED_RATIO = 1.01  # (1 - lo) / (1 - hi) of an interruption bracket of a mixed option
+# more than _MIXED_FEW mixed jobs (plan variants counted): brackets of 4%, a quarter as many
+# options per job, so that the model stays the size it had before the 1% brackets
+_MIXED_FEW = 50
+_MIXED_RATIO_MANY = 1.04
 _MIXED_RATIO_HUGE = 1.25  # thousands of jobs: fewer brackets, a looser (valid) bound
 
 
