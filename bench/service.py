@@ -14,20 +14,24 @@
    (goal >= 100).
 5. Restart-to-ready with 10,000 running jobs: a state holding 10,000 jobs on colossus, then
    ``placer serve`` started on it after a kill -9 (three times): seconds from the process
-   start to /health 200 (goal <= 5 s).
+   start to /health 200 (goal <= 5 s). And the first start of ``placer serve`` from an
+   INSTANCE whose 10,000 jobs all carry `current` (no state yet), ``--first-starts`` times.
 
-The machine is shared: latencies include whatever else runs (the report says so).
+The machine is shared: latencies include whatever else runs (each figure records the load
+average at its end).
 
 Writes bench/out/service.json (bench/results/service.json with --record).
 
     python -m bench.service [--trials 200] [--rate 50] [--seconds 60] [--steady-rate 10]
-        [--jobs 10000] [--skip-crash] [--record]
+        [--jobs 10000] [--first-starts 1] [--skip-crash] [--skip-load] [--skip-restart]
+        [--record]
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -122,6 +126,7 @@ def paced_submits(
     client.close()
     return {
         "rate": rate,
+        "load_average_1min": os.getloadavg()[0],  # the machine's, at the end (shared host)
         "submits": len(lat),
         "sent_per_s": len(lat) / sent_s if sent_s > 0 else None,
         "placed": n_placed,
@@ -238,58 +243,11 @@ def load(args, inst, out: dict, work: Path, servers) -> None:
         servers.stop(proc)
 
 
-def main(argv=None) -> None:
-    ap = parser("placer serve under crashes and load (issue 18)")
-    ap.add_argument("--trials", type=int, default=200)
-    ap.add_argument("--rate", type=float, default=50.0)
-    ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument(
-        "--steady-rate",
-        type=float,
-        default=10.0,
-        help="a rate the server sustains: submits with and without a replan side by side",
-    )
-    ap.add_argument("--jobs", type=int, default=10_000)
-    ap.add_argument("--skip-crash", action="store_true")
-    ap.add_argument("--skip-load", action="store_true", help="crash trials and restart only")
-    args = ap.parse_args(argv)
+def restart(args, inst, out: dict, work: Path, servers) -> None:
+    """5. Restart-to-ready and first start with N running jobs (see the module docs)."""
     import httpx
 
-    import placer
-
-    servers = _tests_module("servers")
-    out: dict = {"machine": machine(), "args": vars(args)}
-    work = Path(tempfile.mkdtemp(prefix="placer-bench-service-"))
-
-    # 1. crash trials
-    if not args.skip_crash:
-        crash = _tests_module("crash")
-        (work / "crash").mkdir()
-        tr = crash.Trials(work / "crash", seed=18)
-        t0 = time.perf_counter()
-        try:
-            for i in range(args.trials):
-                tr.trial()
-                if (i + 1) % 20 == 0:
-                    print(f"crash trials: {i + 1}/{args.trials} passed", flush=True)
-        finally:
-            tr.close()
-        s = tr.stats
-        out["crash"] = {
-            "trials": s["trials"],
-            "acked_checked": s["acked"],
-            "unacked": s["unacked"],
-            "refused": s["refused"],
-            "lost": 0,
-            "restart_s_median": statistics.median(s["restart_s"]),
-            "restart_s_max": max(s["restart_s"]),
-            "wall_s": time.perf_counter() - t0,
-        }
-        print("crash:", out["crash"], flush=True)
-
-    inst = placer.load_instance(ROOT / "instances" / "colossus.yaml")
-    if not args.skip_load:
-        load(args, inst, out, work, servers)
+    import placer  # noqa: F401
 
     # 5. restart-to-ready with N running jobs: a state holding N one-node jobs on colossus, as
     # the scheduler's submits and binds would leave it (written through the store's first
@@ -334,7 +292,35 @@ def main(argv=None) -> None:
         finally:
             servers.stop(proc, sig_kill=True)
         assert h["jobs"] == n_jobs, (h, n_jobs)
+    # first start from an INSTANCE whose N jobs all carry `current` (no state yet): each
+    # running job is admitted on its `current` (rules 1-5 for it alone, then the whole
+    # checker once); a fresh state file each time
+    big_doc = inst.model_dump(mode="json", exclude_none=True)
+    big_doc["jobs"] = jobs[:n_jobs]
+    big_inst = work / "colossus-running.json"
+    big_inst.write_text(json.dumps(big_doc))
+    first_s = []
+    for k in range(args.first_starts):
+        port = servers.free_port()
+        t0 = time.perf_counter()
+        proc = servers.spawn_serve(big_inst, str(work / f"first-{k}.db"), port)
+        try:
+            servers.wait_health(f"http://127.0.0.1:{port}", proc, timeout=600)
+            first_s.append(time.perf_counter() - t0)
+            h1 = httpx.get(f"http://127.0.0.1:{port}/health").json()
+        finally:
+            servers.stop(proc, sig_kill=True)
+        assert h1["jobs"] == len(big_doc["jobs"]), (h1, len(big_doc["jobs"]))
+    if first_s:
+        out["first_start"] = {
+            "running_jobs": len(big_doc["jobs"]),
+            "ready_s_median": statistics.median(first_s),
+            "ready_s": first_s,
+            "load_average_1min": os.getloadavg()[0],
+        }
+        print("first start:", out["first_start"], flush=True)
     out["restart"] = {
+        "load_average_1min": os.getloadavg()[0],
         "running_jobs": n_jobs,
         "ready_s_median": statistics.median(ready_s),
         "ready_s_max": max(ready_s),
@@ -342,6 +328,69 @@ def main(argv=None) -> None:
         "jobs_after": h["jobs"],
     }
     print("restart:", out["restart"], flush=True)
+
+
+def main(argv=None) -> None:
+    ap = parser("placer serve under crashes and load (issue 18)")
+    ap.add_argument("--trials", type=int, default=200)
+    ap.add_argument("--rate", type=float, default=50.0)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument(
+        "--steady-rate",
+        type=float,
+        default=10.0,
+        help="a rate the server sustains: submits with and without a replan side by side",
+    )
+    ap.add_argument("--jobs", type=int, default=10_000)
+    ap.add_argument(
+        "--first-starts",
+        type=int,
+        default=1,
+        help="first starts from an INSTANCE whose --jobs jobs carry `current` (0: none)",
+    )
+    ap.add_argument("--skip-restart", action="store_true", help="no restart or first start")
+    ap.add_argument("--skip-crash", action="store_true")
+    ap.add_argument("--skip-load", action="store_true", help="crash trials and restart only")
+    args = ap.parse_args(argv)
+
+    import placer
+
+    servers = _tests_module("servers")
+    out: dict = {"machine": machine(), "args": vars(args)}
+    work = Path(tempfile.mkdtemp(prefix="placer-bench-service-"))
+
+    # 1. crash trials
+    if not args.skip_crash:
+        crash = _tests_module("crash")
+        (work / "crash").mkdir()
+        tr = crash.Trials(work / "crash", seed=18)
+        t0 = time.perf_counter()
+        try:
+            for i in range(args.trials):
+                tr.trial()
+                if (i + 1) % 20 == 0:
+                    print(f"crash trials: {i + 1}/{args.trials} passed", flush=True)
+        finally:
+            tr.close()
+        s = tr.stats
+        out["crash"] = {
+            "trials": s["trials"],
+            "acked_checked": s["acked"],
+            "unacked": s["unacked"],
+            "refused": s["refused"],
+            "lost": 0,
+            "restart_s_median": statistics.median(s["restart_s"]),
+            "restart_s_max": max(s["restart_s"]),
+            "wall_s": time.perf_counter() - t0,
+        }
+        print("crash:", out["crash"], flush=True)
+
+    inst = placer.load_instance(ROOT / "instances" / "colossus.yaml")
+    if not args.skip_load:
+        load(args, inst, out, work, servers)
+
+    if not args.skip_restart:
+        restart(args, inst, out, work, servers)
     write("service", out)
 
 

@@ -127,8 +127,8 @@ class Cluster:
             # a second full check would double a restart's time with 10,000 jobs
             documents.load_placement(live, placement)
         else:
-            admission.admit_running(live)
-            verify_state(live, set(range(len(live.slots))), full=True)
+            if not admission.admit_running(live):  # True: checked whole already
+                verify_state(live, set(range(len(live.slots))), full=True)
 
     @contextmanager
     def _transaction(self, leases: bool = True) -> Iterator[_Transaction]:
@@ -364,13 +364,14 @@ class Cluster:
             tx.result = leases.restore(live, mask, links)
         return tx.result
 
-    def replan_instance(self, pending: list[Any] | None = None) -> dict[str, Any]:
+    def replan_instance(self, pending: list[Any] | None = None, ids: bool = True) -> dict[str, Any]:
         """The instance document a replan solves: :meth:`snapshot`'s instance (running jobs
         with `current`) plus the `pending` jobs (SPEC 1.2 dicts or models; a name already
         running or given twice is a :class:`~placer.errors.ConflictError` naming
         ``pending[i].name``). Solve it anywhere (another process) and hand the result to
-        :meth:`adopt`."""
-        return replan.replan_instance(self._live, pending)
+        :meth:`adopt`. `ids` False: each `current` holds GPU indices, for another process
+        to name (:func:`placer.live.replan.named_document`): cheaper to take and to send."""
+        return replan.replan_instance(self._live, pending, ids)
 
     def replan(
         self,
@@ -427,12 +428,68 @@ class Cluster:
             plan = replan.read_plan(live, _placement_arg(placement), pending)
             change, before = replan.adopt(live, plan)
             tx.check = False  # replan.adopt checked the merged state whole (PlacementError)
-            if not change.delta > 1e-6 * max(1.0, abs(before)):
-                after = live.objective - change.cost
+            why = replan.kept_reason(change, before, live.objective)
+            if why:
                 tx.cancelled = True
-                change = Change(
-                    reason=f"kept the live plan: the plan's {after:,.1f} vu (migration charged) "
-                    f"does not beat {before:,.1f} vu"
-                )
+                change = Change(reason=why)
             tx.result = change
+        return change
+
+    # -------------------------------------------- adopting in two steps (placer serve)
+    def adopt_base(self) -> Any:
+        """Step 1 of :meth:`adopt` in two steps (a service adopting a plan while other
+        threads change the cluster): a copy of the live state now (cheap: under the
+        caller's lock), for :meth:`prepare_adopt`."""
+        return self._live.checkpoint()
+
+    def prepare_adopt(
+        self, base: Any, placement: Any, pending: list[Any] | None = None
+    ) -> replan.Prepared:
+        """Step 2: the heavy part of :meth:`adopt` (the plan merged into the state of
+        `base`, the derived state rebuilt, the whole checker) on a copy: it reads nothing
+        of the live state but the instance, so it runs without the caller's lock while
+        other operations go on. A plan that does not pass against `base` gets a
+        :class:`~placer.errors.PlacementError`; ``reason`` says when it is not worth
+        adopting against `base` (:meth:`commit_adopt` decides against the state then)."""
+        from placer.api import _placement_arg
+
+        return replan.prepare(self._live.base, base, _placement_arg(placement), pending)
+
+    def advance_adopt(self, base: Any, prep: replan.Prepared) -> replan.Prepared:
+        """Optional step 2b (without the lock): `prep` brought to `base`, a newer
+        :meth:`adopt_base`, on a copy (:func:`placer.live.replan.advance`), so that the
+        commit has less to redo when the state moves fast. PlacementError as
+        :meth:`prepare_adopt`."""
+        return replan.advance(self._live.base, prep, base, full=self._verify_mode == "full")
+
+    def commit_adopt(self, prep: replan.Prepared) -> Change:
+        """Step 3 (under the caller's lock): adopt the prepared plan into the live state as
+        it is now, the same result as :meth:`adopt` now would give. Nothing changed since
+        ``base``: the prepared state is taken as it is. Jobs started, moved or stopped
+        since: only the jobs whose merged holding differs are redone on the prepared state
+        and verified against the whole of it (:func:`placer.live.replan.catch_up`).
+        Hardware failed or restored, or leases changed since (or pending jobs the plan
+        starts after jobs that arrived since): :meth:`adopt` whole. Raises
+        :class:`~placer.errors.PlacementError` when the plan no longer passes; a Change
+        with a ``reason`` when it no longer beats the live plan."""
+        if prep.merged is None:  # committed already, or refused: adopt it whole
+            return self.adopt(prep.placement, prep.pending)
+        live = self._live
+        same_hw = replan.same_hardware(live.checkpoint(), prep.base)
+        merged = prep.merged
+        try:
+            out = replan.catch_up(live, prep, full=self._verify_mode == "full") if same_hw else None
+        except BaseException:
+            prep.merged = None  # partly redone: not to be taken
+            raise
+        if out is None:
+            return self.adopt(prep.placement, prep.pending)
+        change, before = out
+        why = replan.kept_reason(change, before, merged.objective)
+        if why:
+            prep.merged = None
+            return Change(reason=why)
+        merged.compact()
+        self._live = merged
+        prep.merged = None  # taken: a second commit of the same preparation adopts whole
         return change

@@ -189,12 +189,35 @@ def test_a_variants_value_bound_is_above_what_any_of_its_candidates_adds(family,
             for v in vs:
                 if st.placed_variant(v) is not None:
                     continue
-                for g in st.candidates(v)[:4]:
-                    assert st.scorer.delta({v: g}) <= value_bound(vinst, v), vinst.jobs[v].name
+                free = int(st.free.sum())
+                cands = st.candidates(v)
+                for g in cands[:4]:
+                    d = st.scorer.delta({v: g})
+                    assert d <= value_bound(vinst, v), vinst.jobs[v].name
+                    # and the bound scaled to what the free GPUs hold
+                    assert d <= value_bound(vinst, v, free), vinst.jobs[v].name
                     checked += 1
+                if value_bound(vinst, v, free) == float("-inf"):
+                    assert not cands  # its fewest units do not fit in the free GPUs
             if rnd == 0 and j % 2 == 0:
                 st.place_best(vs[0])
     assert checked >= 10
+
+
+def test_a_variant_whose_fewest_units_exceed_the_free_gpus_has_no_bound_to_offer():
+    from placer.solvers.plans import expand, value_bound
+
+    inst = instance_from_dict(generate("fragmented", 0, sus=2, n_jobs=8))
+    vinst, groups = expand(inst)
+    v = next(v for vs in groups.members if len(vs) > 1 for v in vs)
+    job = vinst.jobs[v]
+    few = max(job.units_min, 1) * job.unit_size
+    assert value_bound(vinst, v, few - 1) == float("-inf")
+    assert value_bound(vinst, v, few) > 0
+    # linear in the units held, up to the bound at the most units
+    full = job.units_max * job.unit_size
+    assert value_bound(vinst, v, 10 * full) == value_bound(vinst, v)
+    assert value_bound(vinst, v, few) <= value_bound(vinst, v)
 
 
 def test_first_plan_rows_hold_every_group_to_its_default_variant():
@@ -212,3 +235,69 @@ def test_first_plan_rows_hold_every_group_to_its_default_variant():
         assert default not in held
         assert all(v in held for v in vs if v != default and any(o.job == v for o in co.options))
     assert first_plan_rows(inst, co.options) == []  # not a virtual instance
+
+
+def test_the_first_plan_coarse_plan_is_packed_only_when_it_could_beat_the_candidates():
+    from types import SimpleNamespace
+
+    from placer.model import Status
+    from placer.solvers.decomposition.pipeline import CoarseSolution, _first_plans_settled
+
+    def held(bound, values=(1.0, 0.0)):
+        return CoarseSolution(Status.OPTIMAL, list(values), bound, "")
+
+    main = CoarseSolution(Status.OPTIMAL, [0.0, 1.0], 120.0, "")
+    cands = [SimpleNamespace(objective=100.0), SimpleNamespace(objective=90.0)]
+    # its model bounds every first-plan placement: a candidate at or above it settles it
+    assert "reaches its bound" in _first_plans_settled(held(100.0), main, cands)
+    assert "reaches its bound" in _first_plans_settled(held(99.0), main, cands)
+    # below it, the first-plan plan could still win: packed
+    assert _first_plans_settled(held(100.5), main, cands) == ""
+    # an LP bound is asked for a margin above it
+    assert _first_plans_settled(held(100.0), main, cands, 1e-6) == ""
+    # the very plan already packed: its packings are among the candidates
+    same = held(130.0, main.values)
+    assert "already packed" in _first_plans_settled(same, main, cands)
+
+
+def test_plan_choice_never_ends_below_first_plans_on_the_small_generated_families():
+    import placer
+    from placer.solvers.plans import first_plans
+
+    for family, params in [
+        ("fragmented", dict(sus=2, n_jobs=8)),
+        ("superpod", dict(sus=2, n_jobs=8, plan_share=1.0)),
+        ("frontier", dict(sites=3, gpus_per_site=1024, n_jobs=4, plan_share=1.0, n_offers=0)),
+    ]:
+        inst = instance_from_dict(generate(family, 0, **params))
+        got = placer.solve(inst, solver="cpsat", time_limit=20).objective
+        first = placer.solve(first_plans(inst), solver="cpsat", time_limit=20).objective
+        assert got >= first - 1e-6 * abs(first), family
+
+
+def test_a_plan_that_differs_only_in_site_wide_scopes_keeps_only_its_cross_site_options():
+    from dataclasses import replace
+
+    from placer.solvers.cpsat import solve_cpsat
+    from placer.solvers.decomposition import coarse as coarse_mod
+    from placer.solvers.plans import drop_twin_sites, expand, site_twins
+
+    params = dict(sites=3, gpus_per_site=512, n_jobs=6, plan_share=1.0, cross_site_share=1.0)
+    inst = instance_from_dict(generate("multicampus", 0, **params))
+    vinst, groups = expand(inst)
+    twins = site_twins(vinst)
+    assert twins  # the family's pp-sites plans share their job's first shape
+    for v in twins:
+        job = vinst.jobs[v]
+        first = vinst.jobs[groups.members[groups.owner[v]][0]]
+        assert (job.tp, job.pp, job.unit_size) == (first.tp, first.pp, first.unit_size)
+        assert job.effective_scope() != first.effective_scope()
+    co = coarse_mod.build(vinst)
+    ub = list(co.model.ub)
+    assert drop_twin_sites(vinst, co.options, ub) > 0
+    # the same optimum: every one-site placement they stood for is the sibling's
+    full = solve_cpsat(co.model, 60, 0, 1)
+    held = solve_cpsat(replace(co.model, ub=ub), 60, 0, 1)
+    assert full.status == held.status == "optimal"
+    assert abs(full.bound - held.bound) <= 1e-6 * abs(full.bound)
+    assert site_twins(inst) == set()  # not a virtual instance

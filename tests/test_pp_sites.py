@@ -134,16 +134,20 @@ def split_cases(draw):
         d["gpu_types"] = {"A": {"power_kW": 1.0}, "B": {"power_kW": 1.0, "speed": 0.8}}
         for site, k in zip(d["topology"]["sites"], nodes):
             site.pop("gpu_type")
+            # some sites hold one of the types only (a unit split between sites is of a
+            # type every one of them has)
+            has = draw(st.sampled_from(["AB", "AB", "A", "B"]))
             site["domains"] = [
                 {"name": "x", "gpu_type": "A", "count": k},
                 {"name": "y", "gpu_type": "B", "count": draw(st.integers(1, 2))},
             ]
+            site["domains"] = [dm for dm in site["domains"] if dm["gpu_type"] in has]
         for job in jobs:
             job["mix_types"] = draw(st.sampled_from([False, "slowest", "balanced"]))
     return d
 
 
-@settings(max_examples=25, **HYP)
+@settings(max_examples=40, **HYP)
 @given(d=split_cases())
 def test_the_coarse_bound_is_never_below_the_exact_optimum_with_pipelines_across_sites(d):
     inst, exact = _solve(d)
@@ -186,3 +190,37 @@ def test_the_bound_covers_a_mixed_type_job_whose_units_are_split_between_sites()
     assert value == pytest.approx(137.42, abs=0.01)
     res = placer.solve(inst, solver="cpsat", time_limit=LIMIT, seed=0, exact_small=False)
     assert res.bound >= value - 1e-6
+
+
+def test_the_bound_gives_nothing_to_units_whose_dp_groups_would_cross_sites():
+    """Two units of four stages, DP inside a site, two types that units may mix (SPEC v2),
+    and two sites of four GPUs that share no type. Each unit fits in one site, but the DP
+    group of a stage holds that stage of both units, so both units would meet in one site:
+    no placement of two units exists (the exhaustive model proves 0). The mixed split
+    option counted the two sites' pieces together whatever their types and bounded the job
+    above 0; a split option now takes only types that every site of its set has, and each
+    site at least one piece of every unit."""
+    d = sites_instance([pp_job(pp=4, dp=2, min_dp=2, mix_types="balanced")])
+    d["gpu_types"] = {"A": {"power_kW": 1.0}, "B": {"power_kW": 1.0, "speed": 0.9}}
+    for s, t in zip(d["topology"]["sites"], "AB"):
+        s["gpu_type"] = t
+    inst, exact = _solve(d)
+    assert exact.status == "optimal"
+    assert exact.objective == pytest.approx(0.0, abs=1e-9)
+    _, co = _solve(d, exact_small=False)
+    assert co.bound == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_split_option_keeps_a_piece_of_every_unit_in_every_site():
+    """One type, DP inside a site, up to three units of two stages over sites of four and
+    two GPUs. Three units' pieces (six GPUs) fit the two sites together, but a site that
+    holds a stage holds it for every unit, so site b (two GPUs) takes a stage of at most
+    two units: the optimum (39.58, proven by the exhaustive model) has two. The split option
+    counted pieces per site only and bounded three units (59.97); it now keeps a piece of
+    each unit in each of its sites, and its bound is within 2% of the optimum."""
+    d = sites_instance([pp_job(pp=2, dp=3, min_dp=1)], nodes=(2, 1), gpus_per_node=2)
+    inst, exact = _solve(d)
+    assert exact.status == "optimal"
+    assert exact.objective == pytest.approx(39.5789, abs=1e-3)
+    _, co = _solve(d, exact_small=False)
+    assert exact.objective - 1e-6 <= co.bound <= 1.02 * exact.objective

@@ -122,7 +122,11 @@ def test_concurrency_cap_answers_503():
         ts = [threading.Thread(target=go) for _ in range(5)]
         for t in ts:
             t.start()
-        time.sleep(1.0)
+        # two requests hold the two slots (waiting on the lock); the other three are refused
+        # at once: wait for their answers, however long a loaded machine takes to send them
+        deadline = time.monotonic() + 60
+        while len(codes) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
         svc.lock.release()
         for t in ts:
             t.join()

@@ -195,3 +195,59 @@ def test_schema_version_is_checked(tmp_path):
     (tmp_path / "junk.db").write_text("not a database, just text " * 100)
     with pytest.raises(StoreError, match="not a placer state database"):
         open_store(str(tmp_path / "junk.db")).open()
+
+
+@pytest.mark.parametrize("meanwhile", ["elsewhere", "on_the_plan"])
+def test_a_replan_commits_into_the_state_that_moved_after_its_plan_was_checked(tmp_path, meanwhile):
+    # the plan is merged and checked on a copy without the lock; a bind lands between that
+    # check and the commit: on GPUs the plan leaves alone it is merged in (applied, moved),
+    # on a GPU the plan gives a job the plan is refused and nothing else changes
+    inst = placer.load_instance(one_site(nodes=6, gpus_per_node=2))
+    svc = started(str(tmp_path / "state.db"), inst)
+    every = {inst.index.gpu_id(i) for i in range(inst.index.n_gpus)}
+    with uvicorn_thread(create_app(svc)) as url:
+        c = httpx.Client(base_url=url, timeout=60)
+        spread = ["a/node0/gpu0", "a/node1/gpu0"]  # a slow all-reduce: a replan gathers it
+        c.post("/bind", json={"job": training("a", 2, value=50), "gpus": spread})
+        c.post("/bind", json={"job": training("b", 1), "gpus": ["a/node3/gpu0"]})
+        cluster = svc.cluster
+        prepare, seen = cluster.prepare_adopt, {}
+
+        def prepare_then_bind(base, placement, pending=None):
+            prep = prepare(base, placement, pending)
+            planned = {g for pj in prep.placement.jobs for g in pj.gpus}
+            held = {g for n in cluster.jobs for g in cluster.job_gpus(n)}
+            free = sorted(planned - held if meanwhile == "on_the_plan" else every - planned - held)
+            # elsewhere: three binds, more than the commit redoes without a round of
+            # catching up on a newer copy first (CATCH_UP_REVISIONS)
+            for k in range(3 if meanwhile == "elsewhere" else 1):
+                job = training(f"late{k}", 1)
+                r = httpx.post(url + "/bind", json={"job": job, "gpus": free[k : k + 1]})
+                seen[f"late{k}"] = r.json()
+            seen["plan"] = prep.placement
+            return prep
+
+        cluster.prepare_adopt = prepare_then_bind
+        advance, rounds = cluster.advance_adopt, []
+        cluster.advance_adopt = lambda base, prep: rounds.append(1) or advance(base, prep)
+        rev0 = svc.revision
+        r = c.post("/replan", json={"time_limit": 5, "solver": "greedy"})
+        assert r.status_code == 200, r.text
+        d = r.json()
+        assert seen["late0"].get("placed") and seen["late0"]["revision"] == rev0 + 1, seen
+        if meanwhile == "elsewhere":
+            assert d["applied"] and d["moved"] and d["from_revision"] == rev0
+            assert d["revision"] == rev0 + 4 and {a["job"] for a in d["actions"]} >= {"a"}
+            want = {pj.name: pj.gpus for pj in seen["plan"].jobs}
+            assert cluster.job_gpus("a") == want["a"]
+            assert {"late0", "late1", "late2"} <= set(cluster.jobs) and rounds == [1]
+        else:
+            assert d["applied"] is False and d["revision"] == rev0 + 1
+            assert "no longer passes the checker" in d["reason"]
+            assert cluster.job_gpus("a") == spread and "late0" in cluster.jobs
+        assert cluster.check() == []
+        snap = canonical(svc)
+    svc.close()
+    again = started(str(tmp_path / "state.db"), inst)
+    assert canonical(again) == snap
+    again.close()

@@ -337,12 +337,14 @@ def unavailable_paths(index: Any, unavailable: np.ndarray) -> list[str]:
     return out
 
 
-def job_document(live: LiveState, j: int) -> dict[str, Any]:
+def job_document(live: LiveState, j: int, ids: bool = True) -> dict[str, Any]:
     """The running job of slot j as a SPEC 1.2 document with `current` (its GPUs now, rank
-    order) and, with plans, `current_plan` (the plan it runs now)."""
+    order; `ids` False: their indices in the topology, an int64 array) and, with plans,
+    `current_plan` (the plan it runs now)."""
     slot = live.slots[j]
     jd = job_dict(live.spec[slot.name])
-    jd["current"] = live.st.ix.gpu_ids(live.st.job_gpus[j])
+    g = live.st.job_gpus[j]
+    jd["current"] = live.st.ix.gpu_ids(g) if ids else g
     if slot.plan is not None:
         jd["current_plan"] = slot.plan
     return jd
@@ -392,9 +394,9 @@ def state_document(live: LiveState, jobs: bool = True) -> dict[str, Any]:
     return out
 
 
-def snapshot(live: LiveState) -> tuple[dict[str, Any], dict[str, Any]]:
+def snapshot(live: LiveState, ids: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """The live state as plain SPEC documents ``(instance, placement)`` (see
-    :meth:`Cluster.snapshot`)."""
+    :meth:`Cluster.snapshot`); `ids` False: GPUs as indices (see :func:`job_document`)."""
     base, st = live.base, live.st
     ix = st.ix
     d = base.model_dump(mode="json", exclude_none=True)
@@ -406,7 +408,7 @@ def snapshot(live: LiveState) -> tuple[dict[str, Any], dict[str, Any]]:
     ]
     jobs, placed = [], []
     for j in live.running():
-        jd = job_document(live, j)
+        jd = job_document(live, j, ids)
         jobs.append(jd)
         placed.append(_placed_entry(live.slots[j], jd["current"]))
     d["jobs"] = jobs

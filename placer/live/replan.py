@@ -7,32 +7,55 @@ running jobs it does not name keep theirs, jobs released meanwhile are ignored, 
 replace the live ones. The merged state must pass the checker against the live hardware,
 keep every pinned job where it is and every non-preemptible job placed.
 
+For a service that adopts a plan while other threads change the state, the same merge in
+steps: :func:`prepare` merges it into a copy (a checkpoint) and checks it whole, away from
+the live state; :func:`advance` and :func:`catch_up` bring the merged copy to a later state
+by redoing only the jobs whose merged holding differs, verified against the whole merged
+state as every live operation is. The result equals :func:`adopt` on the later state.
+
 Imports the checker, the live state, documents, leases and results.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from placer.check import check_compiled
-from placer.errors import ConflictError, PlacementError
+from placer.errors import ConflictError, PlacementError, SolverError
 from placer.live import leases
 from placer.live.documents import job_dict, parse_pending, snapshot
 from placer.live.results import ActionCause, Change, job_action, moved
-from placer.live.state import EMPTY, LiveState, under
+from placer.live.state import EMPTY, Checkpoint, LiveState, under
+from placer.live.verify import verify as verify_state
 from placer.model import Job
 
-__all__ = ["Plan", "adopt", "read_plan", "replan_instance", "verdict"]
+__all__ = [
+    "Plan",
+    "Prepared",
+    "adopt",
+    "advance",
+    "catch_up",
+    "kept_reason",
+    "named_document",
+    "prepare",
+    "read_plan",
+    "replan_instance",
+    "same_hardware",
+    "verdict",
+]
 
 
-def replan_instance(live: LiveState, pending: Any) -> dict[str, Any]:
+def replan_instance(live: LiveState, pending: Any, ids: bool = True) -> dict[str, Any]:
     """The snapshot's instance document (running jobs with `current`) plus the `pending`
     jobs; a name already running or given twice is a ConflictError at
-    ``pending[i].name``."""
-    inst_d, _ = snapshot(live)
+    ``pending[i].name``. `ids` False: each `current` holds the GPUs' indices (an int64
+    array, not JSON) for :func:`named_document` in another process: naming the 170,000
+    busy GPUs of a loaded colossus takes 13 ms, and pickling the names 30 to 60 ms that
+    hold every request thread of the service (the GIL); the indices pickle in about 1 ms."""
+    inst_d, _ = snapshot(live, ids)
     names = {j["name"] for j in inst_d["jobs"]}
     extra = []
     for i, m in enumerate(parse_pending(live, pending)):
@@ -42,6 +65,27 @@ def replan_instance(live: LiveState, pending: Any) -> dict[str, Any]:
         extra.append(job_dict(m))
     inst_d["jobs"] = inst_d["jobs"] + extra
     return inst_d
+
+
+def named_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`replan_instance` document taken with ``ids=False`` with each `current` named
+    again (GPU ids), from the document's own topology: the document that ``ids=True``
+    gives."""
+    jobs = doc["jobs"]
+    if not any(isinstance(j.get("current"), np.ndarray) for j in jobs):
+        return doc
+    from placer.api import load_instance
+
+    ix = load_instance({**doc, "jobs": []}).index  # numbering: the topology's, as live
+    return {
+        **doc,
+        "jobs": [
+            {**j, "current": ix.gpu_ids(j["current"])}
+            if isinstance(j.get("current"), np.ndarray)
+            else j
+            for j in jobs
+        ],
+    }
 
 
 def verdict(has_placement: bool, reason: str | None, objective: float, before: float) -> str:
@@ -65,9 +109,13 @@ class Plan:
     blocks: list[list[tuple[int, int]]]
 
 
-def read_plan(live: LiveState, pl: Any, pending: Any) -> Plan:
+def read_plan(
+    live: LiveState, pl: Any, pending: Any, parsed: dict[int, np.ndarray] | None = None
+) -> Plan:
     """Placement `pl` (a :class:`~placer.Placement`) and `pending` jobs read against the
-    live state; every problem in one :class:`~placer.errors.PlacementError`."""
+    live state; every problem in one :class:`~placer.errors.PlacementError`. `parsed`
+    keeps each entry's GPU indices between reads of the same plan (they depend on the
+    topology only: reading 10,000 GPU ids is the costly part of a read)."""
     pend = {m.name: m for m in parse_pending(live, pending) if m.name not in live.slot}
     ix = live.st.ix
     problems: list[tuple[str, str]] = []
@@ -97,7 +145,11 @@ def read_plan(live: LiveState, pl: Any, pending: Any) -> Plan:
             )
             continue
         plan_of[pj.name] = k
-        g = ix.gpu_indices(list(pj.gpus)) if pj.gpus else EMPTY
+        g = parsed.get(i) if parsed is not None else None
+        if g is None:
+            g = ix.gpu_indices(list(pj.gpus)) if pj.gpus else EMPTY
+            if parsed is not None:
+                parsed[i] = g
         if (g < 0).any():
             problems.append(
                 (f"placement.jobs[{i}].gpus[{int(np.argmax(g < 0))}]", "unknown GPU id")
@@ -139,18 +191,12 @@ def read_plan(live: LiveState, pl: Any, pending: Any) -> Plan:
     return Plan(gpus, plan_of, pend, blocks)
 
 
-def adopt(live: LiveState, plan: Plan) -> tuple[Change, float]:
-    """Merge `plan` into the live state (see the module docs): the Change (start, move,
-    stop and lease actions, cause ``replan``; its delta the objective change less the
-    migration costs) and the objective before. A merged state that fails the checker is a
-    :class:`~placer.errors.PlacementError` (the caller rolls back)."""
-    before = live.objective
-    old_lease = leases.infos(live)
-    ix = live.st.ix
-    change = Change()
-    slots: list[Job] = []
-    gpus: list[np.ndarray] = []
-    spec_of: dict[str, Job] = {}
+def _targets(live: LiveState, plan: Plan) -> list[tuple[str, Job, Any, int | None, Any]]:
+    """The merge of `plan` into `live` (see the module docs), job by job in the order the
+    merged state keeps them (running jobs in start order, then the pending ones): name,
+    job as submitted, its holding now (None: not running), its plan index and holding
+    after (GPUs EMPTY: stopped or not started)."""
+    out = []
     order = [live.slots[j].name for j in sorted(live.slot.values())] + list(plan.pending)
     for name in order:
         orig = live.spec.get(name) or plan.pending[name]
@@ -158,19 +204,202 @@ def adopt(live: LiveState, plan: Plan) -> tuple[Change, float]:
         prev = live.holding(j) if j is not None else None
         k = plan.plan_of.get(name, live.plan_index(j) if j is not None else None)
         g = plan.gpus.get(name, prev[0] if prev is not None else EMPTY)
-        after = (g, under(orig, k))  # v3: the job under the plan it runs after the replan
-        if (prev is None and len(g)) or (prev is not None and moved(prev, after)):
+        out.append((name, orig, prev, k, (g, under(orig, k))))  # v3: under the plan it runs
+    return out
+
+
+def _job_actions(live: LiveState, targets: list, cache: dict | None = None) -> Change:
+    """The start, move and stop actions from `live` to the merged `targets` (their
+    migration cost summed). `cache` keeps each job's action between rounds of
+    :func:`advance`: a job whose holding and target are the same objects as last time
+    (holdings are replaced, never written) has the same action."""
+    ix = live.st.ix
+    change = Change()
+    for name, orig, prev, k, after in targets:
+        key = (orig, after[0], *(prev if prev is not None else (None, None)))
+        hit = cache.get(name) if cache is not None else None
+        if hit is not None and hit[1] == k and all(a is b for a, b in zip(hit[0], key)):
+            action = hit[2]
+        elif (prev is None and len(after[0])) or (prev is not None and moved(prev, after)):
             action = job_action(orig, ix, prev, after, ActionCause.REPLAN, "replan")
+        else:
+            action = None
+        if cache is not None:
+            cache[name] = (key, k, action)
+        if action is not None:
             change.actions.append(action)
             change.cost += action.cost
-        if len(g):
-            spec_of[name] = orig
-            slots.append(after[1])
-            gpus.append(g)
-    live.replace_jobs(spec_of, slots, gpus, plan.blocks)
+    return change
+
+
+def adopt(live: LiveState, plan: Plan) -> tuple[Change, float]:
+    """Merge `plan` into the live state (see the module docs): the Change (start, move,
+    stop and lease actions, cause ``replan``; its delta the objective change less the
+    migration costs) and the objective before. A merged state that fails the checker is a
+    :class:`~placer.errors.PlacementError` (the caller rolls back)."""
+    before = live.objective
+    old_lease = leases.infos(live)
+    targets = _targets(live, plan)
+    change = _job_actions(live, targets)
+    kept = [(name, orig, after) for name, orig, _p, _k, after in targets if len(after[0])]
+    live.replace_jobs(
+        {name: orig for name, orig, _ in kept},
+        [after[1] for _, _, after in kept],
+        [after[0] for _, _, after in kept],
+        plan.blocks,
+    )
     bad = check_compiled(live.inst, live.compiled())
     if bad:
         raise PlacementError([("placement", f"against the live state: {v}") for v in bad[:20]])
     change.actions += leases.lease_actions(live, old_lease, ActionCause.REPLAN, "replan")
     change.delta = live.objective - before - change.cost
     return change, before
+
+
+def kept_reason(change: Change, before: float, after: float) -> str:
+    """Why an adopted plan is not worth it ('' when its objective less the migration costs
+    it charges beats the live `before`; `after` its objective)."""
+    if change.delta > 1e-6 * max(1.0, abs(before)):
+        return ""
+    return (
+        f"kept the live plan: the plan's {after - change.cost:,.1f} vu (migration charged) "
+        f"does not beat {before:,.1f} vu"
+    )
+
+
+@dataclass
+class Prepared:
+    """A plan merged into a copy of the live state taken at one moment (``base``) and
+    checked whole there, away from the live state (:func:`prepare`); :func:`catch_up`
+    brings it to the live state as it is later. ``reason``: why it was not worth adopting
+    against ``base`` (the decision is taken again at the commit, against the live state
+    then)."""
+
+    base: Checkpoint
+    merged: LiveState | None
+    placement: Any
+    pending: Any
+    parsed: dict[int, np.ndarray]
+    change: Change
+    before: float
+    reason: str = ""
+    actions: dict[str, Any] = field(default_factory=dict)  # see _job_actions
+
+
+def same_hardware(a: Checkpoint, b: Checkpoint) -> bool:
+    """Two states with the same hardware failed and the same leases (blocks, cover)."""
+    return (
+        (a.avail is b.avail or np.array_equal(a.avail, b.avail))
+        and np.array_equal(a.links_up, b.links_up)
+        and a.min_override == b.min_override
+        and a.cover == b.cover
+        and a.offer_blocks == b.offer_blocks
+    )
+
+
+def prepare(
+    base_inst: Any,
+    base: Checkpoint,
+    pl: Any,
+    pending: Any,
+    parsed: dict[int, np.ndarray] | None = None,
+) -> Prepared:
+    """Merge placement `pl` and the `pending` jobs into a copy of the checkpoint `base`
+    (a state of the live cluster over `base_inst`) and check it whole: the heavy part of
+    adopting a plan (rebuilding the derived state, the checker), done without touching the
+    live state. A plan that does not pass gets a PlacementError."""
+    fork = LiveState.from_checkpoint(base_inst, base)
+    parsed = {} if parsed is None else parsed
+    plan = read_plan(fork, pl, pending, parsed)
+    change, before = adopt(fork, plan)
+    why = kept_reason(change, before, fork.objective)
+    return Prepared(base, fork, pl, pending, parsed, change, before, why)
+
+
+def _same(a: Job, b: Job) -> bool:
+    return a is b or a == b
+
+
+def catch_up(live: LiveState, prep: Prepared, full: bool = False) -> tuple[Change, float] | None:
+    """The prepared merge brought to `live`, the live state as it is now (jobs started,
+    moved or stopped since ``prep.base``; hardware and leases unchanged: the caller sees to
+    it): the same plan merged into `live` (:func:`read_plan` against it: pinned and
+    must-stay jobs included), the prepared state changed only for the jobs whose merged
+    holding differs, those verified against the whole merged state (rules 1-5 for them;
+    disjointness, availability, leases with rule 6, power and must-stay jobs over all;
+    `full`: the whole checker), as every live operation is. Returns the Change against
+    `live` and its objective, the merged state in ``prep.merged``; None when the result
+    would keep its jobs in another order than :func:`adopt` (pending jobs started by the
+    plan after jobs that arrived since): the caller adopts the plan whole. A plan that no
+    longer passes gets a PlacementError (`live` and nothing else is unchanged either way
+    until the caller takes ``prep.merged``)."""
+    fork = prep.merged
+    assert fork is not None
+    plan = read_plan(live, prep.placement, prep.pending, prep.parsed)
+    before = live.objective
+    targets = _targets(live, plan)
+    want = {name: (orig, k, after) for name, orig, _p, k, after in targets if len(after[0])}
+    diff = []
+    for name in list(fork.slot) + [n for n in want if n not in fork.slot]:
+        j = fork.slot.get(name)
+        w = want.get(name)
+        if (
+            j is None
+            or w is None
+            or not _same(fork.spec[name], w[0])
+            or fork.plan_index(j) != w[1]
+            or not np.array_equal(fork.st.job_gpus[j], w[2][0])
+        ):
+            diff.append(name)
+    if plan.pending and any(n not in fork.slot and n not in plan.pending for n in diff):
+        return None
+    changed: set[int] = set()
+    for name in diff:  # free every changed job's GPUs first: one may take another's
+        j = fork.slot.get(name)
+        if j is not None and len(fork.st.job_gpus[j]):
+            fork.set_job(j, EMPTY)
+    for name in diff:
+        j = fork.slot.get(name)
+        w = want.get(name)
+        if j is not None and (w is None or not _same(fork.spec[name], w[0])):
+            fork.drop_slot(j)  # stopped, released, or released and submitted again
+    for name, (orig, k, after) in want.items():  # in the merged order: new slots at the end
+        if name not in diff:
+            continue
+        j = fork.slot.get(name)
+        if j is None:
+            j = fork.add_slot(orig, k)
+        else:
+            fork.set_plan(j, k)
+        fork.set_job(j, after[0])
+        changed.add(j)
+    try:
+        verify_state(fork, changed, full=full, leases=True)
+    except SolverError as e:
+        raise PlacementError([("placement", f"against the live state: {e}")]) from None
+    change = _job_actions(live, targets, prep.actions)
+    change.actions += leases.lease_actions(fork, leases.infos(live), ActionCause.REPLAN, "replan")
+    change.delta = fork.objective - before - change.cost
+    return change, before
+
+
+def advance(base_inst: Any, prep: Prepared, base: Checkpoint, full: bool = False) -> Prepared:
+    """`prep` brought to the newer state `base` (a checkpoint of the live state taken
+    since), still away from the live state: :func:`catch_up` against a copy of `base`
+    (only the jobs that changed between the two are redone), or :func:`prepare` again
+    when the hardware or the leases changed. The commit then has only what changed after
+    `base` to redo. A plan that no longer passes against `base` gets a PlacementError."""
+    if prep.merged is None or not same_hardware(prep.base, base):
+        return prepare(base_inst, base, prep.placement, prep.pending, prep.parsed)
+    view = LiveState.from_checkpoint(base_inst, base)
+    try:
+        out = catch_up(view, prep, full)
+    except BaseException:
+        prep.merged = None
+        raise
+    if out is None:
+        return prepare(base_inst, base, prep.placement, prep.pending, prep.parsed)
+    prep.change, prep.before = out
+    prep.base = base
+    prep.reason = kept_reason(prep.change, prep.before, prep.merged.objective)
+    return prep

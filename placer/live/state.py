@@ -268,6 +268,21 @@ class LiveState:
             self.rebuild()
 
     # ------------------------------------------------------------------ checkpoints
+    @classmethod
+    def from_checkpoint(cls, base: Instance, cp: Checkpoint) -> LiveState:
+        """A separate live state equal to `cp` (its derived state rebuilt) that shares no
+        mutable part with the state `cp` was taken from: a plan can be merged into it and
+        checked while that state goes on (the holdings' arrays are shared: they are
+        replaced, never written, once held)."""
+        live = cls(base, cp.avail, cp.links_up.copy())
+        live.slots = list(cp.slots)
+        live.slot = dict(cp.slot)
+        live.spec = dict(cp.spec)
+        live.min_override = dict(cp.min_override)
+        live.cover = [set(s) for s in cp.cover]
+        live.rebuild(list(cp.job_gpus), [list(b) for b in cp.offer_blocks])
+        return live
+
     def checkpoint(self) -> Checkpoint:
         st = self.st
         return Checkpoint(

@@ -3,10 +3,14 @@ store, the revision, and the replan and solve workers.
 
 Concurrency: one short lock around the cluster and the store. A mutation takes it, checks
 ``If-Match``, changes the cluster, commits the changed rows and the event, and answers only
-after the commit. A replan takes it twice, briefly: to take the instance to solve (and the
-revision), and to adopt the plan (:meth:`Cluster.adopt`: checked against the state that moved
-meanwhile); the solve itself runs in a worker process without it, so submits, releases and
-failures go on during a replan.
+after the commit. A replan takes it three times, briefly: to take the instance to solve (and
+the revision); once the solve is back, to take a copy of the state (:meth:`Cluster.adopt_base`),
+into which the plan is merged and checked whole without the lock
+(:meth:`Cluster.prepare_adopt`: the rebuild and the checker, the heavy part); and to commit it
+(:meth:`Cluster.commit_adopt`: only the jobs that changed since the copy are redone and
+verified against the whole merged state, the same result as adopting the plan whole against
+the state as it is then). The solve runs in a worker process, so submits, releases and
+failures go on during a replan and wait at most for those short holds.
 
 If a commit fails after the cluster changed in memory (disk, connection, or another writer
 took over), the in-memory cluster is dropped and rebuilt from the store (on PostgreSQL this
@@ -41,6 +45,13 @@ class Limits:
     max_solve_seconds: float = 60.0  # time_limit of /solve and /replan
     solve_grace_seconds: float = 30.0  # deadline = time_limit + this (loading, answering)
     max_concurrent: int = 64  # requests in flight: 503 beyond
+
+
+# a replan's prepared plan is caught up to a newer copy of the state (without the lock)
+# while more than this many commits landed since its copy, at most this many times; then
+# the commit redoes what is left under the lock
+CATCH_UP_REVISIONS = 2
+CATCH_UP_ROUNDS = 3
 
 
 class ServiceError(PlacerError):
@@ -290,7 +301,7 @@ class Service:
                     f"a replan is already running (from revision {self._replanning})",
                     ["replan"],
                 )
-            doc = c.replan_instance(pending)
+            doc = c.replan_instance(pending, ids=False)  # the worker names the GPUs
             rev0 = self.revision
             before = c.objective
             self._replanning = rev0
@@ -321,31 +332,76 @@ class Service:
             why = verdict(res["has_placement"], res["reason"], res["objective"], before)
             if why:
                 return self._not_applied(why, started)
+            # the plan merged into a copy of the state now and checked whole, without the
+            # lock (submits go on); under the lock only the jobs that moved since are redone
             with self.lock:
                 c = self.ready_cluster()
-                moved = self.revision != rev0
+                base, rev1 = c.adopt_base(), self.revision
+            try:
+                prep = c.prepare_adopt(base, res["placement"], pending)
+            except PlacementError as e:
+                state = (
+                    f"the state moved (revision {rev0} -> {rev1}) and the plan no longer passes"
+                    if rev1 != rev0
+                    else f"the plan does not pass (revision {rev0}, the state it was solved from)"
+                )
+                return self._not_applied(f"{state} the checker against it: {_problems(e)}", started)
+            # under churn, catch the prepared plan up to a newer copy without the lock, so
+            # that the commit redoes only what the last short round let through
+            rounds = 0
+            while True:
+                with self.lock:
+                    if self.ready_cluster() is not c:  # rebuilt from the store meanwhile
+                        return self._not_applied(
+                            "the service was rebuilt from its store during the replan; "
+                            "nothing changed",
+                            started,
+                        )
+                    if self.revision - rev1 > CATCH_UP_REVISIONS and rounds < CATCH_UP_ROUNDS:
+                        base, rev1 = c.adopt_base(), self.revision
+                    else:
+                        return self._commit_plan(c, prep, request, key, rev0, started)
+                rounds += 1
                 try:
-                    change = c.adopt(res["placement"], pending=pending)
+                    prep = c.advance_adopt(base, prep)
                 except PlacementError as e:
-                    why = "; ".join(f"{loc}: {msg}" for loc, msg in e.problems[:5])
                     return self._not_applied(
-                        f"the state moved (revision {rev0} -> {self.revision}) and the plan no "
-                        f"longer passes the checker against it: {why}",
+                        f"the state moved (revision {rev0} -> {rev1}) and the plan no longer "
+                        f"passes the checker against it: {_problems(e)}",
                         started,
-                        locked=True,
                     )
-                if change.reason:
-                    return self._not_applied(change.reason, started, locked=True)
-                change.seconds = time.perf_counter() - started
-                d = self._commit("replan", request, change, key)
-                d["applied"] = True
-                d["moved"] = moved
-                d["from_revision"] = rev0
-                return d
         finally:
             self._replanning = None
 
-    def _not_applied(self, reason: str, started: float, locked: bool = False) -> dict[str, Any]:
+    def _commit_plan(
+        self,
+        c: Cluster,
+        prep: Any,
+        request: dict[str, Any],
+        key: str | None,
+        rev0: int,
+        started: float,
+    ) -> dict[str, Any]:
+        """Adopt a prepared plan into the cluster as it is now and commit it (lock held)."""
+        moved = self.revision != rev0
+        try:
+            change = c.commit_adopt(prep)
+        except PlacementError as e:
+            return self._not_applied(
+                f"the state moved (revision {rev0} -> {self.revision}) and the plan no "
+                f"longer passes the checker against it: {_problems(e)}",
+                started,
+            )
+        if change.reason:
+            return self._not_applied(change.reason, started)
+        change.seconds = time.perf_counter() - started
+        d = self._commit("replan", request, change, key)
+        d["applied"] = True
+        d["moved"] = moved
+        d["from_revision"] = rev0
+        return d
+
+    def _not_applied(self, reason: str, started: float) -> dict[str, Any]:
         d = Change(reason=reason, seconds=time.perf_counter() - started).to_dict()
         d.update(applied=False, revision=self.revision)
         return d
@@ -376,6 +432,10 @@ class Service:
         if res["placement"] is None:
             raise ServiceError(400, f"the solve found no placement: {res['reason']}", ["instance"])
         return res["placement"]
+
+
+def _problems(e: PlacementError) -> str:
+    return "; ".join(f"{loc}: {msg}" for loc, msg in e.problems[:5])
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str | None:

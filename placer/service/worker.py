@@ -35,8 +35,9 @@ class WorkerFailed(Exception):
 
 def _solve_task(task: dict[str, Any]) -> dict[str, Any]:
     from placer.api import load_instance, solve
+    from placer.live.replan import named_document
 
-    inst = load_instance(task["instance"])
+    inst = load_instance(named_document(task["instance"]))
     res = solve(
         inst, solver=task["solver"], time_limit=task["time_limit"], seed=task.get("seed", 0)
     )

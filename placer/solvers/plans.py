@@ -47,7 +47,8 @@ class PlanGroups:
     plan: list[int | None]  # variant -> its plan (index into the job's plans), or None
     members: list[list[int]]  # real job -> its variants
     must: list[bool]  # real job -> running and not preemptible: one variant must be placed
-    bounds: dict[int, float] = field(default_factory=dict)  # variant -> value_bound (cache)
+    bounds: dict[int, tuple] = field(default_factory=dict)  # variant -> _bound (cache)
+    twins: set[int] | None = None  # site_twins (cache)
 
 
 def has_plans(inst: Instance) -> bool:
@@ -142,6 +143,62 @@ def first_plan_rows(inst: Instance, options: list) -> list:
     return [(others, "<=", 0.0, "first plans")] if others else []
 
 
+def site_twins(inst: Instance) -> set[int]:
+    """Variants that place inside one site exactly as an earlier variant of their job does:
+    every field equal but the scopes, and those equal or both site-wide or wider in every
+    dimension (``pp: cluster, dp: site`` against ``dp: cluster``, say). Empty outside a
+    virtual instance.
+
+    Why: inside one site neither scope binds, so such a variant's one-site placements are
+    the earlier one's, with the same kernel value (scopes are rules, not costs) and the
+    same rules met; only its cross-site placements differ. Its one-site coarse options
+    duplicate the earlier variant's, and the duplicates made the coarse model hard to prove:
+    on a generated three-campus instance (24 jobs, 9 such variants) CP-SAT did not prove it
+    in 20 s, and proves it without them in about 6 s, at the same optimum."""
+    g = inst._plan_groups
+    if g is None:
+        return set()
+    if g.twins is not None:
+        return g.twins
+    ix = inst.index
+
+    def wide(x: str | None) -> bool:
+        return x is None or x == "cluster" or ix.level_index(x) == 0
+
+    def same_inside(a: int, b: int) -> bool:
+        ja, jb = inst.jobs[a], inst.jobs[b]
+        quick = ("tp", "pp", "ep", "units_min", "units_max", "value", "cross_site_every")
+        if any(getattr(ja, k) != getattr(jb, k) for k in quick):
+            return False  # (cheap first: most plans of a job differ in their shape)
+        # the rest (siblings share `plans`: one job's)
+        skip = {"name", "scope", "plans"}
+        if ja.model_dump(exclude=skip) != jb.model_dump(exclude=skip):
+            return False
+        sa, sb = ja.effective_scope(), jb.effective_scope()
+        return all(sa[d] == sb[d] or (wide(sa[d]) and wide(sb[d])) for d in sa)
+
+    out = set()
+    for vs in g.members:
+        for i, b in enumerate(vs[1:], 1):
+            if any(same_inside(a, b) for a in vs[:i] if a not in out):
+                out.add(b)
+    g.twins = out
+    return out
+
+
+def drop_twin_sites(inst: Instance, options: list, ub: list[float]) -> int:
+    """Fix at 0 (in `ub`, the coarse model's upper bounds) the one-site options (kind
+    ``site``) of :func:`site_twins`; returns how many. The bound stays valid: every
+    placement they stand for is one of the earlier variant's, which keeps its options."""
+    twins = site_twins(inst)
+    n = 0
+    for op in options:
+        if op.job in twins and op.kind == "site" and op.b >= 0:
+            ub[op.b] = 0.0
+            n += 1
+    return n
+
+
 def _default_variant(inst: Instance, g: PlanGroups, j: int) -> int:
     """The variant of real job j that runs its default plan: the one that keeps `current`
     (a running job's current plan), else the first listed (its first plan)."""
@@ -149,9 +206,10 @@ def _default_variant(inst: Instance, g: PlanGroups, j: int) -> int:
     return next((v for v in vs if inst.jobs[v].current), vs[0])
 
 
-def value_bound(inst: Instance, j: int) -> float:
+def value_bound(inst: Instance, j: int, free: int | None = None) -> float:
     """An upper bound on what placing variant j can add to the objective, from a state where
-    its group holds no GPUs (inf outside a virtual instance).
+    its group holds no GPUs (inf outside a virtual instance); with `free`, the count of free
+    GPUs in that state, the bound of what fits in them (-inf when its fewest units do not).
 
     Why: a job's variants are tried in turn wherever a job is placed (the greedy, its growth,
     the local search), and most of a solve with plans went into packing variants that could
@@ -160,13 +218,30 @@ def value_bound(inst: Instance, j: int) -> float:
     units and the fastest allowed type, with no failures and a step of at least the compute
     with its 1F1B bubble plus, for TP groups inside a site, the ring at the fastest latency and
     bandwidth of any level; plus the migration cost a running variant saves by staying. Other
-    jobs only lose when a job is added (it shares WAN links with them)."""
+    jobs only lose when a job is added (it shares WAN links with them).
+
+    The value is linear in the units (each adds unit_size GPUs at the same rate), so with
+    `free` GPUs the bound scales to the most units they hold. Why: once the cluster is nearly
+    full, every variant of every job left was packed only to find nothing fits (on a 1,024-GPU
+    SuperPOD, half the greedy's packings), and a job held to fewer units than it wants by the
+    free count alone cannot gain by another plan of lower rate."""
     g = inst._plan_groups
     if g is None:
         return float("inf")
     got = g.bounds.get(j)
-    if got is not None:
-        return got
+    if got is None:
+        got = g.bounds[j] = _bound(inst, j)
+    if free is None:
+        return got[0] + got[1]
+    job = inst.jobs[j]
+    units = min(job.units_max, free // job.unit_size)
+    if units < max(job.units_min, 1):
+        return -float("inf")
+    return got[0] * units / max(job.units_max, 1) + got[1]
+
+
+def _bound(inst: Instance, j: int) -> tuple[float, float]:
+    """(value bound at the most units, migration saved) of variant j (:func:`value_bound`)."""
     job = inst.jobs[j]
     ix = inst.index
     speed = max((float(ix.type_speed[t]) for t in allowed_types(inst, ix, job)), default=0.0)
@@ -187,11 +262,9 @@ def value_bound(inst: Instance, j: int) -> float:
             comm = (1.0 - job.overlap.tp) * float(ring)
         eff = c / (c * bubble(job) + comm)
     ub = job_hours(inst, job) * job.value * speed * job.units_max * job.unit_size * eff
-    if job.current:
-        ub += job.migration_cost
-    ub = ub * (1.0 + 1e-7) + 1e-6  # above the kernel's own rounding of the same product
-    g.bounds[j] = ub
-    return ub
+    mig = job.migration_cost if job.current else 0.0
+    # above the kernel's own rounding of the same products
+    return ub * (1.0 + 1e-7) + 1e-6, mig * (1.0 + 1e-7) + 1e-6
 
 
 def group_heads(inst: Instance, order: list[int]) -> list[int]:

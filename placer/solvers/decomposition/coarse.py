@@ -465,6 +465,18 @@ def split_piece(inst: Instance, ix, job: Job) -> int:
     return 1 if "tp" in crossing else job.tp
 
 
+def unit_in_every_site(inst: Instance, ix, job: Job) -> bool:
+    """True when every unit of a placement of the job has GPUs in every site the job uses:
+    a training job whose DP groups may not cross sites (SPEC 1.2: the DP group of (t, p)
+    holds rank (t, p) of every unit, so the site holding it holds part of every unit). With
+    `mix_types` each unit is of one type (rule 2), so a job over several sites then uses
+    only types that every one of them has, and each site holds at least one piece of each
+    unit: rows the split options may add without losing a placement."""
+    if job.kind != "training":
+        return False
+    return "dp" not in crossing_dims(inst, ix, job)
+
+
 def span_fail(ix, sites, crossing: set[str]) -> float:
     """Fewest WAN-link failures per day of a job over all these sites. When only DP groups
     may cross, each joins every site (one member per unit): the links of every pair's path.
@@ -680,6 +692,9 @@ def _training_option(
                 lm.add({v: 1.0, op.b: -1.0}, ">=", 0)  # every site holds part of the job
             lm.add({v: 1.0, op.b: -float(ub)}, "<=", 0)
         lm.add(row, "==", 0)
+        if kind == "multi" and unit_in_every_site(inst, ix, job):
+            for v in op.pieces.values():  # each unit has a piece in every site of the set
+                lm.add({v: 1.0, u: -float(step)}, ">=", 0)
         tot = {u: 1.0}
         lm.add({u: 1.0, op.b: -float(hi_steps)}, "<=", 0)
         lm.add({u: 1.0, op.b: -float(lo_steps)}, ">=", 0)
@@ -992,8 +1007,19 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
     hours = job_hours(inst, job)
     per_event = (job.restart_min + job.checkpoint_interval_min / 2.0) / 60.0 / 24.0
     ratio = _MIXED_RATIO_HUGE if c.huge else _MIXED_RATIO
+    if not c.huge:
+        n_mixed = c.memo.get("mixed jobs")
+        if n_mixed is None:
+            n_mixed = c.memo["mixed jobs"] = sum(1 for jb in inst.jobs if jb.mix_types)
+        if n_mixed > _MIXED_FEW:
+            ratio = _MIXED_RATIO_MANY
+    whole = unit_in_every_site(inst, ix, job)
     for sites in site_sets:
         sk = [(s, t) for s, t in keys if s in sites]
+        if whole and len(sites) > 1:
+            # every unit has GPUs in every site of the set, and a unit is of one type
+            common = set.intersection(*({t for ss, t in sk if ss == s} for s in sites))
+            sk = [(s, t) for s, t in sk if t in common]
         if len({t for _, t in sk}) < 2:
             continue  # one type only: the single-type options cover it
         if piece:
@@ -1032,6 +1058,7 @@ def _add_mixed_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None
                 spans=spans,
                 set_types=set_types,
                 piece=piece if len(sites) > 1 else 0,
+                whole=whole and len(sites) > 1,
             )
             for variant in _part_variants(c, job, sites, sk, n_lo):
                 _mixed_one(c, j, job, job_opts, sites, sk, (lo, hi), variant, fixed)
@@ -1138,6 +1165,17 @@ def _mixed_one(
     if spans:
         for row in per_site.values():  # every site of the set holds units
             lm.add({**row, op.b: -1.0}, ">=", 0)
+    if op.piece and fixed.get("whole"):
+        # each unit of type t has a piece in every site: a site's pieces of type t are at
+        # least the type's units, (piece / unit_size) * (its pieces over all sites)
+        per_unit = job.unit_size // op.piece
+        for t in sorted({t for _, t in op.parts}):
+            col = {v: -1.0 for (s, tt), v in op.parts.items() if tt == t}
+            for s in sites:
+                row = dict(col)
+                if (s, t) in op.parts:
+                    row[op.parts[(s, t)]] += float(per_unit)
+                lm.add(row, ">=", 0)
     if lrow:
         # lo <= lost0 + sum a n < hi while the option is chosen
         lm.add({**lrow, op.b: lost0 - lo}, ">=", 0)
@@ -1147,7 +1185,11 @@ def _mixed_one(
     job_opts.append(op)
 
 
-_MIXED_RATIO = 1.04  # (1 - lo) / (1 - hi) of an interruption bracket of a mixed option
+_MIXED_RATIO = 1.01  # (1 - lo) / (1 - hi) of an interruption bracket of a mixed option
+# more than _MIXED_FEW mixed jobs (plan variants counted): brackets of 4%, a quarter as many
+# options per job, so that the model stays the size it had before the 1% brackets
+_MIXED_FEW = 50
+_MIXED_RATIO_MANY = 1.04
 _MIXED_RATIO_HUGE = 1.25  # thousands of jobs: fewer brackets, a looser (valid) bound
 
 

@@ -37,7 +37,7 @@ from placer.kernel.cost import analyse_job, as_batch
 from placer.kernel.score import Scorer, evaluate_job, offer_gpus
 from placer.model import Instance, Job
 from placer.solvers.decomposition.pack import Packer, layout
-from placer.solvers.plans import group_heads, must_place, siblings, value_bound
+from placer.solvers.plans import group_heads, must_place, siblings, site_twins, value_bound
 
 
 class State:
@@ -182,11 +182,17 @@ class State:
         j: int,
         max_units: int | None = None,
         sites: list[int] | None = None,
+        floor: float | None = None,
+        cross_only: bool = False,
         checked: bool = True,
     ) -> list[np.ndarray]:
-        """Candidate GPU arrays (rank order) for job j in the current state. Not `checked`:
-        rules 1-5 are left to the caller (:meth:`best_candidate` with ``check=True`` runs
-        them on the best candidates only, in the order of their objective change)."""
+        """Candidate GPU arrays (rank order) for job j in the current state; with `floor`
+        (SPEC v3), only those whose size's :func:`~placer.solvers.plans.value_bound` is
+        above it (the others cannot beat a variant already found: not checked or scored);
+        with `cross_only` (a :func:`~placer.solvers.plans.site_twins` variant), only those
+        over two sites or more (its one-site ones are its twin's). Not `checked`: rules 1-5
+        are left to the caller (:meth:`best_candidate` with ``check=True`` runs them on the
+        best candidates only, in the order of their objective change)."""
         inst, ix = self.inst, self.ix
         job = inst.jobs[j]
         cap = job.units_max if max_units is None else min(max_units, job.units_max)
@@ -204,6 +210,10 @@ class State:
             # PP chains narrower than TP groups (e.g. pp scope node, tp across nodes): pack
             # the job with the roles of TP and PP exchanged, then restore the rank order
             out.extend(from_pp_inner(job, g) for g in self._packed(swapped, cap, site_list))
+        if floor is not None:
+            out = [g for g in out if value_bound(inst, j, len(g)) > floor + 1e-9]
+        if cross_only:
+            out = [g for g in out if len(g) and ix.dom[0][g].min() != ix.dom[0][g].max()]
         # power: what the job would draw per site, beyond what it draws now
         room = self.power_left + self._power(self.job_gpus[j]) + 1e-9
         return [
@@ -442,10 +452,26 @@ class State:
         if len(old):
             self.set_job(old_j, np.zeros(0, np.int64))
         best_s, g, d = j, None, -np.inf
+        free = None
+        twins: set[int] = set()
+        if len(sib) > 1:
+            # a variant that places inside one site as a sibling does: only its cross-site
+            # candidates (the sibling's, same value, are tried too, or bounded out alike)
+            twins = site_twins(self.inst)
+            # the variant held now first, then the others by falling value_bound: the best
+            # found early lets value_bound skip more of the rest (the held one is usually
+            # still the best; ties keep the plans' order)
+            sib = sorted(
+                sib, key=lambda s: (s != old_j or not len(old), -value_bound(self.inst, s))
+            )
+            free = int(np.count_nonzero(self.free))
         for s in sib:
-            if g is not None and value_bound(self.inst, s) <= d + 1e-9:
-                continue  # it cannot beat the best variant so far (plans.value_bound)
-            gs, ds = self.best_candidate(s, self.candidates(s, checked=False, **kw), check=True)
+            ub = value_bound(self.inst, s, free)
+            if ub == -np.inf or (g is not None and ub <= d + 1e-9):
+                continue  # it does not fit, or cannot beat the best variant so far
+            floor = d if g is not None else None
+            cands = self.candidates(s, floor=floor, cross_only=s in twins, checked=False, **kw)
+            gs, ds = self.best_candidate(s, cands, check=True)
             if gs is not None and ds > d + 1e-9:
                 best_s, g, d = s, gs, ds
         if g is not None and (d > 0 or must_place(self.inst, j) or len(old)):

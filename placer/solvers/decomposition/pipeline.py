@@ -58,7 +58,7 @@ from placer.solvers.decomposition.exact_small import (
     build_columns,
 )
 from placer.solvers.decomposition.linmodel import LinModel
-from placer.solvers.plans import first_plan_rows, must_place, siblings
+from placer.solvers.plans import drop_twin_sites, first_plan_rows, must_place, siblings
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
 GREEDY_SHARE = 0.2  # of the limit, at most, for that first greedy when a plan can follow
@@ -184,6 +184,26 @@ def _plan_holds(inst: Instance, co: coarse_mod.Coarse, factors: dict[int, float]
         others = [op.b for op in co.options if op.job in sib and op.job != j]
         holds.append([({b: 1.0 for b in others}, "<=", 0.0, f"plan {inst.jobs[j].name}")])
     return holds
+
+
+def _first_plans_settled(
+    held: CoarseSolution, sol: CoarseSolution, cands: list, slack: float = -1e-9
+) -> str:
+    """SPEC v3: why the coarse plan held to first plans (`held`) need not be packed, or "".
+
+    Packing it costs two packings (a third of a small solve with plans), and it can only
+    matter when it could beat what is in hand: its model bounds every placement held to
+    first plans (the first-plan solve's included), so when a candidate already reaches that
+    bound it cannot; and when it is the very plan `sol` already packed, its packings are
+    those candidates (packing is deterministic in the plan). `slack`: the bound's relative
+    tolerance (an LP solver's optimum may lie a little below the true one: pass a positive
+    slack to ask for that much more)."""
+    best = max((c.objective for c in cands), default=-np.inf)
+    if held.bound is not None and best >= held.bound + slack * max(1.0, abs(held.bound)):
+        return f"a candidate ({best:,.1f}) reaches its bound ({held.bound:,.1f})"
+    if sol.values is not None and np.allclose(held.values, sol.values, rtol=0, atol=1e-9):
+        return "it is the coarse plan already packed"
+    return ""
 
 
 def _with_rows(lm: LinModel, rows: list) -> LinModel:
@@ -702,8 +722,11 @@ class DecompositionSolver(Solver):
             stage="coarse model", incumbent=first.objective, elapsed=time.perf_counter() - started
         )
         co = None
+        dropped = 0
         if deadline is None or deadline - time.perf_counter() > coarse_need(inst):
             co = coarse_mod.build(inst)
+            # SPEC v3: one-site options duplicated by a sibling plan (plans.site_twins)
+            dropped = drop_twin_sites(inst, co.options, co.model.ub)
         left = None if deadline is None else (deadline - time.perf_counter()) * 0.5
         if co is not None and left is not None and 2 * left < coarse_need(inst, co.model.n_vars):
             co = None  # no time to solve it: skip it
@@ -756,6 +779,8 @@ class DecompositionSolver(Solver):
             "coarse_rows": len(co.model.rows),
             "coarse_bound": sol.bound,
         }
+        if dropped:
+            stats["plan_twin_options"] = dropped
         if sol.status == INFEASIBLE:
             return no_placement(
                 inst,
@@ -806,7 +831,7 @@ class DecompositionSolver(Solver):
             factors = mixed_factors(inst, co, sol.values, candidates[0])
             rounds = 0
 
-            def solve_x(model, key, until, share):
+            def solve_x(model, key, until, share, skip=None):
                 if model is None or (
                     deadline is not None
                     and time.perf_counter() >= started + until * (deadline - started)
@@ -823,6 +848,10 @@ class DecompositionSolver(Solver):
                 )
                 if sol_x.values is None:
                     return None
+                why = skip(sol_x) if skip is not None else ""
+                if why:
+                    stats[key] = "not packed: " + why
+                    return None
                 states = both_orders(inst, co, sol_x.values, p_deadline)
                 candidates.extend(states)
                 stats[key] = True
@@ -830,8 +859,32 @@ class DecompositionSolver(Solver):
 
             # SPEC v3: the plan held to each job's first plan, packed too (first_plan_rows)
             held = first_plan_rows(inst, co.options)
-            if held and mode != "always" and co.model.n_vars <= LARGE_MODEL:
-                solve_x(_with_rows(co.model, held), "first_plans", 0.5, 0.25)
+            # (while half the limit is left, as its solve_x asks: not even its LP after that)
+            in_time = deadline is None or time.perf_counter() < started + 0.5 * (deadline - started)
+            if held and in_time and mode != "always" and co.model.n_vars <= LARGE_MODEL:
+                held_model = _with_rows(co.model, held)
+                # its LP relaxation bounds it too, in a fraction of the integer solve: when
+                # a candidate already reaches that, the integer model is not solved either
+                lp_held = self.solve_relaxation(
+                    held_model,
+                    None if deadline is None else max(0.05, 0.1 * (deadline - time.perf_counter())),
+                    **options,
+                )
+                why = ""
+                if lp_held.status == Status.OPTIMAL:
+                    why = _first_plans_settled(
+                        lp_held, CoarseSolution(sol.status, None, None, ""), candidates, 1e-6
+                    )
+                if why:
+                    stats["first_plans"] = "not solved: its LP relaxation: " + why
+                else:
+                    solve_x(
+                        held_model,
+                        "first_plans",
+                        0.5,
+                        0.25,
+                        skip=lambda s: _first_plans_settled(s, sol, candidates),
+                    )
             while rounds <= MAX_PLAN_ROUNDS:
                 got = solve_x(repriced(co, factors), "repriced", 0.5, 0.25)
                 if got is None:

@@ -1,0 +1,237 @@
+"""Adopting a plan in two steps (`placer serve`'s replan): `adopt_base()` (a copy of the live
+state), `prepare_adopt()` (the plan merged and checked whole on that copy, with no lock) and
+`commit_adopt()` (the prepared state brought to the live state as it is by then: only the
+jobs that changed meanwhile redone and verified), with `advance_adopt()` rounds (the same
+catching up on a newer copy, without the lock) in between. The result must be the one
+`adopt()` gives on the live state at the commit: the same decision (adopted, refused with a
+PlacementError, or kept as not worth it), the same actions and the same state.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from builders import one_site, training
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import placer
+from placer import Cluster
+from placer.errors import PlacementError, UsageError
+from placer.live.replan import named_document
+
+if __package__:
+    from .strategies import feasible_case
+else:
+    from strategies import feasible_case
+
+HYP = dict(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def canonical(c: Cluster) -> str:
+    return json.dumps(c.snapshot(), sort_keys=True)
+
+
+def _rounded(x: object) -> object:
+    if isinstance(x, float):
+        return round(x, 6)
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items() if k != "seconds"}
+    if isinstance(x, list):
+        return [_rounded(v) for v in x]
+    return x
+
+
+def outcome(fn) -> tuple:
+    """What an adoption decided: ('error', problems) or ('change', the Change rounded)."""
+    try:
+        return "change", _rounded(fn().to_dict())
+    except PlacementError as e:
+        return "error", len(e.problems) > 0
+
+
+def twin(c: Cluster, inst) -> Cluster:
+    return Cluster.resume(inst, json.loads(json.dumps(c.state())), verify="full")
+
+
+def spread_cluster() -> tuple[Cluster, object, dict]:
+    """Job 'a' bound across two nodes (slow all-reduce) and a plan putting it on one node
+    (better: adopted), with room around for jobs arriving meanwhile."""
+    inst = placer.load_instance(one_site(nodes=6, gpus_per_node=2))
+    c = Cluster(inst, verify="full")
+    c.start(training("a", 2, value=50), ["a/node0/gpu0", "a/node1/gpu0"])
+    c.submit(training("b", 1))
+    plan = c.placement().model_dump(mode="json", exclude_none=True)
+    for pj in plan["jobs"]:
+        if pj["name"] == "a":
+            pj["gpus"] = ["a/node4/gpu0", "a/node4/gpu1"]
+    return c, inst, plan
+
+
+def test_a_prepared_plan_is_taken_as_it_is_when_nothing_moved():
+    c, inst, plan = spread_cluster()
+    full = twin(c, inst)
+    prep = c.prepare_adopt(c.adopt_base(), plan)
+    assert prep.merged is not None and not prep.reason
+    want = outcome(lambda: full.adopt(plan))
+    assert want[0] == "change" and want[1]["actions"], want
+    assert outcome(lambda: c.commit_adopt(prep)) == want
+    assert canonical(c) == canonical(full) and c.check() == []
+    assert c.objective == pytest.approx(full.objective)
+
+
+def test_jobs_that_moved_meanwhile_are_redone_and_the_result_equals_a_whole_adopt():
+    c, inst, plan = spread_cluster()
+    prep = c.prepare_adopt(c.adopt_base(), plan)
+    # meanwhile: one job released, two arrive, one of them where the plan leaves room
+    c.release("b")
+    c.submit(training("late1", 1))
+    c.start(training("late2", 1), ["a/node5/gpu1"])
+    full = twin(c, inst)
+    want = outcome(lambda: full.adopt(plan))
+    got = outcome(lambda: c.commit_adopt(prep))
+    assert got == want and got[0] == "change"
+    assert {a["job"] for a in got[1]["actions"]} == {"a"}
+    assert canonical(c) == canonical(full) and c.check() == []
+    assert c.objective == pytest.approx(full.objective)
+
+
+def test_a_job_that_took_the_plans_gpus_meanwhile_refuses_the_plan_and_nothing_changes():
+    c, inst, plan = spread_cluster()
+    prep = c.prepare_adopt(c.adopt_base(), plan)
+    c.start(training("thief", 1), ["a/node4/gpu1"])  # a GPU the plan gives 'a'
+    before = canonical(c)
+    with pytest.raises(PlacementError, match="against the live state"):
+        c.commit_adopt(prep)
+    assert canonical(c) == before and c.check() == []
+    with pytest.raises(PlacementError, match="against the live state"):
+        twin(c, inst).adopt(plan)
+
+
+def test_failed_hardware_meanwhile_adopts_the_plan_whole_against_it():
+    c, inst, plan = spread_cluster()
+    prep = c.prepare_adopt(c.adopt_base(), plan)
+    c.fail(["a/node5"])
+    full = twin(c, inst)
+    assert outcome(lambda: c.commit_adopt(prep)) == outcome(lambda: full.adopt(plan))
+    assert canonical(c) == canonical(full)
+    c, inst, plan = spread_cluster()
+    prep = c.prepare_adopt(c.adopt_base(), plan)
+    c.fail(["a/node4"])  # the plan's GPUs for 'a'
+    before = canonical(c)
+    with pytest.raises(PlacementError):
+        c.commit_adopt(prep)
+    assert canonical(c) == before
+
+
+def test_a_plan_refused_on_the_copy_changes_nothing_live():
+    c, inst, plan = spread_cluster()
+    bad = copy.deepcopy(plan)
+    for pj in bad["jobs"]:
+        if pj["name"] == "a":
+            pj["gpus"] = ["a/node0/gpu0", "a/node0/gpu0"]
+    before = canonical(c)
+    with pytest.raises(PlacementError):
+        c.prepare_adopt(c.adopt_base(), bad)
+    assert canonical(c) == before
+    same = c.placement().model_dump(mode="json", exclude_none=True)  # nothing to gain
+    prep = c.prepare_adopt(c.adopt_base(), same)
+    assert "kept the live plan" in prep.reason
+    assert c.commit_adopt(prep).reason == prep.reason and canonical(c) == before
+
+
+def _items_of(inst_d: dict) -> list:
+    inst = placer.load_instance(copy.deepcopy(inst_d))
+    ix = inst.index
+    out: list = []
+    for lvl in range(1, ix.n_levels):
+        out += [ix.domain_path(lvl, d) for d in range(min(ix.n_domains(lvl), 6))]
+    out += [list(w.between) for w in inst.topology.wan]
+    return out
+
+
+@settings(max_examples=60, **HYP)
+@given(case=feasible_case(), data=st.data())
+def test_two_step_adoption_equals_adopt_at_the_commit_after_any_operations(case, data):
+    inst_d, pl_d = case
+    inst = placer.load_instance(copy.deepcopy(inst_d))
+    c = Cluster(inst, pl_d, verify="full")
+    arrivals = [copy.deepcopy(j) for j in inst_d["jobs"]]
+    for j in arrivals:
+        for k in ("current", "pinned", "current_plan"):
+            j.pop(k, None)
+    pending = []
+    if arrivals and data.draw(st.booleans()):
+        pending = [{**copy.deepcopy(arrivals[0]), "name": "pending-0"}]
+    # the plan: a solve of the snapshot, or the live placement with one job moved by hand
+    doc = c.replan_instance(pending)
+    res = placer.solve(placer.load_instance(doc), solver="greedy", time_limit=2)
+    if res.placement is None:
+        return
+    plan = res.placement.model_dump(mode="json", exclude_none=True)
+    base = c.adopt_base()
+    try:
+        prep = c.prepare_adopt(base, plan, pending)
+    except PlacementError:
+        return
+    items = _items_of(inst_d)
+
+    def operations(first: int) -> None:
+        for step in range(first, first + data.draw(st.integers(0, 4))):
+            kind = data.draw(st.sampled_from(["submit", "release", "fail", "restore"]))
+            try:
+                if kind == "submit" and arrivals:
+                    job = copy.deepcopy(data.draw(st.sampled_from(arrivals)))
+                    job["name"] = f"{job['name']}-{step}"
+                    c.submit(job, allow_moves=data.draw(st.integers(0, 2)))
+                elif kind == "release" and c.jobs:
+                    c.release(data.draw(st.sampled_from(sorted(c.jobs))))
+                elif kind in ("fail", "restore") and items and data.draw(st.booleans()):
+                    getattr(c, kind)([data.draw(st.sampled_from(items))])
+            except UsageError:
+                pass
+
+    operations(0)
+    if data.draw(st.booleans()):  # a round of catching up on a newer copy, then more
+        try:
+            prep = c.advance_adopt(c.adopt_base(), prep)
+        except PlacementError:
+            with pytest.raises(PlacementError):
+                twin(c, inst).adopt(plan, pending)
+            return
+        operations(10)
+    # the document a worker solves, sent with GPU indices and named there, is the same
+    assert named_document(c.replan_instance(ids=False)) == c.replan_instance()
+    full = twin(c, inst)
+    want = outcome(lambda: full.adopt(plan, pending))
+    got = outcome(lambda: c.commit_adopt(prep))
+    assert got == want
+    assert canonical(c) == canonical(full)
+    assert c.objective == pytest.approx(full.objective, rel=1e-9, abs=1e-6)
+    assert c.check() == []
+
+
+def test_an_actions_dict_is_its_fields_with_empty_ones_left_out_and_lists_copied():
+    from placer.cluster import Action, ActionCause
+
+    gpus = ["a/node0/gpu0", "a/node0/gpu1"]
+    a = Action("move", job="x", units=1, units_before=2, gpus=gpus, cost=3.0)
+    a.cause = ActionCause.REPLAN
+    d = a.to_dict()
+    assert d == {
+        "kind": "move",
+        "job": "x",
+        "units": 1,
+        "units_before": 2,
+        "gpus": gpus,
+        "cost": 3.0,
+        "cause": "replan",
+    }
+    assert d["gpus"] is not gpus
+    lease = Action("lease", offer="o", blocks=["a/node3"]).to_dict()
+    assert lease == {"kind": "lease", "offer": "o", "blocks": ["a/node3"], "cost": 0.0}
