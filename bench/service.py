@@ -56,8 +56,8 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))] if xs else float("nan")
 
 
-def arrival(i: int) -> dict:
-    return {
+def arrival(i: int, gpu_types: list[str] | None = None) -> dict:
+    job = {
         "name": f"load-{i:06d}",
         "kind": "training",
         "tp": 8,
@@ -65,10 +65,20 @@ def arrival(i: int) -> dict:
         "compute_ms": 1000,
         "value": 1.0 + (i % 3) / 2,
     }
+    if gpu_types:
+        job["gpu_types"] = gpu_types
+        if "GB200" in gpu_types:
+            job["tp"] = 4  # a GB200 node has 4 GPUs (tensor parallelism stays in the node)
+    return job
 
 
 def paced_submits(
-    url: str, rate: float, seconds: float, start: int = 0, until: threading.Event | None = None
+    url: str,
+    rate: float,
+    seconds: float,
+    start: int = 0,
+    until: threading.Event | None = None,
+    gpu_types: list[str] | None = None,
 ) -> dict:
     """Open-loop submits at `rate`/s (each in its own thread at its scheduled time, whatever
     the answers before it) for `seconds` or until `until` is set, with a release of the
@@ -89,7 +99,7 @@ def paced_submits(
         nonlocal n_placed
         t0 = time.perf_counter()
         try:
-            r = client.post("/jobs", json={"job": arrival(i)})
+            r = client.post("/jobs", json={"job": arrival(i, gpu_types)})
             status = str(r.status_code)
         except httpx.HTTPError as e:
             status = type(e).__name__
@@ -137,30 +147,38 @@ def paced_submits(
     }
 
 
-def during_replan(url: str, rate: float, start: int) -> dict:
-    """Paced submits for as long as a 10 s replan (cpsat, time_limit 10) is in flight, from
-    its POST to its answer (taking the snapshot, the solve and adopting the plan included)."""
+def during_replan(
+    url: str,
+    rate: float,
+    start: int,
+    pending: list[dict] | None = None,
+    gpu_types: list[str] | None = None,
+) -> dict:
+    """Paced submits for as long as a 10 s replan (cpsat, time_limit 10, with the `pending`
+    jobs it may start) is in flight, from its POST to its answer (taking the snapshot, the
+    solve and adopting the plan included); submits of jobs limited to `gpu_types` if given."""
     import httpx
 
     box: dict = {}
     done = threading.Event()
+    body = {"time_limit": 10, "solver": "cpsat", "pending": pending or []}
 
     def replan() -> None:
         t0 = time.perf_counter()
         try:
-            box["r"] = httpx.post(
-                url + "/replan", json={"time_limit": 10, "solver": "cpsat"}, timeout=300
-            ).json()
+            box["r"] = httpx.post(url + "/replan", json=body, timeout=300).json()
         finally:
             box["s"] = time.perf_counter() - t0
             done.set()
 
     th = threading.Thread(target=replan)
     th.start()
-    d = paced_submits(url, rate, 300.0, start=start, until=done)
+    d = paced_submits(url, rate, 300.0, start=start, until=done, gpu_types=gpu_types)
     th.join()
     r = box.get("r", {})
     d.update(
+        replan_pending=len(pending or []),
+        submits_gpu_types=gpu_types,
         replan_s=box.get("s"),
         replan_applied=r.get("applied"),
         replan_moved=r.get("moved"),
@@ -168,6 +186,48 @@ def during_replan(url: str, rate: float, start: int) -> dict:
         replan_reason=r.get("reason"),
     )
     return d
+
+
+# the applied replan (3b): the submits run on GB200 (colossus-2) while the plan leases
+# colossus-1 to the frontier-lab offer (its GPUs must be free of jobs: a submit landing there
+# refuses the plan, as in 3); the pending H100/H200 jobs it may start give the solve work for
+# its whole time limit
+APPLIED_SUBMIT_TYPES = ["GB200"]
+
+
+def pending_jobs(n: int) -> list[dict]:
+    return [
+        {**arrival(k, ["H100", "H200"]), "name": f"pending-{k:03d}", "dp": 4 + k % 5}
+        for k in range(n)
+    ]
+
+
+def applied_replan(args, pl: Path, out: dict, work: Path, servers) -> None:
+    """3b. The p99 of submits at ``--rate`` during a 10 s replan that is applied: a fresh
+    server on the same loaded colossus (the state the replan of 3 started from); see
+    APPLIED_SUBMIT_TYPES. The server's log gives the lock hold of the replan's commit."""
+    import re
+
+    port = servers.free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = servers.spawn_serve(
+        ROOT / "instances" / "colossus.yaml",
+        str(work / "colossus-applied.db"),
+        port,
+        "--placement",
+        str(pl),
+    )
+    try:
+        servers.wait_health(url, proc, timeout=300)
+        d = during_replan(
+            url, args.rate, 4_000_000, pending_jobs(args.pending), APPLIED_SUBMIT_TYPES
+        )
+        held = re.findall(r"replan commit: the lock held ([0-9.]+) ms", servers.log_of(proc))
+        d["commit_lock_ms"] = float(held[-1]) if held else None
+        out["during_applied_replan"] = d
+        print("during an applied replan:", d, flush=True)
+    finally:
+        servers.stop(proc)
 
 
 def load(args, inst, out: dict, work: Path, servers) -> None:
@@ -179,6 +239,9 @@ def load(args, inst, out: dict, work: Path, servers) -> None:
     res = placer.solve(inst, solver="greedy", time_limit=20)
     pl = work / "colossus-placement.json"
     pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
+    if args.applied_only:
+        applied_replan(args, pl, out, work, servers)
+        return
     port = servers.free_port()
     url = f"http://127.0.0.1:{port}"
     proc = servers.spawn_serve(
@@ -241,6 +304,7 @@ def load(args, inst, out: dict, work: Path, servers) -> None:
         c.close()
     finally:
         servers.stop(proc)
+    applied_replan(args, pl, out, work, servers)
 
 
 def restart(args, inst, out: dict, work: Path, servers) -> None:
@@ -341,6 +405,13 @@ def main(argv=None) -> None:
         default=10.0,
         help="a rate the server sustains: submits with and without a replan side by side",
     )
+    ap.add_argument(
+        "--pending",
+        type=int,
+        default=12,
+        help="pending jobs the applied replan (3b) may start (its solve uses its 10 s)",
+    )
+    ap.add_argument("--applied-only", action="store_true", help="of the load figures, only 3b")
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument(
         "--first-starts",
