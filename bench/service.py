@@ -153,10 +153,13 @@ def during_replan(
     start: int,
     pending: list[dict] | None = None,
     gpu_types: list[str] | None = None,
+    room: list[str] | None = None,
 ) -> dict:
     """Paced submits for as long as a 10 s replan (cpsat, time_limit 10, with the `pending`
     jobs it may start) is in flight, from its POST to its answer (taking the snapshot, the
-    solve and adopting the plan included); submits of jobs limited to `gpu_types` if given."""
+    solve and adopting the plan included); submits of jobs limited to `gpu_types` if given.
+    `room`: jobs released once the replan has taken its state (a second replan is refused
+    with 409 from then on), before the submits start."""
     import httpx
 
     box: dict = {}
@@ -173,6 +176,17 @@ def during_replan(
 
     th = threading.Thread(target=replan)
     th.start()
+    if room:
+        # a probe that starts nothing: its pending job is given twice (refused as a conflict
+        # once no replan runs), and "already running" once the replan has taken its state
+        twice = {"time_limit": 1, "pending": [arrival(0), arrival(0)]}
+        while not done.is_set():
+            if "already running" in httpx.post(url + "/replan", json=twice, timeout=60).text:
+                break
+            time.sleep(0.02)
+        with httpx.Client(base_url=url, timeout=60) as c:
+            for name in room:
+                c.delete(f"/jobs/{name}").raise_for_status()
     d = paced_submits(url, rate, 300.0, start=start, until=done, gpu_types=gpu_types)
     th.join()
     r = box.get("r", {})
@@ -188,10 +202,17 @@ def during_replan(
     return d
 
 
-# the applied replan (3b): the submits run on GB200 (colossus-2) while the plan leases
-# colossus-1 to the frontier-lab offer (its GPUs must be free of jobs: a submit landing there
-# refuses the plan, as in 3); the pending H100/H200 jobs it may start give the solve work for
-# its whole time limit
+# the applied replan (3b): the replan of 3 leases colossus-1 to the frontier-lab offer (its
+# GPUs must then be free of jobs) and moves jobs into the GPUs free when it took the state,
+# so a submit landing on either refuses it (a plan holds GPUs the state gave away: data,
+# not a fault). 3b starts from cpsat's plan of the instance (that lease held, no GPU free)
+# and releases the jobs running in southaven alone (room for the APPLIED_PENDING H100/H200
+# jobs the replan may start: its solve then has work for about its 10 s, and a plan worth
+# adopting). The submits run on GB200, in the room of a GB200 job (APPLIED_ROOM) released
+# and filled with pinned one-node jobs before the replan (a plan keeps a pinned job where it
+# runs), released once the replan has taken the state: the plan cannot give their GPUs away.
+APPLIED_PENDING = 300
+APPLIED_ROOM = "chat-gb200"
 APPLIED_SUBMIT_TYPES = ["GB200"]
 
 
@@ -202,12 +223,19 @@ def pending_jobs(n: int) -> list[dict]:
     ]
 
 
-def applied_replan(args, pl: Path, out: dict, work: Path, servers) -> None:
+def applied_replan(args, inst, out: dict, work: Path, servers) -> None:
     """3b. The p99 of submits at ``--rate`` during a 10 s replan that is applied: a fresh
-    server on the same loaded colossus (the state the replan of 3 started from); see
-    APPLIED_SUBMIT_TYPES. The server's log gives the lock hold of the replan's commit."""
+    server on the loaded colossus of 3 (see APPLIED_PENDING). The server's log gives the
+    lock hold of the replan's commit."""
     import re
 
+    import httpx
+
+    import placer
+
+    res = placer.solve(inst, solver="cpsat", time_limit=10)
+    pl = work / "colossus-cpsat.json"
+    pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
     port = servers.free_port()
     url = f"http://127.0.0.1:{port}"
     proc = servers.spawn_serve(
@@ -219,11 +247,36 @@ def applied_replan(args, pl: Path, out: dict, work: Path, servers) -> None:
     )
     try:
         servers.wait_health(url, proc, timeout=300)
+        with httpx.Client(base_url=url, timeout=60) as c:
+            placed = c.get("/snapshot").json()["placement"]["jobs"]
+            south = sorted(
+                pj["name"]
+                for pj in placed
+                if pj["gpus"] and all(g.startswith("southaven/") for g in pj["gpus"])
+            )
+            for name in south:
+                c.delete(f"/jobs/{name}").raise_for_status()
+            c.delete(f"/jobs/{APPLIED_ROOM}").raise_for_status()
+            fill: list[str] = []
+            for dp in (4, 1):
+                while True:
+                    job = {**arrival(len(fill), APPLIED_SUBMIT_TYPES), "dp": dp, "pinned": True}
+                    job["name"] = f"fill-{len(fill):05d}"
+                    if not c.post("/jobs", json={"job": job}).json()["placed"]:
+                        break
+                    fill.append(job["name"])
         d = during_replan(
-            url, args.rate, 4_000_000, pending_jobs(args.pending), APPLIED_SUBMIT_TYPES
+            url,
+            args.rate,
+            4_000_000,
+            pending_jobs(args.pending),
+            APPLIED_SUBMIT_TYPES,
+            fill,
         )
-        held = re.findall(r"replan commit: the lock held ([0-9.]+) ms", servers.log_of(proc))
+        held = re.findall(r"replan commit held the lock ([0-9.]+) ms", servers.log_of(proc))
         d["commit_lock_ms"] = float(held[-1]) if held else None
+        d["released_before"] = south
+        d["room"] = {"released": APPLIED_ROOM, "pinned_fill_jobs": len(fill)}
         out["during_applied_replan"] = d
         print("during an applied replan:", d, flush=True)
     finally:
@@ -240,7 +293,7 @@ def load(args, inst, out: dict, work: Path, servers) -> None:
     pl = work / "colossus-placement.json"
     pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
     if args.applied_only:
-        applied_replan(args, pl, out, work, servers)
+        applied_replan(args, inst, out, work, servers)
         return
     port = servers.free_port()
     url = f"http://127.0.0.1:{port}"
@@ -304,7 +357,7 @@ def load(args, inst, out: dict, work: Path, servers) -> None:
         c.close()
     finally:
         servers.stop(proc)
-    applied_replan(args, pl, out, work, servers)
+    applied_replan(args, inst, out, work, servers)
 
 
 def restart(args, inst, out: dict, work: Path, servers) -> None:
@@ -408,7 +461,7 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--pending",
         type=int,
-        default=12,
+        default=APPLIED_PENDING,
         help="pending jobs the applied replan (3b) may start (its solve uses its 10 s)",
     )
     ap.add_argument("--applied-only", action="store_true", help="of the load figures, only 3b")

@@ -94,6 +94,7 @@ class Service:
         self.solve_worker = SolveWorker("solve")
         self._replanning: int | None = None  # revision the running replan started from
         self.replan_hold_s: float | None = None  # the last replan commit's hold of the lock
+        self._adopt_s = 0.0  # of which commit_adopt
         self._state: dict[str, Any] | None = None
         self._seqs: dict[str, int] = {}
         self._memory_keys: dict[str, tuple[int, str, dict]] = {}
@@ -378,12 +379,18 @@ class Service:
                     if self.revision - rev1 > CATCH_UP_REVISIONS and rounds < CATCH_UP_ROUNDS:
                         base, rev1 = c.adopt_base(), self.revision
                     else:
+                        behind = self.revision - rev1
                         try:
                             return self._commit_plan(c, prep, request, key, rev0, started, encoded)
                         finally:
                             self.replan_hold_s = time.perf_counter() - held
                             log.info(
-                                "replan commit held the lock %.1f ms", 1e3 * self.replan_hold_s
+                                "replan commit held the lock %.1f ms (%d commits to catch up "
+                                "after %d rounds; adopting %.1f ms)",
+                                1e3 * self.replan_hold_s,
+                                behind,
+                                rounds,
+                                1e3 * self._adopt_s,
                             )
                 rounds += 1
                 try:
@@ -410,8 +417,11 @@ class Service:
     ) -> dict[str, Any]:
         """Adopt a prepared plan into the cluster as it is now and commit it (lock held)."""
         moved = self.revision != rev0
+        t0 = time.perf_counter()
+        self._adopt_s = 0.0
         try:
             change = c.commit_adopt(prep)
+            self._adopt_s = time.perf_counter() - t0
         except PlacementError as e:
             return self._not_applied(
                 f"the state moved (revision {rev0} -> {self.revision}) and the plan no "
