@@ -9,6 +9,10 @@
 3. The same submits for as long as a 10 s ``POST /replan`` (cpsat, time_limit 10) is in
    flight: p99 (goal <= 100 ms); and side by side at ``--steady-rate``, a rate the server
    sustains, without a replan and then during one (the replan's own effect).
+   3b. The same at ``--rate`` during a replan that is applied (``during_applied_replan``:
+   the replan of 3 is refused under churn, its plan leasing colossus-1 where submits land;
+   see APPLIED_PENDING for how 3b keeps the submits off the plan's GPUs), with the lock
+   hold of its commit from the server's log. ``--applied-only``: of the load figures, 3b.
 4. Durable mutations per second: one client, back to back, each answered after its commit
    (synchronous=FULL): submit + release, and bind + release (no placement search)
    (goal >= 100).
