@@ -9,6 +9,10 @@
 3. The same submits for as long as a 10 s ``POST /replan`` (cpsat, time_limit 10) is in
    flight: p99 (goal <= 100 ms); and side by side at ``--steady-rate``, a rate the server
    sustains, without a replan and then during one (the replan's own effect).
+   3b. The same at ``--rate`` during a replan that is applied (``during_applied_replan``:
+   the replan of 3 is refused under churn, its plan leasing colossus-1 where submits land;
+   see APPLIED_PENDING for how 3b keeps the submits off the plan's GPUs), with the lock
+   hold of its commit from the server's log. ``--applied-only``: of the load figures, 3b.
 4. Durable mutations per second: one client, back to back, each answered after its commit
    (synchronous=FULL): submit + release, and bind + release (no placement search)
    (goal >= 100).
@@ -56,8 +60,8 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))] if xs else float("nan")
 
 
-def arrival(i: int) -> dict:
-    return {
+def arrival(i: int, gpu_types: list[str] | None = None) -> dict:
+    job = {
         "name": f"load-{i:06d}",
         "kind": "training",
         "tp": 8,
@@ -65,10 +69,20 @@ def arrival(i: int) -> dict:
         "compute_ms": 1000,
         "value": 1.0 + (i % 3) / 2,
     }
+    if gpu_types:
+        job["gpu_types"] = gpu_types
+        if "GB200" in gpu_types:
+            job["tp"] = 4  # a GB200 node has 4 GPUs (tensor parallelism stays in the node)
+    return job
 
 
 def paced_submits(
-    url: str, rate: float, seconds: float, start: int = 0, until: threading.Event | None = None
+    url: str,
+    rate: float,
+    seconds: float,
+    start: int = 0,
+    until: threading.Event | None = None,
+    gpu_types: list[str] | None = None,
 ) -> dict:
     """Open-loop submits at `rate`/s (each in its own thread at its scheduled time, whatever
     the answers before it) for `seconds` or until `until` is set, with a release of the
@@ -89,7 +103,7 @@ def paced_submits(
         nonlocal n_placed
         t0 = time.perf_counter()
         try:
-            r = client.post("/jobs", json={"job": arrival(i)})
+            r = client.post("/jobs", json={"job": arrival(i, gpu_types)})
             status = str(r.status_code)
         except httpx.HTTPError as e:
             status = type(e).__name__
@@ -137,30 +151,52 @@ def paced_submits(
     }
 
 
-def during_replan(url: str, rate: float, start: int) -> dict:
-    """Paced submits for as long as a 10 s replan (cpsat, time_limit 10) is in flight, from
-    its POST to its answer (taking the snapshot, the solve and adopting the plan included)."""
+def during_replan(
+    url: str,
+    rate: float,
+    start: int,
+    pending: list[dict] | None = None,
+    gpu_types: list[str] | None = None,
+    room: list[str] | None = None,
+) -> dict:
+    """Paced submits for as long as a 10 s replan (cpsat, time_limit 10, with the `pending`
+    jobs it may start) is in flight, from its POST to its answer (taking the snapshot, the
+    solve and adopting the plan included); submits of jobs limited to `gpu_types` if given.
+    `room`: jobs released once the replan has taken its state (a second replan is refused
+    with 409 from then on), before the submits start."""
     import httpx
 
     box: dict = {}
     done = threading.Event()
+    body = {"time_limit": 10, "solver": "cpsat", "pending": pending or []}
 
     def replan() -> None:
         t0 = time.perf_counter()
         try:
-            box["r"] = httpx.post(
-                url + "/replan", json={"time_limit": 10, "solver": "cpsat"}, timeout=300
-            ).json()
+            box["r"] = httpx.post(url + "/replan", json=body, timeout=300).json()
         finally:
             box["s"] = time.perf_counter() - t0
             done.set()
 
     th = threading.Thread(target=replan)
     th.start()
-    d = paced_submits(url, rate, 300.0, start=start, until=done)
+    if room:
+        # a probe that starts nothing: its pending job is given twice (refused as a conflict
+        # once no replan runs), and "already running" once the replan has taken its state
+        twice = {"time_limit": 1, "pending": [arrival(0), arrival(0)]}
+        while not done.is_set():
+            if "already running" in httpx.post(url + "/replan", json=twice, timeout=60).text:
+                break
+            time.sleep(0.02)
+        with httpx.Client(base_url=url, timeout=60) as c:
+            for name in room:
+                c.delete(f"/jobs/{name}").raise_for_status()
+    d = paced_submits(url, rate, 300.0, start=start, until=done, gpu_types=gpu_types)
     th.join()
     r = box.get("r", {})
     d.update(
+        replan_pending=len(pending or []),
+        submits_gpu_types=gpu_types,
         replan_s=box.get("s"),
         replan_applied=r.get("applied"),
         replan_moved=r.get("moved"),
@@ -168,6 +204,87 @@ def during_replan(url: str, rate: float, start: int) -> dict:
         replan_reason=r.get("reason"),
     )
     return d
+
+
+# the applied replan (3b): the replan of 3 leases colossus-1 to the frontier-lab offer (its
+# GPUs must then be free of jobs) and moves jobs into the GPUs free when it took the state,
+# so a submit landing on either refuses it (a plan holds GPUs the state gave away: data,
+# not a fault). 3b starts from cpsat's plan of the instance (that lease held, no GPU free)
+# and releases the jobs running in southaven alone (room for the APPLIED_PENDING H100/H200
+# jobs the replan may start: its solve then has work for about its 10 s, and a plan worth
+# adopting). The submits run on GB200, in the room of a GB200 job (APPLIED_ROOM) released
+# and filled with pinned one-node jobs before the replan (a plan keeps a pinned job where it
+# runs), released once the replan has taken the state: the plan cannot give their GPUs away.
+APPLIED_PENDING = 300
+APPLIED_ROOM = "chat-gb200"
+APPLIED_SUBMIT_TYPES = ["GB200"]
+
+
+def pending_jobs(n: int) -> list[dict]:
+    return [
+        {**arrival(k, ["H100", "H200"]), "name": f"pending-{k:03d}", "dp": 4 + k % 5}
+        for k in range(n)
+    ]
+
+
+def applied_replan(args, inst, out: dict, work: Path, servers) -> None:
+    """3b. The p99 of submits at ``--rate`` during a 10 s replan that is applied: a fresh
+    server on the loaded colossus of 3 (see APPLIED_PENDING). The server's log gives the
+    lock hold of the replan's commit."""
+    import re
+
+    import httpx
+
+    import placer
+
+    res = placer.solve(inst, solver="cpsat", time_limit=10)
+    pl = work / "colossus-cpsat.json"
+    pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
+    port = servers.free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = servers.spawn_serve(
+        ROOT / "instances" / "colossus.yaml",
+        str(work / "colossus-applied.db"),
+        port,
+        "--placement",
+        str(pl),
+    )
+    try:
+        servers.wait_health(url, proc, timeout=300)
+        with httpx.Client(base_url=url, timeout=60) as c:
+            placed = c.get("/snapshot").json()["placement"]["jobs"]
+            south = sorted(
+                pj["name"]
+                for pj in placed
+                if pj["gpus"] and all(g.startswith("southaven/") for g in pj["gpus"])
+            )
+            for name in south:
+                c.delete(f"/jobs/{name}").raise_for_status()
+            c.delete(f"/jobs/{APPLIED_ROOM}").raise_for_status()
+            fill: list[str] = []
+            for dp in (4, 1):
+                while True:
+                    job = {**arrival(len(fill), APPLIED_SUBMIT_TYPES), "dp": dp, "pinned": True}
+                    job["name"] = f"fill-{len(fill):05d}"
+                    if not c.post("/jobs", json={"job": job}).json()["placed"]:
+                        break
+                    fill.append(job["name"])
+        d = during_replan(
+            url,
+            args.rate,
+            4_000_000,
+            pending_jobs(args.pending),
+            APPLIED_SUBMIT_TYPES,
+            fill,
+        )
+        held = re.findall(r"replan commit held the lock ([0-9.]+) ms", servers.log_of(proc))
+        d["commit_lock_ms"] = float(held[-1]) if held else None
+        d["released_before"] = south
+        d["room"] = {"released": APPLIED_ROOM, "pinned_fill_jobs": len(fill)}
+        out["during_applied_replan"] = d
+        print("during an applied replan:", d, flush=True)
+    finally:
+        servers.stop(proc)
 
 
 def load(args, inst, out: dict, work: Path, servers) -> None:
@@ -179,6 +296,9 @@ def load(args, inst, out: dict, work: Path, servers) -> None:
     res = placer.solve(inst, solver="greedy", time_limit=20)
     pl = work / "colossus-placement.json"
     pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
+    if args.applied_only:
+        applied_replan(args, inst, out, work, servers)
+        return
     port = servers.free_port()
     url = f"http://127.0.0.1:{port}"
     proc = servers.spawn_serve(
@@ -241,6 +361,7 @@ def load(args, inst, out: dict, work: Path, servers) -> None:
         c.close()
     finally:
         servers.stop(proc)
+    applied_replan(args, inst, out, work, servers)
 
 
 def restart(args, inst, out: dict, work: Path, servers) -> None:
@@ -341,6 +462,13 @@ def main(argv=None) -> None:
         default=10.0,
         help="a rate the server sustains: submits with and without a replan side by side",
     )
+    ap.add_argument(
+        "--pending",
+        type=int,
+        default=APPLIED_PENDING,
+        help="pending jobs the applied replan (3b) may start (its solve uses its 10 s)",
+    )
+    ap.add_argument("--applied-only", action="store_true", help="of the load figures, only 3b")
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument(
         "--first-starts",

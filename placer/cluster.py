@@ -217,6 +217,38 @@ class Cluster:
         entry in :meth:`snapshot`'s instance."""
         return documents.job_document(self._live, slot_of(self._live, name))
 
+    def encoded_documents(
+        self,
+        encode: Any,
+        cache: dict[str, tuple[Any, Any]],
+        names: Any = None,
+        prep: replan.Prepared | None = None,
+    ) -> dict[str, Any]:
+        """``encode(job_document(name))`` for the running jobs `names` (None: all) of the
+        live state, or of `prep`'s merged state (the plan :meth:`commit_adopt` would take).
+        `cache` (name -> (key, encoded), kept by the caller) is reused for a job whose spec,
+        plan and GPUs are those it was encoded from. Why: a service encodes a replan's
+        documents without its lock, from the prepared state (megabytes of GPU ids on a large
+        cluster), so that under the lock only the jobs :meth:`commit_adopt` redid are
+        encoded again (the others are the same objects in the adopted state)."""
+        live = self._live if prep is None else prep.merged
+        if live is None:
+            return {}
+        out: dict[str, Any] = {}
+        for name in live.slot if names is None else names:
+            j = live.slot[name]
+            spec, plan, g = live.spec[name], live.slots[j].plan, live.st.job_gpus[j]
+            hit = cache.get(name)
+            if hit is not None:
+                spec0, plan0, g0 = hit[0]
+                if (spec0 is spec or spec0 == spec) and plan0 == plan and np.array_equal(g0, g):
+                    out[name] = hit[1]
+                    continue
+            enc = encode(documents.job_document(live, j))
+            cache[name] = ((spec, plan, g.copy()), enc)
+            out[name] = enc
+        return out
+
     @property
     def lease_cover(self) -> dict[str, list[str]]:
         """Per offer, the blocks it leased to cover failed hardware (given back first when

@@ -251,3 +251,69 @@ def test_a_replan_commits_into_the_state_that_moved_after_its_plan_was_checked(t
     again = started(str(tmp_path / "state.db"), inst)
     assert canonical(again) == snap
     again.close()
+
+
+def test_a_replan_encoded_without_the_lock_stores_the_jobs_changed_after_its_encoding(tmp_path):
+    # the replan encodes its plan's job rows and actions without the lock; a job the plan
+    # names is released and bound again with another value after that encoding (two
+    # commits: no catch-up round), so the commit redoes it under the lock: its row must be
+    # encoded again (a stale row would differ after the restart) and the stored event is
+    # the answer
+    inst = placer.load_instance(one_site(nodes=6, gpus_per_node=2))
+    svc = started(str(tmp_path / "state.db"), inst)
+    with uvicorn_thread(create_app(svc)) as url:
+        c = httpx.Client(base_url=url, timeout=60)
+        spread = ["a/node0/gpu0", "a/node1/gpu0"]  # a slow all-reduce: a replan gathers it
+        c.post("/bind", json={"job": training("a", 2, value=50), "gpus": spread})
+        c.post("/bind", json={"job": training("b", 1), "gpus": ["a/node3/gpu0"]})
+        encode, calls = svc._encode, []
+
+        def encode_then_rebind(cluster, prep, encoded=None):
+            out = encode(cluster, prep, encoded)
+            calls.append(sorted(out.docs))
+            if len(calls) == 1:
+                assert httpx.delete(url + "/jobs/b").status_code == 200
+                job = training("b", 1, value=7)
+                r = httpx.post(url + "/bind", json={"job": job, "gpus": ["a/node5/gpu1"]})
+                assert r.json()["placed"], r.text
+            return out
+
+        svc._encode = encode_then_rebind
+        rev0 = svc.revision
+        r = c.post("/replan", json={"time_limit": 5, "solver": "greedy"})
+        assert r.status_code == 200, r.text
+        d = r.json()
+        assert d["applied"] and d["moved"] and d["revision"] == rev0 + 3
+        assert calls == [["a", "b"]]  # encoded once, before the rebind: no catch-up round
+        assert svc.cluster.job_spec("b").value == 7 and svc.replan_hold_s is not None
+        assert svc.cluster.check() == []
+        event = svc.store.events(since=rev0 + 2)[0]["result"]
+
+        def bare(action):
+            return {k: v for k, v in action.items() if v not in (None, "", [], 0, 0.0)}
+
+        assert [bare(a) for a in event["actions"]] == [bare(a) for a in d["actions"]]
+        assert all(event[k] == d[k] for k in event if k != "actions")
+        snap = canonical(svc)
+    svc.close()
+    again = started(str(tmp_path / "state.db"), inst)
+    assert canonical(again) == snap and again.cluster.job_spec("b").value == 7
+    again.close()
+
+
+def test_an_encoded_change_is_the_json_of_the_change():
+    from placer.live.results import Action, ActionCause, Change
+    from placer.service.runtime import _Encoded
+    from placer.service.store import encode
+
+    acts = [
+        Action("move", job=f"j{k}", units=1, gpus=[f"g{k}"], cause=ActionCause.REPLAN)
+        for k in range(3)
+    ]
+    ch = Change(actions=acts, delta=2.5, cost=1.0, lost=["x"])
+    enc = _Encoded()
+    enc.actions[id(acts[0])] = (acts[0], encode(acts[0].to_dict()))
+    enc.actions[id(acts[2])] = (acts[1], "stale: another object")  # an id reused
+    d = ch.to_dict()
+    assert json.loads(enc.change(d, ch.actions)) == json.loads(encode(d))
+    assert json.loads(enc.change(Change().to_dict(), [])) == Change().to_dict()

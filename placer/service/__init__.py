@@ -66,6 +66,7 @@ def serve(
         raise UsageError(
             f"--host {host}: tokens are required off loopback (--token-file or PLACER_TOKENS)"
         )
+    _log_to_stderr(log_level)
     app = create_app(service, tokens=tokens)
     svc = app.app.state.service
     svc.start(background=True)
@@ -73,3 +74,18 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
     finally:
         svc.close()
+
+
+def _log_to_stderr(log_level: str) -> None:
+    """The service's own log lines (ready, a replan commit's lock hold, a lost store) on
+    stderr at uvicorn's level, unless the embedding program configured logging itself."""
+    import logging
+
+    log = logging.getLogger("placer.serve")
+    if log.handlers or logging.getLogger().handlers:
+        return
+    h = logging.StreamHandler()
+    h.setFormatter(logging.Formatter("%(levelname)s:     placer: %(message)s"))
+    log.addHandler(h)
+    level = logging.getLevelName(log_level.upper())
+    log.setLevel(level if isinstance(level, int) else logging.DEBUG)

@@ -76,18 +76,25 @@ class Stored:
 @dataclass
 class Commit:
     """One mutation: the job rows it changes (``upsert`` name -> document, ``delete``
-    names), the state without jobs when it changed, and the event."""
+    names), the state without jobs when it changed, and the event. A document or the
+    result may be given encoded already (a JSON string: :func:`encode`), e.g. a replan's,
+    encoded without the service's lock."""
 
     op: str
     request: dict[str, Any]
-    result: dict[str, Any]
-    upsert: dict[str, dict[str, Any]] = field(default_factory=dict)
+    result: dict[str, Any] | str
+    upsert: dict[str, dict[str, Any] | str] = field(default_factory=dict)
     delete: list[str] = field(default_factory=list)
     state: dict[str, Any] | None = None
     idempotency_key: str | None = None
 
 
 def _dumps(x: Any) -> str:
+    return x if isinstance(x, str) else json.dumps(x, separators=(",", ":"))
+
+
+def encode(x: Any) -> str:
+    """The JSON text a store writes for a document (for :class:`Commit`)."""
     return json.dumps(x, separators=(",", ":"))
 
 
