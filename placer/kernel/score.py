@@ -231,6 +231,23 @@ class Scorer:
         self.scores.pop()
         self._jobs_total = None
 
+    def move_to_end(self, j: int) -> int:
+        """Job j's figures moved to a new last index (for a caller that appends the same job
+        to ``inst.jobs``), index j left holding nothing and scored so (a tombstone): no job
+        is re-scored, since a job's score depends on its GPUs, plan and the WAN sharers
+        (counted over all jobs), not on its index, and the objective is a sum over jobs.
+        Returns the new index."""
+        self.job_gpus.append(self.job_gpus[j])
+        self.plans.append(self.plans[j])
+        self.jobs.append(self.jobs[j])
+        self.ana.append(self.ana[j])
+        self.scores.append(self.scores[j])
+        z = zero_job(self.jobs[j])
+        self.job_gpus[j], self.ana[j], self.scores[j] = np.zeros(0, np.int64), None, z
+        if self._jobs_total is not None:
+            self._jobs_total += float(z.value[0]) - float(z.migration[0])
+        return len(self.job_gpus) - 1
+
     def shared_bw(self, users: np.ndarray | None = None) -> np.ndarray:
         u = self.users if users is None else users
         return self.index.link_bw_GBps / np.maximum(u, 1)

@@ -179,6 +179,30 @@ class LiveState:
         else:
             self.tombstones += 1
 
+    def move_to_end(self, j: int) -> int:
+        """Slot j's job moved after every other slot, keeping its GPUs, plan and score: slot
+        j becomes a tombstone holding nothing and the job takes a new last slot, the state
+        :meth:`set_job` (EMPTY), :meth:`drop_slot`, :meth:`add_slot` and :meth:`set_job`
+        (its GPUs again) would leave, without re-scoring the job (0.8 ms a job on colossus).
+        Sound because nothing derived depends on a job's slot: its score is a function of
+        its GPUs, its plan and the WAN sharers (a count over all jobs), the objective a sum
+        over jobs, and no GPU, block or power figure changes hands. The new slot's index
+        (the last slot stays: dropped, it would be popped and added again there)."""
+        if j == len(self.slots) - 1:
+            return j
+        st = self.st
+        job = self.slots[j]
+        new = len(self.slots)
+        self.slots.append(job)  # the live instance's job list is this list
+        self.slot[job.name] = new
+        self.tombstones += 1
+        st.job_gpus.append(st.job_gpus[j])
+        st.job_gpus[j] = EMPTY
+        st.scorer.move_to_end(j)
+        st.version += 1
+        self.changes += 1
+        return new
+
     def set_plan(self, j: int, k: int | None) -> None:
         """Put slot j (which holds no GPUs) under its job's plan k: the live instance, the
         candidates and the scorer see the job under that plan from now on."""
