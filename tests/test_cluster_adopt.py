@@ -102,6 +102,27 @@ def test_jobs_that_moved_meanwhile_are_redone_and_the_result_equals_a_whole_adop
     assert c.objective == pytest.approx(full.objective)
 
 
+def test_the_plans_pending_jobs_start_after_jobs_that_arrived_meanwhile_as_in_a_whole_adopt():
+    """catch_up moves the pending jobs the copy started after the arrivals (no re-scoring)
+    and the result is the whole adopt's: state, order, actions, objective."""
+    c, inst, plan = spread_cluster()
+    pending = [training(f"p{k}", 1, value=2) for k in range(3)]
+    plan["jobs"] += [
+        {"name": "p0", "units": 1, "gpus": ["a/node2/gpu0"]},
+        {"name": "p1", "units": 1, "gpus": ["a/node2/gpu1"]},
+        {"name": "p2", "units": 1, "gpus": ["a/node3/gpu0"]},
+    ]
+    prep = c.prepare_adopt(c.adopt_base(), plan, pending)
+    c.submit(training("late", 1))  # arrives after the copy, on a GPU the plan leaves free
+    full = twin(c, inst)
+    want = outcome(lambda: full.adopt(plan, pending))
+    got = outcome(lambda: c.commit_adopt(prep))
+    assert got == want and got[0] == "change"
+    assert list(c.jobs)[-4:] == ["late", "p0", "p1", "p2"]
+    assert canonical(c) == canonical(full) and c.check() == []
+    assert c.objective == pytest.approx(full.objective, rel=1e-9)
+
+
 def test_a_job_that_took_the_plans_gpus_meanwhile_refuses_the_plan_and_nothing_changes():
     c, inst, plan = spread_cluster()
     prep = c.prepare_adopt(c.adopt_base(), plan)
@@ -167,8 +188,11 @@ def test_two_step_adoption_equals_adopt_at_the_commit_after_any_operations(case,
         for k in ("current", "pinned", "current_plan"):
             j.pop(k, None)
     pending = []
-    if arrivals and data.draw(st.booleans()):
-        pending = [{**copy.deepcopy(arrivals[0]), "name": "pending-0"}]
+    if arrivals and data.draw(st.booleans()):  # several: catch_up moves them after arrivals
+        pending = [
+            {**copy.deepcopy(arrivals[k % len(arrivals)]), "name": f"pending-{k}"}
+            for k in range(data.draw(st.integers(1, 4)))
+        ]
     # the plan: a solve of the snapshot, or the live placement with one job moved by hand
     doc = c.replan_instance(pending)
     res = placer.solve(placer.load_instance(doc), solver="greedy", time_limit=2)
