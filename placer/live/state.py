@@ -22,9 +22,9 @@ modules search over.
 
 A policy changes the state only through :meth:`LiveState.set_job`, :meth:`LiveState.set_plan`,
 :meth:`LiveState.add_block`, :meth:`LiveState.add_slot`, :meth:`LiveState.drop_slot`,
-:meth:`LiveState.set_hardware` and :meth:`LiveState.rebuild`; :meth:`LiveState.rollback` undoes
-them all back to a :meth:`LiveState.checkpoint`: cheaply when only slots were added since (a
-refused call), by a rebuild otherwise.
+:meth:`LiveState.move_to_end`, :meth:`LiveState.set_hardware` and :meth:`LiveState.rebuild`;
+:meth:`LiveState.rollback` undoes them all back to a :meth:`LiveState.checkpoint`: cheaply
+when only slots were added since (a refused call), by a rebuild otherwise.
 
 Imports the model, the kernel and the greedy's state; no policy module.
 """
