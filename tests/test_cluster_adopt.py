@@ -311,7 +311,12 @@ def test_moving_slots_to_the_end_equals_dropping_and_adding_them_again(case, dat
         live.set_job(live.add_slot(spec, k), g)
     for j in picked:
         a._live.move_to_end(j)
-    assert _derived(a._live) == _derived(b._live)
+    da, db = _derived(a._live), _derived(b._live)
+    assert da[:-1] == db[:-1]
+    # power left is a running sum: the reference path gives a job's power back and takes it
+    # again, which may round in the last bit (6.000000000000001 against 6.0); moving takes
+    # nothing, so compare it to 1e-9
+    assert np.allclose(da[-1], db[-1], rtol=1e-9, atol=1e-9)
     assert a._live.objective == pytest.approx(b._live.objective, rel=1e-9, abs=1e-6)
     a._live.rebuild()  # from scratch: the same score
     assert a._live.objective == pytest.approx(b._live.objective, rel=1e-9, abs=1e-6)
