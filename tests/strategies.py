@@ -781,3 +781,31 @@ __all__ = [
     "instances",
     "topologies",
 ]
+
+
+def hardware_items(inst_d: dict) -> list:
+    """What a random `fail` or `restore` may name on the instance: up to six domains per
+    level below the site, and every WAN link (the live-cluster properties draw from it)."""
+    import copy
+
+    import placer
+
+    inst = placer.load_instance(copy.deepcopy(inst_d))
+    ix = inst.index
+    out: list = []
+    for lvl in range(1, ix.n_levels):
+        out += [ix.domain_path(lvl, d) for d in range(min(ix.n_domains(lvl), 6))]
+    out += [list(w.between) for w in inst.topology.wan]
+    return out
+
+
+def rounded(x: object) -> object:
+    """An answer with its floats rounded (incremental scores differ in the last bits) and
+    its `seconds` left out, for comparing two answers."""
+    if isinstance(x, float):
+        return round(x, 6)
+    if isinstance(x, dict):
+        return {k: rounded(v) for k, v in x.items() if k != "seconds"}
+    if isinstance(x, list):
+        return [rounded(v) for v in x]
+    return x

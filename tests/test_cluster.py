@@ -21,10 +21,10 @@ from placer.errors import ArgumentTypeError, InstanceError, PlacementError, Usag
 
 if __package__:
     from .reference import reference_check
-    from .strategies import feasible_case
+    from .strategies import feasible_case, hardware_items
 else:
     from reference import reference_check
-    from strategies import feasible_case
+    from strategies import feasible_case, hardware_items
 
 HYP = dict(
     deadline=None,
@@ -239,14 +239,6 @@ def test_replan_adopts_a_better_plan_only():
 
 
 # ------------------------------------------------------------------ property
-def _items_of(inst_d: dict) -> list:
-    inst = placer.load_instance(copy.deepcopy(inst_d))
-    ix = inst.index
-    out: list = []
-    for lvl in range(1, ix.n_levels):
-        out += [ix.domain_path(lvl, d) for d in range(min(ix.n_domains(lvl), 6))]
-    out += [list(w.between) for w in inst.topology.wan]
-    return out
 
 
 @settings(max_examples=40, **HYP)
@@ -260,7 +252,7 @@ def test_any_sequence_of_operations_keeps_the_state_feasible(case, data):
     for j in arrivals:
         for k in ("current", "current_plan", "pinned"):
             j.pop(k, None)
-    items = _items_of(inst_d)
+    items = hardware_items(inst_d)
     failed: list = []
     for step in range(data.draw(st.integers(1, 6), label="steps")):
         op = data.draw(st.sampled_from(["submit", "release", "fail", "restore"]), label="op")

@@ -24,9 +24,9 @@ from placer.errors import PlacementError, UsageError
 from placer.live.replan import named_document
 
 if __package__:
-    from .strategies import feasible_case
+    from .strategies import feasible_case, hardware_items, rounded
 else:
-    from strategies import feasible_case
+    from strategies import feasible_case, hardware_items, rounded
 
 # derandomized: CI runs the same examples every time. A random run (seed
 # 166360650694943939272500114578736605463) found Cluster.restore raising a rule 7 power error
@@ -42,20 +42,10 @@ def canonical(c: Cluster) -> str:
     return json.dumps(c.snapshot(), sort_keys=True)
 
 
-def _rounded(x: object) -> object:
-    if isinstance(x, float):
-        return round(x, 6)
-    if isinstance(x, dict):
-        return {k: _rounded(v) for k, v in x.items() if k != "seconds"}
-    if isinstance(x, list):
-        return [_rounded(v) for v in x]
-    return x
-
-
 def outcome(fn) -> tuple:
     """What an adoption decided: ('error', problems) or ('change', the Change rounded)."""
     try:
-        return "change", _rounded(fn().to_dict())
+        return "change", rounded(fn().to_dict())
     except PlacementError as e:
         return "error", len(e.problems) > 0
 
@@ -171,16 +161,6 @@ def test_a_plan_refused_on_the_copy_changes_nothing_live():
     assert c.commit_adopt(prep).reason == prep.reason and canonical(c) == before
 
 
-def _items_of(inst_d: dict) -> list:
-    inst = placer.load_instance(copy.deepcopy(inst_d))
-    ix = inst.index
-    out: list = []
-    for lvl in range(1, ix.n_levels):
-        out += [ix.domain_path(lvl, d) for d in range(min(ix.n_domains(lvl), 6))]
-    out += [list(w.between) for w in inst.topology.wan]
-    return out
-
-
 @settings(max_examples=60, **HYP)
 @given(case=feasible_case(), data=st.data())
 def test_two_step_adoption_equals_adopt_at_the_commit_after_any_operations(case, data):
@@ -208,7 +188,7 @@ def test_two_step_adoption_equals_adopt_at_the_commit_after_any_operations(case,
         prep = c.prepare_adopt(base, plan, pending)
     except PlacementError:
         return
-    items = _items_of(inst_d)
+    items = hardware_items(inst_d)
 
     def operations(first: int) -> None:
         for step in range(first, first + data.draw(st.integers(0, 4))):

@@ -22,9 +22,9 @@ from placer.cluster import ActionCause
 from placer.errors import ConflictError, PlacementError, UnknownJobError, UsageError
 
 if __package__:
-    from .strategies import feasible_case
+    from .strategies import feasible_case, hardware_items, rounded
 else:
-    from strategies import feasible_case
+    from strategies import feasible_case, hardware_items, rounded
 
 HYP = dict(
     deadline=None,
@@ -176,37 +176,16 @@ def test_adopt_refuses_moving_pinned_and_dropping_musts_and_ignores_released_job
         c.adopt(bad)
 
 
-def _items_of(inst_d: dict) -> list:
-    inst = placer.load_instance(copy.deepcopy(inst_d))
-    ix = inst.index
-    out: list = []
-    for lvl in range(1, ix.n_levels):
-        out += [ix.domain_path(lvl, d) for d in range(min(ix.n_domains(lvl), 6))]
-    out += [list(w.between) for w in inst.topology.wan]
-    return out
-
-
-def _rounded(x: object) -> object:
-    """An answer with its floats rounded (incremental scores differ in the last bits)."""
-    if isinstance(x, float):
-        return round(x, 6)
-    if isinstance(x, dict):
-        return {k: _rounded(v) for k, v in x.items() if k != "seconds"}
-    if isinstance(x, list):
-        return [_rounded(v) for v in x]
-    return x
-
-
 def _apply(c: Cluster, op: tuple) -> object:
     kind, arg = op
     try:
         if kind == "submit":
-            return _rounded(c.submit(copy.deepcopy(arg[0]), allow_moves=arg[1]).to_dict())
+            return rounded(c.submit(copy.deepcopy(arg[0]), allow_moves=arg[1]).to_dict())
         if kind == "release":
-            return _rounded(c.release(arg).to_dict()) if arg in c.jobs else None
+            return rounded(c.release(arg).to_dict()) if arg in c.jobs else None
         if kind == "fail":
-            return _rounded(c.fail([arg]).to_dict())
-        return _rounded(c.restore([arg]).to_dict())
+            return rounded(c.fail([arg]).to_dict())
+        return rounded(c.restore([arg]).to_dict())
     except UsageError as e:
         return str(e)
 
@@ -221,7 +200,7 @@ def test_resume_equals_the_live_cluster_after_any_operations(case, data):
     for j in arrivals:
         for k in ("current", "pinned"):
             j.pop(k, None)
-    items = _items_of(inst_d)
+    items = hardware_items(inst_d)
 
     def draw_op(step: int) -> tuple:
         kind = data.draw(st.sampled_from(["submit", "release", "fail", "restore"]))
