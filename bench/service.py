@@ -227,6 +227,20 @@ def pending_jobs(n: int) -> list[dict]:
     ]
 
 
+def serve_colossus(inst, solver: str, time_limit: float, work: Path, db: str, servers):
+    """`placer serve` on colossus from `solver`'s placement of it: (url, process)."""
+    import placer
+
+    res = placer.solve(inst, solver=solver, time_limit=time_limit)
+    pl = work / f"colossus-{solver}.json"
+    pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
+    port = servers.free_port()
+    proc = servers.spawn_serve(
+        ROOT / "instances" / "colossus.yaml", str(work / db), port, "--placement", str(pl)
+    )
+    return f"http://127.0.0.1:{port}", proc
+
+
 def applied_replan(args, inst, out: dict, work: Path, servers) -> None:
     """3b. The p99 of submits at ``--rate`` during a 10 s replan that is applied: a fresh
     server on the loaded colossus of 3 (see APPLIED_PENDING). The server's log gives the
@@ -235,20 +249,7 @@ def applied_replan(args, inst, out: dict, work: Path, servers) -> None:
 
     import httpx
 
-    import placer
-
-    res = placer.solve(inst, solver="cpsat", time_limit=10)
-    pl = work / "colossus-cpsat.json"
-    pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
-    port = servers.free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = servers.spawn_serve(
-        ROOT / "instances" / "colossus.yaml",
-        str(work / "colossus-applied.db"),
-        port,
-        "--placement",
-        str(pl),
-    )
+    url, proc = serve_colossus(inst, "cpsat", 10, work, "colossus-applied.db", servers)
     try:
         servers.wait_health(url, proc, timeout=300)
         with httpx.Client(base_url=url, timeout=60) as c:
@@ -291,23 +292,10 @@ def load(args, inst, out: dict, work: Path, servers) -> None:
     """2-4: load on a loaded colossus (see the module docs)."""
     import httpx
 
-    import placer
-
-    res = placer.solve(inst, solver="greedy", time_limit=20)
-    pl = work / "colossus-placement.json"
-    pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
-    if args.applied_only:
+    if args.applied_only:  # no greedy solve for a server it would not start
         applied_replan(args, inst, out, work, servers)
         return
-    port = servers.free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = servers.spawn_serve(
-        ROOT / "instances" / "colossus.yaml",
-        str(work / "colossus.db"),
-        port,
-        "--placement",
-        str(pl),
-    )
+    url, proc = serve_colossus(inst, "greedy", 20, work, "colossus.db", servers)
     try:
         servers.wait_health(url, proc, timeout=300)
         jobs0 = httpx.get(url + "/jobs").json()
