@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from placer.errors import UsageError
+from placer.live.documents import unavailable_paths
 from placer.live.results import Action, ActionCause, Change
 from placer.live.state import LiveState
 
@@ -111,44 +111,144 @@ def repair_leases(live: LiveState, old: list[LeaseInfo]) -> list[Action]:
 
 
 def restore(live: LiveState, mask: np.ndarray, links: list[int]) -> Change:
-    """GPUs `mask` and WAN `links` are back (some of them failed): nothing moves; an offer
-    that would exceed its max_gpus gives back the blocks it took to cover a failure (a
-    :class:`~placer.errors.UsageError` when that is not enough); lease actions report the
-    offers whose GPUs changed."""
-    base_ix = live.base.index
+    """GPUs `mask` and WAN `links` are back (some of them failed); nothing moves.
+
+    A restored GPU inside a leased block is leased again: it counts toward the offer's
+    max_gpus and draws power (SPEC 1.3: only available GPUs are paid for and powered; rule
+    7). Bringing all of it back may break either rule in a state the cluster reached (a
+    block leased while its hardware was down, jobs placed in the power it left), and a
+    restore must answer with data, never an error or a broken state, so:
+
+    1. an offer that would exceed its max_gpus gives back the blocks it took to cover a
+       failure; the restored GPUs of its blocks still beyond max_gpus stay unavailable;
+    2. a site over its power cap: offers there give back cover blocks they no longer need
+       (the offer keeps its min_gpus and another block); then restored leased GPUs stay
+       unavailable, the cheapest offer's first, until the site fits. Leaving them
+       unavailable, not giving a lease back, is what keeps every rule whatever the offer's
+       force, committed blocks and min_gpus: the state is the one before the restore but for
+       the GPUs that fit.
+
+    GPUs kept unavailable are named in the Change's ``reason`` (and the lease actions'
+    reasons), stay in :attr:`~placer.Cluster.failed` (those the instance had available) and
+    come back by a later restore once they fit. Lease actions report the offers whose GPUs
+    or blocks changed."""
+    base = live.base
+    ix = base.index
     before = live.objective
     old = infos(live)
-    avail = live.avail | mask
+    back = mask & ~live.avail  # GPUs that come back
     links_up = live.links_up.copy()
     links_up[links] = True
     blocks = [list(b) for b in live.st.offer_blocks]
+    held = np.zeros(ix.n_gpus, bool)  # restored GPUs kept unavailable
+    kept: list[tuple[np.ndarray, str]] = []  # (those GPUs, why), for the Change's reason
+    notes: dict[int, list[str]] = {}  # per offer: what its lease action's reason adds
 
-    def leased(bl: list[tuple[int, int]]) -> int:
-        m = np.zeros(base_ix.n_gpus, bool)
-        for lv, d in bl:
-            a, b = base_ix.gpu_range(lv, d)
-            m[a:b] = True
-        return int((m & avail).sum())
+    def avail_now() -> np.ndarray:
+        return live.avail | (back & ~held)
 
-    for o, offer in enumerate(live.base.offers):
-        hi = offer.max_gpus if offer.max_gpus is not None else math.inf
+    def count(bl: list[tuple[int, int]], avail: np.ndarray) -> int:
+        return sum(int(avail[slice(*ix.gpu_range(lv, d))].sum()) for lv, d in bl)
+
+    def give_back(o: int, blk: tuple[int, int], why: str) -> None:
+        blocks[o].remove(blk)
+        live.cover[o].discard(blk)
+        path = ix.domain_path(*blk)
+        notes.setdefault(o, []).append(f"gave back {path!r} (leased to cover a failure): {why}")
+
+    def restored_in(bl: list[tuple[int, int]]) -> np.ndarray:
+        """Restored GPUs of blocks `bl` not kept out yet, highest first."""
+        parts = [np.arange(*ix.gpu_range(lv, d)) for lv, d in bl]
+        g = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        return np.sort(g[back[g] & ~held[g]])[::-1]
+
+    # 1. max_gpus
+    for o, offer in enumerate(base.offers):
+        if not blocks[o] or offer.max_gpus is None:
+            continue
+        hi = offer.max_gpus
         for blk in sorted(live.cover[o], reverse=True):
-            if leased(blocks[o]) <= hi:
+            if count(blocks[o], avail_now()) <= hi:
                 break
-            blocks[o].remove(blk)
-            live.cover[o].discard(blk)
-        n = leased(blocks[o])
+            give_back(o, blk, f"over max_gpus {hi:,}")
+        n = count(blocks[o], avail_now())
+        if n > hi:  # n - hi <= what this restore adds: the offer held <= hi before
+            out = restored_in(blocks[o])[: n - hi]
+            held[out] = True
+            kept.append((out, f"offer {offer.name!r} would go over its max_gpus {hi:,}"))
+            notes.setdefault(o, []).append(
+                f"{len(out):,} restored GPU(s) kept unavailable: over max_gpus {hi:,}"
+            )
+
+    # 2. power caps
+    cap = ix.power_cap_kW
+    if np.isfinite(cap).any() and back.any():
+        site_of = ix.dom[0]
+        power = np.nan_to_num(ix.type_power_kW[ix.gpu_type], nan=0.0)
+        owner = np.full(ix.n_gpus, -1, np.int64)
+        for o, bl in enumerate(blocks):
+            for lv, d in bl:
+                owner[slice(*ix.gpu_range(lv, d))] = o
+        st = live.st
+        on = owner >= 0
+        for j in live.slot.values():
+            on[st.job_gpus[j]] = True
+        avail = avail_now()
+        draw = np.bincount(site_of[on & avail], power[on & avail], minlength=ix.n_sites)
+        tol = 1e-9 * np.maximum(1.0, np.where(np.isfinite(cap), cap, 1.0))
+        for s in np.flatnonzero(draw > cap + tol):
+            why = f"site {ix.site_names[int(s)]!r} would go over its power cap {cap[s]:g} kW"
+            for o, offer in enumerate(base.offers):  # cover blocks no longer needed
+                for blk in sorted(live.cover[o], reverse=True):
+                    a, b = ix.gpu_range(*blk)
+                    if draw[s] <= cap[s] + tol[s] or b <= a or site_of[a] != s:
+                        continue
+                    rest = [x for x in blocks[o] if x != blk]
+                    if not rest or count(rest, avail) < offer.min_gpus:
+                        continue
+                    give_back(o, blk, why)
+                    draw[s] -= float(power[a:b][avail[a:b]].sum())
+                    owner[a:b] = -1
+            if draw[s] <= cap[s] + tol[s]:
+                continue
+            cand = np.flatnonzero(back & ~held & (owner >= 0) & (site_of == s))
+            price = np.array([base.offers[o].price_per_gpu_hour for o in owner[cand]], float)
+            cand = cand[np.lexsort((-cand, price))]  # cheapest offer first, highest GPU first
+            k = int(np.searchsorted(np.cumsum(power[cand]), draw[s] - cap[s] - tol[s])) + 1
+            out = cand[:k]
+            held[out] = True
+            kept.append((out, why))
+            draw[s] -= float(power[out].sum())
+            for o in np.unique(owner[out]):
+                n_out = int((owner[out] == o).sum())
+                notes.setdefault(int(o), []).append(
+                    f"{n_out:,} restored GPU(s) kept unavailable: {why}"
+                )
+            avail = avail_now()
+
+    avail = avail_now()
+    for o, offer in enumerate(base.offers):
+        n = count(blocks[o], avail)
         if o in live.min_override and n >= offer.min_gpus:
             del live.min_override[o]
         elif o in live.min_override:
             live.min_override[o] = min(n, offer.min_gpus)
-        if blocks[o] and n > hi:
-            raise UsageError(
-                f"items: restoring them would lease {n:,} GPUs to offer {offer.name!r}, "
-                f"over its max_gpus {offer.max_gpus:,}"
-            )
     live.set_hardware(avail, links_up)
     live.rebuild(None, blocks)
-    change = Change(actions=lease_actions(live, old, ActionCause.RESTORE))
+    actions = []
+    for o in range(len(old)):
+        now = info(live, o)
+        if (now.paths, now.gpus) == (old[o].paths, old[o].gpus):
+            continue
+        reason = "; ".join([f"leased GPUs {old[o].gpus:,} -> {now.gpus:,}", *notes.get(o, [])])
+        actions.append(_action(live, o, old[o], reason, ActionCause.RESTORE))
+    change = Change(actions=[a for a in actions if a is not None])
     change.delta = live.objective - before
+    if kept:
+        parts = []
+        for out, why in kept:
+            m = np.zeros(ix.n_gpus, bool)
+            m[out] = True
+            parts.append(f"{', '.join(unavailable_paths(ix, m))} ({why})")
+        change.reason = "leased GPUs kept unavailable: " + "; ".join(parts)
     return change
