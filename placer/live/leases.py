@@ -45,9 +45,15 @@ def infos(live: LiveState) -> list[LeaseInfo]:
 
 
 def _action(
-    live: LiveState, o: int, old: LeaseInfo, reason: str, cause: ActionCause
+    live: LiveState,
+    o: int,
+    old: LeaseInfo,
+    reason: str,
+    cause: ActionCause,
+    notes: list[str] | None = None,
 ) -> Action | None:
-    """A lease action for offer o if its blocks or GPUs changed since `old`."""
+    """A lease action for offer o if its blocks or GPUs changed since `old` (its reason:
+    `reason`, or the GPUs before and after, then `notes`)."""
     now = info(live, o)
     if (now.paths, now.gpus) == (old.paths, old.gpus):
         return None
@@ -56,16 +62,22 @@ def _action(
         offer=live.base.offers[o].name,
         blocks=now.paths,
         revenue_change=now.revenue - old.revenue,
-        reason=reason or f"leased GPUs {old.gpus:,} -> {now.gpus:,}",
+        reason="; ".join([reason or f"leased GPUs {old.gpus:,} -> {now.gpus:,}", *(notes or [])]),
         cause=cause,
     )
 
 
 def lease_actions(
-    live: LiveState, old: list[LeaseInfo], cause: ActionCause, reason: str = ""
+    live: LiveState,
+    old: list[LeaseInfo],
+    cause: ActionCause,
+    reason: str = "",
+    notes: dict[int, list[str]] | None = None,
 ) -> list[Action]:
-    """A lease action for every offer whose blocks or GPUs changed since `old`."""
-    acts = [_action(live, o, old[o], reason, cause) for o in range(len(old))]
+    """A lease action for every offer whose blocks or GPUs changed since `old`; `notes`
+    (per offer) are added to its reason."""
+    notes = notes or {}
+    acts = [_action(live, o, old[o], reason, cause, notes.get(o)) for o in range(len(old))]
     return [a for a in acts if a is not None]
 
 
@@ -235,14 +247,7 @@ def restore(live: LiveState, mask: np.ndarray, links: list[int]) -> Change:
             live.min_override[o] = min(n, offer.min_gpus)
     live.set_hardware(avail, links_up)
     live.rebuild(None, blocks)
-    actions = []
-    for o in range(len(old)):
-        now = info(live, o)
-        if (now.paths, now.gpus) == (old[o].paths, old[o].gpus):
-            continue
-        reason = "; ".join([f"leased GPUs {old[o].gpus:,} -> {now.gpus:,}", *notes.get(o, [])])
-        actions.append(_action(live, o, old[o], reason, ActionCause.RESTORE))
-    change = Change(actions=[a for a in actions if a is not None])
+    change = Change(actions=lease_actions(live, old, ActionCause.RESTORE, notes=notes))
     change.delta = live.objective - before
     if kept:
         parts = []
