@@ -157,17 +157,94 @@ def test_restored_gpus_beyond_an_offers_max_gpus_stay_out_instead_of_an_error():
         c.restore(["a/node0"])
 
 
-@settings(
-    max_examples=60,
+HYP = dict(
     deadline=None,
-    derandomize=True,
+    derandomize=True,  # CI runs the same examples every time
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+@settings(max_examples=30, **HYP)
 @given(case=feasible_case(), data=st.data())
 def test_any_fail_and_restore_sequence_answers_with_data_and_keeps_every_rule(case, data):
     """Restores of any hardware (failed meanwhile, or unavailable in the instance), between
     fails, submits and releases: no error but 'none of them is failed', the checker passes
     after each, and a resumed twin is the same cluster."""
+    run_operations(case, data)
+
+
+@st.composite
+def leased_case(draw) -> tuple[dict, dict]:
+    """A small cluster where restores meet leases and power caps (the random instances of
+    `feasible_case` lease in one example of twenty): 1-2 sites of 2-5 nodes of 1-4 GPUs
+    (1 kW each), unavailable GPUs and nodes, 1-2 node-level offers leasing 1-2 nodes each
+    (min_gpus and max_gpus around what they deliver), a power cap a few GPUs above what
+    the leases draw (or none); no job runs yet."""
+    n_sites = draw(st.integers(1, 2))
+    nodes, gpn = draw(st.integers(2, 5)), draw(st.sampled_from([1, 2, 4]))
+    names = ["a", "b"][:n_sites]
+    node_ids = [f"{s}/node{n}" for s in names for n in range(nodes)]
+    gpus = [f"{n}/gpu{g}" for n in node_ids for g in range(gpn)]
+    unavailable = draw(st.lists(st.sampled_from(gpus + node_ids), max_size=4, unique=True))
+    down = {g for g in gpus if g in unavailable or g.rsplit("/", 1)[0] in unavailable}
+    offers, leases, draws = [], [], dict.fromkeys(names, 0)
+    free = list(node_ids)
+    for k in range(draw(st.integers(1, 2))):
+        offer = {"name": f"o{k}", "price_per_gpu_hour": draw(st.sampled_from([0.5, 1.0, 2.0]))}
+        blocks = draw(st.lists(st.sampled_from(free), min_size=1, max_size=2, unique=True))
+        free = [n for n in free if n not in blocks]
+        up = [g for b in blocks for g in gpus if g.startswith(b + "/") and g not in down]
+        offer["min_gpus"] = draw(st.integers(0, min(len(up), 2)))
+        if draw(st.booleans()):
+            offer["max_gpus"] = len(up) + draw(st.integers(0, 2))
+        offers.append(offer)
+        leases.append({"offer": offer["name"], "blocks": blocks})
+        for g in up:
+            draws[g.split("/")[0]] += 1
+        if len(free) < 1:
+            break
+    sites = []
+    for name in names:
+        site = {"name": name, "gpu_type": "H100", "gpus_per_node": gpn}
+        site["domains"] = [{"count": nodes}]
+        if draw(st.integers(0, 3)):  # mostly capped: 0-4 GPUs' worth above the leases
+            site["power_cap_kW"] = float(max(1, draws[name] + draw(st.integers(0, 4))))
+        sites.append(site)
+    inst = {
+        "name": "leased",
+        "horizon_hours": 10,
+        "gpu_types": {"H100": {"power_kW": 1.0}},
+        "topology": {
+            "levels": ["site", "node"],
+            "fabric": {
+                "node": {"latency_us": 2, "bandwidth_GBps": 400},
+                "site": {"latency_us": 10, "bandwidth_GBps": 25},
+            },
+            "sites": sites,
+            "wan": [{"between": names, "latency_us": 500, "bandwidth_GBps": 50}]
+            if n_sites == 2
+            else [],
+            "unavailable": unavailable,
+        },
+        "jobs": [training(f"j{d}", d, min_dp=1) for d in (1, 2, 3)],
+        "leases": {"level": "node", "offers": offers},
+    }
+    pl = {"instance": "leased", "jobs": [], "leases": leases}
+    assert placer.check(placer.load_instance(copy.deepcopy(inst)), pl) == []
+    return inst, pl
+
+
+@settings(max_examples=80, **HYP)
+@given(case=leased_case(), data=st.data())
+def test_restores_under_leases_and_power_caps_answer_with_data_and_keep_every_rule(case, data):
+    """The same, where it matters: leased nodes fail, jobs take the power they leave (and
+    the cover blocks' power), the nodes and the instance's unavailable GPUs come back."""
+    run_operations(case, data)
+
+
+def run_operations(case: tuple[dict, dict], data) -> None:
+    """Random fails, restores, submits and releases on the case's cluster (see the two
+    properties above)."""
     inst_d, pl_d = case
     inst = placer.load_instance(copy.deepcopy(inst_d))
     c = Cluster(inst, pl_d, verify="full")
@@ -175,22 +252,31 @@ def test_any_fail_and_restore_sequence_answers_with_data_and_keeps_every_rule(ca
     for j in arrivals:
         for k in ("current", "current_plan", "pinned"):
             j.pop(k, None)
-    items = hardware_items(inst_d)
-    if not items:
+    # leased blocks fail too: the jobs may take the power they leave, then they come back
+    leased = [b for lease in pl_d.get("leases") or [] for b in lease["blocks"]]
+    items = hardware_items(inst_d) + leased
+    # what a restore names: what failed meanwhile, and what the instance has unavailable
+    # (in a leased block: power and max_gpus it brings back that were never counted)
+    back = list(inst_d["topology"].get("unavailable", []))
+    if not items and not back:
         return
-    for step in range(data.draw(st.integers(1, 8))):
-        kind = data.draw(st.sampled_from(["submit", "release", "fail", "restore", "restore"]))
+    ops = ["submit", "submit", "release", "fail", "restore", "restore"]
+    for step in range(data.draw(st.integers(1, 10))):
+        kind = data.draw(st.sampled_from(ops))
         if kind == "submit" and arrivals:
             job = copy.deepcopy(data.draw(st.sampled_from(arrivals)))
             job["name"] = f"{job['name']}-{step}"
             c.submit(job, allow_moves=data.draw(st.integers(0, 2)))
         elif kind == "release" and c.jobs:
             c.release(data.draw(st.sampled_from(sorted(c.jobs))))
-        elif kind == "fail":
-            c.fail([data.draw(st.sampled_from(items))])
-        elif kind == "restore":
+        elif kind == "fail" and items:
+            it = data.draw(st.sampled_from(items))
+            c.fail([it])
+            back.append(it)
+        elif kind == "restore" and back:
+            it = back.pop(data.draw(st.integers(0, len(back) - 1)))
             try:
-                c.restore([data.draw(st.sampled_from(items))])
+                c.restore([it])
             except ConflictError:
                 pass  # none of it is failed; any other error is the bug this test is for
         assert c.check() == []
