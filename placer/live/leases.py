@@ -1,13 +1,14 @@
 """Leases of the live cluster: what each offer holds, the lease actions that report a
-change, the repair of an offer that failed hardware leaves under its ``min_gpus``, and the
-blocks an offer gives back when hardware is restored (:func:`restore`).
+change, the repair of an offer that failed hardware leaves under its ``min_gpus``, and
+restored hardware inside leased blocks (:func:`restore`: cover blocks given back, restored
+GPUs beyond a power cap or max_gpus kept unavailable).
 
 Leases are decided at construction and by a replan; submit never leases. An offer left
 under its min_gpus leases another whole free block of its level within max_gpus (recorded as
 ``cover``), or records the shortfall (``min_override``: the snapshot writes its min_gpus
 lowered to what is delivered).
 
-Imports the live state and results; no other policy module.
+Imports the live state, results and documents (to name GPUs); no other policy module.
 """
 
 from __future__ import annotations
