@@ -281,3 +281,40 @@ def run_operations(case: tuple[dict, dict], data) -> None:
                 pass  # none of it is failed; any other error is the bug this test is for
         assert c.check() == []
     assert_valid(c)
+
+
+def test_an_offer_that_gave_back_its_cover_keeps_the_restored_gpus_its_min_gpus_needs():
+    """Two offers regain a node each under a cap the jobs filled: the cheap one gives back
+    its cover block and needs its node for its min_gpus, so the dear one's GPUs stay out."""
+    d = one_site(nodes=6, gpus_per_node=2, power_cap_kW=8)
+    d["leases"] = {
+        "level": "node",
+        "offers": [
+            {"name": "cheap", "price_per_gpu_hour": 0.5, "min_gpus": 2},
+            {"name": "dear", "price_per_gpu_hour": 2.0},
+        ],
+    }
+    pl = {
+        "instance": "one-site",
+        "jobs": [],
+        "leases": [
+            {"offer": "cheap", "blocks": ["a/node5"]},
+            {"offer": "dear", "blocks": ["a/node4"]},
+        ],
+    }
+    c = Cluster(placer.load_instance(d), pl, verify="full")
+    c.submit(training("x", 2))  # 2 + 4 leased = 6 kW
+    c.fail(["a/node5", "a/node4"])  # 'cheap' covers its min_gpus with another node: 4 kW
+    (cover,) = c.lease_cover["cheap"]
+    assert c.submit(training("y", 2)).placed and c.submit(training("z", 2)).placed  # 8 kW
+    ch = c.restore(["a/node5", "a/node4"])  # 12 kW; 10 without the cover
+    assert c.lease_cover == {} and c.failed == ["a/node4"]
+    assert "a/node4 (site 'a' would go over its power cap 8 kW)" in ch.reason
+    got = {a.offer: a for a in ch.actions}
+    assert got["cheap"].blocks == ["a/node5"] and cover in got["cheap"].reason
+    assert "dear" not in got  # it delivered 0 GPUs before and still does
+    assert c.snapshot()[1]["leases"] == [
+        {"offer": "cheap", "blocks": ["a/node5"], "gpus": 2},
+        {"offer": "dear", "blocks": ["a/node4"], "gpus": 0},
+    ]
+    assert_valid(c)

@@ -136,7 +136,9 @@ def restore(live: LiveState, mask: np.ndarray, links: list[int]) -> Change:
        failure; the restored GPUs of its blocks still beyond max_gpus stay unavailable;
     2. a site over its power cap: offers there give back cover blocks they no longer need
        (the offer keeps its min_gpus and another block); then restored leased GPUs stay
-       unavailable, the cheapest offer's first, until the site fits. Leaving them
+       unavailable until the site fits: first those an offer can spare above its min_gpus,
+       the cheapest offer's first; an offer left short of its min_gpus records the
+       shortfall as a failure does (``min_override``). Leaving them
        unavailable, not giving a lease back, is what keeps every rule whatever the offer's
        force, committed blocks and min_gpus: the state is the one before the restore but for
        the GPUs that fit.
@@ -224,11 +226,19 @@ def restore(live: LiveState, mask: np.ndarray, links: list[int]) -> Change:
                     owner[a:b] = -1
             if draw[s] <= cap[s] + tol[s]:
                 continue
-            cand = np.flatnonzero(back & ~held & (owner >= 0) & (site_of == s))
+            # first GPUs an offer can spare above its min_gpus, then the others (the offer
+            # falls short: recorded below); each the cheapest offer's first, highest first
+            cand = np.flatnonzero(back & ~held & (owner >= 0) & (site_of == s))[::-1]
+            spare = np.zeros(len(cand), bool)
+            for o in np.unique(owner[cand]):
+                mine = np.flatnonzero(owner[cand] == o)
+                spare[mine[: max(0, count(blocks[o], avail) - base.offers[o].min_gpus)]] = True
             price = np.array([base.offers[o].price_per_gpu_hour for o in owner[cand]], float)
-            cand = cand[np.lexsort((-cand, price))]  # cheapest offer first, highest GPU first
+            cand = cand[np.lexsort((-cand, price, ~spare))]
             k = int(np.searchsorted(np.cumsum(power[cand]), draw[s] - cap[s] - tol[s])) + 1
             out = cand[:k]
+            if not len(out):
+                continue
             held[out] = True
             kept.append((out, why))
             draw[s] -= float(power[out].sum())
@@ -244,8 +254,11 @@ def restore(live: LiveState, mask: np.ndarray, links: list[int]) -> Change:
         n = count(blocks[o], avail)
         if o in live.min_override and n >= offer.min_gpus:
             del live.min_override[o]
-        elif o in live.min_override:
+        elif o in live.min_override or (blocks[o] and n < offer.min_gpus):
+            # short (kept so by failed hardware, or by restored GPUs kept out for power)
             live.min_override[o] = min(n, offer.min_gpus)
+            if n < offer.min_gpus and o in notes:
+                notes[o].append(f"{n:,} leased GPUs, short of min_gpus {offer.min_gpus:,}")
     live.set_hardware(avail, links_up)
     live.rebuild(None, blocks)
     change = Change(actions=lease_actions(live, old, ActionCause.RESTORE, notes=notes))
