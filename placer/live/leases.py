@@ -155,12 +155,15 @@ def restore(live: LiveState, mask: np.ndarray, links: list[int]) -> Change:
     links_up = live.links_up.copy()
     links_up[links] = True
     blocks = [list(b) for b in live.st.offer_blocks]
+    avail = live.avail | back  # as it will be: less the restored GPUs kept out
     held = np.zeros(ix.n_gpus, bool)  # restored GPUs kept unavailable
     kept: list[tuple[np.ndarray, str]] = []  # (those GPUs, why), for the Change's reason
     notes: dict[int, list[str]] = {}  # per offer: what its lease action's reason adds
 
-    def avail_now() -> np.ndarray:
-        return live.avail | (back & ~held)
+    def keep_out(out: np.ndarray, why: str) -> None:
+        held[out] = True
+        avail[out] = False
+        kept.append((out, why))
 
     def count(bl: list[tuple[int, int]], avail: np.ndarray) -> int:
         return sum(int(avail[slice(*ix.gpu_range(lv, d))].sum()) for lv, d in bl)
@@ -183,32 +186,30 @@ def restore(live: LiveState, mask: np.ndarray, links: list[int]) -> Change:
             continue
         hi = offer.max_gpus
         for blk in sorted(live.cover[o], reverse=True):
-            if count(blocks[o], avail_now()) <= hi:
+            if count(blocks[o], avail) <= hi:
                 break
             give_back(o, blk, f"over max_gpus {hi:,}")
-        n = count(blocks[o], avail_now())
+        n = count(blocks[o], avail)
         if n > hi:  # n - hi <= what this restore adds: the offer held <= hi before
             out = restored_in(blocks[o])[: n - hi]
-            held[out] = True
-            kept.append((out, f"offer {offer.name!r} would go over its max_gpus {hi:,}"))
+            keep_out(out, f"offer {offer.name!r} would go over its max_gpus {hi:,}")
             notes.setdefault(o, []).append(
                 f"{len(out):,} restored GPU(s) kept unavailable: over max_gpus {hi:,}"
             )
 
-    # 2. power caps
+    # 2. power caps: only restored GPUs in leased blocks draw more (no job holds one)
     cap = ix.power_cap_kW
-    if np.isfinite(cap).any() and back.any():
+    owner = np.full(ix.n_gpus, -1, np.int64)
+    for o, bl in enumerate(blocks):
+        for lv, d in bl:
+            owner[slice(*ix.gpu_range(lv, d))] = o
+    if np.isfinite(cap).any() and (back & ~held & (owner >= 0)).any():
         site_of = ix.dom[0]
         power = np.nan_to_num(ix.type_power_kW[ix.gpu_type], nan=0.0)
-        owner = np.full(ix.n_gpus, -1, np.int64)
-        for o, bl in enumerate(blocks):
-            for lv, d in bl:
-                owner[slice(*ix.gpu_range(lv, d))] = o
         st = live.st
         on = owner >= 0
         for j in live.slot.values():
             on[st.job_gpus[j]] = True
-        avail = avail_now()
         draw = np.bincount(site_of[on & avail], power[on & avail], minlength=ix.n_sites)
         tol = 1e-9 * np.maximum(1.0, np.where(np.isfinite(cap), cap, 1.0))
         for s in np.flatnonzero(draw > cap + tol):
@@ -239,17 +240,14 @@ def restore(live: LiveState, mask: np.ndarray, links: list[int]) -> Change:
             out = cand[:k]
             if not len(out):
                 continue
-            held[out] = True
-            kept.append((out, why))
+            keep_out(out, why)
             draw[s] -= float(power[out].sum())
             for o in np.unique(owner[out]):
                 n_out = int((owner[out] == o).sum())
                 notes.setdefault(int(o), []).append(
                     f"{n_out:,} restored GPU(s) kept unavailable: {why}"
                 )
-            avail = avail_now()
 
-    avail = avail_now()
     for o, offer in enumerate(base.offers):
         n = count(blocks[o], avail)
         if o in live.min_override and n >= offer.min_gpus:
