@@ -3,9 +3,9 @@ breaks a rule: restored GPUs inside leased blocks are powered and count toward t
 max_gpus (SPEC rule 7, 1.3: only available GPUs are paid for and powered), so when bringing
 all of them back would put a site over its power cap or an offer over its max_gpus, offers
 first give back the blocks they took to cover a failure (where they stay at their
-min_gpus), and the restored GPUs that still do not fit stay failed: the Change says which
-and why (``reason``, and the lease actions' reasons), and :attr:`Cluster.failed` lists them
-for a later restore.
+min_gpus), and the restored GPUs that still do not fit stay unavailable: the Change says
+which and why (``reason``, and the lease actions' reasons), and a later restore brings them
+back once they fit.
 
 Found by a random example of tests/test_cluster_adopt.py: a hall unavailable in the
 instance, leased with 0 GPUs, restored under a power cap the running jobs nearly filled.
@@ -130,8 +130,8 @@ def test_an_offer_gives_back_its_cover_block_before_restored_gpus_stay_out_for_p
     c = Cluster(placer.load_instance(d), pl, verify="full")
     c.submit(training("x", 2))  # 2 + 2 leased = 4 kW
     c.fail(["a/node3"])  # the offer covers its min_gpus with another node: 4 kW
-    assert c.lease_cover == {"o": ["a/node1"]}
     cover = "a/node1"
+    assert c.lease_cover == {"o": [cover]}
     assert c.submit(training("y", 2)).placed  # 6 kW
     ch = c.restore(["a/node3"])  # node3 back: 8 kW with the cover, 6 kW without
     assert ch.reason is None and c.failed == [] and c.lease_cover == {}
