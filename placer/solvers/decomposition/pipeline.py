@@ -769,13 +769,21 @@ class DecompositionSolver(Solver):
             co = coarse_mod.build(inst)
             # SPEC v3: one-site options duplicated by a sibling plan (plans.site_twins)
             dropped = drop_twin_sites(inst, co.options, co.model.ub)
+        mode = options.get("lp_rounding", "auto")  # auto | always | never
+        rounded = co is not None and (
+            mode == "always" or (mode == "auto" and co.model.n_vars > LARGE_MODEL)
+        )
         left = None if deadline is None else (deadline - time.perf_counter()) * 0.5
-        if (
-            co is not None
-            and left is not None
-            and 2 * left < coarse_need(inst, co.model.n_vars, self.lp_per_var)
-        ):
-            co = None  # no time to solve it: skip it
+        if co is not None and left is not None:
+            need = coarse_need(inst, co.model.n_vars, self.lp_per_var)
+            # a rounded LP plan's packing is anytime (largest jobs first; those it does not
+            # reach keep 0 units, and even cut it beats the greedy's rest at 1M GPUs): the
+            # time left must hold its LP (half the estimate) and half as much again, and the
+            # LP may take 70% of it
+            if 2 * left < (0.75 * need if rounded else need):
+                co = None  # no time to solve it: skip it
+            elif rounded:
+                left *= 1.4
         if co is None or (left is not None and left <= 0):
             if not first.unplaced_musts():
                 # the local search goes on placing the jobs the greedy did not reach
@@ -791,9 +799,8 @@ class DecompositionSolver(Solver):
                 "the time limit was reached before any placement was found",
                 started,
             )
-        mode = options.get("lp_rounding", "auto")  # auto | always | never
         lp_x = t_lp = None  # the LP relaxation's values and its time, when it is solved
-        if mode == "always" or (mode == "auto" and co.model.n_vars > LARGE_MODEL):
+        if rounded:
             # thousands of jobs: the integer model is too large to solve in the time; its
             # LP relaxation gives the bound, and rounding it gives the plan
             progress(
