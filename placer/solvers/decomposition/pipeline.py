@@ -1064,8 +1064,8 @@ class DecompositionSolver(Solver):
             if deadline is not None and deadline - now < need:
                 why = (
                     f"{len(frac)} of its decisions were fractional, and another LP and packing "
-                    f"(about {need:.0f} s as measured) did not fit in the {deadline - now:.0f} s "
-                    "left"
+                    f"(about {need:.0f} s as measured) did not fit in the "
+                    f"{max(0.0, deadline - now):.0f} s left"
                 )
                 break
             for v in frac:
