@@ -146,7 +146,7 @@ def finish_reserve(inst: Instance, time_limit: float) -> float:
     """Seconds a backend keeps, out of `time_limit`, for what follows its search: the
     reasons of the jobs left out, the check, the re-score and the result's GPU ids. They
     grow with the GPUs and the jobs, so a fixed share of the limit would overrun it at scale.
-    At 1M GPUs / 5,000 jobs they took 1.2-3.0 s of wall time in bench/anytime.py's runs
+    At 1M GPUs / 5,000 jobs they took 1.2-3.9 s of wall time in bench/anytime.py's runs
     (docs/solver.md; 1.4 s of CPU): 2.5 s for 1M GPUs and 1.5 s for 5,000 jobs keep a
     margin over the slowest on a loaded machine, and the limit's 3% another."""
     ix = inst.index
