@@ -146,3 +146,37 @@ def test_rounding_with_offers_up_accepts_an_offer_the_lp_takes_at_a_fraction():
     up = round_plan(inst, co, x, offers_up=True)
     assert down[a] == 0.0 and down[ys[0]] == 0.0
     assert up[a] == 1.0 and up[ys[0]] == 2.0
+
+
+def test_cpsat_falls_back_to_cbc_when_highs_fails_for_another_reason_than_the_limit(monkeypatch):
+    """Past 20,000 variables cpsat's LP is HiGHS's; a HiGHS error (injected here) hands the
+    time left to CBC through PuLP, whose LP optimum is the bound then."""
+    import placer.solvers.cpsat as cpsat_mod
+    from placer.solvers.decomposition import pipeline
+    from placer.solvers.decomposition.pipeline import CoarseSolution
+
+    lm = LinModel()
+    xs = [lm.var(f"x{i}", 0.0, 3.0) for i in range(3)]
+    lm.add({xs[0]: 1.0, xs[1]: 2.0, xs[2]: 1.0}, "<=", 4.0)
+    for i, c in enumerate((3.0, 5.0, 1.0)):
+        lm.maximize(xs[i], c)
+    monkeypatch.setattr(pipeline, "LARGE_MODEL", 2)
+    monkeypatch.setattr(cpsat_mod, "LARGE_MODEL", 2)
+    sol = cpsat_mod.CpSatSolver().solve_relaxation(lm, 30.0)
+    assert sol.native.startswith("highs") and sol.bound == pytest.approx(11.5)
+    monkeypatch.setattr(
+        cpsat_mod,
+        "solve_lp_highs",
+        lambda lm, t: CoarseSolution(Status.NO_SOLUTION, None, None, "highs: injected"),
+    )
+    sol = cpsat_mod.CpSatSolver().solve_relaxation(lm, 30.0)
+    assert sol.status == Status.OPTIMAL and sol.native.startswith("cbc")
+    # max 3a + 5b + c, a + 2b + c <= 4, boxes [0, 3]: a = 3, b = 1/2 -> 11.5
+    assert sol.bound == pytest.approx(11.5)
+    # a time limit hit is not a failure to fall back from
+    monkeypatch.setattr(
+        cpsat_mod,
+        "solve_lp_highs",
+        lambda lm, t: CoarseSolution(Status.NO_SOLUTION, None, None, "highs:FEASIBLE LIMIT_TIME"),
+    )
+    assert cpsat_mod.CpSatSolver().solve_relaxation(lm, 30.0).native.startswith("highs")
