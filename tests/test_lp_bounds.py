@@ -7,6 +7,7 @@
 - The coarse model's LP bound from HiGHS is never below the brute-force optimum of the
   conformance cases (tests/test_conformance.py has them).
 - Rounding with offers up accepts an offer the LP takes at a fraction.
+- cpsat's LP at scale is HiGHS's; CBC takes over when HiGHS fails but not at a limit.
 """
 
 from __future__ import annotations

@@ -106,6 +106,7 @@ def solve_lp_highs(lm: LinModel, time_limit: float | None) -> CoarseSolution:
     from ortools.math_opt import parameters_pb2 as pp
     from ortools.math_opt.core.python import solver as core
 
+    t0 = time.perf_counter()
     arrays = row_arrays_cached(lm)
     ri, vi, co, lo, hi = arrays
     n, m = lm.n_vars, len(lo)
@@ -128,7 +129,9 @@ def solve_lp_highs(lm: LinModel, time_limit: float | None) -> CoarseSolution:
     mat.coefficients.extend(co[order].tolist())
     params = pp.SolveParametersProto()
     if time_limit is not None:
-        params.time_limit.FromTimedelta(datetime.timedelta(seconds=max(0.05, time_limit)))
+        # building the model (about 1 s at 1M GPUs) is part of the limit
+        left = max(0.05, time_limit - (time.perf_counter() - t0))
+        params.time_limit.FromTimedelta(datetime.timedelta(seconds=left))
     try:
         res = core.solve(
             mp,
