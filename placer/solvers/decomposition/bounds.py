@@ -20,6 +20,7 @@ Imports numpy only.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -32,21 +33,16 @@ REL_SAFETY = 1e-9  # of the sum of the terms' magnitudes: float rounding in the 
 def row_arrays(lm: LinModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The rows as flat arrays: (row index, variable index, coefficient) per nonzero, and
     each row's lower and upper side (-inf / inf where open)."""
-    n_nz = sum(len(r[0]) for r in lm.rows)
-    ri = np.empty(n_nz, np.int64)
-    vi = np.empty(n_nz, np.int64)
-    co = np.empty(n_nz, float)
-    lo = np.empty(len(lm.rows), float)
-    hi = np.empty(len(lm.rows), float)
-    k = 0
-    for r, (coeffs, sense, rhs, _) in enumerate(lm.rows):
-        m = len(coeffs)
-        ri[k : k + m] = r
-        vi[k : k + m] = np.fromiter(coeffs.keys(), np.int64, m)
-        co[k : k + m] = np.fromiter(coeffs.values(), float, m)
-        k += m
-        lo[r] = -math.inf if sense == "<=" else rhs
-        hi[r] = math.inf if sense == ">=" else rhs
+    rows = lm.rows
+    lens = np.fromiter((len(r[0]) for r in rows), np.int64, len(rows))
+    n_nz = int(lens.sum())
+    ri = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
+    vi = np.fromiter(itertools.chain.from_iterable(r[0].keys() for r in rows), np.int64, n_nz)
+    co = np.fromiter(itertools.chain.from_iterable(r[0].values() for r in rows), float, n_nz)
+    sense = [r[1] for r in rows]
+    rhs = np.fromiter((r[2] for r in rows), float, len(rows))
+    lo = np.where(np.array([x == "<=" for x in sense], bool), -math.inf, rhs)
+    hi = np.where(np.array([x == ">=" for x in sense], bool), math.inf, rhs)
     return ri, vi, co, lo, hi
 
 
