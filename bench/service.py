@@ -227,7 +227,9 @@ def pending_jobs(n: int) -> list[dict]:
     ]
 
 
-def serve_colossus(inst, solver: str, time_limit: float, work: Path, db: str, servers):
+def serve_colossus(
+    inst, solver: str, time_limit: float, work: Path, db: str, servers, env: dict | None = None
+):
     """`placer serve` on colossus from `solver`'s placement of it: (url, process)."""
     import placer
 
@@ -236,7 +238,7 @@ def serve_colossus(inst, solver: str, time_limit: float, work: Path, db: str, se
     pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
     port = servers.free_port()
     proc = servers.spawn_serve(
-        ROOT / "instances" / "colossus.yaml", str(work / db), port, "--placement", str(pl)
+        ROOT / "instances" / "colossus.yaml", str(work / db), port, "--placement", str(pl), env=env
     )
     return f"http://127.0.0.1:{port}", proc
 
@@ -249,7 +251,9 @@ def applied_replan(args, inst, out: dict, work: Path, servers) -> None:
 
     import httpx
 
-    url, proc = serve_colossus(inst, "cpsat", 10, work, "colossus-applied.db", servers)
+    # PLACER_SERVE_PROFILE: the server logs the phases of the replan's commit under its lock
+    env = {"PLACER_SERVE_PROFILE": "1"}
+    url, proc = serve_colossus(inst, "cpsat", 10, work, "colossus-applied.db", servers, env)
     try:
         servers.wait_health(url, proc, timeout=300)
         with httpx.Client(base_url=url, timeout=60) as c:
@@ -278,8 +282,13 @@ def applied_replan(args, inst, out: dict, work: Path, servers) -> None:
             APPLIED_SUBMIT_TYPES,
             fill,
         )
-        held = re.findall(r"replan commit held the lock ([0-9.]+) ms", servers.log_of(proc))
+        text = servers.log_of(proc)
+        held = re.findall(r"replan commit held the lock ([0-9.]+) ms", text)
         d["commit_lock_ms"] = float(held[-1]) if held else None
+        phases = re.findall(r"replan commit phases \(ms\): (.*)", text)
+        d["commit_phases_ms"] = {
+            k: float(v) for k, v in re.findall(r"([^,]+?) ([0-9.]+)(?:, |$)", phases[-1].strip())
+        } if phases else None
         d["released_before"] = south
         d["room"] = {"released": APPLIED_ROOM, "pinned_fill_jobs": len(fill)}
         out["during_applied_replan"] = d

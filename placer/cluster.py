@@ -494,7 +494,7 @@ class Cluster:
         :meth:`prepare_adopt`."""
         return replan.advance(self._live.base, prep, base, full=self._verify_mode == "full")
 
-    def commit_adopt(self, prep: replan.Prepared) -> Change:
+    def commit_adopt(self, prep: replan.Prepared, laps: Any = None) -> Change:
         """Step 3 (under the caller's lock): adopt the prepared plan into the live state as
         it is now, the same result as :meth:`adopt` now would give. Nothing changed since
         ``base``: the prepared state is taken as it is. Jobs started, moved or stopped
@@ -506,11 +506,14 @@ class Cluster:
         with a ``reason`` when it no longer beats the live plan."""
         if prep.merged is None:  # committed already, or refused: adopt it whole
             return self.adopt(prep.placement, prep.pending)
+        laps = laps or replan.NO_LAPS
         live = self._live
         same_hw = replan.same_hardware(live.checkpoint(), prep.base)
+        laps("same hardware")
         merged = prep.merged
         try:
-            out = replan.catch_up(live, prep, full=self._verify_mode == "full") if same_hw else None
+            full = self._verify_mode == "full"
+            out = replan.catch_up(live, prep, full, laps) if same_hw else None
         except BaseException:
             prep.merged = None  # partly redone: not to be taken
             raise
@@ -522,6 +525,7 @@ class Cluster:
             prep.merged = None
             return Change(reason=why)
         merged.compact()
+        laps("compact")
         self._live = merged
         prep.merged = None  # taken: a second commit of the same preparation adopts whole
         return change

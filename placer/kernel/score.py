@@ -248,6 +248,21 @@ class Scorer:
             self._jobs_total += float(z.value[0]) - float(z.migration[0])
         return len(self.job_gpus) - 1
 
+    def keep_jobs(self, keep: list[int]) -> None:
+        """Keep only the jobs `keep` (in that order), for a caller that filters
+        ``inst.jobs`` the same way; every job left out must hold no GPUs. No job is
+        re-scored (the argument of :meth:`move_to_end`: a job's score does not depend on its
+        index, and the jobs left out share no WAN link)."""
+        kept = set(keep)
+        if any(len(g) for j, g in enumerate(self.job_gpus) if j not in kept):
+            raise ValueError("keep_jobs: a job left out still has GPUs")
+        self.job_gpus = [self.job_gpus[j] for j in keep]
+        self.plans = [self.plans[j] for j in keep]
+        self.jobs = [self.jobs[j] for j in keep]
+        self.ana = [self.ana[j] for j in keep]
+        self.scores = [self.scores[j] for j in keep]
+        self._jobs_total = None
+
     def shared_bw(self, users: np.ndarray | None = None) -> np.ndarray:
         u = self.users if users is None else users
         return self.index.link_bw_GBps / np.maximum(u, 1)

@@ -5,8 +5,8 @@ Logical state (what a checkpoint copies):
 - ``slots``: each running job's live slot, the job *under the plan it runs* (SPEC v3; a
   plain job: its tp, pp, dp, ... are the plan's), in the order the jobs started; ``spec``
   the jobs as submitted (flags and plans kept), ``slot`` name -> slot index. A job that
-  stops leaves a tombstone (a slot no name points to) until the next :meth:`LiveState.rebuild`
-  compacts them, so that slot indices stay put within an operation;
+  stops leaves a tombstone (a slot no name points to) until :meth:`LiveState.compact` (or a
+  :meth:`LiveState.rebuild`) drops them, so that slot indices stay put within an operation;
 - ``avail`` (GPUs not failed now) and ``links_up`` (WAN links not failed now), over the
   instance's topology;
 - per offer: ``min_override`` (a min_gpus lowered to what failed hardware left) and
@@ -287,9 +287,25 @@ class LiveState:
         self.rebuild(job_gpus, offer_blocks)
 
     def compact(self) -> None:
-        """Rebuild when tombstones outnumber the running jobs (and 32)."""
-        if self.tombstones > max(32, len(self.slot)):
-            self.rebuild()
+        """Drop the tombstones when they outnumber the running jobs (and 32), in place:
+        the running jobs keep their GPUs, plans and scores, nothing is re-scored (a job's
+        figures do not depend on its slot, see :meth:`move_to_end`; a tombstone holds
+        nothing). The state a :meth:`rebuild` would give, in about a millisecond where the
+        rebuild re-scores every job (40 ms on colossus with 250 jobs: a service's replan
+        commit did it under its lock)."""
+        if self.tombstones <= max(32, len(self.slot)):
+            return
+        keep = self.running()
+        at = {j: k for k, j in enumerate(keep)}
+        st = self.st
+        self.slots[:] = [self.slots[j] for j in keep]  # the live instance's job list
+        self.slot = {job.name: k for k, job in enumerate(self.slots)}
+        st.job_gpus = [st.job_gpus[j] for j in keep]
+        st.scorer.keep_jobs(keep)
+        st.unreached = {at[j] for j in st.unreached if j in at}
+        st.version += 1
+        self.tombstones = 0
+        self.changes += 1
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod

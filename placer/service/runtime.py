@@ -20,6 +20,7 @@ waits as a standby if another service became the writer): memory never runs ahea
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,12 +28,14 @@ from typing import Any
 
 from placer.cluster import Change, Cluster
 from placer.errors import PlacementError, PlacerError, UsageError
-from placer.live.replan import verdict
+from placer.live.replan import NO_LAPS, Laps, verdict
 from placer.model import Instance
 from placer.service.store import Commit, FencedError, Store, StoreError, encode
 from placer.service.worker import DeadlineExceeded, SolveWorker, WorkerBusy, WorkerFailed
 
 log = logging.getLogger("placer.serve")
+# PLACER_SERVE_PROFILE=1: log the phases of a replan's commit under the lock
+PROFILE = os.environ.get("PLACER_SERVE_PROFILE", "") not in ("", "0")
 
 
 @dataclass
@@ -95,6 +98,7 @@ class Service:
         self._replanning: int | None = None  # revision the running replan started from
         self.replan_hold_s: float | None = None  # the last replan commit's hold of the lock
         self._adopt_s = 0.0  # of which commit_adopt
+        self._laps = NO_LAPS  # its phases (PLACER_SERVE_PROFILE)
         self._state: dict[str, Any] | None = None
         self._seqs: dict[str, int] = {}
         self._memory_keys: dict[str, tuple[int, str, dict]] = {}
@@ -220,6 +224,7 @@ class Service:
         result: Change,
         key: str | None,
         encoded: _Encoded | None = None,
+        laps: Laps = NO_LAPS,
     ) -> dict[str, Any]:
         """Persist what `result` changed (lock held); the answer with its revision.
         `encoded`: the documents and actions a replan encoded without the lock (only what
@@ -230,6 +235,7 @@ class Service:
         names = {a.job for a in result.actions if a.job}
         running = c.jobs  # in start order: new jobs get their sequence numbers in it
         delete = [n for n in names if n not in running]
+        laps("answer to_dict and running jobs")
         upsert: dict[str, Any] = {}
         stored: dict[str, Any] | str = d
         if self.store is not None:
@@ -238,7 +244,9 @@ class Service:
                 upsert = {n: c.job_document(n) for n in kept}
             else:
                 upsert = c.encoded_documents(encode, encoded.docs, kept)
+                laps(f"encode {len(kept)} documents")
                 stored = encoded.change(d, result.actions)
+                laps("encode the answer")
         # failed and restored hardware, leases and their cover blocks: only fail, restore and
         # replan change them, or an operation with lease actions (every lease change is one);
         # reading them scans every GPU (about 10 ms on colossus), so jobs-only commits skip it
@@ -248,6 +256,7 @@ class Service:
         else:
             state = c.state(jobs=False)
         changed_state = state if state != self._state else None
+        laps("state without jobs")
         if self.store is None:
             self.revision += 1
             for n in delete:
@@ -257,7 +266,9 @@ class Service:
         else:
             try:
                 self.revision = self.store.commit(
-                    Commit(op, request, stored, upsert, delete, changed_state, key), self._seqs
+                    Commit(op, request, stored, upsert, delete, changed_state, key),
+                    self._seqs,
+                    laps,
                 )
             except Exception as e:  # noqa: BLE001 - any failure: memory is ahead of disk
                 self._lost(e)
@@ -392,6 +403,8 @@ class Service:
                                 rounds,
                                 1e3 * self._adopt_s,
                             )
+                            if self._laps.on:
+                                log.info("replan commit phases (ms): %s", self._laps.text())
                 rounds += 1
                 try:
                     prep = c.advance_adopt(base, prep)
@@ -419,9 +432,11 @@ class Service:
         moved = self.revision != rev0
         t0 = time.perf_counter()
         self._adopt_s = 0.0
+        laps = self._laps = Laps(PROFILE)
         try:
-            change = c.commit_adopt(prep)
+            change = c.commit_adopt(prep, laps)
             self._adopt_s = time.perf_counter() - t0
+            laps("kept")
         except PlacementError as e:
             return self._not_applied(
                 f"the state moved (revision {rev0} -> {self.revision}) and the plan no "
@@ -431,7 +446,7 @@ class Service:
         if change.reason:
             return self._not_applied(change.reason, started)
         change.seconds = time.perf_counter() - started
-        d = self._commit("replan", request, change, key, encoded)
+        d = self._commit("replan", request, change, key, encoded, laps)
         d["applied"] = True
         d["moved"] = moved
         d["from_revision"] = rev0
