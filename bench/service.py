@@ -83,6 +83,7 @@ def paced_submits(
     start: int = 0,
     until: threading.Event | None = None,
     gpu_types: list[str] | None = None,
+    t_ref: float | None = None,
 ) -> dict:
     """Open-loop submits at `rate`/s (each in its own thread at its scheduled time, whatever
     the answers before it) for `seconds` or until `until` is set, with a release of the
@@ -93,6 +94,7 @@ def paced_submits(
     import httpx
 
     lat: list[float] = []
+    sent: list[float] = []
     statuses: dict[str, int] = {}
     placed: list[str] = []
     n_placed = 0
@@ -110,6 +112,7 @@ def paced_submits(
         dt = time.perf_counter() - t0
         with lock:
             lat.append(dt)
+            sent.append(t0)
             if status != "200":
                 statuses[status] = statuses.get(status, 0) + 1
                 return
@@ -138,6 +141,8 @@ def paced_submits(
     for name in placed:
         client.delete(f"/jobs/{name}")
     client.close()
+    ref = t_start if t_ref is None else t_ref
+    slowest = sorted(zip(lat, sent), reverse=True)[:8]
     return {
         "rate": rate,
         "load_average_1min": os.getloadavg()[0],  # the machine's, at the end (shared host)
@@ -148,6 +153,8 @@ def paced_submits(
         "p50_ms": 1000 * pct(lat, 50),
         "p99_ms": 1000 * pct(lat, 99),
         "max_ms": 1000 * max(lat) if lat else None,
+        # the slowest submits: [sent at (s, since the replan's POST if any), latency (ms)]
+        "slowest": [[round(t - ref, 3), round(1000 * x, 1)] for x, t in slowest],
     }
 
 
@@ -170,6 +177,8 @@ def during_replan(
     done = threading.Event()
     body = {"time_limit": 10, "solver": "cpsat", "pending": pending or []}
 
+    t_post = time.perf_counter()
+
     def replan() -> None:
         t0 = time.perf_counter()
         try:
@@ -191,7 +200,7 @@ def during_replan(
         with httpx.Client(base_url=url, timeout=60) as c:
             for name in room:
                 c.delete(f"/jobs/{name}").raise_for_status()
-    d = paced_submits(url, rate, 300.0, start=start, until=done, gpu_types=gpu_types)
+    d = paced_submits(url, rate, 300.0, start=start, until=done, gpu_types=gpu_types, t_ref=t_post)
     th.join()
     r = box.get("r", {})
     d.update(
@@ -286,9 +295,13 @@ def applied_replan(args, inst, out: dict, work: Path, servers) -> None:
         held = re.findall(r"replan commit held the lock ([0-9.]+) ms", text)
         d["commit_lock_ms"] = float(held[-1]) if held else None
         phases = re.findall(r"replan commit phases \(ms\): (.*)", text)
-        d["commit_phases_ms"] = {
-            k: float(v) for k, v in re.findall(r"([^,]+?) ([0-9.]+)(?:, |$)", phases[-1].strip())
-        } if phases else None
+        timeline = re.findall(r"replan timeline \(s\): (.*)", text)
+        d["replan_timeline"] = timeline[-1].strip().split("; ") if timeline else None
+        d["commit_phases_ms"] = (
+            {k: float(v) for k, v in re.findall(r"([^,]+?) ([0-9.]+)(?:, |$)", phases[-1].strip())}
+            if phases
+            else None
+        )
         d["released_before"] = south
         d["room"] = {"released": APPLIED_ROOM, "pinned_fill_jobs": len(fill)}
         out["during_applied_replan"] = d

@@ -360,13 +360,17 @@ class Service:
             why = verdict(res["has_placement"], res["reason"], res["objective"], before)
             if why:
                 return self._not_applied(why, started)
+            tl = _Timeline(started, PROFILE)
+            tl("solved")
             # the plan merged into a copy of the state now and checked whole, without the
             # lock (submits go on); under the lock only the jobs that moved since are redone
             with self.lock:
                 c = self.ready_cluster()
                 base, rev1 = c.adopt_base(), self.revision
+                tl("copied (lock)")
             try:
                 prep = c.prepare_adopt(base, res["placement"], pending)
+                tl("prepared")
             except PlacementError as e:
                 state = (
                     f"the state moved (revision {rev0} -> {rev1}) and the plan no longer passes"
@@ -375,12 +379,14 @@ class Service:
                 )
                 return self._not_applied(f"{state} the checker against it: {_problems(e)}", started)
             encoded = self._encode(c, prep)
+            tl("encoded")
             # under churn, catch the prepared plan up to a newer copy without the lock, so
             # that the commit redoes only what the last short round let through
             rounds = 0
             while True:
                 with self.lock:
                     held = time.perf_counter()
+                    tl("waited for the lock")
                     if self.ready_cluster() is not c:  # rebuilt from the store meanwhile
                         return self._not_applied(
                             "the service was rebuilt from its store during the replan; "
@@ -389,6 +395,7 @@ class Service:
                         )
                     if self.revision - rev1 > CATCH_UP_REVISIONS and rounds < CATCH_UP_ROUNDS:
                         base, rev1 = c.adopt_base(), self.revision
+                        tl("copied (lock)")
                     else:
                         behind = self.revision - rev1
                         try:
@@ -404,10 +411,13 @@ class Service:
                                 1e3 * self._adopt_s,
                             )
                             if self._laps.on:
+                                tl("committed (lock)")
                                 log.info("replan commit phases (ms): %s", self._laps.text())
+                                log.info("replan timeline (s): %s", tl.text())
                 rounds += 1
                 try:
                     prep = c.advance_adopt(base, prep)
+                    tl("advanced")
                 except PlacementError as e:
                     return self._not_applied(
                         f"the state moved (revision {rev0} -> {rev1}) and the plan no longer "
@@ -415,6 +425,7 @@ class Service:
                         started,
                     )
                 encoded = self._encode(c, prep, encoded)
+                tl("encoded")
         finally:
             self._replanning = None
 
@@ -518,6 +529,24 @@ class _Encoded:
             parts.append(hit[1] if hit is not None and hit[0] is a else encode(ad))
         rest = encode({k: v for k, v in d.items() if k != "actions"})
         return '{"actions":[' + ",".join(parts) + "]" + ("," + rest[1:] if rest != "{}" else "}")
+
+
+class _Timeline:
+    """Profiling (``PLACER_SERVE_PROFILE``): when each step of a replan ended, in seconds
+    since its request, with the milliseconds it took."""
+
+    def __init__(self, started: float, on: bool) -> None:
+        self.on, self.started, self.last = on, started, started
+        self.steps: list[str] = []
+
+    def __call__(self, what: str) -> None:
+        if self.on:
+            now = time.perf_counter()
+            self.steps.append(f"{what} {now - self.started:.3f} ({1e3 * (now - self.last):.1f} ms)")
+            self.last = now
+
+    def text(self) -> str:
+        return "; ".join(self.steps)
 
 
 def _problems(e: PlacementError) -> str:
