@@ -294,6 +294,8 @@ def applied_replan(args, inst, out: dict, work: Path, servers) -> None:
         text = servers.log_of(proc)
         held = re.findall(r"replan commit held the lock ([0-9.]+) ms", text)
         d["commit_lock_ms"] = float(held[-1]) if held else None
+        cpu = re.findall(r"replan commit held the lock [0-9.]+ ms \(([0-9.]+) ms of CPU", text)
+        d["commit_lock_cpu_ms"] = float(cpu[-1]) if cpu else None
         phases = re.findall(r"replan commit phases \(ms\): (.*)", text)
         timeline = re.findall(r"replan timeline \(s\): (.*)", text)
         d["replan_timeline"] = timeline[-1].strip().split("; ") if timeline else None

@@ -528,4 +528,12 @@ class Cluster:
         laps("compact")
         self._live = merged
         prep.merged = None  # taken: a second commit of the same preparation adopts whole
+        prep.taken = True
         return change
+
+    def prepared_state(self, prep: replan.Prepared) -> dict[str, Any] | None:
+        """(Without the lock) :meth:`state` without jobs as :meth:`commit_adopt` leaves it
+        when it takes `prep`'s merged state (its hardware and leases are those of the
+        prepared state: a commit that finds them changed adopts whole, and the caller
+        reads :meth:`state` then, see ``prep.taken``). None: nothing prepared."""
+        return None if prep.merged is None else documents.state_document(prep.merged, False)

@@ -253,6 +253,8 @@ class Service:
         jobs_only = op in ("submit", "bind", "release") and self._state is not None
         if jobs_only and not any(a.kind == "lease" for a in result.actions):
             state = self._state
+        elif encoded is not None and encoded.state is not None and encoded.taken():
+            state = encoded.state  # the prepared state's, read without the lock
         else:
             state = c.state(jobs=False)
         changed_state = state if state != self._state else None
@@ -385,7 +387,7 @@ class Service:
             rounds = 0
             while True:
                 with self.lock:
-                    held = time.perf_counter()
+                    held, cpu = time.perf_counter(), time.thread_time()
                     tl("waited for the lock")
                     if self.ready_cluster() is not c:  # rebuilt from the store meanwhile
                         return self._not_applied(
@@ -403,9 +405,11 @@ class Service:
                         finally:
                             self.replan_hold_s = time.perf_counter() - held
                             log.info(
-                                "replan commit held the lock %.1f ms (%d commits to catch up "
-                                "after %d rounds; adopting %.1f ms)",
+                                "replan commit held the lock %.1f ms (%.1f ms of CPU in its "
+                                "thread; %d commits to catch up after %d rounds; adopting "
+                                "%.1f ms)",
                                 1e3 * self.replan_hold_s,
+                                1e3 * (time.thread_time() - cpu),
                                 behind,
                                 rounds,
                                 1e3 * self._adopt_s,
@@ -471,6 +475,8 @@ class Service:
         if self.store is None:
             return None
         encoded = encoded or _Encoded()
+        encoded.prep = prep
+        encoded.state = c.prepared_state(prep)
         c.encoded_documents(encode, encoded.docs, prep=prep)
         for a in prep.change.actions:
             hit = encoded.actions.get(id(a))
@@ -519,6 +525,12 @@ class _Encoded:
 
     docs: dict[str, tuple[Any, str]] = field(default_factory=dict)
     actions: dict[int, tuple[Any, str]] = field(default_factory=dict)
+    prep: Any = None  # the preparation encoded
+    state: dict[str, Any] | None = None  # its state without jobs (Cluster.prepared_state)
+
+    def taken(self) -> bool:
+        """The commit took the prepared state (not adopted whole): `state` is the live one."""
+        return self.prep is not None and self.prep.taken
 
     def change(self, d: dict[str, Any], actions: list[Any]) -> str:
         """The JSON text of `d` (``Change.to_dict`` of `actions`), reusing the actions
