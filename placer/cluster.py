@@ -471,8 +471,9 @@ class Cluster:
     def adopt_base(self) -> Any:
         """Step 1 of :meth:`adopt` in two steps (a service adopting a plan while other
         threads change the cluster): a copy of the live state now (cheap: under the
-        caller's lock), for :meth:`prepare_adopt`."""
-        return self._live.checkpoint()
+        caller's lock), for :meth:`prepare_adopt`: with the kernel's figures of each job, so
+        that the copies made of it are not scored again."""
+        return self._live.checkpoint(scored=True)
 
     def prepare_adopt(
         self, base: Any, placement: Any, pending: list[Any] | None = None
