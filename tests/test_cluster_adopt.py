@@ -179,13 +179,20 @@ def test_two_step_adoption_equals_adopt_at_the_commit_after_any_operations(case,
         ]
     # the plan: a solve of the snapshot, or the live placement with one job moved by hand
     doc = c.replan_instance(pending)
-    res = placer.solve(placer.load_instance(doc), solver="greedy", time_limit=2)
+    solved = placer.load_instance(doc)
+    res = placer.solve(solved, solver="greedy", time_limit=2)
     if res.placement is None:
         return
     plan = res.placement.model_dump(mode="json", exclude_none=True)
+    # the GPUs as indices of the solved instance's numbering, as placer serve's worker
+    # sends them: the live cluster's numbering
+    indices = None
+    if data.draw(st.booleans()):
+        ix = solved.index
+        indices = [ix.gpu_indices(list(pj.gpus)) if pj.gpus else None for pj in res.placement.jobs]
     base = c.adopt_base()
     try:
-        prep = c.prepare_adopt(base, plan, pending)
+        prep = c.prepare_adopt(base, plan, pending, gpu_indices=indices)
     except PlacementError:
         return
     items = hardware_items(inst_d)

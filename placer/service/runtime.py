@@ -344,6 +344,7 @@ class Service:
                 # the Placement model itself: validating its document here would hold the
                 # GIL (every request thread) for a quarter of a second on colossus
                 "as_model": True,
+                "gpu_indices": True,  # and its GPUs as indices (see prepare_adopt)
             }
             deadline = request["time_limit"] + self.limits.solve_grace_seconds
             try:
@@ -371,7 +372,9 @@ class Service:
                 base, rev1 = c.adopt_base(), self.revision
                 tl("copied (lock)")
             try:
-                prep = c.prepare_adopt(base, res["placement"], pending)
+                prep = c.prepare_adopt(
+                    base, res["placement"], pending, gpu_indices=res.get("gpu_indices")
+                )
                 tl("prepared")
             except PlacementError as e:
                 state = (
