@@ -24,11 +24,12 @@
 The machine is shared: latencies include whatever else runs (each figure records the load
 average at its end).
 
-Writes bench/out/service.json (bench/results/service.json with --record).
+Writes bench/out/service.json (bench/results/service.json with --record); with
+``--applied-only``, service-applied.json.
 
     python -m bench.service [--trials 200] [--rate 50] [--seconds 60] [--steady-rate 10]
         [--jobs 10000] [--first-starts 1] [--skip-crash] [--skip-load] [--skip-restart]
-        [--record]
+        [--applied-only [--runs N]] [--record]
 """
 
 from __future__ import annotations
@@ -239,12 +240,14 @@ def pending_jobs(n: int) -> list[dict]:
 def serve_colossus(
     inst, solver: str, time_limit: float, work: Path, db: str, servers, env: dict | None = None
 ):
-    """`placer serve` on colossus from `solver`'s placement of it: (url, process)."""
+    """`placer serve` on colossus from `solver`'s placement of it (solved once per run of
+    the bench: repeated 3b runs start from the same plan): (url, process)."""
     import placer
 
-    res = placer.solve(inst, solver=solver, time_limit=time_limit)
     pl = work / f"colossus-{solver}.json"
-    pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
+    if not pl.exists():
+        res = placer.solve(inst, solver=solver, time_limit=time_limit)
+        pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
     port = servers.free_port()
     proc = servers.spawn_serve(
         ROOT / "instances" / "colossus.yaml", str(work / db), port, "--placement", str(pl), env=env
@@ -253,16 +256,34 @@ def serve_colossus(
 
 
 def applied_replan(args, inst, out: dict, work: Path, servers) -> None:
+    """3b, ``--runs`` times (a fresh server each): see :func:`applied_run`."""
+    runs = [applied_run(args, inst, work, servers, k) for k in range(args.runs)]
+    out["during_applied_replan"] = runs[-1]
+    if args.runs > 1:
+        out["during_applied_replan_runs"] = runs
+        out["during_applied_replan_summary"] = {
+            "p99_ms": [r["p99_ms"] for r in runs],
+            "max_ms": [r["max_ms"] for r in runs],
+            "commit_lock_ms": [r["commit_lock_ms"] for r in runs],
+            "applied": [r["replan_applied"] for r in runs],
+            "load_average_1min": [r["load_average_1min"] for r in runs],
+            "runs_p99_over_100ms": sum(r["p99_ms"] > 100 for r in runs),
+        }
+        print("applied replans:", out["during_applied_replan_summary"], flush=True)
+
+
+def applied_run(args, inst, work: Path, servers, k: int = 0) -> dict:
     """3b. The p99 of submits at ``--rate`` during a 10 s replan that is applied: a fresh
     server on the loaded colossus of 3 (see APPLIED_PENDING). The server's log gives the
-    lock hold of the replan's commit."""
+    lock hold of the replan's commit, its phases and the replan's timeline
+    (``PLACER_SERVE_PROFILE``)."""
     import re
 
     import httpx
 
     # PLACER_SERVE_PROFILE: the server logs the phases of the replan's commit under its lock
     env = {"PLACER_SERVE_PROFILE": "1"}
-    url, proc = serve_colossus(inst, "cpsat", 10, work, "colossus-applied.db", servers, env)
+    url, proc = serve_colossus(inst, "cpsat", 10, work, f"colossus-applied-{k}.db", servers, env)
     try:
         servers.wait_health(url, proc, timeout=300)
         with httpx.Client(base_url=url, timeout=60) as c:
@@ -306,8 +327,8 @@ def applied_replan(args, inst, out: dict, work: Path, servers) -> None:
         )
         d["released_before"] = south
         d["room"] = {"released": APPLIED_ROOM, "pinned_fill_jobs": len(fill)}
-        out["during_applied_replan"] = d
         print("during an applied replan:", d, flush=True)
+        return d
     finally:
         servers.stop(proc)
 
@@ -480,7 +501,12 @@ def main(argv=None) -> None:
         default=APPLIED_PENDING,
         help="pending jobs the applied replan (3b) may start (its solve uses its 10 s)",
     )
-    ap.add_argument("--applied-only", action="store_true", help="of the load figures, only 3b")
+    ap.add_argument(
+        "--applied-only",
+        action="store_true",
+        help="of the load figures, only 3b (written as service-applied.json)",
+    )
+    ap.add_argument("--runs", type=int, default=1, help="3b this many times (a fresh server each)")
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument(
         "--first-starts",
@@ -531,7 +557,7 @@ def main(argv=None) -> None:
 
     if not args.skip_restart:
         restart(args, inst, out, work, servers)
-    write("service", out)
+    write("service-applied" if args.applied_only else "service", out)
 
 
 if __name__ == "__main__":

@@ -213,8 +213,8 @@ def test_a_replan_commits_into_the_state_that_moved_after_its_plan_was_checked(t
         cluster = svc.cluster
         prepare, seen = cluster.prepare_adopt, {}
 
-        def prepare_then_bind(base, placement, pending=None):
-            prep = prepare(base, placement, pending)
+        def prepare_then_bind(base, placement, pending=None, gpu_indices=None):
+            prep = prepare(base, placement, pending, gpu_indices)
             planned = {g for pj in prep.placement.jobs for g in pj.gpus}
             held = {g for n in cluster.jobs for g in cluster.job_gpus(n)}
             free = sorted(planned - held if meanwhile == "on_the_plan" else every - planned - held)
