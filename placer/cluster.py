@@ -224,8 +224,9 @@ class Cluster:
         names: Any = None,
         prep: replan.Prepared | None = None,
     ) -> dict[str, Any]:
-        """``encode(job_document(name))`` for the running jobs `names` (None: all) of the
-        live state, or of `prep`'s merged state (the plan :meth:`commit_adopt` would take).
+        """``encode(job_document(name))`` for the running jobs `names` (None: all; a name
+        not running there is left out) of the live state, or of `prep`'s merged state (the
+        plan :meth:`commit_adopt` would take).
         `cache` (name -> (key, encoded), kept by the caller) is reused for a job whose spec,
         plan and GPUs are those it was encoded from. Why: a service encodes a replan's
         documents without its lock, from the prepared state (megabytes of GPU ids on a large
@@ -236,7 +237,9 @@ class Cluster:
             return {}
         out: dict[str, Any] = {}
         for name in live.slot if names is None else names:
-            j = live.slot[name]
+            j = live.slot.get(name)
+            if j is None:  # not running there (stopped by the plan)
+                continue
             spec, plan, g = live.spec[name], live.slots[j].plan, live.st.job_gpus[j]
             hit = cache.get(name)
             if hit is not None:
