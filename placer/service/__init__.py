@@ -30,6 +30,7 @@ Imports fastapi (optional extra ``placer[serve]``); imported only by ``placer se
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -80,7 +81,7 @@ def serve(
     # replan's merge and check: 0.2 to 0.4 s of Python after its solve); a submit takes and
     # gives back the GIL a dozen times (SQLite, the socket), each wait up to the interval
     old = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    sys.setswitchinterval(float(os.environ.get("PLACER_SERVE_SWITCH", SWITCH_INTERVAL_S)))
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
     finally:

@@ -34,8 +34,31 @@ from placer.service.store import Commit, FencedError, Store, StoreError, encode
 from placer.service.worker import DeadlineExceeded, SolveWorker, WorkerBusy, WorkerFailed
 
 log = logging.getLogger("placer.serve")
-# PLACER_SERVE_PROFILE=1: log the phases of a replan's commit under the lock
+# PLACER_SERVE_PROFILE=1: log the phases of a replan's commit under the lock, its timeline,
+# and the garbage collector's pauses over 10 ms
 PROFILE = os.environ.get("PLACER_SERVE_PROFILE", "") not in ("", "0")
+
+
+def _log_gc_pauses() -> None:
+    import gc
+
+    t0 = [0.0]
+
+    def pause(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            t0[0] = time.perf_counter()
+        elif time.perf_counter() - t0[0] > 0.01:
+            log.info(
+                "gc pause: generation %d, %.1f ms",
+                info["generation"],
+                1e3 * (time.perf_counter() - t0[0]),
+            )
+
+    gc.callbacks.append(pause)
+
+
+if PROFILE:
+    _log_gc_pauses()
 
 
 @dataclass
@@ -335,6 +358,7 @@ class Service:
             rev0 = self.revision
             before = c.objective
             self._replanning = rev0
+        tl = _Timeline(started, PROFILE)
         try:
             task = {
                 "instance": doc,
@@ -361,10 +385,9 @@ class Service:
                     raise UsageError(str(e)) from None
                 raise ServiceError(500, f"the replan worker failed: {e}", ["replan"]) from None
             why = verdict(res["has_placement"], res["reason"], res["objective"], before)
+            tl("solved")
             if why:
                 return self._not_applied(why, started)
-            tl = _Timeline(started, PROFILE)
-            tl("solved")
             # the plan merged into a copy of the state now and checked whole, without the
             # lock (submits go on); under the lock only the jobs that moved since are redone
             with self.lock:
@@ -420,7 +443,6 @@ class Service:
                             if self._laps.on:
                                 tl("committed (lock)")
                                 log.info("replan commit phases (ms): %s", self._laps.text())
-                                log.info("replan timeline (s): %s", tl.text())
                 rounds += 1
                 try:
                     prep = c.advance_adopt(base, prep)
@@ -435,6 +457,9 @@ class Service:
                 tl("encoded")
         finally:
             self._replanning = None
+            if tl.on:
+                tl("done")
+                log.info("replan timeline (s): %s", tl.text())
 
     def _commit_plan(
         self,
