@@ -30,19 +30,12 @@ Imports fastapi (optional extra ``placer[serve]``); imported only by ``placer se
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 from placer.service.app import create_app
 from placer.service.guard import Token, is_loopback, parse_tokens
 from placer.service.runtime import Limits, Service
 from placer.service.store import open_store
-
-# the GIL switch interval while serving (Python's default: 5 ms), see serve(): submits
-# (Service.mutate, SQLite) beside a thread merging and checking a replan, colossus, one
-# process: p99 52 / 44 / 19 ms at 1 ms against 59 / 57 / 19 ms at 5 ms (three pairs)
-SWITCH_INTERVAL_S = 0.001
 
 __all__ = [
     "Limits",
@@ -77,15 +70,9 @@ def serve(
     app = create_app(service, tokens=tokens)
     svc = app.app.state.service
     svc.start(background=True)
-    # a request thread waits for the GIL about this long behind a thread that computes (a
-    # replan's merge and check: 0.2 to 0.4 s of Python after its solve); a submit takes and
-    # gives back the GIL a dozen times (SQLite, the socket), each wait up to the interval
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(float(os.environ.get("PLACER_SERVE_SWITCH", SWITCH_INTERVAL_S)))
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
     finally:
-        sys.setswitchinterval(old)
         svc.close()
 
 
