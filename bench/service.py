@@ -320,8 +320,9 @@ def applied_run(args, inst, work: Path, servers, k: int = 0) -> dict:
         phases = re.findall(r"replan commit phases \(ms\): (.*)", text)
         timeline = re.findall(r"replan timeline \(s\): (.*)", text)
         d["replan_timeline"] = timeline[-1].strip().split("; ") if timeline else None
+        served = text[text.find("ready at revision") :]  # the pauses once serving
         d["gc_pauses_ms"] = [
-            float(x) for x in re.findall(r"gc pause: generation \d, ([0-9.]+)", text)
+            float(x) for x in re.findall(r"gc pause: generation \d, ([0-9.]+)", served)
         ]
         d["commit_phases_ms"] = (
             {k: float(v) for k, v in re.findall(r"([^,]+?) ([0-9.]+)(?:, |$)", phases[-1].strip())}

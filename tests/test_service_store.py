@@ -198,10 +198,16 @@ def test_schema_version_is_checked(tmp_path):
 
 
 @pytest.mark.parametrize("meanwhile", ["elsewhere", "on_the_plan"])
-def test_a_replan_commits_into_the_state_that_moved_after_its_plan_was_checked(tmp_path, meanwhile):
+def test_a_replan_commits_into_the_state_that_moved_after_its_plan_was_checked(
+    tmp_path, meanwhile, monkeypatch
+):
     # the plan is merged and checked on a copy without the lock; a bind lands between that
     # check and the commit: on GPUs the plan leaves alone it is merged in (applied, moved),
-    # on a GPU the plan gives a job the plan is refused and nothing else changes
+    # on a GPU the plan gives a job the plan is refused and nothing else changes. A round
+    # of catching up is taken after more than 2 commits here (50 in the service)
+    from placer.service import runtime
+
+    monkeypatch.setattr(runtime, "CATCH_UP_REVISIONS", 2)
     inst = placer.load_instance(one_site(nodes=6, gpus_per_node=2))
     svc = started(str(tmp_path / "state.db"), inst)
     every = {inst.index.gpu_id(i) for i in range(inst.index.n_gpus)}

@@ -91,8 +91,14 @@ class Limits:
 
 # a replan's prepared plan is caught up to a newer copy of the state (without the lock)
 # while more than this many commits landed since its copy, at most this many times; then
-# the commit redoes what is left under the lock
-CATCH_UP_REVISIONS = 2
+# the commit redoes what is left under the lock. Each round is Python work beside the
+# request threads (25 to 80 ms on colossus, more when the lock is contended: it waits its
+# turn each time), and a commit redoes a late job in about 0.5 ms: bench 3b, three pairs,
+# no round (20 to 22 commits redone) held the lock 31 to 34 ms against 21 to 29 ms after
+# three rounds, for the same submit p99 (32 to 42 against 26 to 56 ms), and runs where the
+# rounds met a queue spent 0.5 to 0.7 s in them (p99 169 and 202 ms). So a round only
+# when a slow merge let many commits through (a second of them at 50 a second)
+CATCH_UP_REVISIONS = 50
 CATCH_UP_ROUNDS = 3
 
 
