@@ -39,22 +39,6 @@ log = logging.getLogger("placer.serve")
 PROFILE = os.environ.get("PLACER_SERVE_PROFILE", "") not in ("", "0")
 
 
-def _freeze_heap(collect: bool = False) -> None:
-    """Move every object alive now out of the garbage collector's sight (``gc.freeze``):
-    the cluster (the instance's models, the live state) is most of the heap, and a full
-    collection traversing it held the GIL, every request thread waiting, 56 to 167 ms on
-    colossus (once or twice a replan under 50 submits a second: its merge allocates
-    enough to trigger one). Frozen objects are still freed by reference counting when they
-    are dropped (a replaced live state holds no cycles); only cyclic garbage among them
-    would stay. `collect`: a full collection first (at start, before the service is
-    ready)."""
-    import gc
-
-    if collect:
-        gc.collect()
-    gc.freeze()
-
-
 def _log_gc_pauses() -> None:
     import gc
 
@@ -196,7 +180,6 @@ class Service:
                 with self.lock:
                     self.cluster, self._state, self._seqs = c, c.state(jobs=False), seqs
                     self.revision = rev
-            _freeze_heap(collect=True)
             self.ready_seconds = time.perf_counter() - t0
             self.status = "ready"
             self.replan_worker.start()  # warm for the first replan (after ready: no delay)
@@ -513,7 +496,6 @@ class Service:
             return self._not_applied(change.reason, started)
         change.seconds = time.perf_counter() - started
         d = self._commit("replan", request, change, key, encoded, laps)
-        _freeze_heap()  # the state just adopted: see _freeze_heap
         d["applied"] = True
         d["moved"] = moved
         d["from_revision"] = rev0
