@@ -26,7 +26,9 @@ __all__ = ["verify"]
 def verify(
     live: LiveState, changed: set[int], full: bool = False, leases: bool = True, laps: Any = None
 ) -> None:
-    """Raise :class:`SolverError` if the live state breaks a rule (see the module docs)."""
+    """Raise :class:`SolverError` if the live state breaks a rule (see the module docs).
+    `laps`: a :class:`placer.live.replan.Laps` timing each part (a service profiling a
+    replan's commit under its lock)."""
     st, inst, ix = live.st, live.inst, live.inst.index
     problems: list[str] = []
     running = set(live.slot.values())

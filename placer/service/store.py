@@ -245,7 +245,9 @@ class Store:
     def commit(self, c: Commit, seqs: dict[str, int], laps: Any = None) -> int:
         """Write one mutation in one transaction; returns the new revision. `seqs` (name ->
         start order, kept by the caller) gets the new jobs' numbers. Raises
-        :class:`FencedError` when another writer took over (nothing written)."""
+        :class:`FencedError` when another writer took over (nothing written). `laps`: a
+        :class:`placer.live.replan.Laps` timing the head, rows, event and COMMIT (a replan's
+        commit profiled, ``PLACER_SERVE_PROFILE``)."""
         with self._lock:
             cur = self._conn.cursor()
             self._begin(cur)
