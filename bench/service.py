@@ -24,11 +24,12 @@
 The machine is shared: latencies include whatever else runs (each figure records the load
 average at its end).
 
-Writes bench/out/service.json (bench/results/service.json with --record).
+Writes bench/out/service.json (bench/results/service.json with --record); with
+``--applied-only``, service-applied.json.
 
     python -m bench.service [--trials 200] [--rate 50] [--seconds 60] [--steady-rate 10]
         [--jobs 10000] [--first-starts 1] [--skip-crash] [--skip-load] [--skip-restart]
-        [--record]
+        [--applied-only [--runs N]] [--record]
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def paced_submits(
     start: int = 0,
     until: threading.Event | None = None,
     gpu_types: list[str] | None = None,
+    t_ref: float | None = None,
 ) -> dict:
     """Open-loop submits at `rate`/s (each in its own thread at its scheduled time, whatever
     the answers before it) for `seconds` or until `until` is set, with a release of the
@@ -93,6 +95,7 @@ def paced_submits(
     import httpx
 
     lat: list[float] = []
+    sent: list[float] = []
     statuses: dict[str, int] = {}
     placed: list[str] = []
     n_placed = 0
@@ -110,6 +113,7 @@ def paced_submits(
         dt = time.perf_counter() - t0
         with lock:
             lat.append(dt)
+            sent.append(t0)
             if status != "200":
                 statuses[status] = statuses.get(status, 0) + 1
                 return
@@ -138,6 +142,8 @@ def paced_submits(
     for name in placed:
         client.delete(f"/jobs/{name}")
     client.close()
+    ref = t_start if t_ref is None else t_ref
+    slowest = sorted(zip(lat, sent), reverse=True)[:8]
     return {
         "rate": rate,
         "load_average_1min": os.getloadavg()[0],  # the machine's, at the end (shared host)
@@ -148,6 +154,8 @@ def paced_submits(
         "p50_ms": 1000 * pct(lat, 50),
         "p99_ms": 1000 * pct(lat, 99),
         "max_ms": 1000 * max(lat) if lat else None,
+        # the slowest submits: [sent at (s, since the replan's POST if any), latency (ms)]
+        "slowest": [[round(t - ref, 3), round(1000 * x, 1)] for x, t in slowest],
     }
 
 
@@ -170,6 +178,8 @@ def during_replan(
     done = threading.Event()
     body = {"time_limit": 10, "solver": "cpsat", "pending": pending or []}
 
+    t_post = time.perf_counter()
+
     def replan() -> None:
         t0 = time.perf_counter()
         try:
@@ -191,7 +201,7 @@ def during_replan(
         with httpx.Client(base_url=url, timeout=60) as c:
             for name in room:
                 c.delete(f"/jobs/{name}").raise_for_status()
-    d = paced_submits(url, rate, 300.0, start=start, until=done, gpu_types=gpu_types)
+    d = paced_submits(url, rate, 300.0, start=start, until=done, gpu_types=gpu_types, t_ref=t_post)
     th.join()
     r = box.get("r", {})
     d.update(
@@ -227,29 +237,53 @@ def pending_jobs(n: int) -> list[dict]:
     ]
 
 
-def serve_colossus(inst, solver: str, time_limit: float, work: Path, db: str, servers):
-    """`placer serve` on colossus from `solver`'s placement of it: (url, process)."""
+def serve_colossus(
+    inst, solver: str, time_limit: float, work: Path, db: str, servers, env: dict | None = None
+):
+    """`placer serve` on colossus from `solver`'s placement of it (solved once per run of
+    the bench: repeated 3b runs start from the same plan): (url, process)."""
     import placer
 
-    res = placer.solve(inst, solver=solver, time_limit=time_limit)
     pl = work / f"colossus-{solver}.json"
-    pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
+    if not pl.exists():
+        res = placer.solve(inst, solver=solver, time_limit=time_limit)
+        pl.write_text(json.dumps(res.placement.model_dump(mode="json", exclude_none=True)))
     port = servers.free_port()
     proc = servers.spawn_serve(
-        ROOT / "instances" / "colossus.yaml", str(work / db), port, "--placement", str(pl)
+        ROOT / "instances" / "colossus.yaml", str(work / db), port, "--placement", str(pl), env=env
     )
     return f"http://127.0.0.1:{port}", proc
 
 
 def applied_replan(args, inst, out: dict, work: Path, servers) -> None:
+    """3b, ``--runs`` times (a fresh server each): see :func:`applied_run`."""
+    runs = [applied_run(args, inst, work, servers, k) for k in range(args.runs)]
+    out["during_applied_replan"] = runs[-1]
+    if args.runs > 1:
+        out["during_applied_replan_runs"] = runs
+        out["during_applied_replan_summary"] = {
+            "p99_ms": [r["p99_ms"] for r in runs],
+            "max_ms": [r["max_ms"] for r in runs],
+            "commit_lock_ms": [r["commit_lock_ms"] for r in runs],
+            "applied": [r["replan_applied"] for r in runs],
+            "load_average_1min": [r["load_average_1min"] for r in runs],
+            "runs_p99_over_100ms": sum(r["p99_ms"] > 100 for r in runs),
+        }
+        print("applied replans:", out["during_applied_replan_summary"], flush=True)
+
+
+def applied_run(args, inst, work: Path, servers, k: int = 0) -> dict:
     """3b. The p99 of submits at ``--rate`` during a 10 s replan that is applied: a fresh
     server on the loaded colossus of 3 (see APPLIED_PENDING). The server's log gives the
-    lock hold of the replan's commit."""
+    lock hold of the replan's commit, its phases and the replan's timeline
+    (``PLACER_SERVE_PROFILE``)."""
     import re
 
     import httpx
 
-    url, proc = serve_colossus(inst, "cpsat", 10, work, "colossus-applied.db", servers)
+    # PLACER_SERVE_PROFILE: the server logs the phases of the replan's commit under its lock
+    env = {"PLACER_SERVE_PROFILE": "1"}
+    url, proc = serve_colossus(inst, "cpsat", 10, work, f"colossus-applied-{k}.db", servers, env)
     try:
         servers.wait_health(url, proc, timeout=300)
         with httpx.Client(base_url=url, timeout=60) as c:
@@ -278,12 +312,27 @@ def applied_replan(args, inst, out: dict, work: Path, servers) -> None:
             APPLIED_SUBMIT_TYPES,
             fill,
         )
-        held = re.findall(r"replan commit held the lock ([0-9.]+) ms", servers.log_of(proc))
+        text = servers.log_of(proc)
+        held = re.findall(r"replan commit held the lock ([0-9.]+) ms", text)
         d["commit_lock_ms"] = float(held[-1]) if held else None
+        cpu = re.findall(r"replan commit held the lock [0-9.]+ ms \(([0-9.]+) ms of CPU", text)
+        d["commit_lock_cpu_ms"] = float(cpu[-1]) if cpu else None
+        phases = re.findall(r"replan commit phases \(ms\): (.*)", text)
+        timeline = re.findall(r"replan timeline \(s\): (.*)", text)
+        d["replan_timeline"] = timeline[-1].strip().split("; ") if timeline else None
+        served = text[text.find("ready at revision") :]  # the pauses once serving
+        d["gc_pauses_ms"] = [
+            float(x) for x in re.findall(r"gc pause: generation \d, ([0-9.]+)", served)
+        ]
+        d["commit_phases_ms"] = (
+            {k: float(v) for k, v in re.findall(r"([^,]+?) ([0-9.]+)(?:, |$)", phases[-1].strip())}
+            if phases
+            else None
+        )
         d["released_before"] = south
         d["room"] = {"released": APPLIED_ROOM, "pinned_fill_jobs": len(fill)}
-        out["during_applied_replan"] = d
         print("during an applied replan:", d, flush=True)
+        return d
     finally:
         servers.stop(proc)
 
@@ -456,7 +505,12 @@ def main(argv=None) -> None:
         default=APPLIED_PENDING,
         help="pending jobs the applied replan (3b) may start (its solve uses its 10 s)",
     )
-    ap.add_argument("--applied-only", action="store_true", help="of the load figures, only 3b")
+    ap.add_argument(
+        "--applied-only",
+        action="store_true",
+        help="of the load figures, only 3b (written as service-applied.json)",
+    )
+    ap.add_argument("--runs", type=int, default=1, help="3b this many times (a fresh server each)")
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument(
         "--first-starts",
@@ -507,7 +561,7 @@ def main(argv=None) -> None:
 
     if not args.skip_restart:
         restart(args, inst, out, work, servers)
-    write("service", out)
+    write("service-applied" if args.applied_only else "service", out)
 
 
 if __name__ == "__main__":

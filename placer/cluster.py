@@ -224,8 +224,9 @@ class Cluster:
         names: Any = None,
         prep: replan.Prepared | None = None,
     ) -> dict[str, Any]:
-        """``encode(job_document(name))`` for the running jobs `names` (None: all) of the
-        live state, or of `prep`'s merged state (the plan :meth:`commit_adopt` would take).
+        """``encode(job_document(name))`` for the running jobs `names` (None: all; a name
+        not running there is left out) of the live state, or of `prep`'s merged state (the
+        plan :meth:`commit_adopt` would take).
         `cache` (name -> (key, encoded), kept by the caller) is reused for a job whose spec,
         plan and GPUs are those it was encoded from. Why: a service encodes a replan's
         documents without its lock, from the prepared state (megabytes of GPU ids on a large
@@ -236,7 +237,9 @@ class Cluster:
             return {}
         out: dict[str, Any] = {}
         for name in live.slot if names is None else names:
-            j = live.slot[name]
+            j = live.slot.get(name)
+            if j is None:  # not running there (stopped by the plan)
+                continue
             spec, plan, g = live.spec[name], live.slots[j].plan, live.st.job_gpus[j]
             hit = cache.get(name)
             if hit is not None:
@@ -476,21 +479,35 @@ class Cluster:
     def adopt_base(self) -> Any:
         """Step 1 of :meth:`adopt` in two steps (a service adopting a plan while other
         threads change the cluster): a copy of the live state now (cheap: under the
-        caller's lock), for :meth:`prepare_adopt`."""
-        return self._live.checkpoint()
+        caller's lock), for :meth:`prepare_adopt`: with the kernel's figures of each job, so
+        that the copies made of it are not scored again."""
+        return self._live.checkpoint(scored=True)
 
     def prepare_adopt(
-        self, base: Any, placement: Any, pending: list[Any] | None = None
+        self,
+        base: Any,
+        placement: Any,
+        pending: list[Any] | None = None,
+        gpu_indices: list[Any] | None = None,
     ) -> replan.Prepared:
         """Step 2: the heavy part of :meth:`adopt` (the plan merged into the state of
         `base`, the derived state rebuilt, the whole checker) on a copy: it reads nothing
         of the live state but the instance, so it runs without the caller's lock while
         other operations go on. A plan that does not pass against `base` gets a
         :class:`~placer.errors.PlacementError`; ``reason`` says when it is not worth
-        adopting against `base` (:meth:`commit_adopt` decides against the state then)."""
+        adopting against `base` (:meth:`commit_adopt` decides against the state then).
+        `gpu_indices`: per job of `placement`, its GPUs as indices of this cluster's
+        topology (:meth:`index`; None for a job without GPUs), e.g. computed by the process
+        that solved it: reading 170,000 GPU ids takes 50 ms on colossus. They are checked
+        like the ids (units, and the merged state whole)."""
         from placer.api import _placement_arg
 
-        return replan.prepare(self._live.base, base, _placement_arg(placement), pending)
+        parsed = None
+        if gpu_indices is not None:
+            parsed = {
+                i: np.asarray(g, np.int64) for i, g in enumerate(gpu_indices) if g is not None
+            }
+        return replan.prepare(self._live.base, base, _placement_arg(placement), pending, parsed)
 
     def advance_adopt(self, base: Any, prep: replan.Prepared) -> replan.Prepared:
         """Optional step 2b (without the lock): `prep` brought to `base`, a newer
@@ -499,7 +516,7 @@ class Cluster:
         :meth:`prepare_adopt`."""
         return replan.advance(self._live.base, prep, base, full=self._verify_mode == "full")
 
-    def commit_adopt(self, prep: replan.Prepared) -> Change:
+    def commit_adopt(self, prep: replan.Prepared, laps: Any = None) -> Change:
         """Step 3 (under the caller's lock): adopt the prepared plan into the live state as
         it is now, the same result as :meth:`adopt` now would give. Nothing changed since
         ``base``: the prepared state is taken as it is. Jobs started, moved or stopped
@@ -511,11 +528,14 @@ class Cluster:
         with a ``reason`` when it no longer beats the live plan."""
         if prep.merged is None:  # committed already, or refused: adopt it whole
             return self.adopt(prep.placement, prep.pending)
+        laps = laps or replan.NO_LAPS
         live = self._live
         same_hw = replan.same_hardware(live.checkpoint(), prep.base)
+        laps("same hardware")
         merged = prep.merged
         try:
-            out = replan.catch_up(live, prep, full=self._verify_mode == "full") if same_hw else None
+            full = self._verify_mode == "full"
+            out = replan.catch_up(live, prep, full, laps) if same_hw else None
         except BaseException:
             prep.merged = None  # partly redone: not to be taken
             raise
@@ -527,6 +547,15 @@ class Cluster:
             prep.merged = None
             return Change(reason=why)
         merged.compact()
+        laps("compact")
         self._live = merged
         prep.merged = None  # taken: a second commit of the same preparation adopts whole
+        prep.taken = True
         return change
+
+    def prepared_state(self, prep: replan.Prepared) -> dict[str, Any] | None:
+        """(Without the lock) :meth:`state` without jobs as :meth:`commit_adopt` leaves it
+        when it takes `prep`'s merged state (its hardware and leases are those of the
+        prepared state: a commit that finds them changed adopts whole, and the caller
+        reads :meth:`state` then, see ``prep.taken``). None: nothing prepared."""
+        return None if prep.merged is None else documents.state_document(prep.merged, False)

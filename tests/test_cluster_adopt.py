@@ -179,13 +179,20 @@ def test_two_step_adoption_equals_adopt_at_the_commit_after_any_operations(case,
         ]
     # the plan: a solve of the snapshot, or the live placement with one job moved by hand
     doc = c.replan_instance(pending)
-    res = placer.solve(placer.load_instance(doc), solver="greedy", time_limit=2)
+    solved = placer.load_instance(doc)
+    res = placer.solve(solved, solver="greedy", time_limit=2)
     if res.placement is None:
         return
     plan = res.placement.model_dump(mode="json", exclude_none=True)
+    # the GPUs as indices of the solved instance's numbering, as placer serve's worker
+    # sends them: the live cluster's numbering
+    indices = None
+    if data.draw(st.booleans()):
+        ix = solved.index
+        indices = [ix.gpu_indices(list(pj.gpus)) if pj.gpus else None for pj in res.placement.jobs]
     base = c.adopt_base()
     try:
-        prep = c.prepare_adopt(base, plan, pending)
+        prep = c.prepare_adopt(base, plan, pending, gpu_indices=indices)
     except PlacementError:
         return
     items = hardware_items(inst_d)
@@ -305,3 +312,91 @@ def test_moving_slots_to_the_end_equals_dropping_and_adding_them_again(case, dat
     a._live.rebuild()  # from scratch: the same score
     assert a._live.objective == pytest.approx(b._live.objective, rel=1e-9, abs=1e-6)
     assert a.check() == []
+
+
+@settings(max_examples=60, **HYP)
+@given(case=feasible_case(), data=st.data())
+def test_compacting_tombstones_in_place_equals_rebuilding_the_state(case, data):
+    """`LiveState.compact` drops the tombstones of stopped and moved jobs in place (a
+    replan's commit left 160 of them on colossus, and rebuilding re-scored every job under
+    the service's lock): the state it leaves is the one `rebuild` derives from scratch,
+    objective included, and the live instance's job list is still the slot list."""
+    inst_d, pl_d = case
+    inst = placer.load_instance(copy.deepcopy(inst_d))
+    a = Cluster(inst, pl_d, verify="full")
+    b = Cluster(inst, pl_d, verify="full")
+    running = sorted(a._live.slot.values())
+    if not running:
+        return
+    live = a._live
+    picked = data.draw(st.lists(st.sampled_from(running), unique=True, min_size=1))
+    for j in picked:
+        move = data.draw(st.booleans())
+        for x in (live, b._live):
+            if move:
+                x.move_to_end(j)
+            else:
+                x.set_job(j, np.zeros(0, np.int64))
+                x.drop_slot(j)
+    b._live.rebuild()
+    live.tombstones = 10**6  # over the threshold: compact now
+    live.compact()
+    assert live.tombstones == 0
+    assert live.inst.jobs is live.slots
+    assert len(live.slots) == len(live.slot) == len(live.st.job_gpus)
+    assert len(live.st.scorer.scores) == len(live.slots)
+    da, db = _derived(live), _derived(b._live)
+    assert da[:-1] == db[:-1]
+    # power left: a running sum the rebuild adds up again (see the test above)
+    assert np.allclose(da[-1], db[-1], rtol=1e-9, atol=1e-9)
+    assert live.objective == pytest.approx(b._live.objective, rel=1e-9, abs=1e-6)
+    assert a.check() == []
+    if live.slot:  # and it goes on: a job stopped and one placed again after the compaction
+        name = next(iter(live.slot))
+        doc, plan, gpus = a.job_document(name), a.job_plan(name), a.job_gpus(name)
+        doc.pop("current", None)
+        doc.pop("current_plan", None)
+        a.release(name)
+        if gpus:
+            a.start(doc, gpus, plan)
+        assert a.check() == []
+        assert a.objective == pytest.approx(b.objective, rel=1e-9, abs=1e-6) or not gpus
+
+
+@settings(max_examples=60, **HYP)
+@given(case=feasible_case(), data=st.data())
+def test_a_copy_from_a_scored_checkpoint_equals_one_scored_again(case, data):
+    """`adopt_base` copies the live state with the kernel's figures of each job
+    (`checkpoint(scored=True)`), and its copies take them rather than scoring every job
+    again (40 ms on colossus, for every catch-up round of a replan): a copy so made equals
+    one rebuilt and scored from scratch, tombstones of stopped and moved jobs included,
+    and goes on the same (a job stopped and placed again)."""
+    from placer.live.state import LiveState
+
+    inst_d, pl_d = case
+    inst = placer.load_instance(copy.deepcopy(inst_d))
+    a = Cluster(inst, pl_d, verify="full")
+    live = a._live
+    running = sorted(live.slot.values())
+    for j in data.draw(st.lists(st.sampled_from(running), unique=True)) if running else []:
+        if data.draw(st.booleans()):
+            live.move_to_end(j)
+        else:
+            live.set_job(j, np.zeros(0, np.int64))
+            live.drop_slot(j)
+    fast = LiveState.from_checkpoint(live.base, live.checkpoint(scored=True))
+    slow = LiveState.from_checkpoint(live.base, live.checkpoint())
+    assert fast.inst.jobs is fast.slots
+    da, db = _derived(fast), _derived(slow)
+    assert da[:-1] == db[:-1]
+    assert np.allclose(da[-1], db[-1], rtol=1e-9, atol=1e-9)
+    assert fast.objective == pytest.approx(slow.objective, rel=1e-12, abs=1e-9)
+    assert fast.objective == pytest.approx(live.objective, rel=1e-9, abs=1e-6)
+    for x in (fast, slow):  # they go on the same: the first job stopped and placed again
+        if x.slot:
+            j = min(x.slot.values())
+            g = x.st.job_gpus[j]
+            x.set_job(j, np.zeros(0, np.int64))
+            x.set_job(j, g)
+    assert fast.objective == pytest.approx(slow.objective, rel=1e-12, abs=1e-9)
+    assert _derived(fast)[:-1] == _derived(slow)[:-1]

@@ -248,6 +248,65 @@ class Scorer:
             self._jobs_total += float(z.value[0]) - float(z.migration[0])
         return len(self.job_gpus) - 1
 
+    def figures(self) -> tuple:
+        """This scorer's per-job figures now (copies of the lists; the figures themselves
+        are replaced, never written, on a change), for :meth:`restored`."""
+        return (
+            list(self.plans),
+            list(self.jobs),
+            list(self.ana),
+            list(self.scores),
+            self.users.copy(),
+        )
+
+    @classmethod
+    def restored(
+        cls,
+        inst: Instance,
+        job_gpus: list[np.ndarray],
+        offer_blocks: list[list[tuple[int, int]]],
+        figures: tuple,
+    ) -> Scorer:
+        """A scorer of `inst` holding `job_gpus` and `offer_blocks` from the
+        :meth:`figures` of a scorer that held exactly those over the same jobs, plans and
+        hardware: nothing is analysed or scored again (what makes a copy of a live
+        cluster's state cheap: scoring every job of colossus takes 40 ms)."""
+        s = cls.__new__(cls)
+        s.inst = inst
+        s.index = index = inst.index
+        s.plans, s.jobs, s.ana, s.scores, s.users = (
+            list(figures[0]),
+            list(figures[1]),
+            list(figures[2]),
+            list(figures[3]),
+            figures[4].copy(),
+        )
+        s.job_gpus = [np.asarray(g, np.int64) for g in job_gpus]
+        s.offer_blocks = offer_blocks
+        s._jobs_total = None
+        s.lease_revenue = [
+            inst.horizon_hours * o.price_per_gpu_hour * offer_gpus(index, bl)
+            for o, bl in zip(inst.offers, offer_blocks)
+        ]
+        if not len(s.jobs) == len(s.job_gpus) == len(inst.jobs):
+            raise ValueError("Scorer.restored: figures of another placement")
+        return s
+
+    def keep_jobs(self, keep: list[int]) -> None:
+        """Keep only the jobs `keep` (in that order), for a caller that filters
+        ``inst.jobs`` the same way; every job left out must hold no GPUs. No job is
+        re-scored (the argument of :meth:`move_to_end`: a job's score does not depend on its
+        index, and the jobs left out share no WAN link)."""
+        kept = set(keep)
+        if any(len(g) for j, g in enumerate(self.job_gpus) if j not in kept):
+            raise ValueError("keep_jobs: a job left out still has GPUs")
+        self.job_gpus = [self.job_gpus[j] for j in keep]
+        self.plans = [self.plans[j] for j in keep]
+        self.jobs = [self.jobs[j] for j in keep]
+        self.ana = [self.ana[j] for j in keep]
+        self.scores = [self.scores[j] for j in keep]
+        self._jobs_total = None
+
     def shared_bw(self, users: np.ndarray | None = None) -> np.ndarray:
         u = self.users if users is None else users
         return self.index.link_bw_GBps / np.maximum(u, 1)

@@ -18,6 +18,7 @@ Imports the checker, the live state, documents, leases and results.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,29 @@ __all__ = [
     "same_hardware",
     "verdict",
 ]
+
+
+class Laps:
+    """Seconds spent per named phase, each lap ending where the call names it: how a
+    service profiles a replan's commit under its lock (``PLACER_SERVE_PROFILE=1``).
+    ``Laps(False)`` records nothing (the default of every caller)."""
+
+    def __init__(self, on: bool = True) -> None:
+        self.on = on
+        self.phases: dict[str, float] = {}
+        self.t = time.perf_counter() if on else 0.0
+
+    def __call__(self, name: str) -> None:
+        if self.on:
+            now = time.perf_counter()
+            self.phases[name] = self.phases.get(name, 0.0) + now - self.t
+            self.t = now
+
+    def text(self) -> str:
+        return ", ".join(f"{k} {1e3 * v:.1f}" for k, v in self.phases.items())
+
+
+NO_LAPS = Laps(False)
 
 
 def replan_instance(live: LiveState, pending: Any, ids: bool = True) -> dict[str, Any]:
@@ -292,6 +316,7 @@ class Prepared:
     reason: str = ""
     actions: dict[str, Any] = field(default_factory=dict)  # see _job_actions
     jobs: list[Job] | None = None  # the pending jobs parsed (see read_plan)
+    taken: bool = False  # the commit took ``merged`` as the live state
 
 
 def same_hardware(a: Checkpoint, b: Checkpoint) -> bool:
@@ -329,14 +354,17 @@ def _same(a: Job, b: Job) -> bool:
     return a is b or a == b
 
 
-def catch_up(live: LiveState, prep: Prepared, full: bool = False) -> tuple[Change, float] | None:
+def catch_up(
+    live: LiveState, prep: Prepared, full: bool = False, laps: Laps = NO_LAPS
+) -> tuple[Change, float] | None:
     """The prepared merge brought to `live`, the live state as it is now (jobs started,
     moved or stopped since ``prep.base``; hardware and leases unchanged: the caller sees to
     it): the same plan merged into `live` (:func:`read_plan` against it: pinned and
     must-stay jobs included), the prepared state changed only for the jobs whose merged
     holding differs, those verified against the whole merged state (rules 1-5 for them;
-    disjointness, availability, leases with rule 6, power and must-stay jobs over all;
-    `full`: the whole checker), as every live operation is. Returns the Change against
+    disjointness, availability, no GPU of a leased block, power and must-stay jobs over
+    all; the blocks themselves passed rule 6 whole when prepared, against the same
+    hardware; `full`: the whole checker), as every live operation is. Returns the Change against
     `live` and its objective, the merged state in ``prep.merged``, its jobs in the order
     :func:`adopt` keeps them (pending jobs the plan starts after the jobs that arrived
     since: the copy's are started again after those, under the lock of a service, which
@@ -346,8 +374,10 @@ def catch_up(live: LiveState, prep: Prepared, full: bool = False) -> tuple[Chang
     fork = prep.merged
     assert fork is not None
     plan = read_plan(live, prep.placement, prep.pending, prep.parsed, prep.jobs)
+    laps("read_plan")
     before = live.objective
     targets = _targets(live, plan)
+    laps("targets")
     want = {name: (orig, k, after) for name, orig, _p, k, after in targets if len(after[0])}
     diff = []
     for name in list(fork.slot) + [n for n in want if n not in fork.slot]:
@@ -361,6 +391,7 @@ def catch_up(live: LiveState, prep: Prepared, full: bool = False) -> tuple[Chang
             or not np.array_equal(fork.st.job_gpus[j], w[2][0])
         ):
             diff.append(name)
+    laps("diff")
     # jobs that start in the merged state after the copy (arrived since, or released and
     # submitted again) run before the plan's pending jobs, as adopt orders them: the pending
     # jobs the copy started are taken out and started again after them
@@ -401,13 +432,19 @@ def catch_up(live: LiveState, prep: Prepared, full: bool = False) -> tuple[Chang
             fork.set_plan(j, k)
         fork.set_job(j, after[0])
         changed.add(j)
+    laps(f"redo {len(changed)} jobs ({len(move)} moved to the end)")
     try:
-        verify_state(fork, changed, full=full, leases=True)
+        # rule 6 is not checked again: the merged state's blocks passed it whole (prepare)
+        # against the same hardware (the caller sees to it), and what a job can break of it,
+        # holding a GPU of a leased block, is checked over the whole state here
+        verify_state(fork, changed, full=full, leases=False, laps=laps)
     except SolverError as e:
         raise PlacementError([("placement", f"against the live state: {e}")]) from None
     change = _job_actions(live, targets, prep.actions)
+    laps("job actions")
     change.actions += leases.lease_actions(fork, leases.infos(live), ActionCause.REPLAN, "replan")
     change.delta = fork.objective - before - change.cost
+    laps("lease actions")
     return change, before
 
 

@@ -5,8 +5,8 @@ Logical state (what a checkpoint copies):
 - ``slots``: each running job's live slot, the job *under the plan it runs* (SPEC v3; a
   plain job: its tp, pp, dp, ... are the plan's), in the order the jobs started; ``spec``
   the jobs as submitted (flags and plans kept), ``slot`` name -> slot index. A job that
-  stops leaves a tombstone (a slot no name points to) until the next :meth:`LiveState.rebuild`
-  compacts them, so that slot indices stay put within an operation;
+  stops leaves a tombstone (a slot no name points to) until :meth:`LiveState.compact` (or a
+  :meth:`LiveState.rebuild`) drops them, so that slot indices stay put within an operation;
 - ``avail`` (GPUs not failed now) and ``links_up`` (WAN links not failed now), over the
   instance's topology;
 - per offer: ``min_override`` (a min_gpus lowered to what failed hardware left) and
@@ -76,6 +76,9 @@ class Checkpoint:
     cover: list[set[tuple[int, int]]]
     tombstones: int
     changes: int
+    # the kernel's per-slot figures then (Scorer.figures), for a copy that is not scored
+    # again (LiveState.checkpoint(scored=True))
+    figures: tuple | None = None
 
 
 class LiveState:
@@ -241,9 +244,12 @@ class LiveState:
         self,
         job_gpus: list[np.ndarray] | None = None,
         offer_blocks: list[list[tuple[int, int]]] | None = None,
+        figures: tuple | None = None,
     ) -> None:
         """(Re)create the live instance, index and state from the logical state and the
-        holdings given (default: the current ones). Tombstones are compacted away."""
+        holdings given (default: the current ones). Tombstones are compacted away.
+        `figures`: the kernel's per-slot figures of exactly these slots and holdings over
+        the same hardware (:class:`Checkpoint`), taken instead of scoring every job."""
         if job_gpus is None:
             job_gpus = list(self.st.job_gpus)
         if offer_blocks is None:
@@ -253,6 +259,8 @@ class LiveState:
             self.slots = [self.slots[j] for j in keep]
             job_gpus = [job_gpus[j] for j in keep]
             self.slot = {job.name: k for k, job in enumerate(self.slots)}
+            if figures is not None:
+                figures = (*([f[j] for j in keep] for f in figures[:4]), figures[4])
         self.tombstones = 0
         base = self.base
         wan = [w for w, up in zip(base.topology.wan, self.links_up) if up]
@@ -269,7 +277,7 @@ class LiveState:
         )
         inst._index = index
         self.inst = inst
-        self.st = State(inst, (job_gpus, offer_blocks))
+        self.st = State(inst, (job_gpus, offer_blocks), figures)
         self.changes += 1
 
     def replace_jobs(
@@ -287,9 +295,25 @@ class LiveState:
         self.rebuild(job_gpus, offer_blocks)
 
     def compact(self) -> None:
-        """Rebuild when tombstones outnumber the running jobs (and 32)."""
-        if self.tombstones > max(32, len(self.slot)):
-            self.rebuild()
+        """Drop the tombstones when they outnumber the running jobs (and 32), in place:
+        the running jobs keep their GPUs, plans and scores, nothing is re-scored (a job's
+        figures do not depend on its slot, see :meth:`move_to_end`; a tombstone holds
+        nothing). The state a :meth:`rebuild` would give, in about a millisecond where the
+        rebuild re-scores every job (40 ms on colossus with 250 jobs: a service's replan
+        commit did it under its lock)."""
+        if self.tombstones <= max(32, len(self.slot)):
+            return
+        keep = self.running()
+        at = {j: k for k, j in enumerate(keep)}
+        st = self.st
+        self.slots[:] = [self.slots[j] for j in keep]  # the live instance's job list
+        self.slot = {job.name: k for k, job in enumerate(self.slots)}
+        st.job_gpus = [st.job_gpus[j] for j in keep]
+        st.scorer.keep_jobs(keep)
+        st.unreached = {at[j] for j in st.unreached if j in at}
+        st.version += 1
+        self.tombstones = 0
+        self.changes += 1
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
@@ -304,10 +328,13 @@ class LiveState:
         live.spec = dict(cp.spec)
         live.min_override = dict(cp.min_override)
         live.cover = [set(s) for s in cp.cover]
-        live.rebuild(list(cp.job_gpus), [list(b) for b in cp.offer_blocks])
+        live.rebuild(list(cp.job_gpus), [list(b) for b in cp.offer_blocks], cp.figures)
         return live
 
-    def checkpoint(self) -> Checkpoint:
+    def checkpoint(self, scored: bool = False) -> Checkpoint:
+        """The logical state now; `scored`: with the kernel's per-slot figures, so that
+        :meth:`from_checkpoint` does not score every job again (40 ms on colossus: a
+        service copies the state under its lock for a replan's adoption)."""
         st = self.st
         return Checkpoint(
             slots=list(self.slots),
@@ -321,6 +348,7 @@ class LiveState:
             cover=[set(s) for s in self.cover],
             tombstones=self.tombstones,
             changes=self.changes,
+            figures=st.scorer.figures() if scored else None,
         )
 
     def rollback(self, cp: Checkpoint) -> None:

@@ -11,6 +11,8 @@ Imports the checker and the greedy's rule test; no policy module.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from placer.check import check_compiled, rule6_leases
@@ -21,8 +23,12 @@ from placer.solvers.decomposition.construct import scope_ok
 __all__ = ["verify"]
 
 
-def verify(live: LiveState, changed: set[int], full: bool = False, leases: bool = True) -> None:
-    """Raise :class:`SolverError` if the live state breaks a rule (see the module docs)."""
+def verify(
+    live: LiveState, changed: set[int], full: bool = False, leases: bool = True, laps: Any = None
+) -> None:
+    """Raise :class:`SolverError` if the live state breaks a rule (see the module docs).
+    `laps`: a :class:`placer.live.replan.Laps` timing each part (a service profiling a
+    replan's commit under its lock)."""
     st, inst, ix = live.st, live.inst, live.inst.index
     problems: list[str] = []
     running = set(live.slot.values())
@@ -33,6 +39,8 @@ def verify(live: LiveState, changed: set[int], full: bool = False, leases: bool 
             g = st.job_gpus[j]
             if len(g) and not scope_ok(inst, j, g):
                 problems.append(f"job {live.slots[j].name!r} breaks a rule of 1-5")
+        if laps:
+            laps("verify: rules 1-5 of the changed")
         held = [st.job_gpus[j] for j in running if len(st.job_gpus[j])]
         if held:
             used = np.concatenate(held)
@@ -46,14 +54,20 @@ def verify(live: LiveState, changed: set[int], full: bool = False, leases: bool 
                     a, b = ix.gpu_range(level, d)
                     if cnt[a:b].any():
                         problems.append(f"a job holds a GPU of leased {ix.domain_path(level, d)!r}")
+        if laps:
+            laps("verify: disjoint and available and blocks")
         over = np.flatnonzero(st.power_left < -1e-6 * np.maximum(1.0, ix.power_cap_kW))
         for s in over:
             problems.append(f"site {ix.site_names[int(s)]!r} over its power cap")
         if leases:
             problems += [str(v) for v in rule6_leases(inst, live.compiled())]
+        if laps:
+            laps("verify: power and rule 6")
     for j in running:
         job = live.slots[j]
         if not job.preemptible and len(st.job_gpus[j]) == 0:
             problems.append(f"job {job.name!r} must stay placed but has no GPUs")
+    if laps:
+        laps("verify: must stay")
     if problems:
         raise SolverError("the cluster state would break SPEC 3: " + "; ".join(problems))

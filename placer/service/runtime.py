@@ -20,6 +20,7 @@ waits as a standby if another service became the writer): memory never runs ahea
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,12 +28,37 @@ from typing import Any
 
 from placer.cluster import Change, Cluster
 from placer.errors import PlacementError, PlacerError, UsageError
-from placer.live.replan import verdict
+from placer.live.replan import NO_LAPS, Laps, verdict
 from placer.model import Instance
 from placer.service.store import Commit, FencedError, Store, StoreError, encode
 from placer.service.worker import DeadlineExceeded, SolveWorker, WorkerBusy, WorkerFailed
 
 log = logging.getLogger("placer.serve")
+# PLACER_SERVE_PROFILE=1: log the phases of a replan's commit under the lock, its timeline,
+# and the garbage collector's pauses over 10 ms
+PROFILE = os.environ.get("PLACER_SERVE_PROFILE", "") not in ("", "0")
+
+
+def _log_gc_pauses() -> None:
+    import gc
+
+    t0 = [0.0]
+
+    def pause(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            t0[0] = time.perf_counter()
+        elif time.perf_counter() - t0[0] > 0.01:
+            log.info(
+                "gc pause: generation %d, %.1f ms",
+                info["generation"],
+                1e3 * (time.perf_counter() - t0[0]),
+            )
+
+    gc.callbacks.append(pause)
+
+
+if PROFILE:
+    _log_gc_pauses()
 
 
 @dataclass
@@ -49,8 +75,14 @@ class Limits:
 
 # a replan's prepared plan is caught up to a newer copy of the state (without the lock)
 # while more than this many commits landed since its copy, at most this many times; then
-# the commit redoes what is left under the lock
-CATCH_UP_REVISIONS = 2
+# the commit redoes what is left under the lock. Each round is Python work beside the
+# request threads (25 to 80 ms on colossus, more when the lock is contended: it waits its
+# turn each time), and a commit redoes a late job in about 0.5 ms: bench 3b, three pairs,
+# no round (20 to 22 commits redone) held the lock 31 to 34 ms against 21 to 29 ms after
+# three rounds, for the same submit p99 (32 to 42 against 26 to 56 ms), and runs where the
+# rounds met a queue spent 0.5 to 0.7 s in them (p99 169 and 202 ms). So a round only
+# when a slow merge let many commits through (a second of them at 50 a second)
+CATCH_UP_REVISIONS = 50
 CATCH_UP_ROUNDS = 3
 
 
@@ -95,6 +127,7 @@ class Service:
         self._replanning: int | None = None  # revision the running replan started from
         self.replan_hold_s: float | None = None  # the last replan commit's hold of the lock
         self._adopt_s = 0.0  # of which commit_adopt
+        self._laps = NO_LAPS  # its phases (PLACER_SERVE_PROFILE)
         self._state: dict[str, Any] | None = None
         self._seqs: dict[str, int] = {}
         self._memory_keys: dict[str, tuple[int, str, dict]] = {}
@@ -220,6 +253,7 @@ class Service:
         result: Change,
         key: str | None,
         encoded: _Encoded | None = None,
+        laps: Laps = NO_LAPS,
     ) -> dict[str, Any]:
         """Persist what `result` changed (lock held); the answer with its revision.
         `encoded`: the documents and actions a replan encoded without the lock (only what
@@ -230,6 +264,7 @@ class Service:
         names = {a.job for a in result.actions if a.job}
         running = c.jobs  # in start order: new jobs get their sequence numbers in it
         delete = [n for n in names if n not in running]
+        laps("answer to_dict and running jobs")
         upsert: dict[str, Any] = {}
         stored: dict[str, Any] | str = d
         if self.store is not None:
@@ -238,16 +273,21 @@ class Service:
                 upsert = {n: c.job_document(n) for n in kept}
             else:
                 upsert = c.encoded_documents(encode, encoded.docs, kept)
+                laps(f"encode {len(kept)} documents")
                 stored = encoded.change(d, result.actions)
+                laps("encode the answer")
         # failed and restored hardware, leases and their cover blocks: only fail, restore and
         # replan change them, or an operation with lease actions (every lease change is one);
         # reading them scans every GPU (about 10 ms on colossus), so jobs-only commits skip it
         jobs_only = op in ("submit", "bind", "release") and self._state is not None
         if jobs_only and not any(a.kind == "lease" for a in result.actions):
             state = self._state
+        elif encoded is not None and encoded.state is not None and encoded.taken():
+            state = encoded.state  # the prepared state's, read without the lock
         else:
             state = c.state(jobs=False)
         changed_state = state if state != self._state else None
+        laps("state without jobs")
         if self.store is None:
             self.revision += 1
             for n in delete:
@@ -257,7 +297,9 @@ class Service:
         else:
             try:
                 self.revision = self.store.commit(
-                    Commit(op, request, stored, upsert, delete, changed_state, key), self._seqs
+                    Commit(op, request, stored, upsert, delete, changed_state, key),
+                    self._seqs,
+                    laps,
                 )
             except Exception as e:  # noqa: BLE001 - any failure: memory is ahead of disk
                 self._lost(e)
@@ -322,6 +364,7 @@ class Service:
             rev0 = self.revision
             before = c.objective
             self._replanning = rev0
+        tl = _Timeline(started, PROFILE)
         try:
             task = {
                 "instance": doc,
@@ -331,6 +374,7 @@ class Service:
                 # the Placement model itself: validating its document here would hold the
                 # GIL (every request thread) for a quarter of a second on colossus
                 "as_model": True,
+                "gpu_indices": True,  # and its GPUs as indices (see prepare_adopt)
             }
             deadline = request["time_limit"] + self.limits.solve_grace_seconds
             try:
@@ -347,6 +391,7 @@ class Service:
                     raise UsageError(str(e)) from None
                 raise ServiceError(500, f"the replan worker failed: {e}", ["replan"]) from None
             why = verdict(res["has_placement"], res["reason"], res["objective"], before)
+            tl("solved")
             if why:
                 return self._not_applied(why, started)
             # the plan merged into a copy of the state now and checked whole, without the
@@ -354,8 +399,12 @@ class Service:
             with self.lock:
                 c = self.ready_cluster()
                 base, rev1 = c.adopt_base(), self.revision
+                tl("copied (lock)")
             try:
-                prep = c.prepare_adopt(base, res["placement"], pending)
+                prep = c.prepare_adopt(
+                    base, res["placement"], pending, gpu_indices=res.get("gpu_indices")
+                )
+                tl("prepared")
             except PlacementError as e:
                 state = (
                     f"the state moved (revision {rev0} -> {rev1}) and the plan no longer passes"
@@ -364,12 +413,14 @@ class Service:
                 )
                 return self._not_applied(f"{state} the checker against it: {_problems(e)}", started)
             encoded = self._encode(c, prep)
+            tl("encoded")
             # under churn, catch the prepared plan up to a newer copy without the lock, so
             # that the commit redoes only what the last short round let through
             rounds = 0
             while True:
                 with self.lock:
-                    held = time.perf_counter()
+                    held, cpu = time.perf_counter(), time.thread_time()
+                    tl("waited for the lock")
                     if self.ready_cluster() is not c:  # rebuilt from the store meanwhile
                         return self._not_applied(
                             "the service was rebuilt from its store during the replan; "
@@ -378,6 +429,7 @@ class Service:
                         )
                     if self.revision - rev1 > CATCH_UP_REVISIONS and rounds < CATCH_UP_ROUNDS:
                         base, rev1 = c.adopt_base(), self.revision
+                        tl("copied (lock)")
                     else:
                         behind = self.revision - rev1
                         try:
@@ -385,16 +437,22 @@ class Service:
                         finally:
                             self.replan_hold_s = time.perf_counter() - held
                             log.info(
-                                "replan commit held the lock %.1f ms (%d commits to catch up "
-                                "after %d rounds; adopting %.1f ms)",
+                                "replan commit held the lock %.1f ms (%.1f ms of CPU in its "
+                                "thread; %d commits to catch up after %d rounds; adopting "
+                                "%.1f ms)",
                                 1e3 * self.replan_hold_s,
+                                1e3 * (time.thread_time() - cpu),
                                 behind,
                                 rounds,
                                 1e3 * self._adopt_s,
                             )
+                            if self._laps.on:
+                                tl("committed (lock)")
+                                log.info("replan commit phases (ms): %s", self._laps.text())
                 rounds += 1
                 try:
                     prep = c.advance_adopt(base, prep)
+                    tl("advanced")
                 except PlacementError as e:
                     return self._not_applied(
                         f"the state moved (revision {rev0} -> {rev1}) and the plan no longer "
@@ -402,8 +460,12 @@ class Service:
                         started,
                     )
                 encoded = self._encode(c, prep, encoded)
+                tl("encoded")
         finally:
             self._replanning = None
+            if tl.on:
+                tl("done")
+                log.info("replan timeline (s): %s", tl.text())
 
     def _commit_plan(
         self,
@@ -419,9 +481,11 @@ class Service:
         moved = self.revision != rev0
         t0 = time.perf_counter()
         self._adopt_s = 0.0
+        laps = self._laps = Laps(PROFILE)
         try:
-            change = c.commit_adopt(prep)
+            change = c.commit_adopt(prep, laps)
             self._adopt_s = time.perf_counter() - t0
+            laps("kept")
         except PlacementError as e:
             return self._not_applied(
                 f"the state moved (revision {rev0} -> {self.revision}) and the plan no "
@@ -431,7 +495,7 @@ class Service:
         if change.reason:
             return self._not_applied(change.reason, started)
         change.seconds = time.perf_counter() - started
-        d = self._commit("replan", request, change, key, encoded)
+        d = self._commit("replan", request, change, key, encoded, laps)
         d["applied"] = True
         d["moved"] = moved
         d["from_revision"] = rev0
@@ -441,11 +505,16 @@ class Service:
         """(Without the lock) the prepared plan's job documents and actions as the store
         writes them, so that the commit under the lock encodes only what it redid: on
         colossus a replan moving every job writes 170,000 GPU ids twice (rows and event),
-        about 0.1 s of encoding."""
+        about 0.1 s of encoding. Only the jobs the plan starts or moves: the others' rows
+        are not written (encoding every job of colossus, 170,000 GPU ids, took 30 to 75 ms of
+        the GIL from the request threads after every solve)."""
         if self.store is None:
             return None
         encoded = encoded or _Encoded()
-        c.encoded_documents(encode, encoded.docs, prep=prep)
+        encoded.prep = prep
+        encoded.state = c.prepared_state(prep)
+        names = [a.job for a in prep.change.actions if a.job]
+        c.encoded_documents(encode, encoded.docs, names, prep=prep)
         for a in prep.change.actions:
             hit = encoded.actions.get(id(a))
             if hit is None or hit[0] is not a:
@@ -493,6 +562,12 @@ class _Encoded:
 
     docs: dict[str, tuple[Any, str]] = field(default_factory=dict)
     actions: dict[int, tuple[Any, str]] = field(default_factory=dict)
+    prep: Any = None  # the preparation encoded
+    state: dict[str, Any] | None = None  # its state without jobs (Cluster.prepared_state)
+
+    def taken(self) -> bool:
+        """The commit took the prepared state (not adopted whole): `state` is the live one."""
+        return self.prep is not None and self.prep.taken
 
     def change(self, d: dict[str, Any], actions: list[Any]) -> str:
         """The JSON text of `d` (``Change.to_dict`` of `actions`), reusing the actions
@@ -503,6 +578,24 @@ class _Encoded:
             parts.append(hit[1] if hit is not None and hit[0] is a else encode(ad))
         rest = encode({k: v for k, v in d.items() if k != "actions"})
         return '{"actions":[' + ",".join(parts) + "]" + ("," + rest[1:] if rest != "{}" else "}")
+
+
+class _Timeline:
+    """Profiling (``PLACER_SERVE_PROFILE``): when each step of a replan ended, in seconds
+    since its request, with the milliseconds it took."""
+
+    def __init__(self, started: float, on: bool) -> None:
+        self.on, self.started, self.last = on, started, started
+        self.steps: list[str] = []
+
+    def __call__(self, what: str) -> None:
+        if self.on:
+            now = time.perf_counter()
+            self.steps.append(f"{what} {now - self.started:.3f} ({1e3 * (now - self.last):.1f} ms)")
+            self.last = now
+
+    def text(self) -> str:
+        return "; ".join(self.steps)
 
 
 def _problems(e: PlacementError) -> str:

@@ -242,10 +242,12 @@ class Store:
             self._next_seq = int(next_seq)
             return Stored(inst, int(rev), int(epoch), state, {n: int(s) for n, s, _ in rows})
 
-    def commit(self, c: Commit, seqs: dict[str, int]) -> int:
+    def commit(self, c: Commit, seqs: dict[str, int], laps: Any = None) -> int:
         """Write one mutation in one transaction; returns the new revision. `seqs` (name ->
         start order, kept by the caller) gets the new jobs' numbers. Raises
-        :class:`FencedError` when another writer took over (nothing written)."""
+        :class:`FencedError` when another writer took over (nothing written). `laps`: a
+        :class:`placer.live.replan.Laps` timing the head, rows, event and COMMIT (a replan's
+        commit profiled, ``PLACER_SERVE_PROFILE``)."""
         with self._lock:
             cur = self._conn.cursor()
             self._begin(cur)
@@ -273,6 +275,8 @@ class Store:
                         ),
                         (new, nxt, _dumps(c.state), self.epoch, self.revision),
                     )
+                if laps:
+                    laps("store: head")
                 if cur.rowcount != 1:
                     raise FencedError(
                         f"state {self.describe()}: another writer took over (epoch or revision "
@@ -294,6 +298,8 @@ class Store:
                             self._q("UPDATE placer_jobs SET doc = ?, revision = ? WHERE name = ?"),
                             (_dumps(doc), new, name),
                         )
+                if laps:
+                    laps(f"store: {len(c.upsert)} job rows")
                 cur.execute(
                     self._q(
                         "INSERT INTO placer_events (revision, epoch, at, op, idempotency_key, "
@@ -309,7 +315,11 @@ class Store:
                         _dumps(c.result),
                     ),
                 )
+                if laps:
+                    laps("store: event")
                 cur.execute("COMMIT")
+                if laps:
+                    laps("store: COMMIT")
             except BaseException:
                 self._rollback(cur)
                 raise

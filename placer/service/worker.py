@@ -42,6 +42,12 @@ def _solve_task(task: dict[str, Any]) -> dict[str, Any]:
         inst, solver=task["solver"], time_limit=task["time_limit"], seed=task.get("seed", 0)
     )
     pl = res.placement
+    gpu_indices = None
+    if pl is not None and task.get("gpu_indices"):
+        # each placed job's GPUs as indices of the topology's numbering (the live
+        # cluster's): reading 170,000 ids back would hold the service's GIL for 50 ms
+        ix = inst.index
+        gpu_indices = [ix.gpu_indices(list(pj.gpus)) if pj.gpus else None for pj in pl.jobs]
     if pl is not None and not task.get("as_model"):
         pl = pl.model_dump(mode="json", exclude_none=True)
     return {
@@ -50,6 +56,7 @@ def _solve_task(task: dict[str, Any]) -> dict[str, Any]:
         "objective": res.objective,
         "reason": res.reason,
         "placement": pl,
+        "gpu_indices": gpu_indices,
     }
 
 

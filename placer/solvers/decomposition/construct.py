@@ -47,10 +47,12 @@ class State:
         self,
         inst: Instance,
         holdings: tuple[list[np.ndarray], list[list[tuple[int, int]]]] | None = None,
+        figures: tuple | None = None,
     ) -> None:
         """A state over `inst` where pinned jobs keep `current` and committed blocks are
         leased; or, with `holdings` ``(job_gpus, offer_blocks)``, the state holding exactly
-        those (the live cluster's: no job's `current` is read)."""
+        those (the live cluster's: no job's `current` is read); `figures`
+        (:meth:`Scorer.figures` of a state holding exactly those): not scored again."""
         self.inst = inst
         self.ix = ix = inst.index
         self.free = ix.available.copy()
@@ -67,7 +69,10 @@ class State:
         if holdings is not None:
             self._hold(*holdings)
         self.packer = Packer(inst, self.free)
-        self.scorer = Scorer(inst, self.job_gpus, self.offer_blocks)
+        if figures is not None and holdings is not None:
+            self.scorer = Scorer.restored(inst, self.job_gpus, self.offer_blocks, figures)
+        else:
+            self.scorer = Scorer(inst, self.job_gpus, self.offer_blocks)
         if holdings is not None:
             return
         for j, job in enumerate(inst.jobs):
