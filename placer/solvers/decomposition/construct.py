@@ -442,11 +442,15 @@ class State:
                     out[i] = float(s.value[r] - s.migration[r]) - old
         return [d if d is not None else sc.delta({j: g}) for d, g in zip(out, cands)]
 
-    def place_best(self, j: int, **kw) -> bool:
+    def place_best(self, j: int, switch: bool = True, **kw) -> bool:
         """Place job j at its best candidate (re-placing it if it has GPUs); with SPEC v3
-        plans, j's group at the best candidate of any of its variants (a plan switch)."""
+        plans, j's group at the best candidate of any of its variants (a plan switch). Not
+        `switch`: variant j only (when no other variant of its group holds GPUs), for a
+        caller that has chosen the plan (a coarse plan's packing)."""
         sib = siblings(self.inst, j)
         held = [s for s in sib if len(self.job_gpus[s])]
+        if not switch and set(held) <= {j}:
+            sib = [j]
         old_j = held[0] if held else j
         old = self.job_gpus[old_j]
         if len(old):
