@@ -173,11 +173,15 @@ def test_sailor_rule_picks_pp_across_sites_where_dp_would_cross():
     [
         ("fragmented", dict(sus=2, n_jobs=8)),
         ("frontier", dict(sites=3, gpus_per_site=2048, n_jobs=4, plan_share=1.0, n_offers=0)),
+        (
+            "multicampus",
+            dict(sites=3, gpus_per_site=1024, n_jobs=8, plan_share=1.0, cross_site_share=1.0),
+        ),
     ],
 )
 def test_a_variants_value_bound_is_above_what_any_of_its_candidates_adds(family, params):
     from placer.solvers.decomposition.construct import State
-    from placer.solvers.plans import expand, value_bound
+    from placer.solvers.plans import candidate_bound, expand, value_bound
 
     inst = instance_from_dict(generate(family, 0, **params))
     vinst, groups = expand(inst)
@@ -191,11 +195,13 @@ def test_a_variants_value_bound_is_above_what_any_of_its_candidates_adds(family,
                     continue
                 free = int(st.free.sum())
                 cands = st.candidates(v)
-                for g in cands[:4]:
+                for g in cands[:8]:
                     d = st.scorer.delta({v: g})
                     assert d <= value_bound(vinst, v), vinst.jobs[v].name
                     # and the bound scaled to what the free GPUs hold
                     assert d <= value_bound(vinst, v, free), vinst.jobs[v].name
+                    # and the bound of that candidate's units over its sites
+                    assert d <= candidate_bound(vinst, v, g), vinst.jobs[v].name
                     checked += 1
                 if value_bound(vinst, v, free) == float("-inf"):
                     assert not cands  # its fewest units do not fit in the free GPUs

@@ -50,6 +50,8 @@ class PlanGroups:
     must: list[bool]  # real job -> running and not preemptible: one variant must be placed
     bounds: dict[int, tuple] = field(default_factory=dict)  # variant -> _bound (cache)
     twins: set[int] | None = None  # site_twins (cache)
+    coarse_bounds: object = None  # the coarse model's Bounds on the free GPUs (cache)
+    placed: dict[tuple, float] = field(default_factory=dict)  # candidate_bound (cache)
 
 
 def has_plans(inst: Instance) -> bool:
@@ -239,6 +241,51 @@ def value_bound(inst: Instance, j: int, free: int | None = None) -> float:
     if units < max(job.units_min, 1):
         return -float("inf")
     return got[0] * units / max(job.units_max, 1) + got[1]
+
+
+def candidate_bound(inst: Instance, j: int, g: np.ndarray) -> float:
+    """An upper bound on what placing variant j on exactly the GPUs `g` can add, from a
+    state where its group holds none: the lower of :func:`value_bound` for that many GPUs
+    and, for a training job of one GPU type, the coarse model's own optimistic goodput for a
+    placement of that many units over exactly the sites of `g`
+    (:meth:`~placer.solvers.decomposition.coarse.Bounds.goodput`, the figure its proven bound
+    rests on), plus the migration a running variant saves by staying.
+
+    Why: :func:`value_bound` knows nothing of where a candidate lies; a variant whose DP
+    groups would cross the WAN (the frontier run's sync-dp) has candidates worth far less
+    than its bound, and each one was scored in full (an 8,704-GPU array) only to lose to the
+    held plan. The coarse figures bound every placement of those units over those sites
+    (SPEC 4 at the fastest level that can hold each group, the fewest failures), computed on
+    the GPUs free of pinned jobs, a superset of what any state leaves free."""
+    base = value_bound(inst, j, len(g))
+    job = inst.jobs[j]
+    g_ = inst._plan_groups
+    if g_ is None or job.kind != "training" or job.mix_types or len(g) < job.unit_size:
+        return base
+    ix = inst.index
+    n = len(g) // job.unit_size
+    sites = tuple(np.unique(ix.dom[0][g]).tolist())
+    t = int(ix.gpu_type[g[0]])
+    key = (j, sites, t, n)
+    got = g_.placed.get(key)
+    if got is None:
+        if g_.coarse_bounds is None:
+            from placer.solvers.decomposition.coarse import Bounds
+
+            free = ix.available.copy()
+            for other in inst.jobs:
+                if other.pinned and other.current:
+                    free[ix.cached_indices(other.current)] = False
+            g_.coarse_bounds = Bounds(inst, free)
+        S = ix.n_sites
+        # the coarse model's options: one site, sets of sites, and for more than 4 sites
+        # one catch-all for sets of more than 3 (coarse._add_training_options)
+        wide = len(sites) > 3 and S > 4
+        gp = g_.coarse_bounds.goodput(job, t, tuple(range(S)) if wide else sites, n, any_multi=wide)
+        k = job_hours(inst, job) * job.value * float(ix.type_speed[t]) * job.unit_size
+        mig = job.migration_cost if job.current else 0.0
+        got = g_.placed[key] = k * n * gp * (1.0 + 1e-7) + 1e-6 + mig * (1.0 + 1e-7) + 1e-6
+    return min(base, got)
 
 
 def _bound(inst: Instance, j: int) -> tuple[float, float]:
