@@ -412,18 +412,27 @@ class _Block:
         self.shared: set[int] = set()
         private: list[int] = []
         for r in sorted({r for v in vs for r in rows_of.get(v, ())}):
-            if set(lm.rows[r][0]) <= own:
+            # (a shared row is a capacity row of thousands: stop at its first other variable)
+            if all(v in own for v in lm.rows[r][0]):
                 private.append(r)
             else:
                 self.shared.add(r)
         # value variables: in the objective and in no shared row
-        shared_vars = {v for r in self.shared for v in lm.rows[r][0]}
         self.value = [
-            i for i, v in enumerate(vs) if v != op.b and lm.obj.get(v) and v not in shared_vars
+            i
+            for i, v in enumerate(vs)
+            if v != op.b and lm.obj.get(v) and not any(r in self.shared for r in rows_of.get(v, ()))
         ]
         val = {vs[i] for i in self.value}
-        self.value_rows = [r for r in private if val & set(lm.rows[r][0])]
-        self.rows = [r for r in private if not val & set(lm.rows[r][0])]
+        self.value_rows = [r for r in private if any(v in val for v in lm.rows[r][0])]
+        self.rows = [r for r in private if not any(v in val for v in lm.rows[r][0])]
+        self._curve = False  # _value_curve, once
+
+    def curve(self, lm):
+        """:func:`_value_curve` of this block (computed once)."""
+        if self._curve is False:
+            self._curve = _value_curve(lm, self)
+        return self._curve
 
 
 def _row_shape(lm, blk: _Block, r: int) -> tuple:
@@ -545,7 +554,7 @@ def _dominates(lm, a: _Block, b: _Block) -> bool:
         if not any(_looser(key[0], ra, rhs) for ra in shapes.get(key, ())):
             return False
     # the value: for every unit total a allows, b's at least a's
-    return _value_no_less(_value_curve(lm, a), _value_curve(lm, b))
+    return _value_no_less(a.curve(lm), b.curve(lm))
 
 
 def drop_dominated(inst: Instance, options: list, lm) -> int:
