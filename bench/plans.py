@@ -21,7 +21,13 @@ process, and must keep their limits. Writes plans.json (bench/results/ with --re
 bench/out/) and the plot plans.png (docs/img/ with --record; needs matplotlib, the `plot`
 extra).
 
+With ``--profile`` it only times the parts of each instance's plans and first-plan solves
+(greedy, coarse build, CP-SAT, packing, local search...: :func:`profile_solve`), each side the
+best of REPEAT runs, and writes plans_profile.json: where a solve with plans spends the time
+one without plans does not.
+
     python -m bench.plans [--seeds 0,1,2] [--time-limit 20] [--scale] [--record]
+    python -m bench.plans --profile [--families multicampus --seeds 0] [--record]
 """
 
 from __future__ import annotations
