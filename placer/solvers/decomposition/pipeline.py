@@ -400,11 +400,12 @@ def primal_from_coarse(
             st.set_job(j, best if best is not None else variants[0])
             continue
         # SPEC v3: the plan's variant first (the coarse model chose it; trying every plan
-        # of a job here cost most of the packing with plans), then any plan of the job
+        # of a job here cost most of the packing with plans), then any plan of the job in
+        # the plan's sites, then anywhere
         st.place_best(j, switch=False, sites=sorted(op.sites))
         if len(st.job_gpus[j]) == 0:
-            st.place_best(j, switch=False)
-        if st.placed_variant(j) is None:
+            st.place_best(j, sites=sorted(op.sites))
+        if len(st.job_gpus[j]) == 0:
             st.place_best(j)
     grow(st, deadline)
     for o in offer_order(inst):
