@@ -412,3 +412,21 @@ def test_a_faster_plan_that_needs_whole_nodes_does_not_drop_a_slower_one_that_sh
     wide = {"name": "tp8", "tp": 8, "dp": 2}
     narrow = {"name": "tp4-slow", "tp": 4, "dp": 4, "value": 1.5}
     assert _dropped_plans(_two_site([_train([wide, narrow])])) == set()
+
+
+def test_a_solve_with_plans_is_the_same_for_a_seed_on_one_thread():
+    import json
+
+    import placer
+
+    params = dict(sites=3, gpus_per_site=1024, n_jobs=4, plan_share=1.0, n_offers=0)
+    inst = instance_from_dict(generate("frontier", 0, **params))
+
+    def run():
+        res = placer.solve(inst, solver="cpsat", time_limit=None, seed=3, threads=1)
+        assert res.stats.get("plan_dominated_options")  # the pruning ran
+        d = res.placement.model_dump(mode="json")
+        d.pop("seconds")
+        return json.dumps(d, sort_keys=True)
+
+    assert run() == run()
