@@ -252,7 +252,7 @@ class Cluster:
     @property
     def lease_cover(self) -> dict[str, list[str]]:
         """Per offer, the blocks it leased to cover failed hardware (given back first when
-        :meth:`restore` would take it over its max_gpus)."""
+        :meth:`restore` would take it over its max_gpus or a site over its power cap)."""
         return documents.lease_cover(self._live)
 
     def state(self, jobs: bool = True) -> dict[str, Any]:
@@ -386,8 +386,13 @@ class Cluster:
 
     def restore(self, items: list[Any]) -> Change:
         """Hardware is back (the same item forms as :meth:`fail`). Nothing moves; leases
-        whose blocks regain GPUs report it (an offer that would exceed its max_gpus gives
-        back the blocks it took to cover a failure)."""
+        whose blocks regain GPUs report it. Restored GPUs of leased blocks are powered and
+        count toward the offer's max_gpus: where all of them would not fit (a site's power
+        cap, an offer's max_gpus), offers give back the blocks they took to cover a failure,
+        and the restored GPUs that still do not fit stay unavailable (:attr:`failed`), named
+        in the Change's ``reason`` (see :func:`placer.live.leases.restore`). Raises
+        :class:`~placer.errors.UsageError` only for unknown items,
+        :class:`~placer.errors.ConflictError` when none of them is failed."""
         live = self._live
         with self._transaction() as tx:
             mask, links = documents.parse_items(live.base, items)

@@ -145,10 +145,12 @@ def gap_of(objective: float | None, bound: float | None) -> float | None:
 def finish_reserve(inst: Instance, time_limit: float) -> float:
     """Seconds a backend keeps, out of `time_limit`, for what follows its search: the
     reasons of the jobs left out, the check, the re-score and the result's GPU ids. They
-    grow with the GPUs and the jobs (about 4 s at 1M GPUs and 2.5 s at 5,000 jobs, measured
-    in docs/solver.md), so a fixed share of the limit would overrun it at scale."""
+    grow with the GPUs and the jobs, so a fixed share of the limit would overrun it at scale.
+    At 1M GPUs / 5,000 jobs they took 1.2-3.9 s of wall time in bench/anytime.py's runs
+    (docs/solver.md; 1.4 s of CPU): 2.5 s for 1M GPUs and 1.5 s for 5,000 jobs keep a
+    margin over the slowest on a loaded machine, and the limit's 3% another."""
     ix = inst.index
-    need = 0.03 * time_limit + 4e-6 * ix.n_gpus + 5e-4 * len(inst.jobs)
+    need = 0.03 * time_limit + 2.5e-6 * ix.n_gpus + 3e-4 * len(inst.jobs)
     return min(0.4 * time_limit, need)
 
 

@@ -68,22 +68,27 @@ from placer.solvers.plans import (
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
 GREEDY_SHARE = 0.2  # of the limit, at most, for that first greedy when a plan can follow
+# ... and when the plan is a rounded LP (thousands of jobs): at 1M GPUs / 5,000 jobs the
+# greedy's whole pass reaches 83% of the plan's objective and its share of a 30 s limit 13%,
+# while the build, the LP and the plan's packing need all of the rest (docs/solver.md)
+GREEDY_SHARE_LP = 0.05
 # a coarse model is built only when the time left can build and solve it; else the time goes
 # to the greedy and then to placing the jobs it did not reach (measured at 1M GPUs / 5,000
-# jobs, docs/solver.md: 1-2 ms a job to build, about 12 variables a job, and the LP of
-# 60,000 variables in 10-21 s with CBC, building its PuLP problem included, its packing in
-# 11-21 s: the factor 2 of coarse_need)
-BUILD_PER_JOB = 2e-3
+# jobs, docs/solver.md: 0.6-1.5 ms a job to build, about 12 variables a job, and the LP of
+# 60,000 variables in 4-8 s with HiGHS in memory (cpsat), 10-21 s with CBC through PuLP
+# (mip), building the model included; its packing in 8-20 s: the factor 2 of coarse_need)
+BUILD_PER_JOB = 1e-3
 SOLVE_PER_VAR = 2e-4  # CP-SAT on the integer model (up to LARGE_MODEL variables)
-LP_PER_VAR = 2.5e-4  # the LP relaxation of a larger model (CBC: 15 s for 60,000 variables)
+LP_PER_VAR = 2.5e-4  # the LP relaxation of a larger model (CBC through PuLP: 15 s for 60,000)
 VARS_PER_JOB = 12  # coarse variables per job, for the estimate before building
 
 
-def coarse_need(inst: Instance, n_vars: int | None = None) -> float:
+def coarse_need(inst: Instance, n_vars: int | None = None, lp_per_var: float = LP_PER_VAR) -> float:
     """Seconds to build the coarse model and solve it (twice the estimate: the plan's
-    packing and the local search take the other half), from the job count or the size."""
+    packing and the local search take the other half), from the job count or the size;
+    `lp_per_var`: the backend's LP relaxation (:attr:`DecompositionSolver.lp_per_var`)."""
     n = VARS_PER_JOB * len(inst.jobs) if n_vars is None else n_vars
-    per_var = LP_PER_VAR if n > LARGE_MODEL else SOLVE_PER_VAR
+    per_var = lp_per_var if n > LARGE_MODEL else SOLVE_PER_VAR
     build = BUILD_PER_JOB * len(inst.jobs) if n_vars is None else 0.0
     return build + 2 * per_var * n
 
@@ -108,11 +113,17 @@ def lp_fractional(inst: Instance, co: coarse_mod.Coarse, x: list[float]) -> list
     return out
 
 
-def round_plan(inst: Instance, co: coarse_mod.Coarse, x: list[float]) -> list[float]:
+def round_plan(
+    inst: Instance, co: coarse_mod.Coarse, x: list[float], offers_up: bool = False
+) -> list[float]:
     """An integral plan from the LP relaxation's values: per job the option with the largest
     weight, its units scaled up by that weight and rounded down; offers accepted at >= 1/2
     with their block counts likewise (the packer and its fallbacks absorb what does not
-    fit)."""
+    fit). `offers_up`: an offer the LP accepts at any fraction is accepted, its block counts
+    scaled up the same way. An offer with a minimum size is often accepted at a small
+    fraction (its minimum scaled down fits in the LP); dropping it lost most of the first
+    plan's 2.14% gap at 1M GPUs, and leasing it whole while the plan's jobs fall back to
+    other domains closed it to 0.14% without another LP (docs/solver.md)."""
     vals = [0.0] * len(x)
     best: dict[int, coarse_mod.Option] = {}  # per group (SPEC v3: one variant of a job)
     for op in co.options:
@@ -126,7 +137,7 @@ def round_plan(inst: Instance, co: coarse_mod.Coarse, x: list[float]) -> list[fl
         for v in [*op.n.values(), *op.parts.values(), *op.pieces.values()]:
             vals[v] = float(int(x[v] / w + 1e-9))
     for o, a in co.offer_vars.items():
-        if x[a] >= 0.5:
+        if x[a] >= 0.5 or (offers_up and x[a] > 1e-6):
             vals[a] = 1.0
             for (oo, _g), y in co.lease_vars.items():
                 if oo == o:
@@ -390,14 +401,15 @@ def primal_from_coarse(
             if ok and parts:
                 g = np.concatenate(parts)
                 room = st.power_left + 1e-9
+                # (rules 1-5 are checked on the best of them only: _best_checked)
                 variants += [
                     v
                     for v in (g, stage_major(job, g))
-                    if v is not None and scope_ok(inst, j, v) and (st._power(v) <= room).all()
+                    if v is not None and (st._power(v) <= room).all()
                 ]
-        if variants:
-            best, _ = st.best_candidate(j, variants)
-            st.set_job(j, best if best is not None else variants[0])
+        best = _best_checked(st, j, variants) if variants else None
+        if best is not None:
+            st.set_job(j, best)
             continue
         # SPEC v3: the plan's variant first (the coarse model chose it; trying every plan
         # of a job here cost most of the packing with plans), then any plan of the job in
@@ -411,6 +423,26 @@ def primal_from_coarse(
     for o in offer_order(inst):
         st.lease_greedy(o)
     return st
+
+
+def _best_checked(st: State, j: int, cands: list[np.ndarray]) -> np.ndarray | None:
+    """The candidate :meth:`State.best_candidate` picks among those of `cands` that pass
+    rules 1-5 (:func:`scope_ok`), checking the best first and the next only when it fails
+    (checking every packed variant first was a fifth of a plan's packing at 1M GPUs); when
+    no candidate has a finite change, the first that passes; None when none passes."""
+    ds = st.deltas(j, cands)
+    left = list(range(len(cands)))
+    while left:
+        best, best_d = None, -np.inf
+        for i in left:
+            if ds[i] > best_d + 1e-9:
+                best, best_d = i, ds[i]
+        if best is None:
+            break
+        if scope_ok(st.inst, j, cands[best]):
+            return cands[best]
+        left.remove(best)
+    return next((cands[i] for i in left if scope_ok(st.inst, j, cands[i])), None)
 
 
 def _mixed_variants(st: State, j: int, op: coarse_mod.Option, vals: list[float]) -> list:
@@ -556,6 +588,7 @@ class DecompositionSolver(Solver):
     """build coarse -> solve coarse (backend) -> primal -> local search -> finalize."""
 
     Options = DecompositionOptions
+    lp_per_var = LP_PER_VAR  # seconds a variable of the LP relaxation at scale (coarse_need)
 
     def solve_coarse(
         self, lm: LinModel, time_limit: float | None, seed: int, threads: int, **options: Any
@@ -732,26 +765,47 @@ class DecompositionSolver(Solver):
         # the coarse model, its solve and its packing may not finish in the limit)
         progress(stage="greedy", elapsed=time.perf_counter() - started)
         g_end = None
+        need = coarse_need(inst, lp_per_var=self.lp_per_var)
+        plan = True
         if deadline is not None:
             avail = deadline - started
+            mode = options.get("lp_rounding", "auto")
+            lp_scale = mode == "always" or (
+                mode == "auto" and VARS_PER_JOB * len(inst.jobs) > LARGE_MODEL
+            )
+            share = GREEDY_SHARE_LP if lp_scale else GREEDY_SHARE
             # when no plan can follow in the time, the greedy has it all
-            plan = avail * (1 - GREEDY_SHARE) > coarse_need(inst)
-            g_end = started + (GREEDY_SHARE if plan else 1.0) * avail
+            plan = avail * (1 - share) > need
+            g_end = started + (share if plan else 1.0) * avail
         first = best_greedy(inst, g_end, final=False)
         progress(
             stage="coarse model", incumbent=first.objective, elapsed=time.perf_counter() - started
         )
         co = None
         dropped = dominated = 0
-        if deadline is None or deadline - time.perf_counter() > coarse_need(inst):
+        # (the greedy stops at its first job past its share: a tenth of the estimate is
+        # its margin, so that the plan decided above is not dropped for a late job)
+        if deadline is None or (plan and deadline - time.perf_counter() > 0.9 * need):
             co = coarse_mod.build(inst)
             # SPEC v3: one-site options duplicated by a sibling plan (plans.site_twins)
             dropped = drop_twin_sites(inst, co.options, co.model.ub)
             # and options of non-default plans that another plan's option dominates
             dominated = drop_dominated(inst, co.options, co.model)
+        mode = options.get("lp_rounding", "auto")  # auto | always | never
+        rounded = co is not None and (
+            mode == "always" or (mode == "auto" and co.model.n_vars > LARGE_MODEL)
+        )
         left = None if deadline is None else (deadline - time.perf_counter()) * 0.5
-        if co is not None and left is not None and 2 * left < coarse_need(inst, co.model.n_vars):
-            co = None  # no time to solve it: skip it
+        if co is not None and left is not None:
+            need = coarse_need(inst, co.model.n_vars, self.lp_per_var)
+            # a rounded LP plan's packing is anytime (largest jobs first; those it does not
+            # reach keep 0 units, and even cut it beats the greedy's rest at 1M GPUs): the
+            # time left must hold its LP (half the estimate) and half as much again, and the
+            # LP may take 70% of it
+            if 2 * left < (0.75 * need if rounded else need):
+                co = None  # no time to solve it: skip it
+            elif rounded:
+                left *= 1.4
         if co is None or (left is not None and left <= 0):
             if not first.unplaced_musts():
                 # the local search goes on placing the jobs the greedy did not reach
@@ -767,9 +821,8 @@ class DecompositionSolver(Solver):
                 "the time limit was reached before any placement was found",
                 started,
             )
-        mode = options.get("lp_rounding", "auto")  # auto | always | never
         lp_x = t_lp = None  # the LP relaxation's values and its time, when it is solved
-        if mode == "always" or (mode == "auto" and co.model.n_vars > LARGE_MODEL):
+        if rounded:
             # thousands of jobs: the integer model is too large to solve in the time; its
             # LP relaxation gives the bound, and rounding it gives the plan
             progress(
@@ -784,7 +837,7 @@ class DecompositionSolver(Solver):
                 lp_x = lp.values
                 sol = CoarseSolution(
                     Status.FEASIBLE,
-                    round_plan(inst, co, lp.values),
+                    round_plan(inst, co, lp.values, offers_up=True),
                     lp.bound,
                     f"{lp.native} + rounding",
                 )
@@ -836,6 +889,18 @@ class DecompositionSolver(Solver):
                 if dive[0] is not None:
                     candidates.append(dive[0])
                 stats.update(dive[1])
+                # the plan without the offers the LP accepts at a fraction below 1/2, when it
+                # differs and its packing (as measured on the first) fits in the time left
+                down = round_plan(inst, co, lp_x)
+                if down != sol.values and (
+                    d_end is None or d_end - time.perf_counter() > 1.25 * t_pack
+                ):
+                    progress(
+                        stage="packing the plan without its fractional offers",
+                        elapsed=time.perf_counter() - started,
+                    )
+                    candidates.append(primal_from_coarse(inst, co, down, d_end))
+                    stats["offers_down_objective"] = candidates[-1].objective
             if len(inst.jobs) <= 500 and (deadline is None or time.perf_counter() < p_deadline):
                 # a second packing order: fragmentation depends on it
                 candidates.append(
@@ -1027,8 +1092,8 @@ class DecompositionSolver(Solver):
             if deadline is not None and deadline - now < need:
                 why = (
                     f"{len(frac)} of its decisions were fractional, and another LP and packing "
-                    f"(about {need:.0f} s as measured) did not fit in the {deadline - now:.0f} s "
-                    "left"
+                    f"(about {need:.0f} s as measured) did not fit in the "
+                    f"{max(0.0, deadline - now):.0f} s left"
                 )
                 break
             for v in frac:
@@ -1045,7 +1110,7 @@ class DecompositionSolver(Solver):
             solved += 1
         if not solved:
             return None, {"dive": why}
-        st = primal_from_coarse(inst, co, round_plan(inst, co, x), deadline)
+        st = primal_from_coarse(inst, co, round_plan(inst, co, x, offers_up=True), deadline)
         return st, {
             "dive": why,
             "dive_lps": solved,
