@@ -445,13 +445,14 @@ def _row_shape(lm, blk: _Block, r: int) -> tuple:
 
 
 def _looser(sense: str, a: tuple, b: tuple) -> bool:
-    """Right-hand sides `b` allow all that `a` allows (row sense `sense`)."""
-    tol = 1e-9
+    """Right-hand sides `b` allow all that `a` allows (row sense `sense`), exactly: no
+    tolerance, so that a row a hair tighter never passes for looser (these right-hand sides
+    are counts, exact in floating point)."""
     if sense == "<=":
-        return all(y >= x - tol * max(1.0, abs(x)) for x, y in zip(a, b))
+        return all(y >= x for x, y in zip(a, b))
     if sense == ">=":
-        return all(y <= x + tol * max(1.0, abs(x)) for x, y in zip(a, b))
-    return all(abs(x - y) <= tol * max(1.0, abs(x)) for x, y in zip(a, b))
+        return all(y <= x for x, y in zip(a, b))
+    return all(x == y for x, y in zip(a, b))
 
 
 def _value_curve(lm, blk: _Block):
