@@ -21,7 +21,13 @@ process, and must keep their limits. Writes plans.json (bench/results/ with --re
 bench/out/) and the plot plans.png (docs/img/ with --record; needs matplotlib, the `plot`
 extra).
 
+With ``--profile`` it only times the parts of each instance's plans and first-plan solves
+(greedy, coarse build, CP-SAT, packing, local search...: :func:`profile_solve`), each side the
+best of REPEAT runs, and writes plans_profile.json: where a solve with plans spends the time
+one without plans does not.
+
     python -m bench.plans [--seeds 0,1,2] [--time-limit 20] [--scale] [--record]
+    python -m bench.plans --profile [--families multicampus --seeds 0] [--record]
 """
 
 from __future__ import annotations
@@ -146,6 +152,112 @@ def _solve(inst, solver: str, limit: float, best_of: bool = False) -> dict:
         "cpu_seconds": cpu,
         "plans": plans,
     }
+
+
+# the parts of a decomposition solve that --profile times: (module, function, label). The
+# pipeline calls them through these module globals, so wrapping them there times each call
+PARTS = [
+    ("placer.solvers.decomposition.pipeline", "best_greedy", "greedy"),
+    ("placer.solvers.decomposition.coarse", "build", "coarse build"),
+    ("placer.solvers.plans", "expand", "expand plans"),
+    ("placer.solvers.decomposition.pipeline", "drop_dominated", "dominated options"),
+    ("placer.solvers.cpsat", "solve_cpsat", "CP-SAT"),
+    ("placer.solvers.cpsat", "solve_lp_glop", "LP (GLOP)"),
+    ("placer.solvers.decomposition.pipeline", "primal_from_coarse", "packing"),
+    ("placer.solvers.decomposition.pipeline", "resume", "greedy resumed"),
+    ("placer.solvers.decomposition.pipeline", "local_search", "local search"),
+    ("placer.solvers.decomposition.pipeline", "finalize", "check and score"),
+    ("placer.solvers.base", "finalize", "check and score"),
+]
+
+
+def profile_solve(inst, limit: float) -> dict:
+    """One cpsat solve of `inst` with the wall time of each part (:data:`PARTS`) summed over
+    its calls: ``{label: [seconds, calls]}``, the total, and "other" (expanding plans, the
+    reasons, what no part covers). Why: issue 15 asks where a solve with plans spends the
+    time that one without plans does not; the parts are timed by wrapping the functions the
+    pipeline calls (no profiler overhead on the numpy kernel). Only outermost calls are
+    timed, so a part called inside another is counted once, in the outer one."""
+    import importlib
+
+    import placer
+
+    spent: dict[str, list] = {}
+    depth = [0]
+    saved = []
+
+    def wrap(fn, label):
+        def timed(*a, **k):
+            if depth[0]:
+                return fn(*a, **k)
+            depth[0] += 1
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                depth[0] -= 1
+                got = spent.setdefault(label, [0.0, 0])
+                got[0] += time.perf_counter() - t
+                got[1] += 1
+
+        return timed
+
+    for mod, name, label in PARTS:
+        m = importlib.import_module(mod)
+        saved.append((m, name, getattr(m, name)))
+        setattr(m, name, wrap(getattr(m, name), label))
+    try:
+        t = time.perf_counter()
+        res = placer.solve(inst, solver="cpsat", time_limit=limit, seed=0)
+        total = time.perf_counter() - t
+    finally:
+        for m, name, fn in saved:
+            setattr(m, name, fn)
+    out = {k: [round(v[0], 4), v[1]] for k, v in spent.items()}
+    out["other"] = [round(total - sum(v[0] for v in spent.values()), 4), 1]
+    return {
+        "total_s": total,
+        "parts": out,
+        "objective": res.objective,
+        "bound": res.bound,
+        "coarse_vars": res.stats.get("coarse_vars"),
+        "coarse_rows": res.stats.get("coarse_rows"),
+        "plan_dominated_options": res.stats.get("plan_dominated_options", 0),
+        "plan_twin_options": res.stats.get("plan_twin_options", 0),
+        "first_plans": res.stats.get("first_plans"),
+    }
+
+
+def run_profile(labels: list[str], seeds: list[int], limit: float) -> list[dict]:
+    """--profile: each instance's plans and first-plan solves, part by part (best of
+    REPEAT runs of each side, by total time; the warm-up run not counted)."""
+    from placer.generators import generate
+    from placer.solvers.plans import first_plans
+    from placer.validate import instance_from_dict
+
+    rows = []
+    for label in labels:
+        family, params = FAMILIES[label]
+        for seed in seeds:
+            inst = instance_from_dict(generate(family, seed=seed, **params))
+            row = {"family": label, "seed": seed, "instance": inst.name}
+            for side, i in (("plans", inst), ("first", first_plans(inst))):
+                runs = [profile_solve(i, limit) for _ in range(REPEAT)]
+                row[side] = min(runs, key=lambda r: r["total_s"])
+            row["time_ratio"] = row["plans"]["total_s"] / max(row["first"]["total_s"], 1e-9)
+            rows.append(row)
+            parts = dict.fromkeys([*row["plans"]["parts"], *row["first"]["parts"]])
+            print(
+                f"{inst.name}: {row['plans']['total_s']:.2f} / {row['first']['total_s']:.2f} s"
+                f" = x{row['time_ratio']:.2f} | "
+                + ", ".join(
+                    f"{p} {row['plans']['parts'].get(p, [0])[0]:.2f}/"
+                    f"{row['first']['parts'].get(p, [0])[0]:.2f}"
+                    for p in parts
+                ),
+                flush=True,
+            )
+    return rows
 
 
 def _first_names(inst) -> dict[str, str]:
@@ -301,8 +413,18 @@ def main(argv=None) -> None:
         "--scale", action="store_true", help="also the 100k and 1M-GPU scale runs with plans"
     )
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="only time the parts of each plans and first-plan solve (writes plans_profile)",
+    )
     args = ap.parse_args(argv)
     warm_up()
+    if args.profile:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        rows = run_profile(args.families.split(","), seeds, args.time_limit)
+        write("plans_profile", {"machine": machine(), "time_limit": args.time_limit, "rows": rows})
+        return
     rows = []
     for label in args.families.split(","):
         family, params = FAMILIES[label]

@@ -173,11 +173,15 @@ def test_sailor_rule_picks_pp_across_sites_where_dp_would_cross():
     [
         ("fragmented", dict(sus=2, n_jobs=8)),
         ("frontier", dict(sites=3, gpus_per_site=2048, n_jobs=4, plan_share=1.0, n_offers=0)),
+        (
+            "multicampus",
+            dict(sites=3, gpus_per_site=1024, n_jobs=8, plan_share=1.0, cross_site_share=1.0),
+        ),
     ],
 )
 def test_a_variants_value_bound_is_above_what_any_of_its_candidates_adds(family, params):
     from placer.solvers.decomposition.construct import State
-    from placer.solvers.plans import expand, value_bound
+    from placer.solvers.plans import candidate_bound, expand, value_bound
 
     inst = instance_from_dict(generate(family, 0, **params))
     vinst, groups = expand(inst)
@@ -191,11 +195,13 @@ def test_a_variants_value_bound_is_above_what_any_of_its_candidates_adds(family,
                     continue
                 free = int(st.free.sum())
                 cands = st.candidates(v)
-                for g in cands[:4]:
+                for g in cands[:8]:
                     d = st.scorer.delta({v: g})
                     assert d <= value_bound(vinst, v), vinst.jobs[v].name
                     # and the bound scaled to what the free GPUs hold
                     assert d <= value_bound(vinst, v, free), vinst.jobs[v].name
+                    # and the bound of that candidate's units over its sites
+                    assert d <= candidate_bound(vinst, v, g), vinst.jobs[v].name
                     checked += 1
                 if value_bound(vinst, v, free) == float("-inf"):
                     assert not cands  # its fewest units do not fit in the free GPUs
@@ -301,3 +307,126 @@ def test_a_plan_that_differs_only_in_site_wide_scopes_keeps_only_its_cross_site_
     assert full.status == held.status == "optimal"
     assert abs(full.bound - held.bound) <= 1e-6 * abs(full.bound)
     assert site_twins(inst) == set()  # not a virtual instance
+
+
+def _coarse_with_drops(inst):
+    """(virtual instance, coarse model, its upper bounds before and after drop_dominated)."""
+    from placer.solvers.decomposition import coarse as coarse_mod
+    from placer.solvers.plans import drop_dominated, drop_twin_sites, expand
+
+    vinst, _groups = expand(inst)
+    co = coarse_mod.build(vinst)
+    drop_twin_sites(vinst, co.options, co.model.ub)
+    before = list(co.model.ub)
+    drop_dominated(vinst, co.options, co.model)
+    return vinst, co, before, list(co.model.ub)
+
+
+@pytest.mark.parametrize(
+    ("family", "params"),
+    [
+        ("fragmented", dict(sus=2, n_jobs=8)),
+        ("frontier", dict(sites=3, gpus_per_site=1024, n_jobs=4, plan_share=1.0, n_offers=0)),
+        ("multicampus", dict(sites=3, gpus_per_site=512, n_jobs=6, plan_share=1.0)),
+    ],
+)
+def test_dropping_dominated_plan_options_keeps_the_coarse_optimum(family, params):
+    from dataclasses import replace
+
+    from placer.solvers.cpsat import solve_cpsat
+    from placer.solvers.plans import _default_variant
+
+    inst = instance_from_dict(generate(family, 0, **params))
+    vinst, co, before, after = _coarse_with_drops(inst)
+    dropped = [op for op in co.options if before[op.b] > 0 and after[op.b] == 0]
+    if family == "frontier":
+        assert dropped  # diloco-100 inside one site: sync-dp's shape at a higher value
+    g = vinst._plan_groups
+    defaults = {_default_variant(vinst, g, j) for j in range(len(g.members))}
+    assert not [op for op in dropped if op.job in defaults]  # the first-plan model stays whole
+    full = solve_cpsat(replace(co.model, ub=before), 60, 0, 1)
+    pruned = solve_cpsat(co.model, 60, 0, 1)
+    assert full.status == pruned.status == "optimal"
+    assert abs(full.bound - pruned.bound) <= 1e-6 * abs(full.bound)
+
+
+def _two_site(jobs, gpn=8):
+    return {
+        "name": "dominated",
+        "horizon_hours": 10,
+        "topology": {
+            "levels": ["site", "node"],
+            "fabric": {
+                "node": {"latency_us": 2, "bandwidth_GBps": 400},
+                "site": {"latency_us": 10, "bandwidth_GBps": 25},
+            },
+            "sites": [
+                {"name": s, "gpu_type": "H", "gpus_per_node": gpn, "domains": [{"count": 4}]}
+                for s in ("a", "b")
+            ],
+            "wan": [{"between": ["a", "b"], "latency_us": 500, "bandwidth_GBps": 100}],
+        },
+        "jobs": jobs,
+    }
+
+
+def _train(plans, **kw):
+    j = {
+        "name": "T",
+        "kind": "training",
+        "compute_ms": 1000,
+        "value": 2,
+        "tp": 4,
+        "dp": 4,
+        "min_dp": 1,
+        "comm": {"tp_MB": 100.0, "tp_messages": 4, "dp_MB": 100.0, "dp_messages": 2},
+        "plans": plans,
+    }
+    j.update(kw)
+    return j
+
+
+def _dropped_plans(d) -> set[str]:
+    inst = instance_from_dict(d)
+    vinst, co, before, after = _coarse_with_drops(inst)
+    out = {vinst.jobs[op.job].name for op in co.options if before[op.b] > 0 and after[op.b] == 0}
+    kept = {vinst.jobs[op.job].name for op in co.options if after[op.b] > 0}
+    return out - kept  # plans with every option dropped
+
+
+def test_a_plan_of_the_same_shape_at_a_lower_value_is_dropped_but_never_the_first_plan():
+    fast, slow = {"name": "fast"}, {"name": "slow", "value": 1}
+    assert _dropped_plans(_two_site([_train([fast, slow])])) == {"T/slow"}
+    # listed first, the slow plan is the default: the model held to it must stay whole
+    assert _dropped_plans(_two_site([_train([slow, fast])])) == set()
+    # more communication at the same value: no better in any coefficient, so dropped
+    chatty = {
+        "name": "chatty",
+        "comm": {"tp_MB": 900.0, "tp_messages": 4, "dp_MB": 900.0, "dp_messages": 2},
+    }
+    assert _dropped_plans(_two_site([_train([fast, chatty])])) == {"T/chatty"}
+
+
+def test_a_faster_plan_that_needs_whole_nodes_does_not_drop_a_slower_one_that_shares_them():
+    # tp 8 fills an 8-GPU node (the whole-node rows count it); tp 4 at a lower value does not
+    wide = {"name": "tp8", "tp": 8, "dp": 2}
+    narrow = {"name": "tp4-slow", "tp": 4, "dp": 4, "value": 1.5}
+    assert _dropped_plans(_two_site([_train([wide, narrow])])) == set()
+
+
+def test_a_solve_with_plans_is_the_same_for_a_seed_on_one_thread():
+    import json
+
+    import placer
+
+    params = dict(sites=3, gpus_per_site=1024, n_jobs=4, plan_share=1.0, n_offers=0)
+    inst = instance_from_dict(generate("frontier", 0, **params))
+
+    def run():
+        res = placer.solve(inst, solver="cpsat", time_limit=None, seed=3, threads=1)
+        assert res.stats.get("plan_dominated_options")  # the pruning ran
+        d = res.placement.model_dump(mode="json")
+        d.pop("seconds")
+        return json.dumps(d, sort_keys=True)
+
+    assert run() == run()

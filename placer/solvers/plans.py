@@ -28,6 +28,7 @@ Imports numpy and the model; never a solver library.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +50,8 @@ class PlanGroups:
     must: list[bool]  # real job -> running and not preemptible: one variant must be placed
     bounds: dict[int, tuple] = field(default_factory=dict)  # variant -> _bound (cache)
     twins: set[int] | None = None  # site_twins (cache)
+    coarse_bounds: object = None  # the coarse model's Bounds on the free GPUs (cache)
+    placed: dict[tuple, float] = field(default_factory=dict)  # candidate_bound (cache)
 
 
 def has_plans(inst: Instance) -> bool:
@@ -240,6 +243,51 @@ def value_bound(inst: Instance, j: int, free: int | None = None) -> float:
     return got[0] * units / max(job.units_max, 1) + got[1]
 
 
+def candidate_bound(inst: Instance, j: int, g: np.ndarray) -> float:
+    """An upper bound on what placing variant j on exactly the GPUs `g` can add, from a
+    state where its group holds none: the lower of :func:`value_bound` for that many GPUs
+    and, for a training job of one GPU type, the coarse model's own optimistic goodput for a
+    placement of that many units over exactly the sites of `g`
+    (:meth:`~placer.solvers.decomposition.coarse.Bounds.goodput`, the figure its proven bound
+    rests on), plus the migration a running variant saves by staying.
+
+    Why: :func:`value_bound` knows nothing of where a candidate lies; a variant whose DP
+    groups would cross the WAN (the frontier run's sync-dp) has candidates worth far less
+    than its bound, and each one was scored in full (an 8,704-GPU array) only to lose to the
+    held plan. The coarse figures bound every placement of those units over those sites
+    (SPEC 4 at the fastest level that can hold each group, the fewest failures), computed on
+    the GPUs free of pinned jobs, a superset of what any state leaves free."""
+    base = value_bound(inst, j, len(g))
+    job = inst.jobs[j]
+    g_ = inst._plan_groups
+    if g_ is None or job.kind != "training" or job.mix_types or len(g) < job.unit_size:
+        return base
+    ix = inst.index
+    n = len(g) // job.unit_size
+    sites = tuple(np.unique(ix.dom[0][g]).tolist())
+    t = int(ix.gpu_type[g[0]])
+    key = (j, sites, t, n)
+    got = g_.placed.get(key)
+    if got is None:
+        if g_.coarse_bounds is None:
+            from placer.solvers.decomposition.coarse import Bounds
+
+            free = ix.available.copy()
+            for other in inst.jobs:
+                if other.pinned and other.current:
+                    free[ix.cached_indices(other.current)] = False
+            g_.coarse_bounds = Bounds(inst, free)
+        S = ix.n_sites
+        # the coarse model's options: one site, sets of sites, and for more than 4 sites
+        # one catch-all for sets of more than 3 (coarse._add_training_options)
+        wide = len(sites) > 3 and S > 4
+        gp = g_.coarse_bounds.goodput(job, t, tuple(range(S)) if wide else sites, n, any_multi=wide)
+        k = job_hours(inst, job) * job.value * float(ix.type_speed[t]) * job.unit_size
+        mig = job.migration_cost if job.current else 0.0
+        got = g_.placed[key] = k * n * gp * (1.0 + 1e-7) + 1e-6 + mig * (1.0 + 1e-7) + 1e-6
+    return min(base, got)
+
+
 def _bound(inst: Instance, j: int) -> tuple[float, float]:
     """(value bound at the most units, migration saved) of variant j (:func:`value_bound`)."""
     job = inst.jobs[j]
@@ -326,3 +374,260 @@ def collapse(
             if why:
                 reasons[job.name] = why
     return out, plans, reasons
+
+
+# option kinds whose variables form one block of their own (created together, named after
+# their job): a binary, unit or piece counts, and at most one value variable
+_BLOCK_KINDS = ("site", "multi", "any", "split", "inference")
+
+
+def _block(lm, op, job_name: str, end: int) -> list[int]:
+    """The variables of option `op`: from its binary up to `end` (the next option's binary),
+    while they are named after its job (``x[<job>,...]``)."""
+    tag = "[" + job_name + ","
+    out = []
+    for v in range(op.b, end):
+        if tag not in lm.names[v]:
+            break
+        out.append(v)
+    return out
+
+
+def _var_key(name: str) -> tuple[str, str]:
+    """What a block variable stands for, its job and plan left out: its kind (``b``, ``n``,
+    ``value``...) and, for a per-site variable, its site."""
+    kind, rest = name.split("[", 1)
+    return kind, ("" if kind in ("b", "value", "u") else rest.rsplit(",", 1)[-1])
+
+
+class _Block:
+    """One option's variables and rows, read from the coarse model (:func:`drop_dominated`)."""
+
+    def __init__(self, lm, op, vs: list[int], rows_of: dict[int, list[int]]):
+        self.op = op
+        self.vs = vs
+        self.pos = {v: i for i, v in enumerate(vs)}
+        self.keys = [_var_key(lm.names[v]) for v in vs]
+        own = set(vs)
+        self.shared: set[int] = set()
+        private: list[int] = []
+        for r in sorted({r for v in vs for r in rows_of.get(v, ())}):
+            # (a shared row is a capacity row of thousands: stop at its first other variable)
+            if all(v in own for v in lm.rows[r][0]):
+                private.append(r)
+            else:
+                self.shared.add(r)
+        # value variables: in the objective and in no shared row
+        self.value = [
+            i
+            for i, v in enumerate(vs)
+            if v != op.b and lm.obj.get(v) and not any(r in self.shared for r in rows_of.get(v, ()))
+        ]
+        val = {vs[i] for i in self.value}
+        self.value_rows = [r for r in private if any(v in val for v in lm.rows[r][0])]
+        self.rows = [r for r in private if not any(v in val for v in lm.rows[r][0])]
+        self._curve = False  # _value_curve, once
+
+    def curve(self, lm):
+        """:func:`_value_curve` of this block (computed once)."""
+        if self._curve is False:
+            self._curve = _value_curve(lm, self)
+        return self._curve
+
+
+def _row_shape(lm, blk: _Block, r: int) -> tuple:
+    """A private row without its binary: (sense, coefficients by position) and its right-hand
+    sides with the binary at 0 and at 1."""
+    coeffs, sense, rhs, _ = lm.rows[r]
+    cb = coeffs.get(blk.op.b, 0.0)
+    rest = tuple(sorted((blk.pos[v], c) for v, c in coeffs.items() if v != blk.op.b))
+    return (sense, rest), (rhs, rhs - cb)
+
+
+def _looser(sense: str, a: tuple, b: tuple) -> bool:
+    """Right-hand sides `b` allow all that `a` allows (row sense `sense`), exactly: no
+    tolerance, so that a row a hair tighter never passes for looser (these right-hand sides
+    are counts, exact in floating point)."""
+    if sense == "<=":
+        return all(y >= x for x, y in zip(a, b))
+    if sense == ">=":
+        return all(y <= x for x, y in zip(a, b))
+    return all(x == y for x, y in zip(a, b))
+
+
+def _value_curve(lm, blk: _Block):
+    """What a block's value variable V can reach, by the total N of its unit variables with
+    the binary at 1: ``(support, N, reach, objective coefficient)``, N over the totals the
+    block's own rows allow, reach = ``min(ub, min over its rows)`` (real; V is the integer
+    part); ``()`` without a value variable; None when its rows are not all of the form
+    ``V <= alpha * N + beta * b`` over one set of unit variables, or it has two."""
+    if len(blk.value) > 1:
+        return None
+    if not blk.value:
+        return ()
+    V = blk.vs[blk.value[0]]
+    support = None
+    lines = []
+    for r in blk.value_rows:
+        coeffs, sense, rhs, _ = lm.rows[r]
+        cv = coeffs.get(V, 0.0)
+        rest = {blk.pos[v]: c for v, c in coeffs.items() if v not in (V, blk.op.b)}
+        cs = set(rest.values())
+        if sense != "<=" or cv <= 0 or len(cs) > 1:
+            return None
+        if support is None:
+            support = frozenset(rest)
+        elif frozenset(rest) != support:
+            return None
+        alpha = -(next(iter(cs)) if cs else 0.0) / cv
+        lines.append((alpha, (rhs - coeffs.get(blk.op.b, 0.0)) / cv))
+    support = tuple(sorted(support or ()))
+    # the totals N its rows allow: within its rows over exactly the support, coefficient 1
+    lo, hi = 0.0, float(sum(lm.ub[blk.vs[i]] for i in support))
+    for r in blk.rows:
+        coeffs, sense, rhs, _ = lm.rows[r]
+        rest = {blk.pos[v]: c for v, c in coeffs.items() if v != blk.op.b}
+        if tuple(sorted(rest)) != support or set(rest.values()) != {1.0}:
+            continue
+        eff = rhs - coeffs.get(blk.op.b, 0.0)
+        if sense in ("<=", "=="):
+            hi = min(hi, eff)
+        if sense in (">=", "=="):
+            lo = max(lo, eff)
+    N = np.arange(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1, dtype=float)
+    reach = np.full(len(N), float(lm.ub[V]))
+    for alpha, beta in lines:
+        reach = np.minimum(reach, alpha * N + beta)
+    return support, N, reach, lm.obj[V]
+
+
+def _value_no_less(ca, cb) -> bool:
+    """B's value variable reaches at least A's objective at every total A allows
+    (:func:`_value_curve` of each). Same objective coefficient: the real reaches compared
+    (the integer parts then compare alike); else the integer parts times the coefficients."""
+    if ca == () or cb == ():
+        return ca == cb
+    if ca is None or cb is None or ca[0] != cb[0] or not len(ca[1]):
+        return False
+    _, na, ra, oa = ca
+    _, nb, rb, ob = cb
+    if na[0] < nb[0] or na[-1] > nb[-1]:
+        return False  # A allows totals that B does not
+    rb = rb[int(na[0] - nb[0]) :][: len(na)]
+    if oa == ob:
+        return bool((rb >= ra).all())
+    return bool((ob * np.floor(rb) >= oa * np.floor(ra + 1e-9)).all())
+
+
+def _dominates(lm, a: _Block, b: _Block) -> bool:
+    """Option `b` can stand in for option `a` in every solution of the coarse model, at no
+    less objective (:func:`drop_dominated`)."""
+    if a.keys != b.keys:
+        return False
+    val_a = {a.vs[i] for i in a.value}
+    if a.value != b.value:
+        return False
+    for va, vb in zip(a.vs, b.vs):
+        if lm.integer[va] != lm.integer[vb] or lm.lb[va] != lm.lb[vb] or lm.lb[va] < 0:
+            return False
+        if va not in val_a and lm.ub[vb] < lm.ub[va]:
+            return False
+    # shared rows (capacity, power, nodes, groups, spread): b takes no more of any
+    for r in a.shared | b.shared:
+        coeffs, sense, _, _ = lm.rows[r]
+        for va, vb in zip(a.vs, b.vs):
+            ca, cb = coeffs.get(va, 0.0), coeffs.get(vb, 0.0)
+            if (sense == "<=" and cb > ca) or (sense == ">=" and cb < ca):
+                return False
+            if sense == "==" and cb != ca:
+                return False
+    # objective of the other variables: no less
+    for va, vb in zip(a.vs, b.vs):
+        if va not in val_a and lm.obj.get(vb, 0.0) < lm.obj.get(va, 0.0):
+            return False
+    # private rows: each of b's allows what some row of a of the same shape allows
+    shapes: dict[tuple, list[tuple]] = {}
+    for r in a.rows:
+        key, rhs = _row_shape(lm, a, r)
+        shapes.setdefault(key, []).append(rhs)
+    for r in b.rows:
+        key, rhs = _row_shape(lm, b, r)
+        if not any(_looser(key[0], ra, rhs) for ra in shapes.get(key, ())):
+            return False
+    # the value: for every unit total a allows, b's at least a's
+    return _value_no_less(a.curve(lm), b.curve(lm))
+
+
+def drop_dominated(inst: Instance, options: list, lm) -> int:
+    """Fix at 0 (in ``lm.ub``) the coarse options of a job's non-default plans that another
+    option of the same job dominates; returns how many.
+
+    Option A (plan a) is dominated by option B (plan b) of the same job when B can take A's
+    place in any solution of the coarse model at no less objective: their variables match
+    one to one (same kind: binary, units per site, value), B's bounds contain A's, B takes no
+    more of any shared row (GPUs, power, whole nodes, spread: ``<=`` rows coefficient by
+    coefficient, ``>=`` rows the other way), each of B's own rows admits what a row of A of
+    the same form admits (brackets of units as wide or wider), and B's value variable can
+    reach at least A's objective for every count of units. A solution using A is then a
+    solution using B instead (A's variables to 0, B's set to A's values: at most one option of
+    a job is chosen, so B's were 0) of at least the same objective. So the model's optimum,
+    hence the proven bound, is the same with A fixed at 0, and any bound CP-SAT or CBC
+    proves on the reduced model holds for the full one. This covers a plan no better than
+    another in every coefficient and fitting no more hardware (DiLoCo at a lower value than
+    synchronous DP inside one site, say), and site twins (:func:`site_twins`).
+
+    Why: the coarse model with 2-4 plans per job has 3-4 times the options, and CP-SAT's
+    presolve and proof grow with them (docs/benchmarks.md, plans). Only non-default plans'
+    options are dropped: the model held to first plans (:func:`first_plan_rows`) must stay
+    the first-plan solve's own. Of two options that dominate each other the later plan's
+    goes. Options of other kinds (stay, mixed) are kept."""
+    g = inst._plan_groups
+    if g is None:
+        return 0
+    order = sorted((op for op in options if op.b >= 0), key=lambda op: op.b)
+    by_group: dict[int, list] = {}
+    for op in order:
+        if op.kind in _BLOCK_KINDS and lm.ub[op.b] > 0:
+            by_group.setdefault(g.owner[op.job], []).append(op)
+    by_group = {j: ops for j, ops in by_group.items() if len({op.job for op in ops}) > 1}
+    if not by_group:
+        return 0
+    ends = [op.b for op in order[1:]] + [lm.n_vars]
+    nxt = {op.b: end for op, end in zip(order, ends)}
+    wanted = {op.b for ops in by_group.values() for op in ops}
+    blocks = {}
+    rows_of: dict[int, list[int]] = {}
+    spans = {}
+    for op in order:
+        if op.b in wanted:
+            spans[op.b] = _block(lm, op, inst.jobs[op.job].name, nxt[op.b])
+    want_vars = {v for vs in spans.values() for v in vs}
+    for r, (coeffs, _s, _rhs, _n) in enumerate(lm.rows):
+        for v in coeffs:
+            if v in want_vars:
+                rows_of.setdefault(v, []).append(r)
+    for op in order:
+        if op.b in wanted:
+            blocks[op.b] = _Block(lm, op, spans[op.b], rows_of)
+    n = 0
+    for j, ops in by_group.items():
+        default = _default_variant(inst, g, j)
+        rank = {v: i for i, v in enumerate(g.members[j])}
+        # option A is beaten by B when B dominates A and A does not dominate B, or both do
+        # and B's plan comes first: a strict order, so every beaten option has a beater
+        # that is kept (not beaten, or of the default plan)
+        for op in ops:
+            if op.job == default:
+                continue
+            a = blocks[op.b]
+            for o in ops:
+                if o.job == op.job or (o.kind, o.type, o.sites) != (op.kind, op.type, op.sites):
+                    continue
+                b = blocks[o.b]
+                if _dominates(lm, a, b) and (
+                    rank[o.job] < rank[op.job] or not _dominates(lm, b, a)
+                ):
+                    lm.ub[op.b] = 0.0
+                    n += 1
+                    break
+    return n

@@ -37,7 +37,14 @@ from placer.kernel.cost import analyse_job, as_batch
 from placer.kernel.score import Scorer, evaluate_job, offer_gpus
 from placer.model import Instance, Job
 from placer.solvers.decomposition.pack import Packer, layout
-from placer.solvers.plans import group_heads, must_place, siblings, site_twins, value_bound
+from placer.solvers.plans import (
+    candidate_bound,
+    group_heads,
+    must_place,
+    siblings,
+    site_twins,
+    value_bound,
+)
 
 
 class State:
@@ -192,7 +199,7 @@ class State:
         checked: bool = True,
     ) -> list[np.ndarray]:
         """Candidate GPU arrays (rank order) for job j in the current state; with `floor`
-        (SPEC v3), only those whose size's :func:`~placer.solvers.plans.value_bound` is
+        (SPEC v3), only those whose :func:`~placer.solvers.plans.candidate_bound` is
         above it (the others cannot beat a variant already found: not checked or scored);
         with `cross_only` (a :func:`~placer.solvers.plans.site_twins` variant), only those
         over two sites or more (its one-site ones are its twin's). Not `checked`: rules 1-5
@@ -216,7 +223,7 @@ class State:
             # the job with the roles of TP and PP exchanged, then restore the rank order
             out.extend(from_pp_inner(job, g) for g in self._packed(swapped, cap, site_list))
         if floor is not None:
-            out = [g for g in out if value_bound(inst, j, len(g)) > floor + 1e-9]
+            out = [g for g in out if candidate_bound(inst, j, g) > floor + 1e-9]
         if cross_only:
             out = [g for g in out if len(g) and ix.dom[0][g].min() != ix.dom[0][g].max()]
         # power: what the job would draw per site, beyond what it draws now
@@ -447,11 +454,15 @@ class State:
                     out[i] = float(s.value[r] - s.migration[r]) - old
         return [d if d is not None else sc.delta({j: g}) for d, g in zip(out, cands)]
 
-    def place_best(self, j: int, **kw) -> bool:
+    def place_best(self, j: int, switch: bool = True, **kw) -> bool:
         """Place job j at its best candidate (re-placing it if it has GPUs); with SPEC v3
-        plans, j's group at the best candidate of any of its variants (a plan switch)."""
+        plans, j's group at the best candidate of any of its variants (a plan switch). Not
+        `switch`: variant j only (when no other variant of its group holds GPUs), for a
+        caller that has chosen the plan (a coarse plan's packing)."""
         sib = siblings(self.inst, j)
         held = [s for s in sib if len(self.job_gpus[s])]
+        if not switch and set(held) <= {j}:
+            sib = [j]
         old_j = held[0] if held else j
         old = self.job_gpus[old_j]
         if len(old):

@@ -58,7 +58,13 @@ from placer.solvers.decomposition.exact_small import (
     build_columns,
 )
 from placer.solvers.decomposition.linmodel import LinModel
-from placer.solvers.plans import drop_twin_sites, first_plan_rows, must_place, siblings
+from placer.solvers.plans import (
+    drop_dominated,
+    drop_twin_sites,
+    first_plan_rows,
+    must_place,
+    siblings,
+)
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
 GREEDY_SHARE = 0.2  # of the limit, at most, for that first greedy when a plan can follow
@@ -215,6 +221,15 @@ def _first_plans_settled(
     if sol.values is not None and np.allclose(held.values, sol.values, rtol=0, atol=1e-9):
         return "it is the coarse plan already packed"
     return ""
+
+
+def _rows_hold(rows: list, x: list[float]) -> bool:
+    """Values `x` meet every row of `rows` (to 1e-9)."""
+    for coeffs, sense, rhs, _ in rows:
+        lhs = sum(c * x[i] for i, c in coeffs.items())
+        if (sense != ">=" and lhs > rhs + 1e-9) or (sense != "<=" and lhs < rhs - 1e-9):
+            return False
+    return True
 
 
 def _with_rows(lm: LinModel, rows: list) -> LinModel:
@@ -396,7 +411,12 @@ def primal_from_coarse(
         if best is not None:
             st.set_job(j, best)
             continue
-        st.place_best(j, sites=sorted(op.sites))
+        # SPEC v3: the plan's variant first (the coarse model chose it; trying every plan
+        # of a job here cost most of the packing with plans), then any plan of the job in
+        # the plan's sites, then anywhere
+        st.place_best(j, switch=False, sites=sorted(op.sites))
+        if len(st.job_gpus[j]) == 0:
+            st.place_best(j, sites=sorted(op.sites))
         if len(st.job_gpus[j]) == 0:
             st.place_best(j)
     grow(st, deadline)
@@ -762,13 +782,15 @@ class DecompositionSolver(Solver):
             stage="coarse model", incumbent=first.objective, elapsed=time.perf_counter() - started
         )
         co = None
-        dropped = 0
+        dropped = dominated = 0
         # (the greedy stops at its first job past its share: a tenth of the estimate is
         # its margin, so that the plan decided above is not dropped for a late job)
         if deadline is None or (plan and deadline - time.perf_counter() > 0.9 * need):
             co = coarse_mod.build(inst)
             # SPEC v3: one-site options duplicated by a sibling plan (plans.site_twins)
             dropped = drop_twin_sites(inst, co.options, co.model.ub)
+            # and options of non-default plans that another plan's option dominates
+            dominated = drop_dominated(inst, co.options, co.model)
         mode = options.get("lp_rounding", "auto")  # auto | always | never
         rounded = co is not None and (
             mode == "always" or (mode == "auto" and co.model.n_vars > LARGE_MODEL)
@@ -834,6 +856,8 @@ class DecompositionSolver(Solver):
         }
         if dropped:
             stats["plan_twin_options"] = dropped
+        if dominated:
+            stats["plan_dominated_options"] = dominated
         if sol.status == INFEASIBLE:
             return no_placement(
                 inst,
@@ -926,7 +950,11 @@ class DecompositionSolver(Solver):
             held = first_plan_rows(inst, co.options)
             # (while half the limit is left, as its solve_x asks: not even its LP after that)
             in_time = deadline is None or time.perf_counter() < started + 0.5 * (deadline - started)
-            if held and in_time and mode != "always" and co.model.n_vars <= LARGE_MODEL:
+            if held and sol.status == Status.OPTIMAL and _rows_hold(held, sol.values):
+                # the optimum already holds every job to its first plan: it is the held
+                # model's optimum too (a restriction of the same model), already packed
+                stats["first_plans"] = "not solved: the coarse optimum runs first plans only"
+            elif held and in_time and mode != "always" and co.model.n_vars <= LARGE_MODEL:
                 held_model = _with_rows(co.model, held)
                 # its LP relaxation bounds it too, in a fraction of the integer solve: when
                 # a candidate already reaches that, the integer model is not solved either
