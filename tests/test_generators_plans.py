@@ -266,6 +266,56 @@ def test_the_first_plan_coarse_plan_is_packed_only_when_it_could_beat_the_candid
     assert "already packed" in _first_plans_settled(same, main, cands)
 
 
+def test_the_first_plan_coarse_model_may_start_past_half_the_limit_when_it_fits():
+    from placer.solvers.decomposition.pipeline import FIRST_PLANS_SHARE, _first_plans_until
+
+    # multicampus-3x-s1 at 20 s: the coarse solve ended at 10.1 s (past half), the packing
+    # deadline at 14.9 s, a packing 0.1 s: its solve and two packings fit until 65%
+    until = _first_plans_until(0.0, 19.9, 14.925, 0.1)
+    assert 0.6 < until < 0.7
+    start = until * 19.9
+    assert start + FIRST_PLANS_SHARE * (19.9 - start) + 2 * 0.1 == pytest.approx(14.925)
+    # never earlier than half the limit (the other plans' rule), even with slow packings
+    assert _first_plans_until(0.0, 19.9, 14.925, 5.0) == 0.5
+    assert _first_plans_until(0.0, None, None, 0.1) == 1.0
+
+
+def test_plan_choice_packs_the_first_plan_plan_after_a_coarse_solve_past_half_the_limit(
+    monkeypatch,
+):
+    """fragmented seed 4: the coarse optimum with plans packs to 14,150, the model held to
+    first plans to 14,693. A coarse solve cut by the time ends past half the limit (it has
+    half of what the greedy leaves); here the real solve is followed by a wait to that point,
+    and the first-plan plan must still be solved and packed."""
+    import time
+
+    import placer
+    from placer.solvers.cpsat import CpSatSolver
+    from placer.solvers.plans import first_plans
+
+    inst = instance_from_dict(generate("fragmented", 4, sus=2, n_jobs=8))
+    limit = 4.0
+    first = placer.solve(first_plans(inst), solver="cpsat", time_limit=limit, exact_small=False)
+    real = CpSatSolver.solve_coarse
+    calls = []
+    started = time.perf_counter()
+
+    def late(self, *a, **k):
+        got = real(self, *a, **k)
+        if not calls:  # the coarse model with plans: it ends at 55% of the limit
+            time.sleep(max(0.0, started + 0.55 * limit - time.perf_counter()))
+        calls.append(got.status)
+        return got
+
+    monkeypatch.setattr(CpSatSolver, "solve_coarse", late)
+    res = placer.solve(inst, solver="cpsat", time_limit=limit, exact_small=False)
+    assert len(calls) >= 2  # the coarse model with plans, then the one held to first plans
+    assert res.stats["first_plans"] is True
+    cands = res.stats["candidates"]
+    assert max(cands[2:4]) > max(cands[:2])  # the first-plan plan packs best
+    assert res.objective >= first.objective - 1e-6 * abs(first.objective)
+
+
 def test_plan_choice_never_ends_below_first_plans_on_the_small_generated_families():
     import placer
     from placer.solvers.plans import first_plans
