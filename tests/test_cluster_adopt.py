@@ -30,7 +30,8 @@ else:
 
 # derandomized: CI runs the same examples every time. A random run (seed
 # 166360650694943939272500114578736605463) found Cluster.restore raising a rule 7 power error
-# after a hall was restored; that bug is recorded in the closing note, not fixed here
+# after a hall was restored; fixed since (restored leased GPUs over a cap stay unavailable),
+# with its regression tests in test_cluster_restore.py
 HYP = dict(
     deadline=None,
     derandomize=True,
