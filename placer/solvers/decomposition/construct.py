@@ -405,13 +405,16 @@ class State:
         return out
 
     def best_candidate(
-        self, j: int, cands: list[np.ndarray], check: bool = False
+        self, j: int, cands: list[np.ndarray], check: bool = False, fallback: bool = False
     ) -> tuple[np.ndarray | None, float]:
         """The candidate with the largest exact objective change (kernel delta). With
         `check`, the best that passes rules 1-5 for j (:func:`scope_ok`): the rules run on
         the best first and on the next only when it fails, so a search checks about one
         candidate per job instead of all of them (at 1M GPUs the checks were 16% of the
-        greedy's pass); the choice is the one a search over checked candidates makes."""
+        greedy's pass); the choice is the one a search over checked candidates makes. With
+        `fallback`, when no candidate left has a finite change, the first of them that
+        passes (a packed plan's variants: the plan is kept even when the kernel rates it
+        -inf)."""
         ds = self.deltas(j, cands)
         left = list(range(len(cands)))
         while left:
@@ -419,9 +422,16 @@ class State:
             for i in left:
                 if ds[i] > best_d + 1e-9:
                     best, best_d = i, ds[i]
+            if best is None:
+                break
             if not check or scope_ok(self.inst, j, cands[best]):
                 return cands[best], best_d
             left.remove(best)
+        if fallback:
+            ok = (i for i in left if not check or scope_ok(self.inst, j, cands[i]))
+            first = next(ok, None)
+            if first is not None:
+                return cands[first], ds[first]
         return None, -np.inf
 
     def deltas(self, j: int, cands: list[np.ndarray]) -> list[float]:

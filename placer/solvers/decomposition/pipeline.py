@@ -426,13 +426,13 @@ def primal_from_coarse(
             if ok and parts:
                 g = np.concatenate(parts)
                 room = st.power_left + 1e-9
-                # (rules 1-5 are checked on the best of them only: _best_checked)
+                # (rules 1-5 are checked on the best of them only: State.best_candidate)
                 variants += [
                     v
                     for v in (g, stage_major(job, g))
                     if v is not None and (st._power(v) <= room).all()
                 ]
-        best = _best_checked(st, j, variants) if variants else None
+        best = st.best_candidate(j, variants, check=True, fallback=True)[0] if variants else None
         if best is not None:
             st.set_job(j, best)
             continue
@@ -448,26 +448,6 @@ def primal_from_coarse(
     for o in offer_order(inst):
         st.lease_greedy(o)
     return st
-
-
-def _best_checked(st: State, j: int, cands: list[np.ndarray]) -> np.ndarray | None:
-    """The candidate :meth:`State.best_candidate` picks among those of `cands` that pass
-    rules 1-5 (:func:`scope_ok`), checking the best first and the next only when it fails
-    (checking every packed variant first was a fifth of a plan's packing at 1M GPUs); when
-    no candidate has a finite change, the first that passes; None when none passes."""
-    ds = st.deltas(j, cands)
-    left = list(range(len(cands)))
-    while left:
-        best, best_d = None, -np.inf
-        for i in left:
-            if ds[i] > best_d + 1e-9:
-                best, best_d = i, ds[i]
-        if best is None:
-            break
-        if scope_ok(st.inst, j, cands[best]):
-            return cands[best]
-        left.remove(best)
-    return next((cands[i] for i in left if scope_ok(st.inst, j, cands[i])), None)
 
 
 def _mixed_variants(st: State, j: int, op: coarse_mod.Option, vals: list[float]) -> list:
