@@ -809,3 +809,15 @@ def rounded(x: object) -> object:
     if isinstance(x, list):
         return [rounded(v) for v in x]
     return x
+
+
+def as_arrivals(inst_d: dict) -> list[dict]:
+    """The instance's jobs as new submissions: copies without ``current``, ``current_plan``
+    and ``pinned`` (what the live-cluster properties submit)."""
+    import copy
+
+    out = [copy.deepcopy(j) for j in inst_d["jobs"]]
+    for j in out:
+        for k in ("current", "current_plan", "pinned"):
+            j.pop(k, None)
+    return out

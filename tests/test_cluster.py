@@ -21,10 +21,10 @@ from placer.errors import ArgumentTypeError, InstanceError, PlacementError, Usag
 
 if __package__:
     from .reference import reference_check
-    from .strategies import feasible_case, hardware_items
+    from .strategies import as_arrivals, feasible_case, hardware_items
 else:
     from reference import reference_check
-    from strategies import feasible_case, hardware_items
+    from strategies import as_arrivals, feasible_case, hardware_items
 
 HYP = dict(
     deadline=None,
@@ -248,10 +248,7 @@ def test_any_sequence_of_operations_keeps_the_state_feasible(case, data):
     inst = placer.load_instance(copy.deepcopy(inst_d))
     c = Cluster(inst, pl_d, verify="full")
     assert_feasible(c)
-    arrivals = [copy.deepcopy(j) for j in inst_d["jobs"]]
-    for j in arrivals:
-        for k in ("current", "current_plan", "pinned"):
-            j.pop(k, None)
+    arrivals = as_arrivals(inst_d)
     items = hardware_items(inst_d)
     failed: list = []
     for step in range(data.draw(st.integers(1, 6), label="steps")):

@@ -24,9 +24,9 @@ from placer.errors import PlacementError, UsageError
 from placer.live.replan import named_document
 
 if __package__:
-    from .strategies import feasible_case, hardware_items, rounded
+    from .strategies import as_arrivals, feasible_case, hardware_items, rounded
 else:
-    from strategies import feasible_case, hardware_items, rounded
+    from strategies import as_arrivals, feasible_case, hardware_items, rounded
 
 # derandomized: CI runs the same examples every time. A random run (seed
 # 166360650694943939272500114578736605463) found Cluster.restore raising a rule 7 power error
@@ -168,10 +168,7 @@ def test_two_step_adoption_equals_adopt_at_the_commit_after_any_operations(case,
     inst_d, pl_d = case
     inst = placer.load_instance(copy.deepcopy(inst_d))
     c = Cluster(inst, pl_d, verify="full")
-    arrivals = [copy.deepcopy(j) for j in inst_d["jobs"]]
-    for j in arrivals:
-        for k in ("current", "pinned", "current_plan"):
-            j.pop(k, None)
+    arrivals = as_arrivals(inst_d)
     pending = []
     if arrivals and data.draw(st.booleans()):  # several: catch_up moves them after arrivals
         pending = [

@@ -27,10 +27,10 @@ from placer.errors import ConflictError
 
 if __package__:
     from .reference import reference_check
-    from .strategies import feasible_case, hardware_items
+    from .strategies import as_arrivals, feasible_case, hardware_items
 else:
     from reference import reference_check
-    from strategies import feasible_case, hardware_items
+    from strategies import as_arrivals, feasible_case, hardware_items
 
 
 def assert_valid(c: Cluster) -> None:
@@ -248,10 +248,7 @@ def run_operations(case: tuple[dict, dict], data) -> None:
     inst_d, pl_d = case
     inst = placer.load_instance(copy.deepcopy(inst_d))
     c = Cluster(inst, pl_d, verify="full")
-    arrivals = [copy.deepcopy(j) for j in inst_d["jobs"]]
-    for j in arrivals:
-        for k in ("current", "current_plan", "pinned"):
-            j.pop(k, None)
+    arrivals = as_arrivals(inst_d)
     # leased blocks fail too: the jobs may take the power they leave, then they come back
     leased = [b for lease in pl_d.get("leases") or [] for b in lease["blocks"]]
     items = hardware_items(inst_d) + leased
