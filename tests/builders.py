@@ -47,6 +47,28 @@ def one_site(
     }
 
 
+def two_sites(
+    jobs: list[dict[str, Any]], gpn: int = 4, nodes: int = 2, **kw: Any
+) -> dict[str, Any]:
+    """Two sites a and b of `nodes` nodes of `gpn` GPUs of type "H" (levels site/node),
+    one WAN link, jobs as given; `kw` adds top-level keys."""
+    return {
+        "name": "two-sites",
+        "horizon_hours": 10,
+        "topology": {
+            "levels": ["site", "node"],
+            "fabric": copy.deepcopy(TWO_LEVEL_FABRIC),
+            "sites": [
+                {"name": s, "gpu_type": "H", "gpus_per_node": gpn, "domains": [{"count": nodes}]}
+                for s in ("a", "b")
+            ],
+            "wan": [{"between": ["a", "b"], "latency_us": 500, "bandwidth_GBps": 100}],
+        },
+        "jobs": copy.deepcopy(jobs),
+        **kw,
+    }
+
+
 def training(name: str, dp: int, **kw: Any) -> dict[str, Any]:
     """A training job of `dp` units (tp = pp = 1 unless given)."""
     return {"name": name, "kind": "training", "dp": dp, "compute_ms": 100, "value": 1, **kw}

@@ -22,6 +22,11 @@ import pytest
 from placer.generators import generate
 from placer.validate import instance_from_dict
 
+try:
+    from . import builders
+except ImportError:  # tests/ on sys.path
+    import builders
+
 
 def shape(inst, job, k):
     v = job.under(k)
@@ -401,23 +406,7 @@ def test_dropping_dominated_plan_options_keeps_the_coarse_optimum(family, params
 
 
 def _two_site(jobs, gpn=8):
-    return {
-        "name": "dominated",
-        "horizon_hours": 10,
-        "topology": {
-            "levels": ["site", "node"],
-            "fabric": {
-                "node": {"latency_us": 2, "bandwidth_GBps": 400},
-                "site": {"latency_us": 10, "bandwidth_GBps": 25},
-            },
-            "sites": [
-                {"name": s, "gpu_type": "H", "gpus_per_node": gpn, "domains": [{"count": 4}]}
-                for s in ("a", "b")
-            ],
-            "wan": [{"between": ["a", "b"], "latency_us": 500, "bandwidth_GBps": 100}],
-        },
-        "jobs": jobs,
-    }
+    return builders.two_sites(jobs, gpn, nodes=4)
 
 
 def _train(plans, **kw):

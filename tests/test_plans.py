@@ -28,25 +28,7 @@ except ImportError:  # tests/ on sys.path
 
 def _inst(jobs, gpn=4, nodes=2, **kw):
     """Two sites a and b of `nodes` nodes of `gpn` GPUs, one WAN link."""
-    d = {
-        "name": "v3",
-        "horizon_hours": 10,
-        "topology": {
-            "levels": ["site", "node"],
-            "fabric": {
-                "node": {"latency_us": 2, "bandwidth_GBps": 400},
-                "site": {"latency_us": 10, "bandwidth_GBps": 25},
-            },
-            "sites": [
-                {"name": s, "gpu_type": "H", "gpus_per_node": gpn, "domains": [{"count": nodes}]}
-                for s in ("a", "b")
-            ],
-            "wan": [{"between": ["a", "b"], "latency_us": 500, "bandwidth_GBps": 100}],
-        },
-        "jobs": jobs,
-        **kw,
-    }
-    return d
+    return builders.two_sites(jobs, gpn, nodes, **kw)
 
 
 def _job(**kw):
