@@ -405,6 +405,51 @@ def test_dropping_dominated_plan_options_keeps_the_coarse_optimum(family, params
     assert abs(full.bound - pruned.bound) <= 1e-6 * abs(full.bound)
 
 
+def test_cp_sat_leaves_out_what_a_row_holds_at_zero_and_finds_the_same_optimum(monkeypatch):
+    """The model held to first plans: the other plans' options, and in cascade their unit
+    and value variables, are built into no CP-SAT variable; the optimum is the same."""
+    from placer.solvers import cpsat
+    from placer.solvers.decomposition.pipeline import _with_rows
+    from placer.solvers.plans import first_plan_rows
+
+    params = dict(sites=3, gpus_per_site=512, n_jobs=6, plan_share=1.0)
+    inst = instance_from_dict(generate("multicampus", 0, **params))
+    vinst, co, _before, _after = _coarse_with_drops(inst)
+    held = first_plan_rows(vinst, co.options)
+    lm = _with_rows(co.model, held)
+    zero, rows = cpsat.without_zeros(lm)
+    others = set(held[0][0])
+    assert others <= zero
+    # in cascade: the unit variables of those options, whose own bounds allow units
+    cascade = [v for op in co.options if op.b in others for v in op.n.values() if lm.ub[v] > 0]
+    assert cascade and set(cascade) <= zero
+    assert len(rows) < len(lm.rows)
+    got = cpsat.solve_cpsat(lm, 60, 0, 1)
+    assert all(got.values[i] == 0 for i in zero)
+    monkeypatch.setattr(
+        cpsat, "without_zeros", lambda m: (set(), [(c, s, r) for c, s, r, _ in m.rows])
+    )
+    whole = cpsat.solve_cpsat(lm, 60, 0, 1)
+    assert got.status == whole.status == "optimal"
+    assert abs(got.bound - whole.bound) <= 1e-6 * abs(whole.bound)
+    assert abs(lm.value(got.values) - lm.value(whole.values)) <= 1e-6 * abs(whole.bound)
+
+
+def test_a_row_of_fixed_terms_that_is_violated_makes_the_cp_sat_model_infeasible():
+    from placer.solvers.cpsat import solve_cpsat, without_zeros
+    from placer.solvers.decomposition.linmodel import LinModel
+
+    lm = LinModel()
+    b, n, m = lm.var("b", 0, 1), lm.var("n", 0, 4), lm.var("m", 0, 0)
+    lm.add({n: 1.0, b: -4.0}, "<=", 0.0)
+    lm.add({b: 1.0}, "<=", 0.0)
+    lm.maximize(n, 1.0)
+    assert without_zeros(lm) == ({b, n, m}, [])
+    lm.add({n: 1.0, m: 1.0}, ">=", 1.0)  # n and m are 0: 0 >= 1 cannot hold
+    assert without_zeros(lm)[1] is None
+    assert solve_cpsat(lm, 5, 0, 1).status == "infeasible"
+
+
 def _two_site(jobs, gpn=8):
     return builders.two_sites(jobs, gpn, nodes=4)
 

@@ -28,6 +28,48 @@ from placer.solvers.decomposition.pipeline import (
 )
 
 
+def without_zeros(lm: LinModel) -> tuple[set[int], list | None]:
+    """The variables of `lm` that are 0 in every feasible point, and its rows without them
+    (``(coeffs, sense, rhs)``; None when a row left with no variable is violated).
+
+    A variable is 0 when its bounds are [0, 0], or when it is in a row ``<= 0`` of positive
+    coefficients (``>= 0`` of negative ones) over variables whose lower bound is 0: the
+    options of other plans in the model held to first plans (plans.first_plan_rows), and in
+    cascade an option's unit and value variables once its binary is 0.
+
+    Why: plan options that cannot be chosen are fixed at 0, not removed (the model's
+    indices stay those of every plan): the options that another plan dominates
+    (plans.drop_dominated), and the other plans' options in the model held to first plans.
+    CP-SAT's presolve removes them too, but only after Python has built them and presolve
+    has gone through them: on multicampus-3x-s2 of bench.plans the model held to first plans
+    took 0.44 s of CPU to build and solve, against 0.26 s for the first-plan solve's own
+    model (the same optimum); without them, 0.17-0.24 s (at load 3-4)."""
+    lb = lm.lb
+    zero = {i for i, (lo, hi) in enumerate(zip(lb, lm.ub)) if lo == 0 and hi == 0}
+    rows = [(coeffs, sense, rhs) for coeffs, sense, rhs, _ in lm.rows]
+    new, first = zero, True
+    while new or first:
+        out, more, first = [], set(), False
+        for row in rows:
+            coeffs, sense, rhs = row
+            if not new.isdisjoint(coeffs):
+                coeffs = {i: c for i, c in coeffs.items() if i not in zero}
+                row = (coeffs, sense, rhs)
+            if not coeffs:
+                if not {"<=": rhs >= 0, ">=": rhs <= 0, "==": rhs == 0}[sense]:
+                    return zero, None
+                continue
+            if rhs == 0 and sense != "==":
+                sign = 1 if sense == "<=" else -1
+                if all(sign * c > 0 and lb[i] == 0 for i, c in coeffs.items()):
+                    more.update(coeffs)
+                    continue
+            out.append(row)
+        rows, new = out, more - zero
+        zero |= new
+    return zero, rows
+
+
 def solve_cpsat(
     lm: LinModel,
     time_limit: float | None,
@@ -38,12 +80,15 @@ def solve_cpsat(
 ) -> CoarseSolution:
     from ortools.sat.python import cp_model
 
+    zero, rows = without_zeros(lm)
+    if rows is None:
+        return CoarseSolution(Status.INFEASIBLE, None, None, "INFEASIBLE (a row of fixed terms)")
     model = cp_model.CpModel()
     xs = [
-        model.new_int_var(int(math.ceil(lo)), int(math.floor(hi)), f"x{i}")
+        None if i in zero else model.new_int_var(int(math.ceil(lo)), int(math.floor(hi)), f"x{i}")
         for i, (lo, hi) in enumerate(zip(lm.lb, lm.ub))
     ]
-    for coeffs, sense, rhs, _ in lm.rows:
+    for coeffs, sense, rhs in rows:
         ic, ir = int_row(coeffs, sense, rhs)
         expr = cp_model.LinearExpr.weighted_sum([xs[i] for i in ic], list(ic.values()))
         if sense == "<=":
@@ -55,13 +100,14 @@ def solve_cpsat(
     big = max((abs(c) for c in lm.obj.values()), default=1.0) or 1.0
     scale = 10.0 ** max(0, math.floor(math.log10(1e12 / big)))
     scale = min(scale, 1e6)
-    items = [(i, math.ceil(c * scale)) for i, c in lm.obj.items()]
+    items = [(i, math.ceil(c * scale)) for i, c in lm.obj.items() if i not in zero]
     model.maximize(
         cp_model.LinearExpr.weighted_sum([xs[i] for i, _ in items], [c for _, c in items])
     )
     if hint is not None:
         for x, v in zip(xs, hint):
-            model.add_hint(x, int(round(v)))
+            if x is not None:
+                model.add_hint(x, int(round(v)))
     solver = cp_model.CpSolver()
     p = solver.parameters
     if time_limit is not None:
@@ -77,7 +123,7 @@ def solve_cpsat(
     status = solver.solve(model)
     name = solver.status_name(status)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        vals = [float(solver.value(x)) for x in xs]
+        vals = [0.0 if x is None else float(solver.value(x)) for x in xs]
         bound = solver.best_objective_bound / scale + lm.obj_const
         return CoarseSolution(
             Status.OPTIMAL if status == cp_model.OPTIMAL else Status.FEASIBLE, vals, bound, name
