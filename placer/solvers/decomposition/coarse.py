@@ -368,22 +368,24 @@ class Bounds:
         crossing = self.crossing(job)
         if "pp" not in crossing or "dp" in crossing or (job.tp > 1 and "tp" in crossing):
             return None
-        ix = self.ix
+        ix, c = self.ix, job.comm
         if any_multi:
-            k, pairs_of = 2, list(range(ix.n_sites))
-        else:
-            k, pairs_of = len(sites), list(sites)
-        c = job.comm
-        per_unit = c.pp_MB * job.tp * (k - 1)
+            # the catch-all option: two sites or more, which ones unknown: the fastest pair
+            # of all, one crossing per chain
+            off = ~np.eye(ix.n_sites, dtype=bool) & np.isfinite(ix.wan_lat_us)
+            w = float(ix.wan_bw_GBps[off].max(initial=0.0))
+            if w <= 0:
+                return None
+            a = c.pp_messages * float(ix.wan_lat_us[off].min()) / 1000.0
+            return a, c.pp_MB * job.tp / w
+        per_unit = c.pp_MB * job.tp * (len(sites) - 1)
         best = None
         for s in sites:
-            others = [x for x in pairs_of if x != s and np.isfinite(ix.wan_lat_us[s, x])]
-            if not others:
-                continue
-            a = c.pp_messages * min(float(ix.wan_lat_us[s, x]) for x in others) / 1000.0
-            w = max(float(ix.wan_bw_GBps[s, x]) for x in others)
+            others = [x for x in sites if x != s and np.isfinite(ix.wan_lat_us[s, x])]
+            w = max((float(ix.wan_bw_GBps[s, x]) for x in others), default=0.0)
             if w <= 0:
                 continue
+            a = c.pp_messages * min(float(ix.wan_lat_us[s, x]) for x in others) / 1000.0
             b = per_unit / w
             if best is None or a + b * job.units_max > best[0] + best[1] * job.units_max:
                 best = (a, b)
