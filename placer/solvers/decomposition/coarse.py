@@ -1335,6 +1335,7 @@ def _mixed_comm(
       least the best time any of the site's types allows (inside the site, or across sites
       where its scope allows). When every site of the set holds units (training), the
       slowest group is at least the largest of those per-site times; else the smallest.
+      PP chains that must cross (:meth:`Bounds.pp_forced`): at least its bound at n units.
     - EP: the cheapest fabric entry of the set's sites.
     - DP (one member per unit): its largest in-site part has at least ceil(n / k) members
       and meets at a level whose largest domain can hold them (with their whole TP groups /
@@ -1372,6 +1373,9 @@ def _mixed_comm(
                             )
             per_site.append(best)
         T = max(per_site) if every_site else min(per_site)
+        forced = bounds.pp_forced(job, tuple(sites)) if d == "pp" and every_site else None
+        if forced is not None:  # every site holds units: their chains must cross, n of them
+            T = max(T, forced[0] + forced[1] * n)
         if not np.isfinite(T):
             return math.inf
         comm += (1.0 - getattr(job.overlap, d)) * T
