@@ -346,6 +346,51 @@ class Bounds:
         # the cheapest all-reduce between two parts over the fastest, widest link
         return all_reduce_ms(2, m, S, a_min, w_max) / job.cross_site_every
 
+    def pp_forced(
+        self, job: Job, sites: tuple[int, ...], any_multi: bool = False
+    ) -> tuple[float, float] | None:
+        """(A, B): every placement of the job over (exactly) these sites with n units has
+        T_pp >= A + B n in ms, when its PP chains must cross the WAN; else None.
+
+        Why: a PP boundary between sites costs m_pp alpha_path + S_job / W_path (SPEC 4),
+        S_job = pp_MB times the job's boundaries that lie between sites, and when DP groups
+        may not cross sites (each unit holds a piece in every site: unit_in_every_site) and
+        TP groups may not either, each of the tp chains of every unit visits every site,
+        so at least n * tp * (k - 1) boundaries cross (k sites; for the catch-all option of
+        wider sets, k >= 2). Each site s of the set is an end of some crossing boundary, at
+        best over its fastest pair: T_pp >= m min_s' alpha(s, s') + S_job / max_s' W(s, s')
+        (W_path, shared, is at most the path's bottleneck), and any one s gives a valid
+        bound: the one largest at the most units the sites hold. One pp_MB over the fastest
+        link (the bound without this) made the frontier run's pp-sites plan look worth
+        15.4 M where the kernel gives any placement of it 14.4 M (issue 15)."""
+        if job.kind != "training" or job.pp <= 1 or (len(sites) < 2 and not any_multi):
+            return None
+        crossing = self.crossing(job)
+        if "pp" not in crossing or "dp" in crossing or (job.tp > 1 and "tp" in crossing):
+            return None
+        ix, c = self.ix, job.comm
+        if any_multi:
+            # the catch-all option: two sites or more, which ones unknown: the fastest pair
+            # of all, one crossing per chain
+            off = ~np.eye(ix.n_sites, dtype=bool) & np.isfinite(ix.wan_lat_us)
+            w = float(ix.wan_bw_GBps[off].max(initial=0.0))
+            if w <= 0:
+                return None
+            a = c.pp_messages * float(ix.wan_lat_us[off].min()) / 1000.0
+            return a, c.pp_MB * job.tp / w
+        per_unit = c.pp_MB * job.tp * (len(sites) - 1)
+        best = None
+        for s in sites:
+            others = [x for x in sites if x != s and np.isfinite(ix.wan_lat_us[s, x])]
+            w = max((float(ix.wan_bw_GBps[s, x]) for x in others), default=0.0)
+            if w <= 0:
+                continue
+            a = c.pp_messages * min(float(ix.wan_lat_us[s, x]) for x in others) / 1000.0
+            b = per_unit / w
+            if best is None or a + b * job.units_max > best[0] + best[1] * job.units_max:
+                best = (a, b)
+        return best
+
     def goodput(
         self, job: Job, t: int, sites: tuple[int, ...], n_min: int, any_multi: bool = False
     ) -> float:
@@ -358,6 +403,15 @@ class Bounds:
     ) -> tuple[float, float, float]:
         """(eff, lost0, a): efficiency <= eff and lost >= min(1, lost0 + a * units) for
         every placement of the option with at least n_min units (eff 0: impossible)."""
+        return self.goodput_curve(job, t, sites, n_min, any_multi)[:3]
+
+    def goodput_curve(
+        self, job: Job, t: int, sites: tuple[int, ...], n_min: int, any_multi: bool = False
+    ) -> tuple[float, float, float, float]:
+        """(eff, lost0, a, q): :meth:`goodput_parts`, and q >= 0 such that the efficiency
+        of every placement of the option with n >= n_min units is at most
+        eff / (1 + q (n - n_min)): the part of the step that grows with the units
+        (:meth:`pp_forced`'s B n, over the step's fewest ms at n_min)."""
         ix = self.ix
         c = job.comm
         speed = float(ix.type_speed[t])
@@ -384,6 +438,10 @@ class Bounds:
             if self._may_cross(job, dim):
                 best = min(best, self._cross_lb(job, dim, m, S, "pp" if dim == "pp" else "ar"))
             T[dim] = best
+        forced = self.pp_forced(job, sites, any_multi)
+        if forced is not None:
+            # the chains must cross: the slowest boundary is at least a crossing one
+            T["pp"] = forced[0] + forced[1] * n_min
         crossing = self.crossing(job)
         if job.kind == "training":
             m, S = c.dp_messages, c.dp_MB
@@ -418,15 +476,19 @@ class Bounds:
                 # a job over several sites whose TP groups, PP chains or EP groups may cross
                 # the WAN may keep every DP group inside one site
                 T["dp"] = cross if crossing == {"dp"} else min(cross, in_site)
+        q = 0.0
         if job.compute_ms is None:
             eff = 1.0 if all(np.isfinite(v) for v in T.values()) else 0.0
         else:
             comp = job.compute_ms / speed
             comm = sum((1 - getattr(job.overlap, d)) * v for d, v in T.items())
             # SPEC v3: the 1F1B bubble stretches the compute part of the step
-            eff = comp / (comp * bubble(job) + comm) if np.isfinite(comm) else 0.0
+            step = comp * bubble(job) + comm
+            eff = comp / step if np.isfinite(comm) else 0.0
+            if forced is not None and eff > 0:
+                q = (1 - job.overlap.pp) * forced[1] / step
         if job.kind == "inference":
-            return eff, 0.0, 0.0
+            return eff, 0.0, 0.0, q
         # interruptions: at least units * tp*pp / (largest node) nodes, and the WAN links
         # that every DP group of a multi-site option must cross
         gpn = max(int(self.gpn[s, t]) for s in sites) or 1
@@ -435,7 +497,7 @@ class Bounds:
         link_fail = 0.0
         if k > 1 and not any_multi:
             link_fail = span_fail(ix, sites, crossing)
-        return eff, link_fail * hours_lost, per_unit * hours_lost
+        return eff, link_fail * hours_lost, per_unit * hours_lost, q
 
 
 def crossing_dims(inst: Instance, ix, job: Job) -> set[str]:
@@ -621,9 +683,11 @@ def _value_var(
     n_max: int,
     label: str,
     tangents: int = 24,
+    q: float = 0.0,
 ) -> None:
-    """Value of a training option: V <= K eff (1 - lost0 - a n) n, as tangent lines of that
-    concave quadratic in the units n (valid while lost0 + a n_max <= 1), and V <= K g n."""
+    """Value of a training option: V <= K eff (1 - lost0 - a n) n / (1 + q (n - n_min)), as
+    tangent lines of that function of the units n, concave on [n_min, n_max] (valid while
+    lost0 + a n_max <= 1; q n_min <= 1, :meth:`Bounds.goodput_curve`), and V <= K g n."""
     step = op.step
     g_min = eff * (1 - min(1.0, lost0 + a * n_min))
     top = K * g_min * n_max
@@ -635,12 +699,14 @@ def _value_var(
     V = lm.var(f"value[{label}]", 0, math.ceil(top / r) + 1)
     lm.maximize(V, r)
     lm.add({V: 1.0, **{v: -K * g_min * step / r for v in tot}, op.b: -1.0}, "<=", 0.0)
-    if a > 0 and lost0 + a * n_max <= 1 and n_max > n_min:
+    if (a > 0 or q > 0) and lost0 + a * n_max <= 1 and n_max > n_min:
         k = tangents
-        pts = sorted({int(round(n_min + (n_max - n_min) * q / (k - 1))) for q in range(k)})
+        pts = sorted({int(round(n_min + (n_max - n_min) * i / (k - 1))) for i in range(k)})
         for nk in pts:
-            h = K * eff * ((1 - lost0) * nk - a * nk * nk)
-            slope = K * eff * ((1 - lost0) - 2 * a * nk)
+            # h(n) = K eff n g(n) / D(n), g = 1 - lost0 - a n, D = 1 + q (n - n_min)
+            g, D = 1 - lost0 - a * nk, 1 + q * (nk - n_min)
+            h = K * eff * nk * g / D
+            slope = K * eff * ((g - a * nk) * D - nk * g * q) / (D * D)
             row = {V: 1.0, **{v: -slope * step / r for v in tot}}
             row[op.b] = -((h - slope * nk) / r + 1.0)
             lm.add(row, "<=", 0.0)
@@ -665,7 +731,7 @@ def _training_option(
     """One training option with units in [lo, hi] (multiples of step): binary, per-site
     unit variables, and its value variable."""
     ix = inst.index
-    eff, lost0, a_unit = bounds.goodput_parts(job, t, sites, lo, any_multi=(kind == "any"))
+    eff, lost0, a_unit, q = bounds.goodput_curve(job, t, sites, lo, any_multi=(kind == "any"))
     g = eff * (1 - min(1.0, lost0 + a_unit * lo))
     if g <= 0:
         return None
@@ -699,7 +765,7 @@ def _training_option(
         lm.add({u: 1.0, op.b: -float(hi_steps)}, "<=", 0)
         lm.add({u: 1.0, op.b: -float(lo_steps)}, ">=", 0)
         _value_var(
-            lm, op, tot, per_unit_value, eff, lost0, a_unit, lo, hi_steps * step, label, tangents
+            lm, op, tot, per_unit_value, eff, lost0, a_unit, lo, hi_steps * step, label, tangents, q
         )
         return op
     for s in sites:
@@ -715,7 +781,7 @@ def _training_option(
     lm.add({**tot, op.b: -float(hi_steps)}, "<=", 0)
     lm.add({**tot, op.b: -float(lo_steps)}, ">=", 0)
     _value_var(
-        lm, op, tot, per_unit_value, eff, lost0, a_unit, lo, hi_steps * step, label, tangents
+        lm, op, tot, per_unit_value, eff, lost0, a_unit, lo, hi_steps * step, label, tangents, q
     )
     return op
 
@@ -1269,6 +1335,7 @@ def _mixed_comm(
       least the best time any of the site's types allows (inside the site, or across sites
       where its scope allows). When every site of the set holds units (training), the
       slowest group is at least the largest of those per-site times; else the smallest.
+      PP chains that must cross (:meth:`Bounds.pp_forced`): at least its bound at n units.
     - EP: the cheapest fabric entry of the set's sites.
     - DP (one member per unit): its largest in-site part has at least ceil(n / k) members
       and meets at a level whose largest domain can hold them (with their whole TP groups /
@@ -1306,6 +1373,9 @@ def _mixed_comm(
                             )
             per_site.append(best)
         T = max(per_site) if every_site else min(per_site)
+        forced = bounds.pp_forced(job, tuple(sites)) if d == "pp" and every_site else None
+        if forced is not None:  # every site holds units: their chains must cross, n of them
+            T = max(T, forced[0] + forced[1] * n)
         if not np.isfinite(T):
             return math.inf
         comm += (1.0 - getattr(job.overlap, d)) * T
