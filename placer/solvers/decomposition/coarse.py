@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -831,8 +832,11 @@ class _Ctx:
     memo: dict = field(default_factory=dict)  # counts over `free`, fixed while building
 
 
-def build(inst: Instance) -> Coarse:
-    """The coarse model of an instance, step by step (module overview)."""
+def build(inst: Instance, deadline: float | None = None) -> Coarse | None:
+    """The coarse model of an instance, step by step (module overview). None when
+    `deadline` (time.perf_counter) passes before its options are built: a build that slow
+    leaves no time for its solve and packing, and the caller gives the time back to the
+    greedy instead of spending more of it here."""
     ix = inst.index
     free = ix.available.copy()
     pinned = [j for j, job in enumerate(inst.jobs) if job.pinned and job.current]
@@ -855,6 +859,8 @@ def build(inst: Instance) -> Coarse:
     c.power_rows = {s: {} for s in range(ix.n_sites)}
     group_opts: dict[int, list[Option]] = {}  # SPEC v3: the options of all of a job's plans
     for j, job in enumerate(inst.jobs):
+        if deadline is not None and j % 64 == 0 and time.perf_counter() > deadline:
+            return None
         if j in pinned:
             _add_pinned(c, job)
             continue

@@ -73,6 +73,8 @@ class State:
         # any stage of the solve was cut short by its deadline
         self.unreached: set[int] = set()
         self.timed_out = False
+        # best_greedy: past its deadline, the offers-first policy was not run
+        self.second_policy_skipped = False
         if holdings is not None:
             self._hold(*holdings)
         self.packer = Packer(inst, self.free)
@@ -936,6 +938,7 @@ def best_greedy(inst, deadline: float | None = None, final: bool = True):
     `final`: see :func:`greedy_policy`)."""
     a = greedy_policy(inst, leases_first=False, deadline=deadline, final=final)
     if not inst.offers or (deadline is not None and time.perf_counter() > deadline):
+        a.second_policy_skipped = bool(inst.offers)
         return a
     b = greedy_policy(inst, leases_first=True, deadline=deadline)
 

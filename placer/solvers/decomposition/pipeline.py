@@ -43,7 +43,9 @@ from placer.solvers.base import (
 from placer.solvers.decomposition import coarse as coarse_mod
 from placer.solvers.decomposition.construct import (
     State,
+    _late,
     best_greedy,
+    greedy_policy,
     grow,
     job_order,
     offer_order,
@@ -81,6 +83,11 @@ BUILD_PER_JOB = 1e-3
 SOLVE_PER_VAR = 2e-4  # CP-SAT on the integer model (up to LARGE_MODEL variables)
 LP_PER_VAR = 2.5e-4  # the LP relaxation of a larger model (CBC through PuLP: 15 s for 60,000)
 VARS_PER_JOB = 12  # coarse variables per job, for the estimate before building
+# the LP relaxation and the packing of its rounded plan take about this many times the
+# coarse build's time, measured together at 1M GPUs / 5,000 jobs (CPU: build 3.4-5.4 s,
+# LP 4.6-5.4 s, packing 5.5-10 s; docs/solver.md): a build is timed on its own run, so
+# it measures the machine's speed at that moment, load included
+PLAN_PER_BUILD = 3.0
 
 
 def coarse_need(inst: Instance, n_vars: int | None = None, lp_per_var: float = LP_PER_VAR) -> float:
@@ -551,6 +558,26 @@ def _mixed_parts(
     return [got[c] for c, _v in cells if c in got]
 
 
+def finish_greedy(first: State, deadline: float | None, stats: dict) -> State:
+    """The greedy backend's placement from the greedy that its share of the limit stopped
+    (`best_greedy(final=False)`): its first policy resumed (:func:`resume` places the jobs
+    it did not reach in its order, then leases and grows, as the uncut policy does), and,
+    when the share had cut it so that the second policy never ran, the second policy until
+    `deadline`, the better kept as :func:`best_greedy` keeps it. With the time the greedy
+    backend has, this is its placement: a plan skipped for lack of time never leaves the
+    decomposition below the greedy backend's result."""
+    stats["resumed"] = resume(first, deadline)
+    if not first.second_policy_skipped or first.unreached or _late(deadline):
+        return first
+    second = greedy_policy(first.inst, leases_first=True, deadline=deadline)
+    stats["greedy_second_policy"] = round(second.objective, 1)
+    better = (not second.unplaced_musts(), second.objective) > (
+        not first.unplaced_musts(),
+        first.objective,
+    )
+    return second if better else first
+
+
 def local_search(st: State, deadline: float | None, passes: int = 2) -> int:
     """Re-place jobs one at a time while the objective rises; returns improvements."""
     inst = st.inst
@@ -799,14 +826,33 @@ class DecompositionSolver(Solver):
         )
         co = None
         dropped = dominated = 0
+        skipped = "no time to build or solve it"
         # (the greedy stops at its first job past its share: a tenth of the estimate is
         # its margin, so that the plan decided above is not dropped for a late job)
         if deadline is None or (plan and deadline - time.perf_counter() > 0.9 * need):
-            co = coarse_mod.build(inst)
-            # SPEC v3: one-site options duplicated by a sibling plan (plans.site_twins)
-            dropped = drop_twin_sites(inst, co.options, co.model.ub)
-            # and options of non-default plans that another plan's option dominates
-            dominated = drop_dominated(inst, co.options, co.model)
+            t_b = time.perf_counter()
+            b_end = None
+            if deadline is not None and lp_scale:
+                # the build is timed against its own run: the LP and the packing take about
+                # PLAN_PER_BUILD times as long on the same machine at the same moment, so a
+                # build past 1 / (1 + PLAN_PER_BUILD) of the time left leaves them no room
+                b_end = t_b + (deadline - t_b) / (1 + PLAN_PER_BUILD)
+            co = coarse_mod.build(inst, b_end)
+            t_build = time.perf_counter() - t_b
+            if co is None:
+                skipped = f"its build ran past {b_end - t_b:.1f} s (a share of the time left)"
+            elif b_end is not None and t_b + (1 + PLAN_PER_BUILD) * t_build > deadline:
+                co = None
+                skipped = (
+                    f"its build took {t_build:.1f} s, and its LP and packing (about "
+                    f"{PLAN_PER_BUILD:g} times as long) did not fit in the "
+                    f"{deadline - time.perf_counter():.1f} s left"
+                )
+            if co is not None:
+                # SPEC v3: one-site options duplicated by a sibling plan (plans.site_twins)
+                dropped = drop_twin_sites(inst, co.options, co.model.ub)
+                # and options of non-default plans that another plan's option dominates
+                dominated = drop_dominated(inst, co.options, co.model)
         mode = options.get("lp_rounding", "auto")  # auto | always | never
         rounded = co is not None and (
             mode == "always" or (mode == "auto" and co.model.n_vars > LARGE_MODEL)
@@ -824,12 +870,14 @@ class DecompositionSolver(Solver):
                 left *= 1.4
         if co is None or (left is not None and left <= 0):
             if not first.unplaced_musts():
-                # the local search goes on placing the jobs the greedy did not reach
+                # the greedy backend's placement, as it would have made it: its first policy
+                # resumed where its share stopped it, then (when its share cut the first)
+                # the second, the better kept; then the local search
                 ls_deadline = deadline - 0.1 - 0.05 * (deadline - started)
-                stats = {"primal_from": "greedy", "coarse": "skipped: no time to build or solve it"}
-                stats["resumed"] = resume(first, ls_deadline)
-                stats["improvements"] = local_search(first, ls_deadline, passes=50)
-                return self._finish(inst, first, None, hard, started, stats)
+                stats = {"primal_from": "greedy", "coarse": "skipped: " + skipped}
+                st = finish_greedy(first, ls_deadline, stats)
+                stats["improvements"] = local_search(st, ls_deadline, passes=50)
+                return self._finish(inst, st, None, hard, started, stats)
             return no_placement(
                 inst,
                 self.name,
