@@ -909,9 +909,26 @@ def resume(st: State, deadline: float | None = None) -> int:
     return placed
 
 
+def _no_room(st: State, j: int, free_types: np.ndarray) -> bool:
+    """No variant of j's group (none running) has its fewest GPUs free in its allowed types
+    in all (`free_types`: free GPUs per type): no candidate exists, so a search is skipped.
+    (After a 1M-GPU plan is packed, grow searched for each of the 2,700 jobs the plan left
+    out: a fifth of the packing's time.)"""
+    inst, ix = st.inst, st.ix
+    for s in siblings(inst, j):
+        job = inst.jobs[s]
+        if job.current:
+            return False
+        n = smallest_units(job) * job.unit_size
+        if n and n <= int(free_types[allowed_types(inst, ix, job)].sum()):
+            return False
+    return True
+
+
 def grow(st: State, deadline: float | None = None) -> None:
     """Give elastic jobs more units where free capacity allows (kernel-checked)."""
     inst = st.inst
+    free_types, seen = None, None
     for j in job_order(inst):
         if _late(deadline):
             st.timed_out = True
@@ -920,6 +937,15 @@ def grow(st: State, deadline: float | None = None) -> None:
         if job.pinned and job.current:
             continue
         v = st.placed_variant(j)
+        if v is None:
+            if seen != st.version:  # free GPUs per type when the state changed (the
+                # packer keeps its per-node counts current: a sum, not a pass over the GPUs)
+                free_types = np.array(
+                    [int(st.packer._nodes_free(t).sum()) for t in range(len(st.ix.type_names))]
+                )
+                seen = st.version
+            if _no_room(st, j, free_types):
+                continue
         if (
             v is not None
             and len(st.job_gpus[v]) // inst.jobs[v].unit_size >= inst.jobs[v].units_max
