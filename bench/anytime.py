@@ -361,8 +361,8 @@ def main(argv: list[str] | None = None) -> None:
         "--repeat",
         type=int,
         default=0,
-        help="run each (scale, solver, limit) this many times more, kept apart from the grid "
-        "as `repeats` with each run's load average (the grid's rows are left as they are)",
+        help="run each (scale, solver, limit) this many times more, round by round, kept apart "
+        "from the grid as `repeats` with each run's load average (the grid's rows stay)",
     )
     ap.add_argument("--one", nargs=3, metavar=("PATH", "SOLVER", "LIMIT"), help=argparse_hidden())
     a = ap.parse_args(argv)
@@ -370,16 +370,20 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_one(a.one[0], a.one[1], float(a.one[2]))))
         return
     data = load_rows()
-    if not a.plot:
+    if a.repeat and not a.plot:
+        # round by round, every (scale, limit, solver) once a round: backends compared at
+        # the same moments of a shared machine's load
+        for _ in range(a.repeat):
+            for scale in a.scales.split(","):
+                for limit in [int(x) for x in a.limits.split(",")]:
+                    for solver in a.solvers.split(","):
+                        one_repeat(data, instance_file(scale), (scale, solver, limit))
+    elif not a.plot:
         for scale in a.scales.split(","):
             path = instance_file(scale)
             for limit in [int(x) for x in a.limits.split(",")]:
                 for solver in a.solvers.split(","):
                     key = (scale, solver, limit)
-                    if a.repeat:
-                        for _ in range(a.repeat):
-                            one_repeat(data, path, key)
-                        continue
                     have = [r for r in data["rows"] if (r["scale"], r["solver"], r["limit"]) == key]
                     if have and not a.again:
                         continue

@@ -70,10 +70,12 @@ from placer.solvers.plans import (
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
 GREEDY_SHARE = 0.2  # of the limit, at most, for that first greedy when a plan can follow
-# ... and when the plan is a rounded LP (thousands of jobs): at 1M GPUs / 5,000 jobs the
-# greedy's whole pass reaches 83% of the plan's objective and its share of a 30 s limit 13%,
-# while the build, the LP and the plan's packing need all of the rest (docs/solver.md)
-GREEDY_SHARE_LP = 0.05
+# ... and when the plan is a rounded LP (thousands of jobs): none (the greedy places the
+# jobs that must run, then stops). The greedy is anytime and resumable: when the plan is
+# skipped (`finish_greedy`) it does the same work after the build as it would have before,
+# and when the plan is packed the plan's 31 M at 1M GPUs never needed the 1.3-1.5 M its 5%
+# share reached, while the LP and the packing needed its 1.3 s (docs/solver.md)
+GREEDY_SHARE_LP = 0.0
 # a coarse model is built only when the time left can build and solve it; else the time goes
 # to the greedy and then to placing the jobs it did not reach (measured at 1M GPUs / 5,000
 # jobs, docs/solver.md: 0.6-1.5 ms a job to build, about 12 variables a job, and the LP of
