@@ -87,11 +87,11 @@ LP_PER_VAR = 2.5e-4  # the LP relaxation of a larger model (CBC through PuLP: 15
 VARS_PER_JOB = 12  # coarse variables per job, for the estimate before building
 # the LP relaxation and the part of its rounded plan's packing that must run for the plan
 # to beat the greedy, in times the coarse build's time. Measured together at 1M GPUs /
-# 5,000 jobs (CPU: build 3.4-5.4 s, LP 4.6-5.4 s (1.2x), packing 5.5-10 s (1.8x);
-# docs/solver.md): the packing is anytime, largest jobs first, and cut past 60% of its time
-# it still beats the greedy's whole pass, so LP 1.2x + 60% of 1.8x. A build is timed on
-# its own run: it measures the machine's speed at that moment, load included
-PLAN_PER_BUILD = 2.3
+# 5,000 jobs (build 3.4-5.9 s, LP 1.2-1.8x the build, packing about 1.8x; docs/solver.md):
+# the packing is anytime, largest jobs first, and cut past 60% of its time it still beats
+# the greedy's whole pass, so LP 1.5x + 60% of 1.8x. A build is timed on its own run (and
+# extrapolated from its first jobs): it measures the machine's speed at that moment
+PLAN_PER_BUILD = 2.6
 
 
 def coarse_need(inst: Instance, n_vars: int | None = None, lp_per_var: float = LP_PER_VAR) -> float:
@@ -845,7 +845,10 @@ class DecompositionSolver(Solver):
             co = coarse_mod.build(inst, b_end)
             t_build = time.perf_counter() - t_b
             if co is None:
-                skipped = f"its build ran past {b_end - t_b:.1f} s (a share of the time left)"
+                skipped = (
+                    f"its build would have run past {b_end - t_b:.1f} s (a share of the time "
+                    f"left), as timed on its first jobs; stopped after {t_build:.1f} s"
+                )
             elif b_end is not None and t_b + (1 + PLAN_PER_BUILD) * t_build > deadline:
                 co = None
                 skipped = (
