@@ -835,10 +835,10 @@ class _Ctx:
 def build(inst: Instance, deadline: float | None = None) -> Coarse | None:
     """The coarse model of an instance, step by step (module overview). None when its
     options would not be built by `deadline` (time.perf_counter): past it, or, from the
-    256th job on, when the time so far per job built, extrapolated to every job, ends 20%
+    128th job on, when the time so far per job built, extrapolated to every job, ends 20%
     past it. A build that slow leaves no time for its solve and packing, and the caller
-    gives the time to the greedy instead: stopped at a twentieth of its jobs, it has spent
-    a twentieth of its time, not all of it."""
+    gives the time to the greedy instead: stopped at 3% of its jobs, it has spent about 3%
+    of its time, not all of it."""
     ix = inst.index
     free = ix.available.copy()
     pinned = [j for j, job in enumerate(inst.jobs) if job.pinned and job.current]
@@ -865,7 +865,7 @@ def build(inst: Instance, deadline: float | None = None) -> Coarse | None:
     for j, job in enumerate(inst.jobs):
         if deadline is not None and j % 64 == 0:
             now = time.perf_counter()
-            if now > deadline or (j >= 256 and t0 + 1.2 * (now - t0) * n_jobs / j > deadline):
+            if now > deadline or (j >= 128 and t0 + 1.2 * (now - t0) * n_jobs / j > deadline):
                 return None
         if j in pinned:
             _add_pinned(c, job)

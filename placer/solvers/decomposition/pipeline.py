@@ -883,7 +883,9 @@ class DecompositionSolver(Solver):
                 # the second, the better kept; then the local search
                 ls_deadline = deadline - 0.1 - 0.05 * (deadline - started)
                 stats = {"primal_from": "greedy", "coarse": "skipped: " + skipped}
-                st = finish_greedy(first, ls_deadline, stats)
+                # (until the search's deadline, as the greedy backend: the finish has its
+                # own reserve, and the local search's margin is for a search that ran)
+                st = finish_greedy(first, deadline, stats)
                 stats["improvements"] = local_search(st, ls_deadline, passes=50)
                 return self._finish(inst, st, None, hard, started, stats)
             return no_placement(
