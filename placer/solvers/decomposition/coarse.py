@@ -835,11 +835,12 @@ class _Ctx:
 def build(inst: Instance, deadline: float | None = None) -> Coarse | None:
     """The coarse model of an instance, step by step (module overview). None when its
     options would not be built by `deadline` (time.perf_counter): past it, or, from the
-    512th job on, when its pace since the 128th job (the first jobs fill the memos: at 1M
-    GPUs the first 64 take 0.4 s, then a job takes 0.5-0.9 ms), times 1.3 for the jobs
+    1,024th job on, when its pace since the 128th job (the first jobs fill the memos: at 1M
+    GPUs the first 64 take 0.4 s, then a job takes 0.5-0.9 ms), times 1.2 for the jobs
     left, ends past it. A build that slow leaves no time for its solve and packing, and the
-    caller gives the time to the greedy instead: stopped at a tenth of its jobs, it has spent
-    a sixth of its time, not all of it."""
+    caller gives the time to the greedy instead: stopped at a fifth of its jobs, it has spent
+    a quarter of its time, not all of it. (From the 512th job, a burst of other work on the
+    machine made a 4-5 s build look like 8 s in one run of five.)"""
     ix = inst.index
     free = ix.available.copy()
     pinned = [j for j, job in enumerate(inst.jobs) if job.pinned and job.current]
@@ -870,9 +871,9 @@ def build(inst: Instance, deadline: float | None = None) -> Coarse | None:
                 warm = (j, now)
             if now > deadline:
                 return None
-            if warm is not None and j >= 512:
+            if warm is not None and j >= 1024:
                 pace = (now - warm[1]) / (j - warm[0])
-                if now + 1.3 * pace * (n_jobs - j) > deadline:
+                if now + 1.2 * pace * (n_jobs - j) > deadline:
                     return None
         if j in pinned:
             _add_pinned(c, job)
