@@ -64,3 +64,31 @@ def test_a_plan_packing_cut_after_one_job_never_ends_below_the_greedy_backend(mo
     monkeypatch.setattr(pipeline, "PACK_BUDGET", None)
     whole = placer.solve(inst, "cpsat", time_limit=None, lp_rounding="always", exact_small=False)
     assert res.stats["candidates"] != whole.stats["candidates"]
+
+
+def test_a_build_stops_at_its_1024th_job_when_its_pace_would_end_past_the_deadline(
+    monkeypatch,
+):
+    """The build checks the clock every 64 jobs; a clock that advances 1 ms a check gives a
+    pace (from the 128th job) of 1/64 ms a job, so 1,100 jobs end near 18.4 ms: a deadline
+    of 18 ms stops the build at its 1,024th job (17 ms, before the deadline itself), one of
+    19 ms lets it finish."""
+    from types import SimpleNamespace
+
+    inst = instance_from_dict(generate("scale", 1, gpus=4096, n_jobs=1100))
+    assert len(inst.jobs) == 1100
+
+    def run(deadline):
+        calls = []
+
+        def clock():
+            calls.append(None)
+            return 0.001 * len(calls)
+
+        monkeypatch.setattr(coarse_mod, "time", SimpleNamespace(perf_counter=clock))
+        return coarse_mod.build(inst, deadline=deadline), len(calls)
+
+    co, checks = run(0.018)
+    assert co is None and checks == 1024 // 64 + 1
+    co, checks = run(0.019)
+    assert co is not None and checks == -(-1100 // 64)
