@@ -73,6 +73,8 @@ class State:
         # any stage of the solve was cut short by its deadline
         self.unreached: set[int] = set()
         self.timed_out = False
+        # best_greedy: past its deadline, the offers-first policy was not run
+        self.second_policy_skipped = False
         if holdings is not None:
             self._hold(*holdings)
         self.packer = Packer(inst, self.free)
@@ -907,9 +909,26 @@ def resume(st: State, deadline: float | None = None) -> int:
     return placed
 
 
+def _no_room(st: State, j: int, free_types: np.ndarray) -> bool:
+    """No variant of j's group (none running) has its fewest GPUs free in its allowed types
+    in all (`free_types`: free GPUs per type): no candidate exists, so a search is skipped.
+    (After a 1M-GPU plan is packed, grow searched for each of the 2,700 jobs the plan left
+    out: a fifth of the packing's time.)"""
+    inst, ix = st.inst, st.ix
+    for s in siblings(inst, j):
+        job = inst.jobs[s]
+        if job.current:
+            return False
+        n = smallest_units(job) * job.unit_size
+        if n and n <= int(free_types[allowed_types(inst, ix, job)].sum()):
+            return False
+    return True
+
+
 def grow(st: State, deadline: float | None = None) -> None:
     """Give elastic jobs more units where free capacity allows (kernel-checked)."""
     inst = st.inst
+    free_types, seen = None, None
     for j in job_order(inst):
         if _late(deadline):
             st.timed_out = True
@@ -918,6 +937,15 @@ def grow(st: State, deadline: float | None = None) -> None:
         if job.pinned and job.current:
             continue
         v = st.placed_variant(j)
+        if v is None:
+            if seen != st.version:  # free GPUs per type when the state changed (the
+                # packer keeps its per-node counts current: a sum, not a pass over the GPUs)
+                free_types = np.array(
+                    [int(st.packer._nodes_free(t).sum()) for t in range(len(st.ix.type_names))]
+                )
+                seen = st.version
+            if _no_room(st, j, free_types):
+                continue
         if (
             v is not None
             and len(st.job_gpus[v]) // inst.jobs[v].unit_size >= inst.jobs[v].units_max
@@ -936,6 +964,7 @@ def best_greedy(inst, deadline: float | None = None, final: bool = True):
     `final`: see :func:`greedy_policy`)."""
     a = greedy_policy(inst, leases_first=False, deadline=deadline, final=final)
     if not inst.offers or (deadline is not None and time.perf_counter() > deadline):
+        a.second_policy_skipped = bool(inst.offers)
         return a
     b = greedy_policy(inst, leases_first=True, deadline=deadline)
 

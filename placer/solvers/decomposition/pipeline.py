@@ -43,7 +43,9 @@ from placer.solvers.base import (
 from placer.solvers.decomposition import coarse as coarse_mod
 from placer.solvers.decomposition.construct import (
     State,
+    _late,
     best_greedy,
+    greedy_policy,
     grow,
     job_order,
     offer_order,
@@ -68,10 +70,12 @@ from placer.solvers.plans import (
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
 GREEDY_SHARE = 0.2  # of the limit, at most, for that first greedy when a plan can follow
-# ... and when the plan is a rounded LP (thousands of jobs): at 1M GPUs / 5,000 jobs the
-# greedy's whole pass reaches 83% of the plan's objective and its share of a 30 s limit 13%,
-# while the build, the LP and the plan's packing need all of the rest (docs/solver.md)
-GREEDY_SHARE_LP = 0.05
+# ... and when the plan is a rounded LP (thousands of jobs): none (the greedy places the
+# jobs that must run, then stops). The greedy is anytime and resumable: when the plan is
+# skipped (`finish_greedy`) it does the same work after the build as it would have before,
+# and when the plan is packed the plan's 31 M at 1M GPUs never needed the 1.3-1.5 M its 5%
+# share reached, while the LP and the packing needed its 1.3 s (docs/solver.md)
+GREEDY_SHARE_LP = 0.0
 # a coarse model is built only when the time left can build and solve it; else the time goes
 # to the greedy and then to placing the jobs it did not reach (measured at 1M GPUs / 5,000
 # jobs, docs/solver.md: 0.6-1.5 ms a job to build, about 12 variables a job, and the LP of
@@ -81,6 +85,13 @@ BUILD_PER_JOB = 1e-3
 SOLVE_PER_VAR = 2e-4  # CP-SAT on the integer model (up to LARGE_MODEL variables)
 LP_PER_VAR = 2.5e-4  # the LP relaxation of a larger model (CBC through PuLP: 15 s for 60,000)
 VARS_PER_JOB = 12  # coarse variables per job, for the estimate before building
+# the LP relaxation and the part of its rounded plan's packing that must run for the plan
+# to beat the greedy, in times the coarse build's time. Measured together at 1M GPUs /
+# 5,000 jobs (build 3.4-5.9 s, LP 1.2-1.8x the build, packing about 1.8x; docs/solver.md):
+# the packing is anytime, largest jobs first, and cut past 60% of its time it still beats
+# the greedy's whole pass, so LP 1.5x + 60% of 1.8x. A build is timed on its own run (and
+# extrapolated from its first jobs): it measures the machine's speed at that moment
+PLAN_PER_BUILD = 2.6
 
 
 def coarse_need(inst: Instance, n_vars: int | None = None, lp_per_var: float = LP_PER_VAR) -> float:
@@ -297,6 +308,11 @@ def at_fewest_units(inst: Instance, co: coarse_mod.Coarse, lm: LinModel) -> LinM
     return LinModel(lm.names, lm.lb, lm.ub, lm.integer, rows, lm.obj, lm.obj_const)
 
 
+# a work budget for tests: the plan's packing counts as cut by its deadline after this
+# many jobs (None: the deadline alone), so a cut packing is reproducible on any machine
+PACK_BUDGET: int | None = None
+
+
 @dataclass
 class CoarseSolution:
     status: Status
@@ -386,12 +402,17 @@ def primal_from_coarse(
             return (op.kind != "stay", -job.unit_size, -size(op), job.name)
 
     chosen.sort(key=key)
+    packed = 0
     for op in chosen:
         j = op.job
         job = inst.jobs[j]
-        if deadline is not None and time.perf_counter() > deadline and not must_place(inst, j):
+        cut = deadline is not None and time.perf_counter() > deadline
+        if PACK_BUDGET is not None and packed >= PACK_BUDGET:
+            cut = True
+        if cut and not must_place(inst, j):
             st.mark_unreached(j)
             continue
+        packed += 1
         if op.kind == "stay":
             # `current` may break rules (only pinned jobs are guaranteed valid): keep it only
             # where it is valid now, else place the job afresh
@@ -408,9 +429,13 @@ def primal_from_coarse(
         variants = []
         if op.kind == "mixed":  # SPEC v2: units per (site, type) as planned, packed in turn
             variants = _mixed_variants(st, j, op, vals)
-        for B in st.packer.layouts(job) if op.kind != "mixed" else []:
+        # (layouts that pack exactly as an earlier one are left out: the same variants)
+        for B in st.packer.distinct_layouts(job, op.type) if op.kind != "mixed" else []:
             parts = []
             ok = True
+            # one part per site: the sites' GPU ranges are disjoint, so a part is packed
+            # without taking the others' GPUs (taking and giving them back made every
+            # layout recount its sites: a third of the packing at 1M GPUs)
             for s, k in sorted(op.site_units(vals, job.unit_size).items()):
                 n = k * op.step
                 if n <= 0:
@@ -420,9 +445,6 @@ def primal_from_coarse(
                     ok = False
                     break
                 parts.append(g)
-                st.packer.take(g)
-            for g in parts:
-                st.packer.give(g)
             if ok and parts:
                 g = np.concatenate(parts)
                 room = st.power_left + 1e-9
@@ -538,6 +560,26 @@ def _mixed_parts(
             got[(s, t)] = np.concatenate([got[(s, t)], g]) if (s, t) in got else g
             short -= len(g) // job.unit_size
     return [got[c] for c, _v in cells if c in got]
+
+
+def finish_greedy(first: State, deadline: float | None, stats: dict) -> State:
+    """The greedy backend's placement from the greedy that its share of the limit stopped
+    (`best_greedy(final=False)`): its first policy resumed (:func:`resume` places the jobs
+    it did not reach in its order, then leases and grows, as the uncut policy does), and,
+    when the share had cut it so that the second policy never ran, the second policy until
+    `deadline`, the better kept as :func:`best_greedy` keeps it. With the time the greedy
+    backend has, this is its placement: a plan skipped for lack of time never leaves the
+    decomposition below the greedy backend's result."""
+    stats["resumed"] = resume(first, deadline)
+    if not first.second_policy_skipped or first.unreached or _late(deadline):
+        return first
+    second = greedy_policy(first.inst, leases_first=True, deadline=deadline)
+    stats["greedy_second_policy"] = round(second.objective, 1)
+    better = (not second.unplaced_musts(), second.objective) > (
+        not first.unplaced_musts(),
+        first.objective,
+    )
+    return second if better else first
 
 
 def local_search(st: State, deadline: float | None, passes: int = 2) -> int:
@@ -788,14 +830,37 @@ class DecompositionSolver(Solver):
         )
         co = None
         dropped = dominated = 0
+        skipped = "no time to build or solve it"
         # (the greedy stops at its first job past its share: a tenth of the estimate is
         # its margin, so that the plan decided above is not dropped for a late job)
         if deadline is None or (plan and deadline - time.perf_counter() > 0.9 * need):
-            co = coarse_mod.build(inst)
-            # SPEC v3: one-site options duplicated by a sibling plan (plans.site_twins)
-            dropped = drop_twin_sites(inst, co.options, co.model.ub)
-            # and options of non-default plans that another plan's option dominates
-            dominated = drop_dominated(inst, co.options, co.model)
+            t_b = time.perf_counter()
+            b_end = None
+            if deadline is not None and lp_scale:
+                # the build is timed against its own run: the LP and enough of the packing
+                # take about PLAN_PER_BUILD times as long on the same machine at the same
+                # moment, so a build past 1 / (1 + PLAN_PER_BUILD) of the time left leaves
+                # them no room
+                b_end = t_b + (deadline - t_b) / (1 + PLAN_PER_BUILD)
+            co = coarse_mod.build(inst, b_end)
+            t_build = time.perf_counter() - t_b
+            if co is None:
+                skipped = (
+                    f"its build would have run past {b_end - t_b:.1f} s (a share of the time "
+                    f"left), as timed on its first jobs; stopped after {t_build:.1f} s"
+                )
+            elif b_end is not None and t_b + (1 + PLAN_PER_BUILD) * t_build > deadline:
+                co = None
+                skipped = (
+                    f"its build took {t_build:.1f} s, and its LP and packing (at least "
+                    f"{PLAN_PER_BUILD:g} times as long) did not fit in the "
+                    f"{deadline - time.perf_counter():.1f} s left"
+                )
+            if co is not None:
+                # SPEC v3: one-site options duplicated by a sibling plan (plans.site_twins)
+                dropped = drop_twin_sites(inst, co.options, co.model.ub)
+                # and options of non-default plans that another plan's option dominates
+                dominated = drop_dominated(inst, co.options, co.model)
         mode = options.get("lp_rounding", "auto")  # auto | always | never
         rounded = co is not None and (
             mode == "always" or (mode == "auto" and co.model.n_vars > LARGE_MODEL)
@@ -813,12 +878,17 @@ class DecompositionSolver(Solver):
                 left *= 1.4
         if co is None or (left is not None and left <= 0):
             if not first.unplaced_musts():
-                # the local search goes on placing the jobs the greedy did not reach
+                # the greedy backend's placement, as it would have made it: its first policy
+                # resumed where its share stopped it, then (when its share cut the first)
+                # the second, the better kept; then the local search
                 ls_deadline = deadline - 0.1 - 0.05 * (deadline - started)
-                stats = {"primal_from": "greedy", "coarse": "skipped: no time to build or solve it"}
-                stats["resumed"] = resume(first, ls_deadline)
-                stats["improvements"] = local_search(first, ls_deadline, passes=50)
-                return self._finish(inst, first, None, hard, started, stats)
+                stats = {"primal_from": "greedy", "coarse": "skipped: " + skipped}
+                # (until the local search's margin: the greedy backend runs to the search's
+                # deadline, but a cpsat solve also imported OR-Tools (0.5-1.5 s under load),
+                # and one run at a load of 4 returned at 32.1 s of a 30 s limit without it)
+                st = finish_greedy(first, ls_deadline, stats)
+                stats["improvements"] = local_search(st, ls_deadline, passes=50)
+                return self._finish(inst, st, None, hard, started, stats)
             return no_placement(
                 inst,
                 self.name,
