@@ -366,6 +366,9 @@ class Prepared:
     actions: dict[str, Any] = field(default_factory=dict)  # see _job_actions
     jobs: list[Job] | None = None  # the pending jobs parsed (see read_plan)
     taken: bool = False  # the commit took ``merged`` as the live state
+    # checked(name, job): the job (as submitted) passed rules 1-5 on its GPUs in the plan
+    # in the solve's whole check, over the hardware of ``base`` (see prepare)
+    checked: Any = None
 
 
 def same_hardware(a: Checkpoint, b: Checkpoint) -> bool:
@@ -417,16 +420,16 @@ def prepare(
     plan = read_plan(fork, pl, pending, parsed, jobs)
     prep = Prepared(base, fork, pl, pending, parsed, Change(), 0.0, jobs=jobs)
     if plan.blocks == fork.st.offer_blocks:
-        checked = None
         if solved is not None and same_hardware(solved, base):
             pend = {m.name: m for m in jobs}
 
             def checked(name: str, job: Job) -> bool:
                 return solved.spec.get(name) is job or pend.get(name) is job
 
+            prep.checked = checked
         # the copy is both the state merged into and the state the actions are against:
         # catch_up reads all it needs of the latter before changing the copy
-        prep.change, prep.before = catch_up(fork, prep, full, plan=plan, checked=checked)
+        prep.change, prep.before = catch_up(fork, prep, full, plan=plan)
     else:
         prep.change, prep.before = adopt(fork, plan)
     prep.reason = kept_reason(prep.change, prep.before, fork.objective)
@@ -443,7 +446,6 @@ def catch_up(
     full: bool = False,
     laps: Laps = NO_LAPS,
     plan: Plan | None = None,
-    checked: Any = None,
 ) -> tuple[Change, float] | None:
     """The prepared merge brought to `live`, the live state as it is now (jobs started,
     moved or stopped since ``prep.base``; hardware and leases unchanged: the caller sees to
@@ -460,9 +462,12 @@ def catch_up(
     longer passes gets a PlacementError (`live` and nothing else is unchanged either way
     until the caller takes ``prep.merged``). `live` may be ``prep.merged`` itself (see
     :func:`prepare`): everything read of `live` is read before the merged state changes.
-    `plan`: the plan read against `live` already. `checked(name, job)`: whether the job
-    (as submitted) on its merged GPUs passed rules 1-5 in the solve's whole check (see
-    :func:`prepare`); those are not checked again."""
+    `plan`: the plan read against `live` already.
+
+    Rules 1-5 (a job alone on its GPUs, over the hardware) are not checked again for a
+    redone job that `live` holds the same way (it passed them when placed) or that passed
+    them in the solve's whole check (``prep.checked``): on colossus 0.4 ms a job, under a
+    service's lock at the commit."""
     fork = prep.merged
     assert fork is not None
     if plan is None:
@@ -533,11 +538,19 @@ def catch_up(
     fork.set_jobs(sets)  # every redone job placed in one change (one re-score of sharers)
     changed = set(sets)
     laps(f"redo {len(changed)} jobs ({len(move)} moved to the end)")
-    if checked is not None:
-        # rules 1-5 of a job alone hold where the solve's whole check found them (the
-        # same job under the same plan on the same GPUs, over the same hardware)
-        changed = {j for j in changed if not checked(fork.slots[j].name, fork.spec_of(j))}
-        laps("rules 1-5 checked by the solve")
+    # rules 1-5 of a job alone hold where it held them (the same job, plan and GPUs over
+    # the same hardware: as live holds it, or as the solve's whole check found it)
+    tgt = {t[0]: t for t in targets}
+    checked = prep.checked
+
+    def passed(j: int) -> bool:
+        _name, _orig, prev, _k, after = tgt[fork.slots[j].name]
+        if prev is not None and not moved(prev, after):
+            return True
+        return checked is not None and checked(fork.slots[j].name, fork.spec_of(j))
+
+    changed = {j for j in changed if not passed(j)}
+    laps("rules 1-5 passed already")
     try:
         # rule 6 is not checked again: the merged state's blocks passed it whole (prepare)
         # against the same hardware (the caller sees to it), and what a job can break of it,

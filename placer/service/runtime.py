@@ -5,12 +5,20 @@ Concurrency: one short lock around the cluster and the store. A mutation takes i
 ``If-Match``, changes the cluster, commits the changed rows and the event, and answers only
 after the commit. A replan takes it three times, briefly: to take the instance to solve (and
 the revision); once the solve is back, to take a copy of the state (:meth:`Cluster.adopt_base`),
-into which the plan is merged and checked whole without the lock
-(:meth:`Cluster.prepare_adopt`: the rebuild and the checker, the heavy part); and to commit it
-(:meth:`Cluster.commit_adopt`: only the jobs that changed since the copy are redone and
+into which the plan is merged without the lock (:meth:`Cluster.prepare_adopt`); and to commit
+it (:meth:`Cluster.commit_adopt`: only the jobs that changed since the copy are redone and
 verified against the whole merged state, the same result as adopting the plan whole against
 the state as it is then). The solve runs in a worker process, so submits, releases and
 failures go on during a replan and wait at most for those short holds.
+
+The request threads share one GIL with the replan's thread, so what the replan does in this
+process after its solve delays them even without the lock. The worker does the heavy part:
+it checks the solve's plan whole against the state it was solved from and reads its GPU ids
+into indices (:class:`~placer.live.replan.IndexedPlacement`: no Placement of 170,000 ids to
+unpickle here). The merge here redoes only the jobs the plan moves or starts, in one batch,
+and checks what involves the other jobs (disjointness, availability, leased blocks, power,
+must-stay jobs); rules 1-5 of a job alone are not checked again where the solve's check
+passed them over the same hardware.
 
 If a commit fails after the cluster changed in memory (disk, connection, or another writer
 took over), the in-memory cluster is dropped and rebuilt from the store (on PostgreSQL this
