@@ -369,6 +369,7 @@ class Prepared:
     # checked(name, job): the job (as submitted) passed rules 1-5 on its GPUs in the plan
     # in the solve's whole check, over the hardware of ``base`` (see prepare)
     checked: Any = None
+    how: str = ""  # how it was merged (profiling): whole, or the jobs redone
 
 
 def same_hardware(a: Checkpoint, b: Checkpoint) -> bool:
@@ -429,9 +430,12 @@ def prepare(
             prep.checked = checked
         # the copy is both the state merged into and the state the actions are against:
         # catch_up reads all it needs of the latter before changing the copy
-        prep.change, prep.before = catch_up(fork, prep, full, plan=plan)
+        laps = Laps(True)
+        prep.change, prep.before = catch_up(fork, prep, full, laps, plan=plan)
+        prep.how = ", ".join(k for k in laps.phases if k.startswith("redo"))
     else:
         prep.change, prep.before = adopt(fork, plan)
+        prep.how = "whole: the plan changes the leases"
     prep.reason = kept_reason(prep.change, prep.before, fork.objective)
     return prep
 
@@ -487,7 +491,10 @@ def catch_up(
             or w is None
             or not _same(fork.spec[name], w[0])
             or fork.plan_index(j) != w[1]
-            or not np.array_equal(fork.st.job_gpus[j], w[2][0])
+            or (
+                fork.st.job_gpus[j] is not w[2][0]  # holdings are shared, never written
+                and not np.array_equal(fork.st.job_gpus[j], w[2][0])
+            )
         ):
             diff.append(name)
     laps("diff")
