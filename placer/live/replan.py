@@ -147,21 +147,48 @@ class IndexedPlacement:
     :func:`read_plan` reads, without GPU ids: on a loaded colossus the Placement model of a
     replan holds 170,000 GPU ids, and unpickling it took the service 130 ms of the GIL
     (every request thread) after each solve; these arrays take about 1 ms. Made by
-    :meth:`of`."""
+    :meth:`of`.
+
+    ``analyses``: per job the plan moves or starts, the kernel's analysis of its GPUs
+    under its plan (:func:`~placer.kernel.cost.analyse_job`: a function of the job, its
+    GPUs and the topology), computed where it was solved; None for the others. The merge
+    takes it instead of analysing the job again (40% of scoring it) where it is the same
+    job, plan and GPUs over the same topology and hardware (see :func:`prepare`)."""
 
     jobs: list[Entry]
     gpus: list[np.ndarray | None]  # per job; None: no GPUs
     leases: list[Any]
+    analyses: list[Any] | None = None
 
     @classmethod
-    def of(cls, placement: Any, index: Any) -> IndexedPlacement:
-        """`placement` (a :class:`~placer.Placement`) with its GPU ids read by `index` (the
-        topology's: an unknown id is -1, refused by :func:`read_plan` with its location)."""
-        jobs, gpus = [], []
+    def of(cls, placement: Any, instance: Any, analyse: bool = False) -> IndexedPlacement:
+        """`placement` (a :class:`~placer.Placement` of `instance`) with its GPU ids read by
+        the instance's index (an unknown id is -1, refused by :func:`read_plan` with its
+        location); `analyse`: with the ``analyses`` of the jobs it moves (from their
+        `current`, or to another plan than their `current_plan`) or starts."""
+        from placer.kernel.cost import analyse_job, as_batch
+
+        index = instance.index
+        spec = {j.name: j for j in instance.jobs} if analyse else {}
+        jobs, gpus, analyses = [], [], []
         for pj in placement.jobs:
             jobs.append(Entry(pj.name, pj.units, pj.plan))
-            gpus.append(np.asarray(index.gpu_indices(list(pj.gpus)), np.int64) if pj.gpus else None)
-        return cls(jobs, gpus, list(placement.leases))
+            g = np.asarray(index.gpu_indices(list(pj.gpus)), np.int64) if pj.gpus else None
+            gpus.append(g)
+            job, a = spec.get(pj.name), None
+            if job is not None and g is not None and (g >= 0).all():
+                same = (
+                    job.current is not None
+                    and job.current_plan == pj.plan
+                    and np.array_equal(index.cached_indices(job.current), g)
+                )
+                k = job.plan_index(pj.plan) if job.plans else None
+                if not same and (k is not None or not job.plans):
+                    run = under(job, k)
+                    if len(g) == pj.units * run.unit_size:
+                        a = analyse_job(index, run, as_batch(g, run))
+            analyses.append(a)
+        return cls(jobs, gpus, list(placement.leases), analyses if analyse else None)
 
     def parsed(self) -> dict[int, np.ndarray]:
         """Each job's GPU indices by its position (see :func:`read_plan`)."""
@@ -369,6 +396,9 @@ class Prepared:
     # checked(name, job): the job (as submitted) passed rules 1-5 on its GPUs in the plan
     # in the solve's whole check, over the hardware of ``base`` (see prepare)
     checked: Any = None
+    # name -> (GPUs, plan, analysis) sent by the solve's process (IndexedPlacement), for
+    # the jobs the merge may take it for (same hardware, every WAN link up: same numbering)
+    analyses: dict[str, tuple[np.ndarray, str | None, Any]] = field(default_factory=dict)
     how: str = ""  # how it was merged (profiling): whole, or the jobs redone
 
 
@@ -428,6 +458,12 @@ def prepare(
                 return solved.spec.get(name) is job or pend.get(name) is job
 
             prep.checked = checked
+            if isinstance(pl, IndexedPlacement) and pl.analyses and base.links_up.all():
+                prep.analyses = {
+                    e.name: (pl.gpus[i], e.plan, a)
+                    for i, (e, a) in enumerate(zip(pl.jobs, pl.analyses, strict=True))
+                    if a is not None
+                }
         # the copy is both the state merged into and the state the actions are against:
         # catch_up reads all it needs of the latter before changing the copy
         laps = Laps(True)
@@ -542,7 +578,20 @@ def catch_up(
         else:
             fork.set_plan(j, k)
         sets[j] = after[0]
-    fork.set_jobs(sets)  # every redone job placed in one change (one re-score of sharers)
+    # the analyses the solve's process sent, for the same job, plan and GPUs (see prepare)
+    known = {}
+    if prep.analyses and prep.checked is not None:
+        for j, g in sets.items():
+            name = fork.slots[j].name
+            hit = prep.analyses.get(name)
+            if (
+                hit is not None
+                and hit[0] is g
+                and hit[1] == fork.slots[j].plan
+                and prep.checked(name, fork.spec_of(j))
+            ):
+                known[j] = hit[2]
+    fork.set_jobs(sets, known)  # every redone job placed in one change (one re-score of sharers)
     changed = set(sets)
     laps(f"redo {len(changed)} jobs ({len(move)} moved to the end)")
     # rules 1-5 of a job alone hold where it held them (the same job, plan and GPUs over

@@ -228,13 +228,17 @@ class LiveState:
         self.st.set_job(j, gpus)
         self.changes += 1
 
-    def set_jobs(self, changes: dict[int, np.ndarray]) -> None:
+    def set_jobs(self, changes: dict[int, np.ndarray], analyses: dict | None = None) -> None:
         """Each slot j of `changes` holds its GPUs now: :meth:`set_job` for many slots at
         once (the GPUs the slots hold are freed first, so one may take another's), with one
         power count, one cache invalidation and one :meth:`Scorer.delta
         <placer.kernel.score.Scorer.delta>`: a job sharing a WAN link with many changed ones
-        is scored again once, not once per change (a replan's merge sets 300 jobs)."""
-        if len(changes) <= 1:
+        is scored again once, not once per change (a replan's merge sets 300 jobs).
+        `analyses`: slot -> the kernel's analysis of its new GPUs, computed elsewhere (see
+        :meth:`Scorer.delta <placer.kernel.score.Scorer.delta>`)."""
+        if not changes:
+            return
+        if len(changes) == 1 and not analyses:
             for j, g in changes.items():
                 self.set_job(j, g)
             return
@@ -257,7 +261,7 @@ class LiveState:
             ix.dom[0][new], weights=st.gpu_power[new], minlength=ix.n_sites
         )
         st.version += 1
-        st.scorer.delta(gpus, commit=True)
+        st.scorer.delta(gpus, commit=True, analyses=analyses)
         for j, g in gpus.items():
             st.job_gpus[j] = g
             if len(g):

@@ -37,9 +37,11 @@ def _solve_task(task: dict[str, Any]) -> dict[str, Any]:
     """Solve ``task["instance"]``; the placement as a SPEC 2 document, or with ``indexed``
     as an :class:`~placer.live.replan.IndexedPlacement` (its GPUs as indices of the
     topology's numbering, the live cluster's): the heavy reading of the plan is done here,
-    not in the service, whose request threads share one GIL. The solve's placement was
-    checked whole against the instance solved (the state the replan started from) by the
-    solver's finalize; the service merges it into the state as it is then."""
+    not in the service, whose request threads share one GIL, with the kernel's analysis of
+    each job the plan moves or starts (its GPUs under its plan: the part of scoring it that
+    depends on nothing else). The solve's placement was checked whole against the instance
+    solved (the state the replan started from) by the solver's finalize; the service
+    merges it into the state as it is then."""
     from placer.api import load_instance, solve
     from placer.live.replan import IndexedPlacement, named_document
 
@@ -52,7 +54,7 @@ def _solve_task(task: dict[str, Any]) -> dict[str, Any]:
         # 170,000 GPU ids of a loaded colossus, pickled as a Placement model, took the
         # service 130 ms of its GIL to read back, and their indices 50 ms more
         pl = (
-            IndexedPlacement.of(pl, inst.index)
+            IndexedPlacement.of(pl, inst, analyse=True)
             if task.get("indexed")
             else pl.model_dump(mode="json", exclude_none=True)
         )
