@@ -191,7 +191,13 @@ class IndexedPlacement:
         return cls(jobs, gpus, list(placement.leases), analyses if analyse else None)
 
     def parsed(self) -> dict[int, np.ndarray]:
-        """Each job's GPU indices by its position (see :func:`read_plan`)."""
+        """Each job's GPU indices by its position (see :func:`read_plan`). An array
+        unpickled holds its own copy of the int64 dtype, and ``np.asarray(g, np.int64)``
+        makes a new view of it at every read: they are made once here, so that the merge
+        finds the same objects where it compares holdings by identity first."""
+        for i, g in enumerate(self.gpus):
+            if g is not None:
+                self.gpus[i] = np.asarray(g, np.int64)
         return {i: g for i, g in enumerate(self.gpus) if g is not None}
 
 
@@ -586,7 +592,7 @@ def catch_up(
             hit = prep.analyses.get(name)
             if (
                 hit is not None
-                and hit[0] is g
+                and (hit[0] is g or np.array_equal(hit[0], g))
                 and hit[1] == fork.slots[j].plan
                 and prep.checked(name, fork.spec_of(j))
             ):
