@@ -325,6 +325,50 @@ def test_moving_slots_to_the_end_equals_dropping_and_adding_them_again(case, dat
 
 @settings(max_examples=60, **HYP)
 @given(case=feasible_case(), data=st.data())
+def test_setting_jobs_in_one_batch_equals_setting_them_one_at_a_time(case, data):
+    """`LiveState.set_jobs` (a replan's merge places its jobs in one change: one re-score of
+    the jobs sharing a WAN link with them) leaves the state `set_job` one job at a time
+    leaves, objective included; so does it with each job's kernel analysis given (as the
+    solve's worker sends it), and one job may take the GPUs another gives up."""
+    from placer.kernel.cost import analyse_job, as_batch
+
+    inst_d, pl_d = case
+    inst = placer.load_instance(copy.deepcopy(inst_d))
+    a = Cluster(inst, pl_d, verify="full")
+    b = Cluster(inst, pl_d, verify="full")
+    live = a._live
+    running = sorted(j for j in live.slot.values() if len(live.st.job_gpus[j]))
+    if len(running) < 2:
+        return
+    picked = data.draw(st.lists(st.sampled_from(running), unique=True, min_size=2))
+    # each picked job takes the GPUs of the next one (a rotation), where the sizes match
+    gpus = {j: live.st.job_gpus[j] for j in picked}
+    new = {}
+    for i, j in enumerate(picked):
+        nxt = gpus[picked[(i + 1) % len(picked)]]
+        new[j] = nxt if len(nxt) == len(gpus[j]) else gpus[j]
+    ana = {}
+    if data.draw(st.booleans()):
+        ana = {
+            j: analyse_job(inst.index, live.slots[j], as_batch(g, live.slots[j]))
+            for j, g in new.items()
+        }
+    a._live.set_jobs({j: np.zeros(0, np.int64) for j in picked})
+    a._live.set_jobs(new, ana)
+    for j in picked:
+        b._live.set_job(j, np.zeros(0, np.int64))
+    for j in picked:
+        b._live.set_job(j, new[j])
+    da, db = _derived(a._live), _derived(b._live)
+    assert da[:-1] == db[:-1]
+    assert np.allclose(da[-1], db[-1], rtol=1e-9, atol=1e-9)
+    assert a._live.objective == pytest.approx(b._live.objective, rel=1e-9, abs=1e-6)
+    a._live.rebuild()  # from scratch: the same score
+    assert a._live.objective == pytest.approx(b._live.objective, rel=1e-9, abs=1e-6)
+
+
+@settings(max_examples=60, **HYP)
+@given(case=feasible_case(), data=st.data())
 def test_compacting_tombstones_in_place_equals_rebuilding_the_state(case, data):
     """`LiveState.compact` drops the tombstones of stopped and moved jobs in place (a
     replan's commit left 160 of them on colossus, and rebuilding re-scored every job under
