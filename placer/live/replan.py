@@ -433,17 +433,17 @@ def prepare(
     (a state of the live cluster over `base_inst`), away from the live state; a plan that
     does not pass gets a PlacementError. `jobs`: the `pending` jobs parsed already.
 
-    A plan that keeps the copy's leases (the usual replan: the blocks stay, jobs move and
-    start) is merged as :func:`catch_up` merges a later state: only the jobs whose holding
-    it changes are redone on the copy and verified against the whole of it (rules 1-5 for
-    them; disjointness, availability, leased blocks, power and must-stay jobs over all;
-    `full`: the whole checker), as every live operation is: the copy passed the same when
-    it was live, and its blocks are the plan's. Its result equals :func:`adopt`'s on the
+    The plan is merged as :func:`catch_up` merges a later state: only the jobs whose
+    holding it changes are redone on the copy, then the plan's leased blocks are taken
+    where they differ (a rebuild that keeps every job's kernel figures), and the result is
+    verified against the whole of it (rules 1-5 for the redone jobs; disjointness,
+    availability, leased blocks, power and must-stay jobs over all, and rule 6 over every
+    lease when the blocks changed; `full`: the whole checker), as every live operation is:
+    the copy passed the same when it was live. Its result equals :func:`adopt`'s on the
     copy. Rebuilding the derived state and running the whole checker, as :func:`adopt`
     does, re-scores every job and checks every GPU: 0.2 to 0.3 s of a service's GIL on
     colossus after each solve, which queued the submits of every request thread (the solve
     itself was checked whole by its worker process, against the state it was solved from).
-    A plan that changes the leases is adopted whole on the copy.
 
     `solved`: the checkpoint of the state the plan was solved from, whose solve checked
     the whole plan (:func:`placer.solvers.base.finalize`): with the same hardware as
@@ -456,28 +456,27 @@ def prepare(
         jobs = list(parse_pending(fork, pending))
     plan = read_plan(fork, pl, pending, parsed, jobs)
     prep = Prepared(base, fork, pl, pending, parsed, Change(), 0.0, jobs=jobs)
-    if plan.blocks == fork.st.offer_blocks:
-        if solved is not None and same_hardware(solved, base):
-            pend = {m.name: m for m in jobs}
+    if solved is not None and same_hardware(solved, base):
+        pend = {m.name: m for m in jobs}
 
-            def checked(name: str, job: Job) -> bool:
-                return solved.spec.get(name) is job or pend.get(name) is job
+        def checked(name: str, job: Job) -> bool:
+            return solved.spec.get(name) is job or pend.get(name) is job
 
-            prep.checked = checked
-            if isinstance(pl, IndexedPlacement) and pl.analyses and base.links_up.all():
-                prep.analyses = {
-                    e.name: (pl.gpus[i], e.plan, a)
-                    for i, (e, a) in enumerate(zip(pl.jobs, pl.analyses, strict=True))
-                    if a is not None
-                }
-        # the copy is both the state merged into and the state the actions are against:
-        # catch_up reads all it needs of the latter before changing the copy
-        laps = Laps(True)
-        prep.change, prep.before = catch_up(fork, prep, full, laps, plan=plan)
-        prep.how = ", ".join(k for k in laps.phases if k.startswith("redo"))
-    else:
-        prep.change, prep.before = adopt(fork, plan)
-        prep.how = "whole: the plan changes the leases"
+        prep.checked = checked
+        if isinstance(pl, IndexedPlacement) and pl.analyses and base.links_up.all():
+            prep.analyses = {
+                e.name: (pl.gpus[i], e.plan, a)
+                for i, (e, a) in enumerate(zip(pl.jobs, pl.analyses, strict=True))
+                if a is not None
+            }
+    # the copy is both the state merged into and the state the actions are against:
+    # catch_up reads all it needs of the latter before changing the copy
+    laps = Laps(True)
+    blocks = None if plan.blocks == fork.st.offer_blocks else plan.blocks
+    prep.change, prep.before = catch_up(fork, prep, full, laps, plan=plan, blocks=blocks)
+    prep.how = ", ".join(k for k in laps.phases if k.startswith("redo"))
+    if blocks is not None:
+        prep.how += ", the plan's leases taken"
     prep.reason = kept_reason(prep.change, prep.before, fork.objective)
     return prep
 
@@ -492,6 +491,7 @@ def catch_up(
     full: bool = False,
     laps: Laps = NO_LAPS,
     plan: Plan | None = None,
+    blocks: list[list[tuple[int, int]]] | None = None,
 ) -> tuple[Change, float] | None:
     """The prepared merge brought to `live`, the live state as it is now (jobs started,
     moved or stopped since ``prep.base``; hardware and leases unchanged: the caller sees to
@@ -508,7 +508,11 @@ def catch_up(
     longer passes gets a PlacementError (`live` and nothing else is unchanged either way
     until the caller takes ``prep.merged``). `live` may be ``prep.merged`` itself (see
     :func:`prepare`): everything read of `live` is read before the merged state changes.
-    `plan`: the plan read against `live` already.
+    `plan`: the plan read against `live` already. `blocks`: the plan's leased blocks
+    where they differ from the merged state's (:func:`prepare` only): taken once the jobs
+    are redone, by a rebuild that keeps every job's kernel figures (the blocks change no
+    job's score: the free GPUs, power and lease revenue are derived again), and rule 6 is
+    then checked over every lease.
 
     Rules 1-5 (a job alone on its GPUs, over the hardware) are not checked again for a
     redone job that `live` holds the same way (it passed them when placed) or that passed
@@ -600,6 +604,14 @@ def catch_up(
     fork.set_jobs(sets, known)  # every redone job placed in one change (one re-score of sharers)
     changed = set(sets)
     laps(f"redo {len(changed)} jobs ({len(move)} moved to the end)")
+    if blocks is not None:
+        # the free GPUs and the power are derived again from the holdings and the blocks
+        # (a job may have moved into a block the plan gives back): a rebuild, keeping each
+        # job's figures (its score depends on its GPUs, plan and the WAN sharers only)
+        names = {fork.slots[j].name for j in changed}
+        fork.rebuild(None, [list(b) for b in blocks], fork.st.scorer.figures())
+        changed = {fork.slot[n] for n in names}
+        laps("leases taken")
     # rules 1-5 of a job alone hold where it held them (the same job, plan and GPUs over
     # the same hardware: as live holds it, or as the solve's whole check found it)
     tgt = {t[0]: t for t in targets}
@@ -617,7 +629,7 @@ def catch_up(
         # rule 6 is not checked again: the merged state's blocks passed it whole (prepare)
         # against the same hardware (the caller sees to it), and what a job can break of it,
         # holding a GPU of a leased block, is checked over the whole state here
-        verify_state(fork, changed, full=full, leases=False, laps=laps)
+        verify_state(fork, changed, full=full, leases=blocks is not None, laps=laps)
     except SolverError as e:
         raise PlacementError([("placement", f"against the live state: {e}")]) from None
     change = _job_actions(live, targets, prep.actions)
