@@ -482,6 +482,13 @@ def prepare(
     prep.how = ", ".join(k for k in laps.phases if k.startswith("redo"))
     if blocks is not None:
         prep.how += ", the plan's leases taken"
+    # profiling: whether the solve's rule checks and the sent analyses could be taken (the
+    # same hardware as the state solved, every WAN link up)
+    prep.how += (
+        f", the solve's rule checks and {len(prep.analyses)} analyses taken"
+        if prep.checked is not None
+        else ", rules checked here (the hardware moved since the solve's copy)"
+    )
     prep.reason = kept_reason(prep.change, prep.before, fork.objective)
     return prep
 
