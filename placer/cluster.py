@@ -404,14 +404,27 @@ class Cluster:
             tx.result = leases.restore(live, mask, links)
         return tx.result
 
-    def replan_instance(self, pending: list[Any] | None = None, ids: bool = True) -> dict[str, Any]:
+    def replan_instance(
+        self,
+        pending: list[Any] | None = None,
+        ids: bool = True,
+        *,
+        jobs: list[Job] | None = None,
+    ) -> dict[str, Any]:
         """The instance document a replan solves: :meth:`snapshot`'s instance (running jobs
         with `current`) plus the `pending` jobs (SPEC 1.2 dicts or models; a name already
         running or given twice is a :class:`~placer.errors.ConflictError` naming
         ``pending[i].name``). Solve it anywhere (another process) and hand the result to
         :meth:`adopt`. `ids` False: each `current` holds GPU indices, for another process
-        to name (:func:`placer.live.replan.named_document`): cheaper to take and to send."""
-        return replan.replan_instance(self._live, pending, ids)
+        to name (:func:`placer.live.replan.named_document`): cheaper to take and to send.
+        `jobs`: :meth:`parse_pending` of `pending`, parsed once for the whole replan."""
+        return replan.replan_instance(self._live, pending, ids, jobs)
+
+    def parse_pending(self, pending: list[Any] | None) -> list[Job]:
+        """The `pending` jobs of a replan checked as :meth:`submit` checks a job (problems
+        located at ``pending[i]``), for :meth:`replan_instance` and :meth:`prepare_adopt`:
+        they depend on the instance only, and parsing 300 jobs takes 40 to 150 ms."""
+        return list(documents.parse_pending(self._live, pending))
 
     def replan(
         self,
@@ -461,11 +474,21 @@ class Cluster:
         beats the live objective; otherwise nothing changes and the Change's ``reason`` says
         so. Actions: ``start``, ``move``, ``stop`` and ``lease``, cause ``replan``.
         """
-        from placer.api import _placement_arg
+        return self._adopt(placement, pending)
 
+    def _adopt(
+        self,
+        placement: Any,
+        pending: list[Any] | None,
+        parsed: dict[int, np.ndarray] | None = None,
+        jobs: list[Job] | None = None,
+    ) -> Change:
+        """:meth:`adopt`, with `placement` also an
+        :class:`~placer.live.replan.IndexedPlacement`, its GPU indices read already
+        (`parsed`) and the `pending` jobs parsed already (`jobs`)."""
         live = self._live
         with self._transaction() as tx:
-            plan = replan.read_plan(live, _placement_arg(placement), pending)
+            plan = replan.read_plan(live, _plan_arg(placement), pending, parsed, jobs)
             change, before = replan.adopt(live, plan)
             tx.check = False  # replan.adopt checked the merged state whole (PlacementError)
             why = replan.kept_reason(change, before, live.objective)
@@ -489,6 +512,8 @@ class Cluster:
         placement: Any,
         pending: list[Any] | None = None,
         gpu_indices: list[Any] | None = None,
+        jobs: list[Job] | None = None,
+        solved_from: Any = None,
     ) -> replan.Prepared:
         """Step 2: the heavy part of :meth:`adopt` (the plan merged into the state of
         `base`, the derived state rebuilt, the whole checker) on a copy: it reads nothing
@@ -499,15 +524,24 @@ class Cluster:
         `gpu_indices`: per job of `placement`, its GPUs as indices of this cluster's
         topology (:meth:`index`; None for a job without GPUs), e.g. computed by the process
         that solved it: reading 170,000 GPU ids takes 50 ms on colossus. They are checked
-        like the ids (units, and the merged state whole)."""
-        from placer.api import _placement_arg
+        like the ids (units, and the merged state whole). `placement` may be an
+        :class:`~placer.live.replan.IndexedPlacement` (its GPUs as indices already: what
+        ``placer serve``'s worker sends back). `jobs`: :meth:`parse_pending` of `pending`.
 
+        A plan that keeps the leases is merged job by job, the jobs it changes verified
+        against the whole merged state as every operation is (``verify="full"``: the whole
+        checker), not rebuilt and checked whole: see :func:`placer.live.replan.prepare`.
+        `solved_from`: the :meth:`adopt_base` taken with the :meth:`replan_instance` that
+        was solved (the solve checked its plan whole against it: rules 1-5 of the jobs it
+        placed are not checked again over the same hardware)."""
         parsed = None
         if gpu_indices is not None:
             parsed = {
                 i: np.asarray(g, np.int64) for i, g in enumerate(gpu_indices) if g is not None
             }
-        return replan.prepare(self._live.base, base, _placement_arg(placement), pending, parsed)
+        full = self._verify_mode == "full"
+        pl = _plan_arg(placement)
+        return replan.prepare(self._live.base, base, pl, pending, parsed, jobs, full, solved_from)
 
     def advance_adopt(self, base: Any, prep: replan.Prepared) -> replan.Prepared:
         """Optional step 2b (without the lock): `prep` brought to `base`, a newer
@@ -527,7 +561,7 @@ class Cluster:
         :class:`~placer.errors.PlacementError` when the plan no longer passes; a Change
         with a ``reason`` when it no longer beats the live plan."""
         if prep.merged is None:  # committed already, or refused: adopt it whole
-            return self.adopt(prep.placement, prep.pending)
+            return self._adopt(prep.placement, prep.pending, prep.parsed, prep.jobs)
         laps = laps or replan.NO_LAPS
         live = self._live
         same_hw = replan.same_hardware(live.checkpoint(), prep.base)
@@ -540,7 +574,7 @@ class Cluster:
             prep.merged = None  # partly redone: not to be taken
             raise
         if out is None:
-            return self.adopt(prep.placement, prep.pending)
+            return self._adopt(prep.placement, prep.pending, prep.parsed, prep.jobs)
         change, before = out
         why = replan.kept_reason(change, before, merged.objective)
         if why:
@@ -559,3 +593,13 @@ class Cluster:
         prepared state: a commit that finds them changed adopts whole, and the caller
         reads :meth:`state` then, see ``prep.taken``). None: nothing prepared."""
         return None if prep.merged is None else documents.state_document(prep.merged, False)
+
+
+def _plan_arg(placement: Any) -> Any:
+    """A placement to adopt: an :class:`~placer.live.replan.IndexedPlacement` as it is,
+    else a Placement or a SPEC 2 dict (validated: located PlacementError)."""
+    if isinstance(placement, replan.IndexedPlacement):
+        return placement
+    from placer.api import _placement_arg
+
+    return _placement_arg(placement)

@@ -219,9 +219,17 @@ def test_a_replan_commits_into_the_state_that_moved_after_its_plan_was_checked(
         cluster = svc.cluster
         prepare, seen = cluster.prepare_adopt, {}
 
-        def prepare_then_bind(base, placement, pending=None, gpu_indices=None):
-            prep = prepare(base, placement, pending, gpu_indices)
-            planned = {g for pj in prep.placement.jobs for g in pj.gpus}
+        def plan_gpus(pl) -> dict[str, list[str]]:
+            # the worker sends the plan's GPUs back as indices (IndexedPlacement)
+            ix = inst.index
+            return {
+                e.name: [] if g is None else [ix.gpu_id(int(i)) for i in g]
+                for e, g in zip(pl.jobs, pl.gpus, strict=True)
+            }
+
+        def prepare_then_bind(base, placement, pending=None, **kw):
+            prep = prepare(base, placement, pending, **kw)
+            planned = {g for gpus in plan_gpus(prep.placement).values() for g in gpus}
             held = {g for n in cluster.jobs for g in cluster.job_gpus(n)}
             free = sorted(planned - held if meanwhile == "on_the_plan" else every - planned - held)
             # elsewhere: three binds, more than the commit redoes without a round of
@@ -244,7 +252,7 @@ def test_a_replan_commits_into_the_state_that_moved_after_its_plan_was_checked(
         if meanwhile == "elsewhere":
             assert d["applied"] and d["moved"] and d["from_revision"] == rev0
             assert d["revision"] == rev0 + 4 and {a["job"] for a in d["actions"]} >= {"a"}
-            want = {pj.name: pj.gpus for pj in seen["plan"].jobs}
+            want = plan_gpus(seen["plan"])
             assert cluster.job_gpus("a") == want["a"]
             assert {"late0", "late1", "late2"} <= set(cluster.jobs) and rounds == [1]
         else:

@@ -361,12 +361,15 @@ class Scorer:
         changes: dict[int, np.ndarray],
         commit: bool = False,
         plans: dict[int, int | None] | None = None,
+        analyses: dict[int, JobAnalysis] | None = None,
     ) -> float:
         """Change in objective if jobs in `changes` got the given GPU arrays (moves, swaps).
 
         Only the changed jobs and the jobs sharing a WAN link whose sharer count changes
         are re-evaluated. With ``commit`` the change is applied. `plans` (v3): the plan of
-        a changed job (index into its `plans`), where it changes.
+        a changed job (index into its `plans`), where it changes. `analyses`: a changed
+        job's :func:`~placer.kernel.cost.analyse_job` of its new GPUs (under its plan, over
+        this topology), computed elsewhere (a service's solve worker: 40% of scoring).
         """
         new_ana = dict()
         users = self.users.copy()
@@ -381,7 +384,9 @@ class Scorer:
                 k = plans[j]
                 job = self.inst.jobs[j].under(self.inst.jobs[j].default_plan if k is None else k)
                 new_jobs[j] = (k, job)
-            a = analyse_job(self.index, job, as_batch(g, job)) if len(g) else None
+            a = analyses.get(j) if analyses is not None and len(g) else None
+            if a is None and len(g):
+                a = analyse_job(self.index, job, as_batch(g, job))
             new_ana[j] = (g, a)
             if a is not None:
                 users += a.links[0]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from placer.live.verify import verify as verify_state
 from placer.model import Job
 
 __all__ = [
+    "IndexedPlacement",
     "Plan",
     "Prepared",
     "adopt",
@@ -72,17 +73,23 @@ class Laps:
 NO_LAPS = Laps(False)
 
 
-def replan_instance(live: LiveState, pending: Any, ids: bool = True) -> dict[str, Any]:
+def replan_instance(
+    live: LiveState, pending: Any, ids: bool = True, jobs: list[Job] | None = None
+) -> dict[str, Any]:
     """The snapshot's instance document (running jobs with `current`) plus the `pending`
     jobs; a name already running or given twice is a ConflictError at
     ``pending[i].name``. `ids` False: each `current` holds the GPUs' indices (an int64
     array, not JSON) for :func:`named_document` in another process: naming the 170,000
     busy GPUs of a loaded colossus takes 13 ms, and pickling the names 30 to 60 ms that
-    hold every request thread of the service (the GIL); the indices pickle in about 1 ms."""
+    hold every request thread of the service (the GIL); the indices pickle in about 1 ms.
+    `jobs`: the `pending` jobs parsed already (:func:`parse_pending`; they depend on the
+    instance only), kept by a caller that parses them once for the whole replan."""
     inst_d, _ = snapshot(live, ids)
     names = {j["name"] for j in inst_d["jobs"]}
     extra = []
-    for i, m in enumerate(parse_pending(live, pending)):
+    if jobs is None:
+        jobs = list(parse_pending(live, pending))
+    for i, m in enumerate(jobs):
         if m.name in names:
             raise ConflictError(f"pending[{i}].name: {m.name!r} is already running or pending")
         names.add(m.name)
@@ -122,6 +129,78 @@ def verdict(has_placement: bool, reason: str | None, objective: float, before: f
     return ""
 
 
+class Entry(NamedTuple):
+    """One job of an :class:`IndexedPlacement`: its name, units and plan (SPEC v3; None:
+    none named); ``gpus`` is always empty (the GPUs are the placement's indices)."""
+
+    name: str
+    units: int
+    plan: str | None
+    gpus: tuple = ()
+
+
+@dataclass
+class IndexedPlacement:
+    """A placement (SPEC 2) as the process that solved it sends it back: per job its name,
+    units and plan, and its GPUs as indices of the topology's numbering (the live
+    cluster's); the leases as SPEC 2 entries (``offer``, ``blocks``). What
+    :func:`read_plan` reads, without GPU ids: on a loaded colossus the Placement model of a
+    replan holds 170,000 GPU ids, and unpickling it took the service 130 ms of the GIL
+    (every request thread) after each solve; these arrays take about 1 ms. Made by
+    :meth:`of`.
+
+    ``analyses``: per job the plan moves or starts, the kernel's analysis of its GPUs
+    under its plan (:func:`~placer.kernel.cost.analyse_job`: a function of the job, its
+    GPUs and the topology), computed where it was solved; None for the others. The merge
+    takes it instead of analysing the job again (40% of scoring it) where it is the same
+    job, plan and GPUs over the same topology and hardware (see :func:`prepare`)."""
+
+    jobs: list[Entry]
+    gpus: list[np.ndarray | None]  # per job; None: no GPUs
+    leases: list[Any]
+    analyses: list[Any] | None = None
+
+    @classmethod
+    def of(cls, placement: Any, instance: Any, analyse: bool = False) -> IndexedPlacement:
+        """`placement` (a :class:`~placer.Placement` of `instance`) with its GPU ids read by
+        the instance's index (an unknown id is -1, refused by :func:`read_plan` with its
+        location); `analyse`: with the ``analyses`` of the jobs it moves (from their
+        `current`, or to another plan than their `current_plan`) or starts."""
+        from placer.kernel.cost import analyse_job, as_batch
+
+        index = instance.index
+        spec = {j.name: j for j in instance.jobs} if analyse else {}
+        jobs, gpus, analyses = [], [], []
+        for pj in placement.jobs:
+            jobs.append(Entry(pj.name, pj.units, pj.plan))
+            g = np.asarray(index.gpu_indices(list(pj.gpus)), np.int64) if pj.gpus else None
+            gpus.append(g)
+            job, a = spec.get(pj.name), None
+            if job is not None and g is not None and (g >= 0).all():
+                same = (
+                    job.current is not None
+                    and job.current_plan == pj.plan
+                    and np.array_equal(index.cached_indices(job.current), g)
+                )
+                k = job.plan_index(pj.plan) if job.plans else None
+                if not same and (k is not None or not job.plans):
+                    run = under(job, k)
+                    if len(g) == pj.units * run.unit_size:
+                        a = analyse_job(index, run, as_batch(g, run))
+            analyses.append(a)
+        return cls(jobs, gpus, list(placement.leases), analyses if analyse else None)
+
+    def parsed(self) -> dict[int, np.ndarray]:
+        """Each job's GPU indices by its position (see :func:`read_plan`). An array
+        unpickled holds its own copy of the int64 dtype, and ``np.asarray(g, np.int64)``
+        makes a new view of it at every read: they are made once here, so that the merge
+        finds the same objects where it compares holdings by identity first."""
+        for i, g in enumerate(self.gpus):
+            if g is not None:
+                self.gpus[i] = np.asarray(g, np.int64)
+        return {i: g for i, g in enumerate(self.gpus) if g is not None}
+
+
 @dataclass
 class Plan:
     """A plan read against the live state: per job it names, its GPUs and plan index; the
@@ -140,13 +219,16 @@ def read_plan(
     parsed: dict[int, np.ndarray] | None = None,
     jobs: list[Job] | None = None,
 ) -> Plan:
-    """Placement `pl` (a :class:`~placer.Placement`) and `pending` jobs read against the
-    live state; every problem in one :class:`~placer.errors.PlacementError`. `parsed`
-    keeps each entry's GPU indices between reads of the same plan (they depend on the
-    topology only: reading 10,000 GPU ids is the costly part of a read); `jobs`, the
+    """Placement `pl` (a :class:`~placer.Placement`, or an :class:`IndexedPlacement`: its
+    GPUs read already) and `pending` jobs read against the live state; every problem in
+    one :class:`~placer.errors.PlacementError`. `parsed` keeps each entry's GPU indices
+    between reads of the same plan (they depend on the topology only: reading 10,000 GPU
+    ids is the costly part of a read); `jobs`, the
     `pending` jobs parsed already (they depend on the instance only: 300 jobs take 40 ms)."""
     if jobs is None:
         jobs = list(parse_pending(live, pending))
+    if parsed is None and isinstance(pl, IndexedPlacement):
+        parsed = pl.parsed()
     pend = {m.name: m for m in jobs if m.name not in live.slot}
     ix = live.st.ix
     problems: list[tuple[str, str]] = []
@@ -233,9 +315,14 @@ def _targets(live: LiveState, plan: Plan) -> list[tuple[str, Job, Any, int | Non
         orig = live.spec.get(name) or plan.pending[name]
         j = live.slot.get(name)
         prev = live.holding(j) if j is not None else None
-        k = plan.plan_of.get(name, live.plan_index(j) if j is not None else None)
+        k0 = live.plan_index(j) if j is not None else None
+        k = plan.plan_of.get(name, k0)
         g = plan.gpus.get(name, prev[0] if prev is not None else EMPTY)
-        out.append((name, orig, prev, k, (g, under(orig, k))))  # v3: under the plan it runs
+        # v3: under the plan it runs; a running job that keeps its plan keeps its live slot,
+        # which is that job already (a copy of each job took 0.1 s of a commit's lock on
+        # colossus with 1,000 jobs running)
+        after = prev[1] if prev is not None and k == k0 else under(orig, k)
+        out.append((name, orig, prev, k, (g, after)))
     return out
 
 
@@ -317,6 +404,13 @@ class Prepared:
     actions: dict[str, Any] = field(default_factory=dict)  # see _job_actions
     jobs: list[Job] | None = None  # the pending jobs parsed (see read_plan)
     taken: bool = False  # the commit took ``merged`` as the live state
+    # checked(name, job): the job (as submitted) passed rules 1-5 on its GPUs in the plan
+    # in the solve's whole check, over the hardware of ``base`` (see prepare)
+    checked: Any = None
+    # name -> (GPUs, plan, analysis) sent by the solve's process (IndexedPlacement), for
+    # the jobs the merge may take it for (same hardware, every WAN link up: same numbering)
+    analyses: dict[str, tuple[np.ndarray, str | None, Any]] = field(default_factory=dict)
+    how: str = ""  # how it was merged (profiling): whole, or the jobs redone
 
 
 def same_hardware(a: Checkpoint, b: Checkpoint) -> bool:
@@ -336,18 +430,67 @@ def prepare(
     pl: Any,
     pending: Any,
     parsed: dict[int, np.ndarray] | None = None,
+    jobs: list[Job] | None = None,
+    full: bool = False,
+    solved: Checkpoint | None = None,
 ) -> Prepared:
     """Merge placement `pl` and the `pending` jobs into a copy of the checkpoint `base`
-    (a state of the live cluster over `base_inst`) and check it whole: the heavy part of
-    adopting a plan (rebuilding the derived state, the checker), done without touching the
-    live state. A plan that does not pass gets a PlacementError."""
+    (a state of the live cluster over `base_inst`), away from the live state; a plan that
+    does not pass gets a PlacementError. `jobs`: the `pending` jobs parsed already.
+
+    The plan is merged as :func:`catch_up` merges a later state: only the jobs whose
+    holding it changes are redone on the copy, then the plan's leased blocks are taken
+    where they differ (a rebuild that keeps every job's kernel figures), and the result is
+    verified against the whole of it (rules 1-5 for the redone jobs; disjointness,
+    availability, leased blocks, power and must-stay jobs over all, and rule 6 over every
+    lease when the blocks changed; `full`: the whole checker), as every live operation is:
+    the copy passed the same when it was live. Its result equals :func:`adopt`'s on the
+    copy. Rebuilding the derived state and running the whole checker, as :func:`adopt`
+    does, re-scores every job and checks every GPU: 0.2 to 0.3 s of a service's GIL on
+    colossus after each solve, which queued the submits of every request thread (the solve
+    itself was checked whole by its worker process, against the state it was solved from).
+
+    `solved`: the checkpoint of the state the plan was solved from, whose solve checked
+    the whole plan (:func:`placer.solvers.base.finalize`): with the same hardware as
+    `base`, rules 1-5 of a job it placed are not checked again (the same job, plan, GPUs
+    and hardware), only what involves the other jobs (0.4 ms a job on colossus)."""
     fork = LiveState.from_checkpoint(base_inst, base)
-    parsed = {} if parsed is None else parsed
-    jobs = list(parse_pending(fork, pending))
+    if parsed is None:
+        parsed = pl.parsed() if isinstance(pl, IndexedPlacement) else {}
+    if jobs is None:
+        jobs = list(parse_pending(fork, pending))
     plan = read_plan(fork, pl, pending, parsed, jobs)
-    change, before = adopt(fork, plan)
-    why = kept_reason(change, before, fork.objective)
-    return Prepared(base, fork, pl, pending, parsed, change, before, why, jobs=jobs)
+    prep = Prepared(base, fork, pl, pending, parsed, Change(), 0.0, jobs=jobs)
+    if solved is not None and same_hardware(solved, base):
+        pend = {m.name: m for m in jobs}
+
+        def checked(name: str, job: Job) -> bool:
+            return solved.spec.get(name) is job or pend.get(name) is job
+
+        prep.checked = checked
+        if isinstance(pl, IndexedPlacement) and pl.analyses and base.links_up.all():
+            prep.analyses = {
+                e.name: (pl.gpus[i], e.plan, a)
+                for i, (e, a) in enumerate(zip(pl.jobs, pl.analyses, strict=True))
+                if a is not None
+            }
+    # the copy is both the state merged into and the state the actions are against:
+    # catch_up reads all it needs of the latter before changing the copy
+    laps = Laps(True)
+    blocks = None if plan.blocks == fork.st.offer_blocks else plan.blocks
+    prep.change, prep.before = catch_up(fork, prep, full, laps, plan=plan, blocks=blocks)
+    prep.how = ", ".join(k for k in laps.phases if k.startswith("redo"))
+    if blocks is not None:
+        prep.how += ", the plan's leases taken"
+    # profiling: whether the solve's rule checks and the sent analyses could be taken (the
+    # same hardware as the state solved, every WAN link up)
+    prep.how += (
+        f", the solve's rule checks and {len(prep.analyses)} analyses taken"
+        if prep.checked is not None
+        else ", rules checked here (the hardware moved since the solve's copy)"
+    )
+    prep.reason = kept_reason(prep.change, prep.before, fork.objective)
+    return prep
 
 
 def _same(a: Job, b: Job) -> bool:
@@ -355,7 +498,12 @@ def _same(a: Job, b: Job) -> bool:
 
 
 def catch_up(
-    live: LiveState, prep: Prepared, full: bool = False, laps: Laps = NO_LAPS
+    live: LiveState,
+    prep: Prepared,
+    full: bool = False,
+    laps: Laps = NO_LAPS,
+    plan: Plan | None = None,
+    blocks: list[list[tuple[int, int]]] | None = None,
 ) -> tuple[Change, float] | None:
     """The prepared merge brought to `live`, the live state as it is now (jobs started,
     moved or stopped since ``prep.base``; hardware and leases unchanged: the caller sees to
@@ -370,12 +518,25 @@ def catch_up(
     since: the copy's are started again after those, under the lock of a service, which
     before adopted the whole plan there: 0.2 s on colossus). A plan that no
     longer passes gets a PlacementError (`live` and nothing else is unchanged either way
-    until the caller takes ``prep.merged``)."""
+    until the caller takes ``prep.merged``). `live` may be ``prep.merged`` itself (see
+    :func:`prepare`): everything read of `live` is read before the merged state changes.
+    `plan`: the plan read against `live` already. `blocks`: the plan's leased blocks
+    where they differ from the merged state's (:func:`prepare` only): taken once the jobs
+    are redone, by a rebuild that keeps every job's kernel figures (the blocks change no
+    job's score: the free GPUs, power and lease revenue are derived again), and rule 6 is
+    then checked over every lease.
+
+    Rules 1-5 (a job alone on its GPUs, over the hardware) are not checked again for a
+    redone job that `live` holds the same way (it passed them when placed) or that passed
+    them in the solve's whole check (``prep.checked``): on colossus 0.4 ms a job, under a
+    service's lock at the commit."""
     fork = prep.merged
     assert fork is not None
-    plan = read_plan(live, prep.placement, prep.pending, prep.parsed, prep.jobs)
+    if plan is None:
+        plan = read_plan(live, prep.placement, prep.pending, prep.parsed, prep.jobs)
     laps("read_plan")
     before = live.objective
+    old_leases = leases.infos(live)
     targets = _targets(live, plan)
     laps("targets")
     want = {name: (orig, k, after) for name, orig, _p, k, after in targets if len(after[0])}
@@ -388,7 +549,10 @@ def catch_up(
             or w is None
             or not _same(fork.spec[name], w[0])
             or fork.plan_index(j) != w[1]
-            or not np.array_equal(fork.st.job_gpus[j], w[2][0])
+            or (
+                fork.st.job_gpus[j] is not w[2][0]  # holdings are shared, never written
+                and not np.array_equal(fork.st.job_gpus[j], w[2][0])
+            )
         ):
             diff.append(name)
     laps("diff")
@@ -408,10 +572,14 @@ def catch_up(
         move = readd.difference(diff)
         diff += [n for n in fork.slot if n in move]
     changed: set[int] = set()
-    for name in diff:  # free every changed job's GPUs first: one may take another's
-        j = fork.slot.get(name)
-        if j is not None and name not in move and len(fork.st.job_gpus[j]):
-            fork.set_job(j, EMPTY)
+    # free every changed job's GPUs first (one may take another's), all in one change
+    fork.set_jobs(
+        {
+            j: EMPTY
+            for j in (fork.slot.get(name) for name in diff if name not in move)
+            if j is not None and len(fork.st.job_gpus[j])
+        }
+    )
     for name in diff:
         j = fork.slot.get(name)
         w = want.get(name)
@@ -419,6 +587,7 @@ def catch_up(
             continue
         if j is not None and (w is None or not _same(fork.spec[name], w[0]) or name in readd):
             fork.drop_slot(j)  # stopped, released, released and submitted again, or re-added
+    sets: dict[int, np.ndarray] = {}
     for name, (orig, k, after) in want.items():  # in the merged order: new slots at the end
         if name not in diff:
             continue
@@ -430,19 +599,54 @@ def catch_up(
             j = fork.add_slot(orig, k)
         else:
             fork.set_plan(j, k)
-        fork.set_job(j, after[0])
-        changed.add(j)
+        sets[j] = after[0]
+    # the analyses the solve's process sent, for the same job, plan and GPUs (see prepare)
+    known = {}
+    if prep.analyses and prep.checked is not None:
+        for j, g in sets.items():
+            name = fork.slots[j].name
+            hit = prep.analyses.get(name)
+            if (
+                hit is not None
+                and (hit[0] is g or np.array_equal(hit[0], g))
+                and hit[1] == fork.slots[j].plan
+                and prep.checked(name, fork.spec_of(j))
+            ):
+                known[j] = hit[2]
+    fork.set_jobs(sets, known)  # every redone job placed in one change (one re-score of sharers)
+    changed = set(sets)
     laps(f"redo {len(changed)} jobs ({len(move)} moved to the end)")
+    if blocks is not None:
+        # the free GPUs and the power are derived again from the holdings and the blocks
+        # (a job may have moved into a block the plan gives back): a rebuild, keeping each
+        # job's figures (its score depends on its GPUs, plan and the WAN sharers only)
+        names = {fork.slots[j].name for j in changed}
+        fork.rebuild(None, [list(b) for b in blocks], fork.st.scorer.figures())
+        changed = {fork.slot[n] for n in names}
+        laps("leases taken")
+    # rules 1-5 of a job alone hold where it held them (the same job, plan and GPUs over
+    # the same hardware: as live holds it, or as the solve's whole check found it)
+    tgt = {t[0]: t for t in targets}
+    checked = prep.checked
+
+    def passed(j: int) -> bool:
+        _name, _orig, prev, _k, after = tgt[fork.slots[j].name]
+        if prev is not None and not moved(prev, after):
+            return True
+        return checked is not None and checked(fork.slots[j].name, fork.spec_of(j))
+
+    changed = {j for j in changed if not passed(j)}
+    laps("rules 1-5 passed already")
     try:
         # rule 6 is not checked again: the merged state's blocks passed it whole (prepare)
         # against the same hardware (the caller sees to it), and what a job can break of it,
         # holding a GPU of a leased block, is checked over the whole state here
-        verify_state(fork, changed, full=full, leases=False, laps=laps)
+        verify_state(fork, changed, full=full, leases=blocks is not None, laps=laps)
     except SolverError as e:
         raise PlacementError([("placement", f"against the live state: {e}")]) from None
     change = _job_actions(live, targets, prep.actions)
     laps("job actions")
-    change.actions += leases.lease_actions(fork, leases.infos(live), ActionCause.REPLAN, "replan")
+    change.actions += leases.lease_actions(fork, old_leases, ActionCause.REPLAN, "replan")
     change.delta = fork.objective - before - change.cost
     laps("lease actions")
     return change, before
@@ -455,7 +659,7 @@ def advance(base_inst: Any, prep: Prepared, base: Checkpoint, full: bool = False
     when the hardware or the leases changed. The commit then has only what changed after
     `base` to redo. A plan that no longer passes against `base` gets a PlacementError."""
     if prep.merged is None or not same_hardware(prep.base, base):
-        return prepare(base_inst, base, prep.placement, prep.pending, prep.parsed)
+        return prepare(base_inst, base, prep.placement, prep.pending, prep.parsed, prep.jobs, full)
     view = LiveState.from_checkpoint(base_inst, base)
     try:
         out = catch_up(view, prep, full)
@@ -463,7 +667,7 @@ def advance(base_inst: Any, prep: Prepared, base: Checkpoint, full: bool = False
         prep.merged = None
         raise
     if out is None:
-        return prepare(base_inst, base, prep.placement, prep.pending, prep.parsed)
+        return prepare(base_inst, base, prep.placement, prep.pending, prep.parsed, prep.jobs, full)
     prep.change, prep.before = out
     prep.base = base
     prep.reason = kept_reason(prep.change, prep.before, prep.merged.objective)

@@ -228,6 +228,46 @@ class LiveState:
         self.st.set_job(j, gpus)
         self.changes += 1
 
+    def set_jobs(self, changes: dict[int, np.ndarray], analyses: dict | None = None) -> None:
+        """Each slot j of `changes` holds its GPUs now: :meth:`set_job` for many slots at
+        once (the GPUs the slots hold are freed first, so one may take another's), with one
+        power count, one cache invalidation and one :meth:`Scorer.delta
+        <placer.kernel.score.Scorer.delta>`: a job sharing a WAN link with many changed ones
+        is scored again once, not once per change (a replan's merge sets 300 jobs).
+        `analyses`: slot -> the kernel's analysis of its new GPUs, computed elsewhere (see
+        :meth:`Scorer.delta <placer.kernel.score.Scorer.delta>`)."""
+        if not changes:
+            return
+        if len(changes) == 1 and not analyses:
+            for j, g in changes.items():
+                self.set_job(j, g)
+            return
+        st = self.st
+        ix = st.ix
+        gpus = {j: np.asarray(g, np.int64) for j, g in changes.items()}
+        held = [st.job_gpus[j] for j in gpus if len(st.job_gpus[j])]
+        old = np.concatenate(held) if held else EMPTY
+        new = np.concatenate(list(gpus.values()))
+        if len(old):
+            # a GPU that failed while a job held it never comes back free (as set_job)
+            st.free[old[ix.available[old]]] = True
+            st.power_left += np.bincount(
+                ix.dom[0][old], weights=st.gpu_power[old], minlength=ix.n_sites
+            )
+            st.packer.touch(old)
+        st.free[new] = False
+        st.packer.touch(new)
+        st.power_left -= np.bincount(
+            ix.dom[0][new], weights=st.gpu_power[new], minlength=ix.n_sites
+        )
+        st.version += 1
+        st.scorer.delta(gpus, commit=True, analyses=analyses)
+        for j, g in gpus.items():
+            st.job_gpus[j] = g
+            if len(g):
+                st.unreached.discard(j)
+        self.changes += 1
+
     def add_block(self, o: int, block: tuple[int, int]) -> None:
         """Offer o leases one more whole block."""
         self.st.add_block(o, block)

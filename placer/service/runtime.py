@@ -5,12 +5,20 @@ Concurrency: one short lock around the cluster and the store. A mutation takes i
 ``If-Match``, changes the cluster, commits the changed rows and the event, and answers only
 after the commit. A replan takes it three times, briefly: to take the instance to solve (and
 the revision); once the solve is back, to take a copy of the state (:meth:`Cluster.adopt_base`),
-into which the plan is merged and checked whole without the lock
-(:meth:`Cluster.prepare_adopt`: the rebuild and the checker, the heavy part); and to commit it
-(:meth:`Cluster.commit_adopt`: only the jobs that changed since the copy are redone and
+into which the plan is merged without the lock (:meth:`Cluster.prepare_adopt`); and to commit
+it (:meth:`Cluster.commit_adopt`: only the jobs that changed since the copy are redone and
 verified against the whole merged state, the same result as adopting the plan whole against
 the state as it is then). The solve runs in a worker process, so submits, releases and
 failures go on during a replan and wait at most for those short holds.
+
+The request threads share one GIL with the replan's thread, so what the replan does in this
+process after its solve delays them even without the lock. The worker does the heavy part:
+it checks the solve's plan whole against the state it was solved from and reads its GPU ids
+into indices (:class:`~placer.live.replan.IndexedPlacement`: no Placement of 170,000 ids to
+unpickle here). The merge here redoes only the jobs the plan moves or starts, in one batch,
+and checks what involves the other jobs (disjointness, availability, leased blocks, power,
+must-stay jobs); rules 1-5 of a job alone are not checked again where the solve's check
+passed them over the same hardware.
 
 If a commit fails after the cluster changed in memory (disk, connection, or another writer
 took over), the in-memory cluster is dropped and rebuilt from the store (on PostgreSQL this
@@ -348,6 +356,15 @@ class Service:
         """``POST /replan`` (see the module docs)."""
         started = time.perf_counter()
         pending = request.get("pending") or []
+        # the pending jobs parsed once for the whole replan (the merge uses them too), and
+        # without the lock: they depend on the instance only, and 300 jobs take 40 to 150 ms
+        # that held every submit. A problem is raised in the lock, after the checks before it
+        c0, jobs, bad = self.cluster, None, None
+        if c0 is not None and self.status == "ready":
+            try:
+                jobs = c0.parse_pending(pending)
+            except PlacerError as e:
+                bad = e
         with self.lock:
             c = self.ready_cluster()
             hit = self.replayed(key)
@@ -360,7 +377,12 @@ class Service:
                     f"a replan is already running (from revision {self._replanning})",
                     ["replan"],
                 )
-            doc = c.replan_instance(pending, ids=False)  # the worker names the GPUs
+            if c is not c0 or (jobs is None and bad is None):  # rebuilt meanwhile
+                jobs = c.parse_pending(pending)
+            elif bad is not None:
+                raise bad
+            doc = c.replan_instance(pending, ids=False, jobs=jobs)  # the worker names the GPUs
+            solved_from = c.adopt_base()  # the state the solve checks its plan against
             rev0 = self.revision
             before = c.objective
             self._replanning = rev0
@@ -371,10 +393,10 @@ class Service:
                 "solver": request["solver"],
                 "time_limit": request["time_limit"],
                 "seed": request["seed"],
-                # the Placement model itself: validating its document here would hold the
-                # GIL (every request thread) for a quarter of a second on colossus
-                "as_model": True,
-                "gpu_indices": True,  # and its GPUs as indices (see prepare_adopt)
+                # the placement read there, its GPUs as indices (IndexedPlacement): its
+                # document validated here held the GIL (every request thread) for a quarter
+                # of a second on colossus, and its Placement model unpickled, 130 ms
+                "indexed": True,
             }
             deadline = request["time_limit"] + self.limits.solve_grace_seconds
             try:
@@ -402,9 +424,9 @@ class Service:
                 tl("copied (lock)")
             try:
                 prep = c.prepare_adopt(
-                    base, res["placement"], pending, gpu_indices=res.get("gpu_indices")
+                    base, res["placement"], pending, jobs=jobs, solved_from=solved_from
                 )
-                tl("prepared")
+                tl(f"prepared ({prep.how})")
             except PlacementError as e:
                 state = (
                     f"the state moved (revision {rev0} -> {rev1}) and the plan no longer passes"

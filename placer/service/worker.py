@@ -34,29 +34,36 @@ class WorkerFailed(Exception):
 
 
 def _solve_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Solve ``task["instance"]``; the placement as a SPEC 2 document, or with ``indexed``
+    as an :class:`~placer.live.replan.IndexedPlacement` (its GPUs as indices of the
+    topology's numbering, the live cluster's): the heavy reading of the plan is done here,
+    not in the service, whose request threads share one GIL, with the kernel's analysis of
+    each job the plan moves or starts (its GPUs under its plan: the part of scoring it that
+    depends on nothing else). The solve's placement was checked whole against the instance
+    solved (the state the replan started from) by the solver's finalize; the service
+    merges it into the state as it is then."""
     from placer.api import load_instance, solve
-    from placer.live.replan import named_document
+    from placer.live.replan import IndexedPlacement, named_document
 
     inst = load_instance(named_document(task["instance"]))
     res = solve(
         inst, solver=task["solver"], time_limit=task["time_limit"], seed=task.get("seed", 0)
     )
-    pl = res.placement
-    gpu_indices = None
-    if pl is not None and task.get("gpu_indices"):
-        # each placed job's GPUs as indices of the topology's numbering (the live
-        # cluster's): reading 170,000 ids back would hold the service's GIL for 50 ms
-        ix = inst.index
-        gpu_indices = [ix.gpu_indices(list(pj.gpus)) if pj.gpus else None for pj in pl.jobs]
-    if pl is not None and not task.get("as_model"):
-        pl = pl.model_dump(mode="json", exclude_none=True)
+    pl: Any = res.placement
+    if pl is not None:
+        # 170,000 GPU ids of a loaded colossus, pickled as a Placement model, took the
+        # service 130 ms of its GIL to read back, and their indices 50 ms more
+        pl = (
+            IndexedPlacement.of(pl, inst, analyse=True)
+            if task.get("indexed")
+            else pl.model_dump(mode="json", exclude_none=True)
+        )
     return {
         "status": res.status.value if hasattr(res.status, "value") else str(res.status),
         "has_placement": bool(res.status.has_placement),
         "objective": res.objective,
         "reason": res.reason,
         "placement": pl,
-        "gpu_indices": gpu_indices,
     }
 
 
