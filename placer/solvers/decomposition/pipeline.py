@@ -620,6 +620,16 @@ def stop_reason(why: str | None, res: Result) -> str:
     }.get(why, "the exhaustive model did not prove it")
     if res.stats.get("coarse_native", "").endswith("rounding"):
         src = "the LP relaxation of the coarse model (proven optimum)"
+    elif res.stats.get("coarse_status") == Status.FEASIBLE:
+        # CP-SAT stopped at its share of the limit: its plan is not proven, and more time
+        # for that solve could still close part of the gap. Say so, not "proven optimum"
+        lp = "; its rounded LP plan was packed too" if "rounded_lp_objective" in res.stats else ""
+        return (
+            f"{exact}; the coarse model's solve stopped at its share of the time limit without "
+            f"proving its plan (the bound is the lower of its best bound and its LP "
+            f"relaxation's{lp}), and the time left is not given to that solve again; the local "
+            "search ended with no improving move"
+        )
     else:
         src = "the coarse model's proven optimum"
     dive = res.stats.get("dive")
@@ -1082,6 +1092,41 @@ class DecompositionSolver(Solver):
                 incumbent=candidates[-1].objective,
                 elapsed=time.perf_counter() - started,
             )
+        lp_bound = None
+        if (
+            sol.status == Status.FEASIBLE
+            and not rounded
+            and sol.values is not None
+            and (deadline is None or deadline - time.perf_counter() > 2.5 * t_pack + 0.5)
+        ):
+            # the coarse solve stopped at its share of the limit without proving its plan
+            # (100k GPUs / 500 jobs at 30 s: CP-SAT's plan packed to 3.44 M, 3.6% under its
+            # bound, and 13 s were left unused). Its LP relaxation is solved in a fraction of
+            # that, bounds the model as well, and its rounded plan (the one used at scale) is
+            # packed too: the better placement wins
+            progress(
+                stage="LP relaxation of the unproven coarse model",
+                elapsed=time.perf_counter() - started,
+            )
+            now = time.perf_counter()
+            lp = self.solve_relaxation(
+                co.model, None if deadline is None else max(0.05, 0.3 * (deadline - now)), **options
+            )
+            if lp.status == Status.OPTIMAL:
+                lp_bound = lp.bound
+                stats["lp_bound"] = lp.bound
+                plan_lp = round_plan(inst, co, lp.values, offers_up=True)
+                if plan_lp != sol.values and (
+                    deadline is None or deadline - time.perf_counter() > 2 * t_pack + 0.3
+                ):
+                    progress(
+                        stage="packing the rounded LP plan", elapsed=time.perf_counter() - started
+                    )
+                    l_end = (
+                        None if deadline is None else deadline - 0.1 - 0.05 * (deadline - started)
+                    )
+                    candidates.append(primal_from_coarse(inst, co, plan_lp, l_end))
+                    stats["rounded_lp_objective"] = candidates[-1].objective
         # the greedy's placement, made first, is the incumbent every plan must beat; cut by
         # its share of the limit, it first goes on with the jobs it did not reach (half the
         # time left), so that a weak plan does not win over an unfinished greedy
@@ -1133,6 +1178,8 @@ class DecompositionSolver(Solver):
             if sol.status in (Status.OPTIMAL, Status.FEASIBLE, Status.NO_SOLUTION)
             else None
         )
+        if lp_bound is not None:  # both proven: the lower
+            bound = lp_bound if bound is None else min(bound, lp_bound)
         return self._finish(inst, st, bound, hard, started, stats)
 
     def _dive(
