@@ -388,30 +388,10 @@ def main(argv: list[str] | None = None) -> None:
                     if have and not a.again:
                         continue
                     print(f"{scale} {solver} @ {limit} s ...", flush=True)
-                    p = subprocess.run(
-                        [
-                            sys.executable,
-                            "-m",
-                            "bench.anytime",
-                            "--one",
-                            str(path),
-                            solver,
-                            str(limit),
-                        ],
-                        cwd=ROOT,
-                        capture_output=True,
-                        text=True,
-                        env={**os.environ, "PYTHONPATH": str(ROOT)},
-                    )
-                    if p.returncode != 0:
-                        print(p.stderr[-2000:], file=sys.stderr)
+                    got = run_child(path, solver, limit)
+                    if got is None:
                         continue
-                    row = {
-                        "scale": scale,
-                        "solver": solver,
-                        "limit": limit,
-                        **json.loads(p.stdout.splitlines()[-1]),
-                    }
+                    row = {"scale": scale, "solver": solver, "limit": limit, **got}
                     data["rows"] = [
                         r for r in data["rows"] if (r["scale"], r["solver"], r["limit"]) != key
                     ]
