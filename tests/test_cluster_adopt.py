@@ -286,6 +286,19 @@ def _derived(live) -> tuple:
     )
 
 
+def _assert_same_state(la, lb) -> None:
+    """Two live states hold the same derived state and score (`la` rebuilt from scratch
+    scores the same too). Power left is a running sum: a path that gives a job's power back
+    and takes it again may round in the last bit (6.000000000000001 against 6.0), so it is
+    compared to 1e-9."""
+    da, db = _derived(la), _derived(lb)
+    assert da[:-1] == db[:-1]
+    assert np.allclose(da[-1], db[-1], rtol=1e-9, atol=1e-9)
+    assert la.objective == pytest.approx(lb.objective, rel=1e-9, abs=1e-6)
+    la.rebuild()  # from scratch: the same score
+    assert la.objective == pytest.approx(lb.objective, rel=1e-9, abs=1e-6)
+
+
 @settings(max_examples=60, **HYP)
 @given(case=feasible_case(), data=st.data())
 def test_moving_slots_to_the_end_equals_dropping_and_adding_them_again(case, data):
@@ -311,15 +324,7 @@ def test_moving_slots_to_the_end_equals_dropping_and_adding_them_again(case, dat
         live.set_job(live.add_slot(spec, k), g)
     for j in picked:
         a._live.move_to_end(j)
-    da, db = _derived(a._live), _derived(b._live)
-    assert da[:-1] == db[:-1]
-    # power left is a running sum: the reference path gives a job's power back and takes it
-    # again, which may round in the last bit (6.000000000000001 against 6.0); moving takes
-    # nothing, so compare it to 1e-9
-    assert np.allclose(da[-1], db[-1], rtol=1e-9, atol=1e-9)
-    assert a._live.objective == pytest.approx(b._live.objective, rel=1e-9, abs=1e-6)
-    a._live.rebuild()  # from scratch: the same score
-    assert a._live.objective == pytest.approx(b._live.objective, rel=1e-9, abs=1e-6)
+    _assert_same_state(a._live, b._live)
     assert a.check() == []
 
 
@@ -359,12 +364,7 @@ def test_setting_jobs_in_one_batch_equals_setting_them_one_at_a_time(case, data)
         b._live.set_job(j, np.zeros(0, np.int64))
     for j in picked:
         b._live.set_job(j, new[j])
-    da, db = _derived(a._live), _derived(b._live)
-    assert da[:-1] == db[:-1]
-    assert np.allclose(da[-1], db[-1], rtol=1e-9, atol=1e-9)
-    assert a._live.objective == pytest.approx(b._live.objective, rel=1e-9, abs=1e-6)
-    a._live.rebuild()  # from scratch: the same score
-    assert a._live.objective == pytest.approx(b._live.objective, rel=1e-9, abs=1e-6)
+    _assert_same_state(a._live, b._live)
 
 
 @settings(max_examples=60, **HYP)
