@@ -1122,10 +1122,7 @@ class DecompositionSolver(Solver):
                     progress(
                         stage="packing the rounded LP plan", elapsed=time.perf_counter() - started
                     )
-                    l_end = (
-                        None if deadline is None else deadline - 0.1 - 0.05 * (deadline - started)
-                    )
-                    candidates.append(primal_from_coarse(inst, co, plan_lp, l_end))
+                    candidates.append(primal_from_coarse(inst, co, plan_lp, d_end))
                     stats["rounded_lp_objective"] = candidates[-1].objective
         # the greedy's placement, made first, is the incumbent every plan must beat; cut by
         # its share of the limit, it first goes on with the jobs it did not reach (half the
