@@ -288,6 +288,11 @@ class State:
                     g = self._multi_site(job, t, cap, per_site, B)
                     if g is not None:
                         out.append(g)
+            for s in site_list:
+                if inverted_fabric(ix, s):
+                    g = self._first_free(job, t, cap, s)
+                    if g is not None:
+                        out.append(g)
         if job.mix_types:
             out.extend(self._mixed(job, cap, site_list))
         if job.kind == "training" and job.pp > 1:
@@ -295,6 +300,16 @@ class State:
             for t in allowed_types(inst, ix, job):  # PP chains split between sites
                 out.extend(self.packer.split_chains(job, t, cap, site_list, self.power_left))
         return out
+
+    def _first_free(self, job: Job, t: int, cap: int, s: int) -> np.ndarray | None:
+        """The first free GPUs of type t in site s in tree order, as many units as fit
+        (firstfit's choice): on a site whose inner levels are slower than its outer ones
+        (:func:`inverted_fabric`), spreading over nodes can beat the packed candidates."""
+        lo, hi = self.site_region(s)
+        idx = lo + np.flatnonzero(self.free[lo:hi] & (self.ix.gpu_type[lo:hi] == t))
+        n = min(len(idx) // job.unit_size, self.power_units(job, t, s), cap)
+        n = self._round(job, n)
+        return idx[: n * job.unit_size].astype(np.int64) if n else None
 
     def _mixed(self, job: Job, cap: int, site_list: list[int]) -> list[np.ndarray]:
         """SPEC v2 `mix_types`: units of several allowed types. Per site (and over the
@@ -738,6 +753,13 @@ class State:
         for bl in chosen:
             self.add_block(o, bl)
         return True
+
+
+def inverted_fabric(ix, s: int) -> bool:
+    """Site s has a level slower than the level that contains it (higher latency or lower
+    bandwidth inside, as random fabrics may draw): packing tightly is then not always best."""
+    lat, bw = ix.lat_us[s], ix.bw_GBps[s]
+    return bool((np.diff(lat) > 0).any() or (np.diff(bw) < 0).any())
 
 
 def pp_inner_job(job: Job) -> Job | None:
