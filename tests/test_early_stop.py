@@ -172,3 +172,42 @@ def test_an_unproven_coarse_solve_also_packs_its_rounded_lp_plan_and_says_why_it
     assert res.objective - 1e-6 <= res.bound <= min(st["coarse_bound"], st["lp_bound"]) + 1e-6
     assert "without proving its plan" in res.stopped
     assert "proven optimum" not in res.stopped
+
+
+COLUMNS_DEADLINE = Path(__file__).parent / "data" / "columns-deadline.yaml"
+
+
+def test_the_column_build_looks_at_its_deadline_inside_one_unit_count():
+    """j1's 2 units have about 150,000 maps to score: the build must give up at its deadline
+    (between chunks of maps), and the chunked scoring must give the columns of one call."""
+    from placer.solvers.decomposition import exact_small
+
+    inst = placer.load_instance(COLUMNS_DEADLINE)
+    info: dict = {}
+    assert build_columns(inst, inst.index.available.copy(), 0.0, info) is None
+    assert info["why"] == "time"
+    whole = build_columns(inst, inst.index.available.copy())
+    assert whole is not None and len(whole) > 10_000
+    old = exact_small.SCORE_CHUNK
+    try:
+        exact_small.SCORE_CHUNK = 10**9  # one call per scoring
+        single = build_columns(inst, inst.index.available.copy())
+    finally:
+        exact_small.SCORE_CHUNK = old
+    assert [(c.job, c.counts, c.value, c.links) for c in whole] == [
+        (c.job, c.counts, c.value, c.links) for c in single
+    ]
+    assert all(np.array_equal(a.gpus, b.gpus) for a, b in zip(whole, single))
+
+
+def test_cpsat_places_what_firstfit_places_when_the_columns_do_not_fit_the_limit():
+    """cpsat and mip once spent 5.8 s of a 3 s limit on the columns and placed nothing."""
+    inst = placer.load_instance(COLUMNS_DEADLINE)
+    ff = placer.solve(inst, solver="firstfit", time_limit=LIMIT)
+    for backend in ("cpsat", "mip"):
+        res = placer.solve(inst, solver=backend, time_limit=LIMIT)
+        assert res.objective >= ff.objective - 1e-6 * ff.objective, backend
+        # not a timing test (the machine may be loaded): only the gross overrun it was
+        assert res.seconds < 1.5 * LIMIT, backend
+        if res.status == "feasible":
+            assert res.stopped, backend

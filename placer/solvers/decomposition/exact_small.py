@@ -327,6 +327,33 @@ def _best_per_key(got) -> dict[tuple, int]:
     return {int(k): int(pick[k]) for k in np.argsort(first, kind="stable")}
 
 
+SCORE_CHUNK = 16_384  # maps scored between two looks at the deadline (about 0.15 s)
+
+
+def late(give_up_at: float | None) -> bool:
+    return give_up_at is not None and time.perf_counter() > give_up_at
+
+
+def _score_until(jm: _JobMaps, maps: np.ndarray, n: int, units: int, give_up_at: float | None):
+    """`jm.score(maps, ...)` in chunks of SCORE_CHUNK maps, the deadline checked between
+    them: (its result, False), or (None, True) when `give_up_at` passed first. Rows are
+    scored independently, so the chunks' results joined in order are the whole call's."""
+    if len(maps) <= SCORE_CHUNK:
+        return jm.score(maps, n, units), False
+    parts, kept = [], []
+    for a in range(0, len(maps), SCORE_CHUNK):
+        if late(give_up_at):
+            return None, True
+        got = jm.score(maps[a : a + SCORE_CHUNK], n, units)
+        if got is not None:
+            parts.append(got)
+            kept.append(jm.kept + a)
+    if not parts:
+        return None, False
+    jm.kept = np.concatenate(kept)
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))), False
+
+
 def build_columns(
     inst: Instance, free: np.ndarray, give_up_at: float | None = None, info: dict | None = None
 ) -> list[Column] | None:
@@ -400,16 +427,24 @@ def build_columns(
                     return why("time" if timed_out else "size")
                 if len(reps) == 0:
                     continue
-                got = jm.score(reps, n, units)
+                # (one units count of a job can score 150,000 maps, 1.4 s: the deadline is
+                # checked between chunks of them, not only between counts)
+                got, cut = _score_until(jm, reps, n, units, give_up_at)
+                if cut:
+                    return why("time")
                 if got is None:
                     continue
                 images = []
                 for c in _best_per_key(got).values():
+                    if late(give_up_at):
+                        return why("time")
                     orb = sym.orbit(got[0][c], MAX_COLUMNS)
                     if orb is None or len(images) + len(orb) > MAX_MAPS:
                         return why("size")
                     images += orb
-                got = jm.score(np.array(images, np.int64), n, units)
+                got, cut = _score_until(jm, np.array(images, np.int64), n, units, give_up_at)
+                if cut:
+                    return why("time")
                 if got is None:
                     continue
                 maps, gpus, counts, net, links, moved = got

@@ -616,6 +616,7 @@ def stop_reason(why: str | None, res: Result) -> str:
         "gpus": f"more than {SMALL_GPUS} GPUs are free, so the exhaustive model is not used",
         "size": f"the exhaustive model would need more than {MAX_COLUMNS:,} columns",
         "off": "the exhaustive model is off (exact_small=false)",
+        "time": "the exhaustive model's columns could not all be built in the time left",
         None: "the exhaustive model was not tried",
     }.get(why, "the exhaustive model did not prove it")
     if res.stats.get("coarse_native", "").endswith("rounding"):
@@ -752,6 +753,11 @@ class DecompositionSolver(Solver):
             cut = res.stats.get("deadline_cut", False)
             if not cut and (left is None or left > 0.1 + 0.05 * (deadline - started)):
                 res.stopped = res.placement.stopped = stop_reason(small.get("why"), res)
+        if res.status.has_placement:
+            # the solve's time up to here: a _close_gap that built no better placement
+            # returns the decomposition's result, whose `seconds` ended before that try
+            res.seconds = time.perf_counter() - started
+            res.placement.seconds = round(res.seconds, 3)
         return res
 
     def _close_gap(
