@@ -211,3 +211,26 @@ def test_cpsat_places_what_firstfit_places_when_the_columns_do_not_fit_the_limit
         assert res.seconds < 1.5 * LIMIT, backend
         if res.status == "feasible":
             assert res.stopped, backend
+
+
+def test_inference_replicas_are_packed_site_by_site_within_power():
+    """The packer put all 4 replicas in the first site, past its power cap, and 4 is the
+    minimum: no candidate, nothing placed (0 vu against firstfit's 2,880)."""
+    inst = placer.load_instance(Path(__file__).parent / "data" / "inference-power.yaml")
+    for backend in ("greedy", "cpsat"):
+        res = placer.solve(inst, solver=backend, time_limit=LIMIT)
+        assert res.objective == pytest.approx(2880.0), backend
+        assert next(r for r in res.placement.jobs if r.name == "j2").units == 4
+
+
+def test_an_exact_backend_is_floored_by_the_peers_on_a_small_instance():
+    """Without the exhaustive model, the decomposition's placement is below firstfit's; the
+    result is the best peer's placement under the backend's own proven bound."""
+    inst = placer.load_instance(Path(__file__).parent / "data" / "peer-floor.yaml")
+    ff = placer.solve(inst, solver="firstfit", time_limit=LIMIT)
+    for backend in ("cpsat", "mip"):
+        res = placer.solve(inst, solver=backend, time_limit=LIMIT, exact_small=False)
+        assert res.stats["decomposition"] < ff.objective  # the miss is still there beneath
+        assert res.stats["primal_from"].startswith("peer ")
+        assert res.objective >= ff.objective - 1e-9
+        assert res.bound >= res.objective and res.solver == backend

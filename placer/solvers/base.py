@@ -307,6 +307,21 @@ class Solver:
         **options: Any,
     ) -> Result:
         """Solve `inst` within `time_limit` seconds (SPEC 2.2)."""
+        started = time.perf_counter()
+        res = self._solve_plans(inst, time_limit, seed, threads, **options)
+        if self.exact and not self.peer:
+            res = peer_floor(self.name, inst, res, started, time_limit)
+        return res
+
+    def _solve_plans(
+        self,
+        inst: Instance,
+        time_limit: float | None,
+        seed: int,
+        threads: int,
+        **options: Any,
+    ) -> Result:
+        """`_solve`, on the instance with each job's plans as variants (SPEC v3)."""
         if not plans_mod.has_plans(inst):
             return self._solve(inst, time_limit, seed, threads, **options)
         started = time.perf_counter()
@@ -347,3 +362,51 @@ class Solver:
         **options: Any,
     ) -> Result:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+PEER_FLOOR_GPUS = 64  # free GPUs up to which an exact backend's result is floored by the peers
+
+
+def peer_floor(
+    name: str, inst: Instance, res: Result, started: float, time_limit: float | None
+) -> Result:
+    """An exact backend's unproven result on a small instance (at most PEER_FLOOR_GPUS free
+    GPUs, where the exhaustive model is tried), raised to the best peer baseline's placement
+    when one scores higher: a portfolio floor, so that cpsat and mip never return less than
+    firstfit or Kueue would on the instances a scheduler engineer checks them on by hand (the
+    peers take milliseconds there). The bound is the backend's own, still proven; the
+    placement is checked and re-scored like any other; `stats["primal_from"]` names the peer."""
+    if res.status != FEASIBLE or res.objective is None or res.compiled is None:
+        return res
+    if int(inst.index.available.sum()) > PEER_FLOOR_GPUS:
+        return res
+    from placer.solvers import get_solver, names
+
+    deadline = None if time_limit is None else started + 0.97 * time_limit
+    best, best_name = res, None
+    for peer in names(peer=True):
+        left = None if deadline is None else deadline - time.perf_counter()
+        if left is not None and left < 0.05:
+            break
+        other = get_solver(peer).solve(inst, time_limit=1.0 if left is None else min(1.0, left))
+        tol = 1e-9 * max(1.0, abs(best.objective))
+        if other.objective is not None and other.compiled is not None:
+            if other.objective > best.objective + tol:
+                best, best_name = other, peer
+    if best_name is None:
+        return res
+    cp = best.compiled
+    reasons = {row.name: row.reason for row in best.placement.jobs if row.reason}
+    stats = {**res.stats, "primal_from": f"peer {best_name}", "decomposition": res.objective}
+    return finalize(
+        inst,
+        name,
+        cp.job_gpus,
+        cp.offer_blocks,
+        reasons,
+        res.bound,
+        started,
+        stats=stats,
+        job_plans=cp.job_plans,
+        stopped=res.stopped,
+    )

@@ -417,9 +417,39 @@ class State:
                 if not over.any():
                     out.append(g)
                     break
+                # the packer filled the first sites past their power: the n units site by
+                # site, each within its power (a capped first site no longer hides the
+                # room of the others)
+                g = self._inference_by_site(job, t, n, sites, B)
+                if g is not None:
+                    out.append(g)
+                    break
                 # drop units in over-cap sites and retry with fewer
                 n = self._round(job, n - max(1, n // 8))
         return out
+
+    def _inference_by_site(
+        self, job: Job, t: int, n: int, sites: list[int], B
+    ) -> np.ndarray | None:
+        """n inference units packed site by site in tree order, each site given at most
+        the units its power cap allows; None when they do not all fit."""
+        gs, left = [], n
+        for s in sorted(sites):
+            if left <= 0:
+                break
+            region = self.site_region(s)
+            k = min(left, self.power_units(job, t, s), self.packer.max_fit(job, t, region, B))
+            if k <= 0:
+                continue
+            g = self.packer.place(job, t, k, region, B)
+            if g is None:
+                continue
+            gs.append(g)
+            left -= k
+        if left > 0 or not gs:
+            return None
+        g = np.concatenate(gs)
+        return None if (self._power(g) > self.power_left + 1e-9).any() else g
 
     def best_candidate(
         self, j: int, cands: list[np.ndarray], check: bool = False, fallback: bool = False
