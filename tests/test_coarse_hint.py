@@ -76,6 +76,8 @@ def test_a_coarse_solve_stopped_unproven_is_solved_again_from_the_best_plan(inst
     if "resumed_objective" in st:
         assert st["resumed_objective"] in [pytest.approx(c, abs=0.1) for c in st["candidates"]]
     assert res.objective - 1e-6 <= res.bound <= st["coarse_bound"] + 1e-6
+    again = placer.solve(inst, solver="cpsat", time_limit=60, exact_small=False, work_limit=0.003)
+    assert again.objective == res.objective and again.bound == res.bound  # repeatable
     if st["coarse_status"] == Status.FEASIBLE:
         assert "solved again from the best plan" in res.stopped
         assert "not given to that solve again" not in res.stopped
