@@ -1021,6 +1021,17 @@ class DecompositionSolver(Solver):
                 primal_from_coarse(inst, co, sol.values, p_deadline if lp_x is None else d_end)
             )
             t_pack = time.perf_counter() - t_pack
+            if lp_x is not None and (d_end is None or d_end - time.perf_counter() > 2 * t_pack):
+                # the rounded plan packed in the second order too (the plans of at most 500
+                # jobs always are): at 1M GPUs / 5,000 jobs the same plan packed to 31.341 M
+                # with the jobs of the most units per GPU of scope first, against 31.323 M
+                # largest first, half of its 0.12% gap; it takes about 1.7 times as long
+                progress(
+                    stage="packing the coarse plan, tightest jobs first",
+                    elapsed=time.perf_counter() - started,
+                )
+                candidates.append(primal_from_coarse(inst, co, sol.values, d_end, order="tight"))
+                stats["tight_objective"] = candidates[-1].objective
             if lp_x is not None:
                 dive = self._dive(inst, co, lp_x, t_lp, t_pack, d_end, started, progress, **options)
                 if dive[0] is not None:
