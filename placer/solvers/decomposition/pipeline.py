@@ -1049,7 +1049,11 @@ class DecompositionSolver(Solver):
                     )
                     candidates.append(primal_from_coarse(inst, co, down, d_end))
                     stats["offers_down_objective"] = candidates[-1].objective
-            if len(inst.jobs) <= 500 and (deadline is None or time.perf_counter() < p_deadline):
+            if (
+                "tight_objective" not in stats
+                and len(inst.jobs) <= 500
+                and (deadline is None or time.perf_counter() < p_deadline)
+            ):
                 # a second packing order: fragmentation depends on it
                 candidates.append(
                     primal_from_coarse(inst, co, sol.values, p_deadline, order="tight")
