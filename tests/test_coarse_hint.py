@@ -111,3 +111,13 @@ def test_a_rounded_lp_plan_is_packed_in_both_orders_once_and_the_better_kept():
     assert tight > st["candidates"][0]  # the first candidate: the plan packed largest first
     assert res.objective == pytest.approx(tight)
     assert sum(abs(c - tight) < 0.05 for c in st["candidates"]) == 1
+
+
+def test_a_dive_plan_that_packs_better_than_the_first_is_packed_in_the_second_order_too():
+    small = instance_from_dict(generate("scale", 3, gpus=4096, n_jobs=40))
+    res = placer.solve(small, "cpsat", time_limit=None, lp_rounding="always", exact_small=False)
+    st = res.stats
+    assert st["dive_objective"] > st["candidates"][0]
+    assert "dive_tight_objective" in st
+    assert res.objective == pytest.approx(max(st["candidates"]))
+    assert res.objective >= st["dive_tight_objective"] - 1e-6

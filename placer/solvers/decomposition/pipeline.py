@@ -1037,6 +1037,18 @@ class DecompositionSolver(Solver):
                 if dive[0] is not None:
                     candidates.append(dive[0])
                 stats.update(dive[1])
+                if (
+                    dive[0] is not None
+                    and dive[0].objective > candidates[0].objective
+                    and (d_end is None or d_end - time.perf_counter() > 2 * t_pack)
+                ):
+                    # the dive's plan packed better than the first: in the second order too
+                    progress(
+                        stage="packing the dive's plan, tightest jobs first",
+                        elapsed=time.perf_counter() - started,
+                    )
+                    candidates.append(primal_from_coarse(inst, co, dive[2], d_end, order="tight"))
+                    stats["dive_tight_objective"] = candidates[-1].objective
                 # the plan without the offers the LP accepts at a fraction below 1/2, when it
                 # differs and its packing (as measured on the first) fits in the time left
                 down = round_plan(inst, co, lp_x)
@@ -1352,14 +1364,14 @@ class DecompositionSolver(Solver):
         started: float,
         progress,
         **options: Any,
-    ) -> tuple[State | None, dict]:
+    ) -> tuple[State | None, dict, list[float] | None]:
         """The time the first rounded plan leaves, spent on what the rounding decided against
         the LP (:func:`lp_fractional`): those decisions fixed to 1 and the LP re-solved, until
         it is integral in them (at most MAX_DIVES rounds), then rounded and packed like the
         first plan. Each round must fit, with its packing, in the time left, as measured on
         the first LP and packing. The bound stays the first LP's (a fixed LP bounds only the
         plans that keep its fixings). Its state (None when nothing is fractional or there is no
-        time) and stats that say what it did and why it stopped (`stop_reason`)."""
+        time), stats that say what it did and why it stopped (`stop_reason`), and its plan."""
         lb, ub = list(co.model.lb), list(co.model.ub)
         fixed = solved = 0
         why = "the LP's plan was integral in its offers and job choices"
@@ -1394,14 +1406,19 @@ class DecompositionSolver(Solver):
             x = lp.values
             solved += 1
         if not solved:
-            return None, {"dive": why}
-        st = primal_from_coarse(inst, co, round_plan(inst, co, x, offers_up=True), deadline)
-        return st, {
-            "dive": why,
-            "dive_lps": solved,
-            "dive_fixed": fixed,
-            "dive_objective": st.objective,
-        }
+            return None, {"dive": why}, None
+        plan = round_plan(inst, co, x, offers_up=True)
+        st = primal_from_coarse(inst, co, plan, deadline)
+        return (
+            st,
+            {
+                "dive": why,
+                "dive_lps": solved,
+                "dive_fixed": fixed,
+                "dive_objective": st.objective,
+            },
+            plan,
+        )
 
     def _finish(
         self,
