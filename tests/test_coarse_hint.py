@@ -111,6 +111,7 @@ def test_a_rounded_lp_plan_is_packed_in_both_orders_once_and_the_better_kept():
     assert tight > st["candidates"][0]  # the first candidate: the plan packed largest first
     assert res.objective == pytest.approx(tight)
     assert sum(abs(c - tight) < 0.05 for c in st["candidates"]) == 1
+    assert res.gap > 1e-6 and "the rounded plan was packed in both orders" in res.stopped
 
 
 def test_a_dive_plan_that_packs_better_than_the_first_is_packed_in_the_second_order_too():

@@ -642,6 +642,8 @@ def stop_reason(why: str | None, res: Result) -> str:
         src = "the coarse model's proven optimum"
     dive = res.stats.get("dive")
     dive = f"; rounding the LP: {dive}" if dive else ""
+    if "tight_objective" in res.stats:
+        dive += "; the rounded plan was packed in both orders"
     return (
         f"{exact}; the bound is {src}, whose figures are optimistic (each collective at "
         f"the fastest level that could hold it), and more time does not tighten it{dive}; the "
