@@ -164,7 +164,7 @@ def test_an_unproven_coarse_solve_also_packs_its_rounded_lp_plan_and_says_why_it
     from placer.validate import instance_from_dict
 
     inst = instance_from_dict(generate("scale", 1, gpus=10240, n_jobs=80))
-    res = placer.solve(inst, solver="cpsat", time_limit=60, exact_small=False, work_limit=0.01)
+    res = placer.solve(inst, solver="cpsat", time_limit=60, exact_small=False, work_limit=0.003)
     st = res.stats
     assert st["coarse_status"] == "feasible"
     assert "lp_bound" in st and "rounded_lp_objective" in st

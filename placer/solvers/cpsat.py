@@ -105,9 +105,9 @@ def solve_cpsat(
         cp_model.LinearExpr.weighted_sum([xs[i] for i, _ in items], [c for _, c in items])
     )
     if hint is not None:
-        for x, v in zip(xs, hint):
+        for x, v, lo, hi in zip(xs, hint, lm.lb, lm.ub):
             if x is not None:
-                model.add_hint(x, int(round(v)))
+                model.add_hint(x, min(max(int(round(v)), math.ceil(lo)), math.floor(hi)))
     solver = cp_model.CpSolver()
     p = solver.parameters
     if time_limit is not None:
@@ -282,6 +282,7 @@ class CpSatSolver(DecompositionSolver):
     description = "decomposition: coarse CP-SAT model (proven bound) + packing + local search"
     Options = CpSatOptions
     lp_per_var = 1e-4  # HiGHS in memory: 4-8 s for the 60,000 variables of 1M GPUs
+    hints = True  # solve_coarse takes a warm start (the greedy's placement, then the best plan)
 
     @classmethod
     def available(cls) -> bool:
@@ -292,9 +293,15 @@ class CpSatSolver(DecompositionSolver):
         return True
 
     def solve_coarse(
-        self, lm: LinModel, time_limit: float | None, seed: int, threads: int, **options: Any
+        self,
+        lm: LinModel,
+        time_limit: float | None,
+        seed: int,
+        threads: int,
+        hint: list[float] | None = None,
+        **options: Any,
     ) -> CoarseSolution:
-        return solve_cpsat(lm, time_limit, seed, threads, options.get("work_limit"))
+        return solve_cpsat(lm, time_limit, seed, threads, options.get("work_limit"), hint)
 
     def solve_relaxation(
         self, lm: LinModel, time_limit: float | None, **options: Any
