@@ -364,18 +364,19 @@ class Solver:
         raise NotImplementedError
 
 
-PEER_FLOOR_GPUS = 64  # free GPUs up to which an exact backend's result is floored by the peers
+PEER_FLOOR_GPUS = 512  # free GPUs up to which an exact backend's result is floored by the peers
 
 
 def peer_floor(
     name: str, inst: Instance, res: Result, started: float, time_limit: float | None
 ) -> Result:
     """An exact backend's unproven result on a small instance (at most PEER_FLOOR_GPUS free
-    GPUs, where the exhaustive model is tried), raised to the best peer baseline's placement
-    when one scores higher: a portfolio floor, so that cpsat and mip never return less than
-    firstfit or Kueue would on the instances a scheduler engineer checks them on by hand (the
-    peers take milliseconds there). The bound is the backend's own, still proven; the
-    placement is checked and re-scored like any other; `stats["primal_from"]` names the peer."""
+    GPUs; the eight peers take 0.06 s together on 48 GPUs, 0.12 s on 1,015), raised to the
+    best peer baseline's placement when one scores higher: a portfolio floor, so that cpsat
+    and mip never return less than firstfit or Kueue would on the instances a scheduler
+    engineer checks them on by hand. The bound is the backend's own, still proven; the
+    placement is checked and re-scored like any other; `stats["primal_from"]` names the
+    peer and `stats["decomposition"]` keeps the backend's own objective."""
     if res.status != FEASIBLE or res.objective is None or res.compiled is None:
         return res
     if int(inst.index.available.sum()) > PEER_FLOOR_GPUS:
