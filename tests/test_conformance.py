@@ -277,6 +277,23 @@ CASES = {
             inference("i", replicas=4, min_replicas=3, value=1.5),
         ],
     ),
+    # a plan whose TP groups need whole nodes against one of the same units at a lower value
+    # that needs none: every free GPU lies in a free node, so the GPU rows imply the
+    # whole-node rows and the coarse model drops the slower plan's options (plans._implies)
+    "plans-whole-nodes-implied": inst_dict(
+        "v3d",
+        two_sites(gpn=2, nodes=1),
+        [
+            {
+                **training("t", dp=2, min_dp=1, value=2.0),
+                "plans": [
+                    {"name": "tp2", "tp": 2, "dp": 2, "min_dp": 1},
+                    {"name": "pp2", "pp": 2, "dp": 2, "min_dp": 1, "microbatches": 4},
+                ],
+            },
+            inference("i", replicas=1, min_replicas=0, value=0.3),
+        ],
+    ),
     # a sub-site spread next to a site lease, with an unavailable domain in the site: the
     # coarse model's spread/lease coupling must count only usable domains
     "spread-and-site-lease-with-unavailable": inst_dict(

@@ -519,7 +519,57 @@ def _value_no_less(ca, cb) -> bool:
     return bool((ob * np.floor(rb) >= oa * np.floor(ra + 1e-9)).all())
 
 
-def _dominates(lm, a: _Block, b: _Block) -> bool:
+def _takes_more(lm, r: int, a: _Block, b: _Block) -> bool:
+    """Whether `b` takes more of shared row `r` than `a`, for some variable of theirs."""
+    coeffs, sense, _, _ = lm.rows[r]
+    for va, vb in zip(a.vs, b.vs):
+        ca, cb = coeffs.get(va, 0.0), coeffs.get(vb, 0.0)
+        if (sense == "<=" and cb > ca) or (sense == ">=" and cb < ca):
+            return True
+        if sense == "==" and cb != ca:
+            return True
+    return False
+
+
+def _implies(lm, q: int, r: int, cache: dict) -> bool:
+    """Row `q` implies row `r` over the model's integer points: both ``<=`` rows of
+    nonnegative coefficients over integer variables of lower bound 0, and r's coefficients
+    at most those of q's Chvátal-Gomory rounding ``sum floor(lam * c_i) x_i <=
+    floor(lam * rhs_q)`` (valid for nonnegative integers x) for the smallest lam that covers
+    them, whose right-hand side is at most r's. Exact (fractions), no tolerance.
+
+    Why: a site whose free GPUs all lie in free whole nodes (up to fewer GPUs than a node)
+    has a whole-node row (``nodes[s,t,8]``: the TP-8 groups' nodes) that its GPU row
+    (``cap[s,t]``, divided by 8 and rounded down) already implies; a plan whose TP groups
+    need whole nodes is then held by nothing more than its GPUs in the model."""
+    key = (q, r)
+    got = cache.get(key)
+    if got is not None:
+        return got
+    from fractions import Fraction
+
+    def plain(row):
+        coeffs, sense, rhs, _ = lm.rows[row]
+        return sense == "<=" and all(
+            c >= 0 and lm.integer[v] and lm.lb[v] == 0 for v, c in coeffs.items()
+        )
+
+    out = False
+    cq, _, bq, _ = lm.rows[q]
+    cr, _, br, _ = lm.rows[r]
+    if plain(q) and plain(r) and all(cq.get(v, 0.0) > 0 for v in cr):
+        lam = max(
+            (Fraction(math.ceil(c)) / Fraction(cq[v]) for v, c in cr.items() if c > 0),
+            default=Fraction(0),
+        )
+        out = all(math.floor(lam * Fraction(cq[v])) >= c for v, c in cr.items()) and (
+            math.floor(lam * Fraction(bq)) <= br
+        )
+    cache[key] = out
+    return out
+
+
+def _dominates(lm, a: _Block, b: _Block, cache: dict | None = None) -> bool:
     """Option `b` can stand in for option `a` in every solution of the coarse model, at no
     less objective (:func:`drop_dominated`)."""
     if a.keys != b.keys:
@@ -532,15 +582,16 @@ def _dominates(lm, a: _Block, b: _Block) -> bool:
             return False
         if va not in val_a and lm.ub[vb] < lm.ub[va]:
             return False
-    # shared rows (capacity, power, nodes, groups, spread): b takes no more of any
-    for r in a.shared | b.shared:
-        coeffs, sense, _, _ = lm.rows[r]
-        for va, vb in zip(a.vs, b.vs):
-            ca, cb = coeffs.get(va, 0.0), coeffs.get(vb, 0.0)
-            if (sense == "<=" and cb > ca) or (sense == ">=" and cb < ca):
-                return False
-            if sense == "==" and cb != ca:
-                return False
+    # shared rows (capacity, power, nodes, groups, spread): b takes no more of any, but of
+    # a row that another row b takes no more of implies (then the swap keeps that row, so
+    # this one holds too)
+    shared = a.shared | b.shared
+    more = [r for r in shared if _takes_more(lm, r, a, b)]
+    if more:
+        held = [q for q in shared if q not in more]
+        cache = {} if cache is None else cache
+        if not all(any(_implies(lm, q, r, cache) for q in held) for r in more):
+            return False
     # objective of the other variables: no less
     for va, vb in zip(a.vs, b.vs):
         if va not in val_a and lm.obj.get(vb, 0.0) < lm.obj.get(va, 0.0):
@@ -610,6 +661,7 @@ def drop_dominated(inst: Instance, options: list, lm) -> int:
         if op.b in wanted:
             blocks[op.b] = _Block(lm, op, spans[op.b], rows_of)
     n = 0
+    implied: dict = {}  # _implies, per pair of rows
     for j, ops in by_group.items():
         default = _default_variant(inst, g, j)
         rank = {v: i for i, v in enumerate(g.members[j])}
@@ -624,8 +676,8 @@ def drop_dominated(inst: Instance, options: list, lm) -> int:
                 if o.job == op.job or (o.kind, o.type, o.sites) != (op.kind, op.type, op.sites):
                     continue
                 b = blocks[o.b]
-                if _dominates(lm, a, b) and (
-                    rank[o.job] < rank[op.job] or not _dominates(lm, b, a)
+                if _dominates(lm, a, b, implied) and (
+                    rank[o.job] < rank[op.job] or not _dominates(lm, b, a, implied)
                 ):
                     lm.ub[op.b] = 0.0
                     n += 1
