@@ -476,6 +476,67 @@ def test_a_slower_plan_that_needs_no_whole_node_is_dropped_where_every_free_gpu_
     assert abs(full.bound - pruned.bound) <= 1e-6 * abs(full.bound)
 
 
+@pytest.mark.parametrize(
+    ("family", "params"),
+    [
+        ("fragmented", dict(sus=2, n_jobs=8)),
+        ("frontier", dict(sites=3, gpus_per_site=1024, n_jobs=4, plan_share=1.0, n_offers=0)),
+        ("multicampus", dict(sites=3, gpus_per_site=512, n_jobs=6, plan_share=1.0)),
+        ("superpod", dict(sus=2, n_jobs=8, plan_share=1.0)),
+    ],
+)
+def test_first_plans_first_then_the_others_above_them_is_the_whole_models_optimum(family, params):
+    """plans.solve_first_plans_first: the better of the two branches is the whole coarse
+    model's optimum, its bound at least that, and the held branch the model held to first
+    plans (the first-plan solve's own)."""
+    from placer.model import Status
+    from placer.solvers.cpsat import solve_cpsat, solve_lp_glop
+    from placer.solvers.decomposition.pipeline import _with_rows
+    from placer.solvers.plans import first_plan_rows, solve_first_plans_first
+
+    inst = instance_from_dict(generate(family, 0, **params))
+    vinst, co, _before, _after = _coarse_with_drops(inst)
+    lm = co.model
+    calls = []
+
+    def solve(m, t, cutoff=False):
+        calls.append(cutoff)
+        return solve_cpsat(m, t, 0, 1, presolve=not cutoff)
+
+    sol, held = solve_first_plans_first(vinst, co.options, lm, solve, solve_lp_glop, 60)
+    whole = solve_cpsat(lm, 60, 0, 1)
+    assert calls == [False, True]
+    assert sol.status == whole.status == Status.OPTIMAL
+    tol = 1e-6 * abs(whole.bound)
+    assert abs(lm.value(sol.values) - lm.value(whole.values)) <= tol
+    assert sol.bound >= lm.value(whole.values) - 1e-9 and abs(sol.bound - whole.bound) <= 2 * tol
+    only_first = solve_cpsat(_with_rows(lm, first_plan_rows(vinst, co.options)), 60, 0, 1)
+    assert abs(lm.value(held.values) - lm.value(only_first.values)) <= tol
+
+
+def test_first_plans_first_unproven_is_bounded_by_the_other_plans_lp():
+    """The held branch stopped by its limit: its solution, and a bound that holds for every
+    plan (the larger of its own and the other plans' LP bound), never the held bound alone."""
+    from dataclasses import replace
+
+    from placer.model import Status
+    from placer.solvers.cpsat import solve_cpsat, solve_lp_glop
+    from placer.solvers.plans import solve_first_plans_first
+
+    params = dict(sus=2, n_jobs=8)
+    inst = instance_from_dict(generate("fragmented", 0, **params))
+    vinst, co, _before, _after = _coarse_with_drops(inst)
+
+    def solve(m, t, cutoff=False):
+        assert not cutoff  # no time for the second branch
+        return replace(solve_cpsat(m, t, 0, 1), status=Status.FEASIBLE)
+
+    sol, held = solve_first_plans_first(vinst, co.options, co.model, solve, solve_lp_glop, 60)
+    whole = solve_cpsat(co.model, 60, 0, 1)
+    assert sol.status == Status.FEASIBLE and held is not None
+    assert sol.bound >= whole.bound - 1e-6 * abs(whole.bound)
+
+
 def test_cp_sat_leaves_out_what_a_row_holds_at_zero_and_finds_the_same_optimum(monkeypatch):
     """The model held to first plans: the other plans' options, and in cascade their unit
     and value variables, are built into no CP-SAT variable; the optimum is the same."""
