@@ -686,43 +686,57 @@ def drop_dominated(inst: Instance, options: list, lm) -> int:
     return n
 
 
+# coarse variables up to which the model is solved in two branches
+# (solve_first_plans_first). Larger models are not proven in their share of the limit (100k
+# GPUs / 500 jobs with plans: 8,999 variables): the held branch would take all of it and
+# leave the other plans only their LP bound, so they are solved whole, as before
+BRANCH_MAX_VARS = 4_000
+
+
 def solve_first_plans_first(inst: Instance, options: list, lm, solve, relax, time_limit):
-    """The coarse model solved in two branches: every job held to its first plan
+    """The coarse model `lm` solved in two branches: every job held to its first plan
     (:func:`first_plan_rows`), then at least one option of another plan with an objective
-    above the first branch's optimum. Returns ``(solution, held)``: the model's solution and
-    bound, and the first branch's solution (the model held to first plans, for the packing
-    the pipeline does with it); ``(None, None)`` when there is nothing to branch on.
+    above the first branch's optimum. Returns ``(solution, held)``: the model's solution
+    and bound, and the first branch's solution (the model held to first plans, which the
+    pipeline packs as its first-plan candidate); ``(None, None)`` when there is nothing to
+    branch on, the model has more than BRANCH_MAX_VARS variables, or the first branch gave
+    no solution (the caller then solves the whole model).
 
     `solve(model, seconds, cutoff=False)` and `relax(model, seconds)` are the backend's
     integer and LP solves (CoarseSolution); `cutoff`: the second branch (CP-SAT solves it
-    without its presolve: cpsat.solve_cpsat). The model's optimum is the larger of the two branches' optima,
-    so the bound is the larger of their bounds: the first branch's proven bound, and for the
-    second its solver's bound, or (proven empty above the first optimum) that optimum, or
-    (not solved) its LP relaxation's bound. The first branch unproven in `time_limit`: its
-    solution, bounded by the larger of its own bound and the second branch's LP bound.
+    without its presolve, :func:`~placer.solvers.cpsat.solve_cpsat`).
+
+    The model's optimum is the larger of the two branches' optima, so its bound is the
+    larger of their bounds: the first branch's, and the second's from its solver, or its
+    cut-off (proven empty above the first optimum), or its LP relaxation (not solved). The
+    first branch unproven in `time_limit`: its solution, bounded by the larger of its own
+    bound and the other plans' LP bound (no time for the second branch).
 
     Why: on the multicampus control of bench.plans no plan beats the first plans, and the
-    model with plans took CP-SAT up to 9x the first-plan model's time to prove so: the
+    model with plans took CP-SAT up to 9x the first-plan model's time to prove it: the
     same root bound, and a search among near-equal options of the other plans. Held to
-    first plans, it is the first-plan solve's own model and search; the second branch, cut
-    off at that optimum, is proven empty in CP-SAT's presolve and first propagation (0.01-
-    0.02 s deterministic time on multicampus-3x seeds 0 and 2, against 0.05-0.8 s to prove
-    the whole model). Where another plan is better (fragmented and multi-site clusters), the
-    second branch finds it, and the first branch is the model held to first plans that the
-    pipeline would otherwise solve after the whole one."""
+    first plans it is the first-plan solve's own model and search; the second branch, cut
+    off at that optimum, is proven empty at once (0.01-0.02 s of deterministic time on
+    multicampus-3x seeds 0 and 2, against 0.05-0.8 s to prove the whole model). Where
+    another plan is better (the fragmented and multi-site families) the second branch finds
+    it, and the first branch is the model held to first plans that the pipeline solved after
+    the whole one before."""
     from dataclasses import replace
 
     from placer.model import Status
 
     held = first_plan_rows(inst, options)
-    if not held:
+    if not held or lm.n_vars > BRANCH_MAX_VARS:
         return None, None
     others = {b: 1.0 for b in held[0][0] if lm.ub[b] > 0}
     if not others:
         return None, None
     t0 = time.perf_counter()
-    first = type(lm)(lm.names, lm.lb, lm.ub, lm.integer, [*lm.rows, *held], lm.obj, lm.obj_const)
-    sf = solve(first, time_limit)
+
+    def with_rows(rows):
+        return type(lm)(lm.names, lm.lb, lm.ub, lm.integer, [*lm.rows, *rows], lm.obj, lm.obj_const)
+
+    sf = solve(with_rows(held), time_limit)
     if sf.values is None:
         return None, None  # (infeasible held to first plans, or nothing in time: the whole)
 
@@ -736,14 +750,13 @@ def solve_first_plans_first(inst: Instance, options: list, lm, solve, relax, tim
     branch = [(others, ">=", 1.0, "another plan")]
     if sf.status != Status.OPTIMAL:
         # unproven: no time for the second branch; its LP relaxation bounds it
-        whole = type(lm)(lm.names, lm.lb, lm.ub, lm.integer, [*lm.rows, *branch], lm.obj, lm.obj_const)
-        lp = relax(whole, left(0.1))
+        lp = relax(with_rows(branch), left(0.1))
         bound = None
         if sf.bound is not None and lp.status in (Status.OPTIMAL, Status.INFEASIBLE):
             bound = sf.bound if lp.status == Status.INFEASIBLE else max(sf.bound, lp.bound)
         return replace(sf, bound=bound, native=sf.native + " (first plans; others by LP)"), sf
     cut = ({i: c for i, c in lm.obj.items()}, ">=", z + eps - lm.obj_const, "above first plans")
-    rest = type(lm)(lm.names, lm.lb, lm.ub, lm.integer, [*lm.rows, *branch, cut], lm.obj, lm.obj_const)
+    rest = with_rows([*branch, cut])
     so = solve(rest, left(0.25), cutoff=True)
     if so.status == Status.INFEASIBLE:
         return replace(sf, bound=max(sf.bound, z + eps), native=sf.native + " (first plans)"), sf

@@ -64,9 +64,9 @@ from placer.solvers.plans import (
     drop_dominated,
     drop_twin_sites,
     first_plan_rows,
-    solve_first_plans_first,
     must_place,
     siblings,
+    solve_first_plans_first,
 )
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
