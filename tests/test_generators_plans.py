@@ -485,15 +485,19 @@ def test_a_slower_plan_that_needs_no_whole_node_is_dropped_where_every_free_gpu_
         ("superpod", dict(sus=2, n_jobs=8, plan_share=1.0)),
     ],
 )
-def test_first_plans_first_then_the_others_above_them_is_the_whole_models_optimum(family, params):
+def test_first_plans_first_then_the_others_above_them_is_the_whole_models_optimum(
+    family, params, monkeypatch
+):
     """plans.solve_first_plans_first: the better of the two branches is the whole coarse
     model's optimum, its bound at least that, and the held branch the model held to first
     plans (the first-plan solve's own)."""
     from placer.model import Status
+    from placer.solvers import plans as plans_mod
     from placer.solvers.cpsat import solve_cpsat, solve_lp_glop
     from placer.solvers.decomposition.pipeline import _with_rows
     from placer.solvers.plans import first_plan_rows, solve_first_plans_first
 
+    monkeypatch.setattr(plans_mod, "BRANCH_MIN_VARS", 0)  # (small models are solved whole)
     inst = instance_from_dict(generate(family, 0, **params))
     vinst, co, _before, _after = _coarse_with_drops(inst)
     lm = co.model
@@ -514,15 +518,17 @@ def test_first_plans_first_then_the_others_above_them_is_the_whole_models_optimu
     assert abs(lm.value(held.values) - lm.value(only_first.values)) <= tol
 
 
-def test_first_plans_first_unproven_is_bounded_by_the_other_plans_lp():
+def test_first_plans_first_unproven_is_bounded_by_the_other_plans_lp(monkeypatch):
     """The held branch stopped by its limit: its solution, and a bound that holds for every
     plan (the larger of its own and the other plans' LP bound), never the held bound alone."""
     from dataclasses import replace
 
     from placer.model import Status
+    from placer.solvers import plans as plans_mod
     from placer.solvers.cpsat import solve_cpsat, solve_lp_glop
     from placer.solvers.plans import solve_first_plans_first
 
+    monkeypatch.setattr(plans_mod, "BRANCH_MIN_VARS", 0)
     params = dict(sus=2, n_jobs=8)
     inst = instance_from_dict(generate("fragmented", 0, **params))
     vinst, co, _before, _after = _coarse_with_drops(inst)
