@@ -279,7 +279,8 @@ CASES = {
     ),
     # a plan whose TP groups need whole nodes against one of the same units at a lower value
     # that needs none: every free GPU lies in a free node, so the GPU rows imply the
-    # whole-node rows and the coarse model drops the slower plan's options (plans._implies)
+    # whole-node rows and the coarse model may drop the slower plan's options (plans._implies,
+    # on mid-sized models; forced on in test_the_coarse_model_in_two_branches_...)
     "plans-whole-nodes-implied": inst_dict(
         "v3d",
         two_sites(gpn=2, nodes=1),
@@ -416,12 +417,14 @@ PLAN_CASES = sorted(k for k in CASES if k.startswith("plans-"))
 @pytest.mark.parametrize("backend", EXACT)
 def test_the_coarse_model_in_two_branches_keeps_a_valid_bound(name, backend, monkeypatch):
     """plans.solve_first_plans_first (held to first plans, then the other plans above that
-    optimum), which the decomposition uses on mid-sized coarse models, forced on here: the
-    bound is never below the brute-force optimum and the placement never above it."""
+    optimum) and the implied rows of plans.drop_dominated, which the decomposition uses on
+    mid-sized coarse models, forced on here: the bound is never below the brute-force
+    optimum and the placement never above it."""
     import placer
     from placer.solvers import plans as plans_mod
 
     monkeypatch.setattr(plans_mod, "BRANCH_MIN_VARS", 0)
+    monkeypatch.setattr(plans_mod, "IMPLIED_MIN_VARS", 0)
     inst = instance_from_dict(copy.deepcopy(CASES[name]))
     opt = brute_force(inst)
     res = placer.solve(inst, solver=backend, time_limit=30, seed=0, exact_small=False)

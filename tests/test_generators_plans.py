@@ -461,8 +461,9 @@ def test_a_slower_plan_that_needs_no_whole_node_is_dropped_where_every_free_gpu_
 
     params = dict(sites=3, gpus_per_site=512, n_jobs=6, plan_share=1.0)
     inst = instance_from_dict(generate("multicampus", 0, **params))
+    monkeypatch.setattr(plans_mod, "IMPLIED_MIN_VARS", 0)  # (a small model: forced on)
     vinst, co, before, after = _coarse_with_drops(inst)
-    # without the implied rows (as on models above IMPLIED_MAX_VARS), the whole-node rows
+    # without the implied rows (as on models outside IMPLIED_MIN/MAX_VARS), the whole-node rows
     # keep them
     monkeypatch.setattr(plans_mod, "IMPLIED_MAX_VARS", 0)
     _, _, _, kept = _coarse_with_drops(inst)

@@ -592,7 +592,7 @@ def _dominates(lm, a: _Block, b: _Block, cache: dict | None = None) -> bool:
     if more:
         held = [q for q in shared if q not in more]
         if cache is None:
-            return False  # (implied rows not used: drop_dominated, IMPLIED_MAX_VARS)
+            return False  # (implied rows not used: drop_dominated, IMPLIED_MIN_VARS)
         if not all(any(_implies(lm, q, r, cache) for q in held) for r in more):
             return False
     # objective of the other variables: no less
@@ -617,7 +617,11 @@ def _dominates(lm, a: _Block, b: _Block, cache: dict | None = None) -> bool:
 # it dropped 1,530 options where the rule without it drops 575, and CP-SAT's root LP with
 # cuts then stalled (its bound 3.49e12 -> 3.31e12 in 10 s, no solution in its 25 s share,
 # where it proved the larger model optimal at 3.19e12 in 19 s): not understood, so large
-# models keep the coefficient-wise rule
+# models keep the coefficient-wise rule. Nor below IMPLIED_MIN_VARS: such models are proven
+# in hundredths of a second either way, and the smaller model led CP-SAT to another coarse
+# optimum of the same bound that packed worse (multi-site seed 1 of bench.plans, 193
+# variables: 13,546,374 against 13,553,292, plan choice's gain there 0.45% against 0.51%)
+IMPLIED_MIN_VARS = 400
 IMPLIED_MAX_VARS = 4_000
 
 
@@ -673,8 +677,8 @@ def drop_dominated(inst: Instance, options: list, lm) -> int:
         if op.b in wanted:
             blocks[op.b] = _Block(lm, op, spans[op.b], rows_of)
     n = 0
-    # _implies, per pair of rows; not on large models (IMPLIED_MAX_VARS)
-    implied: dict | None = {} if lm.n_vars <= IMPLIED_MAX_VARS else None
+    # _implies, per pair of rows; only on mid-sized models (IMPLIED_MIN_VARS, _MAX_VARS)
+    implied: dict | None = {} if IMPLIED_MIN_VARS <= lm.n_vars <= IMPLIED_MAX_VARS else None
     for j, ops in by_group.items():
         default = _default_variant(inst, g, j)
         rank = {v: i for i, v in enumerate(g.members[j])}
