@@ -277,6 +277,24 @@ CASES = {
             inference("i", replicas=4, min_replicas=3, value=1.5),
         ],
     ),
+    # a plan whose TP groups need whole nodes against one of the same units at a lower value
+    # that needs none: every free GPU lies in a free node, so the GPU rows imply the
+    # whole-node rows and the coarse model may drop the slower plan's options (plans._implies,
+    # on mid-sized models; forced on in test_the_coarse_model_in_two_branches_...)
+    "plans-whole-nodes-implied": inst_dict(
+        "v3d",
+        two_sites(gpn=2, nodes=1),
+        [
+            {
+                **training("t", dp=2, min_dp=1, value=2.0),
+                "plans": [
+                    {"name": "tp2", "tp": 2, "dp": 2, "min_dp": 1},
+                    {"name": "pp2", "pp": 2, "dp": 2, "min_dp": 1, "microbatches": 4},
+                ],
+            },
+            inference("i", replicas=1, min_replicas=0, value=0.3),
+        ],
+    ),
     # a sub-site spread next to a site lease, with an unavailable domain in the site: the
     # coarse model's spread/lease coupling must count only usable domains
     "spread-and-site-lease-with-unavailable": inst_dict(
@@ -390,6 +408,29 @@ def test_the_decomposition_bound_is_never_below_the_optimum(case, backend):
     assert res.bound is not None
     assert res.bound >= opt - 1e-6 * max(1, abs(opt))
     assert res.objective <= res.bound + 1e-9
+
+
+PLAN_CASES = sorted(k for k in CASES if k.startswith("plans-"))
+
+
+@pytest.mark.parametrize("name", PLAN_CASES)
+@pytest.mark.parametrize("backend", EXACT)
+def test_the_coarse_model_in_two_branches_keeps_a_valid_bound(name, backend, monkeypatch):
+    """plans.solve_first_plans_first (held to first plans, then the other plans above that
+    optimum) and the implied rows of plans.drop_dominated, which the decomposition uses on
+    mid-sized coarse models, forced on here: the bound is never below the brute-force
+    optimum and the placement never above it."""
+    import placer
+    from placer.solvers import plans as plans_mod
+
+    monkeypatch.setattr(plans_mod, "BRANCH_MIN_VARS", 0)
+    monkeypatch.setattr(plans_mod, "IMPLIED_MIN_VARS", 0)
+    inst = instance_from_dict(copy.deepcopy(CASES[name]))
+    opt = brute_force(inst)
+    res = placer.solve(inst, solver=backend, time_limit=30, seed=0, exact_small=False)
+    assert res.bound is not None
+    assert res.bound >= opt - 1e-6 * max(1, abs(opt))
+    assert res.objective <= opt + 1e-6 * max(1, abs(opt))
 
 
 def test_the_lease_decision_flips_with_the_price():

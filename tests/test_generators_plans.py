@@ -405,6 +405,144 @@ def test_dropping_dominated_plan_options_keeps_the_coarse_optimum(family, params
     assert abs(full.bound - pruned.bound) <= 1e-6 * abs(full.bound)
 
 
+def test_a_row_implied_by_another_over_the_integers_is_found_and_never_wrongly():
+    """plans._implies against brute force: every integer point of a box that meets row q
+    meets row r whenever q is said to imply r; and the whole-node row of a site whose free
+    GPUs all lie in free nodes (up to fewer than a node) is implied by its GPU row."""
+    import itertools
+    import random
+
+    from placer.solvers.decomposition.linmodel import LinModel
+    from placer.solvers.plans import _implies
+
+    def model(q, bq, r, br, integer=(True, True, True)):
+        lm = LinModel()
+        for i, ok in enumerate(integer):
+            lm.var(f"x{i}", 0, 4, integer=ok)
+        lm.add(dict(enumerate(q)), "<=", bq)
+        lm.add(dict(enumerate(r)), "<=", br)
+        return lm
+
+    # x0: units of 2 GPUs of a TP-2 job (1 node each), x1: 1-GPU replicas, x2: a lease of
+    # the site (4 GPUs, 2 nodes); GPU row 2 x0 + x1 + 4 x2 <= C, node row x0 + 2 x2 <= 2
+    for cap, implied in ((4, True), (5, True), (6, False)):
+        lm = model((2, 1, 4), cap, (1, 0, 2), 2)
+        assert _implies(lm, 0, 1, {}) is implied, cap
+    assert not _implies(model((2, 1, 4), 4, (1, 0, 2), 2, (False, True, True)), 0, 1, {})
+    rng = random.Random(7)
+    found = 0
+    for _ in range(300):
+        q = [rng.choice([0, 1, 2, 3, 4, 8]) for _ in range(3)]
+        r = [rng.choice([0, 0, 1, 2, 4]) for _ in range(3)]
+        bq, br = rng.randint(0, 12), rng.randint(0, 6)
+        lm = model(q, bq, r, br)
+        if not lm.rows[1:] or len(lm.rows) < 2:
+            continue
+        if _implies(lm, 0, 1, {}):
+            found += 1
+            qc, _, _, _ = lm.rows[0]
+            rc, _, _, _ = lm.rows[1]
+            for x in itertools.product(range(5), repeat=3):
+                if sum(c * x[i] for i, c in qc.items()) <= bq:
+                    assert sum(c * x[i] for i, c in rc.items()) <= br, (q, bq, r, br, x)
+    assert found > 10
+
+
+def test_a_slower_plan_that_needs_no_whole_node_is_dropped_where_every_free_gpu_is_one(
+    monkeypatch,
+):
+    """multicampus: every free GPU of a campus lies in a free node (up to a few), so a plan
+    of the same units at a lower value whose TP groups need no node of their own (tp4 next
+    to tp8) is dominated, site by site; the coarse optimum stays the same."""
+    from dataclasses import replace
+
+    from placer.solvers import plans as plans_mod
+    from placer.solvers.cpsat import solve_cpsat
+
+    params = dict(sites=3, gpus_per_site=512, n_jobs=6, plan_share=1.0)
+    inst = instance_from_dict(generate("multicampus", 0, **params))
+    monkeypatch.setattr(plans_mod, "IMPLIED_MIN_VARS", 0)  # (a small model: forced on)
+    vinst, co, before, after = _coarse_with_drops(inst)
+    # without the implied rows (as on models outside IMPLIED_MIN/MAX_VARS), the whole-node rows
+    # keep them
+    monkeypatch.setattr(plans_mod, "IMPLIED_MAX_VARS", 0)
+    _, _, _, kept = _coarse_with_drops(inst)
+    newly = [op for op in co.options if op.b >= 0 and after[op.b] == 0 < kept[op.b]]
+    assert {vinst.jobs[op.job].tp for op in newly} == {4}
+    assert {vinst.jobs[op.job].name for op in newly} >= {"train-70b-0001/tp4-pp4"}
+    full = solve_cpsat(replace(co.model, ub=before), 60, 0, 1)
+    pruned = solve_cpsat(co.model, 60, 0, 1)
+    assert full.status == pruned.status == "optimal"
+    assert abs(full.bound - pruned.bound) <= 1e-6 * abs(full.bound)
+
+
+@pytest.mark.parametrize(
+    ("family", "params"),
+    [
+        ("fragmented", dict(sus=2, n_jobs=8)),
+        ("frontier", dict(sites=3, gpus_per_site=1024, n_jobs=4, plan_share=1.0, n_offers=0)),
+        ("multicampus", dict(sites=3, gpus_per_site=512, n_jobs=6, plan_share=1.0)),
+        ("superpod", dict(sus=2, n_jobs=8, plan_share=1.0)),
+    ],
+)
+def test_first_plans_first_then_the_others_above_them_is_the_whole_models_optimum(
+    family, params, monkeypatch
+):
+    """plans.solve_first_plans_first: the better of the two branches is the whole coarse
+    model's optimum, its bound at least that, and the held branch the model held to first
+    plans (the first-plan solve's own)."""
+    from placer.model import Status
+    from placer.solvers import plans as plans_mod
+    from placer.solvers.cpsat import solve_cpsat, solve_lp_glop
+    from placer.solvers.decomposition.pipeline import _with_rows
+    from placer.solvers.plans import first_plan_rows, solve_first_plans_first
+
+    monkeypatch.setattr(plans_mod, "BRANCH_MIN_VARS", 0)  # (small models are solved whole)
+    inst = instance_from_dict(generate(family, 0, **params))
+    vinst, co, _before, _after = _coarse_with_drops(inst)
+    lm = co.model
+    calls = []
+
+    def solve(m, t, cutoff=False):
+        calls.append(cutoff)
+        return solve_cpsat(m, t, 0, 1, presolve=not cutoff)
+
+    sol, held = solve_first_plans_first(vinst, co.options, lm, solve, solve_lp_glop, 60)
+    whole = solve_cpsat(lm, 60, 0, 1)
+    assert calls == [False, True]
+    assert sol.status == whole.status == Status.OPTIMAL
+    tol = 1e-6 * abs(whole.bound)
+    assert abs(lm.value(sol.values) - lm.value(whole.values)) <= tol
+    assert sol.bound >= lm.value(whole.values) - 1e-9 and abs(sol.bound - whole.bound) <= 2 * tol
+    only_first = solve_cpsat(_with_rows(lm, first_plan_rows(vinst, co.options)), 60, 0, 1)
+    assert abs(lm.value(held.values) - lm.value(only_first.values)) <= tol
+
+
+def test_first_plans_first_unproven_is_bounded_by_the_other_plans_lp(monkeypatch):
+    """The held branch stopped by its limit: its solution, and a bound that holds for every
+    plan (the larger of its own and the other plans' LP bound), never the held bound alone."""
+    from dataclasses import replace
+
+    from placer.model import Status
+    from placer.solvers import plans as plans_mod
+    from placer.solvers.cpsat import solve_cpsat, solve_lp_glop
+    from placer.solvers.plans import solve_first_plans_first
+
+    monkeypatch.setattr(plans_mod, "BRANCH_MIN_VARS", 0)
+    params = dict(sus=2, n_jobs=8)
+    inst = instance_from_dict(generate("fragmented", 0, **params))
+    vinst, co, _before, _after = _coarse_with_drops(inst)
+
+    def solve(m, t, cutoff=False):
+        assert not cutoff  # no time for the second branch
+        return replace(solve_cpsat(m, t, 0, 1), status=Status.FEASIBLE)
+
+    sol, held = solve_first_plans_first(vinst, co.options, co.model, solve, solve_lp_glop, 60)
+    whole = solve_cpsat(co.model, 60, 0, 1)
+    assert sol.status == Status.FEASIBLE and held is not None
+    assert sol.bound >= whole.bound - 1e-6 * abs(whole.bound)
+
+
 def test_cp_sat_leaves_out_what_a_row_holds_at_zero_and_finds_the_same_optimum(monkeypatch):
     """The model held to first plans: the other plans' options, and in cascade their unit
     and value variables, are built into no CP-SAT variable; the optimum is the same."""

@@ -77,7 +77,12 @@ def solve_cpsat(
     threads: int,
     work_limit: float | None = None,
     hint: list[float] | None = None,
+    presolve: bool = True,
 ) -> CoarseSolution:
+    """`presolve=False`: CP-SAT's presolve off, for a model that propagation alone settles
+    (the second branch of plans.solve_first_plans_first, cut off at the first branch's
+    optimum: on multicampus-3x its presolve took 0.2-0.3 s of wall time to find what the
+    search proves in 0.1 s)."""
     from ortools.sat.python import cp_model
 
     zero, rows = without_zeros(lm)
@@ -120,6 +125,8 @@ def solve_cpsat(
     # (the bound returned is the proven one, never the incumbent)
     p.linearization_level = 2
     p.relative_gap_limit = 1e-6
+    if not presolve:
+        p.cp_model_presolve = False
     status = solver.solve(model)
     name = solver.status_name(status)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -301,7 +308,15 @@ class CpSatSolver(DecompositionSolver):
         hint: list[float] | None = None,
         **options: Any,
     ) -> CoarseSolution:
-        return solve_cpsat(lm, time_limit, seed, threads, options.get("work_limit"), hint)
+        return solve_cpsat(
+            lm,
+            time_limit,
+            seed,
+            threads,
+            options.get("work_limit"),
+            hint,
+            presolve=not options.get("cutoff_branch", False),
+        )
 
     def solve_relaxation(
         self, lm: LinModel, time_limit: float | None, **options: Any

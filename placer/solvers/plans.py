@@ -29,6 +29,7 @@ Imports numpy and the model; never a solver library.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -519,9 +520,60 @@ def _value_no_less(ca, cb) -> bool:
     return bool((ob * np.floor(rb) >= oa * np.floor(ra + 1e-9)).all())
 
 
-def _dominates(lm, a: _Block, b: _Block) -> bool:
+def _takes_more(lm, r: int, a: _Block, b: _Block) -> bool:
+    """Whether `b` takes more of shared row `r` than `a`, for some variable of theirs."""
+    coeffs, sense, _, _ = lm.rows[r]
+    for va, vb in zip(a.vs, b.vs):
+        ca, cb = coeffs.get(va, 0.0), coeffs.get(vb, 0.0)
+        if (sense == "<=" and cb > ca) or (sense == ">=" and cb < ca):
+            return True
+        if sense == "==" and cb != ca:
+            return True
+    return False
+
+
+def _implies(lm, q: int, r: int, cache: dict) -> bool:
+    """Row `q` implies row `r` over the model's integer points: both ``<=`` rows of
+    nonnegative coefficients over integer variables of lower bound 0, and r's coefficients
+    at most those of q's Chvátal-Gomory rounding ``sum floor(lam * c_i) x_i <=
+    floor(lam * rhs_q)`` (valid for nonnegative integers x) for the smallest lam that covers
+    them, whose right-hand side is at most r's. Exact (fractions), no tolerance.
+
+    Why: a site whose free GPUs all lie in free whole nodes (up to fewer GPUs than a node)
+    has a whole-node row (``nodes[s,t,8]``: the TP-8 groups' nodes) that its GPU row
+    (``cap[s,t]``, divided by 8 and rounded down) already implies; a plan whose TP groups
+    need whole nodes is then held by nothing more than its GPUs in the model."""
+    key = (q, r)
+    got = cache.get(key)
+    if got is not None:
+        return got
+    from fractions import Fraction
+
+    def plain(row):
+        coeffs, sense, rhs, _ = lm.rows[row]
+        return sense == "<=" and all(
+            c >= 0 and lm.integer[v] and lm.lb[v] == 0 for v, c in coeffs.items()
+        )
+
+    out = False
+    cq, _, bq, _ = lm.rows[q]
+    cr, _, br, _ = lm.rows[r]
+    if plain(q) and plain(r) and all(cq.get(v, 0.0) > 0 for v in cr):
+        lam = max(
+            (Fraction(math.ceil(c)) / Fraction(cq[v]) for v, c in cr.items() if c > 0),
+            default=Fraction(0),
+        )
+        out = all(math.floor(lam * Fraction(cq[v])) >= c for v, c in cr.items()) and (
+            math.floor(lam * Fraction(bq)) <= br
+        )
+    cache[key] = out
+    return out
+
+
+def _dominates(lm, a: _Block, b: _Block, cache: dict | None = None) -> bool:
     """Option `b` can stand in for option `a` in every solution of the coarse model, at no
-    less objective (:func:`drop_dominated`)."""
+    less objective (:func:`drop_dominated`). `cache`: :func:`_implies`'s, per pair of rows;
+    None: a row `b` takes more of stops the dominance, implied or not."""
     if a.keys != b.keys:
         return False
     val_a = {a.vs[i] for i in a.value}
@@ -532,15 +584,17 @@ def _dominates(lm, a: _Block, b: _Block) -> bool:
             return False
         if va not in val_a and lm.ub[vb] < lm.ub[va]:
             return False
-    # shared rows (capacity, power, nodes, groups, spread): b takes no more of any
-    for r in a.shared | b.shared:
-        coeffs, sense, _, _ = lm.rows[r]
-        for va, vb in zip(a.vs, b.vs):
-            ca, cb = coeffs.get(va, 0.0), coeffs.get(vb, 0.0)
-            if (sense == "<=" and cb > ca) or (sense == ">=" and cb < ca):
-                return False
-            if sense == "==" and cb != ca:
-                return False
+    # shared rows (capacity, power, nodes, groups, spread): b takes no more of any, but of
+    # a row that another row b takes no more of implies (then the swap keeps that row, so
+    # this one holds too)
+    shared = a.shared | b.shared
+    more = [r for r in shared if _takes_more(lm, r, a, b)]
+    if more:
+        held = [q for q in shared if q not in more]
+        if cache is None:
+            return False  # (implied rows not used: drop_dominated, IMPLIED_MIN_VARS)
+        if not all(any(_implies(lm, q, r, cache) for q in held) for r in more):
+            return False
     # objective of the other variables: no less
     for va, vb in zip(a.vs, b.vs):
         if va not in val_a and lm.obj.get(vb, 0.0) < lm.obj.get(va, 0.0):
@@ -556,6 +610,19 @@ def _dominates(lm, a: _Block, b: _Block) -> bool:
             return False
     # the value: for every unit total a allows, b's at least a's
     return _value_no_less(a.curve(lm), b.curve(lm))
+
+
+# coarse variables up to which a row implied by another does not stop a dominance
+# (_implies). Why a limit: on the 100k-GPU / 500-job instance with plans (8,999 variables)
+# it dropped 1,530 options where the rule without it drops 575, and CP-SAT's root LP with
+# cuts then stalled (its bound 3.49e12 -> 3.31e12 in 10 s, no solution in its 25 s share,
+# where it proved the larger model optimal at 3.19e12 in 19 s): not understood, so large
+# models keep the coefficient-wise rule. Nor below IMPLIED_MIN_VARS: such models are proven
+# in hundredths of a second either way, and the smaller model led CP-SAT to another coarse
+# optimum of the same bound that packed worse (multi-site seed 1 of bench.plans, 193
+# variables: 13,546,374 against 13,553,292, plan choice's gain there 0.45% against 0.51%)
+IMPLIED_MIN_VARS = 400
+IMPLIED_MAX_VARS = 4_000
 
 
 def drop_dominated(inst: Instance, options: list, lm) -> int:
@@ -610,6 +677,8 @@ def drop_dominated(inst: Instance, options: list, lm) -> int:
         if op.b in wanted:
             blocks[op.b] = _Block(lm, op, spans[op.b], rows_of)
     n = 0
+    # _implies, per pair of rows; only on mid-sized models (IMPLIED_MIN_VARS, _MAX_VARS)
+    implied: dict | None = {} if IMPLIED_MIN_VARS <= lm.n_vars <= IMPLIED_MAX_VARS else None
     for j, ops in by_group.items():
         default = _default_variant(inst, g, j)
         rank = {v: i for i, v in enumerate(g.members[j])}
@@ -624,10 +693,103 @@ def drop_dominated(inst: Instance, options: list, lm) -> int:
                 if o.job == op.job or (o.kind, o.type, o.sites) != (op.kind, op.type, op.sites):
                     continue
                 b = blocks[o.b]
-                if _dominates(lm, a, b) and (
-                    rank[o.job] < rank[op.job] or not _dominates(lm, b, a)
+                if _dominates(lm, a, b, implied) and (
+                    rank[o.job] < rank[op.job] or not _dominates(lm, b, a, implied)
                 ):
                     lm.ub[op.b] = 0.0
                     n += 1
                     break
     return n
+
+
+# coarse variables between which the model is solved in two branches
+# (solve_first_plans_first). Larger models are not proven in their share of the limit (100k
+# GPUs / 500 jobs with plans: 8,999 variables): the held branch would take all of it and
+# leave the other plans only their LP bound. Smaller ones are proven in hundredths of a
+# second, where a second CP-SAT call costs what it could save (the 1,024-GPU SuperPODs of
+# bench.plans, 77-114 variables: 0.116 s of CPU against 0.135 s in two branches on
+# fragmented seed 0). Both are solved whole, as before
+BRANCH_MIN_VARS = 400
+BRANCH_MAX_VARS = 4_000
+
+
+def solve_first_plans_first(inst: Instance, options: list, lm, solve, relax, time_limit):
+    """The coarse model `lm` solved in two branches: every job held to its first plan
+    (:func:`first_plan_rows`), then at least one option of another plan with an objective
+    above the first branch's optimum. Returns ``(solution, held)``: the model's solution
+    and bound, and the first branch's solution (the model held to first plans, which the
+    pipeline packs as its first-plan candidate); ``(None, None)`` when there is nothing to
+    branch on, the model has fewer than BRANCH_MIN_VARS or more than BRANCH_MAX_VARS
+    variables, or the first branch gave no solution (the caller then solves the whole
+    model).
+
+    `solve(model, seconds, cutoff=False)` and `relax(model, seconds)` are the backend's
+    integer and LP solves (CoarseSolution); `cutoff`: the second branch (CP-SAT solves it
+    without its presolve, :func:`~placer.solvers.cpsat.solve_cpsat`).
+
+    The model's optimum is the larger of the two branches' optima, so its bound is the
+    larger of their bounds: the first branch's, and the second's from its solver, or its
+    cut-off (proven empty above the first optimum), or its LP relaxation (not solved). The
+    first branch unproven in `time_limit`: its solution, bounded by the larger of its own
+    bound and the other plans' LP bound (no time for the second branch).
+
+    Why: on the multicampus control of bench.plans no plan beats the first plans, and the
+    model with plans took CP-SAT up to 9x the first-plan model's time to prove it: the
+    same root bound, and a search among near-equal options of the other plans. Held to
+    first plans it is the first-plan solve's own model and search; the second branch, cut
+    off at that optimum, is proven empty at once (0.01-0.02 s of deterministic time on
+    multicampus-3x seeds 0 and 2, against 0.05-0.8 s to prove the whole model). Where
+    another plan is better (the fragmented and multi-site families) the second branch finds
+    it, and the first branch is the model held to first plans that the pipeline solved after
+    the whole one before."""
+    from dataclasses import replace
+
+    from placer.model import Status
+
+    held = first_plan_rows(inst, options)
+    if not held or not BRANCH_MIN_VARS <= lm.n_vars <= BRANCH_MAX_VARS:
+        return None, None
+    others = {b: 1.0 for b in held[0][0] if lm.ub[b] > 0}
+    if not others:
+        return None, None
+    t0 = time.perf_counter()
+
+    def with_rows(rows):
+        return type(lm)(lm.names, lm.lb, lm.ub, lm.integer, [*lm.rows, *rows], lm.obj, lm.obj_const)
+
+    sf = solve(with_rows(held), time_limit)
+    if sf.values is None:
+        return None, None  # (infeasible held to first plans, or nothing in time: the whole)
+
+    def left(share: float) -> float | None:
+        if time_limit is None:
+            return None
+        return max(share * time_limit, time_limit - (time.perf_counter() - t0), 0.05)
+
+    z = lm.value(sf.values)
+    eps = 1e-6 * max(1.0, abs(z))  # (the solvers' relative gap: a tie is no better)
+    branch = [(others, ">=", 1.0, "another plan")]
+    if sf.status != Status.OPTIMAL:
+        # unproven: no time for the second branch; its LP relaxation bounds it
+        lp = relax(with_rows(branch), left(0.1))
+        bound = None
+        if sf.bound is not None and lp.status in (Status.OPTIMAL, Status.INFEASIBLE):
+            bound = sf.bound if lp.status == Status.INFEASIBLE else max(sf.bound, lp.bound)
+        return replace(sf, bound=bound, native=sf.native + " (first plans; others by LP)"), sf
+    cut = ({i: c for i, c in lm.obj.items()}, ">=", z + eps - lm.obj_const, "above first plans")
+    rest = with_rows([*branch, cut])
+    so = solve(rest, left(0.25), cutoff=True)
+    if so.status == Status.INFEASIBLE:
+        return replace(sf, bound=max(sf.bound, z + eps), native=sf.native + " (first plans)"), sf
+    if so.values is None or so.bound is None:
+        lp = relax(rest, left(0.1))
+        b_rest = {Status.OPTIMAL: lp.bound, Status.INFEASIBLE: z + eps}.get(lp.status)
+        bound = None if b_rest is None else max(sf.bound, b_rest)
+        if so.values is None:
+            return replace(sf, status=Status.FEASIBLE, bound=bound), sf
+        return replace(so, status=Status.FEASIBLE, bound=bound), sf
+    bound = max(sf.bound, so.bound)
+    best = so if lm.value(so.values) > z else sf
+    status = Status.OPTIMAL if so.status == Status.OPTIMAL else Status.FEASIBLE
+    native = so.native + (" (another plan)" if best is so else " (first plans)")
+    return replace(best, status=status, bound=bound, native=native), sf

@@ -67,6 +67,7 @@ from placer.solvers.plans import (
     first_plan_rows,
     must_place,
     siblings,
+    solve_first_plans_first,
 )
 
 LARGE_MODEL = 20_000  # coarse variables above which the LP relaxation is rounded instead
@@ -947,6 +948,7 @@ class DecompositionSolver(Solver):
             )
         lp_x = t_lp = None  # the LP relaxation's values and its time, when it is solved
         warm: dict = {}  # the coarse solve's hint (the greedy's placement), when it had one
+        held_sol = None  # the coarse model held to first plans, when solved first
         if rounded:
             # thousands of jobs: the integer model is too large to solve in the time; its
             # LP relaxation gives the bound, and rounding it gives the plan
@@ -969,23 +971,40 @@ class DecompositionSolver(Solver):
             else:
                 sol = lp
         else:
-            hint = None
-            if self.hints:
-                # the greedy's placement as the solve's starting point (100k GPUs / 500 jobs:
-                # without it CP-SAT found no plan in 4 s and an unproven one in 14 s; with
-                # it, the proven optimum in 3 s)
-                t_w = time.perf_counter()
-                hint, warm = self._warm(inst, co, first, left, seed, threads, **options)
-                if left is not None:
-                    left -= time.perf_counter() - t_w
-            sol = self.solve_coarse(
+            t_c = time.perf_counter()
+            lim = max(left, 0.05) if left is not None else None
+            # SPEC v3: held to first plans first, then the other plans above its optimum
+            # (coarse models of BRANCH_MIN_VARS to BRANCH_MAX_VARS variables with plans)
+            sol, held_sol = solve_first_plans_first(
+                inst,
+                co.options,
                 co.model,
-                max(left, 0.05) if left is not None else None,
-                seed,
-                threads,
-                **({"hint": hint} if hint is not None else {}),
-                **options,
+                lambda m, t, cutoff=False: self.solve_coarse(
+                    m, t, seed, threads, **options, **({"cutoff_branch": True} if cutoff else {})
+                ),
+                lambda m, t: self.solve_relaxation(m, t, **options),
+                lim,
             )
+            if sol is None:
+                if lim is not None:
+                    lim = max(0.05, lim - (time.perf_counter() - t_c))
+                hint = None
+                if self.hints:
+                    # the greedy's placement as the solve's starting point (100k GPUs / 500
+                    # jobs: without it CP-SAT found no plan in 4 s and an unproven one in
+                    # 14 s; with it, the proven optimum in 3 s)
+                    t_w = time.perf_counter()
+                    hint, warm = self._warm(inst, co, first, lim, seed, threads, **options)
+                    if lim is not None:
+                        lim = max(0.05, lim - (time.perf_counter() - t_w))
+                sol = self.solve_coarse(
+                    co.model,
+                    lim,
+                    seed,
+                    threads,
+                    **({"hint": hint} if hint is not None else {}),
+                    **options,
+                )
         stats = {
             "coarse_status": sol.status,
             "coarse_native": sol.native,
@@ -1092,7 +1111,7 @@ class DecompositionSolver(Solver):
             factors = mixed_factors(inst, co, sol.values, candidates[0])
             rounds = 0
 
-            def solve_x(model, key, until, share, skip=None):
+            def solve_x(model, key, until, share, skip=None, pre=None):
                 if model is None or (
                     deadline is not None
                     and time.perf_counter() >= started + until * (deadline - started)
@@ -1100,7 +1119,7 @@ class DecompositionSolver(Solver):
                     return None
                 progress(stage=f"coarse model: {key}", elapsed=time.perf_counter() - started)
                 left_x = None if deadline is None else share * (deadline - time.perf_counter())
-                sol_x = self.solve_coarse(
+                sol_x = pre or self.solve_coarse(
                     model,
                     max(left_x, 0.05) if left_x is not None else None,
                     seed,
@@ -1130,6 +1149,16 @@ class DecompositionSolver(Solver):
                 # the optimum already holds every job to its first plan: it is the held
                 # model's optimum too (a restriction of the same model), already packed
                 stats["first_plans"] = "not solved: the coarse optimum runs first plans only"
+            elif held and held_sol is not None:
+                # solved first (plans.solve_first_plans_first): packed unless settled
+                solve_x(
+                    co.model,
+                    "first_plans",
+                    1.0,
+                    FIRST_PLANS_SHARE,
+                    skip=lambda s: _first_plans_settled(s, sol, candidates),
+                    pre=held_sol,
+                )
             elif held and in_time and mode != "always" and co.model.n_vars <= LARGE_MODEL:
                 held_model = _with_rows(co.model, held)
                 # its LP relaxation bounds it too, in a fraction of the integer solve: when
