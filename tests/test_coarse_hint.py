@@ -23,6 +23,26 @@ def inst():
     return instance_from_dict(generate("scale", 1, gpus=10240, n_jobs=80))
 
 
+@pytest.fixture(autouse=True)
+def hint_small_models(monkeypatch):
+    """These instances' coarse models (a few hundred variables) are below the size from
+    which a solve is hinted (pipeline.HINT_MIN_VARS): hint them here, to test the hint."""
+    from placer.solvers.decomposition import pipeline
+
+    monkeypatch.setattr(pipeline, "HINT_MIN_VARS", 0)
+
+
+def test_a_coarse_model_below_the_hint_size_is_solved_without_the_greedy_hint(inst, monkeypatch):
+    from placer.solvers.decomposition import pipeline
+
+    monkeypatch.setattr(pipeline, "HINT_MIN_VARS", 10**9)
+    res = placer.solve(inst, solver="cpsat", time_limit=60, exact_small=False)
+    assert "coarse_hint_value" not in res.stats
+    monkeypatch.setattr(pipeline, "HINT_MIN_VARS", 0)
+    res = placer.solve(inst, solver="cpsat", time_limit=60, exact_small=False)
+    assert res.stats["coarse_hint_value"] > 0
+
+
 def _complete(inst, co, st):
     return warm.complete(inst, co, st, lambda lm: solve_cpsat(lm, 10.0, 0, 1, work_limit=5.0))
 

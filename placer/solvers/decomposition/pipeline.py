@@ -94,6 +94,12 @@ VARS_PER_JOB = 12  # coarse variables per job, for the estimate before building
 # the greedy's whole pass, so LP 1.5x + 60% of 1.8x. A build is timed on its own run (and
 # extrapolated from its first jobs): it measures the machine's speed at that moment
 PLAN_PER_BUILD = 2.6
+# coarse variables from which CP-SAT's solve starts from the greedy's placement: on smaller
+# models CP-SAT finds its first plans at once, and the hint's fixed solve and the search it
+# steers cost time (bench.plans' three-campus control, 355-405 variables, first plans: 0.35,
+# 9.7 and 0.71 s without it against 0.51, 17.5 and 1.29 s with it); at 100k GPUs (3,300) it
+# is what finds a plan at all at 10 s
+HINT_MIN_VARS = 1000
 
 
 def coarse_need(inst: Instance, n_vars: int | None = None, lp_per_var: float = LP_PER_VAR) -> float:
@@ -989,7 +995,7 @@ class DecompositionSolver(Solver):
                 if lim is not None:
                     lim = max(0.05, lim - (time.perf_counter() - t_c))
                 hint = None
-                if self.hints:
+                if self.hints and co.model.n_vars >= HINT_MIN_VARS:
                     # the greedy's placement as the solve's starting point (100k GPUs / 500
                     # jobs: without it CP-SAT found no plan in 4 s and an unproven one in
                     # 14 s; with it, the proven optimum in 3 s)
