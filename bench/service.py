@@ -329,6 +329,16 @@ def applied_run(args, inst, work: Path, servers, k: int = 0) -> dict:
             if phases
             else None
         )
+        # the request holds of the lock over 10 ms (or waits over 20 ms) once serving:
+        # [op, seconds since the replan's request, held ms, waited ms, phases]
+        d["slow_holds"] = [
+            [op, None if at == "-" else float(at), float(h), float(w), ph.strip()]
+            for op, h, w, at, ph in re.findall(
+                r"(\w+) held the lock ([0-9.]+) ms after waiting ([0-9.]+) ms "
+                r"\(at ([0-9.-]+) s of the replan\): (.*)",
+                served,
+            )
+        ]
         d["released_before"] = south
         d["room"] = {"released": APPLIED_ROOM, "pinned_fill_jobs": len(fill)}
         print("during an applied replan:", d, flush=True)

@@ -136,11 +136,20 @@ class Service:
         self.replan_hold_s: float | None = None  # the last replan commit's hold of the lock
         self._adopt_s = 0.0  # of which commit_adopt
         self._laps = NO_LAPS  # its phases (PLACER_SERVE_PROFILE)
+        self._replan_t0 = 0.0  # when the last replan's request came (profiling)
         self._state: dict[str, Any] | None = None
         self._seqs: dict[str, int] = {}
         self._memory_keys: dict[str, tuple[int, str, dict]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # group commit (see durable): operations applied in memory, queued for the store
+        self._queue: list[_Ticket] = []
+        self._queue_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # held by the one thread writing a batch
+        self._ticket: _Ticket | None = None  # (lock held) the operation just queued
+        self._last: _Ticket | None = None  # the last operation queued
+        self._pending_keys: dict[str, tuple[int, str, dict[str, Any], _Ticket]] = {}
+        self.commits = 0  # store transactions written (a group commit writes several)
         if cluster is not None and store is None:
             self._state = cluster.state(jobs=False)
             self.revision = 1
@@ -251,6 +260,10 @@ class Service:
     def replayed(self, key: str | None) -> dict[str, Any] | None:
         if not key:
             return None
+        pending = self._pending_keys.get(key)
+        if pending is not None:  # queued, not written yet: answered once it is
+            self._ticket = pending[3]
+            return {**pending[2], "revision": pending[0], "replayed": True}
         hit = self.store.replayed(key) if self.store is not None else self._memory_keys.get(key)
         return None if hit is None else {**hit[2], "revision": hit[0], "replayed": True}
 
@@ -303,22 +316,18 @@ class Service:
             if key:
                 self._memory_keys[key] = (self.revision, op, d)
         else:
-            try:
-                self.revision = self.store.commit(
-                    Commit(op, request, stored, upsert, delete, changed_state, key),
-                    self._seqs,
-                    laps,
-                )
-            except Exception as e:  # noqa: BLE001 - any failure: memory is ahead of disk
-                self._lost(e)
-                msg = (
-                    "this service is no longer the writer"
-                    if isinstance(e, FencedError)
-                    else f"the state could not be written ({e})"
-                )
-                raise ServiceError(
-                    503, f"{msg}; nothing was committed", ["service"], **{"Retry-After": "1"}
-                ) from None
+            # queued for the group commit (the caller waits for it without the lock)
+            self.revision += 1
+            # the answer as it is now (written later by another thread, while the caller
+            # adds its revision and more)
+            stored = dict(stored) if isinstance(stored, dict) else stored
+            commit = Commit(op, request, stored, upsert, delete, changed_state, key)
+            t = _Ticket(self.revision, commit)
+            if key:
+                self._pending_keys[key] = (self.revision, op, d, t)
+            with self._queue_lock:
+                self._queue.append(t)
+            self._ticket = self._last = t
         self._state = state
         d["revision"] = self.revision
         return d
@@ -333,19 +342,135 @@ class Service:
         key: str | None = None,
     ) -> dict[str, Any]:
         """Run ``fn(cluster)`` (a Decision or Change) as one durable operation."""
+        asked = time.perf_counter()
         with self.lock:
-            c = self.ready_cluster()
-            hit = self.replayed(key)
-            if hit is not None:
-                return hit
-            self.check_if_match(if_match)
-            result = fn(c)
-            changed = bool(result.actions) or op in ("fail", "restore")
+            self._ticket = None
+            if PROFILE:
+                d = self._profiled(asked, op, request, fn, if_match, key)
+            else:
+                d = self._mutate(op, request, fn, if_match, key)
+            t = self._ticket or self._last
+        self.durable(t)
+        return d
+
+    def _mutate(
+        self,
+        op: str,
+        request: dict[str, Any],
+        fn: Any,
+        if_match: str | None,
+        key: str | None,
+    ) -> dict[str, Any]:
+        c = self.ready_cluster()
+        hit = self.replayed(key)
+        if hit is not None:
+            return hit
+        self.check_if_match(if_match)
+        result = fn(c)
+        changed = bool(result.actions) or op in ("fail", "restore")
+        if getattr(result, "placed", True) is False or not changed:
+            d = result.to_dict()
+            d["revision"] = self.revision
+            return d
+        return self._commit(op, request, result, key)
+
+    # ------------------------------------------------------------------ group commit
+    def read_point(self) -> _Ticket | None:
+        """(Lock held) what a reader of the state now waits for (:meth:`durable`): the
+        last operation queued for the store."""
+        return self._last
+
+    def durable(self, t: _Ticket | None) -> None:
+        """Wait (without the lock) until the operation of ticket `t` and every one before it
+        are on disk; ServiceError 503 if their commit failed (nothing of them was written).
+        Group commit: the first waiter whose operation is not written yet takes every queued
+        operation and writes them in one transaction (one fsync for all), while the others
+        wait for it; the state's lock is not held meanwhile, so other operations go on in
+        memory and queue behind. Answers (and reads) come only after the commit that holds
+        what they saw: an acknowledged operation is never lost, and a later one never
+        commits without the earlier ones (one transaction, in revision order)."""
+        if t is None:
+            return
+        while not t.done.is_set():
+            with self._flush_lock:
+                if not t.done.is_set():
+                    self._flush()
+        if t.error is not None:
+            raise ServiceError(503, t.error, ["service"], **{"Retry-After": "1"})
+
+    def _flush(self) -> None:
+        """(The flush lock held) write every queued operation in one store transaction."""
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        if not batch:
+            return
+        store = self.store
+        assert store is not None
+        try:
+            store.commit_many([t.commit for t in batch], self._seqs)
+        except Exception as e:  # noqa: BLE001 - any failure: memory is ahead of disk
+            msg = (
+                "this service is no longer the writer"
+                if isinstance(e, FencedError)
+                else f"the state could not be written ({e})"
+            )
+            with self.lock:  # every operation applied in memory on top of the batch fails too
+                with self._queue_lock:
+                    rest, self._queue = self._queue, []
+                self._pending_keys.clear()
+                self._last = None
+                if self.cluster is not None:
+                    self._lost(e)
+            for t in batch + rest:
+                t.error = f"{msg}; nothing was committed"
+                t.done.set()
+            return
+        self.commits += 1
+        for t in batch:
+            if t.commit.idempotency_key:
+                self._pending_keys.pop(t.commit.idempotency_key, None)
+            t.done.set()
+
+    def _profiled(
+        self,
+        asked: float,
+        op: str,
+        request: dict[str, Any],
+        fn: Any,
+        if_match: str | None,
+        key: str | None,
+    ) -> dict[str, Any]:
+        """:meth:`mutate` under the lock, timed (``PLACER_SERVE_PROFILE``): a hold over 10 ms
+        or a wait for the lock over 20 ms is logged with its phases and when it was, in
+        seconds since the running replan's request (if any)."""
+        held = time.perf_counter()
+        laps = Laps(True)
+        c = self.ready_cluster()
+        hit = self.replayed(key)
+        if hit is not None:
+            return hit
+        self.check_if_match(if_match)
+        result = fn(c)
+        laps("operation")
+        changed = bool(result.actions) or op in ("fail", "restore")
+        try:
             if getattr(result, "placed", True) is False or not changed:
                 d = result.to_dict()
                 d["revision"] = self.revision
                 return d
-            return self._commit(op, request, result, key)
+            return self._commit(op, request, result, key, laps=laps)
+        finally:
+            now = time.perf_counter()
+            if now - held > 0.01 or held - asked > 0.02:
+                at = f"{now - self._replan_t0:.3f}" if self._replan_t0 else "-"
+                log.info(
+                    "%s held the lock %.1f ms after waiting %.1f ms (at %s s of the replan): %s",
+                    op,
+                    1e3 * (now - held),
+                    1e3 * (held - asked),
+                    at,
+                    laps.text(),
+                )
 
     def replan(
         self,
@@ -353,8 +478,25 @@ class Service:
         if_match: str | None = None,
         key: str | None = None,
     ) -> dict[str, Any]:
-        """``POST /replan`` (see the module docs)."""
+        """``POST /replan`` (see the module docs), answered once what it saw (its own
+        commit, if applied) is on disk."""
+        last = self._last
+        d = self._replan(request, if_match, key)
+        t = d.pop("_ticket", None) or self._last or last
+        t0 = time.perf_counter()
+        self.durable(t)
+        if PROFILE and d.get("applied"):
+            log.info("replan written %.1f ms after its commit", 1e3 * (time.perf_counter() - t0))
+        return d
+
+    def _replan(
+        self,
+        request: dict[str, Any],
+        if_match: str | None,
+        key: str | None,
+    ) -> dict[str, Any]:
         started = time.perf_counter()
+        self._replan_t0 = started
         pending = request.get("pending") or []
         # the pending jobs parsed once for the whole replan (the merge uses them too), and
         # without the lock: they depend on the instance only, and 300 jobs take 40 to 150 ms
@@ -455,7 +597,11 @@ class Service:
                     else:
                         behind = self.revision - rev1
                         try:
-                            return self._commit_plan(c, prep, request, key, rev0, started, encoded)
+                            self._ticket = None
+                            d = self._commit_plan(c, prep, request, key, rev0, started, encoded)
+                            if self._ticket is not None:
+                                d["_ticket"] = self._ticket
+                            return d
                         finally:
                             self.replan_hold_s = time.perf_counter() - held
                             log.info(
@@ -574,6 +720,18 @@ class Service:
         if res["placement"] is None:
             raise ServiceError(400, f"the solve found no placement: {res['reason']}", ["instance"])
         return res["placement"]
+
+
+class _Ticket:
+    """One operation queued for the store's group commit (see :meth:`Service.durable`)."""
+
+    __slots__ = ("revision", "commit", "done", "error")
+
+    def __init__(self, revision: int, commit: Commit) -> None:
+        self.revision = revision
+        self.commit = commit
+        self.done = threading.Event()
+        self.error: str | None = None
 
 
 @dataclass
