@@ -324,6 +324,13 @@ def applied_run(args, inst, work: Path, servers, k: int = 0) -> dict:
         d["gc_pauses_ms"] = [
             float(x) for x in re.findall(r"gc pause: generation \d, ([0-9.]+)", served)
         ]
+        # [seconds since the replan's request, ms] (logged since the group commit)
+        d["gc_pauses_at"] = [
+            [float(at), float(ms)]
+            for ms, at in re.findall(
+                r"gc pause: generation \d, ([0-9.]+) ms \(at ([0-9.-]+) s of", served
+            )
+        ]
         d["commit_phases_ms"] = (
             {k: float(v) for k, v in re.findall(r"([^,]+?) ([0-9.]+)(?:, |$)", phases[-1].strip())}
             if phases
