@@ -1,10 +1,14 @@
 """The live service behind the HTTP routes: one :class:`~placer.cluster.Cluster`, its durable
 store, the revision, and the replan and solve workers.
 
-Concurrency: one short lock around the cluster and the store. A mutation takes it, checks
-``If-Match``, changes the cluster, commits the changed rows and the event, and answers only
-after the commit. A replan takes it three times, briefly: to take the instance to solve (and
-the revision); once the solve is back, to take a copy of the state (:meth:`Cluster.adopt_base`),
+Concurrency: one short lock around the cluster. A mutation takes it, checks ``If-Match``,
+changes the cluster and queues its changed rows and event for the store; it answers only
+once they are written, without the lock (group commit, :meth:`Service.durable`: the first
+operation to wait writes every queued one in one transaction, one fsync; the others wait
+for it). Reads answer once what they saw is written.
+
+A replan takes the lock three times, briefly: to take the instance to solve (and the
+revision); once the solve is back, to take a copy of the state (:meth:`Cluster.adopt_base`),
 into which the plan is merged without the lock (:meth:`Cluster.prepare_adopt`); and to commit
 it (:meth:`Cluster.commit_adopt`: only the jobs that changed since the copy are redone and
 verified against the whole merged state, the same result as adopting the plan whole against
@@ -18,11 +22,14 @@ into indices (:class:`~placer.live.replan.IndexedPlacement`: no Placement of 170
 unpickle here). The merge here redoes only the jobs the plan moves or starts, in one batch,
 and checks what involves the other jobs (disjointness, availability, leased blocks, power,
 must-stay jobs); rules 1-5 of a job alone are not checked again where the solve's check
-passed them over the same hardware.
+passed them over the same hardware. A plan that gives a job GPUs that a job started since
+holds is refused before any merging (:func:`placer.live.replan.overlaps`), and the merge and
+the encoding yield to the operations in flight between their steps.
 
 If a commit fails after the cluster changed in memory (disk, connection, or another writer
-took over), the in-memory cluster is dropped and rebuilt from the store (on PostgreSQL this
-waits as a standby if another service became the writer): memory never runs ahead of disk.
+took over), every operation in it and queued after it answers 503 (none was acknowledged),
+and the in-memory cluster is dropped and rebuilt from the store (on PostgreSQL this waits as
+a standby if another service became the writer): no answer runs ahead of disk.
 """
 
 from __future__ import annotations
