@@ -473,7 +473,7 @@ class Service:
                     rest, self._queue = self._queue, []
                 self._pending_keys.clear()
                 self._last = None
-                if self.cluster is not None:
+                if self.cluster is not None and not self._stop.is_set():  # not when closing
                     self._lost(e)
             for t in batch + rest:
                 t.error = f"{msg}; nothing was committed"
