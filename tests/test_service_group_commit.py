@@ -174,3 +174,49 @@ def test_a_read_is_answered_once_what_it_saw_is_written(tmp_path):
         assert r.status_code == 200 and r.json()["jobs"] == {"a": 1}
         assert r.headers["etag"] == f'"{rev0 + 1}"' and svc.store.revision == rev0 + 1
     svc.close()
+
+
+@pytest.mark.parametrize("where", ["on_the_plan", "elsewhere"])
+def test_a_bind_between_the_solve_and_the_merge_is_rechecked(tmp_path, where):
+    # a job bound after the solve's snapshot, before the merge: on a GPU the plan gives a job,
+    # the replan is refused before merging (replan.overlaps) and nothing else changes; on
+    # other GPUs the plan is merged around it and applied. Either way the answer comes once
+    # written, and a restart gives the same state
+    from placer.live.replan import IndexedPlacement
+
+    inst = placer.load_instance(one_site(nodes=6, gpus_per_node=2))
+    path = str(tmp_path / "state.db")
+    svc = started(path, inst)
+    spread = ["a/node0/gpu0", "a/node1/gpu0"]  # a slow all-reduce: a replan gathers it
+    job_a = training("a", 2, value=50)
+    svc.mutate("bind", {}, lambda c: c.start(job_a, spread))
+    run, seen = svc.replan_worker.run, {}
+
+    def solve_then_bind(task, deadline):
+        res = run(task, deadline)
+        pl: IndexedPlacement = res["placement"]
+        planned = {inst.index.gpu_id(int(i)) for g in pl.gpus if g is not None for i in g}
+        held = {g for n in svc.cluster.jobs for g in svc.cluster.job_gpus(n)}
+        every = {inst.index.gpu_id(i) for i in range(inst.index.n_gpus)}
+        free = sorted(planned - held if where == "on_the_plan" else every - planned - held)
+        late = training("late", 1)
+        seen["bind"] = svc.mutate("bind", {}, lambda c: c.start(late, free[:1]))
+        return res
+
+    svc.replan_worker.run = solve_then_bind
+    rev0 = svc.revision
+    d = svc.replan({"time_limit": 5, "solver": "greedy", "seed": 0})
+    assert seen["bind"]["placed"] and seen["bind"]["revision"] == rev0 + 1
+    if where == "on_the_plan":
+        assert d["applied"] is False and d["revision"] == rev0 + 1
+        assert "held by 'late', which started after the state" in d["reason"]
+        assert svc.cluster.job_gpus("a") == spread
+    else:
+        assert d["applied"] and d["moved"] and d["revision"] == rev0 + 2
+        assert svc.cluster.job_gpus("a") != spread and "late" in svc.cluster.jobs
+    assert svc.cluster.check() == [] and svc.store.revision == svc.revision
+    snap = canonical(svc)
+    svc.close()
+    again = started(path, inst)
+    assert canonical(again) == snap
+    again.close()
