@@ -414,19 +414,23 @@ class Service:
         fn: Any,
         if_match: str | None,
         key: str | None,
+        laps: Laps = NO_LAPS,
     ) -> dict[str, Any]:
+        """:meth:`mutate` under the lock: its answer, its commit queued if it changed
+        anything (``self._ticket``)."""
         c = self.ready_cluster()
         hit = self.replayed(key)
         if hit is not None:
             return hit
         self.check_if_match(if_match)
         result = fn(c)
+        laps("operation")
         changed = bool(result.actions) or op in ("fail", "restore")
         if getattr(result, "placed", True) is False or not changed:
             d = result.to_dict()
             d["revision"] = self.revision
             return d
-        return self._commit(op, request, result, key)
+        return self._commit(op, request, result, key, laps=laps)
 
     # ------------------------------------------------------------------ group commit
     def read_point(self) -> _Ticket | None:
@@ -499,20 +503,8 @@ class Service:
         seconds since the running replan's request (if any)."""
         held = time.perf_counter()
         laps = Laps(True)
-        c = self.ready_cluster()
-        hit = self.replayed(key)
-        if hit is not None:
-            return hit
-        self.check_if_match(if_match)
-        result = fn(c)
-        laps("operation")
-        changed = bool(result.actions) or op in ("fail", "restore")
         try:
-            if getattr(result, "placed", True) is False or not changed:
-                d = result.to_dict()
-                d["revision"] = self.revision
-                return d
-            return self._commit(op, request, result, key, laps=laps)
+            return self._mutate(op, request, fn, if_match, key, laps)
         finally:
             now = time.perf_counter()
             if now - held > 0.01 or held - asked > 0.02:
