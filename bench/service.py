@@ -324,11 +324,28 @@ def applied_run(args, inst, work: Path, servers, k: int = 0) -> dict:
         d["gc_pauses_ms"] = [
             float(x) for x in re.findall(r"gc pause: generation \d, ([0-9.]+)", served)
         ]
+        # [seconds since the replan's request, ms] (logged since the group commit)
+        d["gc_pauses_at"] = [
+            [float(at), float(ms)]
+            for ms, at in re.findall(
+                r"gc pause: generation \d, ([0-9.]+) ms \(at ([0-9.-]+) s of", served
+            )
+        ]
         d["commit_phases_ms"] = (
             {k: float(v) for k, v in re.findall(r"([^,]+?) ([0-9.]+)(?:, |$)", phases[-1].strip())}
             if phases
             else None
         )
+        # the request holds of the lock over 10 ms (or waits over 20 ms) once serving:
+        # [op, seconds since the replan's request, held ms, waited ms, phases]
+        d["slow_holds"] = [
+            [op, None if at == "-" else float(at), float(h), float(w), ph.strip()]
+            for op, h, w, at, ph in re.findall(
+                r"(\w+) held the lock ([0-9.]+) ms after waiting ([0-9.]+) ms "
+                r"\(at ([0-9.-]+) s of the replan\): (.*)",
+                served,
+            )
+        ]
         d["released_before"] = south
         d["room"] = {"released": APPLIED_ROOM, "pinned_fill_jobs": len(fill)}
         print("during an applied replan:", d, flush=True)

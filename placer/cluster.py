@@ -514,6 +514,7 @@ class Cluster:
         gpu_indices: list[Any] | None = None,
         jobs: list[Job] | None = None,
         solved_from: Any = None,
+        laps: Any = None,
     ) -> replan.Prepared:
         """Step 2: the heavy part of :meth:`adopt` (the plan merged into the state of
         `base`, the derived state rebuilt, the whole checker) on a copy: it reads nothing
@@ -533,7 +534,8 @@ class Cluster:
         checker), not rebuilt and checked whole: see :func:`placer.live.replan.prepare`.
         `solved_from`: the :meth:`adopt_base` taken with the :meth:`replan_instance` that
         was solved (the solve checked its plan whole against it: rules 1-5 of the jobs it
-        placed are not checked again over the same hardware)."""
+        placed are not checked again over the same hardware). `laps`: a
+        :class:`~placer.live.replan.Laps` called between the merge's phases."""
         parsed = None
         if gpu_indices is not None:
             parsed = {
@@ -541,7 +543,9 @@ class Cluster:
             }
         full = self._verify_mode == "full"
         pl = _plan_arg(placement)
-        return replan.prepare(self._live.base, base, pl, pending, parsed, jobs, full, solved_from)
+        return replan.prepare(
+            self._live.base, base, pl, pending, parsed, jobs, full, solved_from, laps
+        )
 
     def advance_adopt(self, base: Any, prep: replan.Prepared) -> replan.Prepared:
         """Optional step 2b (without the lock): `prep` brought to `base`, a newer

@@ -130,6 +130,41 @@ def test_a_job_that_took_the_plans_gpus_meanwhile_refuses_the_plan_and_nothing_c
         twin(c, inst).adopt(plan)
 
 
+@pytest.mark.parametrize("where", ["on_the_plan", "elsewhere"])
+def test_a_job_started_on_the_plans_gpus_before_the_merge_refuses_it_before_merging(
+    where, monkeypatch
+):
+    # the plan as placer serve's worker sends it (indices); a job starts after the solve's
+    # copy, before the merge's: on a GPU the plan gives 'a' the merge is refused at once
+    # (replan.overlaps), as the whole adopt refuses it; elsewhere it is merged as before
+    from placer.live import replan as rp
+    from placer.live.state import LiveState
+
+    c, inst, plan = spread_cluster()
+    solved_from = c.adopt_base()
+    sent = IndexedPlacement.of(placer.Placement.model_validate(plan), inst, analyse=True)
+    c.start(training("late", 1), ["a/node4/gpu1" if where == "on_the_plan" else "a/node5/gpu1"])
+    copies = []
+    real = LiveState.from_checkpoint
+    monkeypatch.setattr(
+        LiveState, "from_checkpoint", classmethod(lambda cls, *a: copies.append(1) or real(*a))
+    )
+    base = c.adopt_base()
+    if where == "on_the_plan":
+        assert rp.overlaps(inst, base, sent, sent.parsed(), set())
+        with pytest.raises(PlacementError, match="'a/node4/gpu1' of job 'a' .* held by 'late'"):
+            c.prepare_adopt(base, sent, solved_from=solved_from)
+        assert copies == []  # refused before the state was copied to merge into
+        with pytest.raises(PlacementError, match="against the live state"):
+            twin(c, inst).adopt(plan)
+    else:
+        assert rp.overlaps(inst, base, sent, sent.parsed(), set()) == []
+        prep = c.prepare_adopt(base, sent, solved_from=solved_from)
+        full = twin(c, inst)
+        assert outcome(lambda: c.commit_adopt(prep)) == outcome(lambda: full.adopt(plan))
+        assert canonical(c) == canonical(full) and "late" in c.jobs
+
+
 def test_failed_hardware_meanwhile_adopts_the_plan_whole_against_it():
     c, inst, plan = spread_cluster()
     prep = c.prepare_adopt(c.adopt_base(), plan)

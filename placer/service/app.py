@@ -357,9 +357,10 @@ def create_app(
         """Running jobs and their units."""
         with svc.lock:
             c = svc.ready_cluster()
-            return tag(
-                response, {"jobs": c.jobs, "free_gpus": c.free_gpus, "revision": svc.revision}
-            )
+            d = {"jobs": c.jobs, "free_gpus": c.free_gpus, "revision": svc.revision}
+            t = svc.read_point()
+        svc.durable(t)  # what it read is on disk (group commit)
+        return tag(response, d)
 
     @app.post("/jobs", response_model=DecisionOut, responses=_responses(400, 409, 412))
     def submit(
@@ -463,6 +464,8 @@ def create_app(
             c = svc.ready_cluster()
             inst, pl = c.snapshot()
             rev = svc.revision
+            t = svc.read_point()
+        svc.durable(t)
         return tag(response, {"instance": inst, "placement": pl, "revision": rev})
 
     @app.get("/score", response_model=dict[str, Any], responses=_responses())
@@ -472,6 +475,8 @@ def create_app(
             c = svc.ready_cluster()
             d = c.score().to_dict()
             d["revision"] = svc.revision
+            t = svc.read_point()
+        svc.durable(t)
         return tag(response, d)
 
     @app.get("/events", response_model=EventsOut, responses=_responses())

@@ -1,10 +1,14 @@
 """The live service behind the HTTP routes: one :class:`~placer.cluster.Cluster`, its durable
 store, the revision, and the replan and solve workers.
 
-Concurrency: one short lock around the cluster and the store. A mutation takes it, checks
-``If-Match``, changes the cluster, commits the changed rows and the event, and answers only
-after the commit. A replan takes it three times, briefly: to take the instance to solve (and
-the revision); once the solve is back, to take a copy of the state (:meth:`Cluster.adopt_base`),
+Concurrency: one short lock around the cluster. A mutation takes it, checks ``If-Match``,
+changes the cluster and queues its changed rows and event for the store; it answers only
+once they are written, without the lock (group commit, :meth:`Service.durable`: the first
+operation to wait writes every queued one in one transaction, one fsync; the others wait
+for it). Reads answer once what they saw is written.
+
+A replan takes the lock three times, briefly: to take the instance to solve (and the
+revision); once the solve is back, to take a copy of the state (:meth:`Cluster.adopt_base`),
 into which the plan is merged without the lock (:meth:`Cluster.prepare_adopt`); and to commit
 it (:meth:`Cluster.commit_adopt`: only the jobs that changed since the copy are redone and
 verified against the whole merged state, the same result as adopting the plan whole against
@@ -18,11 +22,14 @@ into indices (:class:`~placer.live.replan.IndexedPlacement`: no Placement of 170
 unpickle here). The merge here redoes only the jobs the plan moves or starts, in one batch,
 and checks what involves the other jobs (disjointness, availability, leased blocks, power,
 must-stay jobs); rules 1-5 of a job alone are not checked again where the solve's check
-passed them over the same hardware.
+passed them over the same hardware. A plan that gives a job GPUs that a job started since
+holds is refused before any merging (:func:`placer.live.replan.overlaps`), and the merge and
+the encoding yield to the operations in flight between their steps.
 
 If a commit fails after the cluster changed in memory (disk, connection, or another writer
-took over), the in-memory cluster is dropped and rebuilt from the store (on PostgreSQL this
-waits as a standby if another service became the writer): memory never runs ahead of disk.
+took over), every operation in it and queued after it answers 503 (none was acknowledged),
+and the in-memory cluster is dropped and rebuilt from the store (on PostgreSQL this waits as
+a standby if another service became the writer): no answer runs ahead of disk.
 """
 
 from __future__ import annotations
@@ -47,6 +54,19 @@ log = logging.getLogger("placer.serve")
 PROFILE = os.environ.get("PLACER_SERVE_PROFILE", "") not in ("", "0")
 
 
+def _freeze_heap() -> None:
+    """Once ready: a full collection, then every object alive moved out of the garbage
+    collector's sight (``gc.freeze``). The cluster (the instance's models, the live state)
+    is most of the heap; a full collection traversing it held the GIL, every request
+    thread waiting, 130 and 327 ms in two runs of bench 3b at a load average of 5 (500
+    submits during a 13 s solve, then a refused merge). Frozen objects are still freed by
+    reference counting when dropped; only cyclic garbage among them would stay."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def _log_gc_pauses() -> None:
     import gc
 
@@ -57,13 +77,16 @@ def _log_gc_pauses() -> None:
             t0[0] = time.perf_counter()
         elif time.perf_counter() - t0[0] > 0.01:
             log.info(
-                "gc pause: generation %d, %.1f ms",
+                "gc pause: generation %d, %.1f ms (at %.3f s of the last replan)",
                 info["generation"],
                 1e3 * (time.perf_counter() - t0[0]),
+                t0[0] - _REPLAN_T0[0],
             )
 
     gc.callbacks.append(pause)
 
+
+_REPLAN_T0 = [0.0]  # profiling: when the last replan's request came
 
 if PROFILE:
     _log_gc_pauses()
@@ -92,6 +115,12 @@ class Limits:
 # when a slow merge let many commits through (a second of them at 50 a second)
 CATCH_UP_REVISIONS = 50
 CATCH_UP_ROUNDS = 3
+
+# a replan's work in this process after its solve (merging the plan, encoding its rows:
+# 0.1 to 0.2 s of Python on colossus under load) yields to the request threads, which share
+# the GIL with it: between its steps (about 10 ms apart) it waits while an operation is in
+# flight, at most this long each time (so that a saturated service still ends its replan)
+YIELD_CAP_S = 0.02
 
 
 class ServiceError(PlacerError):
@@ -136,11 +165,23 @@ class Service:
         self.replan_hold_s: float | None = None  # the last replan commit's hold of the lock
         self._adopt_s = 0.0  # of which commit_adopt
         self._laps = NO_LAPS  # its phases (PLACER_SERVE_PROFILE)
+        self._replan_t0 = 0.0  # when the last replan's request came (profiling)
         self._state: dict[str, Any] | None = None
         self._seqs: dict[str, int] = {}
         self._memory_keys: dict[str, tuple[int, str, dict]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # group commit (see durable): operations applied in memory, queued for the store
+        self._queue: list[_Ticket] = []
+        self._queue_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # held by the one thread writing a batch
+        self._ticket: _Ticket | None = None  # (lock held) the operation just queued
+        self._last: _Ticket | None = None  # the last operation queued
+        self._pending_keys: dict[str, tuple[int, str, dict[str, Any], _Ticket]] = {}
+        self.commits = 0  # store transactions written (a group commit writes several)
+        self._active = 0  # operations in flight up to the release of the lock
+        self._active_lock = threading.Lock()
+        self.yielded_s = 0.0  # the time replans spent letting operations run first
         if cluster is not None and store is None:
             self._state = cluster.state(jobs=False)
             self.revision = 1
@@ -188,6 +229,7 @@ class Service:
                 with self.lock:
                     self.cluster, self._state, self._seqs = c, c.state(jobs=False), seqs
                     self.revision = rev
+            _freeze_heap()
             self.ready_seconds = time.perf_counter() - t0
             self.status = "ready"
             self.replan_worker.start()  # warm for the first replan (after ready: no delay)
@@ -251,6 +293,10 @@ class Service:
     def replayed(self, key: str | None) -> dict[str, Any] | None:
         if not key:
             return None
+        pending = self._pending_keys.get(key)
+        if pending is not None:  # queued, not written yet: answered once it is
+            self._ticket = pending[3]
+            return {**pending[2], "revision": pending[0], "replayed": True}
         hit = self.store.replayed(key) if self.store is not None else self._memory_keys.get(key)
         return None if hit is None else {**hit[2], "revision": hit[0], "replayed": True}
 
@@ -303,22 +349,18 @@ class Service:
             if key:
                 self._memory_keys[key] = (self.revision, op, d)
         else:
-            try:
-                self.revision = self.store.commit(
-                    Commit(op, request, stored, upsert, delete, changed_state, key),
-                    self._seqs,
-                    laps,
-                )
-            except Exception as e:  # noqa: BLE001 - any failure: memory is ahead of disk
-                self._lost(e)
-                msg = (
-                    "this service is no longer the writer"
-                    if isinstance(e, FencedError)
-                    else f"the state could not be written ({e})"
-                )
-                raise ServiceError(
-                    503, f"{msg}; nothing was committed", ["service"], **{"Retry-After": "1"}
-                ) from None
+            # queued for the group commit (the caller waits for it without the lock)
+            self.revision += 1
+            # the answer as it is now (written later by another thread, while the caller
+            # adds its revision and more)
+            stored = dict(stored) if isinstance(stored, dict) else stored
+            commit = Commit(op, request, stored, upsert, delete, changed_state, key)
+            t = _Ticket(self.revision, commit)
+            if key:
+                self._pending_keys[key] = (self.revision, op, d, t)
+            with self._queue_lock:
+                self._queue.append(t)
+            self._ticket = self._last = t
         self._state = state
         d["revision"] = self.revision
         return d
@@ -333,19 +375,148 @@ class Service:
         key: str | None = None,
     ) -> dict[str, Any]:
         """Run ``fn(cluster)`` (a Decision or Change) as one durable operation."""
-        with self.lock:
-            c = self.ready_cluster()
-            hit = self.replayed(key)
-            if hit is not None:
-                return hit
-            self.check_if_match(if_match)
-            result = fn(c)
-            changed = bool(result.actions) or op in ("fail", "restore")
-            if getattr(result, "placed", True) is False or not changed:
-                d = result.to_dict()
-                d["revision"] = self.revision
-                return d
-            return self._commit(op, request, result, key)
+        asked = time.perf_counter()
+        with self._active_lock:
+            self._active += 1
+        try:
+            with self.lock:
+                self._ticket = None
+                if PROFILE:
+                    d = self._profiled(asked, op, request, fn, if_match, key)
+                else:
+                    d = self._mutate(op, request, fn, if_match, key)
+                t = self._ticket or self._last
+        finally:
+            with self._active_lock:
+                self._active -= 1
+        self.durable(t)
+        return d
+
+    def yield_to_operations(self, cap: float = YIELD_CAP_S) -> float:
+        """(Without the lock) wait while an operation is in flight, at most `cap` s: what
+        a replan's work after its solve calls between its steps, so that the operations
+        that came meanwhile are not slowed by it (they share the GIL). The seconds
+        waited."""
+        if not self._active:
+            return 0.0
+        t0 = time.perf_counter()
+        end = t0 + cap
+        while self._active and time.perf_counter() < end:
+            time.sleep(0.0005)
+        waited = time.perf_counter() - t0
+        self.yielded_s += waited
+        return waited
+
+    def _mutate(
+        self,
+        op: str,
+        request: dict[str, Any],
+        fn: Any,
+        if_match: str | None,
+        key: str | None,
+        laps: Laps = NO_LAPS,
+    ) -> dict[str, Any]:
+        """:meth:`mutate` under the lock: its answer, its commit queued if it changed
+        anything (``self._ticket``)."""
+        c = self.ready_cluster()
+        hit = self.replayed(key)
+        if hit is not None:
+            return hit
+        self.check_if_match(if_match)
+        result = fn(c)
+        laps("operation")
+        changed = bool(result.actions) or op in ("fail", "restore")
+        if getattr(result, "placed", True) is False or not changed:
+            d = result.to_dict()
+            d["revision"] = self.revision
+            return d
+        return self._commit(op, request, result, key, laps=laps)
+
+    # ------------------------------------------------------------------ group commit
+    def read_point(self) -> _Ticket | None:
+        """(Lock held) what a reader of the state now waits for (:meth:`durable`): the
+        last operation queued for the store."""
+        return self._last
+
+    def durable(self, t: _Ticket | None) -> None:
+        """Wait (without the lock) until the operation of ticket `t` and every one before it
+        are on disk; ServiceError 503 if their commit failed (nothing of them was written).
+        Group commit: the first waiter whose operation is not written yet takes every queued
+        operation and writes them in one transaction (one fsync for all), while the others
+        wait for it; the state's lock is not held meanwhile, so other operations go on in
+        memory and queue behind. Answers (and reads) come only after the commit that holds
+        what they saw: an acknowledged operation is never lost, and a later one never
+        commits without the earlier ones (one transaction, in revision order)."""
+        if t is None:
+            return
+        while not t.done.is_set():
+            with self._flush_lock:
+                if not t.done.is_set():
+                    self._flush()
+        if t.error is not None:
+            raise ServiceError(503, t.error, ["service"], **{"Retry-After": "1"})
+
+    def _flush(self) -> None:
+        """(The flush lock held) write every queued operation in one store transaction."""
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        if not batch:
+            return
+        store = self.store
+        assert store is not None
+        try:
+            store.commit_many([t.commit for t in batch], self._seqs)
+        except Exception as e:  # noqa: BLE001 - any failure: memory is ahead of disk
+            msg = (
+                "this service is no longer the writer"
+                if isinstance(e, FencedError)
+                else f"the state could not be written ({e})"
+            )
+            with self.lock:  # every operation applied in memory on top of the batch fails too
+                with self._queue_lock:
+                    rest, self._queue = self._queue, []
+                self._pending_keys.clear()
+                self._last = None
+                if self.cluster is not None and not self._stop.is_set():  # not when closing
+                    self._lost(e)
+            for t in batch + rest:
+                t.error = f"{msg}; nothing was committed"
+                t.done.set()
+            return
+        self.commits += 1
+        for t in batch:
+            if t.commit.idempotency_key:
+                self._pending_keys.pop(t.commit.idempotency_key, None)
+            t.done.set()
+
+    def _profiled(
+        self,
+        asked: float,
+        op: str,
+        request: dict[str, Any],
+        fn: Any,
+        if_match: str | None,
+        key: str | None,
+    ) -> dict[str, Any]:
+        """:meth:`mutate` under the lock, timed (``PLACER_SERVE_PROFILE``): a hold over 10 ms
+        or a wait for the lock over 20 ms is logged with its phases and when it was, in
+        seconds since the running replan's request (if any)."""
+        held = time.perf_counter()
+        laps = Laps(True)
+        try:
+            return self._mutate(op, request, fn, if_match, key, laps)
+        finally:
+            now = time.perf_counter()
+            if now - held > 0.01 or held - asked > 0.02:
+                at = f"{now - self._replan_t0:.3f}" if self._replan_t0 else "-"
+                log.info(
+                    "%s held the lock %.1f ms after waiting %.1f ms (at %s s of the replan): %s",
+                    op,
+                    1e3 * (now - held),
+                    1e3 * (held - asked),
+                    at,
+                    laps.text(),
+                )
 
     def replan(
         self,
@@ -353,8 +524,25 @@ class Service:
         if_match: str | None = None,
         key: str | None = None,
     ) -> dict[str, Any]:
-        """``POST /replan`` (see the module docs)."""
+        """``POST /replan`` (see the module docs), answered once what it saw (its own
+        commit, if applied) is on disk."""
+        last = self._last
+        d = self._replan(request, if_match, key)
+        t = d.pop("_ticket", None) or self._last or last
+        t0 = time.perf_counter()
+        self.durable(t)
+        if PROFILE and d.get("applied"):
+            log.info("replan written %.1f ms after its commit", 1e3 * (time.perf_counter() - t0))
+        return d
+
+    def _replan(
+        self,
+        request: dict[str, Any],
+        if_match: str | None,
+        key: str | None,
+    ) -> dict[str, Any]:
         started = time.perf_counter()
+        self._replan_t0 = _REPLAN_T0[0] = started
         pending = request.get("pending") or []
         # the pending jobs parsed once for the whole replan (the merge uses them too), and
         # without the lock: they depend on the instance only, and 300 jobs take 40 to 150 ms
@@ -423,10 +611,11 @@ class Service:
                 base, rev1 = c.adopt_base(), self.revision
                 tl("copied (lock)")
             try:
+                steps = _Yielding(self)
                 prep = c.prepare_adopt(
-                    base, res["placement"], pending, jobs=jobs, solved_from=solved_from
+                    base, res["placement"], pending, jobs=jobs, solved_from=solved_from, laps=steps
                 )
-                tl(f"prepared ({prep.how})")
+                tl(f"prepared ({prep.how}; {1e3 * steps.waited:.1f} ms yielded)")
             except PlacementError as e:
                 state = (
                     f"the state moved (revision {rev0} -> {rev1}) and the plan no longer passes"
@@ -440,6 +629,7 @@ class Service:
             # that the commit redoes only what the last short round let through
             rounds = 0
             while True:
+                self.yield_to_operations()
                 with self.lock:
                     held, cpu = time.perf_counter(), time.thread_time()
                     tl("waited for the lock")
@@ -455,7 +645,11 @@ class Service:
                     else:
                         behind = self.revision - rev1
                         try:
-                            return self._commit_plan(c, prep, request, key, rev0, started, encoded)
+                            self._ticket = None
+                            d = self._commit_plan(c, prep, request, key, rev0, started, encoded)
+                            if self._ticket is not None:
+                                d["_ticket"] = self._ticket
+                            return d
                         finally:
                             self.replan_hold_s = time.perf_counter() - held
                             log.info(
@@ -535,12 +729,17 @@ class Service:
         encoded = encoded or _Encoded()
         encoded.prep = prep
         encoded.state = c.prepared_state(prep)
+        self.yield_to_operations()
         names = [a.job for a in prep.change.actions if a.job]
-        c.encoded_documents(encode, encoded.docs, names, prep=prep)
-        for a in prep.change.actions:
+        for k in range(0, len(names), 32):  # in steps, yielding to the operations between
+            c.encoded_documents(encode, encoded.docs, names[k : k + 32], prep=prep)
+            self.yield_to_operations()
+        for k, a in enumerate(prep.change.actions):
             hit = encoded.actions.get(id(a))
             if hit is None or hit[0] is not a:
                 encoded.actions[id(a)] = (a, encode(a.to_dict()))
+            if k % 32 == 31:
+                self.yield_to_operations()
         return encoded
 
     def _not_applied(self, reason: str, started: float) -> dict[str, Any]:
@@ -574,6 +773,35 @@ class Service:
         if res["placement"] is None:
             raise ServiceError(400, f"the solve found no placement: {res['reason']}", ["instance"])
         return res["placement"]
+
+
+class _Yielding(Laps):
+    """The phases of a replan's merge (profiling), and between them the merge yields to
+    the operations in flight (:meth:`Service.yield_to_operations`)."""
+
+    def __init__(self, svc: Service) -> None:
+        super().__init__(True)
+        self.svc = svc
+        self.waited = 0.0
+
+    def __call__(self, name: str) -> None:
+        super().__call__(name)
+        w = self.svc.yield_to_operations()
+        if w:
+            self.waited += w
+            self.t = time.perf_counter()  # the wait is no phase's
+
+
+class _Ticket:
+    """One operation queued for the store's group commit (see :meth:`Service.durable`)."""
+
+    __slots__ = ("revision", "commit", "done", "error")
+
+    def __init__(self, revision: int, commit: Commit) -> None:
+        self.revision = revision
+        self.commit = commit
+        self.done = threading.Event()
+        self.error: str | None = None
 
 
 @dataclass

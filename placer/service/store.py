@@ -248,18 +248,32 @@ class Store:
         :class:`FencedError` when another writer took over (nothing written). `laps`: a
         :class:`placer.live.replan.Laps` timing the head, rows, event and COMMIT (a replan's
         commit profiled, ``PLACER_SERVE_PROFILE``)."""
+        return self.commit_many([c], seqs, laps)
+
+    def commit_many(self, commits: list[Commit], seqs: dict[str, int], laps: Any = None) -> int:
+        """Write mutations in one transaction (a group commit: one fsync for all), as the
+        consecutive revisions after the stored one, in order; returns the last revision.
+        The same rows and events as :meth:`commit` of each in turn, all or nothing."""
         with self._lock:
             cur = self._conn.cursor()
             self._begin(cur)
             try:
-                new = self.revision + 1
+                new = self.revision + len(commits)
                 nxt = self._next_seq
-                added = {}
-                for name in c.upsert:
-                    if name not in seqs:
-                        added[name] = nxt
-                        nxt += 1
-                if c.state is None:
+                added: dict[str, int] = {}
+                gone: set[str] = set()
+                state = None
+                for c in commits:
+                    for name in c.delete:
+                        gone.add(name)
+                        added.pop(name, None)
+                    for name in c.upsert:
+                        if (name not in seqs or name in gone) and name not in added:
+                            added[name] = nxt
+                            nxt += 1
+                    if c.state is not None:
+                        state = c.state
+                if state is None:
                     cur.execute(
                         self._q(
                             "UPDATE placer_head SET revision = ?, next_seq = ? "
@@ -273,7 +287,7 @@ class Store:
                             "UPDATE placer_head SET revision = ?, next_seq = ?, state = ? "
                             "WHERE id = 1 AND epoch = ? AND revision = ?"
                         ),
-                        (new, nxt, _dumps(c.state), self.epoch, self.revision),
+                        (new, nxt, _dumps(state), self.epoch, self.revision),
                     )
                 if laps:
                     laps("store: head")
@@ -282,41 +296,49 @@ class Store:
                         f"state {self.describe()}: another writer took over (epoch or revision "
                         f"moved past {self.epoch}/{self.revision}); nothing was written"
                     )
-                for name in c.delete:
-                    cur.execute(self._q("DELETE FROM placer_jobs WHERE name = ?"), (name,))
-                for name, doc in c.upsert.items():
-                    if name in added:
-                        cur.execute(
-                            self._q(
-                                "INSERT INTO placer_jobs (name, seq, revision, doc) "
-                                "VALUES (?, ?, ?, ?)"
-                            ),
-                            (name, added[name], new, _dumps(doc)),
-                        )
-                    else:
-                        cur.execute(
-                            self._q("UPDATE placer_jobs SET doc = ?, revision = ? WHERE name = ?"),
-                            (_dumps(doc), new, name),
-                        )
-                if laps:
-                    laps(f"store: {len(c.upsert)} job rows")
-                cur.execute(
-                    self._q(
-                        "INSERT INTO placer_events (revision, epoch, at, op, idempotency_key, "
-                        "request, result) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    ),
-                    (
-                        new,
-                        self.epoch,
-                        time.time(),
-                        c.op,
-                        c.idempotency_key,
-                        _dumps(c.request),
-                        _dumps(c.result),
-                    ),
-                )
-                if laps:
-                    laps("store: event")
+                rows = 0
+                inserted: set[str] = set()
+                for k, c in enumerate(commits, start=self.revision + 1):
+                    for name in c.delete:
+                        cur.execute(self._q("DELETE FROM placer_jobs WHERE name = ?"), (name,))
+                        inserted.discard(name)
+                    for name, doc in c.upsert.items():
+                        rows += 1
+                        if name in added and name not in inserted:
+                            inserted.add(name)
+                            cur.execute(
+                                self._q(
+                                    "INSERT INTO placer_jobs (name, seq, revision, doc) "
+                                    "VALUES (?, ?, ?, ?)"
+                                ),
+                                (name, added[name], k, _dumps(doc)),
+                            )
+                        else:
+                            cur.execute(
+                                self._q(
+                                    "UPDATE placer_jobs SET doc = ?, revision = ? WHERE name = ?"
+                                ),
+                                (_dumps(doc), k, name),
+                            )
+                    if laps:
+                        laps(f"store: {rows} job rows")
+                    cur.execute(
+                        self._q(
+                            "INSERT INTO placer_events (revision, epoch, at, op, "
+                            "idempotency_key, request, result) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                        ),
+                        (
+                            k,
+                            self.epoch,
+                            time.time(),
+                            c.op,
+                            c.idempotency_key,
+                            _dumps(c.request),
+                            _dumps(c.result),
+                        ),
+                    )
+                    if laps:
+                        laps("store: event")
                 cur.execute("COMMIT")
                 if laps:
                     laps("store: COMMIT")
@@ -325,7 +347,7 @@ class Store:
                 raise
             self.revision = new
             self._next_seq = nxt
-            for name in c.delete:
+            for name in gone:
                 seqs.pop(name, None)
             seqs.update(added)
             return new
