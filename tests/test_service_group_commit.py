@@ -176,6 +176,37 @@ def test_a_read_is_answered_once_what_it_saw_is_written(tmp_path):
     svc.close()
 
 
+def test_health_and_events_report_a_revision_that_is_on_disk(tmp_path):
+    """/health and /events answered with the in-memory revision, which a queued (not yet
+    written) operation had already moved: a probe could see a revision that a crash then
+    took back. They now wait, like the other reads, until it is written."""
+    from servers import uvicorn_thread
+
+    httpx = pytest.importorskip("httpx")
+    from placer.service import create_app
+
+    svc = started(str(tmp_path / "state.db"))
+    with uvicorn_thread(create_app(svc)) as url:
+        rev0 = svc.revision
+        svc._flush_lock.acquire()
+        ts, out = in_threads(lambda: submit(svc, "a"))
+        wait_until(lambda: svc.revision == rev0 + 1)
+        ts2, out2 = in_threads(
+            lambda: httpx.get(url + "/health", timeout=30),
+            lambda: httpx.get(url + "/events", params={"since": rev0}, timeout=30),
+        )
+        time.sleep(0.1)
+        assert out2 == {}  # both saw revision rev0 + 1, not on disk yet
+        svc._flush_lock.release()
+        for t in ts + ts2:
+            t.join(10)
+        health, events = out2[0].json(), out2[1].json()
+        assert health["status"] == "ok" and health["revision"] == rev0 + 1
+        assert events["revision"] == rev0 + 1 and len(events["events"]) == 1
+        assert svc.store.revision == rev0 + 1
+    svc.close()
+
+
 @pytest.mark.parametrize("where", ["on_the_plan", "elsewhere"])
 def test_a_bind_between_the_solve_and_the_merge_is_rechecked(tmp_path, where):
     # a job bound after the solve's snapshot, before the merge: on a GPU the plan gives a job,

@@ -348,7 +348,14 @@ def create_app(
         }
         if ok:
             with svc.lock:
-                d.update(jobs=len(c.jobs), objective=c.objective)
+                d.update(jobs=len(c.jobs), objective=c.objective, revision=svc.revision)
+                t = svc.read_point()
+            try:
+                svc.durable(t)  # the revision it reports is on disk (group commit)
+            except ServiceError as e:  # its commit failed: the service rebuilds from the store
+                d.update(status="failed", error=str(e))
+                del d["jobs"], d["objective"]
+                return JSONResponse(status_code=503, content=d, headers={"Retry-After": "1"})
             return d
         return JSONResponse(status_code=503, content=d, headers={"Retry-After": "1"})
 
@@ -486,9 +493,13 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Any:
         """Committed operations after a revision (the append-only log), oldest first."""
-        svc.ready_cluster()
+        with svc.lock:
+            svc.ready_cluster()
+            rev = svc.revision
+            t = svc.read_point()
+        svc.durable(t)  # the revision it reports is on disk, as are its events (group commit)
         evs = svc.store.events(since, limit) if svc.store is not None else []
-        return {"events": evs, "revision": svc.revision}
+        return {"events": evs, "revision": rev}
 
     def _posted(inst: Instance) -> Any:
         import placer
