@@ -152,7 +152,10 @@ def test_a_retry_of_a_queued_operation_gets_its_answer_once_written(tmp_path):
     svc.close()
 
 
-def test_a_read_is_answered_once_what_it_saw_is_written(tmp_path):
+def reads_while_a_submit_is_queued(tmp_path, *paths: str) -> tuple[int, list, Service]:
+    """Submit job "a" while the group commit is held back (queued, not written), then GET
+    each of `paths` (a path, or (path, params)); checks that no read is answered before the
+    submit is written. (revision before the submit, the responses in order, the service)."""
     from servers import uvicorn_thread
 
     httpx = pytest.importorskip("httpx")
@@ -164,15 +167,22 @@ def test_a_read_is_answered_once_what_it_saw_is_written(tmp_path):
         svc._flush_lock.acquire()
         ts, out = in_threads(lambda: submit(svc, "a"))
         wait_until(lambda: svc.revision == rev0 + 1)
-        ts2, out2 = in_threads(lambda: httpx.get(url + "/jobs", timeout=30))
+        gets = [(p, None) if isinstance(p, str) else p for p in paths]
+        ts2, out2 = in_threads(
+            *(lambda p=p, q=q: httpx.get(url + p, params=q, timeout=30) for p, q in gets)
+        )
         time.sleep(0.1)
-        assert out2 == {}  # it saw job a: not answered before a is written
+        assert out2 == {}  # they saw job a: not answered before a is written
         svc._flush_lock.release()
         for t in ts + ts2:
             t.join(10)
-        r = out2[0]
-        assert r.status_code == 200 and r.json()["jobs"] == {"a": 1}
-        assert r.headers["etag"] == f'"{rev0 + 1}"' and svc.store.revision == rev0 + 1
+    return rev0, [out2[k] for k in range(len(paths))], svc
+
+
+def test_a_read_is_answered_once_what_it_saw_is_written(tmp_path):
+    rev0, (r,), svc = reads_while_a_submit_is_queued(tmp_path, "/jobs")
+    assert r.status_code == 200 and r.json()["jobs"] == {"a": 1}
+    assert r.headers["etag"] == f'"{rev0 + 1}"' and svc.store.revision == rev0 + 1
     svc.close()
 
 
@@ -180,30 +190,14 @@ def test_health_and_events_report_a_revision_that_is_on_disk(tmp_path):
     """/health and /events answered with the in-memory revision, which a queued (not yet
     written) operation had already moved: a probe could see a revision that a crash then
     took back. They now wait, like the other reads, until it is written."""
-    from servers import uvicorn_thread
-
-    httpx = pytest.importorskip("httpx")
-    from placer.service import create_app
-
-    svc = started(str(tmp_path / "state.db"))
-    with uvicorn_thread(create_app(svc)) as url:
-        rev0 = svc.revision
-        svc._flush_lock.acquire()
-        ts, out = in_threads(lambda: submit(svc, "a"))
-        wait_until(lambda: svc.revision == rev0 + 1)
-        ts2, out2 = in_threads(
-            lambda: httpx.get(url + "/health", timeout=30),
-            lambda: httpx.get(url + "/events", params={"since": rev0}, timeout=30),
-        )
-        time.sleep(0.1)
-        assert out2 == {}  # both saw revision rev0 + 1, not on disk yet
-        svc._flush_lock.release()
-        for t in ts + ts2:
-            t.join(10)
-        health, events = out2[0].json(), out2[1].json()
-        assert health["status"] == "ok" and health["revision"] == rev0 + 1
-        assert events["revision"] == rev0 + 1 and len(events["events"]) == 1
-        assert svc.store.revision == rev0 + 1
+    rev0, (health, events), svc = reads_while_a_submit_is_queued(
+        tmp_path, "/health", ("/events", {"since": 0})
+    )
+    health, events = health.json(), events.json()
+    assert health["status"] == "ok" and health["revision"] == rev0 + 1
+    after = [e for e in events["events"] if e["revision"] > rev0]
+    assert events["revision"] == rev0 + 1 and len(after) == 1
+    assert svc.store.revision == rev0 + 1
     svc.close()
 
 
