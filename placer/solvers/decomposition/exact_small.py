@@ -39,6 +39,7 @@ from placer.kernel.groups import job_group_sets, rank_array
 from placer.kernel.score import evaluate_job, score_compiled
 from placer.model import Instance, Status
 from placer.model.instance import DIMS
+from placer.solvers.decomposition.construct import _late
 from placer.solvers.decomposition.linmodel import LinModel
 from placer.solvers.plans import must_place, siblings
 
@@ -330,10 +331,6 @@ def _best_per_key(got) -> dict[tuple, int]:
 SCORE_CHUNK = 16_384  # maps scored between two looks at the deadline (about 0.15 s)
 
 
-def late(give_up_at: float | None) -> bool:
-    return give_up_at is not None and time.perf_counter() > give_up_at
-
-
 def _score_until(jm: _JobMaps, maps: np.ndarray, n: int, units: int, give_up_at: float | None):
     """`jm.score(maps, ...)` in chunks of SCORE_CHUNK maps, the deadline checked between
     them: (its result, False), or (None, True) when `give_up_at` passed first. Rows are
@@ -342,7 +339,7 @@ def _score_until(jm: _JobMaps, maps: np.ndarray, n: int, units: int, give_up_at:
         return jm.score(maps, n, units), False
     parts, kept = [], []
     for a in range(0, len(maps), SCORE_CHUNK):
-        if late(give_up_at):
+        if _late(give_up_at):
             return None, True
         got = jm.score(maps[a : a + SCORE_CHUNK], n, units)
         if got is not None:
@@ -436,7 +433,7 @@ def build_columns(
                     continue
                 images = []
                 for c in _best_per_key(got).values():
-                    if late(give_up_at):
+                    if _late(give_up_at):
                         return why("time")
                     orb = sym.orbit(got[0][c], MAX_COLUMNS)
                     if orb is None or len(images) + len(orb) > MAX_MAPS:
