@@ -13,10 +13,12 @@ internals:
 - ``placer_events``: append-only, one row per committed operation (revision, epoch, time,
   operation, idempotency key, request and answer).
 
-Every mutation is one transaction: ``placer_head`` advances its revision only where the epoch
-and the revision are the writer's (a fenced or stale writer changes nothing), the changed job
-rows and the event are written, then it commits (SQLite: WAL, ``synchronous=FULL``,
-``BEGIN IMMEDIATE``). A restart reads the rows back into :meth:`Cluster.resume`.
+Every mutation is written in one transaction, alone or with the mutations queued behind it
+(a group commit, :meth:`Store.commit_many`, all or nothing, in revision order): ``placer_head``
+advances its revision only where the epoch and the revision are the writer's (a fenced or
+stale writer changes nothing), the changed job rows and the events are written, then it
+commits (SQLite: WAL, ``synchronous=FULL``, ``BEGIN IMMEDIATE``). A restart reads the rows
+back into :meth:`Cluster.resume`.
 
 One writer: SQLite takes an exclusive ``flock`` on ``PATH.lock`` (a second service on the
 same file is refused); PostgreSQL takes a session advisory lock (a second service waits as a
