@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,13 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) 
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+# YAML 1.2 (core schema) floats that PyYAML's YAML 1.1 rules read as strings: an exponent
+# without a dot or without a sign (`1e-3`, `1e400`, `2.5e3`). JSON reads them as numbers, and
+# so does every YAML 1.2 parser; without this `failures_per_day: 1e-3` was refused as "not a
+# number". Tried after the int and 1.1 float rules, so `8`, `0.5` and `1.0e+3` are unchanged.
+_FLOAT_12 = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
 
 
 class _DuplicateKey(Exception):
