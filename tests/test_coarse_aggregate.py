@@ -149,7 +149,7 @@ def test_solved_with_aggregation_at_least_as_well_and_valid(inst, agg, solver):
     assert res.objective >= off.objective * (1 - 1e-6)
 
 
-def test_running_or_pinned_members_are_not_merged():
+def test_running_pinned_or_mixed_type_members_are_not_merged():
     d = _sweep(copies=5)
 
     def gpus(racks):  # whole racks' GPUs, in rank order (8 units of TP 8 x PP 2 in two)
@@ -166,10 +166,14 @@ def test_running_or_pinned_members_are_not_merged():
         if job["name"] == "train-70b-0000-a02":
             job["current"] = gpus((2, 3))
             job["pinned"] = True
+        if job["name"] == "train-70b-0008-a02":
+            job["mix_types"] = "slowest"  # (its loss brackets are per job: not merged)
     inst = instance_from_dict(d)
     names = [[inst.jobs[j].name for j in m] for m in coarse.job_classes(inst)]
     first = next(m for m in names if m[0].startswith("train-70b-0000"))
     assert first == ["train-70b-0000-a00", "train-70b-0000-a03", "train-70b-0000-a04"]
+    mixed = next(m for m in names if m[0].startswith("train-70b-0008"))
+    assert "train-70b-0008-a02" not in mixed and len(mixed) == 4
 
 
 def test_the_exhaustive_small_path_does_not_aggregate(agg):
@@ -217,3 +221,43 @@ def test_a_class_plan_is_shared_out_by_name_within_each_option_range(inst, agg):
                 for s, n in su.items():
                     got[s] = got.get(s, 0) + n
             assert {s: n for s, n in got.items() if n} == {s: n for s, n in total.items() if n}
+
+
+def test_the_greedy_placement_read_back_sums_the_members(inst, agg):
+    """warm.plan_of_state on the aggregated model: each placed member matches its class's
+    options, the class's variables hold the members' sums, and the completed point values
+    the placement at least at the kernel's objective (the model bounds it)."""
+    from placer.solvers.decomposition import warm
+    from placer.solvers.decomposition.construct import best_greedy
+
+    agg(True)
+    co = coarse.build(inst)
+    st = best_greedy(inst)
+    fixed, missed = warm.plan_of_state(inst, co, st)
+    assert missed == 0
+    for members in co.classes.values():
+        placed = sum(1 for m in members if len(st.job_gpus[m]))
+        taken = sum(fixed[op.b] for op in co.options if op.members == members)
+        assert taken == placed
+    hint, info = warm.complete(inst, co, st, lambda lm: solve_cpsat(lm, 10.0, 0, 1, work_limit=5.0))
+    assert hint is not None
+    assert co.model.value(hint) >= st.objective - 1e-6 * abs(st.objective)
+
+
+def test_an_lp_plan_rounds_a_class_to_whole_members(inst, agg):
+    """The LP relaxation's rounding (the path of large models) counts a class's members per
+    option (`_class_counts`: its weight rounded up in all, the whole parts first), and the
+    placement it leads to passes the checker under the LP's bound."""
+    from placer.solvers.decomposition.pipeline import _class_counts
+
+    op_a, op_b = coarse.Option(0, "site", 0, (0,), 1.0), coarse.Option(0, "site", 0, (1,), 1.0)
+    op_a.b, op_b.b = 0, 1
+    op_a.members = op_b.members = (0, 1, 2, 3, 4)
+    assert _class_counts([2.4, 1.3], [op_a, op_b]) == [(op_a, 3), (op_b, 1)]
+    assert _class_counts([5.0, 0.0], [op_a, op_b]) == [(op_a, 5)]
+    agg(True)
+    res = placer.solve(inst, "cpsat", time_limit=20, lp_rounding="always")
+    assert res.stats["aggregated"] == "120 jobs in 3 classes"
+    assert "rounding" in res.stats["coarse_native"]
+    assert res.bound >= res.objective - 1e-6 * abs(res.objective)
+    assert check(inst, res.placement) == []
