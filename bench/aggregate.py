@@ -13,7 +13,8 @@ name. Generated once into bench/out/.
 Each (solver, limit, aggregate) runs in its own process, on and off alternating, so that
 both see the same machine at about the same moment. A row records the coarse model's
 variables and rows, its build and solve seconds, the objective, the bound, the gap, the
-jobs placed and the machine's load. Results: bench/results/aggregate.json (--record).
+jobs placed and the machine's load. Results: bench/results/aggregate.json (--record), one
+entry per instance (a run replaces its instance's entry).
 """
 
 from __future__ import annotations
@@ -176,24 +177,24 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     dest = results_dir() / f"{NAME}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(
-        json.dumps(
-            {
-                "machine": machine(),
-                "instance": path.name,
-                "params": {
-                    "gpus": ns.gpus,
-                    "n_jobs": ns.jobs,
-                    "seed": SEED,
-                    "every": ns.every,
-                    "copies": ns.copies,
-                },
-                "rows": rows,
+    # one entry per instance: a run replaces its instance's entry and keeps the others
+    runs = json.loads(dest.read_text())["runs"] if dest.exists() else []
+    runs = [r for r in runs if r["instance"] != path.name]
+    runs.append(
+        {
+            "machine": machine(),
+            "instance": path.name,
+            "params": {
+                "gpus": ns.gpus,
+                "n_jobs": ns.jobs,
+                "seed": SEED,
+                "every": ns.every,
+                "copies": ns.copies,
             },
-            indent=1,
-        )
-        + "\n"
+            "rows": rows,
+        }
     )
+    dest.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
     print(f"written {dest}")
 
 
