@@ -431,12 +431,18 @@ def primal_from_coarse(
             vals[v] for v in op.pieces.values()
         )
 
+    # running jobs that stay first, then running jobs that must be placed and move: a
+    # packing that leaves one of them out is no candidate at all (at 100k GPUs a sweep's
+    # plan moved one, packed it after the larger jobs, found no room and was dropped whole)
+    def first(op):
+        return (op.kind != "stay", not must_place(inst, op.job))
+
     if order == "size":
-        # running jobs that stay first, then jobs with a spread (the most constrained),
-        # then the largest first (they need the largest whole domains)
+        # then jobs with a spread (the most constrained), then the largest first (they need
+        # the largest whole domains)
         def key(op):
             return (
-                op.kind != "stay",
+                *first(op),
                 inst.jobs[op.job].spread is None,
                 -size(op),
                 inst.jobs[op.job].name,
@@ -445,7 +451,7 @@ def primal_from_coarse(
 
         def key(op):
             job = inst.jobs[op.job]
-            return (op.kind != "stay", -job.unit_size, -size(op), job.name)
+            return (*first(op), -job.unit_size, -size(op), job.name)
 
     chosen.sort(key=key)
     packed = 0
