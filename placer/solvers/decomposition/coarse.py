@@ -1058,12 +1058,6 @@ def build(
     pinned = [j for j, job in enumerate(inst.jobs) if job.pinned and job.current]
     for j in pinned:
         free[ix.cached_indices(inst.jobs[j].current)] = False
-    if classes is None:
-        classes = job_classes(inst) if AGGREGATE else []
-    class_of = {m[0]: m for m in classes}
-    merged = {j for m in classes for j in m[1:]}
-    # the jobs the model builds options for (a class once): what its size follows
-    n_model = len(inst.jobs) - len(merged)
     c = _Ctx(
         inst=inst,
         ix=ix,
@@ -1073,13 +1067,17 @@ def build(
         pinned=pinned,
         # tangent lines bound the interruption losses tightly; thousands of jobs get fewer
         # so that the model stays small enough to solve (the bound stays valid, a bit looser)
-        tangents=24 if n_model <= 500 else 6,
-        huge=n_model > 500,
+        tangents=24 if len(inst.jobs) <= 500 else 6,
+        huge=len(inst.jobs) > 500,
         gpu_power=np.nan_to_num(ix.type_power_kW, nan=0.0),
         bw_max=ix.link_bw_GBps.copy(),
     )
     c.power_rows = {s: {} for s in range(ix.n_sites)}
     group_opts: dict[int, list[Option]] = {}  # SPEC v3: the options of all of a job's plans
+    if classes is None:
+        classes = job_classes(inst) if AGGREGATE else []
+    class_of = {m[0]: m for m in classes}
+    merged = {j for m in classes for j in m[1:]}
     n_jobs = len(inst.jobs)
     warm = None  # (jobs, time) when the memos are warm: the pace is measured from there
     for j, job in enumerate(inst.jobs):
