@@ -261,3 +261,33 @@ def test_an_lp_plan_rounds_a_class_to_whole_members(inst, agg):
     assert "rounding" in res.stats["coarse_native"]
     assert res.bound >= res.objective - 1e-6 * abs(res.objective)
     assert check(inst, res.placement) == []
+
+
+def test_a_running_job_the_plan_moves_is_packed_before_larger_jobs():
+    """primal_from_coarse: a running, non-preemptible job that the plan moves (its
+    `current` breaks rule 3, so it cannot stay) is packed right after the jobs that stay,
+    before larger jobs: a packing that leaves it out is no candidate at all. One node of
+    8 GPUs, a plan (over capacity on purpose) with a job of 8 GPUs and the must of 4."""
+    from placer.solvers.decomposition.pipeline import primal_from_coarse
+
+    CURRENT = ["a/node0/gpu0", "a/node0/gpu1"]
+    d = one_site(
+        nodes=1,
+        gpus_per_node=8,
+        jobs=[
+            training("big", 1, tp=8, value=5.0),
+            # running on one unit of the two it needs (rule 3): it cannot stay
+            training("must", 2, min_dp=2, tp=2, preemptible=False, current=CURRENT),
+        ],
+    )
+    inst = instance_from_dict(d)
+    co = coarse.build(inst)
+    vals = [0.0] * co.model.n_vars
+    for op in co.options:
+        if op.kind == "site":
+            vals[op.b] = 1.0
+            for v in op.n.values():
+                vals[v] = float(co.model.ub[v])
+    st = primal_from_coarse(inst, co, vals)
+    assert not st.unplaced_musts()
+    assert len(st.job_gpus[1]) == 4 and len(st.job_gpus[0]) == 0  # (before: 8 and 0)
