@@ -11,6 +11,8 @@ Algorithm overview (one module per step)
    optimum is a proven upper bound on the kernel's objective. Built in named steps
    (``_add_jobs``, ``_add_leases``, ``_add_capacity``, ...) on a solver-neutral
    :class:`~.linmodel.LinModel`, which each backend translates (``cpsat.py``, ``mip.py``).
+   Jobs equal in every field but their name share one set of options, their variables the
+   members' sums (``coarse.AGGREGATE``; ``coarse.expand`` shares the plan out by name).
 2. Solve the coarse model with the backend (about half the time limit); past 20,000 coarse
    variables its LP relaxation gives the bound and :func:`.pipeline.round_plan` rounds it.
 3. Realise the plan, :func:`.pipeline.primal_from_coarse`: lease the chosen blocks, then pack

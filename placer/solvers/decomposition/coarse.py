@@ -17,6 +17,9 @@ Algorithm overview
    GPUs per (site, type) within capacity, leases included; power per site; offers whole
    (min/max GPUs), blocks counted per group of identical blocks, single_site, committed
    blocks; non-preemptible running jobs placed; migration cost unless "stay".
+5. Identical jobs (job arrays, sweeps; :data:`AGGREGATE`): one set of options per class of
+   jobs equal in every field but the name, its variables the members' sums (binary 0..k,
+   bounds and rhs times k); :func:`expand` shares a plan out to the members.
 The optimum of this model is a proven upper bound on the kernel's objective.
 
 Imports numpy, the kernel and :mod:`placer.solvers.decomposition.linmodel`; never a solver library.
@@ -57,6 +60,10 @@ class Option:
     # pieces var, each piece `piece` GPUs (a site holds part of a unit, not whole units)
     pieces: dict[int, int] = field(default_factory=dict)
     piece: int = 0
+    # an aggregated option (:data:`AGGREGATE`): the jobs of its class, by name, `job` the
+    # first; its binary counts the members that take it (0..k) and its other variables
+    # hold their sums (:func:`expand` hands each member its share after the solve)
+    members: tuple[int, ...] = ()
 
     def steps_of(self, x: float, unit_size: int) -> float:
         """Unit steps that a value x of one of the option's part variables stands for (a
@@ -87,6 +94,14 @@ class Coarse:
     lease_vars: dict[tuple[int, int], int]  # (offer, group) -> count var
     groups: list[dict]  # block groups: site, level, gpus per type, members
     constant: float
+    # classes of identical jobs built once (:func:`job_classes`): first member -> members
+    classes: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def aggregated(self) -> str:
+        """What the aggregation merged, for the stats ("120 jobs in 3 classes")."""
+        n = sum(len(m) for m in self.classes.values())
+        return f"{n} jobs in {len(self.classes)} classes"
 
 
 # the kernel's collective formulas (SPEC 4), not restated here
@@ -886,7 +901,8 @@ class _Ctx:
     # (site, type) -> var -> GPUs per unit of var
     use: dict[tuple[int, int], dict[int, float]] = field(default_factory=dict)
     power_rows: dict[int, dict[int, float]] = field(default_factory=dict)
-    spread_rows: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    # (z var, site, type, spread level, domains[, k jobs of a class])
+    spread_rows: list[tuple] = field(default_factory=list)
     # (site, type, tp, var, TP groups per unit of var) of jobs whose TP groups stay in a node
     big_tp: list[tuple[int, int, int, int, float]] = field(default_factory=list)
     stays: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (stay var, current)
@@ -898,7 +914,137 @@ class _Ctx:
     memo: dict = field(default_factory=dict)  # counts over `free`, fixed while building
 
 
-def build(inst: Instance, deadline: float | None = None) -> Coarse | None:
+# exact aggregation of identical jobs (job arrays, sweeps, fleets): one set of options per
+# class, scaled by its size (:func:`job_classes`, :func:`_scale_class`); off: one per job
+AGGREGATE = True
+
+
+def job_classes(inst: Instance) -> list[tuple[int, ...]]:
+    """Classes of two or more jobs equal in every field but their name (the pydantic models
+    compared whole: shape, scopes, message sizes, value, hours, GPU types, spread, ...),
+    each sorted by name; the model builds one set of options per class.
+
+    A job joins no class when it runs (`current`: its "stay" option and migration cost are
+    its own), is pinned, must be placed (its "placed" row has rhs 1 per job), mixes GPU
+    types (its loss brackets bound each job's units, which a class's sums do not keep),
+    or has plans (SPEC v3: its options are shared with its variants' in one group row).
+    Everything else is exact: every row the options of one job add holds only that job's
+    variables, so summed over a class it is the class's row with its rhs times k, and the
+    shared rows (capacity, power, nodes, spread less leases) are linear in them."""
+    by_key: dict[str, list[int]] = {}
+    for j, job in enumerate(inst.jobs):
+        if (
+            job.current
+            or job.pinned
+            or job.mix_types
+            or job.plans
+            or job.plan is not None
+            or len(siblings(inst, j)) > 1
+            or must_place(inst, j)
+            or smallest_units(job) == 0
+        ):
+            continue
+        by_key.setdefault(job.model_dump_json(exclude={"name"}), []).append(j)
+    out = [
+        tuple(sorted(js, key=lambda j: inst.jobs[j].name)) for js in by_key.values() if len(js) > 1
+    ]
+    return sorted(out)
+
+
+def _scale_class(
+    c: _Ctx, members: tuple[int, ...], v0: int, r0: int, z0: int, opts: list[Option]
+) -> None:
+    """The options just built for a class's first job (variables from v0, rows from r0,
+    spread rows from z0) made the class's: each variable holds the sum over the k members
+    (its upper bound times k; the binary counts the members that take the option, 0..k),
+    each row the sum of the members' rows (rhs times k; the options' rows are homogeneous
+    but for that). Any placement of the k jobs maps to a point of these by summing, with the
+    same objective, so the model stays a relaxation and its bound a bound; the value rows
+    (tangents of a concave function of the units, through the binary) then credit a class
+    at most k times the value of its mean units (Jensen), what an even split realises."""
+    k = len(members)
+    lm = c.lm
+    for v in range(v0, lm.n_vars):
+        lm.ub[v] = lm.ub[v] * k
+    for i in range(r0, len(lm.rows)):
+        coeffs, sense, rhs, name = lm.rows[i]
+        if min(coeffs) < v0:  # a row with another job's or a shared variable: not summable
+            raise AssertionError(f"row {name!r} of class {members} holds outside variables")
+        if rhs:
+            lm.rows[i] = (coeffs, sense, rhs * k, name)
+    c.spread_rows[z0:] = [(*row[:5], k) for row in c.spread_rows[z0:]]
+    for op in opts:
+        op.members = members
+
+
+def _shares(per_site: dict[int, int], c: int, every_site: bool) -> list[dict[int, int]]:
+    """Units (in steps) per site of c members sharing an aggregated option's `per_site`
+    totals: totals as even as the step allows (each within the option's range when the
+    sums are), one unit in every site first when each member must have one there
+    (`every_site`) and the totals allow it, then the sites filled in turn."""
+    total = int(sum(per_site.values()))
+    base, extra = divmod(total, c)
+    need = [base + (1 if i < extra else 0) for i in range(c)]
+    out: list[dict[int, int]] = [{} for _ in range(c)]
+    left = {s: int(n) for s, n in sorted(per_site.items())}
+    if every_site and left and all(n >= c for n in left.values()) and min(need) >= len(left):
+        for i in range(c):
+            for s in left:
+                out[i][s] = 1
+            need[i] -= len(left)
+        left = {s: n - c for s, n in left.items()}
+    sites = [s for s in left if left[s] > 0]
+    si = 0
+    for i in range(c):
+        while need[i] > 0 and si < len(sites):
+            s = sites[si]
+            take = min(need[i], left[s])
+            out[i][s] = out[i].get(s, 0) + take
+            left[s] -= take
+            need[i] -= take
+            if left[s] == 0:
+                si += 1
+    return out
+
+
+def expand(inst: Instance, co: Coarse, vals: list[float]) -> tuple[list[Option], list[float]]:
+    """The options of a plan `vals` per job: an aggregated option taken by c members of its
+    class becomes one option for each of the first c members by name not yet given one (in
+    the order of the options' binaries), with its units per site shared out
+    (:func:`_shares`), as new variables appended to a copy of `vals`. Options of single
+    jobs are kept as they are; a model without classes returns its own."""
+    if not co.classes:
+        return co.options, vals
+    out: list[Option] = []
+    ext = list(vals)
+    given = {rep: 0 for rep in co.classes}
+
+    def new(x: float) -> int:
+        ext.append(float(x))
+        return len(ext) - 1
+
+    for op in co.options:
+        if not op.members:
+            out.append(op)
+            continue
+        rep = op.members[0]
+        i0 = given[rep]
+        c = max(0, min(int(round(vals[op.b])), len(op.members) - i0))
+        if c == 0:
+            continue
+        given[rep] = i0 + c
+        per_site = op.site_units(vals, inst.jobs[op.job].unit_size)
+        for m, share in zip(op.members[i0 : i0 + c], _shares(per_site, c, op.kind == "multi")):
+            one = Option(m, op.kind, op.type, op.sites, op.goodput, step=op.step)
+            one.b = new(1.0)
+            one.n = {s: new(share.get(s, 0)) for s in sorted(per_site)}
+            out.append(one)
+    return out, ext
+
+
+def build(
+    inst: Instance, deadline: float | None = None, classes: list[tuple[int, ...]] | None = None
+) -> Coarse | None:
     """The coarse model of an instance, step by step (module overview). None when its
     options would not be built by `deadline` (time.perf_counter): past it, or, from the
     1,024th job on, when its pace since the 128th job (the first jobs fill the memos: at 1M
@@ -928,6 +1074,10 @@ def build(inst: Instance, deadline: float | None = None) -> Coarse | None:
     )
     c.power_rows = {s: {} for s in range(ix.n_sites)}
     group_opts: dict[int, list[Option]] = {}  # SPEC v3: the options of all of a job's plans
+    if classes is None:
+        classes = job_classes(inst) if AGGREGATE else []
+    class_of = {m[0]: m for m in classes}
+    merged = {j for m in classes for j in m[1:]}
     n_jobs = len(inst.jobs)
     warm = None  # (jobs, time) when the memos are warm: the pace is measured from there
     for j, job in enumerate(inst.jobs):
@@ -944,9 +1094,10 @@ def build(inst: Instance, deadline: float | None = None) -> Coarse | None:
         if j in pinned:
             _add_pinned(c, job)
             continue
-        if smallest_units(job) == 0:
+        if smallest_units(job) == 0 or j in merged:
             continue
         job_opts: list[Option] = []
+        v0, r0, z0 = c.lm.n_vars, len(c.lm.rows), len(c.spread_rows)
         for t in allowed_types(inst, ix, job):
             if job.kind == "inference":
                 _add_inference_option(c, j, job, t, job_opts)
@@ -954,11 +1105,13 @@ def build(inst: Instance, deadline: float | None = None) -> Coarse | None:
                 _add_training_options(c, j, job, t, job_opts)
         if job.mix_types:
             _add_mixed_option(c, j, job, job_opts)
+        if j in class_of:
+            _scale_class(c, class_of[j], v0, r0, z0, job_opts)
         _add_stay_option(c, j, job, job_opts)
         _add_job_rows(c, job, job_opts)
         group_opts.setdefault(siblings(inst, j)[0], []).extend(job_opts)
     for j, opts in group_opts.items():
-        _add_group_rows(c, j, opts)
+        _add_group_rows(c, j, opts, len(class_of.get(j, (j,))))
     _add_leases(c)
     _add_spread_rows(c)
     _add_lease_group_rows(c)
@@ -967,7 +1120,7 @@ def build(inst: Instance, deadline: float | None = None) -> Coarse | None:
     _add_node_rows(c.lm, ix, free, c.big_tp, c.stays, c.lease_vars, c.groups)
     _add_power_rows(c)
     c.lm.obj_const = c.constant
-    return Coarse(c.lm, c.options, c.offer_vars, c.lease_vars, c.groups, c.constant)
+    return Coarse(c.lm, c.options, c.offer_vars, c.lease_vars, c.groups, c.constant, dict(class_of))
 
 
 def _add_pinned(c: _Ctx, job: Job) -> None:
@@ -1553,13 +1706,13 @@ def _add_stay_option(c: _Ctx, j: int, job: Job, job_opts: list[Option]) -> None:
     job_opts.append(op)
 
 
-def _add_group_rows(c: _Ctx, j: int, opts: list[Option]) -> None:
+def _add_group_rows(c: _Ctx, j: int, opts: list[Option], k: int = 1) -> None:
     """One option per job, over the options of all its plans (SPEC v3), and exactly one for
-    a running, non-preemptible job."""
+    a running, non-preemptible job; a class of k identical jobs: k options in all."""
     if not opts:
         return
     name = c.inst.jobs[j].name
-    c.lm.add({op.b: 1.0 for op in opts}, "<=", 1, f"one option {name}")
+    c.lm.add({op.b: 1.0 for op in opts}, "<=", k, f"one option {name}")
     if must_place(c.inst, j):
         c.lm.add({op.b: 1.0 for op in opts}, ">=", 1, f"placed {name}")
 
@@ -1644,16 +1797,17 @@ def _inside_memo(c: _Ctx, level: int, d: int, sl: int, t: int) -> int:
 
 def _add_spread_rows(c: _Ctx) -> None:
     """Spread over a level below the site: the usable domains less those inside leases."""
-    for z, s, t, sl, n_dom in c.spread_rows:
+    for z, s, t, sl, n_dom, *k in c.spread_rows:
+        k = k[0] if k else 1  # a class of k jobs: the sum of their k rows
         row = {z: 1.0}
         for (_, g), y in c.lease_vars.items():
             grp = c.groups[g]
             if grp["site"] == s and grp["level"] <= sl:
                 inside = min(_inside_memo(c, grp["level"], d, sl, t) for d in grp["members"])
                 if inside:
-                    row[y] = float(inside)
+                    row[y] = float(inside) * k
         if len(row) > 1:
-            c.lm.add(row, "<=", float(n_dom))
+            c.lm.add(row, "<=", float(n_dom) * k)
 
 
 def _add_lease_group_rows(c: _Ctx) -> None:

@@ -102,13 +102,21 @@ PLAN_PER_BUILD = 2.6
 HINT_MIN_VARS = 1000
 
 
-def coarse_need(inst: Instance, n_vars: int | None = None, lp_per_var: float = LP_PER_VAR) -> float:
+def coarse_need(
+    inst: Instance,
+    n_vars: int | None = None,
+    lp_per_var: float = LP_PER_VAR,
+    n_jobs: int | None = None,
+) -> float:
     """Seconds to build the coarse model and solve it (twice the estimate: the plan's
     packing and the local search take the other half), from the job count or the size;
-    `lp_per_var`: the backend's LP relaxation (:attr:`DecompositionSolver.lp_per_var`)."""
-    n = VARS_PER_JOB * len(inst.jobs) if n_vars is None else n_vars
+    `lp_per_var`: the backend's LP relaxation (:attr:`DecompositionSolver.lp_per_var`);
+    `n_jobs`: the jobs the model builds options for (a class of identical jobs counts
+    once, :func:`.coarse.job_classes`; default every job)."""
+    jobs = len(inst.jobs) if n_jobs is None else n_jobs
+    n = VARS_PER_JOB * jobs if n_vars is None else n_vars
     per_var = lp_per_var if n > LARGE_MODEL else SOLVE_PER_VAR
-    build = BUILD_PER_JOB * len(inst.jobs) if n_vars is None else 0.0
+    build = BUILD_PER_JOB * jobs if n_vars is None else 0.0
     return build + 2 * per_var * n
 
 
@@ -128,7 +136,9 @@ def lp_fractional(inst: Instance, co: coarse_mod.Coarse, x: list[float]) -> list
         key = siblings(inst, op.job)[0]
         if key not in best or x[op.b] > x[best[key]]:
             best[key] = op.b
-    out += [b for b in best.values() if 1e-6 < x[b] < 1 - 1e-6]
+    # (a class's binary counts its members, 0..k: fractional when not integral; the dive
+    # raises it to the next count)
+    out += [b for b in best.values() if abs(x[b] - round(x[b])) > 1e-6]
     return out
 
 
@@ -145,16 +155,23 @@ def round_plan(
     other domains closed it to 0.14% without another LP (docs/solver.md)."""
     vals = [0.0] * len(x)
     best: dict[int, coarse_mod.Option] = {}  # per group (SPEC v3: one variant of a job)
+    by_class: dict[int, list[coarse_mod.Option]] = {}
     for op in co.options:
+        if op.members:
+            by_class.setdefault(op.members[0], []).append(op)
+            continue
         w = x[op.b]
         key = siblings(inst, op.job)[0]
         if w > 1e-6 and (key not in best or w > x[best[key].b] + 1e-12):
             best[key] = op
-    for op in best.values():
+    taken = [(op, 1) for op in best.values()]
+    for ops in by_class.values():
+        taken += _class_counts(x, ops)
+    for op, c in taken:
         w = x[op.b]
-        vals[op.b] = 1.0
+        vals[op.b] = float(c)
         for v in [*op.n.values(), *op.parts.values(), *op.pieces.values()]:
-            vals[v] = float(int(x[v] / w + 1e-9))
+            vals[v] = float(int(c * x[v] / w + 1e-9))
     for o, a in co.offer_vars.items():
         if x[a] >= 0.5 or (offers_up and x[a] > 1e-6):
             vals[a] = 1.0
@@ -162,6 +179,25 @@ def round_plan(
                 if oo == o:
                     vals[y] = float(int(x[y] / x[a] + 1e-9))
     return vals
+
+
+def _class_counts(x: list[float], ops: list[coarse_mod.Option]) -> list[tuple[object, int]]:
+    """Members per aggregated option of one class in an LP solution `x` (each option's
+    binary counts members, 0..k): as a job the LP places at any weight is placed, the
+    class places ceil(its total weight) members, each option its whole part, then the
+    rest one by one to the largest fractional parts."""
+    k = len(ops[0].members)
+    w = {op.b: max(0.0, x[op.b]) for op in ops}
+    total = min(k, int(np.ceil(sum(w.values()) - 1e-6)))
+    count = {b: min(int(v + 1e-9), total) for b, v in w.items()}
+    rest = total - sum(count.values())
+    for b in sorted(w, key=lambda b: (-(w[b] - count[b]), b)):
+        if rest <= 0:
+            break
+        if w[b] - count[b] > 1e-6:
+            count[b] += 1
+            rest -= 1
+    return [(op, count[op.b]) for op in ops if count[op.b] > 0]
 
 
 def mixed_factors(
@@ -340,7 +376,9 @@ def primal_from_coarse(
     packed keep 0 units (the state stays a valid placement)."""
     st = State(inst)
     ix = inst.index
-    chosen = [op for op in co.options if vals[op.b] > 0.5]
+    # a class's options shared out to its members (coarse.expand), values appended
+    options, vals = coarse_mod.expand(inst, co, vals)
+    chosen = [op for op in options if vals[op.b] > 0.5]
     # the GPUs of running jobs that the plan keeps where they are: blocks that hold them are
     # leased last (a group's blocks are interchangeable for the plan, not for these jobs)
     kept = np.zeros(ix.n_gpus, bool)
@@ -393,12 +431,18 @@ def primal_from_coarse(
             vals[v] for v in op.pieces.values()
         )
 
+    # running jobs that stay first, then running jobs that must be placed and move: a
+    # packing that leaves one of them out is no candidate at all (at 100k GPUs a sweep's
+    # plan moved one, packed it after the larger jobs, found no room and was dropped whole)
+    def first(op):
+        return (op.kind != "stay", not must_place(inst, op.job))
+
     if order == "size":
-        # running jobs that stay first, then jobs with a spread (the most constrained),
-        # then the largest first (they need the largest whole domains)
+        # then jobs with a spread (the most constrained), then the largest first (they need
+        # the largest whole domains)
         def key(op):
             return (
-                op.kind != "stay",
+                *first(op),
                 inst.jobs[op.job].spread is None,
                 -size(op),
                 inst.jobs[op.job].name,
@@ -407,7 +451,7 @@ def primal_from_coarse(
 
         def key(op):
             job = inst.jobs[op.job]
-            return (op.kind != "stay", -job.unit_size, -size(op), job.name)
+            return (*first(op), -job.unit_size, -size(op), job.name)
 
     chosen.sort(key=key)
     packed = 0
@@ -868,14 +912,15 @@ class DecompositionSolver(Solver):
         # the coarse model, its solve and its packing may not finish in the limit)
         progress(stage="greedy", elapsed=time.perf_counter() - started)
         g_end = None
-        need = coarse_need(inst, lp_per_var=self.lp_per_var)
+        # identical jobs (job arrays, sweeps) share one set of options (coarse.AGGREGATE)
+        classes = coarse_mod.job_classes(inst) if coarse_mod.AGGREGATE else []
+        n_model = len(inst.jobs) - sum(len(m) - 1 for m in classes)
+        need = coarse_need(inst, lp_per_var=self.lp_per_var, n_jobs=n_model)
         plan = True
         if deadline is not None:
             avail = deadline - started
             mode = options.get("lp_rounding", "auto")
-            lp_scale = mode == "always" or (
-                mode == "auto" and VARS_PER_JOB * len(inst.jobs) > LARGE_MODEL
-            )
+            lp_scale = mode == "always" or (mode == "auto" and VARS_PER_JOB * n_model > LARGE_MODEL)
             share = GREEDY_SHARE_LP if lp_scale else GREEDY_SHARE
             # when no plan can follow in the time, the greedy has it all
             plan = avail * (1 - share) > need
@@ -898,7 +943,7 @@ class DecompositionSolver(Solver):
                 # moment, so a build past 1 / (1 + PLAN_PER_BUILD) of the time left leaves
                 # them no room
                 b_end = t_b + (deadline - t_b) / (1 + PLAN_PER_BUILD)
-            co = coarse_mod.build(inst, b_end)
+            co = coarse_mod.build(inst, b_end, classes)
             t_build = time.perf_counter() - t_b
             if co is None:
                 skipped = (
@@ -955,6 +1000,7 @@ class DecompositionSolver(Solver):
         lp_x = t_lp = None  # the LP relaxation's values and its time, when it is solved
         warm: dict = {}  # the coarse solve's hint (the greedy's placement), when it had one
         held_sol = None  # the coarse model held to first plans, when solved first
+        t_solve = time.perf_counter()
         if rounded:
             # thousands of jobs: the integer model is too large to solve in the time; its
             # LP relaxation gives the bound, and rounding it gives the plan
@@ -1017,7 +1063,11 @@ class DecompositionSolver(Solver):
             "coarse_vars": co.model.n_vars,
             "coarse_rows": len(co.model.rows),
             "coarse_bound": sol.bound,
+            "coarse_build_seconds": round(t_build, 3),
+            "coarse_solve_seconds": round(time.perf_counter() - t_solve, 3),
         }
+        if co.classes:
+            stats["aggregated"] = co.aggregated
         if warm:  # (flat: the benchmark records scalar stats)
             stats["coarse_hint_value"] = warm.get("coarse_value")
             stats["coarse_hint_from"] = (
@@ -1437,7 +1487,9 @@ class DecompositionSolver(Solver):
                 )
                 break
             for v in frac:
-                lb[v] = ub[v] = 1.0
+                # a binary to 1; a class's count (coarse.AGGREGATE) to its next integer
+                lb[v] = float(np.ceil(x[v] - 1e-9))
+                ub[v] = max(ub[v], lb[v])
             fixed += len(frac)
             progress(stage=f"LP dive {rnd + 1}: {len(frac)} fixed", elapsed=now - started)
             left = None if deadline is None else deadline - now - t_pack

@@ -58,8 +58,10 @@ def _match(
     sites = sorted({s for s, _ in cells})
     per_site = {s: sum(n for (ss, _), n in cells.items() if ss == s) for s in sites}
 
+    k = max(1, len(ops[0].members)) if ops else 1  # a class's variables: k members' sums
+
     def fits(v: int, x: float) -> bool:
-        return lm.lb[v] - 1e-9 <= x <= lm.ub[v] + 1e-9 and abs(x - round(x)) < 1e-9
+        return lm.lb[v] - 1e-9 <= x <= lm.ub[v] / k + 1e-9 and abs(x - round(x)) < 1e-9
 
     # the narrowest option first: one site, a set of sites, then a catch-all
     rank = {"site": 0, "inference": 0, "multi": 1, "split": 2, "any": 3, "mixed": 4}
@@ -115,14 +117,18 @@ def plan_of_state(inst: Instance, co: coarse_mod.Coarse, st: State) -> tuple[dic
             fixed[op.b] = 0.0
             for v in [*op.n.values(), *op.parts.values(), *op.pieces.values()]:
                 fixed[v] = 0.0
-        g = st.job_gpus[j]
-        if len(g) == 0:
-            continue
-        got = _match(inst, co, j, g, ops)
-        if got is None:
-            missed += 1
-            continue
-        fixed.update(got)
+        # a class of identical jobs (coarse.AGGREGATE): its options' variables hold sums
+        # over its members, each member's match added in
+        for m in ops[0].members or (j,):
+            g = st.job_gpus[m]
+            if len(g) == 0:
+                continue
+            got = _match(inst, co, m, g, ops)
+            if got is None:
+                missed += 1
+                continue
+            for v, x in got.items():
+                fixed[v] = fixed.get(v, 0.0) + x
     for o, a in co.offer_vars.items():
         blocks = st.offer_blocks[o]
         fixed[a] = 1.0 if blocks else 0.0
