@@ -55,3 +55,21 @@ def test_bind_with_partial_units_is_400_not_500():
         r = client.post("/bind", json={"job": training("b", 1, tp=2), "gpus": gpus})
     assert r.status_code == 400, r.text
     assert r.json()["detail"][0]["msg"].startswith("3 GPU ids are not whole units of 'b'")
+
+
+# README: `placer.load_placement(path, inst)`. The other entry points refuse arguments of the
+# wrong type with a located ArgumentTypeError; load_placement let pathlib raise a bare
+# TypeError (arguments swapped) or an AttributeError (an instance given as a path).
+def test_load_placement_argument_types(tiny, tmp_path):
+    from placer.errors import ArgumentTypeError
+
+    p = tmp_path / "p.json"
+    p.write_text('{"jobs": []}')
+    with pytest.raises(ArgumentTypeError, match=r"^path: .*load_placement\(path, instance\)"):
+        placer.load_placement(tiny, str(p))
+    with pytest.raises(ArgumentTypeError, match=r"^instance: expected a placer.Instance, got str"):
+        placer.load_placement(p, "instances/tiny.yaml")
+    with pytest.raises(ArgumentTypeError, match=r"^path: expected a file path, got NoneType"):
+        placer.load_placement(None)
+    assert placer.load_placement(p, tiny).jobs == []
+    assert placer.load_placement(str(p)).jobs == []
