@@ -73,3 +73,27 @@ def test_load_placement_argument_types(tiny, tmp_path):
         placer.load_placement(None)
     assert placer.load_placement(p, tiny).jobs == []
     assert placer.load_placement(str(p)).jobs == []
+
+
+# SPEC 2.2: exit code 2 for bad usage. A seed outside CP-SAT's 32-bit range crashed inside
+# ortools (bare TypeError from the library, a traceback and exit 1 from `placer solve`).
+@pytest.mark.parametrize("seed", [2**31, -(2**31) - 1, 2**63])
+def test_seed_outside_32_bits_is_a_usage_error(tiny, seed):
+    with pytest.raises(UsageError, match=r"^seed: must be a 32-bit integer"):
+        placer.solve(tiny, time_limit=1, seed=seed)
+
+
+def test_seed_at_32_bit_edges_still_solves(tiny):
+    for seed in (2**31 - 1, -(2**31)):
+        assert placer.solve(tiny, time_limit=2, seed=seed).status.value in ("optimal", "feasible")
+
+
+def test_cli_seed_out_of_range_exits_2(capsys):
+    from typer.testing import CliRunner
+
+    from placer.cli import app
+
+    r = CliRunner().invoke(app, ["solve", "instances/tiny.yaml", "-t", "1", "-q",
+                                 "--seed", str(2**32)])
+    assert r.exit_code == 2, r.output
+    assert "seed: must be a 32-bit integer" in r.output
