@@ -97,3 +97,16 @@ def test_cli_seed_out_of_range_exits_2(capsys):
                                  "--seed", str(2**32)])
     assert r.exit_code == 2, r.output
     assert "seed: must be a 32-bit integer" in r.output
+
+
+# `placer generate FAMILY -p sites=x` said "error: '<=' not supported between instances of
+# 'int' and 'str'": a word where a family expects a number is now named with its default.
+def test_generate_refuses_words_for_numeric_params():
+    from placer.generators import generate
+
+    with pytest.raises(TypeError, match=r"^sites: expected an integer \(default 3\), got 'x'"):
+        generate("multicampus", sites="x")
+    with pytest.raises(TypeError, match=r"^load: expected a number .*got True"):
+        generate("multicampus", load=True)
+    d = generate("multicampus", gpus_per_site=2048, n_jobs=2, power_cap_factor=None)
+    assert d["name"].startswith("multicampus")

@@ -627,6 +627,13 @@ def generate(family: str, seed: int = 0, **params: Any) -> dict:
     ['campus-a', 'campus-b']
     """
     fn = _family(family)
+    defaults = {**_own_params(fn), **MIX_DEFAULTS, **FAMILY_MIX[family]}  # as params(family)
+    for k, v in params.items():
+        d = defaults.get(k)
+        number = isinstance(d, int | float) and not isinstance(d, bool)
+        if number and isinstance(v, str | bool):  # None may mean "off" (power_cap_factor)
+            kind = "an integer" if isinstance(d, int) else "a number"
+            raise TypeError(f"{k}: expected {kind} (default {d!r}), got {v!r}")
     return fn(int(seed), **params)
 
 
