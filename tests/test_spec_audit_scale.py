@@ -110,3 +110,20 @@ def test_generate_refuses_words_for_numeric_params():
         generate("multicampus", load=True)
     d = generate("multicampus", gpus_per_site=2048, n_jobs=2, power_cap_factor=None)
     assert d["name"].startswith("multicampus")
+
+
+# SPEC 2.2: exit 2 for bad usage, 1 only for "no placement". `solve -o` into a missing folder
+# (or onto a directory) solved first, then died in a FileNotFoundError / IsADirectoryError
+# traceback with exit 1; now it is refused before loading, exit 2.
+@pytest.mark.parametrize("where", ["missing/dir/x.json", "."])
+def test_solve_out_unwritable_exits_2_before_solving(tmp_path, where):
+    from typer.testing import CliRunner
+
+    from placer.cli import app
+
+    out = tmp_path / where
+    r = CliRunner().invoke(app, ["solve", "instances/tiny.yaml", "-t", "1", "-q", "-o", str(out)])
+    assert r.exit_code == 2, r.output
+    assert "--out:" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["generate", "tiny", "-o", str(out)])
+    assert r.exit_code == 2 and "--out:" in r.output
