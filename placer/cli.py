@@ -1291,6 +1291,7 @@ def generate_trace_cmd(
 
     from placer.replay import generate_trace
 
+    _check_out(out_file)
     inst = _load(instance)
     try:
         d = generate_trace(

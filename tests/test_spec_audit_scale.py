@@ -127,3 +127,5 @@ def test_solve_out_unwritable_exits_2_before_solving(tmp_path, where):
     assert "--out:" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["generate", "tiny", "-o", str(out)])
     assert r.exit_code == 2 and "--out:" in r.output
+    r = CliRunner().invoke(app, ["generate-trace", "instances/tiny.yaml", "-o", str(out)])
+    assert r.exit_code == 2 and "--out:" in r.output
