@@ -9,8 +9,15 @@ import pytest
 import placer
 from placer.errors import UsageError
 
-JOB = {"name": "st", "kind": "training", "tp": 8, "dp": 2, "min_dp": 1, "compute_ms": 100,
-       "value": 2}
+JOB = {
+    "name": "st",
+    "kind": "training",
+    "tp": 8,
+    "dp": 2,
+    "min_dp": 1,
+    "compute_ms": 100,
+    "value": 2,
+}
 NODE0 = [f"east/rack0/node0/gpu{k}" for k in range(8)]
 
 
@@ -34,8 +41,13 @@ def test_start_with_partial_units_is_a_usage_error(tiny, n):
 
 def test_start_with_partial_units_names_the_plan(tiny):
     c = placer.Cluster(tiny)
-    job = {"name": "p", "kind": "training", "compute_ms": 1, "value": 1,
-           "plans": [{"name": "a", "tp": 4, "pp": 2, "dp": 2}]}
+    job = {
+        "name": "p",
+        "kind": "training",
+        "compute_ms": 1,
+        "value": 1,
+        "plans": [{"name": "a", "tp": 4, "pp": 2, "dp": 2}],
+    }
     with pytest.raises(UsageError, match=r"5 GPU ids are not whole units of 'p' under plan 'a'"):
         c.start(job, NODE0[:5], plan="a")
     assert c.jobs == {}
@@ -93,8 +105,9 @@ def test_cli_seed_out_of_range_exits_2(capsys):
 
     from placer.cli import app
 
-    r = CliRunner().invoke(app, ["solve", "instances/tiny.yaml", "-t", "1", "-q",
-                                 "--seed", str(2**32)])
+    r = CliRunner().invoke(
+        app, ["solve", "instances/tiny.yaml", "-t", "1", "-q", "--seed", str(2**32)]
+    )
     assert r.exit_code == 2, r.output
     assert "seed: must be a 32-bit integer" in r.output
 
