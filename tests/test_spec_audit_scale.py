@@ -169,3 +169,17 @@ def test_three_campus_180k_instance(version):
         assert all(p is None for p in plans)
     else:
         assert any(p is not None for p in plans)
+
+
+def test_generate_seed_range_is_named():
+    import numpy as np
+
+    from placer.generators import generate
+
+    for bad in (-5, 2**32, 1.5, True):
+        with pytest.raises(ValueError, match=r"^seed: must be an integer in 0 \.\. 2\*\*32-1"):
+            generate("multicampus", seed=bad)
+    small = {"gpus_per_site": 2048, "n_jobs": 2}
+    assert generate("multicampus", seed=np.int64(3), **small) == generate(
+        "multicampus", seed=3, **small
+    )
