@@ -79,8 +79,18 @@ def load_placement(path: str | Path, instance: Instance | None = None) -> Placem
     """Read a placement file (SPEC 2). With `instance`, unknown job names, unknown GPU ids,
     wrong lengths and unknown offers or blocks are refused with their location.
 
-    Raises :class:`~placer.errors.PlacementError`.
+    Raises :class:`~placer.errors.PlacementError`; arguments of the wrong type (the two
+    swapped, an instance given as a path) raise :class:`~placer.errors.ArgumentTypeError`.
     """
+    if isinstance(path, Instance):
+        raise ArgumentTypeError(
+            "path: expected a file path, got an Instance; the order is "
+            "placer.load_placement(path, instance)"
+        )
+    if not isinstance(path, str | Path) or isinstance(path, bool):
+        raise ArgumentTypeError(f"path: expected a file path, got {type(path).__name__}")
+    if instance is not None:
+        instance = _instance_arg(instance)
     placement = placement_from_data(parse_text(read_text(path, PlacementError), PlacementError))
     if instance is not None:
         cp = compile_placement(instance, placement)

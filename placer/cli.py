@@ -8,6 +8,7 @@ usage. Domain errors become one red line per problem on stderr, never a tracebac
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -102,6 +103,24 @@ def _fail(e: PlacerError) -> None:
     if len(problems) > MAX_ERRORS:
         err.print(f"[red]error:[/red] ... and {len(problems) - MAX_ERRORS:,} more", markup=True)
     raise typer.Exit(2)
+
+
+def _check_out(path: Path | None, flag: str = "--out") -> None:
+    """Exit 2 before any work when an output file cannot be written where asked (its folder
+    missing, or a directory given): a long solve is not run only to fail at its end."""
+    if path is None:
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    why = None
+    if path.is_dir():
+        why = f"{str(path)!r} is a directory; give a file name"
+    elif not folder.is_dir():
+        why = f"the folder {str(folder)!r} does not exist"
+    elif not os.access(folder, os.W_OK):
+        why = f"the folder {str(folder)!r} is not writable"
+    if why:
+        err.print(f"[red]error:[/red] {flag}: {why}", markup=True, soft_wrap=True)
+        raise typer.Exit(2)
 
 
 def _load(path: Path, fabric: Path | None = None):
@@ -424,6 +443,7 @@ def solve(
     from placer.api import solve as solve_fn
     from placer.io import write_json_atomic
 
+    _check_out(out_file)
     t_load = time.perf_counter()
     inst = _load(instance, fabric)
     # the expanded topology and its GPU ids belong to loading, not to the solve's limit
@@ -613,6 +633,7 @@ def generate(
             )
         return
     kw = _key_values(param, "--param")
+    _check_out(out_file)
     try:
         d = generators.generate(family, seed=seed, **kw)
     except (TypeError, ValueError) as e:
@@ -1270,6 +1291,7 @@ def generate_trace_cmd(
 
     from placer.replay import generate_trace
 
+    _check_out(out_file)
     inst = _load(instance)
     try:
         d = generate_trace(

@@ -345,6 +345,13 @@ class Cluster:
             if (g < 0).any():
                 raise UsageError(f"gpus[{int(np.argmax(g < 0))}]: unknown GPU id")
             j = live.add_slot(model, k)
+            unit = live.slots[j].unit_size
+            if len(g) % unit:
+                under = f" under plan {live.slots[j].plan!r}" if model.plans else ""
+                raise UsageError(
+                    f"gpus: {len(g)} GPU ids are not whole units of {model.name!r}{under} "
+                    f"(tp*pp = {unit} GPUs each)"
+                )
             if not len(g) or not live.st.fits(j, g):
                 under = f" under plan {plan!r}" if model.plans else ""
                 raise UsageError(

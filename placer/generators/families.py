@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -627,6 +628,15 @@ def generate(family: str, seed: int = 0, **params: Any) -> dict:
     ['campus-a', 'campus-b']
     """
     fn = _family(family)
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed: must be an integer in 0 .. 2**32-1 (numpy's seeds), got {seed!r}")
+    defaults = {**_own_params(fn), **MIX_DEFAULTS, **FAMILY_MIX[family]}  # as params(family)
+    for k, v in params.items():
+        d = defaults.get(k)
+        number = isinstance(d, int | float) and not isinstance(d, bool)
+        if number and isinstance(v, str | bool):  # None may mean "off" (power_cap_factor)
+            kind = "an integer" if isinstance(d, int) else "a number"
+            raise TypeError(f"{k}: expected {kind} (default {d!r}), got {v!r}")
     return fn(int(seed), **params)
 
 

@@ -97,6 +97,8 @@ def validate_call(
         time_limit = float(time_limit)
     if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise ArgumentTypeError(f"seed: expected an integer, got {seed!r}")
+    if not -(2**31) <= seed < 2**31:  # CP-SAT's random_seed is 32-bit; one range for all
+        raise UsageError(f"seed: must be a 32-bit integer (-2**31 .. 2**31-1), got {seed}")
     if isinstance(threads, bool) or not isinstance(threads, Integral):
         raise ArgumentTypeError(f"threads: expected an integer >= 1, got {threads!r}")
     if threads < 1:
