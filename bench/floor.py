@@ -1,0 +1,154 @@
+"""The greedy as the floor under load (issue 16): cpsat against the greedy backend at the same
+limit, with and without other work on the machine, one code against another.
+
+    python -m bench.floor --rounds 3 --busy 0,3 --other /work/main
+    python -m bench.floor --report                       # the table from the rows
+
+Each run is the user's path, in its own process: ``python -m placer solve FILE --solver X
+--time-limit L --json -q`` on the `scale` family's 1M GPUs / 5,000 jobs at seed 3 (the
+instance bench.anytime solves). A round runs, for each added load (``--busy``: that many
+busy-loop processes, started before the round's runs and ended by their PIDs after them), the
+greedy backend, cpsat with this tree's code and cpsat with ``--other``'s code (a checkout run
+read-only, no bytecode written), in an order that rotates from round to round. A row records
+the objective, the bound (none: the plan was skipped for the greedy), the solve's seconds
+(the JSON's), the process's wall seconds, and the machine's one-minute load average before
+and after (`uptime`'s figure: the machine is shared with other work too). Rows go to
+bench/results/floor.json (with --record; else bench/out/floor.json) as they finish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.anytime import instance_file
+from bench.common import ROOT, machine, parser, results_dir
+
+NAME = "floor"
+
+
+def git_head(path: Path) -> str | None:
+    p = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=path, capture_output=True, text=True
+    )
+    return p.stdout.strip() or None
+
+
+def run(code: Path, solver: str, path: Path, limit: float) -> dict:
+    """One solve by `code`'s placer, in its own process."""
+    env = {**os.environ, "PYTHONPATH": str(code), "PYTHONDONTWRITEBYTECODE": "1"}
+    before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    p = subprocess.run(
+        [sys.executable, "-m", "placer", "solve", str(path), "--solver", solver,
+         "--time-limit", str(limit), "--json", "-q"],
+        cwd=code, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    row = {"load_avg": [round(before, 2), round(os.getloadavg()[0], 2)], "wall": round(wall, 2)}
+    if p.returncode != 0:
+        return {**row, "error": p.stderr[-500:]}
+    d = json.loads(p.stdout)
+    placed = sum(1 for j in d["jobs"] if j.get("units"))
+    return {
+        **row,
+        "objective": d["objective"],
+        "bound": d["bound"],
+        "gap": d["gap"],
+        "plan": "packed" if d["bound"] is not None else "skipped",
+        "seconds": d["seconds"],
+        "load_seconds": d["load_seconds"],
+        "jobs_placed": placed,
+    }
+
+
+def busy(n: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:  # by the PIDs started here
+        p.kill()
+        p.wait()
+
+
+def load(out: Path) -> dict:
+    return json.loads(out.read_text()) if out.exists() else {"rows": []}
+
+
+def report(data: dict) -> str:
+    lines = [
+        "| round | busy | code | backend | load avg | solve s | wall s | objective | plan "
+        "| jobs placed | vs greedy |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    greedy = {
+        (r["round"], r["busy"]): r.get("objective") for r in data["rows"] if r["solver"] == "greedy"
+    }
+    for r in data["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['round']} | {r['busy']} | {r['code']} | {r['solver']} | error |")
+            continue
+        g = greedy.get((r["round"], r["busy"]))
+        vs = "-" if r["solver"] == "greedy" or not g else f"{r['objective'] / g - 1:+.1%}"
+        la = r["load_avg"]
+        lines.append(
+            f"| {r['round']} | {r['busy']} | {r['code']} | {r['solver']} | {la[0]}-{la[1]} "
+            f"| {r['seconds']:.1f} | {r['wall']:.1f} | {r['objective'] / 1e6:.2f} M "
+            f"| {r['plan'] if r['solver'] != 'greedy' else '-'} | {r['jobs_placed']:,} | {vs} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = parser(__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--busy", default="0,3", help="busy-loop processes per load, comma list")
+    ap.add_argument("--limit", type=float, default=30.0)
+    ap.add_argument("--other", type=Path, default=None, help="another checkout's code (cpsat)")
+    ap.add_argument("--report", action="store_true", help="the table from the rows, no runs")
+    args = ap.parse_args(argv)
+    out = results_dir() / f"{NAME}.json"
+    data = load(out)
+    if args.report:
+        print(report(data))
+        return
+    path = instance_file("1m")
+    codes = [("branch", ROOT)] + ([("other", args.other)] if args.other else [])
+    heads = {name: git_head(c) for name, c in codes}
+    data.setdefault("machine", machine())
+    first = 1 + max((r["round"] for r in data["rows"]), default=0)
+    for k in range(args.rounds):
+        rnd = first + k
+        for n in [int(x) for x in args.busy.split(",")]:
+            runs = [("greedy", "branch")] + [("cpsat", name) for name, _ in codes]
+            runs = runs[rnd % len(runs) :] + runs[: rnd % len(runs)]
+            procs = busy(n)
+            try:
+                time.sleep(3 if n else 0)
+                for solver, name in runs:
+                    code = dict(codes)[name]
+                    row = {
+                        "round": rnd,
+                        "busy": n,
+                        "code": f"{name} {heads[name]}",
+                        "solver": solver,
+                        "limit": args.limit,
+                        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                        **run(code, solver, path, args.limit),
+                    }
+                    data["rows"].append(row)
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_text(json.dumps(data, indent=1) + "\n")
+                    print(report({"rows": [row]}).splitlines()[-1], flush=True)
+            finally:
+                stop(procs)
+    print(report(data))
+
+
+if __name__ == "__main__":
+    main()
