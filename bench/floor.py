@@ -4,16 +4,19 @@ limit, with and without other work on the machine, one code against another.
     python -m bench.floor --rounds 3 --busy 0,3 --other /work/main
     python -m bench.floor --report                       # the table from the rows
 
-Each run is the user's path, in its own process: ``python -m placer solve FILE --solver X
---time-limit L --json -q`` on the `scale` family's 1M GPUs / 5,000 jobs at seed 3 (the
-instance bench.anytime solves). A round runs, for each added load (``--busy``: that many
-busy-loop processes, started before the round's runs and ended by their PIDs after them), the
-greedy backend, cpsat with this tree's code and cpsat with ``--other``'s code (a checkout run
-read-only, no bytecode written), in an order that rotates from round to round. A row records
-the objective, the bound (none: the plan was skipped for the greedy), the solve's seconds
-(the JSON's), the process's wall seconds, and the machine's one-minute load average before
-and after (`uptime`'s figure: the machine is shared with other work too). Rows go to
-bench/results/floor.json (with --record; else bench/out/floor.json) as they finish.
+Each run is in its own process, ``python -m bench.anytime --one FILE X L`` (the file loaded
+as ``placer solve`` loads it, then ``placer.solve``, with the stats the CLI's JSON leaves
+out), on the `scale` family's 1M GPUs / 5,000 jobs at seed 3 (bench.anytime's instance).
+A round runs, for each added load (``--busy``: that many busy-loop processes, started
+before the round's runs and ended by their PIDs after them), the greedy backend, cpsat with
+this tree's code and cpsat with ``--other``'s code (a checkout run read-only, no bytecode
+written), in an order that rotates from round to round. A row records the objective, the
+bound (none: the plan was skipped for the greedy), the solve's seconds (the solver's clock,
+as the CLI's JSON; `call_seconds` the whole call), the process's wall seconds, why a plan
+was skipped and the CPU share measured (this branch's code), and the machine's one-minute
+load average before and after (`uptime`'s figure: the machine is shared with other work
+too). Rows go to bench/results/floor.json (with --record; else bench/out/floor.json) as
+they finish.
 """
 
 from __future__ import annotations
@@ -38,32 +41,55 @@ def git_head(path: Path) -> str | None:
     return p.stdout.strip() or None
 
 
-def run(code: Path, solver: str, path: Path, limit: float) -> dict:
-    """One solve by `code`'s placer, in its own process."""
+def start(code: Path, solver: str, path: Path, limit: float) -> tuple:
+    """One solve by `code`'s placer, started in its own process: `python -m bench.anytime
+    --one`, which loads the file as the CLI does and calls placer.solve, and prints the
+    solve's stats (why a plan was skipped, the CPU share measured) that the CLI's JSON
+    leaves out."""
     env = {**os.environ, "PYTHONPATH": str(code), "PYTHONDONTWRITEBYTECODE": "1"}
     before = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    p = subprocess.run(
-        [sys.executable, "-m", "placer", "solve", str(path), "--solver", solver,
-         "--time-limit", str(limit), "--json", "-q"],
-        cwd=code, env=env, capture_output=True, text=True,
+    p = subprocess.Popen(
+        [sys.executable, "-m", "bench.anytime", "--one", str(path), solver, str(limit)],
+        cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    return p, before, time.perf_counter()
+
+
+def finish(started: tuple) -> dict:
+    p, before, t0 = started
+    out, err = p.communicate()
     wall = time.perf_counter() - t0
     row = {"load_avg": [round(before, 2), round(os.getloadavg()[0], 2)], "wall": round(wall, 2)}
     if p.returncode != 0:
-        return {**row, "error": p.stderr[-500:]}
-    d = json.loads(p.stdout)
-    placed = sum(1 for j in d["jobs"] if j.get("units"))
+        return {**row, "error": err[-500:]}
+    d = json.loads(out.splitlines()[-1])
+    st = d.get("stats", {})
     return {
         **row,
         "objective": d["objective"],
         "bound": d["bound"],
         "gap": d["gap"],
         "plan": "packed" if d["bound"] is not None else "skipped",
-        "seconds": d["seconds"],
+        # the solver's own clock (the CLI's `seconds`), and the call's (placer.solve)
+        "seconds": d["result_seconds"],
+        "call_seconds": d["seconds"],
         "load_seconds": d["load_seconds"],
-        "jobs_placed": placed,
+        "jobs_placed": d["jobs_placed"],
+        "not_reached": d["not_reached"],
+        "stats": {
+            k: st.get(k)
+            for k in ("primal_from", "coarse", "cpu_share", "coarse_native", "resumed")
+            if k in st
+        },
     }
+
+
+def save(out: Path, data: dict, rows: list[dict]) -> None:
+    data["rows"].extend(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    for r in rows:
+        print(report({"rows": [r]}).splitlines()[-1], flush=True)
 
 
 def busy(n: int) -> list[subprocess.Popen]:
@@ -110,6 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--busy", default="0,3", help="busy-loop processes per load, comma list")
     ap.add_argument("--limit", type=float, default=30.0)
     ap.add_argument("--other", type=Path, default=None, help="another checkout's code (cpsat)")
+    ap.add_argument(
+        "--together", action="store_true", help="a round's solves at once (the same load)"
+    )
     ap.add_argument("--report", action="store_true", help="the table from the rows, no runs")
     args = ap.parse_args(argv)
     out = results_dir() / f"{NAME}.json"
@@ -130,21 +159,33 @@ def main(argv: list[str] | None = None) -> None:
             procs = busy(n)
             try:
                 time.sleep(3 if n else 0)
-                for solver, name in runs:
-                    code = dict(codes)[name]
-                    row = {
+
+                def row(solver, name, rnd=rnd, n=n):
+                    return {
                         "round": rnd,
                         "busy": n,
+                        "together": args.together,
                         "code": f"{name} {heads[name]}",
                         "solver": solver,
                         "limit": args.limit,
                         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                        **run(code, solver, path, args.limit),
                     }
-                    data["rows"].append(row)
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    out.write_text(json.dumps(data, indent=1) + "\n")
-                    print(report({"rows": [row]}).splitlines()[-1], flush=True)
+
+                if args.together:  # all at once: the same load for each
+                    rows = [row(solver, name) for solver, name in runs]
+                    procs_ = [
+                        start(dict(codes)[name], solver, path, args.limit) for solver, name in runs
+                    ]
+                    for r, p in zip(rows, procs_):
+                        r.update(finish(p))
+                else:
+                    rows = []
+                    for solver, name in runs:
+                        r = row(solver, name)
+                        r.update(finish(start(dict(codes)[name], solver, path, args.limit)))
+                        save(out, data, [r])
+                    rows = []
+                save(out, data, rows)
             finally:
                 stop(procs)
     print(report(data))

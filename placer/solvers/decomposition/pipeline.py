@@ -94,12 +94,15 @@ VARS_PER_JOB = 12  # coarse variables per job, for the estimate before building
 # the greedy's whole pass, so LP 1.5x + 60% of 1.8x. A build is timed on its own run (and
 # extrapolated from its first jobs): it measures the machine's speed at that moment
 PLAN_PER_BUILD = 2.6
-# the coarse build's CPU time a job at its fastest measured pace (1M GPUs / 5,000 jobs: 2.2-3.0 s
-# of CPU for the whole build on 2026-12-07, the memos' filling included, docs/solver.md "The
-# floor under load"): with the share of a core the process had since the decomposition
-# started, a build of n jobs takes at least n * BUILD_CPU_PER_JOB / share seconds of wall
-# time. A lower bound, so a plan skipped by it (`plan_cannot_fit`) could not have fitted
-BUILD_CPU_PER_JOB = 4e-4
+# the coarse build's CPU time a job, as measured at 1M GPUs / 5,000 jobs on 2026-12-07 with
+# the memos' filling: 2.8-3.0 s of CPU for the whole build at a load average of 4-5 (other
+# processes on both cores make each CPU second slower), 2.2-2.6 s on a quiet machine. With
+# the share of a core the process had since the decomposition started, a build of n jobs
+# takes about n * BUILD_CPU_PER_JOB / share seconds of wall time (`plan_cannot_fit`). In
+# bench/floor.py's rounds a share of 0.41 or less at the build's start was always followed by
+# a build its own pace stopped (after 1.9-2.7 s), a share of 0.50 or more by a packed plan
+# (docs/solver.md, "The floor under load")
+BUILD_CPU_PER_JOB = 6e-4
 # the shortest wall time over which that share is taken (shorter: not measured, the build's
 # own pace decides)
 SHARE_WINDOW = 0.1
@@ -590,12 +593,13 @@ def cpu_share(t0: float, c0: float) -> float | None:
 
 
 def plan_cannot_fit(n_jobs: int, share: float | None, build_share: float) -> bool:
-    """True when a coarse build of `n_jobs` jobs, at its fastest CPU pace
+    """True when a coarse build of `n_jobs` jobs, at its CPU pace under load
     (BUILD_CPU_PER_JOB) and the process's measured `share` of a core, would end past
     `build_share` seconds (its share of the time left, 1 / (1 + PLAN_PER_BUILD)): the plan
     is then skipped before the build, and the greedy has all the time the greedy backend has
-    (under a load of twice the cores, the build's first 1,024 jobs took 2.7-5.6 s before its
-    own pace said the same: docs/solver.md, "The floor under load")."""
+    (under a load of twice the cores, the build's first 1,024 jobs took 1.9-7.4 s before its
+    own pace said the same: docs/solver.md, "The floor under load"). At 30 s on 1M GPUs /
+    5,000 jobs that is a share below 0.45; at 60 s, below 0.2."""
     if share is None:
         return False
     return n_jobs * BUILD_CPU_PER_JOB > max(share, 1e-6) * build_share
@@ -938,11 +942,11 @@ class DecompositionSolver(Solver):
                 stats_pre["cpu_share"] = round(core, 3)
             if b_end is not None and plan_cannot_fit(len(inst.jobs), core, b_end - t_b):
                 # the share of a core the greedy's first work had says the build cannot end
-                # in its share: the greedy has the time its first 1,024 jobs would have taken
+                # in its share: the greedy has the time the build's first 1,024 jobs took
                 skipped = (
                     f"the solve had {core:.0%} of a core since it started, so its build "
-                    f"({len(inst.jobs):,} jobs, at least {BUILD_CPU_PER_JOB * 1e3:g} ms of CPU "
-                    f"each) would have run past {b_end - t_b:.1f} s (a share of the time "
+                    f"({len(inst.jobs):,} jobs, {BUILD_CPU_PER_JOB * 1e3:g} ms of CPU each under "
+                    f"load) would have run past {b_end - t_b:.1f} s (a share of the time "
                     "left); not started"
                 )
             else:
