@@ -146,7 +146,7 @@ def test_the_cpu_share_is_the_cpu_time_over_the_wall_time_once_the_window_is_lon
 def test_a_plan_cannot_fit_when_its_build_at_the_measured_share_ends_past_its_share():
     # 1M GPUs / 5,000 jobs at 30 s: the build's share of the time left is about 6.7 s, and
     # the build 3 s of CPU under load: 0.41 of a core (a build its pace stopped, in
-    # bench/floor.py's rounds) cannot, 0.5 (a packed plan there) can, and an unmeasured
+    # bench/floor.py's rounds) cannot, 0.5 (0.53 packed there) can, and an unmeasured
     # share leaves the decision to the build's own pace
     assert abs(pipeline.BUILD_CPU_PER_JOB * 5000 - 3.0) < 1e-9
     assert pipeline.plan_cannot_fit(5000, 0.41, 6.7)

@@ -100,7 +100,7 @@ PLAN_PER_BUILD = 2.6
 # the share of a core the process had since the decomposition started, a build of n jobs
 # takes about n * BUILD_CPU_PER_JOB / share seconds of wall time (`plan_cannot_fit`). In
 # bench/floor.py's rounds a share of 0.41 or less at the build's start was always followed by
-# a build its own pace stopped (after 1.9-2.7 s), a share of 0.50 or more by a packed plan
+# a build its own pace stopped (after 1.9-2.7 s), shares of 0.53 and 0.61 by a packed plan
 # (docs/solver.md, "The floor under load")
 BUILD_CPU_PER_JOB = 6e-4
 # the shortest wall time over which that share is taken (shorter: not measured, the build's
