@@ -597,7 +597,7 @@ def plan_cannot_fit(n_jobs: int, share: float | None, build_share: float) -> boo
     (BUILD_CPU_PER_JOB) and the process's measured `share` of a core, would end past
     `build_share` seconds (its share of the time left, 1 / (1 + PLAN_PER_BUILD)): the plan
     is then skipped before the build, and the greedy has all the time the greedy backend has
-    (under a load of twice the cores, the build's first 1,024 jobs took 1.9-7.4 s before its
+    (under a load of twice the cores, the build's first 1,024 jobs took 1.9-6.4 s before its
     own pace said the same: docs/solver.md, "The floor under load"). At 30 s on 1M GPUs /
     5,000 jobs that is a share below 0.45; at 60 s, below 0.2."""
     if share is None:
@@ -944,9 +944,9 @@ class DecompositionSolver(Solver):
                 # the share of a core the greedy's first work had says the build cannot end
                 # in its share: the greedy has the time the build's first 1,024 jobs took
                 skipped = (
-                    f"the solve had {core:.0%} of a core since it started, so its build "
-                    f"({len(inst.jobs):,} jobs, {BUILD_CPU_PER_JOB * 1e3:g} ms of CPU each under "
-                    f"load) would have run past {b_end - t_b:.1f} s (a share of the time "
+                    f"the solve had {core:.0%} of a core since its decomposition started, so its "
+                    f"build ({len(inst.jobs):,} jobs, {BUILD_CPU_PER_JOB * 1e3:g} ms of CPU each "
+                    f"under load) would have run past {b_end - t_b:.1f} s (a share of the time "
                     "left); not started"
                 )
             else:
