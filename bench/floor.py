@@ -1,7 +1,8 @@
 """The greedy as the floor under load (issue 16): cpsat against the greedy backend at the same
 limit, with and without other work on the machine, one code against another.
 
-    python -m bench.floor --rounds 3 --busy 0,3 --other /work/main
+    python -m bench.floor --rounds 3 --busy 0,3 --other /work/main             # in turn
+    python -m bench.floor --together --rounds 3 --busy 0,2 --other /work/main  # at once
     python -m bench.floor --report                       # the table from the rows
 
 Each run is in its own process, ``python -m bench.anytime --one FILE X L`` (the file loaded
@@ -10,13 +11,15 @@ out), on the `scale` family's 1M GPUs / 5,000 jobs at seed 3 (bench.anytime's in
 A round runs, for each added load (``--busy``: that many busy-loop processes, started
 before the round's runs and ended by their PIDs after them), the greedy backend, cpsat with
 this tree's code and cpsat with ``--other``'s code (a checkout run read-only, no bytecode
-written), in an order that rotates from round to round. A row records the objective, the
+written), in an order that rotates from round to round; with ``--together`` the three start
+at once, so that each sees the same load (one after another, the load moved more between
+two runs than the backends differ on a shared machine). A row records the objective, the
 bound (none: the plan was skipped for the greedy), the solve's seconds (the solver's clock,
 as the CLI's JSON; `call_seconds` the whole call), the process's wall seconds, why a plan
 was skipped and the CPU share measured (this branch's code), and the machine's one-minute
 load average before and after (`uptime`'s figure: the machine is shared with other work
-too). Rows go to bench/results/floor.json (with --record; else bench/out/floor.json) as
-they finish.
+too), and the process's CPU seconds. Rows go to bench/results/floor.json (with --record;
+else bench/out/floor.json) as they finish.
 """
 
 from __future__ import annotations
