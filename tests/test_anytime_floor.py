@@ -119,3 +119,109 @@ def test_a_second_policy_its_deadline_cut_is_run_again_in_full(monkeypatch):
     done = pipeline.finish_greedy(cut, None, stats)
     assert "greedy_second_policy" in stats
     assert done.objective == whole.objective
+
+
+# the floor under load (issue 16): the plan is skipped before its build when the share of a
+# core the solve had since it started says even the build's fastest pace cannot fit, and a
+# skipped plan gives the greedy the greedy backend's deadline
+
+
+def test_the_cpu_share_is_the_cpu_time_over_the_wall_time_once_the_window_is_long_enough(
+    monkeypatch,
+):
+    from types import SimpleNamespace
+
+    clock = {"wall": 10.0, "cpu": 2.0}
+    monkeypatch.setattr(
+        pipeline,
+        "time",
+        SimpleNamespace(perf_counter=lambda: clock["wall"], process_time=lambda: clock["cpu"]),
+    )
+    clock.update(wall=10.05, cpu=2.01)  # under SHARE_WINDOW: not measured
+    assert pipeline.cpu_share(10.0, 2.0) is None
+    clock.update(wall=12.0, cpu=2.5)  # half a second of CPU in two of wall time
+    assert pipeline.cpu_share(10.0, 2.0) == 0.25
+
+
+def test_a_plan_cannot_fit_when_its_build_at_the_measured_share_ends_past_its_share():
+    # 1M GPUs / 5,000 jobs at 30 s: the build's share of the time left is about 6.7 s, and
+    # the build 3 s of CPU under load: 0.41 of a core (a build its pace stopped, in
+    # bench/floor.py's rounds) cannot, 0.5 (0.53 packed there) can, and an unmeasured
+    # share leaves the decision to the build's own pace
+    assert abs(pipeline.BUILD_CPU_PER_JOB * 5000 - 3.0) < 1e-9
+    assert pipeline.plan_cannot_fit(5000, 0.41, 6.7)
+    assert pipeline.plan_cannot_fit(5000, 0.2, 6.7)
+    assert not pipeline.plan_cannot_fit(5000, 0.5, 6.7)
+    assert not pipeline.plan_cannot_fit(5000, 1.0, 6.7)
+    assert not pipeline.plan_cannot_fit(5000, None, 6.7)
+    assert pipeline.plan_cannot_fit(5000, 0.0, 6.7)
+    # a longer limit leaves the build more: at 60 s (about 14 s) 0.25 of a core can
+    assert not pipeline.plan_cannot_fit(5000, 0.25, 14.0)
+
+
+def _no_build(*a, **k):
+    raise AssertionError("the build was started")
+
+
+def test_a_starved_solve_skips_the_plan_before_its_build_and_keeps_the_greedy_backends_floor(
+    monkeypatch,
+):
+    inst = _inst()
+    monkeypatch.setattr(pipeline, "cpu_share", lambda t0, c0: 1e-4)
+    monkeypatch.setattr(pipeline.coarse_mod, "build", _no_build)
+    res = placer.solve(inst, "cpsat", time_limit=30, lp_rounding="always", exact_small=False)
+    greedy = placer.solve(inst, "greedy", time_limit=30)
+    assert res.stats["coarse"].startswith("skipped: the solve had 0% of a core")
+    assert res.stats["cpu_share"] == 0.0 and res.stats["primal_from"] == "greedy"
+    assert res.bound is None
+    assert res.objective >= greedy.objective - 1e-6 * abs(greedy.objective)
+
+
+def test_a_solve_with_a_core_of_its_own_builds_and_packs_its_plan(monkeypatch):
+    inst = _inst()
+    monkeypatch.setattr(pipeline, "cpu_share", lambda t0, c0: 1.0)
+    res = placer.solve(inst, "cpsat", time_limit=30, lp_rounding="always", exact_small=False)
+    assert res.stats["coarse_native"].endswith("rounding") and res.stats["cpu_share"] == 1.0
+    assert res.bound is not None
+
+
+def test_a_skipped_plan_gives_the_greedy_the_greedy_backends_deadline(monkeypatch):
+    """The greedy's first work starts at the solve's start (its share before a rounded plan
+    is 0) and finish_greedy runs to the search's deadline, as the greedy backend's
+    best_greedy does: the limit less base.finish_reserve, no margin of its own."""
+    from placer.solvers.base import finish_reserve
+
+    inst = _inst()
+    seen = {}
+    real_best, real_finish = pipeline.best_greedy, pipeline.finish_greedy
+
+    def best(inst, deadline=None, final=True):
+        seen["started"] = deadline
+        return real_best(inst, deadline, final=final)
+
+    def finish(first, deadline, stats):
+        seen["deadline"] = deadline
+        return real_finish(first, deadline, stats)
+
+    monkeypatch.setattr(pipeline, "best_greedy", best)
+    monkeypatch.setattr(pipeline, "finish_greedy", finish)
+    monkeypatch.setattr(pipeline, "cpu_share", lambda t0, c0: 1e-4)
+    placer.solve(inst, "cpsat", time_limit=30, lp_rounding="always", exact_small=False)
+    assert abs(seen["deadline"] - seen["started"] - (30 - finish_reserve(inst, 30))) < 1e-9
+
+
+def test_cpsat_is_available_without_importing_ortools():
+    """get_solver("cpsat") finds OR-Tools without importing it (0.3-1 s with the pandas it
+    pulls in, before the solve's clock starts): a skipped plan never needs it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from placer.solvers import get_solver; get_solver('cpsat'); "
+        "print('ortools.sat.python.cp_model' in sys.modules)"
+    )
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"

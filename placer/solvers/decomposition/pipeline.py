@@ -94,6 +94,18 @@ VARS_PER_JOB = 12  # coarse variables per job, for the estimate before building
 # the greedy's whole pass, so LP 1.5x + 60% of 1.8x. A build is timed on its own run (and
 # extrapolated from its first jobs): it measures the machine's speed at that moment
 PLAN_PER_BUILD = 2.6
+# the coarse build's CPU time a job, as measured at 1M GPUs / 5,000 jobs on 2026-12-07 with
+# the memos' filling: 2.8-3.0 s of CPU for the whole build at a load average of 4-5 (other
+# processes on both cores make each CPU second slower), 2.2-2.6 s on a quiet machine. With
+# the share of a core the process had since the decomposition started, a build of n jobs
+# takes about n * BUILD_CPU_PER_JOB / share seconds of wall time (`plan_cannot_fit`). In
+# bench/floor.py's rounds a share of 0.41 or less at the build's start was always followed by
+# a build its own pace stopped (after 1.9-2.7 s), shares of 0.53 and 0.61 by a packed plan
+# (docs/solver.md, "The floor under load")
+BUILD_CPU_PER_JOB = 6e-4
+# the shortest wall time over which that share is taken (shorter: not measured, the build's
+# own pace decides)
+SHARE_WINDOW = 0.1
 # coarse variables from which CP-SAT's solve starts from the greedy's placement: on smaller
 # models CP-SAT finds its first plans at once, and the hint's fixed solve and the search it
 # steers cost time (bench.plans' three-campus control, 355-405 variables, first plans: 0.35,
@@ -614,6 +626,29 @@ def _mixed_parts(
     return [got[c] for c, _v in cells if c in got]
 
 
+def cpu_share(t0: float, c0: float) -> float | None:
+    """The share of a core this process had since `t0` (time.perf_counter) and `c0`
+    (time.process_time): its CPU time over the wall time, None over less than SHARE_WINDOW.
+    On a machine whose cores other work shares it is what a step gets of its CPU need."""
+    wall = time.perf_counter() - t0
+    if wall < SHARE_WINDOW:
+        return None
+    return (time.process_time() - c0) / wall
+
+
+def plan_cannot_fit(n_jobs: int, share: float | None, build_share: float) -> bool:
+    """True when a coarse build of `n_jobs` jobs, at its CPU pace under load
+    (BUILD_CPU_PER_JOB) and the process's measured `share` of a core, would end past
+    `build_share` seconds (its share of the time left, 1 / (1 + PLAN_PER_BUILD)): the plan
+    is then skipped before the build, and the greedy has all the time the greedy backend has
+    (under a load of twice the cores, the build's first 1,024 jobs took 1.9-6.4 s before its
+    own pace said the same: docs/solver.md, "The floor under load"). At 30 s on 1M GPUs /
+    5,000 jobs that is a share below 0.45; at 60 s, below 0.2."""
+    if share is None:
+        return False
+    return n_jobs * BUILD_CPU_PER_JOB > max(share, 1e-6) * build_share
+
+
 def finish_greedy(first: State, deadline: float | None, stats: dict) -> State:
     """The greedy backend's placement from the greedy that its share of the limit stopped
     (`best_greedy(final=False)`): its first policy resumed (:func:`resume` places the jobs
@@ -905,6 +940,10 @@ class DecompositionSolver(Solver):
     ) -> Result:
         """Steps 1-6 of the overview."""
         hard = deadline
+        # the process's CPU time from here: its share of a core decides early whether a
+        # plan can fit (plan_cannot_fit)
+        t_share, c_share = time.perf_counter(), time.process_time()
+        stats_pre: dict = {}  # what the skipped and the planned paths both report
         if deadline is not None:
             # what follows the search (reasons, check, re-score) grows with the instance
             deadline -= finish_reserve(inst, deadline - started)
@@ -943,20 +982,33 @@ class DecompositionSolver(Solver):
                 # moment, so a build past 1 / (1 + PLAN_PER_BUILD) of the time left leaves
                 # them no room
                 b_end = t_b + (deadline - t_b) / (1 + PLAN_PER_BUILD)
-            co = coarse_mod.build(inst, b_end, classes)
-            t_build = time.perf_counter() - t_b
-            if co is None:
+            core = None if b_end is None else cpu_share(t_share, c_share)
+            if core is not None:
+                stats_pre["cpu_share"] = round(core, 3)
+            if b_end is not None and plan_cannot_fit(n_model, core, b_end - t_b):
+                # the share of a core the greedy's first work had says the build cannot end
+                # in its share: the greedy has the time the build's first 1,024 jobs took
                 skipped = (
-                    f"its build would have run past {b_end - t_b:.1f} s (a share of the time "
-                    f"left), as timed on its first jobs; stopped after {t_build:.1f} s"
+                    f"the solve had {core:.0%} of a core since its decomposition started, so its "
+                    f"build ({n_model:,} jobs, {BUILD_CPU_PER_JOB * 1e3:g} ms of CPU each "
+                    f"under load) would have run past {b_end - t_b:.1f} s (a share of the time "
+                    "left); not started"
                 )
-            elif b_end is not None and t_b + (1 + PLAN_PER_BUILD) * t_build > deadline:
-                co = None
-                skipped = (
-                    f"its build took {t_build:.1f} s, and its LP and packing (at least "
-                    f"{PLAN_PER_BUILD:g} times as long) did not fit in the "
-                    f"{deadline - time.perf_counter():.1f} s left"
-                )
+            else:
+                co = coarse_mod.build(inst, b_end, classes)
+                t_build = time.perf_counter() - t_b
+                if co is None:
+                    skipped = (
+                        f"its build would have run past {b_end - t_b:.1f} s (a share of the "
+                        f"time left), as timed on its first jobs; stopped after {t_build:.1f} s"
+                    )
+                elif b_end is not None and t_b + (1 + PLAN_PER_BUILD) * t_build > deadline:
+                    co = None
+                    skipped = (
+                        f"its build took {t_build:.1f} s, and its LP and packing (at least "
+                        f"{PLAN_PER_BUILD:g} times as long) did not fit in the "
+                        f"{deadline - time.perf_counter():.1f} s left"
+                    )
             if co is not None:
                 # SPEC v3: one-site options duplicated by a sibling plan (plans.site_twins)
                 dropped = drop_twin_sites(inst, co.options, co.model.ub)
@@ -982,13 +1034,13 @@ class DecompositionSolver(Solver):
                 # the greedy backend's placement, as it would have made it: its first policy
                 # resumed where its share stopped it, then (when its share cut the first)
                 # the second, the better kept; then the local search
-                ls_deadline = deadline - 0.1 - 0.05 * (deadline - started)
-                stats = {"primal_from": "greedy", "coarse": "skipped: " + skipped}
-                # (until the local search's margin: the greedy backend runs to the search's
-                # deadline, but a cpsat solve also imported OR-Tools (0.5-1.5 s under load),
-                # and one run at a load of 4 returned at 32.1 s of a 30 s limit without it)
-                st = finish_greedy(first, ls_deadline, stats)
-                stats["improvements"] = local_search(st, ls_deadline, passes=50)
+                stats = {"primal_from": "greedy", "coarse": "skipped: " + skipped, **stats_pre}
+                # until the search's deadline, as the greedy backend runs: the same time for
+                # the same work (a cpsat solve no longer imports OR-Tools before its clock
+                # starts, CpSatSolver.available, which the local search's margin here made up
+                # for: one run at a load of 4 had returned at 32.1 s of a 30 s limit)
+                st = finish_greedy(first, deadline, stats)
+                stats["improvements"] = local_search(st, deadline, passes=50)
                 return self._finish(inst, st, None, hard, started, stats)
             return no_placement(
                 inst,
@@ -1065,6 +1117,7 @@ class DecompositionSolver(Solver):
             "coarse_bound": sol.bound,
             "coarse_build_seconds": round(t_build, 3),
             "coarse_solve_seconds": round(time.perf_counter() - t_solve, 3),
+            **stats_pre,
         }
         if co.classes:
             stats["aggregated"] = co.aggregated
