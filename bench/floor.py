@@ -4,6 +4,12 @@ limit, with and without other work on the machine, one code against another.
     python -m bench.floor --rounds 3 --busy 0,3 --other /work/main             # in turn
     python -m bench.floor --together --rounds 3 --busy 0,2 --other /work/main  # at once
     python -m bench.floor --report                       # the table from the rows
+    python -m bench.floor --scale 180k --limits 3,5,7,10,15 --rounds 1 --busy 0 --other DIR
+
+``--scale 180k``: bench.audit_scale's three-campus instance (179,200 GPUs, 300 jobs of every
+kind, two offers; written from SPEC by the real-size audit), where the coarse model is solved
+by CP-SAT (not rounded from its LP), at the short limits where the greedy's share is cut;
+rows go to floor-180k.json.
 
 Each run is in its own process, ``python -m bench.anytime --one FILE X L`` (the file loaded
 as ``placer solve`` loads it, then ``placer.solve``, with the stats the CLI's JSON leaves
@@ -35,6 +41,20 @@ from bench.anytime import instance_file
 from bench.common import ROOT, machine, parser, results_dir
 
 NAME = "floor"
+
+
+def audit_file() -> Path:
+    """bench.audit_scale's 180k-GPU instance as a YAML file (written once, deterministic)."""
+    import yaml
+
+    from bench.audit_scale import instance
+    from bench.common import OUT
+
+    path = OUT / "audit-180k.yaml"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(instance(300, 0, 3), sort_keys=False, width=200))
+    return path
 
 
 def git_head(path: Path) -> str | None:
@@ -90,7 +110,14 @@ def finish(started: tuple) -> dict:
         "not_reached": d["not_reached"],
         "stats": {
             k: st.get(k)
-            for k in ("primal_from", "coarse", "cpu_share", "coarse_native", "resumed")
+            for k in (
+                "primal_from",
+                "coarse",
+                "cpu_share",
+                "coarse_native",
+                "resumed",
+                "greedy_rest_s",
+            )
             if k in st
         },
     }
@@ -120,23 +147,26 @@ def load(out: Path) -> dict:
 
 def report(data: dict) -> str:
     lines = [
-        "| round | busy | code | backend | load avg | solve s | wall s | CPU s | objective | plan "
-        "| jobs placed | vs greedy |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| round | busy | limit s | code | backend | load avg | solve s | wall s | CPU s "
+        "| objective | plan | jobs placed | vs greedy |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     greedy = {
-        (r["round"], r["busy"]): r.get("objective") for r in data["rows"] if r["solver"] == "greedy"
+        (r["round"], r["busy"], r.get("limit")): r.get("objective")
+        for r in data["rows"]
+        if r["solver"] == "greedy"
     }
     for r in data["rows"]:
         if "error" in r:
             lines.append(f"| {r['round']} | {r['busy']} | {r['code']} | {r['solver']} | error |")
             continue
-        g = greedy.get((r["round"], r["busy"]))
+        g = greedy.get((r["round"], r["busy"], r.get("limit")))
         vs = "-" if r["solver"] == "greedy" or not g else f"{r['objective'] / g - 1:+.1%}"
         la = r["load_avg"]
         cpu = f"{r['cpu_seconds']:.1f}" if "cpu_seconds" in r else "-"
         lines.append(
-            f"| {r['round']} | {r['busy']} | {r['code']} | {r['solver']} | {la[0]}-{la[1]} "
+            f"| {r['round']} | {r['busy']} | {r.get('limit', 30):g} | {r['code']} | {r['solver']} "
+            f"| {la[0]}-{la[1]} "
             f"| {r['seconds']:.1f} | {r['wall']:.1f} | {cpu} | {r['objective'] / 1e6:.2f} M "
             f"| {r['plan'] if r['solver'] != 'greedy' else '-'} | {r['jobs_placed']:,} | {vs} |"
         )
@@ -148,46 +178,49 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--busy", default="0,3", help="busy-loop processes per load, comma list")
     ap.add_argument("--limit", type=float, default=30.0)
+    ap.add_argument("--limits", default=None, help="comma list of limits (instead of --limit)")
+    ap.add_argument("--scale", default="1m", choices=["1m", "180k"])
     ap.add_argument("--other", type=Path, default=None, help="another checkout's code (cpsat)")
     ap.add_argument(
         "--together", action="store_true", help="a round's solves at once (the same load)"
     )
     ap.add_argument("--report", action="store_true", help="the table from the rows, no runs")
     args = ap.parse_args(argv)
-    out = results_dir() / f"{NAME}.json"
+    out = results_dir() / (f"{NAME}.json" if args.scale == "1m" else f"{NAME}-{args.scale}.json")
     data = load(out)
     if args.report:
         print(report(data))
         return
-    path = instance_file("1m")
+    path = instance_file("1m") if args.scale == "1m" else audit_file()
+    limits = [float(x) for x in args.limits.split(",")] if args.limits else [args.limit]
     codes = [("branch", ROOT)] + ([("other", args.other)] if args.other else [])
     heads = {name: git_head(c) for name, c in codes}
     data.setdefault("machine", machine())
     first = 1 + max((r["round"] for r in data["rows"]), default=0)
     for k in range(args.rounds):
         rnd = first + k
-        for n in [int(x) for x in args.busy.split(",")]:
+        for n, limit in [(int(x), lim) for x in args.busy.split(",") for lim in limits]:
             runs = [("greedy", "branch")] + [("cpsat", name) for name, _ in codes]
             runs = runs[rnd % len(runs) :] + runs[: rnd % len(runs)]
             procs = busy(n)
             try:
                 time.sleep(3 if n else 0)
 
-                def row(solver, name, rnd=rnd, n=n):
+                def row(solver, name, rnd=rnd, n=n, limit=limit):
                     return {
                         "round": rnd,
                         "busy": n,
                         "together": args.together,
                         "code": f"{name} {heads[name]}",
                         "solver": solver,
-                        "limit": args.limit,
+                        "limit": limit,
                         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                     }
 
                 if args.together:  # all at once: the same load for each
                     rows = [row(solver, name) for solver, name in runs]
                     procs_ = [
-                        start(dict(codes)[name], solver, path, args.limit) for solver, name in runs
+                        start(dict(codes)[name], solver, path, limit) for solver, name in runs
                     ]
                     for r, p in zip(rows, procs_):
                         r.update(finish(p))
@@ -195,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
                     rows = []
                     for solver, name in runs:
                         r = row(solver, name)
-                        r.update(finish(start(dict(codes)[name], solver, path, args.limit)))
+                        r.update(finish(start(dict(codes)[name], solver, path, limit)))
                         save(out, data, [r])
                     rows = []
                 save(out, data, rows)
