@@ -259,9 +259,9 @@ def instance(n_jobs=300, seed=0, version=3):
 
 
 if __name__ == "__main__":
-    import argparse
+    from bench.common import parser
 
-    ap = argparse.ArgumentParser()
+    ap = parser("The real-size audit's three-campus instance, written as YAML to OUT.")
     ap.add_argument("out")
     ap.add_argument("--jobs", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
