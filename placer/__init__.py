@@ -24,7 +24,7 @@ from placer.model import Instance, Placement, Status
 from placer.solvers.base import Result
 
 # The one source of the version (pyproject.toml reads it; CHANGELOG.md says what each holds)
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = [
     "Action",
