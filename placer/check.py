@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from placer.kernel.blocks import offer_block_problem
+from placer.kernel.capacity import article
 from placer.kernel.compiled import Compiled, compile_placement
 from placer.kernel.groups import job_group_sets, rank_array
 from placer.model import Instance, Placement
@@ -235,7 +236,7 @@ def rule4_scope(inst: Instance, cp: Compiled) -> list[Violation]:
                 out.append(
                     Violation(
                         4,
-                        f"a {d.upper()} group spans sites with no WAN path "
+                        f"{article(d)} {d.upper()} group spans sites with no WAN path "
                         f"(e.g. GPU {index.gpu_id(int(M[r, 0]))!r})",
                         job=job.name,
                     )
@@ -252,7 +253,7 @@ def rule4_scope(inst: Instance, cp: Compiled) -> list[Violation]:
                     out.append(
                         Violation(
                             4,
-                            f"a {d.upper()} group spans more than one {lvl_name} "
+                            f"{article(d)} {d.upper()} group spans more than one {lvl_name} "
                             f"({index.gpu_id(int(M[r, 0]))!r} and {index.gpu_id(int(bad))!r})",
                             job=job.name,
                         )
@@ -268,7 +269,7 @@ def rule4_scope(inst: Instance, cp: Compiled) -> list[Violation]:
                     out.append(
                         Violation(
                             4,
-                            f"a {d.upper()} group has a pair {lat[r]:g} us apart, over "
+                            f"{article(d)} {d.upper()} group has a pair {lat[r]:g} us apart, over "
                             f"max_latency_us {bound:g} (group of {index.gpu_id(int(M[r, 0]))!r})",
                             job=job.name,
                         )

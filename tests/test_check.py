@@ -630,3 +630,58 @@ def test_rule_4_groups_over_sites_without_a_wan_path():
     pl = {"jobs": [{"name": "L", "units": 1, "gpus": ["a/rack0/node0/gpu0", "c/rack0/node0/gpu0"]}]}
     assert [(v.rule, v.job) for v in violations(inst, pl)] == [(4, "L")]
     assert reference_rules(inst, pl) == {4}
+
+
+def test_a_job_of_several_types_that_fits_on_none_names_each_type_in_its_reason():
+    """The real-size audit: a job with no gpu_types was told 'needs 128 GB200 GPUs ...', the
+    last type tried, while the other types failed too (and for other reasons)."""
+    d = {
+        "name": "two-types",
+        "topology": {
+            "levels": ["site", "node"],
+            "fabric": {
+                "node": {"latency_us": 1, "bandwidth_GBps": 100},
+                "site": {"latency_us": 5, "bandwidth_GBps": 25},
+            },
+            "sites": [
+                {
+                    "name": "a",
+                    "gpu_type": "H100",
+                    "gpus_per_node": 4,
+                    "domains": [{"name": "node", "count": 2}],
+                },
+                {
+                    "name": "b",
+                    "gpu_type": "GB200",
+                    "gpus_per_node": 4,
+                    "domains": [{"name": "node", "count": 3}],
+                },
+            ],
+        },
+        "gpu_types": {"H100": {"speed": 1.0}, "GB200": {"speed": 2.0}},
+        "jobs": [
+            {
+                "name": "big",
+                "kind": "training",
+                "tp": 4,
+                "dp": 4,
+                "min_dp": 4,
+                "compute_ms": 100,
+                "value": 1,
+            },
+        ],
+    }
+    inst = instance_from_dict(d)
+    why = fit_nowhere_reason(inst, inst.index, inst.jobs[0])
+    assert why.startswith("on each of its GPU types: ")
+    assert "16 H100 GPUs" in why and "16 GB200 GPUs" in why
+    d["jobs"][0]["gpu_types"] = ["GB200"]
+    inst = instance_from_dict(d)
+    one = fit_nowhere_reason(inst, inst.index, inst.jobs[0])
+    assert "GB200" in one and "H100" not in one and not one.startswith("on each")
+
+
+def test_an_ep_group_reads_an_ep_group():
+    from placer.kernel.capacity import article
+
+    assert [article(d) for d in ("tp", "pp", "dp", "ep")] == ["a", "a", "a", "an"]

@@ -119,6 +119,11 @@ def _units(k: int) -> str:
     return f"{k} unit" if k == 1 else f"{k} units"
 
 
+def article(dim: str) -> str:
+    """'an' before a dimension read letter by letter with a vowel sound (EP), else 'a'."""
+    return "an" if dim.upper()[:1] in "AEFHILMNORSX" else "a"
+
+
 def fit_nowhere_reason(
     inst: Instance,
     index,
@@ -166,7 +171,6 @@ def _fit_nowhere_one(
         "ep": job.ep if job.kind == "training" else 1,
     }
     need_total = k * job.unit_size
-    best_msg = ""
     unit_levels = [dimension_level(inst, index, job, d) for d in ("tp", "pp")]
     # (dimension, GPUs the group needs in one domain, level, granule): a granule is a part
     # of the group that lies inside one unit, so is of one type even for a mixed job
@@ -195,13 +199,14 @@ def _fit_nowhere_one(
     one_component = job.kind == "training" and k > 1
     if job.mix_types and len(types) > 1:
         return _mixed_fit_reason(index, job, types, counts, checks, k, one_component)
+    why: list[str] = []  # each type's reason: a job of several types fits on none of them
     for t in types:
         tname = index.type_names[t]
         whole = (counts.by_component(t) // job.unit_size) * job.unit_size
         most = int(whole.max(initial=0)) if one_component else int(whole.sum())
         if most < need_total:
             where = "in WAN-connected sites" if one_component else "in whole units"
-            best_msg = (
+            why.append(
                 f"needs {need_total:,} {tname} GPUs ({_units(k)} of {job.unit_size}); "
                 f"the most free {where} is {most:,}"
             )
@@ -212,7 +217,7 @@ def _fit_nowhere_one(
                 continue
             best = int(counts.per_domain(t, lvl).max(initial=0))
             if best < n:
-                what = "a unit" if dim == "unit" else f"a {dim.upper()} group"
+                what = "a unit" if dim == "unit" else f"{article(dim)} {dim.upper()} group"
                 failed = (
                     f"{what} needs {n:,} {tname} GPUs inside one "
                     f"{index.levels[lvl]}; the largest free {tname} {index.levels[lvl]} "
@@ -229,8 +234,9 @@ def _fit_nowhere_one(
                 )
         if not failed:
             return ""
-        best_msg = failed
-    return best_msg
+        why.append(failed)
+    # (each reason names its type: with several, the last alone would blame that type only)
+    return why[0] if len(why) == 1 else "on each of its GPU types: " + "; ".join(why)
 
 
 def _mixed_fit_reason(
@@ -256,7 +262,7 @@ def _mixed_fit_reason(
         room = sum((counts.per_domain(t, lvl) // granule) * granule for t in types)
         best = int(room.max(initial=0))
         if best < n:
-            what = "a unit" if dim == "unit" else f"a {dim.upper()} group"
+            what = "a unit" if dim == "unit" else f"{article(dim)} {dim.upper()} group"
             one = f" of one type among {names}" if granule == n else f" of {names}"
             return (
                 f"{what} needs {n:,} GPUs{one} inside one {index.levels[lvl]}; the largest "
