@@ -107,3 +107,17 @@ def _tiny_model():
     lm.maximize(y, 1.0)
     lm.add({x: 1.0, y: 1.0}, "<=", 1.5)
     return lm
+
+
+def test_cbc_runs_serial_for_one_thread():
+    """`-threads 1` starts CBC's threaded search, whose process sometimes took 10 s to end
+    (1% of 0.5 s solves of a 6-variable model, two at once); one thread is CBC's serial
+    mode, no `threads` option. More threads still ask for them."""
+    import pulp
+
+    from placer.solvers import mip
+
+    one = mip._cbc(pulp, 1.0, 1, 0)
+    assert not any(o.startswith("threads") for o in one.getOptions() + one.options)
+    two = mip._cbc(pulp, 1.0, 2, 0)
+    assert "threads 2" in two.getOptions()

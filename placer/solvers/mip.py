@@ -79,7 +79,11 @@ def _cbc(pulp, time_limit, threads, seed):
         # CBC takes fractional seconds; rounding up to 1 s overran short limits (a 0.6 s
         # solve of 3,072 GPUs returned at 1.4 s)
         timeLimit=None if time_limit is None else max(MIN_SECONDS, float(time_limit)),
-        threads=threads,
+        # `-threads 1` is not CBC's serial mode: it starts the threaded search, whose process
+        # sometimes took 10 s to end (the bundled CBC 2.10, on a 6-variable model with a
+        # 0.5 s limit: 1% of runs with two solves at once, and once a 36% gap in the quick
+        # benchmark at 10 s); without the option CBC runs serial, as one thread asks
+        threads=threads if threads and threads > 1 else None,
         gapRel=GAP,
         options=[f"randomCbcSeed {int(seed) + 1}"],
     )
