@@ -109,6 +109,7 @@ def _tiny_model():
     return lm
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # PuLP 3.3 on its bundled CBC
 def test_cbc_runs_serial_for_one_thread():
     """`-threads 1` starts CBC's threaded search, whose process sometimes took 10 s to end
     (1% of 0.5 s solves of a 6-variable model, two at once); one thread is CBC's serial
