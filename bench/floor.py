@@ -158,7 +158,10 @@ def report(data: dict) -> str:
     }
     for r in data["rows"]:
         if "error" in r:
-            lines.append(f"| {r['round']} | {r['busy']} | {r['code']} | {r['solver']} | error |")
+            lines.append(
+                f"| {r['round']} | {r['busy']} | {r.get('limit', 30):g} | {r['code']} "
+                f"| {r['solver']} | error |"
+            )
             continue
         g = greedy.get((r["round"], r["busy"], r.get("limit")))
         vs = "-" if r["solver"] == "greedy" or not g else f"{r['objective'] / g - 1:+.1%}"
@@ -177,8 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--busy", default="0,3", help="busy-loop processes per load, comma list")
-    ap.add_argument("--limit", type=float, default=30.0)
-    ap.add_argument("--limits", default=None, help="comma list of limits (instead of --limit)")
+    ap.add_argument("--limits", default="30", help="time limits, comma list")
     ap.add_argument("--scale", default="1m", choices=["1m", "180k"])
     ap.add_argument("--other", type=Path, default=None, help="another checkout's code (cpsat)")
     ap.add_argument(
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         print(report(data))
         return
     path = instance_file("1m") if args.scale == "1m" else audit_file()
-    limits = [float(x) for x in args.limits.split(",")] if args.limits else [args.limit]
+    limits = [float(x) for x in args.limits.split(",")]
     codes = [("branch", ROOT)] + ([("other", args.other)] if args.other else [])
     heads = {name: git_head(c) for name, c in codes}
     data.setdefault("machine", machine())
