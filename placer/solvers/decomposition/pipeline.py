@@ -662,10 +662,8 @@ def greedy_rest(first: State, seconds: float) -> float:
     n = sum(1 for j in job_order(inst) if not (inst.jobs[j].pinned and inst.jobs[j].current))
     todo = len(first.unreached) + (n if first.second_policy_skipped else 0)
     reached = n - len(first.unreached)
-    if todo == 0 or n == 0:
+    if todo == 0 or reached <= 0:  # finished, or no pace to go by (no job reached)
         return 0.0
-    if reached <= 0:
-        return 0.0  # no pace to go by (its share ended before its first job): as before
     return GREEDY_REST_MARGIN * seconds / reached * todo
 
 
@@ -987,6 +985,7 @@ class DecompositionSolver(Solver):
         t_g = time.perf_counter()
         first = best_greedy(inst, g_end, final=False)
         t_g = time.perf_counter() - t_g
+        rest = 0.0  # the greedy's rest that the coarse solve leaves it (greedy_rest)
         progress(
             stage="coarse model", incumbent=first.objective, elapsed=time.perf_counter() - started
         )
@@ -1416,7 +1415,6 @@ class DecompositionSolver(Solver):
             # coarse solve (greedy_rest), or half the time left when more
             now = time.perf_counter()
             avail = deadline - now - 0.05 * (deadline - started)
-            rest = greedy_rest(first, t_g) if not rounded else 0.0
             first = finish_greedy(first, now + max(0.5 * avail, min(rest, avail)), stats)
         candidates.append(first)
         candidates = [c for c in candidates if not c.unplaced_musts()]
