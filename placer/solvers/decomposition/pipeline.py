@@ -525,10 +525,13 @@ def primal_from_coarse(
         # SPEC v3: the plan's variant first (the coarse model chose it; trying every plan
         # of a job here cost most of the packing with plans), then any plan of the job in
         # the plan's sites, then anywhere
+        # (a switch places another variant of j's group: placed_variant, not j's GPUs, says
+        # whether the group is placed; j's GPUs had the switched job placed once more
+        # anywhere, the search of the sites done twice)
         st.place_best(j, switch=False, sites=sorted(op.sites))
-        if len(st.job_gpus[j]) == 0:
+        if st.placed_variant(j) is None:
             st.place_best(j, sites=sorted(op.sites))
-        if len(st.job_gpus[j]) == 0:
+        if st.placed_variant(j) is None:
             st.place_best(j)
     grow(st, deadline)
     for o in offer_order(inst):
