@@ -21,54 +21,12 @@ from pydantic import Field
 from placer.model import Status
 from placer.solvers.base import DecompositionOptions
 from placer.solvers.decomposition.bounds import dual_bound, row_arrays
-from placer.solvers.decomposition.linmodel import LinModel, int_row
+from placer.solvers.decomposition.linmodel import LinModel, int_row, without_zeros
 from placer.solvers.decomposition.pipeline import (
     LARGE_MODEL,
     CoarseSolution,
     DecompositionSolver,
 )
-
-
-def without_zeros(lm: LinModel) -> tuple[set[int], list | None]:
-    """The variables of `lm` that are 0 in every feasible point, and its rows without them
-    (``(coeffs, sense, rhs)``; None when a row left with no variable is violated).
-
-    A variable is 0 when its bounds are [0, 0], or when it is in a row ``<= 0`` of positive
-    coefficients (``>= 0`` of negative ones) over variables whose lower bound is 0: the
-    options of other plans in the model held to first plans (plans.first_plan_rows), and in
-    cascade an option's unit and value variables once its binary is 0.
-
-    Why: plan options that cannot be chosen are fixed at 0, not removed (the model's
-    indices stay those of every plan): the options that another plan dominates
-    (plans.drop_dominated), and the other plans' options in the model held to first plans.
-    CP-SAT's presolve removes them too, but only after Python has built them and presolve
-    has gone through them: on multicampus-3x-s2 of bench.plans the model held to first plans
-    took 0.44 s of CPU to build and solve, against 0.26 s for the first-plan solve's own
-    model (the same optimum); without them, 0.17-0.24 s (at load 3-4)."""
-    lb = lm.lb
-    zero = {i for i, (lo, hi) in enumerate(zip(lb, lm.ub)) if lo == 0 and hi == 0}
-    rows = [(coeffs, sense, rhs) for coeffs, sense, rhs, _ in lm.rows]
-    new, first = zero, True
-    while new or first:
-        out, more, first = [], set(), False
-        for row in rows:
-            coeffs, sense, rhs = row
-            if not new.isdisjoint(coeffs):
-                coeffs = {i: c for i, c in coeffs.items() if i not in zero}
-                row = (coeffs, sense, rhs)
-            if not coeffs:
-                if not {"<=": rhs >= 0, ">=": rhs <= 0, "==": rhs == 0}[sense]:
-                    return zero, None
-                continue
-            if rhs == 0 and sense != "==":
-                sign = 1 if sense == "<=" else -1
-                if all(sign * c > 0 and lb[i] == 0 for i, c in coeffs.items()):
-                    more.update(coeffs)
-                    continue
-            out.append(row)
-        rows, new = out, more - zero
-        zero |= new
-    return zero, rows
 
 
 def solve_cpsat(

@@ -60,7 +60,7 @@ from placer.solvers.decomposition.exact_small import (
     SmallExact,
     build_columns,
 )
-from placer.solvers.decomposition.linmodel import LinModel
+from placer.solvers.decomposition.linmodel import LinModel, compact
 from placer.solvers.plans import (
     drop_dominated,
     drop_twin_sites,
@@ -807,6 +807,26 @@ class DecompositionSolver(Solver):
         info["objective"] = round(st.objective, 1)
         return hint, info
 
+    def _relaxation_compact(
+        self, lm: LinModel, time_limit: float | None, **options: Any
+    ) -> CoarseSolution:
+        """The LP relaxation of `lm` solved without its variables that are 0 in every
+        feasible point (:func:`~.linmodel.compact`: the same optimum and bound), its values
+        given back at `lm`'s indices."""
+        got = compact(lm)
+        if got is None:
+            return CoarseSolution(
+                Status.INFEASIBLE, None, None, "INFEASIBLE (a row of fixed terms)"
+            )
+        small, keep = got
+        sol = self.solve_relaxation(small, time_limit, **options)
+        if sol.values is not None:
+            vals = [0.0] * lm.n_vars
+            for i, v in zip(keep, sol.values):
+                vals[i] = v
+            sol = replace(sol, values=vals)
+        return sol
+
     def solve_coarse(
         self, lm: LinModel, time_limit: float | None, seed: int, threads: int, **options: Any
     ) -> CoarseSolution:  # pragma: no cover - abstract
@@ -1329,7 +1349,7 @@ class DecompositionSolver(Solver):
                 held_model = _with_rows(co.model, held)
                 # its LP relaxation bounds it too, in a fraction of the integer solve: when
                 # a candidate already reaches that, the integer model is not solved either
-                lp_held = self.solve_relaxation(
+                lp_held = self._relaxation_compact(
                     held_model,
                     None if deadline is None else max(0.05, 0.1 * (deadline - time.perf_counter())),
                     **options,
