@@ -209,7 +209,9 @@ def test_cpsat_places_what_firstfit_places_when_the_columns_do_not_fit_the_limit
         assert res.objective >= ff.objective - 1e-6 * ff.objective, backend
         # not a timing test (the machine may be loaded): only the gross overrun it was
         assert res.seconds < 1.5 * LIMIT, backend
-        if res.status == "feasible":
+        # a gap returned before the limit says why (a solve that used its time, as under
+        # load, has no early stop to explain: pipeline._solve, 0.1 s + 5% of the limit)
+        if res.status == "feasible" and res.seconds < 0.8 * LIMIT:
             assert res.stopped, backend
 
 
