@@ -163,7 +163,20 @@ def test_fits_nowhere_is_warned_only_when_no_plan_fits():
     none = _job(plans=[{"name": "big", "dp": 4}, {"name": "bigger", "dp": 8}])
     inst = instance_from_dict(_inst([none]))
     (w,) = [w for w in inst.warnings if "fits nowhere" in w]
-    assert "under every plan" in w and "plan 'big'" in w and "plan 'bigger'" in w
+    assert "no plan fits: plan 'big'" in w and "plan 'bigger'" in w
+    # worded as a solve and Cluster.submit word it: `no plan fits: plan 'a': ...` when the
+    # plans' reasons differ (it said `under every plan: plan 'a': ...`), `under every plan:
+    # <one sentence>` when they agree, the sentence alone for a job of one plan
+    same = _job(plans=[{"name": "big", "dp": 4}, {"name": "big2", "dp": 4, "value": 1}])
+    why = fit_nowhere_reason(*_ix(same))
+    assert why.startswith("under every plan: ") and "plan '" not in why
+    one = _job(plans=[{"name": "big", "dp": 4}])
+    assert fit_nowhere_reason(*_ix(one)) == fit_nowhere_reason(*_ix(_job(dp=4)))
+
+
+def _ix(job):
+    inst = instance_from_dict(_inst([job]))
+    return inst, inst.index, inst.jobs[0]
 
 
 def test_a_running_non_preemptible_job_is_refused_only_when_no_plan_fits_even_alone():
@@ -379,3 +392,52 @@ def test_a_dumped_instance_reads_back_with_the_same_plans(opts):
     for a, b in zip(inst.jobs[0].variants(), back.jobs[0].variants(), strict=True):
         assert a.model_dump() == b.model_dump() and a.mix_types == "balanced"
     assert [v.units_min for v in back.jobs[0].variants()] == [1, 4]
+
+
+# --------------------------------------------------------------------------------------
+# the CLI's tables (issue 15 audit)
+# --------------------------------------------------------------------------------------
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from placer.cli import app
+
+    res = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    return res
+
+
+def _table_rows(text: str, first: str) -> list[list[str]]:
+    return [
+        [c.strip() for c in ln.strip("│").split("│")]
+        for ln in text.splitlines()
+        if ln.startswith("│") and ln.strip("│ ").startswith(first)
+    ]
+
+
+def test_placer_score_names_the_plan_each_job_runs_and_v1_tables_are_unchanged(tmp_path):
+    # T runs pp-across on the GPUs it ran sync-dp on: "moved: yes" must be explained
+    ex = builders.EXAMPLES
+    res = _cli("score", ex / "case-v3-plans.instance.yaml", ex / "case-v3-plans.placement.json")
+    assert res.exit_code == 0, res.output
+    head = next(ln for ln in res.output.splitlines() if "T_tp ms" in ln)
+    assert [c.strip() for c in head.strip("┃").split("┃")][:4] == ["job", "units", "plan", "GPUs"]
+    (t,) = _table_rows(res.output, "T ")
+    (s,) = _table_rows(res.output, "S ")
+    assert t[2] == "pp-across" and t[-1] == "yes" and s[2] == ""
+    # a v1 placement: no plan column
+    inst_d, pl_d, _ = builders.load_example("case1")
+    (tmp_path / "i.json").write_text(json.dumps(inst_d))
+    (tmp_path / "p.json").write_text(json.dumps(pl_d))
+    res = _cli("score", tmp_path / "i.json", tmp_path / "p.json")
+    assert res.exit_code == 0 and "plan" not in res.output
+
+
+def test_placer_show_lists_each_plans_cross_site_every():
+    # diloco-10 differs from sync-dp by its outer synchronisation (and its value) only
+    res = _cli("show", builders.EXAMPLES / "case-v3-plans.instance.yaml")
+    assert res.exit_code == 0, res.output
+    rows = {r[1]: r for r in _table_rows(res.output, "T ") if len(r) == 9}
+    assert [rows[p][7] for p in ("sync-dp*", "diloco-10", "pp-across")] == ["1", "10", "1"]
