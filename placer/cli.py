@@ -1374,7 +1374,8 @@ def plans_cmd(
     for jp in shown:
         t = Table(title=R.title(jp))
         for c in R.headers(jp):
-            t.add_column(c, no_wrap=c != "plan")
+            # a plan name is what --job, current_plan and the placement use: fold it, never cut it
+            t.add_column(c, no_wrap=c != "plan", overflow="fold" if c == "plan" else "ellipsis")
         for p in jp.plans:
             t.add_row(*R.row(jp, p))
         out.print(t)

@@ -626,6 +626,28 @@ def test_placer_plans_refuses_a_file_that_is_bad_input_elsewhere_written_or_not(
     assert res.exit_code == 2 and "topology" in res.stderr
 
 
+def test_placer_plans_never_cuts_a_plan_name(tmp_path):
+    # the name is what --job, current_plan and a placement use; at 150 columns a variant's
+    # prefix made it `diloco-every-fi…` (rich's ellipsis): it is folded over lines instead
+    job = llama70b(planner={"gpus": 1024, "min_gpus": 512, "max_plans": 4})
+    job["planner"]["variants"] = [
+        {"name": "synchronous-data-parallel"},
+        {"name": "diloco-every-fifty-steps", "cross_site_every": 50, "value": 1.8},
+    ]
+    f = tmp_path / "long.yaml"
+    f.write_text(yaml.safe_dump(two_sites([job])))
+    res = run("plans", f)
+    assert res.exit_code == 0, res.stderr
+    plans = json.loads(run("plans", f, "--json").stdout)["jobs"][0]["plans"]
+    names = [p["plan"]["name"] for p in plans]
+    assert names and max(len(n) for n in names) > 40
+    assert "…" not in res.stdout
+    cells = "".join(
+        ln.split("│")[1].strip() for ln in res.stdout.splitlines() if ln.startswith("│")
+    )
+    assert all(n in cells for n in names), (names, cells)
+
+
 def test_a_model_job_may_leave_value_to_its_variants():
     job = llama70b(planner={"gpus": 1000, "tp": [8], "pp": [5]})
     del job["value"]
