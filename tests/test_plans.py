@@ -441,3 +441,28 @@ def test_placer_show_lists_each_plans_cross_site_every():
     assert res.exit_code == 0, res.output
     rows = {r[1]: r for r in _table_rows(res.output, "T ") if len(r) == 9}
     assert [rows[p][7] for p in ("sync-dp*", "diloco-10", "pp-across")] == ["1", "10", "1"]
+
+
+@pytest.mark.parametrize("backend", ["greedy", "cpsat"])
+def test_a_reason_names_the_holders_by_their_own_names_not_the_variants(backend):
+    # the solvers place the virtual instance, whose jobs are named `<job>/<plan>`: a reason
+    # said "those of its types are held by job 'A/p4' (8)", a job the user never wrote
+    a = _job(name="A", value=3, plans=[{"name": "p4", "dp": 2}])
+    b = _job(name="B", value=1, dp=1)
+    c = _job(name="C", value=1, plans=[{"name": "q4", "dp": 1}, {"name": "q2", "tp": 2, "dp": 2}])
+    inst = instance_from_dict(builders.one_site(2, 4, "H", [a, b, c]))
+    res = placer.solve(inst, solver=backend, time_limit=5)
+    rows = {j.name: j for j in res.placement.jobs}
+    assert rows["A"].units == 2 and rows["B"].units == rows["C"].units == 0
+    for n in ("B", "C"):
+        assert "held by job 'A' (8)" in rows[n].reason and "A/p4" not in rows[n].reason
+
+
+def test_real_job_names_rewrites_only_variant_job_references():
+    from placer.solvers.plans import real_job_names
+
+    real = {"A/p4": "A", "O'x/p": "O'x"}
+    text = "held by job 'A/p4' (8), job \"O'x/p\" (1), job 'B' (2); the block 'A/p4' is free"
+    assert real_job_names(text, real) == (
+        "held by job 'A' (8), job \"O'x\" (1), job 'B' (2); the block 'A/p4' is free"
+    )
