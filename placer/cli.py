@@ -256,7 +256,8 @@ def show(
     planned = [j for j in summary["jobs"] if j.get("plans")]
     if planned:  # SPEC v3: each job's plans, its current one marked
         t = Table(title="plans (* = current plan)")
-        for c in ("job", "plan", "tp x pp", "units", "GPUs max", "microbatches", "scope", "value"):
+        cols = ("job", "plan", "tp x pp", "units", "GPUs max", "microbatches", "scope")
+        for c in (*cols, "cross-site every", "value"):
             t.add_column(c)
         for j in planned:
             for p in j["plans"]:
@@ -269,6 +270,7 @@ def show(
                     _fmt(p["gpus_max"]),
                     _fmt(p["microbatches"]),
                     " ".join(f"{k}:{v}" for k, v in p["scope"].items()),
+                    f"{p['cross_site_every']:g}",  # what sets diloco-style plans apart
                     _fmt(p["value"]),
                 )
         out.print(t)
@@ -336,9 +338,12 @@ def score(
 
 def render_score(d: dict, title: str) -> None:
     t = Table(title=title)
+    # SPEC v3: a plan column only when some placed job runs a plan (v1/v2 output unchanged)
+    planned = any(j.get("plan") for j in d["jobs"])
     cols = (
         "job",
         "units",
+        *(("plan",) if planned else ()),
         "GPUs",
         "T_tp ms",
         "T_pp ms",
@@ -352,11 +357,12 @@ def render_score(d: dict, title: str) -> None:
         "moved",
     )
     for c in cols:
-        t.add_column(c, justify="left" if c == "job" else "right")
+        t.add_column(c, justify="left" if c in ("job", "plan") else "right")
     for j in d["jobs"]:
         t.add_row(
             j["name"],
             _fmt(j["units"]),
+            *([j.get("plan") or ""] if planned else []),
             _fmt(j["gpus"]),
             _fmt(j["T_tp_ms"]),
             _fmt(j["T_pp_ms"]),
@@ -1339,6 +1345,9 @@ def plans_cmd(
 
     try:
         exp = expand(parse_text(read_text(file)))
+        # the expanded file is plain SPEC v3 and must load, written or not: a file that is
+        # bad input elsewhere (a job without `value`, another job's typo) is refused (exit 2)
+        instance_from_dict(exp.data)
     except PlacerError as e:
         _fail(e)
     names = [j.name for j in exp.jobs]
@@ -1347,10 +1356,6 @@ def plans_cmd(
             have = ", ".join(names) or "none"
             _fail(UsageError(f"--job: no job {n!r} describes a model (those that do: {have})"))
     if write is not None:
-        try:  # the written file is plain SPEC v3: it must load
-            instance_from_dict(exp.data)
-        except PlacerError as e:
-            _fail(e)
         R.write_document(exp.data, write)
         (err if as_json else out).print(f"wrote {write}")
     shown = [j for j in exp.jobs if not job or j.name in job]
@@ -1369,7 +1374,8 @@ def plans_cmd(
     for jp in shown:
         t = Table(title=R.title(jp))
         for c in R.headers(jp):
-            t.add_column(c, no_wrap=c != "plan")
+            # a plan name is what --job, current_plan and the placement use: fold it, never cut it
+            t.add_column(c, no_wrap=c != "plan", overflow="fold" if c == "plan" else "ellipsis")
         for p in jp.plans:
             t.add_row(*R.row(jp, p))
         out.print(t)

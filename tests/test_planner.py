@@ -605,6 +605,61 @@ def test_a_current_plan_the_model_does_not_give_is_refused():
     assert "not a plan this model gives" in e.value.problems[0][1]
 
 
+def test_placer_plans_refuses_a_file_that_is_bad_input_elsewhere_written_or_not(tmp_path):
+    # the table was printed with exit 0, and only --write refused the file: a job without
+    # `value` (its plans' value is the job's) and a malformed job that describes no model
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    del doc["jobs"][0]["value"]
+    bad = tmp_path / "no-value.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    for args in ((), ("--job", "llama-70b"), ("--json",)):
+        res = run("plans", bad, *args)
+        assert res.exit_code == 2, res.stdout
+        assert "jobs[0].value: is required" in res.stderr and "plans[" not in res.stderr
+        assert "GB/GPU" not in res.stdout
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["jobs"].append("x")
+    bad.write_text(yaml.safe_dump(doc))
+    res = run("plans", bad)
+    assert res.exit_code == 2 and "jobs[3]: must be a mapping" in res.stderr
+    res = run("plans", ROOT / "tests" / "data" / "formats" / "jobs.yaml")  # no topology
+    assert res.exit_code == 2 and "topology" in res.stderr
+
+
+def test_placer_plans_never_cuts_a_plan_name(tmp_path):
+    # the name is what --job, current_plan and a placement use; at 150 columns a variant's
+    # prefix made it `diloco-every-fi…` (rich's ellipsis): it is folded over lines instead
+    job = llama70b(planner={"gpus": 1024, "min_gpus": 512, "max_plans": 4})
+    job["planner"]["variants"] = [
+        {"name": "synchronous-data-parallel"},
+        {"name": "diloco-every-fifty-steps", "cross_site_every": 50, "value": 1.8},
+    ]
+    f = tmp_path / "long.yaml"
+    f.write_text(yaml.safe_dump(two_sites([job])))
+    res = run("plans", f)
+    assert res.exit_code == 0, res.stderr
+    plans = json.loads(run("plans", f, "--json").stdout)["jobs"][0]["plans"]
+    names = [p["plan"]["name"] for p in plans]
+    assert names and max(len(n) for n in names) > 40
+    assert "…" not in res.stdout
+    cells = "".join(
+        ln.split("│")[1].strip() for ln in res.stdout.splitlines() if ln.startswith("│")
+    )
+    assert all(n in cells for n in names), (names, cells)
+
+
+def test_a_model_job_may_leave_value_to_its_variants():
+    job = llama70b(planner={"gpus": 1000, "tp": [8], "pp": [5]})
+    del job["value"]
+    with pytest.raises(InstanceError) as e:
+        expand(two_sites([job]))
+    (where, msg), *_ = e.value.problems
+    assert where == "jobs[0].value" and msg.startswith("is required")
+    job["planner"]["variants"] = [{"name": "a", "value": 2.0}, {"name": "b", "value": 1.5}]
+    plans = expand_models(two_sites([job]))["jobs"][0]["plans"]
+    assert plans and all(p["value"] > 0 for p in plans)
+
+
 def test_placer_plans_on_a_file_without_models_says_so():
     res = run("plans", ROOT / "instances" / "tiny.yaml")
     assert res.exit_code == 0 and "describes a model" in res.stdout

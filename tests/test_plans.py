@@ -163,7 +163,20 @@ def test_fits_nowhere_is_warned_only_when_no_plan_fits():
     none = _job(plans=[{"name": "big", "dp": 4}, {"name": "bigger", "dp": 8}])
     inst = instance_from_dict(_inst([none]))
     (w,) = [w for w in inst.warnings if "fits nowhere" in w]
-    assert "under every plan" in w and "plan 'big'" in w and "plan 'bigger'" in w
+    assert "no plan fits: plan 'big'" in w and "plan 'bigger'" in w
+    # worded as a solve and Cluster.submit word it: `no plan fits: plan 'a': ...` when the
+    # plans' reasons differ (it said `under every plan: plan 'a': ...`), `under every plan:
+    # <one sentence>` when they agree, the sentence alone for a job of one plan
+    same = _job(plans=[{"name": "big", "dp": 4}, {"name": "big2", "dp": 4, "value": 1}])
+    why = fit_nowhere_reason(*_ix(same))
+    assert why.startswith("under every plan: ") and "plan '" not in why
+    one = _job(plans=[{"name": "big", "dp": 4}])
+    assert fit_nowhere_reason(*_ix(one)) == fit_nowhere_reason(*_ix(_job(dp=4)))
+
+
+def _ix(job):
+    inst = instance_from_dict(_inst([job]))
+    return inst, inst.index, inst.jobs[0]
 
 
 def test_a_running_non_preemptible_job_is_refused_only_when_no_plan_fits_even_alone():
@@ -379,3 +392,77 @@ def test_a_dumped_instance_reads_back_with_the_same_plans(opts):
     for a, b in zip(inst.jobs[0].variants(), back.jobs[0].variants(), strict=True):
         assert a.model_dump() == b.model_dump() and a.mix_types == "balanced"
     assert [v.units_min for v in back.jobs[0].variants()] == [1, 4]
+
+
+# --------------------------------------------------------------------------------------
+# the CLI's tables (issue 15 audit)
+# --------------------------------------------------------------------------------------
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from placer.cli import app
+
+    res = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    return res
+
+
+def _table_rows(text: str, first: str) -> list[list[str]]:
+    return [
+        [c.strip() for c in ln.strip("│").split("│")]
+        for ln in text.splitlines()
+        if ln.startswith("│") and ln.strip("│ ").startswith(first)
+    ]
+
+
+def test_placer_score_names_the_plan_each_job_runs_and_v1_tables_are_unchanged(tmp_path):
+    # T runs pp-across on the GPUs it ran sync-dp on: "moved: yes" must be explained
+    ex = builders.EXAMPLES
+    res = _cli("score", ex / "case-v3-plans.instance.yaml", ex / "case-v3-plans.placement.json")
+    assert res.exit_code == 0, res.output
+    head = next(ln for ln in res.output.splitlines() if "T_tp ms" in ln)
+    assert [c.strip() for c in head.strip("┃").split("┃")][:4] == ["job", "units", "plan", "GPUs"]
+    (t,) = _table_rows(res.output, "T ")
+    (s,) = _table_rows(res.output, "S ")
+    assert t[2] == "pp-across" and t[-1] == "yes" and s[2] == ""
+    # a v1 placement: no plan column
+    inst_d, pl_d, _ = builders.load_example("case1")
+    (tmp_path / "i.json").write_text(json.dumps(inst_d))
+    (tmp_path / "p.json").write_text(json.dumps(pl_d))
+    res = _cli("score", tmp_path / "i.json", tmp_path / "p.json")
+    assert res.exit_code == 0 and "plan" not in res.output
+
+
+def test_placer_show_lists_each_plans_cross_site_every():
+    # diloco-10 differs from sync-dp by its outer synchronisation (and its value) only
+    res = _cli("show", builders.EXAMPLES / "case-v3-plans.instance.yaml")
+    assert res.exit_code == 0, res.output
+    rows = {r[1]: r for r in _table_rows(res.output, "T ") if len(r) == 9}
+    assert [rows[p][7] for p in ("sync-dp*", "diloco-10", "pp-across")] == ["1", "10", "1"]
+
+
+@pytest.mark.parametrize("backend", ["greedy", "cpsat"])
+def test_a_reason_names_the_holders_by_their_own_names_not_the_variants(backend):
+    # the solvers place the virtual instance, whose jobs are named `<job>/<plan>`: a reason
+    # said "those of its types are held by job 'A/p4' (8)", a job the user never wrote
+    a = _job(name="A", value=3, plans=[{"name": "p4", "dp": 2}])
+    b = _job(name="B", value=1, dp=1)
+    c = _job(name="C", value=1, plans=[{"name": "q4", "dp": 1}, {"name": "q2", "tp": 2, "dp": 2}])
+    inst = instance_from_dict(builders.one_site(2, 4, "H", [a, b, c]))
+    res = placer.solve(inst, solver=backend, time_limit=5)
+    rows = {j.name: j for j in res.placement.jobs}
+    assert rows["A"].units == 2 and rows["B"].units == rows["C"].units == 0
+    for n in ("B", "C"):
+        assert "held by job 'A' (8)" in rows[n].reason and "A/p4" not in rows[n].reason
+
+
+def test_real_job_names_rewrites_only_variant_job_references():
+    from placer.solvers.plans import real_job_names
+
+    real = {"A/p4": "A", "O'x/p": "O'x"}
+    text = "held by job 'A/p4' (8), job \"O'x/p\" (1), job 'B' (2); the block 'A/p4' is free"
+    assert real_job_names(text, real) == (
+        "held by job 'A' (8), job \"O'x\" (1), job 'B' (2); the block 'A/p4' is free"
+    )

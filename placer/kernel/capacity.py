@@ -124,6 +124,17 @@ def article(dim: str) -> str:
     return "an" if dim.upper()[:1] in "AEFHILMNORSX" else "a"
 
 
+def plans_reason(names: list[str], why: list[str]) -> str:
+    """One reason for a job with plans from each plan's (as a solve and `Cluster.submit`
+    word it): the sentence alone for one plan, `under every plan: ...` when they agree, else
+    `no plan fits: plan 'a': ...; plan 'b': ...`."""
+    if len(why) == 1:
+        return why[0]
+    if len(set(why)) == 1:
+        return f"under every plan: {why[0]}"
+    return "no plan fits: " + "; ".join(f"plan {n!r}: {w}" for n, w in zip(names, why))
+
+
 def fit_nowhere_reason(
     inst: Instance,
     index,
@@ -143,8 +154,8 @@ def fit_nowhere_reason(
             r = _fit_nowhere_one(inst, index, v, free, counts)
             if not r:
                 return ""
-            why.append(f"plan {v.plan!r}: {r}")
-        return "under every plan: " + "; ".join(why) if len(why) > 1 else why[0]
+            why.append(r)
+        return plans_reason([v.plan for v in job.variants()], why)
     return _fit_nowhere_one(inst, index, job, free, counts)
 
 

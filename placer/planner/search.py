@@ -250,6 +250,10 @@ def plan_job(job: dict, ji: int, hw: Hardware, warnings: list[str]) -> tuple[lis
                     + (" (restrict it under planner:)" if key in ("tp", "pp", "dp", "ep") else ""),
                 )
             )
+    if "value" not in job and not (
+        ps is not None and ps.variants and all(v.value is not None for v in ps.variants)
+    ):  # each plan's value is the job's (scaled): say so at the job, not at plans it never wrote
+        problems.append((f"{base}.value", "is required (each plan's value is the job's, scaled)"))
     if problems or ms is None or ps is None:
         raise PlanError(problems)
     model = F.Model(

@@ -28,7 +28,9 @@ Imports numpy and the model; never a solver library.
 
 from __future__ import annotations
 
+import ast
 import math
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -369,12 +371,33 @@ def collapse(
         out[j] = np.asarray(g, np.int64)
         plans[j] = groups.plan[v]
     reasons = {}
+    real: dict[str, str] | None = None
     for j, job in enumerate(inst.jobs):
         if not len(out[j]):
             why = combine_reasons(inst, groups, j, vreasons)
+            if why and "/" in why:  # a variant named as a holder ("held by job 'A/p4'")
+                if real is None:
+                    real = {_vname(inst, groups, v): inst.jobs[o].name for v, o in
+                            enumerate(groups.owner)}  # fmt: skip
+                why = real_job_names(why, real)
             if why:
                 reasons[job.name] = why
     return out, plans, reasons
+
+
+_JOB_REF = re.compile(r"""\bjob ('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+
+
+def real_job_names(text: str, real: dict[str, str]) -> str:
+    """`text` with each ``job '<job>/<plan>'`` (a variant of the virtual instance, named in a
+    sentence such as "those of its types are held by job 'A/p4' (8)") as ``job '<job>'``:
+    the user's job names, never the virtual ones."""
+
+    def sub(m: re.Match) -> str:
+        name = ast.literal_eval(m.group(1))
+        return f"job {real[name]!r}" if name in real else m.group(0)
+
+    return _JOB_REF.sub(sub, text)
 
 
 # option kinds whose variables form one block of their own (created together, named after
