@@ -1076,12 +1076,19 @@ def export_kubernetes_cmd(
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
         return
     parts = []
+    multi = len(inst.topology.sites) > 1
     for j in doc["jobs"]:
         ranks = "; ".join(
-            f"pod {i} on {r['node']}: ranks {r['ranks']}" for i, r in enumerate(j["rank_order"])
+            f"pod {i} on {r['node']}"
+            + (f" (site {r['site']})" if multi else "")
+            + f": ranks {r['ranks']}"
+            for i, r in enumerate(j["rank_order"])
         )
         plan = f" (plan {j['plan']})" if j.get("plan") else ""
         head = f"# {j['name']}{plan}: {ranks}\n"
+        if j.get("note"):
+            head += f"# note: {j['note']}\n"
+            err.print(f"note: {j['name']}: {j['note']}", soft_wrap=True, markup=False)
         parts.append(head + yaml.safe_dump(j["manifest"], sort_keys=False))
     sys.stdout.write("---\n".join(parts))
 

@@ -14,10 +14,11 @@ Algorithm overview
    ``A(p) = A.objective + H (p - p0) G`` (H the horizon, p0 the offer's price, G its leased
    GPUs), so accepting pays from ``p* = p0 + (D.objective - A.objective) / (H G)``. Proven
    interval: the best accepted placement at price p is at least ``A(p)`` and at most
-   ``A.bound + H (p - p0) g`` with g its leased GPUs, ``g >= min_gpus`` below p0 and ``g <=``
-   the offer's most GPUs above; the declined side is unchanged by p. So accepting surely
-   pays once ``A(p) >= D.bound`` and surely does not while the upper line is below
-   ``D.objective``.
+   ``A.bound + H (p - p0) g`` with g its leased GPUs, g at least the fewest GPUs a nonempty
+   set of its blocks within [min_gpus, max_gpus] holds below p0 (an accepted offer lists a
+   block), at most the most such a set holds above; the declined side is unchanged by p.
+   So accepting surely pays once ``A(p) >= D.bound`` and surely does not while the upper
+   line is below ``D.objective``.
 4. Sweeps scale one parameter of the instance by factors LO..HI (geometric spacing), solve
    both sides at each point, and where the decision flips between two points bisect the
    factor (geometric midpoint) until ``hi / lo <= 1 + tolerance``; the flip is reported as
@@ -45,7 +46,7 @@ import numpy as np
 
 from placer.api import _instance_arg, load_instance, solve
 from placer.errors import ArgumentTypeError, InstanceError, SolverError, UsageError
-from placer.kernel.blocks import eligible_blocks
+from placer.kernel.blocks import eligible_blocks, leased_gpu_range
 from placer.model import Instance, Status
 from placer.solvers.base import finalize
 
@@ -476,10 +477,15 @@ def _side(r: dict) -> Side:
     )
 
 
-def _most_gpus(inst: Instance, offer) -> int:
+def _gpu_range(inst: Instance, offer) -> tuple[int, int]:
+    """The fewest and most GPUs the accepted offer can lease: nonempty sets of its blocks
+    within [min_gpus, max_gpus] (an accepted offer lists at least one block, SPEC 1.3)."""
+    r = leased_gpu_range(inst, inst.index, offer)
+    if r is not None:
+        return r
     _, _, avail = eligible_blocks(inst, inst.index, offer)
     total = int(avail.sum())
-    return total if offer.max_gpus is None else min(total, offer.max_gpus)
+    return offer.min_gpus, total if offer.max_gpus is None else min(total, offer.max_gpus)
 
 
 def _decision(inst: Instance, name: str, acc: Side, dec: Side) -> OfferDecision:
@@ -502,11 +508,10 @@ def _decision(inst: Instance, name: str, acc: Side, dec: Side) -> OfferDecision:
         be_hi = max(0.0, p0 + (Db - A) / (H * G))
         # surely does not while A.bound + H (p - p0) g < D.objective
         need = D - Ab
-        if need <= 0:  # below p0: g >= min_gpus
-            gmin = offer.min_gpus
+        gmin, gmax = _gpu_range(inst, offer)
+        if need <= 0:  # below p0: g >= the fewest GPUs a nonempty set of its blocks holds
             be_lo = 0.0 if gmin <= 0 else max(0.0, p0 + need / (H * gmin))
         else:  # above p0: g <= the most GPUs its blocks hold
-            gmax = _most_gpus(inst, offer)
             be_lo = p0 + need / (H * gmax) if gmax > 0 else None
     return OfferDecision(
         name,

@@ -69,6 +69,49 @@ def test_the_break_even_price_agrees_with_forced_solves(decided):
     assert below.offers[0].decision == "decline"
 
 
+CASE_V3 = Path(__file__).resolve().parent / "data" / "examples" / "case-v3-plans.instance.yaml"
+
+
+def case_v3_lab(price=1.5, **offer):
+    """SPEC's v3 worked example with an offer of site b (one block of 8 GPUs)."""
+    d = yaml.safe_load(CASE_V3.read_text())
+    lab = {"name": "lab", "price_per_gpu_hour": price, "sites": ["b"], **offer}
+    d["leases"] = {"offers": [lab]}
+    return placer.load_instance(d)
+
+
+def test_both_sides_optimal_pin_the_break_even_price_to_a_point():
+    # the only block holds 8 GPUs, so an accepted offer leases 8 at any price: with both
+    # sides proven optimal the break-even price is exact (was proven 0..0.499, from
+    # min_gpus 0 as the fewest GPUs an accepted offer could lease)
+    (o,) = placer.decide(case_v3_lab(), time_limit=None, jobs=1).offers
+    assert (o.accept.status, o.decline.status, o.accept.gpus) == ("optimal", "optimal", 8)
+    lo, hi = o.break_even_interval
+    assert lo - 1e-9 <= o.break_even_price <= hi + 1e-9
+    assert hi - lo < 1e-6 and lo > 0.49
+    for f, want in ((1.02, "accept"), (0.98, "decline")):  # forced solves either side agree
+        (x,) = placer.decide(case_v3_lab(o.break_even_price * f), time_limit=None, jobs=1).offers
+        assert x.decision == want, (f, x)
+
+
+@pytest.mark.parametrize(
+    "offer, want",
+    [
+        ({}, (8, 8)),  # one site block
+        ({"level": "node"}, (4, 8)),  # one or both nodes of b
+        ({"level": "node", "min_gpus": 5}, (8, 8)),
+        ({"level": "node", "max_gpus": 7}, (4, 4)),
+        ({"level": "node", "sites": ["a", "b"], "single_site": True}, (4, 8)),
+        ({"level": "node", "sites": ["a", "b"]}, (4, 16)),
+    ],
+)
+def test_the_leased_gpu_range_counts_nonempty_sets_of_blocks(offer, want):
+    from placer.decision import _gpu_range
+
+    inst = case_v3_lab(**offer)
+    assert _gpu_range(inst, inst.offers[0]) == want
+
+
 @pytest.mark.slow
 def test_a_bandwidth_sweep_reports_the_flip_inside_its_range():
     res = placer.decide(

@@ -275,6 +275,8 @@ def test_kubernetes_round_trip_and_schema_validation():
         hosts = set(terms[0]["matchExpressions"][0]["values"])
         assert hosts == _hosts(placed[j["name"]].gpus) and not hosts & unavailable
         assert m["spec"]["parallelism"] == len(hosts)
+        # one site: no site label, no note (the site notes are for several sites)
+        assert "placer/site" not in m["metadata"]["labels"] and "note" not in j
     train = next(j for j in out["jobs"] if j["name"] == "train-a")
     ann = train["manifest"]["spec"]["template"]["metadata"]["annotations"]
     # scope dp: rack puts the job in one rack, which Kueue's annotation expresses
@@ -602,3 +604,65 @@ def test_a_plan_name_sbatch_cannot_carry_is_left_to_the_script():
     assert "PLACER_PLAN hold a comma" in j["note"]
     j = export_slurm(inst, {"jobs": [{**pl["jobs"][0], "plan": "tp8"}]})["jobs"][0]
     assert "PLACER_PLAN=tp8" in j["sbatch"] and "note" not in j
+
+
+# ------------------------------------------- hostnames that repeat across sites (Kubernetes)
+
+CASE_V3 = Path(__file__).parent / "data" / "examples" / "case-v3-plans.instance.yaml"
+CASE_V3_PL = CASE_V3.with_name("case-v3-plans.placement.json")
+
+
+def test_kubernetes_export_says_which_site_each_pod_is_in_when_hostnames_repeat():
+    # SPEC's v3 example: T runs pod 0 on a/node0 and pod 1 on b/node0; S on a/node1
+    kv = pytest.importorskip("kubernetes_validate")
+    inst = placer.load_instance(CASE_V3)
+    pl = json.loads(CASE_V3_PL.read_text())
+    t, s = export_kubernetes(inst, pl)["jobs"]
+    assert [(r["node"], r["site"]) for r in t["rank_order"]] == [("node0", "a"), ("node0", "b")]
+    assert t["sites"] == ["a", "b"]
+    assert t["note"].startswith("hostnames repeat across sites (node0 in a, b)")
+    assert "split it per site cluster (pod 0 in a, pod 1 in b)" in t["note"]
+    assert "placer/site" not in t["manifest"]["metadata"]["labels"]  # no one cluster holds it
+    # the Slurm export says the same of T
+    assert "hostnames repeat across sites" in export_slurm(inst, pl)["jobs"][0]["note"]
+    # S lies in site a, whose node1 site b has too: the label names its cluster
+    assert s["sites"] == ["a"] and s["rank_order"][0]["site"] == "a"
+    for m in (s["manifest"]["metadata"], s["manifest"]["spec"]["template"]["metadata"]):
+        assert m["labels"] == {"placer/job": "s", "placer/site": "a"}
+    assert s["note"] == "hostname node1 also names a node in b: apply it to site a's cluster " + (
+        "(label placer/site)"
+    )
+    for j in (t, s):
+        kv.validate(j["manifest"], "1.30", strict=True)
+
+
+def test_kubernetes_export_notes_a_job_across_sites_of_distinct_hostnames():
+    d = yaml.safe_load(CASE_V3.read_text())
+    d["topology"]["sites"][1]["domains"] = [{"name": "bnode", "count": 2}]
+    del d["jobs"][0]["current"], d["jobs"][0]["current_plan"]
+    inst = placer.load_instance(d)
+    gpus = [f"{n}/gpu{k}" for n in ("a/node0", "b/bnode1") for k in range(4)]
+    pl = {"jobs": [{"name": "T", "units": 1, "plan": "pp-across", "gpus": gpus}]}
+    (t,) = export_kubernetes(inst, pl)["jobs"]
+    assert t["note"] == (
+        "spans sites a, b: a Job runs in one Kubernetes cluster; with one cluster per site, "
+        "split it per site cluster (pod 0 in a, pod 1 in b)"
+    )
+    assert export_kubernetes(inst, {"jobs": [{**pl["jobs"][0], "gpus": gpus[4:] + gpus[:4]}]})[
+        "jobs"
+    ][0]["note"].endswith("(pod 0 in b, pod 1 in a)")
+
+
+def test_cli_kubernetes_export_puts_the_site_notes_on_stderr_and_in_the_yaml():
+    r = CliRunner().invoke(app, ["export", "kubernetes", str(CASE_V3), str(CASE_V3_PL)])
+    assert r.exit_code == 0, r.output
+    assert "note: T: hostnames repeat across sites (node0 in a, b)" in r.stderr
+    assert "note: S: hostname node1 also names a node in b" in r.stderr
+    head = r.stdout.splitlines()[:2]
+    assert head[0] == (
+        "# T (plan pp-across): pod 0 on node0 (site a): ranks 0-3; "
+        "pod 1 on node0 (site b): ranks 4-7"
+    )
+    assert head[1].startswith("# note: hostnames repeat across sites (node0 in a, b)")
+    docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    assert [d["metadata"]["labels"].get("placer/site") for d in docs] == [None, "a"]

@@ -4,7 +4,9 @@
 `sbatch` line and a rank-order note, and per accepted lease a `scontrol create reservation`
 command. `export_kubernetes` gives per job a `batch/v1` Job whose pod template carries the
 scheduling part (required nodeAffinity on `kubernetes.io/hostname`, and Kueue's
-`podset-required-topology` annotation when the job lies in one domain of a labelled level).
+`podset-required-topology` annotation when the job lies in one domain of a labelled level);
+on several sites it names each pod's site, labels a one-site job `placer/site`, and notes a
+job whose hostnames other sites share or that spans sites (a Job runs in one cluster).
 
 Both carry how each job runs to its launcher as environment variables (:func:`launch_env`:
 the chosen plan of SPEC v3, tp, pp, the units placed, microbatches and the rank order), in
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import hostlist
+import numpy as np
 
 from placer.api import check, load_instance, load_placement
 from placer.errors import PlacementError
@@ -245,10 +248,17 @@ def export_kubernetes(
     set. `level_labels` maps placer levels to node
     labels (as from a Kueue Topology); where a job lies in one domain of such a level, the
     narrowest one is written as `kueue.x-k8s.io/podset-required-topology`.
+
+    Several sites: each rank-order entry names its pod's site, a job in one site carries the
+    label `placer/site` (the cluster to apply it to), and a `note` says when a hostname of
+    the job also names a node of another site or the job spans sites (one Kubernetes
+    cluster per site: its Job must be split per site cluster).
     """
     inst, pl = _args(instance, placement)
     levels = inst.topology.levels
     labels = level_labels or {}
+    multi = len(inst.topology.sites) > 1
+    host_sites = _hostname_sites(inst.index) if multi else {}
     out = []
     for pj in pl.jobs:
         if not pj.gpus:
@@ -256,6 +266,11 @@ def export_kubernetes(
         paths, hosts, ranks = _job_nodes(list(pj.gpus))
         gpn = max(len(r) for r in ranks.values())
         order, _, _ = _rank_order(paths, hosts, ranks)
+        pod_sites = [p.split("/", 1)[0] for p in paths]
+        for o, site in zip(order, pod_sites, strict=True):
+            o["site"] = site
+        sites = list(dict.fromkeys(pod_sites))
+        notes = _site_notes(hosts, pod_sites, sites, host_sites)
         env = launch_env(inst, pj)
         ann: dict[str, str] = {}
         for li in range(len(levels) - 2, 0, -1):
@@ -264,10 +279,13 @@ def export_kubernetes(
                 ann[REQUIRED_TOPOLOGY] = lbl
                 break
         name = _k8s_name(pj.name)
-        meta: dict[str, Any] = {"name": name, "labels": {"placer/job": name}}
+        lbl = {"placer/job": name}
+        if multi and len(sites) == 1:
+            lbl[SITE_LABEL] = _k8s_label_value(sites[0])
+        meta: dict[str, Any] = {"name": name, "labels": dict(lbl)}
         if namespace:
             meta["namespace"] = namespace
-        pod_meta: dict[str, Any] = {"labels": {"placer/job": name}}
+        pod_meta: dict[str, Any] = {"labels": dict(lbl)}
         if ann:
             pod_meta["annotations"] = ann
         manifest = {
@@ -310,18 +328,88 @@ def export_kubernetes(
                 },
             },
         }
-        out.append(
-            {
-                "name": pj.name,
-                "nodes": hosts,
-                "gpus_per_node": gpn,
-                "rank_order": order,
-                "plan": env.get("PLACER_PLAN"),
-                "env": env,
-                "manifest": manifest,
-            }
-        )
+        entry: dict[str, Any] = {
+            "name": pj.name,
+            "nodes": hosts,
+            "sites": sites,
+            "gpus_per_node": gpn,
+            "rank_order": order,
+            "plan": env.get("PLACER_PLAN"),
+            "env": env,
+            "manifest": manifest,
+        }
+        if notes:
+            entry["note"] = "; ".join(notes)
+        out.append(entry)
     return {"instance": inst.name, "jobs": out}
+
+
+SITE_LABEL = "placer/site"
+
+
+def _hostname_sites(idx) -> dict[str, list[str]]:
+    """Node name -> the sites that have a node of that name (in site order)."""
+    L = idx.n_levels - 1
+    n = len(idx.node_gpus)
+    site = np.arange(n)
+    for lv in range(L, 0, -1):
+        site = idx.parent[lv][site]
+    out: dict[str, list[str]] = {}
+    for k, s in enumerate(site.tolist()):
+        sites = out.setdefault(idx.domain_name(L, k), [])
+        name = idx.site_names[s]
+        if name not in sites:
+            sites.append(name)
+    return out
+
+
+def _site_notes(hosts, pod_sites, sites, host_sites) -> list[str]:
+    """Notes for a job's pods on several sites, or on hostnames other sites have too."""
+
+    def pods(s: str) -> str:
+        r = _ranges([i for i, x in enumerate(pod_sites) if x == s])
+        return f"pod {r} in {s}" if r.isdigit() else f"pods {r} in {s}"
+
+    where = ", ".join(pods(s) for s in sites)
+    notes = []
+    seen: dict[str, str] = {}
+    for h, s in zip(hosts, pod_sites, strict=True):
+        if h in seen and seen[h] == s:
+            notes.append(
+                f"hostname {h} names several nodes of site {s}: Kubernetes node names are "
+                "unique, so the hostname affinity cannot hold them (the instance's node names "
+                "must be the Kubernetes ones)"
+            )
+            break
+        seen.setdefault(h, s)
+    repeat = next((h for h, s in zip(hosts, pod_sites, strict=True) if seen[h] != s), None)
+    shared = [h for h in seen if len(host_sites.get(h, ())) > 1]
+    if repeat is not None:
+        notes.append(
+            f"hostnames repeat across sites ({repeat} in {', '.join(host_sites[repeat])}), so "
+            "each site is its own Kubernetes cluster (node names are unique in one) and this "
+            f"Job cannot run as one: split it per site cluster ({where})"
+        )
+    elif len(sites) > 1:
+        notes.append(
+            f"spans sites {', '.join(sites)}: a Job runs in one Kubernetes cluster; with one "
+            f"cluster per site, split it per site cluster ({where})"
+        )
+    elif shared:
+        h = shared[0]
+        others = [s for s in host_sites[h] if s != sites[0]]
+        notes.append(
+            f"hostname {h} also names a node in {', '.join(others)}: apply it to site "
+            f"{sites[0]}'s cluster (label {SITE_LABEL})"
+        )
+    return notes
+
+
+def _k8s_label_value(value: str) -> str:
+    """`value` as a Kubernetes label value (63 characters of [A-Za-z0-9-_.], alphanumeric
+    at both ends)."""
+    s = re.sub(r"[^A-Za-z0-9_.-]+", "-", value)[:63]
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", s)
 
 
 def _k8s_name(name: str) -> str:

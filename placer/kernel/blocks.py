@@ -74,6 +74,29 @@ def _sums_reachable(sizes: np.ndarray, cap: int) -> np.ndarray:
     return reach
 
 
+def leased_gpu_range(inst: Instance, index, offer) -> tuple[int, int] | None:
+    """The fewest and the most available GPUs `offer` can lease when accepted, on the empty
+    cluster: totals of nonempty sets of its eligible blocks (of one site if single_site)
+    within [min_gpus, max_gpus]; None when no set is. Exact (a subset-sum); with running
+    jobs or power caps the offer's choice is narrower, so these bound its leased GPUs."""
+    ids, site, avail = eligible_blocks(inst, index, offer)
+    groups = [avail[site == s] for s in np.unique(site)] if offer.single_site else [avail]
+    lo = offer.min_gpus
+    out: tuple[int, int] | None = None
+    for sizes in groups:
+        total = int(sizes.sum())
+        hi = total if offer.max_gpus is None else min(offer.max_gpus, total)
+        if len(sizes) == 0 or hi < lo:
+            continue
+        reach = _sums_reachable(sizes, hi)
+        reach[0] = bool((sizes == 0).any())  # accepted = at least one block listed
+        ok = np.flatnonzero(reach[lo : hi + 1])
+        if len(ok):
+            few, most = lo + int(ok[0]), lo + int(ok[-1])
+            out = (few, most) if out is None else (min(out[0], few), max(out[1], most))
+    return out
+
+
 def forced_accept_problem(inst: Instance, index, offer) -> str:
     """Why an offer with ``force: accept`` cannot be accepted even on the empty cluster
     (its min_gpus / max_gpus, sites, types, single_site), or '' when some set of its blocks
