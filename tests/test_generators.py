@@ -407,3 +407,32 @@ def test_unknown_family_parameter_or_trace_is_refused_with_valid_names():
         generate("superpod", 0, trace="alibaba")
     with pytest.raises(ValueError, match="2 values for 3 sites"):
         generate("multicampus", 0, sites=3, gpus_per_site=[1024, 1024])
+
+
+@pytest.mark.parametrize(
+    "param,value,message",
+    [
+        ("n_jobs", -3, "n_jobs: must be >= 0"),
+        ("n_offers", -1, "n_offers: must be >= 0"),
+        ("load", -1.0, "load: must be >= 0"),
+        ("horizon_hours", float("nan"), "horizon_hours: must be >= 0"),
+        ("plan_share", 1.5, "plan_share: must be a share in 0 .. 1"),
+        ("running_share", -0.1, "running_share: must be a share in 0 .. 1"),
+    ],
+)
+def test_a_negative_count_or_a_share_outside_0_1_is_refused(param, value, message):
+    """n_jobs=-3 used to give an instance with no jobs, silently."""
+    with pytest.raises(ValueError, match=message):
+        generate("superpod", 0, **{param: value})
+
+
+def test_generate_cli_refuses_a_negative_count_with_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from placer.cli import app
+
+    out = tmp_path / "g.yaml"
+    r = CliRunner().invoke(app, ["generate", "superpod", "-p", "n_jobs=-3", "-o", str(out)])
+    assert r.exit_code == 2 and "n_jobs: must be >= 0" in r.output
+    assert not out.exists()
+    assert generate("superpod", 0, n_jobs=0)["jobs"] == []  # none asked: none given

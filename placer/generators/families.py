@@ -637,6 +637,13 @@ def generate(family: str, seed: int = 0, **params: Any) -> dict:
         if number and isinstance(v, str | bool):  # None may mean "off" (power_cap_factor)
             kind = "an integer" if isinstance(d, int) else "a number"
             raise TypeError(f"{k}: expected {kind} (default {d!r}), got {v!r}")
+        if number and isinstance(v, int | float) and not isinstance(v, bool):
+            # every numeric parameter is a count, a size, a time, a distance or a factor,
+            # never negative (n_jobs=-3 gave an instance of no jobs); shares are fractions
+            if k.endswith("_share") and not 0 <= v <= 1:
+                raise ValueError(f"{k}: must be a share in 0 .. 1, got {v!r}")
+            if v < 0 or v != v:
+                raise ValueError(f"{k}: must be >= 0 (default {d!r}), got {v!r}")
     return fn(int(seed), **params)
 
 
