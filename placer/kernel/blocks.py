@@ -79,7 +79,12 @@ def leased_gpu_range(inst: Instance, index, offer) -> tuple[int, int] | None:
     cluster: totals of nonempty sets of its eligible blocks (of one site if single_site)
     within [min_gpus, max_gpus]; None when no set is. Exact (a subset-sum); with running
     jobs or power caps the offer's choice is narrower, so these bound its leased GPUs."""
-    ids, site, avail = eligible_blocks(inst, index, offer)
+    _, site, avail = eligible_blocks(inst, index, offer)
+    return _leased_range(offer, site, avail)
+
+
+def _leased_range(offer, site: np.ndarray, avail: np.ndarray) -> tuple[int, int] | None:
+    """:func:`leased_gpu_range` on the eligible blocks' sites and available GPUs."""
     groups = [avail[site == s] for s in np.unique(site)] if offer.single_site else [avail]
     lo = offer.min_gpus
     out: tuple[int, int] | None = None
@@ -100,27 +105,19 @@ def leased_gpu_range(inst: Instance, index, offer) -> tuple[int, int] | None:
 def forced_accept_problem(inst: Instance, index, offer) -> str:
     """Why an offer with ``force: accept`` cannot be accepted even on the empty cluster
     (its min_gpus / max_gpus, sites, types, single_site), or '' when some set of its blocks
-    satisfies it. Exact: a subset-sum over the blocks' available GPUs."""
+    satisfies it. Exact: a subset-sum over the blocks' available GPUs
+    (:func:`leased_gpu_range`)."""
     ids, site, avail = eligible_blocks(inst, index, offer)
     if len(ids) == 0:
         return "no domain can be one of its blocks (level, sites, GPU types)"
+    if _leased_range(offer, site, avail) is not None:
+        return ""
     lo = offer.min_gpus
-    groups = [avail[site == s] for s in np.unique(site)] if offer.single_site else [avail]
-    best = 0
-    for sizes in groups:
-        total = int(sizes.sum())
-        best = max(best, total)
-        if total < lo:
-            continue
-        hi = total if offer.max_gpus is None else min(offer.max_gpus, total)
-        if hi < lo:
-            continue
-        if offer.max_gpus is None or (sizes == 0).any() and lo == 0:
-            return ""  # all of its blocks (or one empty block) do
-        reach = _sums_reachable(sizes, hi)
-        reach[0] = reach[0] and (sizes == 0).any()  # accepted = at least one block listed
-        if reach[lo : hi + 1].any():
-            return ""
+    best = (
+        max(int(avail[site == s].sum()) for s in np.unique(site))
+        if offer.single_site
+        else int(avail.sum())
+    )
     where = " in one site" if offer.single_site else ""
     if best < lo:
         return f"its blocks hold at most {best:,} available GPUs{where}, below min_gpus {lo:,}"
