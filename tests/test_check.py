@@ -635,42 +635,10 @@ def test_rule_4_groups_over_sites_without_a_wan_path():
 def test_a_job_of_several_types_that_fits_on_none_names_each_type_in_its_reason():
     """The real-size audit: a job with no gpu_types was told 'needs 128 GB200 GPUs ...', the
     last type tried, while the other types failed too (and for other reasons)."""
-    d = {
-        "name": "two-types",
-        "topology": {
-            "levels": ["site", "node"],
-            "fabric": {
-                "node": {"latency_us": 1, "bandwidth_GBps": 100},
-                "site": {"latency_us": 5, "bandwidth_GBps": 25},
-            },
-            "sites": [
-                {
-                    "name": "a",
-                    "gpu_type": "H100",
-                    "gpus_per_node": 4,
-                    "domains": [{"name": "node", "count": 2}],
-                },
-                {
-                    "name": "b",
-                    "gpu_type": "GB200",
-                    "gpus_per_node": 4,
-                    "domains": [{"name": "node", "count": 3}],
-                },
-            ],
-        },
-        "gpu_types": {"H100": {"speed": 1.0}, "GB200": {"speed": 2.0}},
-        "jobs": [
-            {
-                "name": "big",
-                "kind": "training",
-                "tp": 4,
-                "dp": 4,
-                "min_dp": 4,
-                "compute_ms": 100,
-                "value": 1,
-            },
-        ],
-    }
+    d = builders.two_sites([builders.training("big", 4, tp=4, min_dp=4)], gpn=4)
+    a, b = d["topology"]["sites"]
+    a["gpu_type"], b["gpu_type"], b["domains"] = "H100", "GB200", [{"count": 3}]
+    d["gpu_types"] = {"H100": {"speed": 1.0}, "GB200": {"speed": 2.0}}
     inst = instance_from_dict(d)
     why = fit_nowhere_reason(inst, inst.index, inst.jobs[0])
     assert why.startswith("on each of its GPU types: ")
