@@ -1044,6 +1044,7 @@ def export_slurm_cmd(
         out.print(f"#   ranks: {order}{more}", soft_wrap=True, markup=False)
         if j.get("note"):
             out.print(f"#   note: {j['note']}", soft_wrap=True, markup=False)
+            err.print(f"note: {j['name']}: {j['note']}", soft_wrap=True, markup=False)
     for lease in doc["leases"]:
         out.print(f"# lease {lease['offer']}: {lease['nodes']} nodes, {lease['gpus']} GPUs")
         out.print(lease["reservation"], soft_wrap=True, markup=False)

@@ -666,3 +666,22 @@ def test_cli_kubernetes_export_puts_the_site_notes_on_stderr_and_in_the_yaml():
     assert head[1].startswith("# note: hostnames repeat across sites (node0 in a, b)")
     docs = [d for d in yaml.safe_load_all(r.stdout) if d]
     assert [d["metadata"]["labels"].get("placer/site") for d in docs] == [None, "a"]
+
+
+def test_slurm_export_notes_a_one_site_job_whose_hostname_another_site_has():
+    # S lies in site a on node1, which site b has too: submit it to site a's Slurm cluster
+    inst = placer.load_instance(CASE_V3)
+    pl = json.loads(CASE_V3_PL.read_text())
+    t, s = export_slurm(inst, pl)["jobs"]
+    assert s["note"] == "hostname node1 also names a node in b: submit it to site a's Slurm cluster"
+    assert "hostnames repeat across sites" in t["note"] and "also names" not in t["note"]
+    # distinct hostnames: no note
+    d = yaml.safe_load(CASE_V3.read_text())
+    d["topology"]["sites"][1]["domains"] = [{"name": "bnode", "count": 2}]
+    del d["jobs"][0]["current"], d["jobs"][0]["current_plan"]
+    s2 = export_slurm(placer.load_instance(d), {"jobs": [pl["jobs"][1]]})["jobs"][0]
+    assert "note" not in s2
+    r = CliRunner().invoke(app, ["export", "slurm", str(CASE_V3), str(CASE_V3_PL)])
+    assert r.exit_code == 0, r.output
+    assert "#   note: hostname node1 also names a node in b" in r.stdout
+    assert "note: S: hostname node1 also names a node in b" in r.stderr

@@ -128,6 +128,8 @@ def export_slurm(instance: Any, placement: Any, script: str = "job.sh") -> dict[
     inst, pl = _args(instance, placement)
     levels = inst.topology.levels
     block_level = levels.index("block") if "block" in levels else None
+    multi = len(inst.topology.sites) > 1
+    host_sites = _hostname_sites(inst.index) if multi else {}
     jobs = []
     for pj in pl.jobs:
         if not pj.gpus:
@@ -158,6 +160,14 @@ def export_slurm(instance: Any, placement: Any, script: str = "job.sh") -> dict[
         sites = sorted({p.split("/", 1)[0] for p in paths})
         if len(sites) > 1:
             notes.append(f"spans sites {', '.join(sites)}: one allocation per site's Slurm cluster")
+        elif len(set(hosts)) == len(hosts):
+            shared = next((h for h in hosts if len(host_sites.get(h, ())) > 1), None)
+            if shared is not None:
+                others = [s for s in host_sites[shared] if s != sites[0]]
+                notes.append(
+                    f"hostname {shared} also names a node in {', '.join(others)}: submit it to "
+                    f"site {sites[0]}'s Slurm cluster"
+                )
         seg = None
         if block_level is not None:
             per_block: dict[str, int] = {}
