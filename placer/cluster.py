@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from placer.check import Violation
-from placer.errors import ArgumentTypeError, ConflictError, UsageError
+from placer.errors import ArgumentTypeError, UsageError
 from placer.kernel.score import Score, Scorer
 from placer.live import admission, documents, leases, repair, replan
 from placer.live.documents import slot_of, unavailable_paths
@@ -49,6 +49,10 @@ from placer.live.verify import verify as verify_state
 from placer.model import Instance, Job, Placement
 
 __all__ = ["Action", "ActionCause", "Change", "Cluster", "Decision", "unavailable_paths"]
+
+# the reasons of a fail / restore that changes nothing (both idempotent)
+ALL_FAILED = "items: all of them are failed already: nothing changed"
+NONE_FAILED = "items: none of them is failed: nothing changed"
 
 
 @dataclass
@@ -387,11 +391,19 @@ class Cluster:
         Repairs the jobs it breaks with the fewest moves (see :mod:`placer.live.repair`)
         and returns the actions (move, stop, start, lease) with their costs; ``lost`` names
         the jobs that had to stay placed but found no room even after stopping every
-        preemptible job.
+        preemptible job. Idempotent, as :meth:`restore`: when every item is failed already
+        (or unavailable in the instance), nothing changes and the Change says so (no
+        actions, ``reason`` ``items: all of them are failed already: nothing changed``).
+        Raises :class:`~placer.errors.UsageError` only for unknown items.
         """
+        live = self._live
         with self._transaction() as tx:
-            mask, links = documents.parse_items(self._live.base, items)
-            tx.result, tx.changed = repair.fail(self._live, mask, links)
+            mask, links = documents.parse_items(live.base, items)
+            if not (mask & live.avail).any() and not live.links_up[links].any():
+                tx.check = False
+                tx.result = Change(reason=ALL_FAILED, applied=False)
+            else:
+                tx.result, tx.changed = repair.fail(live, mask, links)
         return tx.result
 
     def restore(self, items: list[Any]) -> Change:
@@ -400,15 +412,18 @@ class Cluster:
         count toward the offer's max_gpus: where all of them would not fit (a site's power
         cap, an offer's max_gpus), offers give back the blocks they took to cover a failure,
         and the restored GPUs that still do not fit stay unavailable (:attr:`failed`), named
-        in the Change's ``reason`` (see :func:`placer.live.leases.restore`). Raises
-        :class:`~placer.errors.UsageError` only for unknown items,
-        :class:`~placer.errors.ConflictError` when none of them is failed."""
+        in the Change's ``reason`` (see :func:`placer.live.leases.restore`). Idempotent, as
+        :meth:`fail`: when none of the items is failed, nothing changes and the Change says
+        so (no actions, ``reason`` ``items: none of them is failed: nothing changed``).
+        Raises :class:`~placer.errors.UsageError` only for unknown items."""
         live = self._live
         with self._transaction() as tx:
             mask, links = documents.parse_items(live.base, items)
             if not (mask & ~live.avail).any() and live.links_up[links].all():
-                raise ConflictError("items: none of them is failed")
-            tx.result = leases.restore(live, mask, links)
+                tx.check = False
+                tx.result = Change(reason=NONE_FAILED, applied=False)
+            else:
+                tx.result = leases.restore(live, mask, links)
         return tx.result
 
     def replan_instance(
@@ -458,7 +473,7 @@ class Cluster:
         res = solve(inst, solver=solver, time_limit=time_limit, seed=seed, **options)
         why = replan.verdict(res.status.has_placement, res.reason, res.objective, before)
         if why:
-            return Change(reason=why, seconds=time.perf_counter() - started)
+            return Change(reason=why, seconds=time.perf_counter() - started, applied=False)
         change = self.adopt(res.placement, pending=inst.jobs[n_running:])
         change.seconds = time.perf_counter() - started
         return change
@@ -501,7 +516,7 @@ class Cluster:
             why = replan.kept_reason(change, before, live.objective)
             if why:
                 tx.cancelled = True
-                change = Change(reason=why)
+                change = Change(reason=why, applied=False)
             tx.result = change
         return change
 
@@ -590,7 +605,7 @@ class Cluster:
         why = replan.kept_reason(change, before, merged.objective)
         if why:
             prep.merged = None
-            return Change(reason=why)
+            return Change(reason=why, applied=False)
         merged.compact()
         laps("compact")
         self._live = merged

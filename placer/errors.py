@@ -61,5 +61,5 @@ class UnknownJobError(UsageError, LookupError):
 
 
 class ConflictError(UsageError):
-    """A call that conflicts with the live state: a job name already running, hardware that
-    is not failed; the service answers 409."""
+    """A call that conflicts with the live state: a job name already running; the service
+    answers 409."""

@@ -47,7 +47,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from placer.cluster import ActionCause, Cluster
-from placer.errors import ConflictError, InstanceError, UsageError
+from placer.errors import InstanceError, UsageError
 from placer.generators.events import generate_trace
 from placer.io import _pydantic_problems, parse_text, read_text
 from placer.kernel.score import job_hours
@@ -381,10 +381,7 @@ def _replay_one(
             elif e.kind == "fail":
                 _account(run, run.cluster.fail(e.fail))
             else:
-                try:
-                    run.cluster.restore(e.restore)
-                except ConflictError:
-                    pass  # restored already (an overlapping item)
+                run.cluster.restore(e.restore)  # restored already (an overlapping item): no-op
         else:  # a periodic replan
             next_replan += replan_every
             pending = [_arrival(run, n) for n in run.queue]

@@ -214,7 +214,11 @@ class Trials:
                 self.stats["refused"] += 1
                 continue
             self.stats["acked"] += 1
-            changed = body.get("placed", True) and (body.get("actions") or op != "submit")
+            changed = (
+                body.get("placed", True)
+                and body.get("applied", True)  # a fail or restore with nothing to do
+                and (body.get("actions") or op != "submit")
+            )
             if changed:
                 assert keys.get(key) == body["revision"], f"acknowledged {op} {key} is lost"
             else:

@@ -191,8 +191,36 @@ def test_fail_refuses_unknown_items_and_names_them():
         c.fail(["a/rack0", "a/rack9"])
     with pytest.raises(UsageError, match=r"items\[0\]: no WAN link"):
         c.fail([["a", "c"]])
-    with pytest.raises(UsageError, match="none of them is failed"):
-        c.restore(["a/rack0"])
+    with pytest.raises(UsageError, match=r"items\[0\]: unknown"):
+        c.restore(["a/rack9"])
+
+
+def test_fail_and_restore_are_both_idempotent_and_say_so():
+    """A scheduler's node events come at least once: a second `fail` of failed hardware and
+    a `restore` of hardware that is not failed both change nothing and say so (a restore
+    used to raise ConflictError where a second fail passed silently)."""
+    c = Cluster(placer.load_instance(two_sites()), verify="full")
+    c.submit(training("x", 2))
+    ch = c.fail(["a/rack0", ["a", "b"]])
+    assert ch.reason is None and ch.applied
+    snap, failed = c.snapshot(), c.failed
+    for items in (["a/rack0"], ["a/rack0/node1/gpu1", ["b", "a"]]):
+        ch = c.fail(items)
+        assert ch.actions == [] and ch.delta == 0
+        assert ch.reason == "items: all of them are failed already: nothing changed"
+        assert ch.applied is False
+        assert c.snapshot() == snap and c.failed == failed
+    assert c.fail(["a/rack0", "b/rack1"]).reason is None  # a new item among them acts
+    assert "b/rack1" in c.failed
+    c.restore(["a/rack0", "b/rack1", ["a", "b"]])
+    snap = c.snapshot()
+    for items in (["a/rack0"], ["b/rack0", ["a", "b"]]):  # restored already, never failed
+        ch = c.restore(items)
+        assert ch.actions == [] and ch.delta == 0
+        assert ch.reason == "items: none of them is failed: nothing changed"
+        assert ch.applied is False
+        assert c.snapshot() == snap and c.failed == []
+    assert c.check() == []
 
 
 def test_failed_hardware_is_in_the_snapshot_and_leases_report_lost_gpus():
@@ -235,7 +263,8 @@ def test_replan_adopts_a_better_plan_only():
     assert any(a.kind == "start" and a.job == "b" for a in ch.actions)
     assert_feasible(c)
     ch2 = c.replan(time_limit=5, solver="greedy")
-    assert ch2.actions == [] and "kept the live plan" in ch2.reason
+    assert ch2.actions == [] and "kept the live plan" in ch2.reason and ch2.applied is False
+    assert ch.applied
 
 
 # ------------------------------------------------------------------ property

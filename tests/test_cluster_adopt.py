@@ -194,7 +194,10 @@ def test_a_plan_refused_on_the_copy_changes_nothing_live():
     same = c.placement().model_dump(mode="json", exclude_none=True)  # nothing to gain
     prep = c.prepare_adopt(c.adopt_base(), same)
     assert "kept the live plan" in prep.reason
-    assert c.commit_adopt(prep).reason == prep.reason and canonical(c) == before
+    ch = c.commit_adopt(prep)
+    assert ch.reason == prep.reason and ch.applied is False and canonical(c) == before
+    ch = c.adopt(same)
+    assert "kept the live plan" in ch.reason and ch.applied is False
 
 
 @settings(max_examples=60, **HYP)

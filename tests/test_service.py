@@ -83,6 +83,32 @@ def test_failures_and_restores_over_http(server):
     assert client.post("/restore", json={"items": [node]}).status_code == 200
 
 
+def test_fail_and_restore_over_http_are_idempotent_as_the_library(server):
+    """A repeated fail and a restore of hardware not failed: 200, no actions, the reason, and
+    no new revision (a restore answered 409 where a repeated fail wrote a revision)."""
+    client, cluster = server
+    r = client.post("/fail", json={"items": ["a/node0"]})
+    assert r.status_code == 200 and r.json()["reason"] is None and r.json()["applied"]
+    rev = r.json()["revision"]
+    for path, items, reason in (
+        ("/fail", ["a/node0/gpu1"], "items: all of them are failed already: nothing changed"),
+        ("/restore", ["a/node1"], "items: none of them is failed: nothing changed"),
+    ):
+        r = client.post(path, json={"items": items})
+        assert r.status_code == 200, r.text
+        assert r.json()["actions"] == [] and r.json()["reason"] == reason
+        assert r.json()["applied"] is False
+        assert r.json()["revision"] == rev and r.headers["etag"] == f'"{rev}"'
+    assert cluster.failed == ["a/node0"]
+    r = client.post("/restore", json={"items": ["a/node0"]})
+    assert r.status_code == 200 and r.json()["revision"] == rev + 1 and r.json()["applied"]
+    r = client.post("/restore", json={"items": ["a/node0"]})
+    assert r.status_code == 200 and r.json()["revision"] == rev + 1
+    assert r.json()["applied"] is False
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "409" not in paths["/restore"]["post"]["responses"]
+
+
 def test_errors_are_json_with_locations(server):
     client, _ = server
     r = client.post("/jobs", json={"job": {"name": "x", "kind": "training", "tp": 0}})

@@ -89,16 +89,25 @@ class ServiceMachine(RuleBasedStateMachine):
 
     @rule(item=st.sampled_from(ITEMS))
     def fail(self, item):
-        self._apply(self.client.post("/fail", json={"items": [item]}))
+        r = self.client.post("/fail", json={"items": [item]})
+        self._apply(r)
+        if item in self.failed:  # failed already: nothing changed, no revision
+            assert r.json()["actions"] == [] and "nothing changed" in r.json()["reason"]
+            assert r.json()["applied"] is False
+            return
+        assert r.json()["applied"] is True
         self.failed.add(item)
         self.revision += 1
 
     @rule(item=st.sampled_from(ITEMS))
     def restore(self, item):
         r = self.client.post("/restore", json={"items": [item]})
-        if r.status_code == 409:  # none of it is failed (never failed, or restored already)
-            return
         self._apply(r)
+        if item not in self.failed:  # never failed, or restored already: nothing changed
+            assert r.json()["actions"] == [] and "nothing changed" in r.json()["reason"]
+            assert r.json()["applied"] is False
+            return
+        assert r.json()["applied"] is True
         self.failed.discard(item)
         self.revision += 1
 

@@ -76,7 +76,11 @@ class Action:
 @dataclass
 class Change:
     """What an operation did: its actions, the change in objective (migration costs
-    included), the migration cost charged, and the must jobs it could not keep."""
+    included), the migration cost charged, and the must jobs it could not keep.
+    ``applied`` (not in :meth:`to_dict`) is False when a `fail` (hardware failed already),
+    a `restore` (hardware none of which is failed), a `replan` or an `adopt` (a plan not
+    taken) left the state as it was; ``reason`` says why. (An unplaced submit says it with
+    :attr:`Decision.placed`.)"""
 
     actions: list[Action] = field(default_factory=list)
     delta: float = 0.0
@@ -84,6 +88,7 @@ class Change:
     lost: list[str] = field(default_factory=list)
     reason: str | None = None
     seconds: float = 0.0
+    applied: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {

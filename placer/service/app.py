@@ -65,6 +65,14 @@ class ChangeOut(BaseModel):
     replayed: bool = Field(False, description="An answer recorded for this Idempotency-Key.")
 
 
+class HardwareOut(ChangeOut):
+    applied: bool = Field(
+        True,
+        description="False: nothing to fail or restore (failed already, or not failed); "
+        "nothing changed (`reason` says so) and no new revision.",
+    )
+
+
 class DecisionOut(ChangeOut):
     job: str
     placed: bool
@@ -418,11 +426,12 @@ def create_app(
             ),
         )
 
-    @app.post("/fail", response_model=ChangeOut, responses=_responses(400, 412))
+    @app.post("/fail", response_model=HardwareOut, responses=_responses(400, 412))
     def fail(
         body: ItemsBody, response: Response, if_match: IfMatch = None, idempotency_key: Key = None
     ) -> Any:
-        """Hardware failed: the repair's actions."""
+        """Hardware failed: the repair's actions. Idempotent: items all failed already change
+        nothing (`applied` false, no actions, `reason` says so, no new revision)."""
         items = list(body.items)
         return tag(
             response,
@@ -431,11 +440,12 @@ def create_app(
             ),
         )
 
-    @app.post("/restore", response_model=ChangeOut, responses=_responses(400, 409, 412))
+    @app.post("/restore", response_model=HardwareOut, responses=_responses(400, 412))
     def restore(
         body: ItemsBody, response: Response, if_match: IfMatch = None, idempotency_key: Key = None
     ) -> Any:
-        """Hardware is back."""
+        """Hardware is back. Idempotent: items none of which is failed change nothing
+        (`applied` false, no actions, `reason` says so, no new revision)."""
         items = list(body.items)
         return tag(
             response,

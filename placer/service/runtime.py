@@ -425,10 +425,13 @@ class Service:
         self.check_if_match(if_match)
         result = fn(c)
         laps("operation")
-        changed = bool(result.actions) or op in ("fail", "restore")
+        # a fail or restore changes the hardware without actions, unless it changed nothing
+        changed = bool(result.actions) or (op in ("fail", "restore") and result.applied)
         if getattr(result, "placed", True) is False or not changed:
             d = result.to_dict()
             d["revision"] = self.revision
+            if op in ("fail", "restore"):
+                d["applied"] = False  # (a committed one answers the default, true)
             return d
         return self._commit(op, request, result, key, laps=laps)
 
