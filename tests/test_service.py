@@ -4,9 +4,13 @@ memory here; the durable store: test_service_store.py)."""
 from __future__ import annotations
 
 import copy
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from builders import one_site, training
@@ -256,3 +260,40 @@ def test_jobs_with_plans_over_http(server):
     assert r.status_code == 200, r.text
     (start,) = [a for a in r.json()["actions"] if a["job"] == "q"]
     assert start["kind"] == "start" and start["plan"] == cluster.job_plan("q") == "tp2"
+
+
+def test_in_process_clients_raise_no_starlette_deprecation_warning():
+    """Starlette's TestClient warns (StarletteDeprecationWarning: use httpx2) with the httpx
+    of the `test` extra: the in-process tests use tests/asgi_client.py (httpx's
+    ASGITransport) instead, and no test module imports the TestClient."""
+    tests = Path(__file__).parent
+    code = "\n".join(
+        [
+            "import warnings",
+            "from starlette.exceptions import StarletteDeprecationWarning",
+            "warnings.simplefilter('error', StarletteDeprecationWarning)",
+            "import test_service_stateful, test_spec_audit_scale",
+            "import placer",
+            "from asgi_client import ASGIClient",
+            "from builders import one_site",
+            "from placer.service import create_app",
+            "c = placer.Cluster(placer.load_instance(one_site(nodes=2, gpus_per_node=2)))",
+            "with ASGIClient(create_app(c)) as client:",
+            "    assert client.get('/jobs').json()['jobs'] == {}",
+            "test_spec_audit_scale.test_bind_with_partial_units_is_400_not_500()",
+        ]
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tests,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    for p in tests.glob("*.py"):
+        src = p.read_text()
+        for mod in ("fastapi", "starlette"):
+            assert f"{mod}.{'testclient'}" not in src, p.name

@@ -22,7 +22,7 @@ import placer
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from fastapi.testclient import TestClient  # noqa: E402
+from asgi_client import ASGIClient  # noqa: E402
 
 from placer.service import Service, create_app, open_store  # noqa: E402
 
@@ -53,7 +53,7 @@ class ServiceMachine(RuleBasedStateMachine):
         store.open()
         self.svc = Service(self.inst, store=store)
         self.svc.start(background=False)
-        self.client = TestClient(create_app(self.svc))
+        self.client = ASGIClient(create_app(self.svc))
 
     def _apply(self, r) -> None:
         assert r.status_code == 200, r.text
@@ -136,6 +136,7 @@ class ServiceMachine(RuleBasedStateMachine):
     @rule()
     def restart(self):
         before = json.dumps(self.svc.cluster.snapshot(), sort_keys=True)
+        self.client.close()
         self.svc.close()
         self._open()
         assert json.dumps(self.svc.cluster.snapshot(), sort_keys=True) == before
@@ -149,6 +150,7 @@ class ServiceMachine(RuleBasedStateMachine):
         assert self.svc.cluster.check() == []
 
     def teardown(self) -> None:
+        self.client.close()
         self.svc.close()
 
 

@@ -56,14 +56,14 @@ def test_start_with_partial_units_names_the_plan(tiny):
 def test_bind_with_partial_units_is_400_not_500():
     pytest.importorskip("fastapi")
     pytest.importorskip("httpx")
+    from asgi_client import ASGIClient
     from builders import one_site, training
-    from fastapi.testclient import TestClient
 
     from placer.service import create_app
 
     c = placer.Cluster(placer.load_instance(one_site(nodes=4, gpus_per_node=2)))
     gpus = ["a/node3/gpu1", "a/node3/gpu0", "a/node2/gpu0"]
-    with TestClient(create_app(c), raise_server_exceptions=False) as client:
+    with ASGIClient(create_app(c), raise_app_exceptions=False) as client:
         r = client.post("/bind", json={"job": training("b", 1, tp=2), "gpus": gpus})
     assert r.status_code == 400, r.text
     assert r.json()["detail"][0]["msg"].startswith("3 GPU ids are not whole units of 'b'")
