@@ -9,11 +9,12 @@ Imports the model, io, kernel, checker and the solver registry; never the CLI.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 from placer.check import Violation, check_compiled
-from placer.errors import ArgumentTypeError, PlacementError
+from placer.errors import ArgumentTypeError, PlacementError, PlacementWarning
 from placer.io import parse_text, placement_from_data, read_text
 from placer.kernel.compiled import compile_placement
 from placer.kernel.score import Score, score_compiled
@@ -99,11 +100,31 @@ def load_placement(path: str | Path, instance: Instance | None = None) -> Placem
     return placement
 
 
+def instance_name_warning(instance: Instance, placement: Placement) -> str | None:
+    """The warning for a placement whose ``instance`` (SPEC 2) names another instance than
+    `instance`'s ``name``, naming both; None when they agree or either has none."""
+    theirs, ours = placement.instance, instance.name
+    if not theirs or not ours or theirs == ours:
+        return None
+    return (
+        f"instance: the placement names instance {theirs!r}, not this instance {ours!r} "
+        "(a placement of another instance?)"
+    )
+
+
+def _warn_instance_name(instance: Instance, placement: Placement) -> None:
+    msg = instance_name_warning(instance, placement)
+    if msg:
+        warnings.warn(msg, PlacementWarning, stacklevel=3)
+
+
 def score(instance: Instance, placement: Placement) -> Score:
     """Score a placement with the kernel (SPEC 4); ``.objective`` and ``.to_dict()``.
 
     Infeasible placements are scored too; a placement that cannot be scored (unknown GPU
-    ids, wrong lengths, unknown jobs or blocks) raises :class:`PlacementError`.
+    ids, wrong lengths, unknown jobs or blocks) raises :class:`PlacementError`. A placement
+    whose ``instance`` names another instance is scored, with a
+    :class:`~placer.errors.PlacementWarning` naming both.
 
     Examples
     --------
@@ -115,12 +136,16 @@ def score(instance: Instance, placement: Placement) -> Score:
     cp = compile_placement(instance, placement)
     if cp.problems:
         raise PlacementError([(p.loc, p.what) for p in cp.problems])
+    _warn_instance_name(instance, placement)
     return score_compiled(instance, cp.job_gpus, cp.offer_blocks, cp.job_plans)
 
 
 def check(instance: Instance, placement: Placement) -> list[Violation]:
-    """Every violation of SPEC 3 as data (empty list = feasible)."""
+    """Every violation of SPEC 3 as data (empty list = feasible). A placement whose
+    ``instance`` names another instance is checked, with a
+    :class:`~placer.errors.PlacementWarning` naming both (not a violation)."""
     instance, placement = _instance_arg(instance), _placement_arg(placement)
+    _warn_instance_name(instance, placement)
     return check_compiled(instance, compile_placement(instance, placement))
 
 

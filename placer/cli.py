@@ -11,6 +11,9 @@ import json
 import os
 import sys
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from placer.errors import PlacerError
+from placer.errors import PlacementWarning, PlacerError
 
 
 def _reflow(text: str | None) -> str | None:
@@ -146,6 +149,24 @@ FABRIC = (
 def _warn(inst) -> None:
     for w in inst.warnings:
         err.print(f"[yellow]warning:[/yellow] {w}", soft_wrap=True)
+
+
+@contextmanager
+def _placement_warnings() -> Iterator[None]:
+    """The library's PlacementWarnings (a placement naming another instance) as the CLI's
+    ``warning:`` lines on stderr, each time; other warnings are shown as before."""
+    show = warnings.showwarning
+
+    def shown(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PlacementWarning):
+            err.print(f"[yellow]warning:[/yellow] {message}", soft_wrap=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PlacementWarning)
+        warnings.showwarning = shown
+        yield
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -326,7 +347,8 @@ def score(
 
     inst, pl = _load_pair(instance, placement, strict=True, fabric=fabric)
     try:
-        s = score_fn(inst, pl)
+        with _placement_warnings():
+            s = score_fn(inst, pl)
     except PlacerError as e:
         _fail(e)
     if as_json:
@@ -401,7 +423,8 @@ def check(
     from placer.api import check as check_fn
 
     inst, pl = _load_pair(instance, placement, strict=False)
-    vs = check_fn(inst, pl)
+    with _placement_warnings():
+        vs = check_fn(inst, pl)
     if as_json:
         sys.stdout.write(
             json.dumps({"feasible": not vs, "violations": [v.to_dict() for v in vs]}, indent=1)
@@ -1021,7 +1044,8 @@ def export_slurm_cmd(
 
     inst, pl = _export_args(instance, placement)
     try:
-        doc = export_slurm(inst, pl, script=script)
+        with _placement_warnings():
+            doc = export_slurm(inst, pl, script=script)
     except PlacerError as e:
         _fail(e)
     if as_json:
@@ -1070,7 +1094,8 @@ def export_kubernetes_cmd(
     inst, pl = _export_args(instance, placement)
     try:
         labels = level_labels(topology, site_label) if topology is not None else None
-        doc = export_kubernetes(inst, pl, level_labels=labels, namespace=namespace)
+        with _placement_warnings():
+            doc = export_kubernetes(inst, pl, level_labels=labels, namespace=namespace)
     except PlacerError as e:
         _fail(e)
     if as_json:

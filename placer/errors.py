@@ -1,4 +1,4 @@
-"""The exception tree of placer, and nothing else.
+"""The exception tree of placer, and its one warning category (:class:`PlacementWarning`).
 
 Every error a user can cause derives from :class:`PlacerError`; the CLI turns it into one red
 line per problem and a non-zero exit code, never a traceback.
@@ -63,3 +63,10 @@ class UnknownJobError(UsageError, LookupError):
 class ConflictError(UsageError):
     """A call that conflicts with the live state: a job name already running; the service
     answers 409."""
+
+
+class PlacementWarning(UserWarning):
+    """A placement that can be checked and scored but looks meant for another instance (its
+    ``instance`` names another one): :func:`placer.check` and :func:`placer.score` warn
+    (Python's :mod:`warnings`), the CLI prints ``warning: ...`` on stderr; the exit code is
+    unchanged."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import builders
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 import placer
 import placer.api
 from placer.cli import MAX_ERRORS, app
+from placer.errors import PlacementWarning
 from placer.solvers.base import no_placement
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,6 +131,47 @@ def test_check_exits_1_on_violations(tmp_path, tiny_placement):
     p.write_text(json.dumps(d))
     r = run("check", TINY, p, "--json")
     assert r.exit_code == 1 and json.loads(r.stdout)["feasible"] is False
+
+
+def test_a_placement_of_another_instance_is_a_warning_naming_both(tmp_path, tiny_placement):
+    """SPEC 2's `instance` is compared with the instance's name: a warning on stderr (the
+    library: a PlacementWarning), never an error; the exit code is unchanged."""
+    d = json.loads(tiny_placement.read_text())
+    assert d["instance"] == "tiny"
+    d["instance"] = "tiny-old"
+    p = tmp_path / "other.json"
+    p.write_text(json.dumps(d))
+    want = "warning: instance: the placement names instance 'tiny-old', not this instance 'tiny'"
+    for args in (("check",), ("check", "--json"), ("score",), ("score", "--json")):
+        r = run(args[0], TINY, p, *args[1:])
+        assert r.exit_code == 0, r.output
+        assert r.stderr.count(want) == 1 and want not in r.stdout
+    assert json.loads(run("score", TINY, p, "--json").stdout)["totals"]["objective"] > 0
+    for fmt in ("slurm", "kubernetes"):  # the exports check the placement: the same warning
+        r = run("export", fmt, TINY, p, "--json")
+        assert r.exit_code == 0 and r.stderr.count(want) == 1, r.output
+    inst = placer.load_instance(TINY)
+    with pytest.warns(PlacementWarning, match="'tiny-old', not this instance 'tiny'"):
+        assert placer.check(inst, placer.load_placement(p)) == []
+    with pytest.warns(PlacementWarning, match="'tiny-old', not this instance 'tiny'"):
+        placer.score(inst, d)
+    # infeasible as well: still exit 1, with the warning
+    bad = dict(d, jobs=[dict(j) for j in d["jobs"]])
+    bad["jobs"][1]["gpus"] = d["jobs"][0]["gpus"][: len(d["jobs"][1]["gpus"])]
+    p.write_text(json.dumps(bad))
+    r = run("check", TINY, p)
+    assert r.exit_code == 1 and want in r.stderr
+    # the same name, or no name: nothing
+    for name in ("tiny", None):
+        d["instance"] = name
+        p.write_text(json.dumps(d))
+        for cmd in ("check", "score"):
+            r = run(cmd, TINY, p)
+            assert r.exit_code == 0 and "instance:" not in r.stderr
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PlacementWarning)
+            placer.check(inst, d)
+            placer.score(inst, d)
 
 
 # ---------------------------------------------------------------------- what is called
