@@ -4,6 +4,8 @@
   ``np.unique(mem, axis=0)``; the links per candidate those of the loop over pairs;
 - ``int_row``'s early rounding: the rows of the loop over all seven powers of ten;
 - ``linmodel.compact``: the same integer optimum and the same LP optimum as the model;
+- ``linmodel.without_zeros`` over a worklist: the zeros and rows (in order) of its rounds
+  over every row;
 - the local search's later passes that stop where the previous pass last changed the
   placement: the placement of full passes, with fewer re-placements;
 - packing a plan whose job switched plan: the job is placed once.
@@ -23,8 +25,8 @@ from placer.generators import generate
 from placer.kernel import cost
 from placer.model import Status
 from placer.solvers.cpsat import solve_lp_glop
-from placer.solvers.decomposition import construct, pipeline
-from placer.solvers.decomposition.linmodel import compact, int_row
+from placer.solvers.decomposition import coarse, construct, pipeline
+from placer.solvers.decomposition.linmodel import LinModel, compact, int_row, without_zeros
 from placer.validate import instance_from_dict
 
 try:
@@ -127,6 +129,100 @@ _numbers = st.one_of(
 def test_int_row_rounds_early_only_rows_no_power_makes_integral(cs, rhs, sense):
     coeffs = dict(enumerate(cs))
     assert int_row(coeffs, sense, rhs) == _int_row_all_powers(coeffs, sense, rhs)
+
+
+def _without_zeros_rounds(lm):
+    """without_zeros as it was: every row looked at in every round until no variable falls."""
+    lb = lm.lb
+    zero = {i for i, (lo, hi) in enumerate(zip(lb, lm.ub)) if lo == 0 and hi == 0}
+    rows = [(coeffs, sense, rhs) for coeffs, sense, rhs, _ in lm.rows]
+    new, first = zero, True
+    while new or first:
+        out, more, first = [], set(), False
+        for row in rows:
+            coeffs, sense, rhs = row
+            if not new.isdisjoint(coeffs):
+                coeffs = {i: c for i, c in coeffs.items() if i not in zero}
+                row = (coeffs, sense, rhs)
+            if not coeffs:
+                if not {"<=": rhs >= 0, ">=": rhs <= 0, "==": rhs == 0}[sense]:
+                    return zero, None
+                continue
+            if rhs == 0 and sense != "==":
+                sign = 1 if sense == "<=" else -1
+                if all(sign * c > 0 and lb[i] == 0 for i, c in coeffs.items()):
+                    more.update(coeffs)
+                    continue
+            out.append(row)
+        rows, new = out, more - zero
+        zero |= new
+    return zero, rows
+
+
+@st.composite
+def _cascading_models(draw):
+    """Models like the coarse model with plans: variables fixed at [0, 0], rows ``<= 0`` /
+    ``>= 0`` of one sign (a plan's option held at 0), and linking rows ``u - k b <= 0`` that
+    fall in cascade once b does, among rows of any sense."""
+    n = draw(st.integers(1, 14))
+    lm = LinModel()
+    for i in range(n):
+        lo = draw(st.sampled_from([0, 0, 0, 1, -1]))
+        lm.var(f"x{i}", float(lo), float(lo + draw(st.integers(0, 3))))
+    for i in draw(st.sets(st.integers(0, n - 1), max_size=3)):
+        lm.lb[i] = lm.ub[i] = 0.0
+    idx = st.integers(0, n - 1)
+    for _ in range(draw(st.integers(0, 16))):
+        kind = draw(st.integers(0, 3))
+        vs = draw(st.sets(idx, min_size=1, max_size=4))
+        if kind == 0:  # a linking row: a positive term over a negative one
+            a, b = draw(idx), draw(idx)
+            lm.add({a: 1.0, b: -float(draw(st.integers(1, 4)))} if a != b else {a: 1.0}, "<=", 0.0)
+        elif kind == 1:  # one sign, rhs 0
+            sense = draw(st.sampled_from(["<=", ">="]))
+            sign = 1.0 if sense == "<=" else -1.0
+            lm.add({i: sign * draw(st.integers(1, 3)) for i in vs}, sense, 0.0)
+        else:
+            lm.add(
+                {i: float(draw(st.integers(-3, 3))) for i in vs},
+                draw(st.sampled_from(["<=", ">=", "=="])),
+                float(draw(st.integers(-3, 4))),
+            )
+    return lm
+
+
+@settings(max_examples=600, deadline=None)
+@given(_cascading_models())
+def test_without_zeros_worklist_gives_the_rounds_zeros_and_rows(lm):
+    zero, rows = without_zeros(lm)
+    ref_zero, ref_rows = _without_zeros_rounds(lm)
+    if ref_rows is None:
+        assert rows is None
+        return
+    assert zero == ref_zero
+    assert rows == ref_rows
+    assert [list(c) for c, _, _ in rows] == [list(c) for c, _, _ in ref_rows]  # key order
+
+
+def test_without_zeros_worklist_on_the_coarse_models_with_plans(monkeypatch):
+    # the models a solve with plans gives it (the coarse model, with dominated options at 0;
+    # the model held to first plans, for its LP): as the rounds over every row
+    from placer.solvers.decomposition import linmodel
+
+    seen = []
+
+    def spy(lm):
+        got = without_zeros(lm)
+        seen.append((lm, got))
+        return got
+
+    monkeypatch.setattr(linmodel, "without_zeros", spy)
+    monkeypatch.setattr(placer.solvers.cpsat, "without_zeros", spy)
+    placer.solve(instance_from_dict(generate("fragmented", seed=2)), solver="cpsat", seed=0)
+    assert len(seen) >= 2
+    for lm, got in seen:
+        assert got == _without_zeros_rounds(lm)
+    assert max(len(got[0]) for _, got in seen) > 20  # the held model: a cascade of zeros
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

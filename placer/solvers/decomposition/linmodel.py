@@ -92,28 +92,41 @@ def without_zeros(lm: LinModel) -> tuple[set[int], list | None]:
     model (the same optimum); without them, 0.17-0.24 s (at load 3-4)."""
     lb = lm.lb
     zero = {i for i, (lo, hi) in enumerate(zip(lb, lm.ub)) if lo == 0 and hi == 0}
-    rows = [(coeffs, sense, rhs) for coeffs, sense, rhs, _ in lm.rows]
-    new, first = zero, True
-    while new or first:
-        out, more, first = [], set(), False
-        for row in rows:
+    rows: list = [(coeffs, sense, rhs) for coeffs, sense, rhs, _ in lm.rows]
+    # a fixpoint over a worklist: a row is looked at again only when one of its variables
+    # became 0 since (every row at every round cost most of the held model's CP-SAT build
+    # with plans: 2.3 ms against 0.3 ms without zeros on bench.plans' fragmented seed 2).
+    # The zeros are the least fixpoint (a row's test only gets truer as its variables
+    # fall), so the rows kept and their order are those of the rounds over all rows
+    rows_of: dict[int, list[int]] = {}
+    for r, (coeffs, _, _) in enumerate(rows):
+        for i in coeffs:
+            rows_of.setdefault(i, []).append(r)
+    todo = range(len(rows))
+    while todo:
+        more: set[int] = set()
+        for r in todo:
+            row = rows[r]
+            if row is None:
+                continue
             coeffs, sense, rhs = row
-            if not new.isdisjoint(coeffs):
+            if not zero.isdisjoint(coeffs):
                 coeffs = {i: c for i, c in coeffs.items() if i not in zero}
-                row = (coeffs, sense, rhs)
+                rows[r] = row = (coeffs, sense, rhs)
             if not coeffs:
                 if not {"<=": rhs >= 0, ">=": rhs <= 0, "==": rhs == 0}[sense]:
                     return zero, None
+                rows[r] = None
                 continue
             if rhs == 0 and sense != "==":
                 sign = 1 if sense == "<=" else -1
                 if all(sign * c > 0 and lb[i] == 0 for i, c in coeffs.items()):
                     more.update(coeffs)
-                    continue
-            out.append(row)
-        rows, new = out, more - zero
+                    rows[r] = None
+        new = more - zero
         zero |= new
-    return zero, rows
+        todo = sorted({r for i in new for r in rows_of.get(i, ())})
+    return zero, [row for row in rows if row is not None]
 
 
 def compact(lm: LinModel) -> tuple[LinModel, list[int]] | None:
