@@ -174,6 +174,21 @@ def test_fits_nowhere_is_warned_only_when_no_plan_fits():
     assert fit_nowhere_reason(*_ix(one)) == fit_nowhere_reason(*_ix(_job(dp=4)))
 
 
+def test_a_plan_naming_no_type_of_any_site_is_not_warned_about_when_another_plan_fits():
+    # SPEC 6: the "fits nowhere" warning of a job with plans (a job whose gpu_types names no
+    # type any site has is one, SPEC 6 "Jobs") is given only when no plan fits anywhere
+    # (the plan's own gpu_types warning said "job 'T' gets 0 units under plan 'z'")
+    job = _job(dp=1, plans=[{"name": "z", "gpu_types": ["Z"]}, {"name": "h"}])
+    assert instance_from_dict(_inst([job])).warnings == []
+    job["plans"][1]["gpu_types"] = ["Y"]  # now no plan fits: one warning naming both plans
+    (w,) = instance_from_dict(_inst([job])).warnings
+    assert w.startswith("jobs[0]: ") and "fits nowhere" in w
+    assert "plan 'z'" in w and "plan 'h'" in w
+    # a job without plans keeps its own gpu_types warning
+    ws = instance_from_dict(_inst([_job(dp=1, gpu_types=["Z"])])).warnings
+    assert any(w.startswith("jobs[0].gpu_types: no site has any of the types") for w in ws)
+
+
 def _ix(job):
     inst = instance_from_dict(_inst([job]))
     return inst, inst.index, inst.jobs[0]
