@@ -346,6 +346,7 @@ def score(
     from placer.api import score as score_fn
 
     inst, pl = _load_pair(instance, placement, strict=True, fabric=fabric)
+    _warn(inst)  # on stderr, also with --json (stdout stays the JSON alone)
     try:
         with _placement_warnings():
             s = score_fn(inst, pl)
@@ -354,7 +355,6 @@ def score(
     if as_json:
         sys.stdout.write(json.dumps(s.to_dict(), indent=1) + "\n")
         return
-    _warn(inst)
     render_score(s.to_dict(), title=f"{inst.name}: score")
 
 
@@ -423,6 +423,7 @@ def check(
     from placer.api import check as check_fn
 
     inst, pl = _load_pair(instance, placement, strict=False)
+    _warn(inst)  # on stderr, also with --json (stdout stays the JSON alone)
     with _placement_warnings():
         vs = check_fn(inst, pl)
     if as_json:
@@ -431,7 +432,6 @@ def check(
             + "\n"
         )
     else:
-        _warn(inst)
         if not vs:
             out.print(f"ok: the placement satisfies every rule of SPEC 3 for {inst.name}")
         for v in vs:
@@ -482,8 +482,7 @@ def solve(
         from placer.solvers.plans import first_plans as hold
 
         inst = hold(inst)
-    if not quiet and not as_json:
-        _warn(inst)
+    _warn(inst)  # on stderr, also with --json or --quiet (no live view, no tables)
     opts: dict[str, Any] = {"work_limit": work_limit} if work_limit is not None else {}
     opts.update(_key_values(option, "--option"))
     try:
@@ -747,8 +746,7 @@ def decide(
         from placer.solvers.plans import first_plans as hold
 
         inst = hold(inst)
-    if not as_json:
-        _warn(inst)
+    _warn(inst)  # on stderr, also with --json
     opts = _key_values(option, "--option")
     if jobs is not None and jobs < 1:
         err.print(f"[red]error:[/red] --jobs: must be >= 1, got {jobs}")

@@ -174,6 +174,31 @@ def test_a_placement_of_another_instance_is_a_warning_naming_both(tmp_path, tiny
             placer.score(inst, d)
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("score", "--json"), ("check", "--json"), ("solve", "--json"), ("solve", "-q")],
+)
+def test_warnings_reach_stderr_also_with_json_or_quiet(tmp_path, command):
+    # SPEC 6: unknown keys are accepted "with a warning that names them" (and microbatches
+    # on an inference job is ignored with a warning); with --json or -q they were dropped
+    d = builders.one_site(
+        jobs=[{"name": "s", "kind": "inference", "replicas": 1, "value": 1, "microbatches": 4}]
+    )
+    d["colour"] = "blue"
+    inst = tmp_path / "inst.json"
+    inst.write_text(json.dumps(d))
+    pl = tmp_path / "pl.json"
+    pl.write_text(json.dumps({"jobs": [{"name": "s", "units": 1, "gpus": ["a/node0/gpu0"]}]}))
+    name, flag = command
+    r = run(name, inst, *([pl] if name != "solve" else []), flag)
+    assert r.exit_code == 0
+    assert "colour: unknown key" in r.stderr and "jobs[0].microbatches" in r.stderr
+    if flag == "--json":
+        json.loads(r.stdout)  # stdout is the JSON alone
+    else:
+        assert r.stdout == ""
+
+
 # ---------------------------------------------------------------------- what is called
 
 
