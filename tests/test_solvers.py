@@ -125,6 +125,22 @@ def test_every_result_carries_the_kernel_objective_and_a_consistent_gap():
     assert res.gap == pytest.approx((res.bound - res.objective) / max(abs(res.bound), 1))
 
 
+@pytest.mark.parametrize("backend", names(exact=True))
+@pytest.mark.parametrize(
+    "jobs",
+    [[], [builders.training("huge", 64)]],
+    ids=["no-jobs", "fits-nowhere"],
+)
+def test_an_instance_worth_nothing_is_proven_at_a_gap_of_about_0(backend, jobs):
+    # SPEC 2: `optimal` is proven. The mip backend padded CBC's bound by an absolute 1e-6, so
+    # an instance worth 0 reported `optimal` at a gap of 1.1e-6
+    inst = instance_from_dict(builders.one_site(jobs=jobs))
+    res = placer.solve(inst, solver=backend, time_limit=10, seed=0)
+    assert res.status == "optimal"
+    assert res.objective == 0.0
+    assert 0.0 <= res.bound <= 1e-6 and res.gap <= 1e-6
+
+
 # ------------------------------------------------------------------ CLI
 
 runner = CliRunner()

@@ -126,7 +126,11 @@ def solve_mip(
         except Exception:  # noqa: BLE001 - older highspy: fall back to the LP bound
             bound = None
     if status == Status.OPTIMAL and obj is not None:
-        proven = obj + GAP * max(1.0, abs(obj)) + 1e-6
+        # CBC proves its optimum within its relative gap (GAP; an absolute 1e-10 at an
+        # objective of 0), and the objective of its values is summed here again: a hair
+        # (1e-9 of it) on top. (An absolute 1e-6 made every `optimal` solve of an instance
+        # worth about 0, one with no jobs say, report a gap of 1.1e-6)
+        proven = obj + (GAP + 1e-9) * max(1.0, abs(obj))
         bound = proven if bound is None else min(bound, proven) if bound >= obj else proven
     if bound is None and status != Status.INFEASIBLE:
         left = (
