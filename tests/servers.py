@@ -3,6 +3,7 @@ private PostgreSQL server started from the installed binaries (never a mock)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
@@ -57,10 +58,20 @@ def spawn_serve(instance: str | Path, state: str, port: int, *args: str, env: di
         cwd=ROOT,
     )
     p.log = log  # type: ignore[attr-defined]
+    atexit.register(_unlink, log.name)
     return p
 
 
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
 def log_of(p) -> str:
+    """The server's output so far; also after :func:`stop` (which closes the log file)."""
+    if p.log.closed:
+        with open(p.log.name) as f:
+            return f.read()
     p.log.flush()
     p.log.seek(0)
     return p.log.read()
@@ -93,6 +104,9 @@ def stop(p, sig_kill: bool = False) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(timeout=15)
+    log = getattr(p, "log", None)
+    if log is not None and not log.closed:
+        log.close()  # (left open, each server's log warned ResourceWarning at exit)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
