@@ -112,9 +112,16 @@ def instance_name_warning(instance: Instance, placement: Placement) -> str | Non
     )
 
 
-def _warn_instance_name(instance: Instance, placement: Placement) -> None:
+def placement_warnings(instance: Instance, placement: Placement) -> list[str]:
+    """What :func:`check` and :func:`score` warn about `placement` over `instance`
+    (:class:`~placer.errors.PlacementWarning`), as text and without warning: for a caller
+    that reports them itself (the service's ``warnings``). Empty when there is nothing."""
     msg = instance_name_warning(instance, placement)
-    if msg:
+    return [msg] if msg else []
+
+
+def _warn(messages: list[str]) -> None:
+    for msg in messages:
         warnings.warn(msg, PlacementWarning, stacklevel=3)
 
 
@@ -133,11 +140,9 @@ def score(instance: Instance, placement: Placement) -> Score:
     299.299
     """
     instance, placement = _instance_arg(instance), _placement_arg(placement)
-    cp = compile_placement(instance, placement)
-    if cp.problems:
-        raise PlacementError([(p.loc, p.what) for p in cp.problems])
-    _warn_instance_name(instance, placement)
-    return score_compiled(instance, cp.job_gpus, cp.offer_blocks, cp.job_plans)
+    s = score_quietly(instance, placement)
+    _warn(placement_warnings(instance, placement))
+    return s
 
 
 def check(instance: Instance, placement: Placement) -> list[Violation]:
@@ -145,7 +150,22 @@ def check(instance: Instance, placement: Placement) -> list[Violation]:
     ``instance`` names another instance is checked, with a
     :class:`~placer.errors.PlacementWarning` naming both (not a violation)."""
     instance, placement = _instance_arg(instance), _placement_arg(placement)
-    _warn_instance_name(instance, placement)
+    _warn(placement_warnings(instance, placement))
+    return check_quietly(instance, placement)
+
+
+def score_quietly(instance: Instance, placement: Placement) -> Score:
+    """:func:`score` of a loaded instance and a :class:`Placement`, without its
+    :class:`~placer.errors.PlacementWarning` (see :func:`placement_warnings`)."""
+    cp = compile_placement(instance, placement)
+    if cp.problems:
+        raise PlacementError([(p.loc, p.what) for p in cp.problems])
+    return score_compiled(instance, cp.job_gpus, cp.offer_blocks, cp.job_plans)
+
+
+def check_quietly(instance: Instance, placement: Placement) -> list[Violation]:
+    """:func:`check` of a loaded instance and a :class:`Placement`, without its
+    :class:`~placer.errors.PlacementWarning` (see :func:`placement_warnings`)."""
     return check_compiled(instance, compile_placement(instance, placement))
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from builders import one_site, training
 
 import placer
 from placer import Cluster
+from placer.errors import PlacementWarning
 
 fastapi = pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
@@ -74,6 +76,42 @@ def test_submit_release_and_snapshot_over_http(server):
     assert r.status_code == 200 and r.json()["gpus"] == ["a/node3/gpu1"]
     r = client.post("/bind", json={"job": training("c", 1), "gpus": ["a/node3/gpu1"]})
     assert r.status_code == 400 and "not a valid placement" in r.json()["detail"][0]["msg"]
+
+
+def test_a_placement_of_another_instance_is_a_warning_in_the_answer(server):
+    """POST /score and /check report what `placer check` warns on stderr (a placement whose
+    `instance` names another instance) as `warnings`, never an error; no `warnings` key when
+    there is nothing to say; the server itself warns nothing (no PlacementWarning)."""
+    client, _ = server
+    assert client.post("/jobs", json={"job": training("a", 2, tp=2)}).status_code == 200
+    snap = client.get("/snapshot").json()
+    name = snap["instance"]["name"]
+    want = f"instance: the placement names instance 'old', not this instance {name!r}"
+    for other, says in (("old", True), (name, False), (None, False)):
+        pl = dict(snap["placement"], instance=other)
+        if other is None:
+            del pl["instance"]
+        docs = {"instance": snap["instance"], "placement": pl}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PlacementWarning)
+            s = client.post("/score", json=docs)
+            c = client.post("/check", json=docs)
+        assert s.status_code == 200 and c.status_code == 200, (s.text, c.text)
+        assert s.json()["objective"] > 0 and c.json()["feasible"] is True
+        if says:
+            for r in (s, c):
+                assert len(r.json()["warnings"]) == 1 and r.json()["warnings"][0].startswith(want)
+        else:
+            assert "warnings" not in s.json() and "warnings" not in c.json()
+            assert c.json() == {"feasible": True, "violations": []}
+    # infeasible: still 200, the violations and the warning
+    bad = copy.deepcopy(dict(snap["placement"], instance="old"))
+    bad["jobs"][0]["gpus"][1] = bad["jobs"][0]["gpus"][0]
+    c = client.post("/check", json={"instance": snap["instance"], "placement": bad}).json()
+    assert c["feasible"] is False and c["violations"] and c["warnings"][0].startswith(want)
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["CheckOut"]
+    assert schema["properties"]["warnings"]["type"] == "array"
+    assert "warnings" not in schema.get("required", [])
 
 
 def test_failures_and_restores_over_http(server):

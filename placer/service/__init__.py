@@ -16,8 +16,8 @@ Endpoints (OpenAPI at ``/openapi.json``, interactive docs at ``/docs``, served o
 ``GET  /snapshot``         the live state as SPEC documents {instance, placement}
 ``GET  /score``            the live state's score (SPEC 2.1)
 ``GET  /events``           the committed operations (append-only log)
-``POST /score``            score a posted {instance, placement}
-``POST /check``            check a posted {instance, placement} (SPEC 3)
+``POST /score``            score a posted {instance, placement} (+ ``warnings`` if any)
+``POST /check``            check a posted {instance, placement} (SPEC 3; + ``warnings``)
 ``POST /solve``            solve a posted {instance, solver, time_limit} in a worker process
 =========================  =============================================================
 

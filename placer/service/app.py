@@ -108,9 +108,17 @@ class SnapshotOut(BaseModel):
     revision: int
 
 
+WARNINGS = (
+    "Only when there is something to say: what `placer check` / `placer score` warn about "
+    "on stderr, e.g. a placement whose `instance` names another instance (SPEC 2). Never "
+    "an error."
+)
+
+
 class CheckOut(BaseModel):
     feasible: bool
     violations: list[dict[str, Any]]
+    warnings: list[str] = Field(default_factory=list, description=WARNINGS)
 
 
 class EventsOut(BaseModel):
@@ -534,20 +542,36 @@ def create_app(
 
     @app.post("/score", response_model=dict[str, Any], responses=_responses(400))
     def score_posted(body: DocumentsBody) -> Any:
-        """Score a posted {instance, placement} (SPEC 2.1)."""
-        import placer
+        """Score a posted {instance, placement} (SPEC 2.1). `warnings` (a list of strings),
+        only when there is something to say: e.g. a placement whose `instance` names another
+        instance. Never an error."""
+        from placer.api import placement_warnings, score_quietly
 
         inst, _ = _posted(body.instance)
-        return placer.score(inst, body.placement).to_dict()
+        d = score_quietly(inst, body.placement).to_dict()
+        ws = placement_warnings(inst, body.placement)
+        if ws:
+            d["warnings"] = ws
+        return d
 
-    @app.post("/check", response_model=CheckOut, responses=_responses(400))
+    @app.post(
+        "/check",
+        response_model=CheckOut,
+        response_model_exclude_unset=True,
+        responses=_responses(400),
+    )
     def check_posted(body: DocumentsBody) -> Any:
-        """Check a posted {instance, placement} (SPEC 3)."""
-        import placer
+        """Check a posted {instance, placement} (SPEC 3), with `warnings` when there is
+        something to say (a placement whose `instance` names another instance)."""
+        from placer.api import check_quietly, placement_warnings
 
         inst, _ = _posted(body.instance)
-        v = placer.check(inst, body.placement)
-        return {"feasible": not v, "violations": [x.to_dict() for x in v]}
+        v = check_quietly(inst, body.placement)
+        d: dict[str, Any] = {"feasible": not v, "violations": [x.to_dict() for x in v]}
+        ws = placement_warnings(inst, body.placement)
+        if ws:
+            d["warnings"] = ws
+        return d
 
     @app.post("/solve", response_model=dict[str, Any], responses=_responses(400, 500))
     def solve_posted(body: SolveBody) -> Any:
