@@ -1192,7 +1192,10 @@ def serve(
         from placer.service.runtime import check_same_instance
 
         stored = store.instance_document()
-        svc = Service(inst, placement=pl, store=store, limits=limits)
+        with _placement_warnings():  # a placement of another instance (used: a first start)
+            svc = Service(
+                inst, placement=pl if stored is None else None, store=store, limits=limits
+            )
         if stored is not None:
             check_same_instance(stored, svc.instance_doc)
             if placement is not None:

@@ -76,7 +76,9 @@ class Cluster:
     instance : a loaded :class:`~placer.Instance` (or a path / dict, loaded here).
     placement : optional :class:`~placer.Placement`, SPEC 2 dict or solve
         :class:`~placer.Result`: its placed jobs run where it puts them (under the `plan`
-        it names, SPEC v3) and its leases hold. It must pass the checker. Without it the
+        it names, SPEC v3) and its leases hold. It must pass the checker; one whose
+        `instance` names another instance warns (:class:`~placer.errors.PlacementWarning`,
+        as :func:`placer.check` does), not an error. Without it the
         jobs with `current` run there under their `current_plan` (a job whose `current`
         breaks a rule now is placed afresh, under any of its plans) and committed or forced
         offers are leased. Jobs with no GPUs are not part of the live state: submit them.
@@ -104,7 +106,19 @@ class Cluster:
         verify: str = "changed",
         failed: list[Any] | None = None,
     ) -> None:
-        self._build(documents.instance_of(instance), placement, verify, failed, None)
+        inst = documents.instance_of(instance)
+        if placement is not None:
+            placement = documents.placement_of(placement)
+            documents.warn_placement(inst, placement, stacklevel=2)
+        self._build(inst, placement, verify, failed, None)
+
+    @classmethod
+    def _start(cls, instance: Instance, placement: Placement | None, verify: str) -> Cluster:
+        """``Cluster(instance, placement, verify=verify)`` without its PlacementWarning: for
+        the service, which warned when it was given the placement."""
+        c = cls.__new__(cls)
+        c._build(instance, placement, verify, None, None)
+        return c
 
     def _build(
         self,

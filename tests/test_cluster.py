@@ -8,6 +8,7 @@ snapshot round-trips through load_instance and scores to the live objective.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -17,7 +18,13 @@ from hypothesis import strategies as st
 
 import placer
 from placer import Cluster
-from placer.errors import ArgumentTypeError, InstanceError, PlacementError, UsageError
+from placer.errors import (
+    ArgumentTypeError,
+    InstanceError,
+    PlacementError,
+    PlacementWarning,
+    UsageError,
+)
 
 if __package__:
     from .reference import reference_check
@@ -251,6 +258,31 @@ def test_a_cluster_from_a_solve_keeps_its_placement():
     c = Cluster(inst, res)
     assert c.objective == pytest.approx(res.objective - 0.0, rel=1e-9) or c.objective >= 0
     assert_feasible(c)
+
+
+def test_a_placement_of_another_instance_is_a_warning_not_an_error():
+    """Cluster(instance, placement) compares the placement's `instance` with the instance's
+    name as placer.check does: a PlacementWarning naming both (at the caller's line), and
+    the cluster starts as from the same placement; nothing for the same name or none."""
+    inst = placer.load_instance("instances/tiny.yaml")
+    res = placer.solve(inst, solver="greedy", time_limit=5)
+    d = res.placement.model_dump(mode="json", exclude_none=True)
+    assert d["instance"] == inst.name == "tiny"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PlacementWarning)
+        same = Cluster(inst, res)
+        for name in ("tiny", None):
+            Cluster(inst, {k: v for k, v in dict(d, instance=name).items() if v is not None})
+    want = "the placement names instance 'tiny-old', not this instance 'tiny'"
+    with pytest.warns(PlacementWarning, match=want) as rec:
+        c = Cluster(inst, dict(d, instance="tiny-old"))
+    assert len(rec) == 1 and rec[0].filename == __file__
+    assert c.jobs == same.jobs and c.snapshot() == same.snapshot()
+    # a placement that does not fit is refused as before (the warning said why)
+    bad = copy.deepcopy(dict(d, instance="tiny-old"))
+    bad["jobs"][1]["gpus"] = bad["jobs"][0]["gpus"][: len(bad["jobs"][1]["gpus"])]
+    with pytest.warns(PlacementWarning, match=want), pytest.raises(PlacementError):
+        Cluster(inst, bad)
 
 
 def test_replan_adopts_a_better_plan_only():

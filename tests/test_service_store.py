@@ -9,7 +9,7 @@ import json
 
 import pytest
 from builders import one_site, training
-from servers import free_port, spawn_serve, stop, uvicorn_thread, wait_health
+from servers import free_port, log_of, spawn_serve, stop, uvicorn_thread, wait_health
 
 import placer
 
@@ -195,6 +195,48 @@ def test_schema_version_is_checked(tmp_path):
     (tmp_path / "junk.db").write_text("not a database, just text " * 100)
     with pytest.raises(StoreError, match="not a placer state database"):
         open_store(str(tmp_path / "junk.db")).open()
+
+
+def test_a_placement_of_another_instance_is_a_warning_on_a_first_start(tmp_path):
+    """`placer serve --placement` (and Service(placement=...)) with a placement whose
+    `instance` names another instance: a warning naming both (stderr; PlacementWarning in
+    the library, once, when it is given), the service starts from it; a restart resumes and
+    ignores the placement, without that warning."""
+    import warnings
+
+    from placer.errors import PlacementWarning
+
+    inst = placer.load_instance("instances/tiny.yaml")
+    d = placer.solve(inst, solver="greedy", time_limit=5).placement.model_dump(
+        mode="json", exclude_none=True
+    )
+    d["instance"] = "tiny-old"
+    want = "instance: the placement names instance 'tiny-old', not this instance 'tiny'"
+    with pytest.warns(PlacementWarning, match=want) as rec:
+        svc = Service(inst, placement=d)
+    assert len(rec) == 1 and rec[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PlacementWarning)
+        svc.start(background=False)  # builds the cluster without warning again
+    expected = placer.Cluster(inst, dict(d, instance="tiny")).jobs
+    assert svc.status == "ready" and svc.cluster.jobs == expected and expected
+    svc.close()
+    pl = tmp_path / "other.json"
+    pl.write_text(json.dumps(d))
+    state = str(tmp_path / "state.db")
+    for first in (True, False):
+        port = free_port()
+        p = spawn_serve("instances/tiny.yaml", state, port, "--placement", str(pl))
+        try:
+            wait_health(f"http://127.0.0.1:{port}", p)
+            jobs = httpx.get(f"http://127.0.0.1:{port}/jobs").json()["jobs"]
+        finally:
+            stop(p)
+        log = log_of(p)
+        assert jobs == expected, log
+        assert log.count("warning: " + want) == (1 if first else 0), log
+        assert ("--placement ignored" in log) is not first, log
+        assert "PlacementWarning" not in log and "Traceback" not in log, log
 
 
 @pytest.mark.parametrize("meanwhile", ["elsewhere", "on_the_plan"])

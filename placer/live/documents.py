@@ -27,6 +27,7 @@ from placer.errors import (
     ConflictError,
     InstanceError,
     PlacementError,
+    PlacementWarning,
     UnknownJobError,
     UsageError,
 )
@@ -193,17 +194,34 @@ def parse_items(base: Instance, items: Any, arg: str = "items") -> tuple[np.ndar
     return mask, links
 
 
-def load_placement(live: LiveState, placement: Any) -> None:
-    """Start the placed jobs of `placement` (a :class:`~placer.Placement`, SPEC 2 dict or
-    solve result: its `plan` per job, its leases) on an empty live state. It must pass the
-    checker (against the hardware as failed, when some is)."""
+def placement_of(placement: Any) -> Placement:
+    """A :class:`~placer.Placement` from a Placement, a SPEC 2 dict (validated) or a solve
+    result (its placement)."""
     from placer.api import _placement_arg
 
     if hasattr(placement, "placement") and not isinstance(placement, (dict, Placement)):
         if placement.placement is None:
             raise UsageError(f"placement: the result has no placement ({placement.reason})")
         placement = placement.placement
-    pl = _placement_arg(placement)
+    return _placement_arg(placement)
+
+
+def warn_placement(instance: Instance, placement: Placement, stacklevel: int) -> None:
+    """:class:`~placer.errors.PlacementWarning` for what :func:`placer.check` warns about
+    `placement` (one of another instance), at the caller `stacklevel` frames up."""
+    import warnings
+
+    from placer.api import placement_warnings
+
+    for msg in placement_warnings(instance, placement):
+        warnings.warn(msg, PlacementWarning, stacklevel=stacklevel + 1)
+
+
+def load_placement(live: LiveState, placement: Any) -> None:
+    """Start the placed jobs of `placement` (a :class:`~placer.Placement`, SPEC 2 dict or
+    solve result: its `plan` per job, its leases) on an empty live state. It must pass the
+    checker (against the hardware as failed, when some is)."""
+    pl = placement_of(placement)
     base = live.base
     cp = compile_placement(base, pl)
     if cp.problems:

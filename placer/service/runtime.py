@@ -43,6 +43,7 @@ from typing import Any
 
 from placer.cluster import Change, Cluster
 from placer.errors import PlacementError, PlacerError, UsageError
+from placer.live import documents
 from placer.live.replan import NO_LAPS, Laps, verdict
 from placer.model import Instance
 from placer.service.store import Commit, FencedError, Store, StoreError, encode
@@ -149,6 +150,9 @@ class Service:
     ) -> None:
         self.instance = instance
         self.instance_doc = instance.model_dump(mode="json", exclude_none=True)
+        if placement is not None:  # one of another instance warns here, as Cluster does
+            placement = documents.placement_of(placement)
+            documents.warn_placement(instance, placement, stacklevel=2)
         self.placement = placement
         self.store = store
         self.limits = limits or Limits()
@@ -205,7 +209,7 @@ class Service:
         try:
             store = self.store
             if store is None:
-                c = Cluster(self.instance, self.placement, verify=self.verify)
+                c = Cluster._start(self.instance, self.placement, self.verify)
                 with self.lock:
                     self.cluster, self._state, self.revision = c, c.state(jobs=False), 1
             else:
@@ -216,7 +220,7 @@ class Service:
                 self.status = "starting"
                 stored = store.load()
                 if stored is None:
-                    c = Cluster(self.instance, self.placement, verify=self.verify)
+                    c = Cluster._start(self.instance, self.placement, self.verify)
                     state = c.state()
                     rev = store.initialise(
                         self.instance_doc, state, {"jobs": len(c.jobs), "objective": c.objective}
