@@ -685,3 +685,32 @@ def test_slurm_export_notes_a_one_site_job_whose_hostname_another_site_has():
     assert r.exit_code == 0, r.output
     assert "#   note: hostname node1 also names a node in b" in r.stdout
     assert "note: S: hostname node1 also names a node in b" in r.stderr
+
+
+def test_slurm_export_says_whether_hostnames_repeat_inside_one_site_or_across_sites():
+    """Two racks of site a each with a node0: the Slurm note says so (one Slurm cluster
+    cannot have two node0), not "across sites", as the Kubernetes export's note does; a
+    repeat across sites names the hostname and its sites."""
+    import copy
+
+    from builders import FABRIC_SITE_RACK_NODE, one_site, training
+
+    d = one_site(nodes=4, gpus_per_node=2, jobs=[training("j", 4)])
+    d["topology"]["levels"] = ["site", "rack", "node"]
+    d["topology"]["fabric"] = copy.deepcopy(FABRIC_SITE_RACK_NODE)
+    d["topology"]["sites"][0]["domains"] = [{"count": 2, "shape": [2]}]
+    inst = placer.load_instance(d)
+    gpus = [f"a/rack{r}/node0/gpu{k}" for r in (0, 1) for k in (0, 1)]
+    pl = {"jobs": [{"name": "j", "units": 4, "gpus": gpus}]}
+    (j,) = export_slurm(inst, pl)["jobs"]
+    assert j["note"] == (
+        "hostname node0 names several nodes of site a: Slurm node names are unique in a "
+        "cluster, so the nodelist cannot tell them apart (the instance's node names must be "
+        "the Slurm ones)"
+    )
+    (k,) = export_kubernetes(inst, pl)["jobs"]
+    assert k["note"].startswith("hostname node0 names several nodes of site a")
+    # across sites (SPEC's v3 example: T on a/node0 and b/node0): which hostname, which sites
+    t = export_slurm(placer.load_instance(CASE_V3), json.loads(CASE_V3_PL.read_text()))["jobs"][0]
+    assert t["note"].startswith("hostnames repeat across sites (node0 in a, b): submit per site")
+    assert "names several nodes" not in t["note"]

@@ -155,12 +155,12 @@ def export_slurm(instance: Any, placement: Any, script: str = "job.sh") -> dict[
                 f"uneven GPUs per node {sorted(counts)}: --gpus-per-node={gpn} asks the "
                 "most; the rank order says which GPUs are used"
             )
-        if len(set(hosts)) < len(hosts):
-            notes.append("hostnames repeat across sites: submit per site cluster")
-        sites = sorted({p.split("/", 1)[0] for p in paths})
+        node_sites = [p.split("/", 1)[0] for p in paths]
+        notes += _slurm_repeat_notes(hosts, node_sites, host_sites)
+        sites = sorted(set(node_sites))
         if len(sites) > 1:
             notes.append(f"spans sites {', '.join(sites)}: one allocation per site's Slurm cluster")
-        elif len(set(hosts)) == len(hosts):
+        else:
             shared = next((h for h in hosts if len(host_sites.get(h, ())) > 1), None)
             if shared is not None:
                 others = [s for s in host_sites[shared] if s != sites[0]]
@@ -355,6 +355,33 @@ def export_kubernetes(
 
 
 SITE_LABEL = "placer/site"
+
+
+def _slurm_repeat_notes(hosts, node_sites, host_sites) -> list[str]:
+    """Notes for a job's hostnames that repeat: inside one site (two nodes of one site with
+    one name, which one Slurm cluster cannot have), and across sites (as the Kubernetes
+    export's notes say)."""
+    notes = []
+    pairs: set[tuple[str, str]] = set()
+    for h, s in zip(hosts, node_sites, strict=True):
+        if (h, s) in pairs:
+            notes.append(
+                f"hostname {h} names several nodes of site {s}: Slurm node names are unique "
+                "in a cluster, so the nodelist cannot tell them apart (the instance's node "
+                "names must be the Slurm ones)"
+            )
+            break
+        pairs.add((h, s))
+    job_sites: dict[str, set[str]] = {}
+    for h, s in pairs:
+        job_sites.setdefault(h, set()).add(s)
+    repeat = next((h for h in hosts if len(job_sites[h]) > 1), None)
+    if repeat is not None:
+        notes.append(
+            f"hostnames repeat across sites ({repeat} in {', '.join(host_sites[repeat])}): "
+            "submit per site cluster"
+        )
+    return notes
 
 
 def _hostname_sites(idx) -> dict[str, list[str]]:
