@@ -25,7 +25,7 @@ from placer.generators import generate
 from placer.kernel import cost
 from placer.model import Status
 from placer.solvers.cpsat import solve_lp_glop
-from placer.solvers.decomposition import coarse, construct, pipeline
+from placer.solvers.decomposition import construct, pipeline
 from placer.solvers.decomposition.linmodel import LinModel, compact, int_row, without_zeros
 from placer.validate import instance_from_dict
 
