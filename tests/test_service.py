@@ -223,6 +223,27 @@ def test_replan_and_solve_over_http(server):
     assert r.status_code == 200 and r.json()["jobs"][0]["units"] == 2
 
 
+def test_the_posted_instances_warnings_are_in_the_answers(server):
+    """SPEC 6: unknown keys are accepted "with a warning that names them"; the CLI prints
+    them on stderr, and POST /check, /score and /solve answered without them."""
+    client, _ = server
+    inst = one_site(nodes=2, gpus_per_node=2, jobs=[training("z", 2, colour="blue")])
+    inst["flavour"] = 1
+    want = ["flavour: unknown key ignored", "jobs[0].colour: unknown key ignored"]
+    r = client.post("/solve", json={"instance": inst, "solver": "greedy", "time_limit": 5})
+    assert r.status_code == 200 and r.json()["warnings"] == want, r.text
+    pl = r.json()
+    for path in ("/check", "/score"):
+        got = client.post(path, json={"instance": inst, "placement": pl})
+        assert got.status_code == 200 and got.json()["warnings"] == want, got.text
+    # nothing to say: no `warnings` key, the placement of /solve posted back as it came
+    clean = one_site(nodes=2, gpus_per_node=2, jobs=[training("z", 2)])
+    r = client.post("/solve", json={"instance": clean, "solver": "greedy", "time_limit": 5})
+    assert r.status_code == 200 and "warnings" not in r.json()
+    c = client.post("/check", json={"instance": clean, "placement": r.json()})
+    assert c.json() == {"feasible": True, "violations": []}
+
+
 def test_openapi_documents_every_status_the_server_answers(server):
     client, _ = server
     paths = client.get("/openapi.json").json()["paths"]

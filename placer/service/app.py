@@ -110,7 +110,8 @@ class SnapshotOut(BaseModel):
 
 WARNINGS = (
     "Only when there is something to say: what `placer check` / `placer score` warn about "
-    "on stderr, e.g. a placement whose `instance` names another instance (SPEC 2). Never "
+    "on stderr, e.g. an unknown key of the instance (SPEC 6: accepted with a warning that "
+    "names it) or a placement whose `instance` names another instance (SPEC 2). Never "
     "an error."
 )
 
@@ -543,13 +544,13 @@ def create_app(
     @app.post("/score", response_model=dict[str, Any], responses=_responses(400))
     def score_posted(body: DocumentsBody) -> Any:
         """Score a posted {instance, placement} (SPEC 2.1). `warnings` (a list of strings),
-        only when there is something to say: e.g. a placement whose `instance` names another
-        instance. Never an error."""
+        only when there is something to say: e.g. an unknown key of the instance, or a
+        placement whose `instance` names another instance. Never an error."""
         from placer.api import placement_warnings, score_quietly
 
         inst, _ = _posted(body.instance)
         d = score_quietly(inst, body.placement).to_dict()
-        ws = placement_warnings(inst, body.placement)
+        ws = [*inst.warnings, *placement_warnings(inst, body.placement)]
         if ws:
             d["warnings"] = ws
         return d
@@ -562,13 +563,14 @@ def create_app(
     )
     def check_posted(body: DocumentsBody) -> Any:
         """Check a posted {instance, placement} (SPEC 3), with `warnings` when there is
-        something to say (a placement whose `instance` names another instance)."""
+        something to say (an unknown key of the instance, a placement whose `instance` names
+        another instance)."""
         from placer.api import check_quietly, placement_warnings
 
         inst, _ = _posted(body.instance)
         v = check_quietly(inst, body.placement)
         d: dict[str, Any] = {"feasible": not v, "violations": [x.to_dict() for x in v]}
-        ws = placement_warnings(inst, body.placement)
+        ws = [*inst.warnings, *placement_warnings(inst, body.placement)]
         if ws:
             d["warnings"] = ws
         return d
@@ -576,10 +578,15 @@ def create_app(
     @app.post("/solve", response_model=dict[str, Any], responses=_responses(400, 500))
     def solve_posted(body: SolveBody) -> Any:
         """Solve a posted instance in a worker process (killed at time_limit + the grace):
-        a SPEC 2 placement."""
-        _, d = _posted(body.instance)
+        a SPEC 2 placement, with `warnings` (a list of strings) when the instance has
+        something to warn about (an unknown key, say: what `placer solve` prints on stderr).
+        """
+        inst, d = _posted(body.instance)
         _solver_ok(body.solver)
-        return svc.solve(d, body.solver, body.time_limit, body.seed)
+        out = svc.solve(d, body.solver, body.time_limit, body.seed)
+        if inst.warnings and isinstance(out, dict):
+            out = {**out, "warnings": list(inst.warnings)}
+        return out
 
     def _solver_ok(name: str) -> None:
         from placer.solvers import names
