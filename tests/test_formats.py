@@ -714,3 +714,35 @@ def test_slurm_export_says_whether_hostnames_repeat_inside_one_site_or_across_si
     t = export_slurm(placer.load_instance(CASE_V3), json.loads(CASE_V3_PL.read_text()))["jobs"][0]
     assert t["note"].startswith("hostnames repeat across sites (node0 in a, b): submit per site")
     assert "names several nodes" not in t["note"]
+
+
+@pytest.mark.parametrize("sites", [1, 2])
+def test_exports_note_a_repeated_hostname_followed_by_other_nodes(sites):
+    """Two racks with a node0 each, and a job on rack0/node0, rack1/node0 and rack0/node1:
+    the note of the repeat stopped at it, and the next hostname (node1) was looked up where
+    it had not been recorded (KeyError, both exports)."""
+    import copy
+
+    from builders import FABRIC_SITE_RACK_NODE, one_site, training
+
+    d = one_site(nodes=4, gpus_per_node=1, jobs=[training("j", 3)])
+    d["topology"]["levels"] = ["site", "rack", "node"]
+    d["topology"]["fabric"] = copy.deepcopy(FABRIC_SITE_RACK_NODE)
+    d["topology"]["sites"][0]["domains"] = [{"count": 2, "shape": [2]}]
+    if sites == 2:
+        b = copy.deepcopy(d["topology"]["sites"][0])
+        b["name"] = "b"
+        d["topology"]["sites"].append(b)
+        d["topology"]["wan"] = [{"between": ["a", "b"], "latency_us": 500, "bandwidth_GBps": 100}]
+    inst = placer.load_instance(d)
+    gpus = ["a/rack0/node0/gpu0", "a/rack1/node0/gpu0", "a/rack0/node1/gpu0"]
+    pl = {"jobs": [{"name": "j", "units": 3, "gpus": gpus}]}
+    (j,) = export_slurm(inst, pl)["jobs"]
+    assert j["note"].startswith("hostname node0 names several nodes of site a: Slurm")
+    (k,) = export_kubernetes(inst, pl)["jobs"]
+    assert k["note"].startswith("hostname node0 names several nodes of site a: Kubernetes")
+    if sites == 2:  # node0 and node1 are b's names too
+        assert j["note"].endswith(
+            "hostname node0 also names a node in b: submit it to site a's Slurm cluster"
+        )
+        assert k["note"].endswith("apply it to site a's cluster (label placer/site)")

@@ -156,18 +156,27 @@ def export_slurm(instance: Any, placement: Any, script: str = "job.sh") -> dict[
                 "most; the rank order says which GPUs are used"
             )
         node_sites = [p.split("/", 1)[0] for p in paths]
-        notes += _slurm_repeat_notes(hosts, node_sites, host_sites)
+        within, across, shared = _host_repeats(hosts, node_sites, host_sites)
+        if within is not None:
+            notes.append(
+                f"hostname {within[0]} names several nodes of site {within[1]}: Slurm node "
+                "names are unique in a cluster, so the nodelist cannot tell them apart (the "
+                "instance's node names must be the Slurm ones)"
+            )
+        if across is not None:
+            notes.append(
+                f"hostnames repeat across sites ({across} in {', '.join(host_sites[across])}): "
+                "submit per site cluster"
+            )
         sites = sorted(set(node_sites))
         if len(sites) > 1:
             notes.append(f"spans sites {', '.join(sites)}: one allocation per site's Slurm cluster")
-        else:
-            shared = next((h for h in hosts if len(host_sites.get(h, ())) > 1), None)
-            if shared is not None:
-                others = [s for s in host_sites[shared] if s != sites[0]]
-                notes.append(
-                    f"hostname {shared} also names a node in {', '.join(others)}: submit it to "
-                    f"site {sites[0]}'s Slurm cluster"
-                )
+        elif shared is not None:
+            others = [s for s in host_sites[shared] if s != sites[0]]
+            notes.append(
+                f"hostname {shared} also names a node in {', '.join(others)}: submit it to "
+                f"site {sites[0]}'s Slurm cluster"
+            )
         seg = None
         if block_level is not None:
             per_block: dict[str, int] = {}
@@ -357,31 +366,24 @@ def export_kubernetes(
 SITE_LABEL = "placer/site"
 
 
-def _slurm_repeat_notes(hosts, node_sites, host_sites) -> list[str]:
-    """Notes for a job's hostnames that repeat: inside one site (two nodes of one site with
-    one name, which one Slurm cluster cannot have), and across sites (as the Kubernetes
-    export's notes say)."""
-    notes = []
-    pairs: set[tuple[str, str]] = set()
-    for h, s in zip(hosts, node_sites, strict=True):
-        if (h, s) in pairs:
-            notes.append(
-                f"hostname {h} names several nodes of site {s}: Slurm node names are unique "
-                "in a cluster, so the nodelist cannot tell them apart (the instance's node "
-                "names must be the Slurm ones)"
-            )
-            break
-        pairs.add((h, s))
+def _host_repeats(
+    hosts: list[str], node_sites: list[str], host_sites: dict[str, list[str]]
+) -> tuple[tuple[str, str] | None, str | None, str | None]:
+    """What a job's node hostnames (`hosts`, one per node, its site in `node_sites`) share:
+    (a hostname that names two of its nodes in one site, and that site), a hostname it has
+    in two sites, and a hostname that a node of another site also has (`host_sites`:
+    :func:`_hostname_sites`; empty on one site); each the first in node order, or None.
+    The Slurm and Kubernetes exports word their notes from it."""
+    within = None
     job_sites: dict[str, set[str]] = {}
-    for h, s in pairs:
-        job_sites.setdefault(h, set()).add(s)
-    repeat = next((h for h in hosts if len(job_sites[h]) > 1), None)
-    if repeat is not None:
-        notes.append(
-            f"hostnames repeat across sites ({repeat} in {', '.join(host_sites[repeat])}): "
-            "submit per site cluster"
-        )
-    return notes
+    for h, s in zip(hosts, node_sites, strict=True):
+        have = job_sites.setdefault(h, set())
+        if within is None and s in have:
+            within = (h, s)
+        have.add(s)
+    across = next((h for h in hosts if len(job_sites[h]) > 1), None)
+    shared = next((h for h in hosts if len(host_sites.get(h, ())) > 1), None)
+    return within, across, shared
 
 
 def _hostname_sites(idx) -> dict[str, list[str]]:
@@ -409,21 +411,16 @@ def _site_notes(hosts, pod_sites, sites, host_sites) -> list[str]:
 
     where = ", ".join(pods(s) for s in sites)
     notes = []
-    seen: dict[str, str] = {}
-    for h, s in zip(hosts, pod_sites, strict=True):
-        if h in seen and seen[h] == s:
-            notes.append(
-                f"hostname {h} names several nodes of site {s}: Kubernetes node names are "
-                "unique, so the hostname affinity cannot hold them (the instance's node names "
-                "must be the Kubernetes ones)"
-            )
-            break
-        seen.setdefault(h, s)
-    repeat = next((h for h, s in zip(hosts, pod_sites, strict=True) if seen[h] != s), None)
-    shared = [h for h in seen if len(host_sites.get(h, ())) > 1]
-    if repeat is not None:
+    within, across, shared = _host_repeats(hosts, pod_sites, host_sites)
+    if within is not None:
         notes.append(
-            f"hostnames repeat across sites ({repeat} in {', '.join(host_sites[repeat])}), so "
+            f"hostname {within[0]} names several nodes of site {within[1]}: Kubernetes node "
+            "names are unique, so the hostname affinity cannot hold them (the instance's node "
+            "names must be the Kubernetes ones)"
+        )
+    if across is not None:
+        notes.append(
+            f"hostnames repeat across sites ({across} in {', '.join(host_sites[across])}), so "
             "each site is its own Kubernetes cluster (node names are unique in one) and this "
             f"Job cannot run as one: split it per site cluster ({where})"
         )
@@ -432,11 +429,10 @@ def _site_notes(hosts, pod_sites, sites, host_sites) -> list[str]:
             f"spans sites {', '.join(sites)}: a Job runs in one Kubernetes cluster; with one "
             f"cluster per site, split it per site cluster ({where})"
         )
-    elif shared:
-        h = shared[0]
-        others = [s for s in host_sites[h] if s != sites[0]]
+    elif shared is not None:
+        others = [s for s in host_sites[shared] if s != sites[0]]
         notes.append(
-            f"hostname {h} also names a node in {', '.join(others)}: apply it to site "
+            f"hostname {shared} also names a node in {', '.join(others)}: apply it to site "
             f"{sites[0]}'s cluster (label {SITE_LABEL})"
         )
     return notes
