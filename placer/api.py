@@ -120,9 +120,12 @@ def placement_warnings(instance: Instance, placement: Placement) -> list[str]:
     return [msg] if msg else []
 
 
-def _warn(messages: list[str]) -> None:
-    for msg in messages:
-        warnings.warn(msg, PlacementWarning, stacklevel=3)
+def warn_placement(instance: Instance, placement: Placement, stacklevel: int = 2) -> None:
+    """Raise :class:`~placer.errors.PlacementWarning` for what :func:`placement_warnings`
+    finds (a placement of another instance), pointing `stacklevel` frames up from the caller
+    of this function (2: its caller's caller, as :func:`score` and :func:`check` use it)."""
+    for msg in placement_warnings(instance, placement):
+        warnings.warn(msg, PlacementWarning, stacklevel=stacklevel + 1)
 
 
 def score(instance: Instance, placement: Placement) -> Score:
@@ -141,7 +144,7 @@ def score(instance: Instance, placement: Placement) -> Score:
     """
     instance, placement = _instance_arg(instance), _placement_arg(placement)
     s = score_quietly(instance, placement)
-    _warn(placement_warnings(instance, placement))
+    warn_placement(instance, placement)
     return s
 
 
@@ -150,7 +153,7 @@ def check(instance: Instance, placement: Placement) -> list[Violation]:
     ``instance`` names another instance is checked, with a
     :class:`~placer.errors.PlacementWarning` naming both (not a violation)."""
     instance, placement = _instance_arg(instance), _placement_arg(placement)
-    _warn(placement_warnings(instance, placement))
+    warn_placement(instance, placement)
     return check_quietly(instance, placement)
 
 

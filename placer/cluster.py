@@ -108,8 +108,10 @@ class Cluster:
     ) -> None:
         inst = documents.instance_of(instance)
         if placement is not None:
+            from placer.api import warn_placement
+
             placement = documents.placement_of(placement)
-            documents.warn_placement(inst, placement, stacklevel=2)
+            warn_placement(inst, placement, stacklevel=2)
         self._build(inst, placement, verify, failed, None)
 
     @classmethod

@@ -27,7 +27,6 @@ from placer.errors import (
     ConflictError,
     InstanceError,
     PlacementError,
-    PlacementWarning,
     UnknownJobError,
     UsageError,
 )
@@ -204,17 +203,6 @@ def placement_of(placement: Any) -> Placement:
             raise UsageError(f"placement: the result has no placement ({placement.reason})")
         placement = placement.placement
     return _placement_arg(placement)
-
-
-def warn_placement(instance: Instance, placement: Placement, stacklevel: int) -> None:
-    """:class:`~placer.errors.PlacementWarning` for what :func:`placer.check` warns about
-    `placement` (one of another instance), at the caller `stacklevel` frames up."""
-    import warnings
-
-    from placer.api import placement_warnings
-
-    for msg in placement_warnings(instance, placement):
-        warnings.warn(msg, PlacementWarning, stacklevel=stacklevel + 1)
 
 
 def load_placement(live: LiveState, placement: Any) -> None:

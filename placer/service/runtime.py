@@ -151,8 +151,10 @@ class Service:
         self.instance = instance
         self.instance_doc = instance.model_dump(mode="json", exclude_none=True)
         if placement is not None:  # one of another instance warns here, as Cluster does
+            from placer.api import warn_placement
+
             placement = documents.placement_of(placement)
-            documents.warn_placement(instance, placement, stacklevel=2)
+            warn_placement(instance, placement, stacklevel=2)
         self.placement = placement
         self.store = store
         self.limits = limits or Limits()
