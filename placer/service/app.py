@@ -116,6 +116,13 @@ WARNINGS = (
 )
 
 
+def _warned(answer: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """`answer` with `warnings` (WARNINGS) when there are any: no key when there are none."""
+    if warnings:
+        answer["warnings"] = list(warnings)
+    return answer
+
+
 class CheckOut(BaseModel):
     feasible: bool
     violations: list[dict[str, Any]]
@@ -550,10 +557,7 @@ def create_app(
 
         inst, _ = _posted(body.instance)
         d = score_quietly(inst, body.placement).to_dict()
-        ws = [*inst.warnings, *placement_warnings(inst, body.placement)]
-        if ws:
-            d["warnings"] = ws
-        return d
+        return _warned(d, [*inst.warnings, *placement_warnings(inst, body.placement)])
 
     @app.post(
         "/check",
@@ -569,11 +573,8 @@ def create_app(
 
         inst, _ = _posted(body.instance)
         v = check_quietly(inst, body.placement)
-        d: dict[str, Any] = {"feasible": not v, "violations": [x.to_dict() for x in v]}
-        ws = [*inst.warnings, *placement_warnings(inst, body.placement)]
-        if ws:
-            d["warnings"] = ws
-        return d
+        d = {"feasible": not v, "violations": [x.to_dict() for x in v]}
+        return _warned(d, [*inst.warnings, *placement_warnings(inst, body.placement)])
 
     @app.post("/solve", response_model=dict[str, Any], responses=_responses(400, 500))
     def solve_posted(body: SolveBody) -> Any:
@@ -584,9 +585,7 @@ def create_app(
         inst, d = _posted(body.instance)
         _solver_ok(body.solver)
         out = svc.solve(d, body.solver, body.time_limit, body.seed)
-        if inst.warnings and isinstance(out, dict):
-            out = {**out, "warnings": list(inst.warnings)}
-        return out
+        return _warned(dict(out), inst.warnings) if isinstance(out, dict) else out
 
     def _solver_ok(name: str) -> None:
         from placer.solvers import names
