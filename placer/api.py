@@ -15,7 +15,7 @@ from typing import Any
 
 from placer.check import Violation, check_compiled
 from placer.errors import ArgumentTypeError, PlacementError, PlacementWarning
-from placer.io import parse_text, placement_from_data, read_text
+from placer.io import parse_text, placement_from_data, read_text, unknown_keys
 from placer.kernel.compiled import compile_placement
 from placer.kernel.score import Score, score_compiled
 from placer.model import Instance, Placement
@@ -115,15 +115,27 @@ def instance_name_warning(instance: Instance, placement: Placement) -> str | Non
 def placement_warnings(instance: Instance, placement: Placement) -> list[str]:
     """What :func:`check` and :func:`score` warn about `placement` over `instance`
     (:class:`~placer.errors.PlacementWarning`), as text and without warning: for a caller
-    that reports them itself (the service's ``warnings``). Empty when there is nothing."""
+    that reports them itself (the service's ``warnings``). Empty when there is nothing.
+
+    Two kinds: a placement of another instance (:func:`instance_name_warning`), and keys that
+    SPEC 2 does not define, each named with its place (``jobs[0].colour: unknown key
+    ignored``; SPEC 6 accepts unknown keys with a warning that names them). The score
+    breakdown under ``score`` is informative and not looked into."""
     msg = instance_name_warning(instance, placement)
-    return [msg] if msg else []
+    extra = [w for w in unknown_keys(placement) if w.split(":", 1)[0] not in _OWN_KEYS]
+    return ([msg] if msg else []) + extra
+
+
+# top-level keys that placer writes beside SPEC 2's in its own answers (the service's POST
+# /solve adds `warnings`): a placement posted back as it came is not warned about
+_OWN_KEYS = frozenset({"warnings"})
 
 
 def warn_placement(instance: Instance, placement: Placement, stacklevel: int = 2) -> None:
     """Raise :class:`~placer.errors.PlacementWarning` for what :func:`placement_warnings`
-    finds (a placement of another instance), pointing `stacklevel` frames up from the caller
-    of this function (2: its caller's caller, as :func:`score` and :func:`check` use it)."""
+    finds (a placement of another instance, unknown keys), pointing `stacklevel` frames up
+    from the caller of this function (2: its caller's caller, as :func:`score` and
+    :func:`check` use it)."""
     for msg in placement_warnings(instance, placement):
         warnings.warn(msg, PlacementWarning, stacklevel=stacklevel + 1)
 

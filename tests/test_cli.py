@@ -174,6 +174,34 @@ def test_a_placement_of_another_instance_is_a_warning_naming_both(tmp_path, tiny
             placer.score(inst, d)
 
 
+def test_unknown_keys_of_a_placement_are_warnings_naming_them(tmp_path, tiny_placement):
+    """SPEC 6: unknown keys are accepted with a warning that names them, in a placement file
+    as in an instance: each named with its place on stderr (a PlacementWarning in the
+    library), never an error; the exit code and the answer are unchanged."""
+    d = json.loads(tiny_placement.read_text())
+    plain = run("score", TINY, tiny_placement, "--json")
+    assert plain.exit_code == 0 and "unknown key" not in plain.stderr
+    d["colour"] = "red"
+    d["jobs"][0]["owner"] = "team-a"
+    d["leases"] = [dict(x, note="n") for x in d.get("leases", [])]
+    d["score"] = dict(d.get("score") or {}, anything="the breakdown is not looked into")
+    d["warnings"] = ["placer's own answers (the service's POST /solve) carry this key"]
+    p = tmp_path / "extra.json"
+    p.write_text(json.dumps(d))
+    want = ["warning: colour: unknown key ignored", "warning: jobs[0].owner: unknown key ignored"]
+    want += [f"warning: leases[{i}].note: unknown key ignored" for i in range(len(d["leases"]))]
+    for args in (("check",), ("check", "--json"), ("score",), ("score", "--json")):
+        r = run(args[0], TINY, p, *args[1:])
+        assert r.exit_code == 0, r.output
+        got = [line for line in r.stderr.splitlines() if "unknown key" in line]
+        assert got == want, r.stderr
+    assert json.loads(run("score", TINY, p, "--json").stdout) == json.loads(plain.stdout)
+    inst = placer.load_instance(TINY)
+    with pytest.warns(PlacementWarning) as rec:
+        assert placer.check(inst, d) == []
+    assert [str(w.message) for w in rec] == [w.removeprefix("warning: ") for w in want]
+
+
 @pytest.mark.parametrize(
     "command",
     [("score", "--json"), ("check", "--json"), ("solve", "--json"), ("solve", "-q")],

@@ -109,6 +109,13 @@ def test_a_placement_of_another_instance_is_a_warning_in_the_answer(server):
     bad["jobs"][0]["gpus"][1] = bad["jobs"][0]["gpus"][0]
     c = client.post("/check", json={"instance": snap["instance"], "placement": bad}).json()
     assert c["feasible"] is False and c["violations"] and c["warnings"][0].startswith(want)
+    # a key SPEC 2 does not define: named with its place, as `placer check` does
+    extra = copy.deepcopy(dict(snap["placement"], colour="red"))
+    extra["jobs"][0]["owner"] = "team-a"
+    for path in ("/check", "/score"):
+        r = client.post(path, json={"instance": snap["instance"], "placement": extra}).json()
+        want = ["colour: unknown key ignored", "jobs[0].owner: unknown key ignored"]
+        assert r["warnings"] == want, r
     schema = client.get("/openapi.json").json()["components"]["schemas"]["CheckOut"]
     assert schema["properties"]["warnings"]["type"] == "array"
     assert "warnings" not in schema.get("required", [])
