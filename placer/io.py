@@ -12,9 +12,11 @@ Imports the model only; the semantic checks that need the expanded topology are 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,24 +198,48 @@ def _pydantic_problems(e: ValidationError) -> list[tuple[str, str]]:
     return [p for p in problems if not (p in seen or seen.add(p))]
 
 
-def unknown_keys(model: BaseModel, where: str = "") -> list[str]:
-    """Warnings for every unknown key kept in a model tree."""
-    out: list[str] = []
-    for key in model.model_extra or {}:
-        out.append(f"{where + '.' if where else ''}{key}: unknown key ignored")
+def _extras(model: BaseModel, where: str = "") -> Iterator[tuple[str, Any]]:
+    """Each unknown key kept in a model tree, as (its place, its value)."""
+    for key, value in (model.model_extra or {}).items():
+        yield f"{where + '.' if where else ''}{key}", value
     for fname in type(model).model_fields:
         value = getattr(model, fname)
         sub = f"{where}.{fname}" if where else fname
         if isinstance(value, BaseModel):
-            out.extend(unknown_keys(value, sub))
+            yield from _extras(value, sub)
         elif isinstance(value, list):
             for i, v in enumerate(value):
                 if isinstance(v, BaseModel):
-                    out.extend(unknown_keys(v, f"{sub}[{i}]"))
+                    yield from _extras(v, f"{sub}[{i}]")
         elif isinstance(value, dict):
             for k, v in value.items():
                 if isinstance(v, BaseModel):
-                    out.extend(unknown_keys(v, f"{sub}.{k}"))
+                    yield from _extras(v, f"{sub}.{k}")
+
+
+def unknown_keys(model: BaseModel, where: str = "") -> list[str]:
+    """Warnings for every unknown key kept in a model tree."""
+    return [f"{place}: unknown key ignored" for place, _ in _extras(model, where)]
+
+
+def nonfinite_extras(model: BaseModel) -> list[tuple[str, str]]:
+    """Problems for every non-finite number (``.inf``, ``.nan``, ``1e400``) under an unknown
+    key of a model tree: SPEC 6 refuses them everywhere, and the fields' own types refuse them
+    in every known key."""
+    out: list[tuple[str, str]] = []
+
+    def walk(value: Any, place: str) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            out.append((place, f"must be a finite number, not {value!r}"))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{place}.{k}")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{place}[{i}]")
+
+    for place, value in _extras(model):
+        walk(value, place)
     return out
 
 
@@ -225,6 +251,9 @@ def instance_from_data(data: Any) -> Instance:
         inst = Instance.model_validate(data)
     except ValidationError as e:
         raise InstanceError(_pydantic_problems(e)) from None
+    bad = nonfinite_extras(inst)
+    if bad:
+        raise InstanceError(bad)
     inst._warnings.extend(unknown_keys(inst))
     return inst
 
@@ -234,9 +263,13 @@ def placement_from_data(data: Any) -> Placement:
     if not isinstance(data, dict):
         raise PlacementError([("file", "the top level must be a mapping")])
     try:
-        return Placement.model_validate(data)
+        placement = Placement.model_validate(data)
     except ValidationError as e:
         raise PlacementError(_pydantic_problems(e)) from None
+    bad = nonfinite_extras(placement)
+    if bad:
+        raise PlacementError(bad)
+    return placement
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

@@ -1058,6 +1058,34 @@ def test_a_non_finite_number_is_refused_wherever_it_is_written(case_id: str, tmp
     assert_names(err, "jobs[0].compute_ms", None)
 
 
+@pytest.mark.parametrize(
+    ("path", "value", "place"),
+    [
+        ("colour", math.inf, "colour"),
+        ("jobs[0].owner", {"budget": [1, math.nan]}, "jobs[0].owner.budget[1]"),
+        ("topology.notes", -math.inf, "topology.notes"),
+    ],
+)
+def test_a_non_finite_number_under_an_unknown_key_is_refused(tmp_path, path, value, place):
+    """SPEC 6: non-finite numbers are refused *everywhere*, also under a key placer does not
+    know (which is otherwise accepted with a warning), with the place named."""
+    err = refused(write(tmp_path, variant(put(path, value))))
+    assert_names(err, place, None)
+    assert "finite" in str(err)
+
+
+def test_a_non_finite_number_under_an_unknown_key_of_a_placement_is_refused(tmp_path):
+    import placer
+    from placer.errors import PlacementError
+
+    p = tmp_path / "p.json"
+    p.write_text('{"jobs": [{"name": "a", "units": 0, "gpus": [], "cost": NaN}], "x": 1e400}')
+    with pytest.raises(PlacementError) as e:
+        placer.load_placement(p)
+    assert "jobs[0].cost: must be a finite number" in str(e.value)
+    assert "x: must be a finite number" in str(e.value)
+
+
 PYTHON_TAGS = {
     "os-system": '!!python/object/apply:os.system ["touch {marker}"]',
     "subprocess-call": '!!python/object/apply:subprocess.call [["touch", "{marker}"]]',
