@@ -55,6 +55,7 @@ class PlanGroups:
     twins: set[int] | None = None  # site_twins (cache)
     coarse_bounds: object = None  # the coarse model's Bounds on the free GPUs (cache)
     placed: dict[tuple, float] = field(default_factory=dict)  # candidate_bound (cache)
+    open_info: dict[int, tuple] = field(default_factory=dict)  # State.open_bound (cache)
 
 
 def has_plans(inst: Instance) -> bool:
@@ -272,14 +273,7 @@ def candidate_bound(inst: Instance, j: int, g: np.ndarray) -> float:
     key = (j, sites, t, n)
     got = g_.placed.get(key)
     if got is None:
-        if g_.coarse_bounds is None:
-            from placer.solvers.decomposition.coarse import Bounds
-
-            free = ix.available.copy()
-            for other in inst.jobs:
-                if other.pinned and other.current:
-                    free[ix.cached_indices(other.current)] = False
-            g_.coarse_bounds = Bounds(inst, free)
+        _coarse_bounds(inst)
         S = ix.n_sites
         # the coarse model's options: one site, sets of sites, and for more than 4 sites
         # one catch-all for sets of more than 3 (coarse._add_training_options)
@@ -289,6 +283,96 @@ def candidate_bound(inst: Instance, j: int, g: np.ndarray) -> float:
         mig = job.migration_cost if job.current else 0.0
         got = g_.placed[key] = k * n * gp * (1.0 + 1e-7) + 1e-6 + mig * (1.0 + 1e-7) + 1e-6
     return min(base, got)
+
+
+def _coarse_bounds(inst: Instance):
+    """The coarse model's Bounds on the GPUs free of pinned jobs (once per virtual
+    instance): what :func:`candidate_bound` and :func:`variant_bound` read."""
+    g_ = inst._plan_groups
+    if g_.coarse_bounds is None:
+        from placer.solvers.decomposition.coarse import Bounds
+
+        ix = inst.index
+        free = ix.available.copy()
+        for other in inst.jobs:
+            if other.pinned and other.current:
+                free[ix.cached_indices(other.current)] = False
+        g_.coarse_bounds = Bounds(inst, free)
+    return g_.coarse_bounds
+
+
+# sites up to which variant_bound takes the most over every set of them (2^k - 1 sets)
+VARIANT_BOUND_SITES = 4
+
+
+def variant_bound(inst: Instance, j: int, free: int, units: int, sites: list[int] | None) -> float:
+    """An upper bound on what placing variant j anywhere among `sites` (None: all) with at
+    most `units` units can add, from a state with `free` free GPUs where its group holds
+    none; inf when not known (not a virtual instance, not a training job of one GPU type, a
+    running variant, more than VARIANT_BOUND_SITES sites).
+
+    The coarse model's goodput bound at the job's fewest units (rule 3: no placement that
+    passes the checks has fewer) bounds the goodput of every placement over the same sites
+    with more units (:meth:`~placer.solvers.decomposition.coarse.Bounds.goodput`), so for
+    each allowed type and set of the sites, ``k * most units * goodput(set, fewest)``, capped by
+    :func:`value_bound`, bounds every candidate :meth:`~.State.candidates` can give, and the
+    largest of them bounds them all: what :func:`candidate_bound` would let through, before
+    any is packed.
+
+    Why: a variant whose every candidate :func:`candidate_bound` rules out below the best
+    variant so far was packed in full first (all its sites, layouts and PP splits) and only
+    then filtered; on the fragmented SuperPOD of bench.plans that was a third of the time a
+    re-placement spent on other plans."""
+    g_ = inst._plan_groups
+    job = inst.jobs[j]
+    if g_ is None or job.kind != "training" or job.mix_types or job.current:
+        return float("inf")
+    ix = inst.index
+    site_list = list(range(ix.n_sites)) if sites is None else sorted(sites)
+    if len(site_list) > VARIANT_BOUND_SITES or not site_list:
+        return float("inf")
+    hi = min(job.units_max, units, free // job.unit_size)
+    if hi < 1:
+        return -float("inf")
+    lo = max(job.units_min, 1)
+    if hi < lo:
+        return -float("inf")
+    key = ("variant", j, tuple(site_list), hi)
+    got = g_.placed.get(key)
+    if got is not None:
+        return got
+    from itertools import combinations
+
+    cb = _coarse_bounds(inst)
+    S = ix.n_sites
+    k0 = job_hours(inst, job) * job.value * job.unit_size
+    best = -float("inf")
+    for t in allowed_types(inst, ix, job):
+        k = k0 * float(ix.type_speed[t])
+        for size in range(1, len(site_list) + 1):
+            for sub in combinations(site_list, size):
+                wide = len(sub) > 3 and S > 4  # (candidate_bound's catch-all)
+                gp = cb.goodput(job, t, tuple(range(S)) if wide else sub, lo, any_multi=wide)
+                best = max(best, k * hi * gp)
+    got = min(value_bound(inst, j, hi * job.unit_size), best * (1.0 + 1e-7) + 1e-6)
+    g_.placed[key] = got
+    return got
+
+
+def value_rate(inst: Instance, j: int) -> tuple[float, float]:
+    """(per GPU, migration saved): what placing job (variant) j can add, from a state where
+    its group holds no GPUs, is at most ``per GPU * its GPUs + migration saved``, for any
+    count of units (:func:`value_bound`'s figures, linear in the units; also outside a
+    virtual instance)."""
+    g = inst._plan_groups
+    if g is None:
+        got = _bound(inst, j)
+    else:
+        got = g.bounds.get(j)
+        if got is None:
+            got = g.bounds[j] = _bound(inst, j)
+    job = inst.jobs[j]
+    return got[0] / max(job.units_max * job.unit_size, 1), got[1]
 
 
 def _bound(inst: Instance, j: int) -> tuple[float, float]:

@@ -44,6 +44,8 @@ from placer.solvers.plans import (
     siblings,
     site_twins,
     value_bound,
+    value_rate,
+    variant_bound,
 )
 
 
@@ -75,6 +77,14 @@ class State:
         self.timed_out = False
         # best_greedy: past its deadline, the offers-first policy was not run
         self.second_policy_skipped = False
+        self.empty: set[int] = set()  # place_best: variants its last search found nothing for
+        self._swapped: dict[int, tuple] = {}  # id(job) -> (job, pp_inner_job(job))
+        # primal_from_coarse: not grown, its open_bound below a placement in hand
+        self.bounded = False
+        self._groups: list[list[int]] | None = None  # open_bound: the groups, once
+        # open_bound: per job (variant), once per solve with plans (the groups' cache)
+        groups = inst._plan_groups
+        self._open_cache: dict[int, tuple] = {} if groups is None else groups.open_info
         if holdings is not None:
             self._hold(*holdings)
         self.packer = Packer(inst, self.free)
@@ -219,7 +229,12 @@ class State:
                 out.append(cur)
         site_list = list(range(ix.n_sites)) if sites is None else sites
         out.extend(self._packed(job, cap, site_list))
-        swapped = pp_inner_job(job)
+        hit = self._swapped.get(id(job))
+        if hit is None or hit[0] is not job:
+            # once per job and state: a new job object each time missed the packer's
+            # levels, kept per job object
+            hit = self._swapped[id(job)] = (job, pp_inner_job(job))
+        swapped = hit[1]
         if swapped is not None:
             # PP chains narrower than TP groups (e.g. pp scope node, tp across nodes): pack
             # the job with the roles of TP and PP exchanged, then restore the rank order
@@ -511,13 +526,17 @@ class State:
                     out[i] = float(s.value[r] - s.migration[r]) - old
         return [d if d is not None else sc.delta({j: g}) for d, g in zip(out, cands)]
 
-    def place_best(self, j: int, switch: bool = True, **kw) -> bool:
+    def place_best(self, j: int, switch: bool = True, skip: frozenset = frozenset(), **kw) -> bool:
         """Place job j at its best candidate (re-placing it if it has GPUs); with SPEC v3
         plans, j's group at the best candidate of any of its variants (a plan switch). Not
         `switch`: variant j only (when no other variant of its group holds GPUs), for a
-        caller that has chosen the plan (a coarse plan's packing)."""
+        caller that has chosen the plan (a coarse plan's packing). `skip`: variants not
+        searched (a caller's search of them in this very state, with the same `kw`, found no
+        candidate). Afterwards :attr:`empty` holds the variants whose full search (no floor,
+        not only cross-site) found no candidate that passes the rules."""
         sib = siblings(self.inst, j)
         held = [s for s in sib if len(self.job_gpus[s])]
+        self.empty = set()
         if not switch and set(held) <= {j}:
             sib = [j]
         old_j = held[0] if held else j
@@ -539,12 +558,20 @@ class State:
             )
             free = int(np.count_nonzero(self.free))
         for s in sib:
+            if s in skip:
+                continue
             ub = value_bound(self.inst, s, free)
             if ub == -np.inf or (g is not None and ub <= d + 1e-9):
                 continue  # it does not fit, or cannot beat the best variant so far
             floor = d if g is not None else None
+            if floor is not None:
+                most = kw.get("max_units") or self.inst.jobs[s].units_max
+                if variant_bound(self.inst, s, free, most, kw.get("sites")) <= floor + 1e-9:
+                    continue  # no candidate of it can beat the best so far: none is packed
             cands = self.candidates(s, floor=floor, cross_only=s in twins, checked=False, **kw)
             gs, ds = self.best_candidate(s, cands, check=True)
+            if gs is None and floor is None and s not in twins:
+                self.empty.add(s)
             if gs is not None and ds > d + 1e-9:
                 best_s, g, d = s, gs, ds
         if g is not None and (d > 0 or must_place(self.inst, j) or len(old)):
@@ -553,6 +580,101 @@ class State:
         if len(old):
             self.set_job(old_j, old)
         return False
+
+    def open_bound(self) -> float | None:
+        """An upper bound on the objective of any state this one leads to by placing the
+        jobs it leaves out (what :func:`grow` does to a packed plan); None when not known:
+        the instance has offers (leases would add revenue), or a job that is placed and not
+        pinned holds fewer than its most units (grow may re-place it, which frees GPUs and
+        WAN links).
+
+        The jobs placed keep their GPUs, and adding jobs only lowers their values (WAN
+        sharing): they are counted at their value now. A job left out adds at most
+        :func:`~placer.solvers.plans.value_rate`'s per-GPU figure times the GPUs it gets
+        (any plan of it: the largest), on no more GPUs than the most units the free GPUs of
+        its types hold: by count, and when its TP groups must lie inside a node (its TP
+        scope), by the TP groups the nodes' free GPUs hold; a running one also what staying
+        saves. All of them share the free GPUs: the largest per-GPU figures take them first
+        (the bound of the fractional knapsack). Free GPUs only shrink from here (no job
+        placed is moved), so the counts hold for every later state."""
+        inst, ix = self.inst, self.ix
+        if inst.offers:
+            return None
+        if self._groups is None:
+            self._groups = [
+                siblings(inst, j) for j in group_heads(inst, list(range(len(inst.jobs))))
+            ]
+        job_gpus = self.job_gpus
+        free_t = None
+        slots: dict[tuple[int, int], int] = {}
+        items = []
+        extra = 0.0
+        for sib in self._groups:
+            v = next((s for s in sib if len(job_gpus[s])), None)
+            if v is not None:
+                info = self._open_info(v)
+                if not info[9] and len(job_gpus[v]) // info[3] < info[5]:
+                    return None  # placed below its most units: grow may move it
+                continue
+            rate = mig = 0.0
+            cap = 0
+            for s in sib:
+                types, in_node, tp, size, lo, hi, mix, r, m, _ = self._open_info(s)
+                units = 0
+                for t in types:
+                    if in_node:
+                        got = slots.get((t, tp))
+                        if got is None:
+                            got = slots[(t, tp)] = int((self.packer._nodes_free(t) // tp).sum())
+                        u = got // (size // tp)
+                    else:
+                        if free_t is None:
+                            free_t = np.bincount(
+                                ix.gpu_type[self.free], minlength=len(ix.type_names)
+                            )
+                        u = int(free_t[t]) // size
+                    units = units + u if mix else max(units, u)
+                units = min(units, hi)
+                if units < lo:
+                    continue  # no placement of it fits in the free GPUs
+                rate, mig = max(rate, r), max(mig, m)
+                cap = max(cap, units * size)
+            if cap:
+                items.append((rate, cap))
+                extra += mig
+        objective = self.objective
+        left = int(np.count_nonzero(self.free))
+        gain = 0.0
+        for rate, cap in sorted(items, reverse=True):
+            take = min(cap, left)
+            gain += rate * take
+            left -= take
+            if left <= 0:
+                break
+        return objective + gain + extra
+
+    def _open_info(self, v: int) -> tuple:
+        """What :meth:`open_bound` reads of job (variant) v, once per state: its allowed
+        types, whether its TP groups lie inside a node, tp, unit size, fewest and most
+        units, mix_types, :func:`~placer.solvers.plans.value_rate`, and whether it is
+        pinned."""
+        got = self._open_cache.get(v)
+        if got is None:
+            inst, ix = self.inst, self.ix
+            job = inst.jobs[v]
+            lvl = dimension_level(inst, ix, job, "tp") if job.tp > 1 else None
+            got = self._open_cache[v] = (
+                tuple(allowed_types(inst, ix, job)),
+                lvl is not None and lvl >= ix.n_levels - 1,
+                job.tp,
+                job.unit_size,
+                max(job.units_min, 1),
+                job.units_max,
+                bool(job.mix_types),
+                *value_rate(inst, v),
+                bool(job.pinned and job.current),
+            )
+        return got
 
     def group_placement(self, j: int) -> tuple[int | None, np.ndarray]:
         """(the placed variant of j's group, its GPUs): what :meth:`restore_group` puts
