@@ -197,25 +197,30 @@ _ROWS_CACHE: dict = {}
 def solve_lp_glop(lm: LinModel, time_limit: float | None) -> CoarseSolution:
     """The LP relaxation of the coarse model with OR-Tools' GLOP (same library as CP-SAT):
     its optimum is a proven bound; its values seed the rounding of very large models."""
-    from ortools.linear_solver import pywraplp
+    from ortools.linear_solver import linear_solver_pb2, pywraplp
 
-    solver = pywraplp.Solver.CreateSolver("GLOP")
-    xs = [
-        solver.NumVar(float(lo), float(hi), f"x{i}") for i, (lo, hi) in enumerate(zip(lm.lb, lm.ub))
-    ]
-    inf = solver.infinity()
-    cons = []
+    # the model as one protocol buffer, loaded at once: the same variables, rows and
+    # objective in the same order as one call per coefficient made them (the same solve),
+    # in half the time (the LP of the coarse model held to first plans, SPEC v3)
+    proto = linear_solver_pb2.MPModelProto(maximize=True)
+    obj = lm.obj
+    for i, (lo, hi) in enumerate(zip(lm.lb, lm.ub)):
+        proto.variable.add(
+            lower_bound=float(lo), upper_bound=float(hi), objective_coefficient=obj.get(i, 0.0)
+        )
     for coeffs, sense, rhs, _ in lm.rows:
-        lo = -inf if sense == "<=" else rhs
-        hi = inf if sense == ">=" else rhs
-        c = solver.Constraint(lo, hi)
-        for i, v in coeffs.items():
-            c.SetCoefficient(xs[i], v)
-        cons.append(c)
-    obj = solver.Objective()
-    for i, v in lm.obj.items():
-        obj.SetCoefficient(xs[i], v)
-    obj.SetMaximization()
+        proto.constraint.add(
+            var_index=coeffs.keys(),
+            coefficient=coeffs.values(),
+            lower_bound=-math.inf if sense == "<=" else rhs,
+            upper_bound=math.inf if sense == ">=" else rhs,
+        )
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    err = solver.LoadModelFromProto(proto)
+    if err:  # pragma: no cover - a model the proto cannot carry (a bug in the model)
+        raise RuntimeError(f"GLOP: the LP did not load: {err}")
+    xs = solver.variables()
+    cons = solver.constraints()
     if time_limit is not None:
         solver.SetTimeLimit(int(max(0.1, time_limit) * 1000))
     status = solver.Solve()

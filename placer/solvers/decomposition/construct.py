@@ -565,7 +565,7 @@ class State:
                 continue  # it does not fit, or cannot beat the best variant so far
             floor = d if g is not None else None
             if floor is not None:
-                most = kw.get("max_units") or self.inst.jobs[s].units_max
+                most = min(kw.get("max_units") or self.inst.jobs[s].units_max, self.fit_units(s))
                 if variant_bound(self.inst, s, free, most, kw.get("sites")) <= floor + 1e-9:
                     continue  # no candidate of it can beat the best so far: none is packed
             cands = self.candidates(s, floor=floor, cross_only=s in twins, checked=False, **kw)
@@ -652,6 +652,21 @@ class State:
             if left <= 0:
                 break
         return objective + gain + extra
+
+    def fit_units(self, v: int) -> int:
+        """The most units of job (variant) v that the free GPUs hold, by count of its allowed
+        types, and when its TP groups must lie inside a node, by the TP groups the nodes'
+        free GPUs hold (what :meth:`open_bound` counts): no placement of v in this state has
+        more."""
+        types, in_node, tp, size, _, _, mix, _, _, _ = self._open_info(v)
+        units = 0
+        for t in types:
+            if in_node:
+                u = int((self.packer._nodes_free(t) // tp).sum()) // (size // tp)
+            else:
+                u = int(self.packer._nodes_free(t).sum()) // size
+            units = units + u if mix else max(units, u)
+        return units
 
     def _open_info(self, v: int) -> tuple:
         """What :meth:`open_bound` reads of job (variant) v, once per state: its allowed
