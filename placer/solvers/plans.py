@@ -777,9 +777,8 @@ def drop_dominated(inst: Instance, options: list, lm) -> int:
             spans[op.b] = _block(lm, op, inst.jobs[op.job].name, nxt[op.b])
     want_vars = {v for vs in spans.values() for v in vs}
     for r, (coeffs, _s, _rhs, _n) in enumerate(lm.rows):
-        for v in coeffs:
-            if v in want_vars:
-                rows_of.setdefault(v, []).append(r)
+        for v in want_vars.intersection(coeffs):  # (a set test per row, not per coefficient)
+            rows_of.setdefault(v, []).append(r)
     for op in order:
         if op.b in wanted:
             blocks[op.b] = _Block(lm, op, spans[op.b], rows_of)
