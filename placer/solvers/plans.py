@@ -351,8 +351,14 @@ def variant_bound(inst: Instance, j: int, free: int, units: int, sites: list[int
         k = k0 * float(ix.type_speed[t])
         for size in range(1, len(site_list) + 1):
             for sub in combinations(site_list, size):
-                wide = len(sub) > 3 and S > 4  # (candidate_bound's catch-all)
-                gp = cb.goodput(job, t, tuple(range(S)) if wide else sub, lo, any_multi=wide)
+                # (the goodput bound at the fewest units, once per variant, type and sites:
+                # the most units change with every state, it does not)
+                gkey = ("variant goodput", j, t, sub)
+                gp = g_.placed.get(gkey)
+                if gp is None:
+                    wide = len(sub) > 3 and S > 4  # (candidate_bound's catch-all)
+                    subs = tuple(range(S)) if wide else sub
+                    gp = g_.placed[gkey] = cb.goodput(job, t, subs, lo, any_multi=wide)
                 best = max(best, k * hi * gp)
     got = min(value_bound(inst, j, hi * job.unit_size), best * (1.0 + 1e-7) + 1e-6)
     g_.placed[key] = got

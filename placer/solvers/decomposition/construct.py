@@ -565,9 +565,17 @@ class State:
                 continue  # it does not fit, or cannot beat the best variant so far
             floor = d if g is not None else None
             if floor is not None:
-                most = min(kw.get("max_units") or self.inst.jobs[s].units_max, self.fit_units(s))
-                if variant_bound(self.inst, s, free, most, kw.get("sites")) <= floor + 1e-9:
-                    continue  # no candidate of it can beat the best so far: none is packed
+                # no candidate of it can beat the best so far: none is packed (the bound at
+                # the units the free GPUs hold, then, when its TP groups need nodes and the
+                # first does not settle it, at the units the nodes' free TP slots hold)
+                most = kw.get("max_units") or self.inst.jobs[s].units_max
+                sites = kw.get("sites")
+                if variant_bound(self.inst, s, free, most, sites) <= floor + 1e-9:
+                    continue
+                fit = self.fit_units(s)
+                if fit is not None and fit < most:
+                    if variant_bound(self.inst, s, free, fit, sites) <= floor + 1e-9:
+                        continue
             cands = self.candidates(s, floor=floor, cross_only=s in twins, checked=False, **kw)
             gs, ds = self.best_candidate(s, cands, check=True)
             if gs is None and floor is None and s not in twins:
@@ -653,18 +661,16 @@ class State:
                 break
         return objective + gain + extra
 
-    def fit_units(self, v: int) -> int:
-        """The most units of job (variant) v that the free GPUs hold, by count of its allowed
-        types, and when its TP groups must lie inside a node, by the TP groups the nodes'
-        free GPUs hold (what :meth:`open_bound` counts): no placement of v in this state has
-        more."""
+    def fit_units(self, v: int) -> int | None:
+        """The most units of job (variant) v whose TP groups the nodes' free GPUs hold, when
+        its TP groups must lie inside a node (its TP scope; what :meth:`open_bound` counts):
+        no placement of v in this state has more. None when its TP groups need no node."""
         types, in_node, tp, size, _, _, mix, _, _, _ = self._open_info(v)
+        if not in_node:
+            return None
         units = 0
         for t in types:
-            if in_node:
-                u = int((self.packer._nodes_free(t) // tp).sum()) // (size // tp)
-            else:
-                u = int(self.packer._nodes_free(t).sum()) // size
+            u = int((self.packer._nodes_free(t) // tp).sum()) // (size // tp)
             units = units + u if mix else max(units, u)
         return units
 
