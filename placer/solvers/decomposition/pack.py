@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from placer.kernel.capacity import dimension_level
+from placer.kernel.topology import unique_ints
 from placer.model import Instance, Job
 
 
@@ -135,8 +136,8 @@ class Packer:
         else:
             if not len(gpus):
                 return
-            self._site_gen[np.unique(ix.dom[0][gpus])] += 1
-            nodes = np.unique(ix.gpu_node[gpus])
+            self._site_gen[unique_ints(ix.dom[0][gpus])] += 1
+            nodes = unique_ints(ix.gpu_node[gpus])
         if self._node_free:
             # recount the free GPUs of each type in the touched nodes only
             fg = ix.first_gpu[ix.n_levels - 1]
