@@ -95,25 +95,27 @@ def test_a_build_stops_at_its_1024th_job_when_its_pace_would_end_past_the_deadli
 
 
 def test_a_second_policy_its_deadline_cut_is_run_again_in_full(monkeypatch):
-    """best_greedy's second policy (offers first) started before the greedy's share ended
-    and was cut by it: it is flagged as skipped, so that finish_greedy runs it in full (100k
-    GPUs at 10 s kept the first policy's 2.76 M where the second gives 2.94 M)."""
+    """best_greedy's second policy (jobs first: the offers-first policy, the cheaper pass,
+    runs first) started before the greedy's share ended and was cut by it: it is flagged as
+    skipped, so that finish_greedy runs it in full (100k GPUs at 10 s kept one policy's
+    2.76 M where the other gives 2.94 M)."""
     from placer.solvers.decomposition import construct
 
     inst = _inst()
     assert inst.offers
     whole = best_greedy(inst)
-    first_policy = construct.greedy_policy(inst, leases_first=False)
+    first_policy = construct.greedy_policy(inst, leases_first=True)
     real = construct.greedy_policy
 
     def second_cut(inst, leases_first, deadline=None, final=True):
-        if leases_first:  # past its deadline from its first job
+        if not leases_first:  # past its deadline from its first job
             deadline = time.perf_counter() - 1.0
         return real(inst, leases_first, deadline=deadline, final=final)
 
     monkeypatch.setattr(construct, "greedy_policy", second_cut)
     cut = best_greedy(inst, deadline=time.perf_counter() + 3600, final=False)
     monkeypatch.setattr(construct, "greedy_policy", real)
+    assert cut.leases_first
     assert cut.objective == first_policy.objective and cut.second_policy_skipped
     stats: dict = {}
     done = pipeline.finish_greedy(cut, None, stats)

@@ -720,20 +720,21 @@ def finish_greedy(first: State, deadline: float | None, stats: dict) -> State:
     """The greedy backend's placement from the greedy that its share of the limit stopped
     (`best_greedy(final=False)`): its first policy resumed (:func:`resume` places the jobs
     it did not reach in its order, then leases and grows, as the uncut policy does), and,
-    when the share had cut it so that the second policy never ran, the second policy until
-    `deadline`, the better kept as :func:`best_greedy` keeps it. With the time the greedy
-    backend has, this is its placement: a plan skipped for lack of time never leaves the
-    decomposition below the greedy backend's result."""
+    when the share had cut it so that the other policy never ran (or ran cut, and lost),
+    the other policy until `deadline`, the better kept as :func:`best_greedy` keeps it
+    (ties: jobs first). With the time the greedy backend has, this is its placement: a
+    plan skipped for lack of time never leaves the decomposition below the greedy
+    backend's result."""
     stats["resumed"] = resume(first, deadline)
     if not first.second_policy_skipped or first.unreached or _late(deadline):
         return first
-    second = greedy_policy(first.inst, leases_first=True, deadline=deadline)
+    second = greedy_policy(first.inst, leases_first=not first.leases_first, deadline=deadline)
     stats["greedy_second_policy"] = round(second.objective, 1)
-    better = (not second.unplaced_musts(), second.objective) > (
-        not first.unplaced_musts(),
-        first.objective,
-    )
-    return second if better else first
+    k1 = (not first.unplaced_musts(), first.objective)
+    k2 = (not second.unplaced_musts(), second.objective)
+    if second.leases_first:
+        return second if k2 > k1 else first
+    return second if k2 >= k1 else first
 
 
 def local_search(st: State, deadline: float | None, passes: int = 2) -> int:
@@ -761,7 +762,7 @@ def local_search(st: State, deadline: float | None, passes: int = 2) -> int:
             before = st.objective
             old = st.group_placement(j)  # (SPEC v3: place_best may switch the plan)
             st.unreached.discard(j)  # tried now: its reason is no longer the deadline
-            st.place_best(j)
+            st.place_best(j, deadline=deadline)
             if st.objective > before + 1e-9 * max(1.0, abs(before)):
                 improved += 1
                 changed = True
