@@ -542,7 +542,8 @@ class State:
         caller that has chosen the plan (a coarse plan's packing). `skip`: variants not
         searched (a caller's search of them in this very state, with the same `kw`, found no
         candidate). Afterwards :attr:`empty` holds the variants whose full search (no floor,
-        not only cross-site) found no candidate that passes the rules. Past `deadline` no
+        not only cross-site) found no candidate that passes the rules. Past `deadline` (or, a
+        variant found, when a search as long as the last variant's would end past it) no
         further variant is searched: j takes the best of those searched, or (none found,
         and j is not a must) stays as it was, and a j left unplaced is marked unreached
         (a frontier run's three plans over 180k GPUs took 0.1-0.15 s each, and the search
@@ -570,9 +571,13 @@ class State:
                 sib, key=lambda s: (s != old_j or not len(old), -value_bound(self.inst, s))
             )
             free = int(np.count_nonzero(self.free))
+        last = 0.0  # the last variant's search, in seconds: the next one's likely cost
         for s in sib:
             if deadline is not None and (g is not None or not must_place(self.inst, j)):
-                if time.perf_counter() > deadline:
+                # past the deadline, or (a variant found already) a search as long as the
+                # last would end past it
+                now = time.perf_counter()
+                if now > deadline or (g is not None and now + last > deadline):
                     self.timed_out = True
                     if g is None and not len(old):
                         self.unreached.add(j)
@@ -582,6 +587,7 @@ class State:
             ub = value_bound(self.inst, s, free)
             if ub == -np.inf or (g is not None and ub <= d + 1e-9):
                 continue  # it does not fit, or cannot beat the best variant so far
+            t0 = time.perf_counter()
             floor = d if g is not None else None
             if floor is not None:
                 # no candidate of it can beat the best so far: none is packed (the bound at
@@ -599,6 +605,7 @@ class State:
             gs, ds = self.best_candidate(s, cands, check=True)
             if gs is None and floor is None and s not in twins:
                 self.empty.add(s)
+            last = time.perf_counter() - t0
             if gs is not None and ds > d + 1e-9:
                 best_s, g, d = s, gs, ds
         if g is not None and (d > 0 or must_place(self.inst, j) or len(old)):
