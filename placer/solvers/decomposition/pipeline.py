@@ -1087,6 +1087,11 @@ class DecompositionSolver(Solver):
         # the build, with the same rest and need's solve half) is not built: colossus-v2
         # at 1 s built one for 0.25-0.4 s and dropped it
         rest_pre = 0.0 if deadline is None or lp_scale else greedy_rest(first, t_g)
+        if rest_pre > 0 and deadline - time.perf_counter() - rest_pre <= 0.5 * need:
+            skipped = (
+                f"the greedy its share cut needs about {rest_pre:.1f} s to finish, which "
+                "leaves too little for the coarse model (not built)"
+            )
         if deadline is None or (
             plan
             and deadline - time.perf_counter() > 0.9 * need
