@@ -1,8 +1,9 @@
 """The greedy backend: instant answers, and the fallback of the exact backends.
 
 Algorithm overview
-1. Run the greedy policy of :mod:`placer.solvers.decomposition.construct` twice: jobs first,
-   then offers on the whole blocks left; and offers first, then jobs.
+1. Run the greedy policy of :mod:`placer.solvers.decomposition.construct` twice: offers
+   first, then jobs (the shorter pass, so it runs first: a short limit returns it whole);
+   and jobs first, then offers on the whole blocks left.
 2. Keep the better by the kernel's objective (ties: jobs first).
 3. Give every job left with 0 units a reason.
 No bound is claimed (``bound`` is null).
