@@ -44,9 +44,7 @@ def test_with_no_limit_the_greedy_keeps_the_better_policy_ties_to_jobs_first():
         assert not best.second_policy_skipped and not best.unreached
 
 
-def test_a_cut_jobs_first_pass_leaves_the_complete_offers_first_placement(
-    colossus_v2, monkeypatch
-):
+def test_a_cut_jobs_first_pass_leaves_the_complete_offers_first_placement(colossus_v2, monkeypatch):
     offers = greedy_policy(colossus_v2, leases_first=True)
     assert offers.objective > 349e6
     real = construct.greedy_policy
@@ -74,3 +72,20 @@ def test_a_search_past_its_deadline_leaves_a_job_that_need_not_run_unreached(col
     assert st.placed_variant(j) is None
     # with no deadline the same search places it
     assert st.place_best(j) and st.placed_variant(j) is not None
+
+
+def test_a_coarse_solve_its_solver_import_would_eat_is_not_started(monkeypatch):
+    """CP-SAT's first import in a process (0.35 s) comes out of the coarse solve's limit: a
+    solve left hardly more is skipped and the time stays the greedy's."""
+    from placer.generators import generate
+    from placer.solvers.cpsat import CpSatSolver
+    from placer.validate import instance_from_dict
+
+    inst = instance_from_dict(generate("scale", 1, gpus=4096, n_jobs=40))
+    monkeypatch.setattr(CpSatSolver, "solve_overhead", lambda self: 1e6)
+    res = placer.solve(inst, "cpsat", time_limit=30, lp_rounding="never", exact_small=False)
+    assert res.stats["primal_from"] == "greedy" and "coarse_vars" not in res.stats
+    assert "first import" in res.stats["coarse"] or "not built" in res.stats["coarse"]
+    # with no limit nothing is skipped for it
+    res = placer.solve(inst, "cpsat", time_limit=None, lp_rounding="never", exact_small=False)
+    assert "coarse_vars" in res.stats

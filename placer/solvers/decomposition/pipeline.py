@@ -832,6 +832,12 @@ class DecompositionSolver(Solver):
     lp_per_var = LP_PER_VAR  # seconds a variable of the LP relaxation at scale (coarse_need)
     hints = False  # solve_coarse takes `hint`: a point of the model to start from
 
+    def solve_overhead(self) -> float:
+        """Seconds a coarse solve spends before it can search that its limit does not
+        buy back (a solver library's first import in this process): at a short limit a
+        coarse solve is not started when the time left for it is hardly more."""
+        return 0.0
+
     def _warm(
         self,
         inst: Instance,
@@ -1087,15 +1093,25 @@ class DecompositionSolver(Solver):
         # the build, with the same rest and need's solve half) is not built: colossus-v2
         # at 1 s built one for 0.25-0.4 s and dropped it
         rest_pre = 0.0 if deadline is None or lp_scale else greedy_rest(first, t_g)
-        if rest_pre > 0 and deadline - time.perf_counter() - rest_pre <= 0.5 * need:
-            skipped = (
-                f"the greedy its share cut needs about {rest_pre:.1f} s to finish, which "
-                "leaves too little for the coarse model (not built)"
-            )
+        # (a rounded LP's solve goes through HiGHS in memory: no such import)
+        overhead = 0.0 if deadline is None or lp_scale else self.solve_overhead()
+        if deadline is not None and deadline - time.perf_counter() - rest_pre - overhead <= (
+            0.5 * need
+        ):
+            if rest_pre > 0:
+                skipped = (
+                    f"the greedy its share cut needs about {rest_pre:.1f} s to finish, which "
+                    "leaves too little for the coarse model (not built)"
+                )
+            elif overhead > 0:
+                skipped = (
+                    f"its solver's first import (about {overhead:.2f} s) would take most of "
+                    "the time left (not built)"
+                )
         if deadline is None or (
             plan
             and deadline - time.perf_counter() > 0.9 * need
-            and deadline - time.perf_counter() - rest_pre > 0.5 * need
+            and deadline - time.perf_counter() - rest_pre - overhead > 0.5 * need
         ):
             t_b = time.perf_counter()
             b_end = None
@@ -1157,9 +1173,16 @@ class DecompositionSolver(Solver):
                 # gave 88.2 M where the greedy backend gives 93.7 M)
                 left = min(left, deadline - time.perf_counter() - rest)
                 stats_pre["greedy_rest_s"] = round(rest, 3)
-            if 2 * left < (0.75 * need if rounded else need):
+            if rounded:
+                overhead = 0.0
+            if 2 * (left - overhead) < (0.75 * need if rounded else need):
                 co = None  # no time to solve it: skip it
-                if rest > 0:
+                if overhead > 0 and 2 * left >= (0.75 * need if rounded else need):
+                    skipped = (
+                        f"its solver's first import (about {overhead:.2f} s) would take most "
+                        f"of the {left:.2f} s left for its solve"
+                    )
+                elif rest > 0:
                     skipped = (
                         f"the greedy its share cut needs about {rest:.1f} s to finish, which "
                         "leaves too little for the coarse solve"
