@@ -806,9 +806,18 @@ class State:
         now = fit_nowhere_reason(inst, ix, job, self.free, counts=self._counts)
         k = smallest_units(job)
         units = f"{k} unit" if k == 1 else f"{k} units"
+        unreached = any(v in self.unreached for v in siblings(inst, j))
+        if now and unreached:
+            # a deadline hit before its turn (a short limit, after the offers-first policy's
+            # leases, say): the time limit is the cause; what is free now is the fact after it
+            return (
+                "not reached before the time limit: the solve stopped at its deadline "
+                f"before trying it, and what it left free cannot hold it: {now} now; "
+                f"{self._holders(job)}"
+            )
         if now:
             return f"{now} now; {self._holders(job)}"
-        if any(v in self.unreached for v in siblings(inst, j)):
+        if unreached:
             return (
                 "not reached before the time limit: the solve stopped at its deadline "
                 f"before trying it (the free GPUs hold its {k * job.unit_size:,} GPUs, "
