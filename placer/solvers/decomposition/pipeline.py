@@ -1095,9 +1095,9 @@ class DecompositionSolver(Solver):
         rest_pre = 0.0 if deadline is None or lp_scale else greedy_rest(first, t_g)
         # (a rounded LP's solve goes through HiGHS in memory: no such import)
         overhead = 0.0 if deadline is None or lp_scale else self.solve_overhead()
-        if deadline is not None and deadline - time.perf_counter() - rest_pre - overhead <= (
-            0.5 * need
-        ):
+        room = None if deadline is None else deadline - time.perf_counter()
+        cramped = room is not None and room - rest_pre - overhead <= 0.5 * need
+        if cramped:
             if rest_pre > 0:
                 skipped = (
                     f"the greedy its share cut needs about {rest_pre:.1f} s to finish, which "
@@ -1108,11 +1108,7 @@ class DecompositionSolver(Solver):
                     f"its solver's first import (about {overhead:.2f} s) would take most of "
                     "the time left (not built)"
                 )
-        if deadline is None or (
-            plan
-            and deadline - time.perf_counter() > 0.9 * need
-            and deadline - time.perf_counter() - rest_pre - overhead > 0.5 * need
-        ):
+        if room is None or (plan and room > 0.9 * need and not cramped):
             t_b = time.perf_counter()
             b_end = None
             if deadline is not None and lp_scale:
